@@ -1,0 +1,131 @@
+"""Entry point of `ml-console`. Imports stay lazy: `--version` and `--auto --help` must not pay
+for Textual, httpx or the simulators."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from console import __version__
+from console.exitcodes import ExitCode
+
+
+def _duration(text: str) -> float:
+    """'15m' -> 900.0; accepts s, m, h suffixes or plain seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if text[-1:] in units:
+            value = float(text[:-1]) * units[text[-1]]
+        else:
+            value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 30s, 15m or 1h)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("a duration must be positive")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ml-console",
+        description="Operator console for the Expensify -> IFS Cloud accrual journal sync.",
+    )
+    p.add_argument("--version", action="version", version=f"ml-console {__version__}")
+    p.add_argument("--home", help="put config, state and logs under this folder (env ML_CONSOLE_HOME)")
+    p.add_argument("--config", help="config file (env ML_CONSOLE_CONFIG)")
+    p.add_argument("--auto", action="store_true", help="run one headless sync cycle and exit")
+    p.add_argument("--dry-run", action="store_true", help="with --auto: plan only, write nothing")
+    p.add_argument("--json", action="store_true", help="with --auto: print the JSON summary")
+    p.add_argument("--every", type=_duration, help="with --auto: repeat every interval (15m)")
+    sub = p.add_subparsers(dest="command")
+
+    demo = sub.add_parser("demo", help="run the console on the bundled simulators")
+    demo.add_argument("--data", help="dataset file instead of the bundled demo data")
+    demo.add_argument("--auto", action="store_true", dest="demo_auto", help="one headless cycle")
+    demo.add_argument("--json", action="store_true", dest="demo_json", help="with --auto: JSON")
+    demo.add_argument("--dry-run", action="store_true", dest="demo_dry_run", help="plan only")
+    demo.add_argument("--keep", help="keep the demo home in this folder instead of a temp dir")
+
+    sim = sub.add_parser("sim", help="run both simulators until SIGTERM/SIGINT")
+    sim.add_argument("--data", help="dataset file instead of the bundled demo data")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--expensify-port", type=int, default=0)
+    sim.add_argument("--ifs-port", type=int, default=0)
+    sim.add_argument("--fast", action="store_true", help="no rate limits (tests and benchmarks)")
+
+    cred = sub.add_parser("credentials", help="manage secrets in the OS keyring")
+    cred_sub = cred.add_subparsers(dest="cred_command", required=True)
+    for name in ("set", "rotate"):
+        c = cred_sub.add_parser(name, help=f"{name} a service's credentials")
+        c.add_argument("service", choices=["expensify", "ifs"])
+        c.add_argument("--user-id", help="Expensify partnerUserID")
+        c.add_argument("--client-id", help="IFS OAuth2 client id")
+        c.add_argument("--secret-stdin", action="store_true", help="read the secret from stdin")
+    for name in ("check", "delete"):
+        c = cred_sub.add_parser(name, help=f"{name} credentials")
+        c.add_argument("service", nargs="?", choices=["expensify", "ifs"])
+
+    held = sub.add_parser("held", help="list the hold queue")
+    held.add_argument("--json", action="store_true", dest="held_json")
+    exc = sub.add_parser("exclude", help="exclude a report from posting, with a reason")
+    exc.add_argument("report_id")
+    exc.add_argument("--reason", required=True)
+    rep = sub.add_parser("replay", help="re-check and post held or failed reports")
+    rep.add_argument("report_ids", nargs="*")
+    rep.add_argument("--held", action="store_true", help="every held report")
+
+    audit = sub.add_parser("audit", help="verify or export the audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    audit_sub.add_parser("verify", help="check the hash chain (exit 0 intact, 3 broken)")
+    exp = audit_sub.add_parser("export", help="export events")
+    exp.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    exp.add_argument("--output", "-o", help="file (default stdout)")
+    exp.add_argument("--report", help="only this report's events")
+
+    sub.add_parser("info", help="paths, effective config and where each value came from")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.home:
+        os.environ["ML_CONSOLE_HOME"] = args.home
+    if args.config:
+        os.environ["ML_CONSOLE_CONFIG"] = args.config
+    try:
+        code = _dispatch(args, parser)
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(int(code))
+
+
+def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    cmd = args.command
+    if cmd == "sim":
+        from console.sim.server import run_sim_command
+
+        return run_sim_command(args)
+    if cmd == "demo":
+        from console.demo import run_demo_command
+
+        return run_demo_command(args)
+    if cmd is not None:
+        from console.commands import run_command
+
+        return run_command(args)
+    if args.auto:
+        from console.auto import run_auto_command
+
+        return run_auto_command(args)
+    if args.dry_run or args.json or args.every:
+        parser.error("--dry-run, --json and --every go with --auto")
+    from screens.app import run_tui
+
+    return run_tui(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

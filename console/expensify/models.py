@@ -1,0 +1,163 @@
+"""What the Expensify client hands the engine: typed, unescaped, integer money.
+
+The export rows come from the project's own template (export.ftl): one JSON object per report
+with its `transactions`. Text fields are HTML-unescaped here (Expensify serves `&amp;`).
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+
+def _unescape(v: Any) -> Any:
+    return html.unescape(v) if isinstance(v, str) else v
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class ExportTransaction(_Model):
+    transactionID: str
+    reportID: str = ""
+    merchant: str = ""
+    modifiedMerchant: str = ""
+    amount: int
+    modifiedAmount: int | None = None
+    convertedAmount: int | None = None
+    currency: str = ""
+    currencyConversionRate: str = ""
+    category: str = ""
+    categoryGlCode: str = ""
+    tag: str = ""
+    tagGlCode: str = ""
+    comment: str = ""
+    created: str = ""
+    modifiedCreated: str = ""
+    inserted: str = ""
+    reimbursable: bool = True
+    billable: bool = False
+    cardID: str = ""
+    cardNumber: str = ""
+    mcc: str = ""
+    receiptID: str = ""
+    receiptURL: str = ""
+
+    _unescape_text = field_validator(
+        "merchant", "modifiedMerchant", "comment", "category", "tag", mode="before"
+    )(_unescape)
+
+    @field_validator("amount", "modifiedAmount", "convertedAmount", mode="before")
+    @classmethod
+    def _integer_cents(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError("amount is a boolean")
+        if isinstance(v, float):
+            raise ValueError("amounts are integer cents, got a fraction")
+        if hasattr(v, "to_integral_value") and v != v.to_integral_value():
+            raise ValueError("amounts are integer cents, got a fraction")
+        return v
+
+    @property
+    def posted_amount(self) -> int:
+        """The amount posted: convertedAmount (report currency), else modified, else amount."""
+        if self.convertedAmount is not None:
+            return self.convertedAmount
+        if self.modifiedAmount:
+            return self.modifiedAmount
+        return self.amount
+
+    @property
+    def display_merchant(self) -> str:
+        return self.modifiedMerchant or self.merchant
+
+    @property
+    def expense_date(self) -> str:
+        return self.modifiedCreated or self.created
+
+    @property
+    def tag_values(self) -> list[str]:
+        """One tag name per level, in the policy's level order ("New Lab:Apollo")."""
+        return [p for p in self.tag.split(":")] if self.tag else []
+
+
+class ExportReport(_Model):
+    reportID: str
+    reportName: str = ""
+    status: str = ""
+    policyID: str = ""
+    policyName: str = ""
+    accountEmail: str = ""
+    submitterName: str = ""
+    managerEmail: str = ""
+    currency: str = ""
+    total: int | None = None
+    created: str = ""
+    submitted: str = ""
+    approved: str = ""
+    reimbursed: str = ""
+    transactions: list[ExportTransaction] = Field(default_factory=list)
+
+    _unescape_text = field_validator("reportName", "policyName", "submitterName", mode="before")(
+        _unescape
+    )
+
+    @property
+    def approved_date(self) -> str:
+        """yyyy-mm-dd part of the approval timestamp."""
+        return self.approved[:10]
+
+
+class MalformedReport(_Model):
+    """A report object in the export that could not be read; held as `malformed:{what}`."""
+
+    reportID: str
+    what: str
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExportResult(_Model):
+    reports: list[ExportReport] = Field(default_factory=list)
+    malformed: list[MalformedReport] = Field(default_factory=list)
+    file_name: str = ""
+
+
+class PolicyCategory(_Model):
+    name: str
+    glCode: str = ""
+    enabled: bool = True
+
+    _u = field_validator("name", mode="before")(_unescape)
+
+
+class PolicyTag(_Model):
+    name: str
+    glCode: str = ""
+    enabled: bool = True
+
+    _u = field_validator("name", mode="before")(_unescape)
+
+
+class PolicyTagLevel(_Model):
+    name: str
+    tags: list[PolicyTag] = Field(default_factory=list)
+
+
+class PolicyEmployee(_Model):
+    email: str
+    role: str = ""
+    submitsTo: str = ""
+    employeeID: str = ""
+
+
+class PolicyInfo(_Model):
+    id: str
+    name: str = ""
+    outputCurrency: str = ""
+    categories: list[PolicyCategory] = Field(default_factory=list)
+    tag_levels: list[PolicyTagLevel] = Field(default_factory=list)
+    employees: list[PolicyEmployee] = Field(default_factory=list)

@@ -1,0 +1,95 @@
+"""IFS Cloud entities as the client reads and writes them (IFS PascalCase field names).
+
+Amounts are Decimal (JSON parsed with Decimal); dates are Edm.Date (yyyy-mm-dd).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CODE_PARTS = tuple("BCDEFGHIJ")  # A is the Account
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class CodePartValue(_Model):
+    Company: str
+    CodePart: str
+    CodePartValue: str
+    Description: str = ""
+    ValidFrom: date
+    ValidUntil: date
+
+    def valid_on(self, day: date) -> bool:
+        return self.ValidFrom <= day <= self.ValidUntil
+
+
+class AccountingPeriod(_Model):
+    Company: str
+    AccountingYear: int
+    AccountingPeriod: int
+    DateFrom: date
+    DateUntil: date
+    PeriodStatus: str = "Open"
+    Description: str = ""
+
+    @property
+    def is_open(self) -> bool:
+        return self.PeriodStatus.lower() == "open"
+
+    @property
+    def label(self) -> str:
+        return f"{self.AccountingYear}-{self.AccountingPeriod:02d}"
+
+
+class CurrencyRate(_Model):
+    Company: str
+    CurrencyCode: str
+    ValidFrom: date
+    CurrencyRate: Decimal
+    CurrencyType: str = "1"
+
+
+class JournalTemplate(_Model):
+    Company: str
+    VoucherType: str
+    Description: str = ""
+    etag: str = Field(default="", alias="@odata.etag")
+
+
+class VoucherRow(_Model):
+    RowNo: int | None = None
+    Account: str
+    CodeB: str | None = None
+    CodeC: str | None = None
+    CodeD: str | None = None
+    CodeE: str | None = None
+    CodeF: str | None = None
+    CodeG: str | None = None
+    CodeH: str | None = None
+    CodeI: str | None = None
+    CodeJ: str | None = None
+    CurrencyCode: str
+    CurrencyRate: Decimal
+    CurrencyDebetAmount: Decimal | None = None
+    CurrencyCreditAmount: Decimal | None = None
+    DebetAmount: Decimal | None = None
+    CreditAmount: Decimal | None = None
+    Text: str = ""
+
+
+class Voucher(_Model):
+    Company: str
+    VoucherType: str
+    VoucherNo: int | None = None
+    AccountingYear: int
+    AccountingPeriod: int
+    VoucherDate: date
+    ReferenceNumber: str = ""
+    Text: str = ""
+    VoucherRowArray: list[VoucherRow] = Field(default_factory=list)

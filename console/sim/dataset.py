@@ -1,0 +1,249 @@
+"""The simulators' world: one JSON dataset file, each side in its own system's vocabulary.
+
+Shape fixed by design.md §3. Extra keys are allowed (and kept); the known keys mean what they
+say and are validated, so a bad file is rejected with a message naming the bad key.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class DatasetError(ValueError):
+    """A dataset file that cannot be loaded; the message names the bad key."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+# ---------------------------------------------------------------- Expensify side
+class ExpensifyCredential(_Model):
+    partnerUserID: str
+    partnerUserSecret: str
+
+
+class Category(_Model):
+    name: str
+    glCode: str = ""
+    enabled: bool = True
+    payrollCode: str = ""
+
+
+class Tag(_Model):
+    name: str
+    glCode: str = ""
+    enabled: bool = True
+
+
+class TagLevel(_Model):
+    name: str
+    tags: list[Tag] = Field(default_factory=list)
+
+
+class Employee(_Model):
+    email: str
+    role: str = "user"
+    submitsTo: str = ""
+    firstName: str = ""
+    lastName: str = ""
+    employeeID: str = ""
+
+
+class ReportField(_Model):
+    name: str
+    type: str = "text"
+    values: list[str] = Field(default_factory=list)
+
+
+class Policy(_Model):
+    id: str
+    name: str
+    outputCurrency: str = "USD"
+    type: str = "corporate"
+    owner: str = ""
+    role: str = "admin"
+    categories: list[Category] = Field(default_factory=list)
+    tags: list[TagLevel] = Field(default_factory=list)
+    employees: list[Employee] = Field(default_factory=list)
+    reportFields: list[ReportField] = Field(default_factory=list)
+
+
+class Transaction(_Model):
+    transactionID: str
+    merchant: str = ""
+    modifiedMerchant: str | None = None
+    amount: int
+    modifiedAmount: int | None = None
+    currency: str = "USD"
+    convertedAmount: int | None = None
+    currencyConversionRate: Decimal | None = None
+    category: str = ""
+    categoryGlCode: str | None = None
+    tag: str = ""
+    tagGlCode: str | None = None
+    created: str = ""
+    modifiedCreated: str | None = None
+    inserted: str | None = None
+    reimbursable: bool = True
+    billable: bool = False
+    comment: str = ""
+    cardID: str | None = None
+    cardNumber: str | None = None
+    mcc: str | None = None
+    receiptID: str | None = None
+    receiptURL: str | None = None
+
+    @field_validator("amount", "modifiedAmount", "convertedAmount", mode="before")
+    @classmethod
+    def _integer_minor_units(cls, v: Any) -> Any:
+        # Money is integer minor units; reject 12.5 rather than silently truncating it.
+        if isinstance(v, float) or (isinstance(v, Decimal) and v != v.to_integral_value()):
+            raise ValueError("amounts are integer minor units (cents)")
+        return v
+
+
+VALID_STATES = ("OPEN", "SUBMITTED", "APPROVED", "REIMBURSED", "ARCHIVED", "REJECTED")
+
+
+class Report(_Model):
+    reportID: str
+    policyID: str
+    reportName: str = ""
+    accountEmail: str = ""
+    managerEmail: str = ""
+    currency: str = "USD"
+    status: str = "APPROVED"
+    created: str = ""
+    submitted: str = ""
+    approved: str | None = None
+    reimbursed: str | None = None
+    exportLabels: list[str] = Field(default_factory=list)
+    transactionList: list[Transaction] = Field(default_factory=list)
+
+    @field_validator("reportID", mode="before")
+    @classmethod
+    def _id_as_string(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) else v
+
+    @field_validator("status")
+    @classmethod
+    def _known_state(cls, v: str) -> str:
+        if v not in VALID_STATES:
+            raise ValueError(f"unknown report status {v!r}; expected one of {', '.join(VALID_STATES)}")
+        return v
+
+    @property
+    def total(self) -> int:
+        return sum(
+            t.convertedAmount if t.convertedAmount is not None else t.amount
+            for t in self.transactionList
+        )
+
+
+class ExpensifyWorld(_Model):
+    credentials: list[ExpensifyCredential] = Field(default_factory=list)
+    policies: list[Policy] = Field(default_factory=list)
+    reports: list[Report] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- IFS side
+class IfsClient(_Model):
+    client_id: str
+    client_secret: str
+
+
+class CodePartValue(_Model):
+    CodePart: str
+    CodePartValue: str
+    Description: str = ""
+    ValidFrom: date = date(2000, 1, 1)
+    ValidUntil: date = date(2099, 12, 31)
+
+    @field_validator("CodePart")
+    @classmethod
+    def _code_part_letter(cls, v: str) -> str:
+        if v not in tuple("ABCDEFGHIJ"):
+            raise ValueError("CodePart must be one of A..J")
+        return v
+
+
+class Period(_Model):
+    AccountingYear: int
+    AccountingPeriod: int
+    DateFrom: date
+    DateUntil: date
+    PeriodStatus: str = "Open"
+    Description: str = ""
+
+
+class CurrencyRate(_Model):
+    CurrencyCode: str
+    ValidFrom: date
+    CurrencyRate: Decimal
+    CurrencyType: str = "1"
+
+
+class VoucherType(_Model):
+    VoucherType: str
+    Description: str = ""
+
+
+class Company(_Model):
+    Company: str
+    Name: str = ""
+    CurrencyCode: str = "USD"
+    code_part_values: list[CodePartValue] = Field(default_factory=list)
+    periods: list[Period] = Field(default_factory=list)
+    currency_rates: list[CurrencyRate] = Field(default_factory=list)
+    voucher_types: list[VoucherType] = Field(default_factory=lambda: [VoucherType(VoucherType="X")])
+
+
+class IfsWorld(_Model):
+    realm: str = "demo"
+    clients: list[IfsClient] = Field(default_factory=list)
+    token_lifetime_s: int = 3600
+    companies: list[Company] = Field(default_factory=list)
+
+
+class Dataset(_Model):
+    expensify: ExpensifyWorld = Field(default_factory=ExpensifyWorld)
+    ifs: IfsWorld = Field(default_factory=IfsWorld)
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: not a valid dataset:"]
+    for e in err.errors()[:10]:
+        loc = ".".join(str(p) for p in e["loc"])
+        lines.append(f"  {loc}: {e['msg']}")
+    if len(err.errors()) > 10:
+        lines.append(f"  … and {len(err.errors()) - 10} more")
+    return "\n".join(lines)
+
+
+def parse_dataset(raw: Any, source: str = "dataset") -> Dataset:
+    if not isinstance(raw, dict):
+        raise DatasetError(f"{source}: a dataset is a JSON object with keys 'expensify' and 'ifs'")
+    try:
+        return Dataset.model_validate(raw)
+    except ValidationError as err:
+        raise DatasetError(_describe(err, source)) from None
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot read dataset: {err.strerror}") from None
+    try:
+        raw = json.loads(text, parse_float=Decimal)
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{path}: not JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    return parse_dataset(raw, str(path))
