@@ -1,0 +1,63 @@
+"""The core never depends on the TUI: no module under `console` imports textual or screens.
+
+import-linter checks the static imports (make lint); this checks what actually gets loaded at
+run time, including the lazily imported paths of the headless commands.
+"""
+
+from __future__ import annotations
+
+import json
+import pkgutil
+import subprocess
+import sys
+
+import console
+
+CHECK = r"""
+import importlib, json, pkgutil, sys
+import console
+failed = {}
+for mod in pkgutil.walk_packages(console.__path__, "console."):
+    try:
+        importlib.import_module(mod.name)
+    except Exception as exc:  # report, but an import error is a failure of its own
+        failed[mod.name] = repr(exc)
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("textual", "screens"))
+print(json.dumps({"loaded": loaded, "failed": failed}))
+"""
+
+
+def test_every_core_module_imports_without_textual() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", CHECK], capture_output=True, text=True, check=True
+    ).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["failed"] == {}, result["failed"]
+    assert result["loaded"] == [], f"the core pulled in the TUI: {result['loaded']}"
+
+
+def test_core_package_is_not_empty() -> None:
+    names = {m.name for m in pkgutil.walk_packages(console.__path__, "console.")}
+    assert "console.cli" in names and "console.sim.dataset" in names
+
+
+def _modules_loaded_by(argv: list[str]) -> list[str]:
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = {['ml-console', *argv]!r}\n"
+        "try:\n"
+        "    runpy.run_module('console.cli', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "import json\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('textual', 'screens', 'httpx', 'uvicorn', 'starlette'))), file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return list(json.loads(proc.stderr.strip().splitlines()[-1]))
+
+
+def test_version_and_auto_help_stay_light() -> None:
+    # Start-up budget (issue 7): these must not pay for Textual, httpx or the simulators.
+    assert _modules_loaded_by(["--version"]) == []
+    assert _modules_loaded_by(["--auto", "--help"]) == []
