@@ -1,0 +1,376 @@
+"""A virtual table over SQL: only the rows on screen exist, the rest stay in the database.
+
+Modelled on Toolong's log view: a ScrollView whose `render_line` draws one row at a time from a
+small page cache. Pages are fetched by a `RowSource` in thread workers, so a slow query shows a
+`…` placeholder row for a moment instead of freezing the screen, and 200,000 audit events cost
+no more memory than the forty rows in view.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual import work
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from screens.literal import literal
+
+PAGE_SIZE = 200
+MAX_PAGES = 40  # the cache: 8,000 rows at most, whatever the table's size
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    title: str
+    width: int = 0  # 0: takes the width the fixed columns leave (at least `min_width`)
+    min_width: int = 8
+    justify: str = "left"
+
+
+@dataclass
+class Row:
+    """One row: `key` identifies it (report ID, event seq), `cells` are already literal Text or
+    plain strings (which are made literal here), `payload` is whatever the screen needs."""
+
+    key: str
+    cells: dict[str, Text | str]
+    payload: Any = None
+    selectable: bool = True
+
+
+class RowSource(Protocol):
+    """Where the rows come from. Both calls run in a worker thread."""
+
+    def count(self) -> int: ...
+
+    def fetch(self, offset: int, limit: int) -> Sequence[Row]: ...
+
+
+@dataclass
+class ListSource:
+    """Rows already in memory (detail views, tests)."""
+
+    rows: list[Row] = field(default_factory=list)
+
+    def count(self) -> int:
+        return len(self.rows)
+
+    def fetch(self, offset: int, limit: int) -> Sequence[Row]:
+        return self.rows[offset : offset + limit]
+
+
+class VirtualTable(ScrollView, can_focus=True):
+    """Keyboard-first table: arrows/j/k move, enter opens, space selects."""
+
+    HELP = (
+        "Arrows or j/k move the cursor, PgUp/PgDn page, Home/End jump. Enter opens the row, "
+        "space marks it (marked rows are what the screen's actions work on)."
+    )
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "cursor(-1)", "Up", show=False, id="table.up"),
+        Binding("down,j", "cursor(1)", "Down", show=False, id="table.down"),
+        Binding("pageup", "page(-1)", "Page up", show=False, id="table.page_up"),
+        Binding("pagedown", "page(1)", "Page down", show=False, id="table.page_down"),
+        Binding("home,g", "jump(0)", "Top", show=False, id="table.top"),
+        Binding("end,G", "jump(-1)", "Bottom", show=False, id="table.bottom"),
+        Binding("enter", "open_row", "Open", id="table.open"),
+        Binding("space", "toggle_mark", "Mark", id="table.mark"),
+    ]
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "virtual-table--header",
+        "virtual-table--cursor",
+        "virtual-table--marked",
+        "virtual-table--placeholder",
+    }
+
+    DEFAULT_CSS = """
+    VirtualTable { height: 1fr; }
+    VirtualTable > .virtual-table--header { text-style: bold; background: $panel; }
+    VirtualTable > .virtual-table--cursor { background: $secondary 60%; }
+    VirtualTable:focus > .virtual-table--cursor { background: $secondary; }
+    VirtualTable > .virtual-table--marked { text-style: bold; }
+    VirtualTable > .virtual-table--placeholder { color: $text-muted; }
+    """
+
+    cursor_row: reactive[int] = reactive(0, always_update=True)
+    total: reactive[int] = reactive(0)
+
+    class Highlighted(Message):
+        def __init__(self, table: VirtualTable, row: Row | None) -> None:
+            super().__init__()
+            self.table = table
+            self.row = row
+
+        @property
+        def control(self) -> VirtualTable:
+            return self.table
+
+    class Opened(Message):
+        def __init__(self, table: VirtualTable, row: Row) -> None:
+            super().__init__()
+            self.table = table
+            self.row = row
+
+        @property
+        def control(self) -> VirtualTable:
+            return self.table
+
+    class Reloaded(Message):
+        """The count is known (after every reload)."""
+
+        def __init__(self, table: VirtualTable, total: int) -> None:
+            super().__init__()
+            self.table = table
+            self.total = total
+
+        @property
+        def control(self) -> VirtualTable:
+            return self.table
+
+    def __init__(
+        self,
+        columns: Sequence[Column],
+        source: RowSource | None = None,
+        *,
+        markable: bool = True,
+        page_size: int = PAGE_SIZE,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.columns = list(columns)
+        self.source: RowSource = source or ListSource()
+        self.markable = markable
+        self.page_size = page_size
+        self.marked: dict[str, Row] = {}
+        self._pages: OrderedDict[int, Sequence[Row]] = OrderedDict()
+        self._loading: set[int] = set()
+        self._generation = 0
+        self._lock = threading.Lock()
+        self._widths: list[int] = []
+        self.loaded_once = False
+
+    # ---- data -------------------------------------------------------------------------------
+
+    def set_source(self, source: RowSource) -> None:
+        self.source = source
+        self.reload(keep_cursor=False)
+
+    def reload(self, *, keep_cursor: bool = True) -> None:
+        """Forget the cached pages and count again (after a filter change or a sync)."""
+        self._generation += 1
+        self._pages.clear()
+        self._loading.clear()
+        if not keep_cursor:
+            self.cursor_row = 0
+            self.scroll_to(y=0, animate=False)
+        self._count(self._generation)
+
+    @work(thread=True, group="vtable-count", exclusive=True, exit_on_error=False)
+    def _count(self, generation: int) -> None:
+        total = self.source.count()
+        first = self.source.fetch(0, self.page_size) if total else []
+        self.app.call_from_thread(self._counted, generation, total, first)
+
+    def _counted(self, generation: int, total: int, first: Sequence[Row]) -> None:
+        if generation != self._generation:
+            return
+        self._pages[0] = first
+        self.total = total
+        self.loaded_once = True
+        self.virtual_size = Size(self.size.width, total + 1)
+        if self.cursor_row >= total:
+            self.cursor_row = max(0, total - 1)
+        else:
+            self.cursor_row = self.cursor_row
+        self.refresh()
+        self.post_message(self.Reloaded(self, total))
+
+    def _request_page(self, page: int) -> None:
+        if page in self._loading or page in self._pages:
+            return
+        self._loading.add(page)
+        self._fetch_page(self._generation, page)
+
+    @work(thread=True, group="vtable-pages", exit_on_error=False)
+    def _fetch_page(self, generation: int, page: int) -> None:
+        rows = self.source.fetch(page * self.page_size, self.page_size)
+        self.app.call_from_thread(self._page_loaded, generation, page, rows)
+
+    def _page_loaded(self, generation: int, page: int, rows: Sequence[Row]) -> None:
+        if generation != self._generation:
+            return
+        self._loading.discard(page)
+        self._pages[page] = rows
+        while len(self._pages) > MAX_PAGES:
+            self._pages.popitem(last=False)
+        self.refresh()
+        if page == self.cursor_row // self.page_size:
+            self.post_message(self.Highlighted(self, self.row_at(self.cursor_row)))
+
+    def row_at(self, index: int) -> Row | None:
+        if index < 0 or index >= self.total:
+            return None
+        page, offset = divmod(index, self.page_size)
+        rows = self._pages.get(page)
+        if rows is None:
+            self._request_page(page)
+            return None
+        self._pages.move_to_end(page)
+        return rows[offset] if offset < len(rows) else None
+
+    @property
+    def cursor(self) -> Row | None:
+        return self.row_at(self.cursor_row)
+
+    # ---- layout and drawing ---------------------------------------------------------------------
+
+    def _column_widths(self, width: int) -> list[int]:
+        gutter = 2 if self.markable else 0
+        fixed = sum(c.width for c in self.columns if c.width) + len(self.columns) - 1 + gutter
+        flex = [c for c in self.columns if not c.width]
+        spare = max(0, width - fixed)
+        widths = []
+        for c in self.columns:
+            if c.width:
+                widths.append(c.width)
+            else:
+                widths.append(max(c.min_width, spare // max(1, len(flex))))
+        return widths
+
+    def on_resize(self) -> None:
+        self._widths = self._column_widths(self.size.width)
+        self.virtual_size = Size(self.size.width, self.total + 1)
+
+    def _line(self, cells: list[Text], marked: bool) -> Text:
+        line = Text(no_wrap=True)
+        if self.markable:
+            line.append("◉ " if marked else "  ")
+        for i, (cell, width) in enumerate(zip(cells, self._widths, strict=False)):
+            if i:
+                line.append(" ")
+            cell = cell.copy()
+            cell.truncate(width, overflow="ellipsis")
+            cell.align(self.columns[i].justify, width)  # type: ignore[arg-type]
+            line.append_text(cell)
+        return line
+
+    def _to_strip(self, text: Text, style: Style | None) -> Strip:
+        width = self.size.width
+        segments = list(text.render(self.app.console))
+        segments = [s for s in segments if s.text != "\n"]
+        strip = Strip(segments).crop_extend(0, width, None)
+        if style is not None:
+            strip = strip.apply_style(style)
+        return strip.simplify()
+
+    def render_line(self, y: int) -> Strip:
+        if not self._widths:
+            self._widths = self._column_widths(self.size.width)
+        base = self.rich_style
+        if y == 0:
+            header = self._line([Text(c.title) for c in self.columns], False)
+            hs = self.get_component_rich_style("virtual-table--header")
+            return self._to_strip(header, base + hs)
+        index = self.scroll_offset.y + y - 1
+        if index >= self.total:
+            return Strip([Segment(" " * self.size.width, base)])
+        row = self.row_at(index)
+        if row is None:
+            ph = self.get_component_rich_style("virtual-table--placeholder")
+            return self._to_strip(Text("  …"), base + ph)
+        cells = [
+            c if isinstance(c, Text) else literal(c, None)
+            for c in (row.cells.get(col.key, "") for col in self.columns)
+        ]
+        marked = row.key in self.marked
+        style = base
+        if marked:
+            style = style + self.get_component_rich_style("virtual-table--marked")
+        if index == self.cursor_row:
+            style = style + self.get_component_rich_style("virtual-table--cursor")
+        return self._to_strip(self._line(cells, marked), style)
+
+    # ---- cursor and actions -------------------------------------------------------------------
+
+    @property
+    def _body_height(self) -> int:
+        return max(1, self.scrollable_content_region.height - 1)
+
+    def watch_cursor_row(self, old: int, new: int) -> None:
+        top = int(self.scroll_offset.y)
+        if new < top:
+            self.scroll_to(y=new, animate=False, immediate=True)
+        elif new >= top + self._body_height:
+            self.scroll_to(y=new - self._body_height + 1, animate=False, immediate=True)
+        self.refresh()
+        if self.is_mounted:
+            self.post_message(self.Highlighted(self, self.row_at(new)))
+
+    def action_cursor(self, delta: int) -> None:
+        if self.total:
+            self.cursor_row = min(self.total - 1, max(0, self.cursor_row + delta))
+
+    def action_page(self, direction: int) -> None:
+        self.action_cursor(direction * self._body_height)
+
+    def action_jump(self, where: int) -> None:
+        if self.total:
+            self.cursor_row = 0 if where == 0 else self.total - 1
+
+    def action_open_row(self) -> None:
+        row = self.cursor
+        if row is not None:
+            self.post_message(self.Opened(self, row))
+
+    def action_toggle_mark(self) -> None:
+        row = self.cursor
+        if not self.markable or row is None:
+            return
+        if row.key in self.marked:
+            del self.marked[row.key]
+        elif row.selectable:
+            self.marked[row.key] = row
+        else:
+            self.notify(f"{row.key} cannot be selected here", severity="warning")
+        self.action_cursor(1)
+        self.refresh()
+
+    def mark_all(self, predicate: Callable[[Row], bool]) -> int:
+        """Marks every loaded row that passes (the screen loads what it needs first)."""
+        added = 0
+        for rows in self._pages.values():
+            for row in rows:
+                if row.selectable and predicate(row) and row.key not in self.marked:
+                    self.marked[row.key] = row
+                    added += 1
+        self.refresh()
+        return added
+
+    def clear_marks(self) -> None:
+        self.marked.clear()
+        self.refresh()
+
+    def on_click(self, event: Any) -> None:
+        y = getattr(event, "y", None)
+        if y is None or y == 0:
+            return
+        index = int(self.scroll_offset.y) + y - 1
+        if 0 <= index < self.total:
+            self.cursor_row = index

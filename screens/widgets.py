@@ -1,0 +1,223 @@
+"""Small widgets shared by the screens: the filter bar, the confirm and reason modals, help."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.timer import Timer
+from textual.widget import Widget
+from textual.widgets import Button, Input, Label, Static
+
+from screens.literal import literal
+
+
+class FilterBar(Input):
+    """`/` opens it; typing filters the list below (debounced); esc clears and closes it."""
+
+    HELP = (
+        "Type to filter the list: words are matched against every column the screen offers "
+        "(IDs, names, status…). Enter keeps the filter and returns to the list; esc clears it."
+    )
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "clear_filter", "Clear filter", id="filter.clear"),
+        Binding("enter", "keep_filter", "Keep filter", show=False, id="filter.keep"),
+    ]
+
+    DEFAULT_CSS = """
+    FilterBar { display: none; height: 3; border: tall $accent; }
+    FilterBar.-active { display: block; }
+    """
+
+    class Changed(Message):
+        def __init__(self, bar: FilterBar, text: str) -> None:
+            super().__init__()
+            self.bar = bar
+            self.text = text
+
+        @property
+        def control(self) -> FilterBar:
+            return self.bar
+
+    class Done(Message):
+        """Focus goes back to the list."""
+
+        def __init__(self, bar: FilterBar) -> None:
+            super().__init__()
+            self.bar = bar
+
+        @property
+        def control(self) -> FilterBar:
+            return self.bar
+
+    def __init__(self, placeholder: str = "filter…", *, id: str | None = None) -> None:
+        super().__init__(placeholder=placeholder, id=id)
+        self._debounce: Timer | None = None
+        self.applied = ""
+
+    def open(self) -> None:
+        self.add_class("-active")
+        self.focus()
+
+    @on(Input.Changed)
+    def _changed(self, event: Input.Changed) -> None:
+        event.stop()
+        if self._debounce is not None:
+            self._debounce.stop()
+        self._debounce = self.set_timer(0.15, self._emit)
+
+    def _emit(self) -> None:
+        if self.value != self.applied:
+            self.applied = self.value
+            self.post_message(self.Changed(self, self.value))
+
+    def flush(self) -> None:
+        if self._debounce is not None:
+            self._debounce.stop()
+        self._emit()
+
+    def action_clear_filter(self) -> None:
+        self.value = ""
+        self.flush()
+        self.remove_class("-active")
+        self.post_message(self.Done(self))
+
+    def action_keep_filter(self) -> None:
+        self.flush()
+        if not self.value:
+            self.remove_class("-active")
+        self.post_message(self.Done(self))
+
+
+class ConfirmModal(ModalScreen[bool]):
+    """Destructive or irreversible actions ask first: `y` confirms, `n`/esc cancels."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
+        Binding("n,escape", "answer(False)", "No", id="confirm.no"),
+    ]
+
+    DEFAULT_CSS = """
+    ConfirmModal { align: center middle; }
+    ConfirmModal > Vertical { width: 80; height: auto; max-height: 80%;
+        border: thick $warning; background: $surface; padding: 1 2; }
+    ConfirmModal #confirm-title { text-style: bold; color: $warning; }
+    ConfirmModal #confirm-body { margin: 1 0; }
+    ConfirmModal Horizontal { height: auto; align-horizontal: right; }
+    ConfirmModal Button { margin-left: 2; }
+    """
+
+    def __init__(self, title: str, body: str | Text, confirm_label: str = "Yes (y)") -> None:
+        super().__init__()
+        self._title = title
+        self._body = body
+        self._confirm_label = confirm_label
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(literal(self._title, None), id="confirm-title")
+            body = self._body if isinstance(self._body, Text) else Text(self._body)
+            with VerticalScroll(id="confirm-scroll"):
+                yield Static(body, id="confirm-body")
+            with Horizontal():
+                yield Button("Cancel (n)", id="confirm-no")
+                yield Button(self._confirm_label, variant="warning", id="confirm-yes")
+
+    def on_mount(self) -> None:
+        self.query_one("#confirm-no", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "confirm-yes")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+
+class ReasonModal(ModalScreen[str | None]):
+    """Asks why (excluding a report needs a reason for the audit trail); esc cancels."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="reason.cancel"),
+    ]
+
+    DEFAULT_CSS = """
+    ReasonModal { align: center middle; }
+    ReasonModal > Vertical { width: 80; height: auto; border: thick $warning;
+        background: $surface; padding: 1 2; }
+    ReasonModal Label { margin-bottom: 1; }
+    """
+
+    def __init__(self, title: str, prompt: str) -> None:
+        super().__init__()
+        self._title = title
+        self._prompt = prompt
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(Text(self._title, style="bold"))
+            yield Label(Text(self._prompt))
+            yield Input(placeholder="reason (required; enter to confirm)", id="reason-input")
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        reason = event.value.strip()
+        if not reason:
+            self.notify("A reason is required.", severity="warning")
+            return
+        self.dismiss(reason)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class HelpModal(ModalScreen[None]):
+    """F1/?: what the focused widget is for, and every key that works here."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,question_mark,f1", "close", "Close", id="help.close"),
+    ]
+
+    DEFAULT_CSS = """
+    HelpModal { align: center middle; }
+    HelpModal > VerticalScroll { width: 90; height: auto; max-height: 90%;
+        border: thick $primary; background: $surface; padding: 1 2; }
+    """
+
+    def __init__(self, title: str, help_text: str, keys: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self._title = title
+        self._help = help_text
+        self._keys = keys
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(Text(self._title, style="bold"))
+            yield Static(Text(self._help or "No help for this widget."), classes="help-body")
+            keys = Text("\nKeys here\n", style="bold")
+            for key, description in self._keys:
+                keys.append(f"  {key:<14}", style="bold")
+                keys.append(f"{description}\n")
+            yield Static(keys)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+def help_for(widget: Widget | None, screen_help: str) -> tuple[str, str]:
+    """The focused widget's HELP (walking up to the first ancestor that has one)."""
+    node = widget
+    while node is not None:
+        text = getattr(type(node), "HELP", None)
+        if text:
+            return type(node).__name__, str(text)
+        parent = node.parent
+        node = parent if isinstance(parent, Widget) else None
+    return "This screen", screen_help
