@@ -1,0 +1,1260 @@
+"""The console's state: one SQLite file (WAL), the only place SQL lives.
+
+Reports and their lines, the operator's mapping rules, the cached IFS dimensions, postings
+(intent, then outcome), the hold queue, exclusions, runs, the Expensify request window, the
+poll cursor and the audit log. Schema changes are versioned migrations (`PRAGMA user_version`),
+each applied in its own transaction.
+
+Writes that belong together run in one `transaction()` (BEGIN IMMEDIATE, so two processes
+serialise instead of interleaving); 10k reports are one transaction, never a commit per row.
+Reads for the TUI are paginated and filtered in SQL.
+
+The posting lock is `flock` on a file next to the state file: the OS releases it when its
+holder dies, even by SIGKILL. The file's content only says who holds it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from console.errors import LockHeld
+
+STATUSES = ("pending", "held", "ready", "posting", "posted", "failed", "excluded")
+OUTCOMES = ("intent", "posted", "failed", "unknown")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """UTC ISO 8601 with seconds and a `Z` (sortable as text)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# ------------------------------------------------------------------------- schema
+# Each entry migrates from version index to index+1. Never edit a released entry: append.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE reports (
+            report_id TEXT PRIMARY KEY,
+            policy_id TEXT NOT NULL DEFAULT '',
+            employee TEXT NOT NULL DEFAULT '',
+            report_name TEXT NOT NULL DEFAULT '',
+            approved TEXT NOT NULL DEFAULT '',
+            currency TEXT NOT NULL DEFAULT '',
+            total_minor INTEGER NOT NULL DEFAULT 0,
+            line_count INTEGER NOT NULL DEFAULT 0,
+            content_hash TEXT NOT NULL DEFAULT '',
+            raw TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL DEFAULT 'pending',
+            reason TEXT NOT NULL DEFAULT '',
+            company TEXT NOT NULL DEFAULT '',
+            held_since TEXT,
+            first_seen TEXT NOT NULL,
+            updated TEXT NOT NULL
+        )""",
+        "CREATE INDEX reports_status ON reports(status, approved)",
+        """CREATE TABLE lines (
+            report_id TEXT NOT NULL,
+            transaction_id TEXT NOT NULL,
+            position INTEGER NOT NULL DEFAULT 0,
+            merchant TEXT NOT NULL DEFAULT '',
+            category TEXT NOT NULL DEFAULT '',
+            tag TEXT NOT NULL DEFAULT '',
+            amount_minor INTEGER NOT NULL DEFAULT 0,
+            currency TEXT NOT NULL DEFAULT '',
+            reimbursable INTEGER NOT NULL DEFAULT 1,
+            created TEXT NOT NULL DEFAULT '',
+            comment TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (report_id, transaction_id)
+        )""",
+        """CREATE TABLE mapping_rules (
+            kind TEXT NOT NULL,
+            policy_id TEXT NOT NULL DEFAULT '',
+            source TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            actor TEXT NOT NULL DEFAULT '',
+            updated TEXT NOT NULL,
+            PRIMARY KEY (kind, policy_id, source)
+        )""",
+        """CREATE TABLE ifs_dimensions (
+            company TEXT NOT NULL,
+            code_part TEXT NOT NULL,
+            value TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            valid_from TEXT NOT NULL,
+            valid_until TEXT NOT NULL,
+            fetched_at TEXT NOT NULL,
+            PRIMARY KEY (company, code_part, value)
+        )""",
+        """CREATE TABLE postings (
+            id INTEGER PRIMARY KEY,
+            report_id TEXT NOT NULL,
+            reference TEXT NOT NULL,
+            version TEXT NOT NULL,
+            company TEXT NOT NULL,
+            body_digest TEXT NOT NULL,
+            intent_at TEXT NOT NULL,
+            outcome TEXT NOT NULL DEFAULT 'intent',
+            voucher_no TEXT,
+            posted_at TEXT,
+            labelled_at TEXT,
+            error TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX postings_report ON postings(report_id)",
+        "CREATE INDEX postings_outcome ON postings(outcome, labelled_at)",
+        """CREATE TABLE holds (
+            report_id TEXT NOT NULL,
+            code TEXT NOT NULL,
+            message TEXT NOT NULL DEFAULT '',
+            company TEXT NOT NULL DEFAULT '',
+            first_held TEXT NOT NULL,
+            last_checked TEXT NOT NULL,
+            PRIMARY KEY (report_id, code)
+        )""",
+        "CREATE INDEX holds_code ON holds(code)",
+        """CREATE TABLE exclusions (
+            report_id TEXT PRIMARY KEY,
+            reason TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            at TEXT NOT NULL
+        )""",
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            started TEXT NOT NULL,
+            finished TEXT,
+            actor TEXT NOT NULL,
+            mode TEXT NOT NULL,
+            summary TEXT NOT NULL DEFAULT '{}'
+        )""",
+        """CREATE TABLE expensify_window (
+            key TEXT PRIMARY KEY,
+            stamps TEXT NOT NULL DEFAULT '[]'
+        )""",
+        """CREATE TABLE cursor (
+            name TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        )""",
+        """CREATE TABLE audit_events (
+            seq INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            type TEXT NOT NULL,
+            report_id TEXT,
+            transaction_ids TEXT,
+            voucher TEXT,
+            summary TEXT NOT NULL DEFAULT '',
+            request_digest TEXT,
+            response_digest TEXT,
+            data TEXT NOT NULL DEFAULT '{}',
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )""",
+        "CREATE INDEX audit_report ON audit_events(report_id, seq)",
+        "CREATE INDEX audit_type ON audit_events(type, seq)",
+        # The chain head, so that deleting the newest events is detected too.
+        """CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        )""",
+    ),
+)
+
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+# ------------------------------------------------------------------------- records
+@dataclass(frozen=True)
+class LineRecord:
+    transaction_id: str
+    merchant: str = ""
+    category: str = ""
+    tag: str = ""
+    amount_minor: int = 0
+    currency: str = ""
+    reimbursable: bool = True
+    created: str = ""
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class ReportRecord:
+    """A report as fetched, ready to upsert."""
+
+    report_id: str
+    policy_id: str
+    employee: str
+    report_name: str
+    approved: str
+    currency: str
+    total_minor: int
+    content_hash: str
+    raw: dict[str, Any]
+    lines: tuple[LineRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    new: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    changed_after_post: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class HoldRecord:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class EvaluationRecord:
+    """What evaluation decided for one report: ready, or held with reasons."""
+
+    report_id: str
+    company: str
+    holds: tuple[HoldRecord, ...] = ()
+
+    @property
+    def status(self) -> str:
+        return "held" if self.holds else "ready"
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    report_id: str
+    policy_id: str
+    employee: str
+    report_name: str
+    approved: str
+    currency: str
+    total_minor: int
+    line_count: int
+    status: str
+    reason: str
+    company: str
+    held_since: str | None
+    content_hash: str
+    first_seen: str
+    updated: str
+
+
+@dataclass(frozen=True)
+class StoredLine:
+    report_id: str
+    transaction_id: str
+    position: int
+    merchant: str
+    category: str
+    tag: str
+    amount_minor: int
+    currency: str
+    reimbursable: bool
+    created: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class StoredHold:
+    report_id: str
+    code: str
+    message: str
+    company: str
+    first_held: str
+    last_checked: str
+
+
+@dataclass(frozen=True)
+class PostingRow:
+    id: int
+    report_id: str
+    reference: str
+    version: str
+    company: str
+    body_digest: str
+    intent_at: str
+    outcome: str
+    voucher_no: str | None
+    posted_at: str | None
+    labelled_at: str | None
+    error: str
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    report_id: str
+    reason: str
+    actor: str
+    at: str
+
+
+@dataclass(frozen=True)
+class ReportDetail:
+    report: ReportRow
+    raw: dict[str, Any]
+    lines: list[StoredLine]
+    holds: list[StoredHold]
+    postings: list[PostingRow]
+    exclusion: Exclusion | None
+
+
+@dataclass(frozen=True)
+class HoldGroup:
+    """Held reports sharing one reason (e.g. every report waiting on cost centre CC-999)."""
+
+    code: str  # the full reason code: missing-dimension:B:CC-999
+    company: str
+    value: str  # the part after the reason kind: B:CC-999
+    report_ids: list[str]
+    total_by_currency: dict[str, int]
+    oldest_first_held: str
+    message: str = ""
+
+    @property
+    def kind(self) -> str:
+        return self.code.split(":", 1)[0]
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    report_id: str | None = None
+    types: tuple[str, ...] = ()
+    actor: str | None = None
+    text: str = ""  # searched in the summary, report and voucher
+    since: str | None = None  # ISO, inclusive
+    until: str | None = None  # ISO, exclusive
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    seq: int
+    at: str
+    actor: str
+    type: str
+    report_id: str | None
+    transaction_ids: list[str] | None
+    voucher: str | None
+    summary: str
+    request_digest: str | None
+    response_digest: str | None
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class MappingRuleRow:
+    kind: str
+    policy_id: str
+    source: str
+    rule: dict[str, Any]
+    actor: str
+    updated: str
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: int
+    started: str
+    finished: str | None
+    actor: str
+    mode: str
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DimensionRow:
+    company: str
+    code_part: str
+    value: str
+    description: str
+    valid_from: str
+    valid_until: str
+    fetched_at: str
+
+
+# ------------------------------------------------------------------------- files
+def _private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o700)
+
+
+def _private_file(path: Path) -> None:
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+    os.chmod(path, 0o600)
+
+
+# ------------------------------------------------------------------------- the store
+class Store:
+    """The SQLite state file. Thread-safe (one connection behind a re-entrant lock)."""
+
+    def __init__(
+        self, path: str | Path, *, clock: Callable[[], datetime] = utc_now, busy_timeout_s=30.0
+    ):
+        self.path = Path(path)
+        self.clock = clock
+        _private_dir(self.path.parent)
+        _private_file(self.path)
+        conn = sqlite3.connect(
+            str(self.path),
+            isolation_level=None,  # we open transactions ourselves
+            check_same_thread=False,
+            timeout=busy_timeout_s,
+        )
+        self.db = sqlite_utils.Database(conn)
+        self._conn = conn
+        self._lock = threading.RLock()
+        self._depth = 0
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+        for suffix in ("-wal", "-shm"):
+            side = Path(str(self.path) + suffix)
+            if side.exists():
+                with contextlib.suppress(OSError):
+                    os.chmod(side, 0o600)
+
+    # -- plumbing
+    def now(self) -> str:
+        return iso(self.clock())
+
+    def _migrate(self) -> None:
+        with self._lock:
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"state file {self.path} has schema {version}, newer than this "
+                    f"ml-console ({SCHEMA_VERSION}); upgrade ml-console"
+                )
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    # Another process may have migrated while we waited for the write lock.
+                    current = self._conn.execute("PRAGMA user_version").fetchone()[0]
+                    if current < target:
+                        for statement in _MIGRATIONS[target - 1]:
+                            self._conn.execute(statement)
+                        self._conn.execute(f"PRAGMA user_version = {target}")
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction (BEGIN IMMEDIATE); nested calls join the outer one."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._depth = 0
+                self._conn.execute("ROLLBACK")
+                raise
+            self._depth = 0
+            self._conn.execute("COMMIT")
+
+    def _x(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._conn.execute(sql, params)
+
+    def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            cur = self._conn.execute(sql, params)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def close(self) -> None:
+        with self._lock:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reports
+    def upsert_reports(self, records: Iterable[ReportRecord]) -> UpsertResult:
+        """Insert new reports, refresh changed ones; one transaction for the whole batch.
+
+        A changed report that was pending, held or failed goes back to pending; a posted or
+        excluded report keeps its status (a change after posting is reported, not reposted).
+        """
+        result = UpsertResult()
+        now = self.now()
+        with self.transaction():
+            for rec in records:
+                row = self._conn.execute(
+                    "SELECT content_hash, status FROM reports WHERE report_id = ?",
+                    (rec.report_id,),
+                ).fetchone()
+                raw = json.dumps(rec.raw, sort_keys=True, default=str)
+                values = (
+                    rec.policy_id,
+                    rec.employee,
+                    rec.report_name,
+                    rec.approved,
+                    rec.currency,
+                    rec.total_minor,
+                    len(rec.lines),
+                    rec.content_hash,
+                    raw,
+                )
+                if row is None:
+                    self._conn.execute(
+                        "INSERT INTO reports (policy_id, employee, report_name, approved, currency,"
+                        " total_minor, line_count, content_hash, raw, report_id, status,"
+                        " first_seen, updated) VALUES (?,?,?,?,?,?,?,?,?,?, 'pending', ?, ?)",
+                        (*values, rec.report_id, now, now),
+                    )
+                    result.new.append(rec.report_id)
+                elif row[0] == rec.content_hash:
+                    result.unchanged.append(rec.report_id)
+                    continue
+                elif row[1] in ("posted", "posting", "excluded"):
+                    result.changed_after_post.append(rec.report_id)
+                    continue
+                else:
+                    self._conn.execute(
+                        "UPDATE reports SET policy_id=?, employee=?, report_name=?, approved=?,"
+                        " currency=?, total_minor=?, line_count=?, content_hash=?, raw=?,"
+                        " status='pending', reason='', updated=? WHERE report_id=?",
+                        (*values, now, rec.report_id),
+                    )
+                    self._conn.execute("DELETE FROM lines WHERE report_id = ?", (rec.report_id,))
+                    result.changed.append(rec.report_id)
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO lines (report_id, transaction_id, position, merchant,"
+                    " category, tag, amount_minor, currency, reimbursable, created, comment)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    [
+                        (
+                            rec.report_id,
+                            ln.transaction_id,
+                            i,
+                            ln.merchant,
+                            ln.category,
+                            ln.tag,
+                            ln.amount_minor,
+                            ln.currency,
+                            1 if ln.reimbursable else 0,
+                            ln.created,
+                            ln.comment,
+                        )
+                        for i, ln in enumerate(rec.lines)
+                    ],
+                )
+        return result
+
+    def report_raw(self, report_id: str) -> dict[str, Any] | None:
+        row = self._x("SELECT raw FROM reports WHERE report_id = ?", (report_id,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def reports_raw(
+        self, statuses: Sequence[str], report_ids: Sequence[str] | None = None
+    ) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """(report_id, status, raw) for reports in these statuses, oldest approval first."""
+        marks = ",".join("?" for _ in statuses)
+        sql = f"SELECT report_id, status, raw FROM reports WHERE status IN ({marks})"
+        params: list[Any] = list(statuses)
+        if report_ids is not None:
+            ids = list(report_ids)
+            if not ids:
+                return
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                q = sql + f" AND report_id IN ({','.join('?' for _ in chunk)})"
+                for r in self._rows(q + " ORDER BY approved, report_id", params + chunk):
+                    yield r["report_id"], r["status"], json.loads(r["raw"])
+            return
+        for r in self._rows(sql + " ORDER BY approved, report_id", params):
+            yield r["report_id"], r["status"], json.loads(r["raw"])
+
+    def report_status(self, report_id: str) -> str | None:
+        row = self._x("SELECT status FROM reports WHERE report_id = ?", (report_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def content_hash(self, report_id: str) -> str | None:
+        row = self._x(
+            "SELECT content_hash FROM reports WHERE report_id = ?", (report_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_status(self, report_id: str, status: str, reason: str = "") -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown report status {status!r}")
+        now = self.now()
+        with self.transaction():
+            self._x(
+                "UPDATE reports SET status=?, reason=?, updated=?,"
+                " held_since = CASE WHEN ?='held' THEN COALESCE(held_since, ?) ELSE NULL END"
+                " WHERE report_id=?",
+                (status, reason, now, status, now, report_id),
+            )
+            if status != "held":
+                self._x("DELETE FROM holds WHERE report_id = ?", (report_id,))
+
+    def apply_evaluations(self, evaluations: Iterable[EvaluationRecord]) -> dict[str, list[str]]:
+        """Record evaluation results in one transaction; the hold queue keeps first_held for
+        reasons that persist. Returns {"held": [...], "released": [...], "ready": [...]}:
+        `released` are reports that were held and no longer are."""
+        now = self.now()
+        out: dict[str, list[str]] = {"held": [], "released": [], "ready": [], "newly_held": []}
+        with self.transaction():
+            for ev in evaluations:
+                prev = self._conn.execute(
+                    "SELECT status FROM reports WHERE report_id = ?", (ev.report_id,)
+                ).fetchone()
+                if prev is None:
+                    continue
+                was_held = prev[0] == "held"
+                if ev.holds:
+                    codes = [h.code for h in ev.holds]
+                    self._conn.execute(
+                        f"DELETE FROM holds WHERE report_id = ? AND code NOT IN"
+                        f" ({','.join('?' for _ in codes)})",
+                        (ev.report_id, *codes),
+                    )
+                    self._conn.executemany(
+                        "INSERT INTO holds (report_id, code, message, company, first_held,"
+                        " last_checked) VALUES (?,?,?,?,?,?) ON CONFLICT(report_id, code) DO"
+                        " UPDATE SET message=excluded.message, company=excluded.company,"
+                        " last_checked=excluded.last_checked",
+                        [(ev.report_id, h.code, h.message, ev.company, now, now) for h in ev.holds],
+                    )
+                    self._conn.execute(
+                        "UPDATE reports SET status='held', reason=?, company=?, updated=?,"
+                        " held_since=COALESCE(held_since, ?) WHERE report_id=?",
+                        (ev.holds[0].code, ev.company, now, now, ev.report_id),
+                    )
+                    out["held"].append(ev.report_id)
+                    if not was_held:
+                        out["newly_held"].append(ev.report_id)
+                else:
+                    self._conn.execute("DELETE FROM holds WHERE report_id = ?", (ev.report_id,))
+                    self._conn.execute(
+                        "UPDATE reports SET status='ready', reason='', company=?, updated=?,"
+                        " held_since=NULL WHERE report_id=?",
+                        (ev.company, now, ev.report_id),
+                    )
+                    out["ready"].append(ev.report_id)
+                    if was_held:
+                        out["released"].append(ev.report_id)
+        return out
+
+    # -- read models for the TUI
+    _REPORT_COLS = (
+        "report_id, policy_id, employee, report_name, approved, currency, total_minor,"
+        " line_count, status, reason, company, held_since, content_hash, first_seen, updated"
+    )
+
+    def _report_where(
+        self, filter_text: str, status: str | Sequence[str] | None
+    ) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if status:
+            wanted = [status] if isinstance(status, str) else list(status)
+            clauses.append(f"status IN ({','.join('?' for _ in wanted)})")
+            params.extend(wanted)
+        text = filter_text.strip()
+        if text:
+            like = "%" + _escape_like(text) + "%"
+            clauses.append(
+                "("
+                + " OR ".join(
+                    f"{c} LIKE ? ESCAPE '\\'"
+                    for c in (
+                        "report_id",
+                        "employee",
+                        "report_name",
+                        "policy_id",
+                        "reason",
+                        "company",
+                    )
+                )
+                + ")"
+            )
+            params.extend([like] * 6)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def pending_reports(
+        self,
+        filter_text: str = "",
+        status: str | Sequence[str] | None = None,
+        offset: int = 0,
+        limit: int = 200,
+    ) -> list[ReportRow]:
+        """One page of reports (newest approval first), filtered in SQL."""
+        where, params = self._report_where(filter_text, status)
+        rows = self._rows(
+            f"SELECT {self._REPORT_COLS} FROM reports{where}"
+            " ORDER BY approved DESC, report_id LIMIT ? OFFSET ?",
+            [*params, int(limit), int(offset)],
+        )
+        return [ReportRow(**r) for r in rows]
+
+    def count_reports(
+        self, filter_text: str = "", status: str | Sequence[str] | None = None
+    ) -> int:
+        where, params = self._report_where(filter_text, status)
+        return int(self._x(f"SELECT COUNT(*) FROM reports{where}", params).fetchone()[0])
+
+    def status_counts(self) -> dict[str, int]:
+        return {
+            r["status"]: r["n"]
+            for r in self._rows("SELECT status, COUNT(*) AS n FROM reports GROUP BY status")
+        }
+
+    def report_detail(self, report_id: str) -> ReportDetail | None:
+        rows = self._rows(
+            f"SELECT {self._REPORT_COLS}, raw FROM reports WHERE report_id = ?", (report_id,)
+        )
+        if not rows:
+            return None
+        raw = json.loads(rows[0].pop("raw"))
+        report = ReportRow(**rows[0])
+        lines = [
+            StoredLine(**{**r, "reimbursable": bool(r["reimbursable"])})
+            for r in self._rows(
+                "SELECT * FROM lines WHERE report_id = ? ORDER BY position", (report_id,)
+            )
+        ]
+        holds = [
+            StoredHold(**r)
+            for r in self._rows(
+                "SELECT * FROM holds WHERE report_id = ? ORDER BY first_held, code", (report_id,)
+            )
+        ]
+        excl = self._rows("SELECT * FROM exclusions WHERE report_id = ?", (report_id,))
+        return ReportDetail(
+            report=report,
+            raw=raw,
+            lines=lines,
+            holds=holds,
+            postings=self.postings_for(report_id),
+            exclusion=Exclusion(**excl[0]) if excl else None,
+        )
+
+    def holds(self, report_ids: Sequence[str] | None = None) -> list[StoredHold]:
+        """Every current hold (held reports only), oldest first."""
+        sql = (
+            "SELECT h.* FROM holds h JOIN reports r ON r.report_id = h.report_id"
+            " WHERE r.status = 'held'"
+        )
+        params: list[Any] = []
+        if report_ids is not None:
+            sql += f" AND h.report_id IN ({','.join('?' for _ in report_ids)})"
+            params = list(report_ids)
+        return [
+            StoredHold(**r) for r in self._rows(sql + " ORDER BY h.first_held, h.report_id", params)
+        ]
+
+    def hold_groups(self) -> list[HoldGroup]:
+        """Held reports grouped by reason code and company: fix one cost centre, release many."""
+        rows = self._rows(
+            "SELECT h.code, h.company, h.report_id, h.first_held, h.message, r.currency,"
+            " r.total_minor FROM holds h JOIN reports r ON r.report_id = h.report_id"
+            " WHERE r.status = 'held' ORDER BY h.code, h.company, h.first_held, h.report_id"
+        )
+        groups: dict[tuple[str, str], dict[str, Any]] = {}
+        for r in rows:
+            g = groups.setdefault(
+                (r["code"], r["company"]),
+                {"ids": [], "totals": {}, "oldest": r["first_held"], "message": r["message"]},
+            )
+            g["ids"].append(r["report_id"])
+            g["totals"][r["currency"]] = g["totals"].get(r["currency"], 0) + r["total_minor"]
+            g["oldest"] = min(g["oldest"], r["first_held"])
+        out = [
+            HoldGroup(
+                code=code,
+                company=company,
+                value=code.split(":", 1)[1] if ":" in code else "",
+                report_ids=g["ids"],
+                total_by_currency=g["totals"],
+                oldest_first_held=g["oldest"],
+                message=g["message"],
+            )
+            for (code, company), g in groups.items()
+        ]
+        out.sort(key=lambda g: (-len(g.report_ids), g.oldest_first_held, g.code))
+        return out
+
+    # -- exclusions
+    def exclude(self, report_id: str, reason: str, actor: str) -> bool:
+        """Exclude a report from posting. False if the report is unknown or already posted."""
+        now = self.now()
+        with self.transaction():
+            status = self.report_status(report_id)
+            if status is None or status in ("posted", "posting"):
+                return False
+            self._x(
+                "INSERT OR REPLACE INTO exclusions (report_id, reason, actor, at) VALUES (?,?,?,?)",
+                (report_id, reason, actor, now),
+            )
+            self.set_status(report_id, "excluded", f"excluded: {reason}")
+        return True
+
+    def exclusion(self, report_id: str) -> Exclusion | None:
+        rows = self._rows("SELECT * FROM exclusions WHERE report_id = ?", (report_id,))
+        return Exclusion(**rows[0]) if rows else None
+
+    def excluded_ids(self) -> set[str]:
+        return {r[0] for r in self._x("SELECT report_id FROM exclusions").fetchall()}
+
+    # -- mapping rules
+    def save_mapping_rule(
+        self, kind: str, policy_id: str, source: str, rule: dict[str, Any], actor: str
+    ) -> None:
+        with self.transaction():
+            self._x(
+                "INSERT INTO mapping_rules (kind, policy_id, source, rule, actor, updated)"
+                " VALUES (?,?,?,?,?,?) ON CONFLICT(kind, policy_id, source) DO UPDATE SET"
+                " rule=excluded.rule, actor=excluded.actor, updated=excluded.updated",
+                (kind, policy_id, source, json.dumps(rule, sort_keys=True), actor, self.now()),
+            )
+
+    def delete_mapping_rule(self, kind: str, policy_id: str, source: str) -> bool:
+        with self.transaction():
+            cur = self._x(
+                "DELETE FROM mapping_rules WHERE kind=? AND policy_id=? AND source=?",
+                (kind, policy_id, source),
+            )
+            return cur.rowcount > 0
+
+    def mapping_rules(self, policy_id: str | None = None) -> list[MappingRuleRow]:
+        sql = "SELECT * FROM mapping_rules"
+        params: list[Any] = []
+        if policy_id is not None:
+            sql += " WHERE policy_id IN (?, '')"
+            params.append(policy_id)
+        return [
+            MappingRuleRow(**{**r, "rule": json.loads(r["rule"])})
+            for r in self._rows(sql + " ORDER BY kind, policy_id, source", params)
+        ]
+
+    # -- IFS dimension cache
+    def replace_dimensions(self, company: str, rows: Iterable[DimensionRow]) -> int:
+        with self.transaction():
+            self._x("DELETE FROM ifs_dimensions WHERE company = ?", (company,))
+            cur = self._conn.executemany(
+                "INSERT OR REPLACE INTO ifs_dimensions (company, code_part, value, description,"
+                " valid_from, valid_until, fetched_at) VALUES (?,?,?,?,?,?,?)",
+                [
+                    (
+                        company,
+                        d.code_part,
+                        d.value,
+                        d.description,
+                        d.valid_from,
+                        d.valid_until,
+                        d.fetched_at,
+                    )
+                    for d in rows
+                ],
+            )
+            return cur.rowcount
+
+    def upsert_dimension(self, d: DimensionRow) -> None:
+        with self.transaction():
+            self._x(
+                "INSERT OR REPLACE INTO ifs_dimensions (company, code_part, value, description,"
+                " valid_from, valid_until, fetched_at) VALUES (?,?,?,?,?,?,?)",
+                (
+                    d.company,
+                    d.code_part,
+                    d.value,
+                    d.description,
+                    d.valid_from,
+                    d.valid_until,
+                    d.fetched_at,
+                ),
+            )
+
+    def dimensions(
+        self, company: str, code_part: str | None = None, prefix: str = "", limit: int = 500
+    ) -> list[DimensionRow]:
+        sql = "SELECT * FROM ifs_dimensions WHERE company = ?"
+        params: list[Any] = [company]
+        if code_part:
+            sql += " AND code_part = ?"
+            params.append(code_part)
+        if prefix:
+            sql += " AND (value LIKE ? OR description LIKE ?)"
+            params.extend([f"{prefix}%", f"%{prefix}%"])
+        sql += " ORDER BY code_part, value LIMIT ?"
+        params.append(int(limit))
+        return [DimensionRow(**r) for r in self._rows(sql, params)]
+
+    # -- postings
+    def record_intent(
+        self, report_id: str, reference: str, version: str, company: str, body_digest: str
+    ) -> int:
+        """Write (and commit, unless inside an outer transaction) the intent to post."""
+        with self.transaction():
+            cur = self._x(
+                "INSERT INTO postings (report_id, reference, version, company, body_digest,"
+                " intent_at, outcome) VALUES (?,?,?,?,?,?, 'intent')",
+                (report_id, reference, version, company, body_digest, self.now()),
+            )
+            self._x(
+                "UPDATE reports SET status='posting', updated=? WHERE report_id=?",
+                (self.now(), report_id),
+            )
+            return int(cur.lastrowid or 0)
+
+    def record_outcome(
+        self,
+        posting_id: int,
+        outcome: str,
+        *,
+        voucher_no: str | None = None,
+        error: str = "",
+    ) -> None:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown posting outcome {outcome!r}")
+        now = self.now()
+        with self.transaction():
+            row = self._x("SELECT report_id FROM postings WHERE id = ?", (posting_id,)).fetchone()
+            if row is None:
+                raise KeyError(posting_id)
+            self._x(
+                "UPDATE postings SET outcome=?, voucher_no=?, error=?,"
+                " posted_at = CASE WHEN ?='posted' THEN ? ELSE posted_at END WHERE id=?",
+                (outcome, voucher_no, error, outcome, now, posting_id),
+            )
+            status = {"posted": "posted", "failed": "failed", "unknown": "posting"}.get(outcome)
+            if status:
+                self.set_status(row[0], status, error if outcome == "failed" else "")
+
+    def postings_for(self, report_id: str) -> list[PostingRow]:
+        return [
+            PostingRow(**r)
+            for r in self._rows(
+                "SELECT * FROM postings WHERE report_id = ? ORDER BY id", (report_id,)
+            )
+        ]
+
+    def open_intents(self) -> list[PostingRow]:
+        """Postings whose outcome is not known: a crash or a dropped connection after send."""
+        return [
+            PostingRow(**r)
+            for r in self._rows(
+                "SELECT * FROM postings WHERE outcome IN ('intent', 'unknown') ORDER BY id"
+            )
+        ]
+
+    def posted_posting(self, report_id: str, version: str | None = None) -> PostingRow | None:
+        sql = "SELECT * FROM postings WHERE report_id = ? AND outcome = 'posted'"
+        params: list[Any] = [report_id]
+        if version is not None:
+            sql += " AND version = ?"
+            params.append(version)
+        rows = self._rows(sql + " ORDER BY id DESC LIMIT 1", params)
+        return PostingRow(**rows[0]) if rows else None
+
+    def unlabelled_postings(self) -> list[PostingRow]:
+        return [
+            PostingRow(**r)
+            for r in self._rows(
+                "SELECT * FROM postings WHERE outcome = 'posted' AND labelled_at IS NULL"
+                " ORDER BY id"
+            )
+        ]
+
+    def mark_labelled(self, report_ids: Sequence[str]) -> None:
+        now = self.now()
+        with self.transaction():
+            self._conn.executemany(
+                "UPDATE postings SET labelled_at = ? WHERE report_id = ? AND outcome = 'posted'"
+                " AND labelled_at IS NULL",
+                [(now, rid) for rid in report_ids],
+            )
+
+    def posted_count(self) -> int:
+        return int(self._x("SELECT COUNT(*) FROM postings WHERE outcome = 'posted'").fetchone()[0])
+
+    # -- cursor and request window
+    def cursor(self, name: str = "approved_after") -> str | None:
+        row = self._x("SELECT value FROM cursor WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_cursor(self, value: str, name: str = "approved_after") -> None:
+        with self.transaction():
+            self._x("INSERT OR REPLACE INTO cursor (name, value) VALUES (?, ?)", (name, value))
+
+    def load_window(self, key: str) -> list[float]:
+        """RequestWindowStore: the Expensify request timestamps, kept across processes."""
+        row = self._x("SELECT stamps FROM expensify_window WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return []
+        try:
+            return [float(s) for s in json.loads(row[0])]
+        except (ValueError, TypeError):
+            return []
+
+    def save_window(self, key: str, stamps: Sequence[float]) -> None:
+        with self.transaction():
+            self._x(
+                "INSERT OR REPLACE INTO expensify_window (key, stamps) VALUES (?, ?)",
+                (key, json.dumps([round(s, 3) for s in stamps])),
+            )
+
+    # -- runs
+    def start_run(self, actor: str, mode: str) -> int:
+        with self.transaction():
+            cur = self._x(
+                "INSERT INTO runs (started, actor, mode) VALUES (?,?,?)", (self.now(), actor, mode)
+            )
+            return int(cur.lastrowid or 0)
+
+    def finish_run(self, run_id: int, summary: dict[str, Any]) -> None:
+        with self.transaction():
+            self._x(
+                "UPDATE runs SET finished = ?, summary = ? WHERE id = ?",
+                (self.now(), json.dumps(summary, sort_keys=True, default=str), run_id),
+            )
+
+    def runs(self, limit: int = 20) -> list[RunRow]:
+        return [
+            RunRow(**{**r, "summary": json.loads(r["summary"] or "{}")})
+            for r in self._rows("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (int(limit),))
+        ]
+
+    # -- audit rows (audit.py owns the chain; these are its storage primitives)
+    def audit_head(self) -> tuple[int, str]:
+        """(last seq, last hash) as recorded in the chain head; (0, '') when empty."""
+        row = self._x("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
+        if row is None:
+            return 0, ""
+        seq, _, digest = str(row[0]).partition(":")
+        return int(seq), digest
+
+    def append_audit_rows(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert chained rows and move the head; the caller holds the transaction."""
+        if not rows:
+            return
+        with self.transaction():
+            self._conn.executemany(
+                "INSERT INTO audit_events (seq, at, actor, type, report_id, transaction_ids,"
+                " voucher, summary, request_digest, response_digest, data, prev_hash, hash)"
+                " VALUES (:seq, :at, :actor, :type, :report_id, :transaction_ids, :voucher,"
+                " :summary, :request_digest, :response_digest, :data, :prev_hash, :hash)",
+                rows,
+            )
+            last = rows[-1]
+            self._x(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('audit_head', ?)",
+                (f"{last['seq']}:{last['hash']}",),
+            )
+
+    def iter_audit_rows(self, batch: int = 2000) -> Iterator[dict[str, Any]]:
+        """Every stored audit row in physical seq order, in batches (no full load)."""
+        last = -1
+        while True:
+            rows = self._rows(
+                "SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?", (last, batch)
+            )
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1]["seq"]
+
+    def _audit_where(self, flt: AuditFilter) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if flt.report_id:
+            clauses.append("report_id = ?")
+            params.append(flt.report_id)
+        if flt.types:
+            clauses.append(f"type IN ({','.join('?' for _ in flt.types)})")
+            params.extend(flt.types)
+        if flt.actor:
+            clauses.append("actor = ?")
+            params.append(flt.actor)
+        if flt.since:
+            clauses.append("at >= ?")
+            params.append(flt.since)
+        if flt.until:
+            clauses.append("at < ?")
+            params.append(flt.until)
+        if flt.text.strip():
+            like = f"%{flt.text.strip()}%"
+            clauses.append("(summary LIKE ? OR report_id LIKE ? OR voucher LIKE ?)")
+            params.extend([like, like, like])
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def audit_page(
+        self, flt: AuditFilter | None = None, before_seq: int | None = None, limit: int = 200
+    ) -> list[AuditRow]:
+        """One page of events, newest first; pass the last row's seq as before_seq for more."""
+        where, params = self._audit_where(flt or AuditFilter())
+        if before_seq is not None:
+            where += (" AND " if where else " WHERE ") + "seq < ?"
+            params.append(before_seq)
+        rows = self._rows(
+            f"SELECT * FROM audit_events{where} ORDER BY seq DESC LIMIT ?", [*params, int(limit)]
+        )
+        return [_audit_row(r) for r in rows]
+
+    def audit_count(self, flt: AuditFilter | None = None) -> int:
+        where, params = self._audit_where(flt or AuditFilter())
+        return int(self._x(f"SELECT COUNT(*) FROM audit_events{where}", params).fetchone()[0])
+
+    def audit_rows_for_export(
+        self, report_id: str | None = None, batch: int = 2000
+    ) -> Iterator[AuditRow]:
+        last = 0
+        while True:
+            sql = "SELECT * FROM audit_events WHERE seq > ?"
+            params: list[Any] = [last]
+            if report_id:
+                sql += " AND report_id = ?"
+                params.append(report_id)
+            rows = self._rows(sql + " ORDER BY seq LIMIT ?", [*params, batch])
+            if not rows:
+                return
+            for r in rows:
+                yield _audit_row(r)
+            last = rows[-1]["seq"]
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _audit_row(r: dict[str, Any]) -> AuditRow:
+    return AuditRow(
+        seq=r["seq"],
+        at=r["at"],
+        actor=r["actor"],
+        type=r["type"],
+        report_id=r["report_id"],
+        transaction_ids=json.loads(r["transaction_ids"]) if r["transaction_ids"] else None,
+        voucher=r["voucher"],
+        summary=r["summary"],
+        request_digest=r["request_digest"],
+        response_digest=r["response_digest"],
+        data=json.loads(r["data"] or "{}"),
+        prev_hash=r["prev_hash"],
+        hash=r["hash"],
+    )
+
+
+# ------------------------------------------------------------------------- posting lock
+@dataclass(frozen=True)
+class LockInfo:
+    pid: int
+    actor: str
+    since: str
+
+    def describe(self) -> str:
+        return f"pid {self.pid} ({self.actor}) since {self.since}"
+
+
+class PostingLock:
+    """An exclusive `flock` on `<state>.lock`. The OS drops it when the holder dies, so a
+    SIGKILLed run never leaves a stale lock. A second holder waits up to `wait_s`, then gets
+    LockHeld naming the holder (pid, actor, since: written into the file after locking)."""
+
+    def __init__(self, path: str | Path, actor: str, *, wait_s: float = 10.0) -> None:
+        self.path = Path(path)
+        self.actor = actor
+        self.wait_s = wait_s
+        self._fd: int | None = None
+        self._depth = 0
+
+    def holder(self) -> LockInfo | None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+            data = json.loads(text)
+            return LockInfo(int(data["pid"]), str(data["actor"]), str(data["since"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def acquire(self) -> None:
+        if self._fd is not None:
+            self._depth += 1
+            return
+        _private_dir(self.path.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + max(0.0, self.wait_s)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as err:
+                if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    info = self.holder()
+                    who = info.describe() if info else "another process"
+                    raise LockHeld(
+                        f"another run holds the posting lock: {who}; waited {self.wait_s:g}s"
+                    ) from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        payload = json.dumps({"pid": os.getpid(), "actor": self.actor, "since": iso(utc_now())})
+        os.pwrite(fd, payload.encode(), 0)
+        self._fd = fd
+        self._depth = 1
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        self._depth -= 1
+        if self._depth > 0:
+            return
+        fd, self._fd = self._fd, None
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def __enter__(self) -> PostingLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -1,0 +1,180 @@
+"""The state file: schema, permissions, batching, read models, the posting lock."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from console.errors import LockHeld
+from console.store import (
+    SCHEMA_VERSION,
+    EvaluationRecord,
+    HoldRecord,
+    LineRecord,
+    PostingLock,
+    ReportRecord,
+    Store,
+)
+
+
+def _report(
+    rid: str, *, h: str = "h1", total: int = 1000, employee: str = "ann@x.com"
+) -> ReportRecord:
+    return ReportRecord(
+        report_id=rid,
+        policy_id="POL-US",
+        employee=employee,
+        report_name=f"Trip {rid}",
+        approved="2026-11-03 14:22:10",
+        currency="USD",
+        total_minor=total,
+        content_hash=h,
+        raw={"reportID": rid},
+        lines=(LineRecord(transaction_id=f"T{rid}", amount_minor=total, currency="USD"),),
+    )
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "state" / "state.sqlite3")
+    yield s
+    s.close()
+
+
+def test_state_file_is_private_and_migrated(tmp_path, store):
+    assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(store.path.parent).st_mode) == 0o700
+    assert store.schema_version == SCHEMA_VERSION
+    # reopening does not re-run migrations
+    again = Store(store.path)
+    assert again.schema_version == SCHEMA_VERSION
+    again.close()
+
+
+def test_upsert_classifies_new_changed_unchanged_and_keeps_posted(store):
+    r = store.upsert_reports([_report("1"), _report("2")])
+    assert r.new == ["1", "2"]
+    r = store.upsert_reports([_report("1"), _report("2", h="h2")])
+    assert r.unchanged == ["1"] and r.changed == ["2"]
+    store.set_status("1", "posted")
+    r = store.upsert_reports([_report("1", h="other")])
+    assert r.changed_after_post == ["1"]
+    assert store.report_status("1") == "posted"
+
+
+def test_ten_thousand_reports_upsert_quickly(store):
+    started = time.monotonic()
+    store.upsert_reports(_report(str(i)) for i in range(10_000))
+    assert time.monotonic() - started < 10
+    assert store.count_reports() == 10_000
+    page = store.pending_reports(offset=100, limit=50)
+    assert len(page) == 50
+
+
+def test_filters_and_pages_in_sql(store):
+    store.upsert_reports(
+        [_report("1", employee="ann@x.com"), _report("2", employee="bob@x.com"), _report("3")]
+    )
+    assert [r.report_id for r in store.pending_reports("bob")] == ["2"]
+    assert store.count_reports(status="pending") == 3
+    assert store.count_reports("100%_") == 0  # LIKE wildcards are literal
+
+
+def test_hold_queue_keeps_first_held_and_groups(store):
+    clock = iter(
+        [
+            "2026-11-01T00:00:00Z",
+            "2026-11-02T00:00:00Z",
+            "2026-11-03T00:00:00Z",
+            "2026-11-04T00:00:00Z",
+        ]
+    )
+    store.now = lambda: next(clock)  # type: ignore[method-assign]
+    store.upsert_reports([_report("1", total=500), _report("2", total=700)])
+    code = "missing-dimension:B:CC-999"
+    ev = [
+        EvaluationRecord("1", "10", (HoldRecord(code, "Cost centre CC-999 does not exist"),)),
+        EvaluationRecord("2", "10", (HoldRecord(code, "Cost centre CC-999 does not exist"),)),
+    ]
+    out = store.apply_evaluations(ev)
+    assert sorted(out["newly_held"]) == ["1", "2"]
+    store.apply_evaluations(ev[:1])
+    (group,) = store.hold_groups()
+    assert group.code == code and group.value == "B:CC-999" and group.company == "10"
+    assert group.report_ids == ["1", "2"]
+    assert group.total_by_currency == {"USD": 1200}
+    assert group.oldest_first_held == "2026-11-02T00:00:00Z"
+    out = store.apply_evaluations([EvaluationRecord("1", "10")])
+    assert out["released"] == ["1"]
+    assert store.report_status("1") == "ready"
+    assert [h.report_id for h in store.holds()] == ["2"]
+
+
+def test_postings_intent_then_outcome(store):
+    store.upsert_reports([_report("1")])
+    pid = store.record_intent("1", "EXP:1:abc", "abc", "10", "d" * 64)
+    assert [p.id for p in store.open_intents()] == [pid]
+    assert store.report_status("1") == "posting"
+    store.record_outcome(pid, "posted", voucher_no="42")
+    assert store.open_intents() == []
+    assert store.report_status("1") == "posted"
+    assert [p.report_id for p in store.unlabelled_postings()] == ["1"]
+    store.mark_labelled(["1"])
+    assert store.unlabelled_postings() == []
+
+
+def test_exclusion_refused_for_posted(store):
+    store.upsert_reports([_report("1"), _report("2")])
+    store.set_status("2", "posted")
+    assert store.exclude("1", "duplicate of 7", "ann") is True
+    assert store.exclude("2", "late", "ann") is False
+    assert store.report_status("1") == "excluded"
+    assert store.exclusion("1").reason == "duplicate of 7"
+
+
+def test_request_window_round_trip(store):
+    store.save_window("partner", [1.5, 2.25])
+    assert store.load_window("partner") == [1.5, 2.25]
+    assert store.load_window("other") == []
+
+
+def test_transaction_rolls_back_everything(store):
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store.upsert_reports([_report("1")])
+            raise RuntimeError("boom")
+    assert store.count_reports() == 0
+
+
+def test_posting_lock_names_the_holder_and_dies_with_it(tmp_path):
+    lock_path = tmp_path / "state.sqlite3.lock"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from console.store import PostingLock\n"
+            f"l = PostingLock({str(lock_path)!r}, 'cron-job'); l.acquire()\n"
+            "print('locked', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(LockHeld) as err:
+            PostingLock(lock_path, "me", wait_s=0.2).acquire()
+        assert f"pid {holder.pid}" in str(err.value) and "cron-job" in str(err.value)
+        holder.kill()  # SIGKILL: the OS releases the flock
+        holder.wait()
+        with PostingLock(lock_path, "me", wait_s=2) as lock:
+            assert lock.held
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
