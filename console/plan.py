@@ -1,0 +1,704 @@
+"""Plan stage: the exact vouchers a cycle would post (design.md §4), as data.
+
+The plan is what `--dry-run` prints and what the post step executes unchanged. Pure: no I/O.
+
+Per report, one voucher in its company:
+- one row per non-zero line on the mapped expense account and code parts: a positive line
+  debits it, a negative line (a refund) credits it; zero lines are skipped and listed;
+- one balancing row per credit account: the accrued-expenses account for reimbursable lines,
+  the card clearing account for card lines; it credits the group's net, or debits it where the
+  net is negative;
+- FX: accounting amount = currency amount × IFS rate, rounded half-up to the cent per row; a
+  credit row's accounting amount is the sum of the rounded rows it balances, so both currencies
+  balance exactly. Rounding can leave a group whose currency net is zero with a cent in the
+  accounting currency: its balancing row then carries 0.00 in the currency and the cent in the
+  accounting currency (and in the rarer case where the two nets have opposite signs, two rows
+  on the credit account, one per currency, so that no side is ever negative);
+- rows are in a canonical order (expense rows by transactionID, then the accrued and card
+  rows), so a reordered export is the same voucher with the same version.
+
+``ReferenceNumber`` = ``EXP:{reportID}:{version}``; version = the first 8 hex digits of a
+SHA-256 over a canonical JSON of what is posted (company, voucher type, date, period and every
+row with its amounts, rate, code parts and Text), not of volatile fields (header Text).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any, Literal
+
+from console.ifs.models import CODE_PARTS, Voucher, VoucherRow
+from console.mapping import Hold, MappedLine, PostingRules
+from console.money import minor_to_decimal, round_cents
+from console.report_hash import content_hash
+from console.validate import TEXT_MAX, VERSION_LENGTH, ValidatedReport
+
+ZERO = Decimal("0.00")
+ONE = Decimal(1)
+
+CREDIT_REIMBURSABLE = "reimbursable"
+CREDIT_CARD = "card"
+
+
+class UnbalancedVoucher(AssertionError):
+    """A planned voucher does not balance: a bug in the planner, never posted."""
+
+
+def trim_text(text: str, limit: int = TEXT_MAX) -> str:
+    """One line, at most `limit` characters, an ellipsis where it was cut."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+@dataclass(frozen=True)
+class RowSource:
+    """Where a row comes from: an Expensify line, or the report's balancing total."""
+
+    kind: Literal["line", "credit"]
+    report_id: str
+    transaction_id: str = ""
+    credit_for: str = ""  # "reimbursable" or "card", on credit rows
+
+
+@dataclass(frozen=True)
+class PlannedRow:
+    row_no: int
+    account: str
+    code_parts: tuple[tuple[str, str], ...]  # (letter, value), letters ascending
+    currency_code: str
+    currency_rate: Decimal
+    currency_debit: Decimal | None
+    currency_credit: Decimal | None
+    debit: Decimal | None
+    credit: Decimal | None
+    text: str
+    source: RowSource
+
+    def to_ifs(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"RowNo": self.row_no, "Account": self.account}
+        for letter, value in self.code_parts:
+            body[f"Code{letter}"] = value
+        body.update(
+            CurrencyCode=self.currency_code,
+            CurrencyRate=self.currency_rate,
+            CurrencyDebetAmount=self.currency_debit,
+            CurrencyCreditAmount=self.currency_credit,
+            DebetAmount=self.debit,
+            CreditAmount=self.credit,
+            Text=self.text,
+        )
+        return body
+
+    @property
+    def net(self) -> Decimal:
+        """Accounting-currency amount, debit positive."""
+        return (self.debit or ZERO) - (self.credit or ZERO)
+
+    @property
+    def currency_net(self) -> Decimal:
+        return (self.currency_debit or ZERO) - (self.currency_credit or ZERO)
+
+
+@dataclass(frozen=True)
+class SkippedLine:
+    transaction_id: str
+    merchant: str
+    reason: str = "zero amount"
+
+
+@dataclass(frozen=True)
+class PlannedVoucher:
+    report_id: str
+    report_name: str
+    employee: str
+    company: str
+    voucher_type: str
+    voucher_date: date
+    accounting_year: int
+    accounting_period: int
+    version: str
+    text: str
+    currency: str
+    company_currency: str
+    rate: Decimal
+    rows: tuple[PlannedRow, ...]
+    skipped_lines: tuple[SkippedLine, ...] = ()
+    moved_from: date | None = None
+    moved_from_period: str = ""
+    content_hash: str = ""
+
+    @property
+    def reference_number(self) -> str:
+        return f"EXP:{self.report_id}:{self.version}"
+
+    @property
+    def period_label(self) -> str:
+        return f"{self.accounting_year}-{self.accounting_period:02d}"
+
+    def to_ifs_body(self) -> dict[str, Any]:
+        """The JSON body of the POST to VoucherSet (Decimals stay Decimal: console.money.dumps)."""
+        return {
+            "Company": self.company,
+            "VoucherType": self.voucher_type,
+            "VoucherDate": self.voucher_date.isoformat(),
+            "AccountingYear": self.accounting_year,
+            "AccountingPeriod": self.accounting_period,
+            "ReferenceNumber": self.reference_number,
+            "Text": self.text,
+            "VoucherRowArray": [row.to_ifs() for row in self.rows],
+        }
+
+    def to_voucher(self) -> Voucher:
+        return Voucher(
+            Company=self.company,
+            VoucherType=self.voucher_type,
+            AccountingYear=self.accounting_year,
+            AccountingPeriod=self.accounting_period,
+            VoucherDate=self.voucher_date,
+            ReferenceNumber=self.reference_number,
+            Text=self.text,
+            VoucherRowArray=[VoucherRow(**row.to_ifs()) for row in self.rows],
+        )
+
+    def totals(self) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        """(currency debit, currency credit, debit, credit) over all rows."""
+        cd = sum((r.currency_debit or ZERO for r in self.rows), ZERO)
+        cc = sum((r.currency_credit or ZERO for r in self.rows), ZERO)
+        d = sum((r.debit or ZERO for r in self.rows), ZERO)
+        c = sum((r.credit or ZERO for r in self.rows), ZERO)
+        return cd, cc, d, c
+
+    def check_balance(self) -> None:
+        cd, cc, d, c = self.totals()
+        if cd != cc or d != c:
+            raise UnbalancedVoucher(
+                f"voucher for report {self.report_id} does not balance: currency {cd} / {cc}, "
+                f"accounting {d} / {c}"
+            )
+
+
+@dataclass(frozen=True)
+class HeldReport:
+    report_id: str
+    report_name: str
+    employee: str
+    holds: tuple[Hold, ...]
+
+    @property
+    def reason(self) -> str:
+        return self.holds[0].code
+
+    @property
+    def message(self) -> str:
+        return self.holds[0].message
+
+
+@dataclass(frozen=True)
+class SkippedReport:
+    report_id: str
+    report_name: str
+    reason: str
+    skipped_lines: tuple[SkippedLine, ...] = ()
+
+
+# ---------------------------------------------------------------- planning one voucher
+
+
+def _side(amount: Decimal) -> tuple[Decimal | None, Decimal | None]:
+    """(debit, credit) for a signed amount, debit positive; the unused side None."""
+    return (amount, None) if amount >= 0 else (None, -amount)
+
+
+def _line_text(line: MappedLine) -> str:
+    tid = line.transaction_id
+    merchant = " ".join(line.transaction.display_merchant.split())
+    room = TEXT_MAX - len(tid) - 1
+    if not merchant or room < 2:
+        return tid  # the transaction ID is kept whole: it is the trace back to Expensify
+    return f"{tid} {trim_text(merchant, room)}"
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def _version(
+    company: str,
+    voucher_type: str,
+    day: date,
+    year: int,
+    period: int,
+    rows: Sequence[PlannedRow],
+    salt: str,
+) -> str:
+    posted = {
+        "Company": company,
+        "VoucherType": voucher_type,
+        "VoucherDate": day.isoformat(),
+        "AccountingYear": year,
+        "AccountingPeriod": period,
+        "Rows": [row.to_ifs() for row in rows],
+    }
+    if salt:
+        posted["Salt"] = salt
+    text = json.dumps(_canonical(posted), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:VERSION_LENGTH]
+
+
+def _balancing_rows(
+    currency_net: Decimal, accounting_net: Decimal
+) -> list[tuple[Decimal, Decimal]]:
+    """Signed (currency, accounting) amounts, debit positive, that offset a group's nets."""
+    cur, acc = -currency_net, -accounting_net
+    if cur == 0 and acc == 0:
+        return []
+    if cur == 0 or acc == 0 or (cur > 0) == (acc > 0):
+        return [(cur, acc)]
+    return [(cur, ZERO), (ZERO, acc)]  # opposite signs: one row per currency
+
+
+def plan_voucher(
+    validated: ValidatedReport, posting: PostingRules, *, version_salt: str = ""
+) -> PlannedVoucher:
+    """The voucher of one valid report. Raises ValueError for a held report."""
+    mapped = validated.mapped
+    if validated.holds or mapped is None:
+        raise ValueError(f"report {validated.report_id} is held and cannot be planned")
+    if (
+        mapped.company is None
+        or validated.voucher_date is None
+        or validated.period is None
+        or validated.rate is None
+        or validated.company_currency is None
+    ):
+        raise ValueError(f"report {validated.report_id} was not fully validated")
+    report = mapped.report
+    rid = report.reportID
+    currency = mapped.currency
+    rate = validated.rate if currency != validated.company_currency else ONE
+
+    lines = sorted(
+        (line for line in mapped.lines if line.amount_minor != 0),
+        key=lambda line: line.transaction_id,
+    )
+    skipped = tuple(
+        SkippedLine(line.transaction_id, line.transaction.display_merchant)
+        for line in mapped.lines
+        if line.amount_minor == 0
+    )
+
+    rows: list[PlannedRow] = []
+    nets: dict[bool, tuple[Decimal, Decimal]] = {}
+    for line in lines:
+        signed_currency = minor_to_decimal(line.amount_minor)
+        magnitude = round_cents(abs(signed_currency) * rate)
+        signed_accounting = magnitude if line.amount_minor > 0 else -magnitude
+        cd, cc = _side(signed_currency)
+        d, c = (magnitude, None) if line.amount_minor > 0 else (None, magnitude)
+        if line.account is None:
+            raise ValueError(f"line {line.transaction_id} has no account")
+        rows.append(
+            PlannedRow(
+                row_no=len(rows) + 1,
+                account=line.account,
+                code_parts=tuple(sorted(line.code_parts.items())),
+                currency_code=currency,
+                currency_rate=rate,
+                currency_debit=cd,
+                currency_credit=cc,
+                debit=d,
+                credit=c,
+                text=_line_text(line),
+                source=RowSource("line", rid, transaction_id=line.transaction_id),
+            )
+        )
+        cur_net, acc_net = nets.get(line.reimbursable, (ZERO, ZERO))
+        nets[line.reimbursable] = (cur_net + signed_currency, acc_net + signed_accounting)
+
+    for reimbursable, account, credit_for, label in (
+        (True, posting.accrued_expenses_account, CREDIT_REIMBURSABLE, "reimbursable expenses"),
+        (False, posting.card_clearing_account, CREDIT_CARD, "company card expenses"),
+    ):
+        if reimbursable not in nets:
+            continue
+        for cur, acc in _balancing_rows(*nets[reimbursable]):
+            # The side follows the currency amount; a currency-zero rounding row follows the
+            # accounting amount.
+            debit_side = cur > 0 or (cur == 0 and acc > 0)
+            cur_abs, acc_abs = abs(cur), abs(acc)
+            rows.append(
+                PlannedRow(
+                    row_no=len(rows) + 1,
+                    account=account,
+                    code_parts=(),
+                    currency_code=currency,
+                    currency_rate=rate,
+                    currency_debit=cur_abs if debit_side else None,
+                    currency_credit=None if debit_side else cur_abs,
+                    debit=acc_abs if debit_side else None,
+                    credit=None if debit_side else acc_abs,
+                    text=trim_text(f"Expensify {rid} {label}"),
+                    source=RowSource("credit", rid, credit_for=credit_for),
+                )
+            )
+
+    period = validated.period
+    version = _version(
+        mapped.company,
+        posting.voucher_type,
+        validated.voucher_date,
+        period.AccountingYear,
+        period.AccountingPeriod,
+        rows,
+        version_salt,
+    )
+    name = f" {report.reportName}" if report.reportName else ""
+    who = f" — {report.accountEmail}" if report.accountEmail else ""
+    voucher = PlannedVoucher(
+        report_id=rid,
+        report_name=report.reportName,
+        employee=report.accountEmail,
+        company=mapped.company,
+        voucher_type=posting.voucher_type,
+        voucher_date=validated.voucher_date,
+        accounting_year=period.AccountingYear,
+        accounting_period=period.AccountingPeriod,
+        version=version,
+        text=trim_text(f"Expensify {rid}{name}{who}"),
+        currency=currency,
+        company_currency=validated.company_currency,
+        rate=rate,
+        rows=tuple(rows),
+        skipped_lines=skipped,
+        moved_from=validated.moved_from,
+        moved_from_period=validated.moved_from_period,
+        content_hash=content_hash(report),
+    )
+    voucher.check_balance()
+    for row in voucher.rows:
+        for amount in (row.currency_debit, row.currency_credit, row.debit, row.credit):
+            if amount is not None and amount < 0:
+                raise UnbalancedVoucher(f"negative amount on a row of report {rid}")
+    return voucher
+
+
+# ---------------------------------------------------------------- the cycle's plan
+
+
+def cost_centre_code_part(posting: PostingRules) -> str:
+    """The code part letter of the cost centre: the "Cost Center" level's, else B."""
+    for level, letter in posting.code_part_by_tag_level.items():
+        if level.strip().lower() in ("cost center", "cost centre"):
+            return letter
+    return "B"
+
+
+@dataclass(frozen=True)
+class AccountTotal:
+    company: str
+    currency: str
+    key: str  # account or cost centre ("" for rows without one)
+    debit: Decimal
+    credit: Decimal
+
+    @property
+    def net(self) -> Decimal:
+        return self.debit - self.credit
+
+
+def _totals(vouchers: Iterable[PlannedVoucher], key_of: Any) -> list[AccountTotal]:
+    sums: dict[tuple[str, str, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
+    for v in vouchers:
+        for row in v.rows:
+            key = key_of(row)
+            if key is None:
+                continue
+            s = sums[(v.company, v.company_currency, key)]
+            s[0] += row.debit or ZERO
+            s[1] += row.credit or ZERO
+    return [AccountTotal(c, cur, k, d, cr) for (c, cur, k), (d, cr) in sorted(sums.items())]
+
+
+def _money(value: Decimal | None) -> str:
+    return "" if value is None else f"{value:,.2f}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    vouchers: list[PlannedVoucher]
+    held: list[HeldReport]
+    skipped: list[SkippedReport]
+    cost_centre_code_part: str = "B"
+    voucher_by_report: dict[str, PlannedVoucher] = field(default_factory=dict)
+
+    def totals_by_account(self) -> list[AccountTotal]:
+        """Accounting-currency debit and credit per (company, account)."""
+        return _totals(self.vouchers, lambda row: row.account)
+
+    def totals_by_cost_centre(self) -> list[AccountTotal]:
+        """Accounting-currency debit and credit per (company, cost centre), expense rows only."""
+        letter = self.cost_centre_code_part
+        return _totals(
+            self.vouchers,
+            lambda row: dict(row.code_parts).get(letter, "") if row.source.kind == "line" else None,
+        )
+
+    # -------------------------------------------------------------- the dry run's diff
+
+    def render_text(self) -> str:
+        out: list[str] = []
+        out.append(
+            f"Plan: {len(self.vouchers)} voucher(s) to post, {len(self.held)} report(s) held, "
+            f"{len(self.skipped)} skipped"
+        )
+        for v in self.vouchers:
+            out.append("")
+            name = f"  {v.report_name}" if v.report_name else ""
+            who = f" — {v.employee}" if v.employee else ""
+            out.append(f"+ report {v.report_id}{name}{who}")
+            out.append(
+                f"  voucher {v.reference_number}  company {v.company}  type {v.voucher_type}  "
+                f"date {v.voucher_date}  period {v.period_label}"
+            )
+            if v.currency != v.company_currency:
+                out.append(f"  currency {v.currency} → {v.company_currency} at rate {v.rate}")
+            else:
+                out.append(f"  currency {v.currency} (rate 1)")
+            if v.moved_from is not None:
+                out.append(
+                    f"  ! MOVED: approved {v.moved_from} in closed period "
+                    f"{v.moved_from_period}; posted {v.voucher_date} in period {v.period_label}"
+                )
+            out.append(
+                f"  {'#':>3} {'account':<10} {'code parts':<24} {'cur debit':>14} "
+                f"{'cur credit':>14} {'debit':>14} {'credit':>14}  text"
+            )
+            for row in v.rows:
+                parts = " ".join(f"{k}={val}" for k, val in row.code_parts) or "-"
+                out.append(
+                    f"  {row.row_no:>3} {row.account:<10} {parts:<24} "
+                    f"{_money(row.currency_debit):>14} {_money(row.currency_credit):>14} "
+                    f"{_money(row.debit):>14} {_money(row.credit):>14}  {row.text}"
+                )
+            cd, cc, d, c = v.totals()
+            out.append(
+                f"  {'':>3} {'balance':<10} {'':<24} {_money(cd):>14} {_money(cc):>14} "
+                f"{_money(d):>14} {_money(c):>14}  {v.currency} / {v.company_currency}"
+            )
+            for s in v.skipped_lines:
+                out.append(f"  (skipped line {s.transaction_id} {s.merchant}: {s.reason})")
+        for h in self.held:
+            out.append("")
+            name = f"  {h.report_name}" if h.report_name else ""
+            who = f" — {h.employee}" if h.employee else ""
+            out.append(f"! HELD report {h.report_id}{name}{who}: {h.reason}")
+            for hold in h.holds:
+                out.append(f"    {hold.code}: {hold.message}")
+        for sk in self.skipped:
+            out.append("")
+            out.append(f"- skipped report {sk.report_id}  {sk.report_name}: {sk.reason}")
+        by_account = self.totals_by_account()
+        if by_account:
+            out.append("")
+            out.append("Totals per account (accounting currency)")
+            out.extend(self._total_lines(by_account, "account"))
+            out.append("")
+            out.append(f"Totals per cost centre (code part {self.cost_centre_code_part})")
+            out.extend(self._total_lines(self.totals_by_cost_centre(), "cost centre"))
+        return "\n".join(out) + "\n"
+
+    @staticmethod
+    def _total_lines(totals: list[AccountTotal], what: str) -> list[str]:
+        lines = [f"  {'company':<8} {what:<14} {'debit':>16} {'credit':>16} {'net':>16}"]
+        for t in totals:
+            lines.append(
+                f"  {t.company:<8} {t.key or '(none)':<14} {_money(t.debit):>16} "
+                f"{_money(t.credit):>16} {_money(t.net):>16} {t.currency}"
+            )
+        return lines
+
+    # -------------------------------------------------------------- exports
+
+    def to_json(self) -> dict[str, Any]:
+        """The whole plan as JSON-ready data; Decimals as exact strings."""
+        return _canonical(
+            {
+                "vouchers": [
+                    {
+                        "reportID": v.report_id,
+                        "reportName": v.report_name,
+                        "employee": v.employee,
+                        "referenceNumber": v.reference_number,
+                        "version": v.version,
+                        "contentHash": v.content_hash,
+                        "currency": v.currency,
+                        "companyCurrency": v.company_currency,
+                        "rate": v.rate,
+                        "movedFrom": v.moved_from.isoformat() if v.moved_from else None,
+                        "movedFromPeriod": v.moved_from_period or None,
+                        "body": v.to_ifs_body(),
+                        "sources": [
+                            {
+                                "RowNo": r.row_no,
+                                "kind": r.source.kind,
+                                "transactionID": r.source.transaction_id or None,
+                                "creditFor": r.source.credit_for or None,
+                            }
+                            for r in v.rows
+                        ],
+                        "skippedLines": [
+                            {"transactionID": s.transaction_id, "reason": s.reason}
+                            for s in v.skipped_lines
+                        ],
+                    }
+                    for v in self.vouchers
+                ],
+                "held": [
+                    {
+                        "reportID": h.report_id,
+                        "reportName": h.report_name,
+                        "reason": h.reason,
+                        "message": h.message,
+                        "holds": [{"code": x.code, "message": x.message} for x in h.holds],
+                    }
+                    for h in self.held
+                ],
+                "skipped": [{"reportID": s.report_id, "reason": s.reason} for s in self.skipped],
+                "totals": {
+                    "byAccount": [_total_json(t, "account") for t in self.totals_by_account()],
+                    "byCostCentre": [
+                        _total_json(t, "costCentre") for t in self.totals_by_cost_centre()
+                    ],
+                    "costCentreCodePart": self.cost_centre_code_part,
+                },
+            }
+        )  # type: ignore[no-any-return]
+
+    CSV_COLUMNS = (
+        "status",
+        "reportID",
+        "referenceNumber",
+        "company",
+        "voucherDate",
+        "period",
+        "rowNo",
+        "account",
+        *(f"Code{c}" for c in CODE_PARTS),
+        "currency",
+        "rate",
+        "currencyDebit",
+        "currencyCredit",
+        "debit",
+        "credit",
+        "transactionID",
+        "text",
+        "reason",
+        "message",
+    )
+
+    def to_csv(self) -> str:
+        """One row per voucher row, one per held report (status "held"), one per skip."""
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=self.CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for v in self.vouchers:
+            for r in v.rows:
+                record: dict[str, Any] = {
+                    "status": "planned",
+                    "reportID": v.report_id,
+                    "referenceNumber": v.reference_number,
+                    "company": v.company,
+                    "voucherDate": v.voucher_date.isoformat(),
+                    "period": v.period_label,
+                    "rowNo": r.row_no,
+                    "account": r.account,
+                    "currency": r.currency_code,
+                    "rate": format(r.currency_rate, "f"),
+                    "currencyDebit": _plain(r.currency_debit),
+                    "currencyCredit": _plain(r.currency_credit),
+                    "debit": _plain(r.debit),
+                    "credit": _plain(r.credit),
+                    "transactionID": r.source.transaction_id,
+                    "text": r.text,
+                }
+                for letter, value in r.code_parts:
+                    record[f"Code{letter}"] = value
+                writer.writerow(record)
+        for h in self.held:
+            writer.writerow(
+                {
+                    "status": "held",
+                    "reportID": h.report_id,
+                    "reason": h.reason,
+                    "message": h.message,
+                }
+            )
+        for s in self.skipped:
+            writer.writerow({"status": "skipped", "reportID": s.report_id, "reason": s.reason})
+        return buf.getvalue()
+
+
+def _plain(value: Decimal | None) -> str:
+    return "" if value is None else format(value, "f")
+
+
+def _total_json(t: AccountTotal, key_name: str) -> dict[str, Any]:
+    return {
+        "company": t.company,
+        "currency": t.currency,
+        key_name: t.key,
+        "debit": t.debit,
+        "credit": t.credit,
+        "net": t.net,
+    }
+
+
+def build_plan(
+    validated_reports: Iterable[ValidatedReport],
+    posting: PostingRules,
+    *,
+    version_salts: dict[str, str] | None = None,
+) -> Plan:
+    """The cycle's plan: a voucher per valid report, every held report with its holds, and
+    reports with nothing to post (every line zero) as skipped."""
+    salts = version_salts or {}
+    vouchers: list[PlannedVoucher] = []
+    held: list[HeldReport] = []
+    skipped: list[SkippedReport] = []
+    for v in validated_reports:
+        if v.holds:
+            held.append(HeldReport(v.report_id, v.report_name, v.employee, tuple(v.holds)))
+            continue
+        voucher = plan_voucher(v, posting, version_salt=salts.get(v.report_id, ""))
+        if not voucher.rows:
+            skipped.append(
+                SkippedReport(
+                    v.report_id,
+                    v.report_name,
+                    "nothing to post: every line is zero",
+                    voucher.skipped_lines,
+                )
+            )
+            continue
+        vouchers.append(voucher)
+    return Plan(
+        vouchers=vouchers,
+        held=held,
+        skipped=skipped,
+        cost_centre_code_part=cost_centre_code_part(posting),
+        voucher_by_report={v.report_id: v for v in vouchers},
+    )
