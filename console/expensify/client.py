@@ -1,0 +1,620 @@
+"""Expensify Integration Server client.
+
+One endpoint, every job a form field `requestJobDescription` (JSON) plus `template` for file
+exports. Errors arrive inside HTTP 200 bodies as {"responseCode", "responseMessage"}. The
+API allows 5 requests per 10 s and 20 per 60 s, so every request goes through a persistent
+sliding-window limiter, authentication failures are never retried in a loop, and 429s are
+waited out within a bound.
+
+The export never marks reports: `export_reports` runs the file job without onFinish, and
+`mark_exported` runs a second export of exactly the posted reportIDs with onFinish
+markAsExported, once the caller has recorded the posts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import date, timedelta
+from importlib import resources
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from console import http, money
+from console.credentials import ExpensifyCredentials, ExpensifyCredentialSource
+from console.errors import AuthError, ConfigError, ProtocolError, ServiceError, Unreachable
+from console.expensify.limiter import MemoryWindowStore, RequestWindowStore, SlidingWindowLimiter
+from console.expensify.models import (
+    ExportReport,
+    ExportResult,
+    MalformedReport,
+    PolicyCategory,
+    PolicyEmployee,
+    PolicyInfo,
+    PolicyTag,
+    PolicyTagLevel,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICE = "expensify"
+ENDPOINT = "/Integration-Server/ExpensifyIntegrations"
+_AUTH_CODES = {401, 403, 407}
+_AUTH_WORDS = ("authenticat", "credential", "not authorized", "unauthori")
+_NOT_READY_WORDS = ("not ready", "not found", "no such file", "does not exist", "in progress")
+_TRANSIENT_BODY_CODES = {502, 503, 504}
+# How many times a download is retried while the export file is not ready (each is a
+# request against the 20-a-minute budget), and the pause between tries.
+DOWNLOAD_TRIES = 4
+DOWNLOAD_PAUSE_S = 2.0
+
+
+def default_template() -> str:
+    """The project's report export template, shipped inside the package."""
+    try:
+        return resources.files("console.expensify").joinpath("export.ftl").read_text("utf-8")
+    except (FileNotFoundError, OSError) as exc:
+        raise ConfigError(
+            f"{SERVICE}: the export template console/expensify/export.ftl is missing ({exc})"
+        ) from None
+
+
+class _Refused(Exception):
+    """The service refused the credentials (auth failure), message safe to show."""
+
+
+class _NotReady(Exception):
+    """The export file is not ready for download yet."""
+
+
+class ExpensifyClient:
+    def __init__(
+        self,
+        base_url: str,
+        credentials: ExpensifyCredentialSource,
+        *,
+        window: RequestWindowStore | None = None,
+        limit_10s: int = 5,
+        limit_60s: int = 20,
+        timeout_s: float = 60.0,
+        max_wait_s: float = 120.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        template: str | None = None,
+    ) -> None:
+        self.base_url = http.check_url(base_url, service=SERVICE)
+        self.url = self.base_url + ENDPOINT
+        self._credentials = credentials
+        self.window = window if window is not None else MemoryWindowStore()
+        self.limit_10s = limit_10s
+        self.limit_60s = limit_60s
+        self.max_wait_s = max_wait_s
+        self.clock = clock
+        self.sleep = sleep
+        self._template = template
+        self._http = http.make_client(timeout_s=timeout_s, max_connections=2)
+        self._count_lock = threading.Lock()
+        self._limiters: dict[str, SlidingWindowLimiter] = {}
+        self.requests_made = 0
+
+    def __repr__(self) -> str:
+        return f"ExpensifyClient(url={self.base_url!r}, requests_made={self.requests_made})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ExpensifyClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def template(self) -> str:
+        if self._template is None:
+            self._template = default_template()
+        return self._template
+
+    def limiter_for(self, partner_user_id: str) -> SlidingWindowLimiter:
+        """The limiter keyed by partnerUserID: the server counts per user, so a rotated
+        user ID starts its own window."""
+        limiter = self._limiters.get(partner_user_id)
+        if limiter is None:
+            limiter = SlidingWindowLimiter(
+                self.window,
+                f"expensify:{partner_user_id}",
+                limits=((self.limit_10s, 10.0), (self.limit_60s, 60.0)),
+                max_wait_s=self.max_wait_s,
+                clock=self.clock,
+                sleep=self.sleep,
+                service=SERVICE,
+            )
+            self._limiters[partner_user_id] = limiter
+        return limiter
+
+    # ------------------------------------------------------------------ jobs
+    def export_reports(
+        self,
+        *,
+        approved_after: date | None = None,
+        start_date: date | None = None,
+        report_ids: Sequence[str] | None = None,
+        states: Sequence[str] = ("APPROVED", "REIMBURSED"),
+        exclude_label: str | None = None,
+        policy_ids: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> ExportResult:
+        """Export reports with the shipped template (no marking), download the file and
+        read it leniently: a bad report object becomes a MalformedReport."""
+        input_settings = self._export_input(
+            approved_after=approved_after,
+            start_date=start_date,
+            report_ids=report_ids,
+            states=states,
+            exclude_label=exclude_label,
+            policy_ids=policy_ids,
+            limit=limit,
+        )
+        file_name = self._run_export(input_settings, on_finish=None)
+        content = self._download(file_name)
+        return parse_export(content, file_name=file_name)
+
+    def mark_exported(self, report_ids: Sequence[str], label: str) -> None:
+        """Label exactly these reports as exported (an export of their IDs with onFinish
+        markAsExported). Call only after the posts are recorded locally."""
+        ids = _clean_ids(report_ids)
+        if not ids:
+            return
+        if not label.strip():
+            raise ValueError("the export label must not be empty")
+        input_settings: dict[str, Any] = {
+            "type": "combinedReportData",
+            "filters": {"reportIDList": ",".join(ids)},
+        }
+        self._run_export(
+            input_settings, on_finish=[{"actionName": "markAsExported", "label": label}]
+        )
+
+    def mark_reimbursed(self, report_ids: Sequence[str]) -> dict[str, Any]:
+        """Set Approved reports to Reimbursed (report status updater)."""
+        ids = _clean_ids(report_ids)
+        if not ids:
+            return {}
+        job = {
+            "type": "update",
+            "inputSettings": {
+                "type": "reportStatus",
+                "status": "REIMBURSED",
+                "filters": {"reportIDList": ",".join(ids)},
+            },
+        }
+        response = self._call(job, what="the report status update")
+        body = http.parse_json(response, service=SERVICE, what="the report status update")
+        return body if isinstance(body, dict) else {}
+
+    def get_policies(self, policy_ids: Sequence[str]) -> dict[str, PolicyInfo]:
+        """Categories, tags and employees of these policies, in one request."""
+        ids = _clean_ids(policy_ids)
+        if not ids:
+            return {}
+        job = {
+            "type": "get",
+            "inputSettings": {
+                "type": "policy",
+                "policyIDList": ids,
+                "fields": ["categories", "tags", "employees"],
+            },
+        }
+        body = self._get_json(job, what="the policy request")
+        info = body.get("policyInfo")
+        if not isinstance(info, dict):
+            raise ProtocolError(SERVICE, "the policy answer has no policyInfo object")
+        result: dict[str, PolicyInfo] = {}
+        for policy_id, raw in info.items():
+            if isinstance(raw, dict):
+                result[str(policy_id)] = parse_policy(str(policy_id), raw)
+        return result
+
+    def list_policies(self) -> list[dict[str, Any]]:
+        job = {"type": "get", "inputSettings": {"type": "policyList"}}
+        body = self._get_json(job, what="the policy list")
+        policies = body.get("policyList")
+        if not isinstance(policies, list):
+            raise ProtocolError(SERVICE, "the policy list answer has no policyList array")
+        return [p for p in policies if isinstance(p, dict)]
+
+    def check(self) -> None:
+        """Proves the credentials work (one policyList request)."""
+        self.list_policies()
+
+    # ------------------------------------------------------------------ internals
+    def _export_input(
+        self,
+        *,
+        approved_after: date | None,
+        start_date: date | None,
+        report_ids: Sequence[str] | None,
+        states: Sequence[str],
+        exclude_label: str | None,
+        policy_ids: Sequence[str] | None,
+        limit: int | None,
+    ) -> dict[str, Any]:
+        filters: dict[str, Any] = {}
+        ids = _clean_ids(report_ids or [])
+        if ids:
+            filters["reportIDList"] = ",".join(ids)
+        if start_date is not None:
+            filters["startDate"] = start_date.isoformat()
+        if approved_after is not None:
+            filters["approvedAfter"] = approved_after.isoformat()
+        if not filters:
+            raise ValueError("an export needs report_ids, start_date or approved_after")
+        starts = [d for d in (start_date, approved_after) if d is not None]
+        today = date.fromtimestamp(self.clock())
+        if starts and (today - min(starts)).days > 365:
+            # Current docs require endDate when the start is over a year back.
+            filters["endDate"] = (today + timedelta(days=1)).isoformat()
+        if exclude_label:
+            filters["markedAsExported"] = exclude_label
+        pids = _clean_ids(policy_ids or [])
+        if pids:
+            filters["policyIDList"] = ",".join(pids)
+        settings: dict[str, Any] = {"type": "combinedReportData", "filters": filters}
+        if states:
+            settings["reportState"] = ",".join(s.strip().upper() for s in states)
+        if limit is not None:
+            if limit < 1:
+                raise ValueError("limit must be at least 1")
+            settings["limit"] = str(limit)
+        return settings
+
+    def _run_export(
+        self, input_settings: dict[str, Any], *, on_finish: list[dict[str, Any]] | None
+    ) -> str:
+        job: dict[str, Any] = {
+            "type": "file",
+            "onReceive": {"immediateResponse": ["returnRandomFileName"]},
+            "inputSettings": input_settings,
+            "outputSettings": {"fileExtension": "json", "fileBasename": "mlconsole"},
+        }
+        if on_finish:
+            job["onFinish"] = on_finish
+        response = self._call(job, template=self.template, what="the export job")
+        name = response.text.strip()
+        if not name or len(name) > 255 or any(c in name for c in "<>{}\n\r\"' /\\"):
+            raise ProtocolError(
+                SERVICE,
+                "the export job did not answer with a file name "
+                f"(HTTP {response.status_code}, {len(response.content)} bytes)",
+            )
+        return name
+
+    def _download(self, file_name: str) -> bytes:
+        job = {"type": "download", "fileName": file_name, "fileSystem": "integrationServer"}
+        for attempt in range(1, DOWNLOAD_TRIES + 1):
+            try:
+                response = self._call(job, what="the export download", not_ready_ok=True)
+            except _NotReady:
+                if attempt == DOWNLOAD_TRIES:
+                    break
+                self.sleep(DOWNLOAD_PAUSE_S * attempt)
+                continue
+            return response.content
+        raise Unreachable(
+            SERVICE, f"the export file was still not ready after {DOWNLOAD_TRIES} downloads"
+        )
+
+    def _get_json(self, job: dict[str, Any], *, what: str) -> dict[str, Any]:
+        response = self._call(job, what=what)
+        body = http.parse_json(response, service=SERVICE, what=what)
+        if not isinstance(body, dict):
+            raise ProtocolError(SERVICE, f"answered {what} with JSON that is not an object")
+        return body
+
+    def _call(
+        self,
+        job: dict[str, Any],
+        *,
+        what: str,
+        template: str | None = None,
+        not_ready_ok: bool = False,
+    ) -> httpx.Response:
+        """Send one job: limiter, bounded retries of transient failures and 429s, and one
+        re-read of the credentials after a refusal. Returns a successful response."""
+        creds = self._read_credentials()
+        reread = False
+        start = self.clock()
+        for _ in range(2):  # the second pass only after rotated credentials
+            policy = http.retry_policy(
+                max_attempts=6,
+                max_total_s=self.max_wait_s,
+                initial_s=1.0,
+                cap_s=30.0,
+                clock=self.clock,
+                sleep=self.sleep,
+            )
+            try:
+                for attempt in policy:
+                    with attempt:
+                        return self._send_once(
+                            creds, job, template, what, start, not_ready_ok=not_ready_ok
+                        )
+            except http.TransientError as exc:
+                raise Unreachable(SERVICE, f"{what}: {exc.message}") from None
+            except _Refused as exc:
+                if reread:
+                    raise AuthError(SERVICE, str(exc)) from None
+                reread = True
+                fresh = self._read_credentials()
+                if fresh == creds:
+                    # Same credentials again: a second try would only be refused again and
+                    # spend the request budget.
+                    raise AuthError(SERVICE, str(exc)) from None
+                log.info("expensify refused the credentials; retrying once with rotated ones")
+                creds = fresh
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _read_credentials(self) -> ExpensifyCredentials:
+        creds = self._credentials()
+        if not creds.partner_user_id or not creds.partner_user_secret.get_secret_value():
+            raise ConfigError(f"{SERVICE}: the partnerUserID or partnerUserSecret is empty")
+        return creds
+
+    def _send_once(
+        self,
+        creds: ExpensifyCredentials,
+        job: dict[str, Any],
+        template: str | None,
+        what: str,
+        start: float,
+        *,
+        not_ready_ok: bool,
+    ) -> httpx.Response:
+        limiter = self.limiter_for(creds.partner_user_id)
+        remaining = self.max_wait_s - (self.clock() - start)
+        limiter.acquire(deadline_s=max(0.0, remaining))
+        description = dict(job)
+        description["credentials"] = {
+            "partnerUserID": creds.partner_user_id,
+            "partnerUserSecret": creds.partner_user_secret.get_secret_value(),
+        }
+        form = {"requestJobDescription": json.dumps(description)}
+        if template is not None:
+            form["template"] = template
+        with self._count_lock:
+            self.requests_made += 1
+        try:
+            response = self._http.post(self.url, data=form)
+        except httpx.HTTPError as exc:
+            raise http.TransientError(http.transport_error_text(exc)) from None
+        return self._check(response, what, limiter, not_ready_ok=not_ready_ok)
+
+    def _check(
+        self,
+        response: httpx.Response,
+        what: str,
+        limiter: SlidingWindowLimiter,
+        *,
+        not_ready_ok: bool,
+    ) -> httpx.Response:
+        status = response.status_code
+        if http.looks_like_html(response):
+            raise ProtocolError(SERVICE, http.describe_html(response, what))
+        code, message = _error_in_body(response)
+        if status == 429 or code == 429:
+            retry_after = http.parse_retry_after(response.headers.get("Retry-After"))
+            if retry_after is None:
+                retry_after = limiter.note_server_limit()
+            raise http.TransientError(
+                "still rate-limited (HTTP 429) after waiting", retry_after=retry_after
+            )
+        if status in _AUTH_CODES or (code is not None and _is_auth_failure(code, message)):
+            raise _Refused(message or f"HTTP {status}")
+        if status >= 500:
+            raise http.TransientError(f"HTTP {status}" + (f": {message}" if message else ""))
+        if code is not None and code in _TRANSIENT_BODY_CODES:
+            raise http.TransientError(f"responseCode {code}: {message}")
+        if not_ready_ok and (code is not None or status == 404) and _is_not_ready(message):
+            raise _NotReady()
+        if status >= 400 or code is not None:
+            raise ServiceError(
+                SERVICE, code or status, str(code or status), message or f"{what} failed"
+            )
+        return response
+
+
+def _error_in_body(response: httpx.Response) -> tuple[int | None, str]:
+    """(responseCode, responseMessage) when the body is an error object, else (None, "")."""
+    head = response.content[:1].strip() or response.content.lstrip()[:1]
+    if head != b"{":
+        if response.status_code >= 400:
+            return None, _short_text(response)
+        return None, ""
+    try:
+        body = money.loads(response.content)
+    except ValueError:
+        return None, ""
+    if not isinstance(body, dict) or "responseCode" not in body:
+        return None, ""
+    try:
+        code = int(body["responseCode"])
+    except (TypeError, ValueError):
+        return None, ""
+    message = str(body.get("responseMessage") or "")[:300]
+    if code == 200:
+        return None, ""
+    return code, message
+
+
+def _short_text(response: httpx.Response) -> str:
+    text = response.content[:300].decode("utf-8", "replace")
+    return " ".join(text.split())
+
+
+def _is_auth_failure(code: int, message: str) -> bool:
+    lowered = message.lower()
+    return code in _AUTH_CODES or any(word in lowered for word in _AUTH_WORDS)
+
+
+def _is_not_ready(message: str) -> bool:
+    lowered = message.lower()
+    return any(word in lowered for word in _NOT_READY_WORDS)
+
+
+def _clean_ids(ids: Sequence[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for raw in ids:
+        value = str(raw).strip()
+        if not value:
+            continue
+        if "," in value:
+            raise ValueError(f"an ID must not contain a comma: {value!r}")
+        seen.setdefault(value, None)
+    return list(seen)
+
+
+# ---------------------------------------------------------------------- reading the file
+def parse_export(content: bytes, *, file_name: str = "") -> ExportResult:
+    """Read the export file: a JSON array with one object per report. Each object that
+    cannot be read becomes a MalformedReport; a file that is not such an array raises."""
+    text = content.decode("utf-8-sig", "replace").strip()
+    if text.startswith("<"):
+        raise ProtocolError(
+            SERVICE, f"the export file {file_name!r} is an HTML page, not the JSON export"
+        )
+    try:
+        data = money.loads(text)
+    except ValueError as exc:
+        reason = getattr(exc, "msg", type(exc).__name__)
+        raise ProtocolError(
+            SERVICE,
+            f"the export file {file_name!r} is not valid JSON ({reason}); check that "
+            "console/expensify/export.ftl renders JSON",
+        ) from None
+    if isinstance(data, dict) and "responseCode" in data:
+        raise ProtocolError(
+            SERVICE,
+            f"the download of {file_name!r} answered an error instead of the file: "
+            f"{data.get('responseCode')} {str(data.get('responseMessage', ''))[:200]}",
+        )
+    if not isinstance(data, list):
+        raise ProtocolError(
+            SERVICE,
+            f"the export file {file_name!r} is JSON but not a list of reports "
+            f"(got a {type(data).__name__})",
+        )
+    reports: list[ExportReport] = []
+    malformed: list[MalformedReport] = []
+    seen: dict[str, dict[str, Any]] = {}
+    for index, item in enumerate(data):
+        if not isinstance(item, dict):
+            malformed.append(MalformedReport(reportID=f"#{index}", what="report-not-an-object"))
+            continue
+        report_id = item.get("reportID")
+        if isinstance(report_id, int) and not isinstance(report_id, bool):
+            report_id = str(report_id)
+        if not isinstance(report_id, str) or not report_id.strip():
+            malformed.append(
+                MalformedReport(reportID=f"#{index}", what="reportID-missing", raw=item)
+            )
+            continue
+        report_id = report_id.strip()
+        if report_id in seen:
+            if seen[report_id] != item:
+                malformed.append(
+                    MalformedReport(reportID=report_id, what="duplicate-reportID", raw=item)
+                )
+            continue
+        seen[report_id] = item
+        try:
+            reports.append(ExportReport.model_validate({**item, "reportID": report_id}))
+        except ValidationError as exc:
+            malformed.append(
+                MalformedReport(reportID=report_id, what=_describe_invalid(exc), raw=item)
+            )
+    # A report whose duplicate disagreed is not trusted either way.
+    bad = {m.reportID for m in malformed if m.what == "duplicate-reportID"}
+    return ExportResult(
+        reports=[r for r in reports if r.reportID not in bad],
+        malformed=malformed,
+        file_name=file_name,
+    )
+
+
+def _describe_invalid(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    path = ".".join(str(p) for p in first.get("loc", ())) or "report"
+    msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    more = exc.error_count() - 1
+    suffix = f" (+{more} more)" if more > 0 else ""
+    return f"{path}: {msg}{suffix}"[:200]
+
+
+# ---------------------------------------------------------------------- policies
+def parse_policy(policy_id: str, raw: dict[str, Any]) -> PolicyInfo:
+    categories = [
+        PolicyCategory.model_validate(c)
+        for c in raw.get("categories") or []
+        if isinstance(c, dict) and c.get("name")
+    ]
+    employees = [
+        PolicyEmployee.model_validate(e)
+        for e in raw.get("employees") or []
+        if isinstance(e, dict) and e.get("email")
+    ]
+    return PolicyInfo(
+        id=str(raw.get("id") or policy_id),
+        name=str(raw.get("name") or ""),
+        outputCurrency=str(raw.get("outputCurrency") or ""),
+        categories=categories,
+        tag_levels=parse_tag_levels(raw.get("tags")),
+        employees=employees,
+    )
+
+
+def parse_tag_levels(tags: Any) -> list[PolicyTagLevel]:
+    """Both shapes Expensify answers: a list of levels [{name, tags: [...]}], or a flat
+    list of tags whose names join the levels with ':' ("Parent:Child"). A flat list has no
+    level names; its levels are called "Tag", "Tag 2", ... (Expensify's default name)."""
+    if isinstance(tags, dict):
+        # {levelName: [tags]} or {levelName: {"tags": [tags]}}
+        tags = [
+            {"name": name, "tags": v.get("tags") if isinstance(v, dict) else v}
+            for name, v in tags.items()
+        ]
+    if not isinstance(tags, list):
+        return []
+    levels: list[PolicyTagLevel] = []
+    flat: list[dict[str, Any]] = []
+    for item in tags:
+        if not isinstance(item, dict):
+            continue
+        if isinstance(item.get("tags"), list):
+            levels.append(
+                PolicyTagLevel(
+                    name=str(item.get("name") or f"Tag {len(levels) + 1}"),
+                    tags=[
+                        PolicyTag.model_validate(t)
+                        for t in item["tags"]
+                        if isinstance(t, dict) and t.get("name")
+                    ],
+                )
+            )
+        elif item.get("name"):
+            flat.append(item)
+    if flat:
+        by_depth: dict[int, list[PolicyTag]] = {}
+        for item in flat:
+            parts = str(item["name"]).split(":")
+            tag = PolicyTag.model_validate({**item, "name": parts[-1]})
+            by_depth.setdefault(len(parts), []).append(tag)
+        for depth in sorted(by_depth):
+            levels.append(
+                PolicyTagLevel(name="Tag" if depth == 1 else f"Tag {depth}", tags=by_depth[depth])
+            )
+    return levels

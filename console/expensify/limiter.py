@@ -1,0 +1,210 @@
+"""Expensify's request limits kept on our side: 5 requests per 10 s and 20 per 60 s per
+partnerUserID.
+
+The window (epoch seconds of recent requests) lives in a store that outlives the process, so
+a cron run that starts right after another one still sees the other's requests and waits
+instead of tripping the server's limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from console.errors import Unreachable
+
+# Longest window we track; older stamps are dropped before saving.
+_HORIZON_S = 60.0
+
+
+@runtime_checkable
+class RequestWindowStore(Protocol):
+    def load_window(self, key: str) -> list[float]: ...  # epoch seconds of recent requests
+
+    def save_window(self, key: str, stamps: list[float]) -> None: ...
+
+
+class MemoryWindowStore:
+    """A window that lives as long as the process (tests, one-shot tools)."""
+
+    def __init__(self) -> None:
+        self._windows: dict[str, list[float]] = {}
+
+    def load_window(self, key: str) -> list[float]:
+        return list(self._windows.get(key, []))
+
+    def save_window(self, key: str, stamps: list[float]) -> None:
+        self._windows[key] = list(stamps)
+
+
+class FileWindowStore:
+    """A JSON file {key: [stamps]} guarded by an fcntl lock, shared by processes.
+
+    `locked()` holds the lock across a load and a save, so two processes cannot both take
+    the last free slot.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock_path = self.path.with_name(self.path.name + ".lock")
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        with self._thread_lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self._lock_path, "a+") as handle:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+                self._depth = 1
+                try:
+                    yield
+                finally:
+                    self._depth = 0
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def _read_all(self) -> dict[str, list[float]]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {
+            str(k): [float(s) for s in v if isinstance(s, int | float)]
+            for k, v in data.items()
+            if isinstance(v, list)
+        }
+
+    def load_window(self, key: str) -> list[float]:
+        with self.locked():
+            return self._read_all().get(key, [])
+
+    def save_window(self, key: str, stamps: list[float]) -> None:
+        with self.locked():
+            data = self._read_all()
+            data[key] = list(stamps)
+            tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data), encoding="utf-8")
+            os.replace(tmp, self.path)
+
+
+class SlidingWindowLimiter:
+    """Admits a request only when every (limit, window) pair still has room.
+
+    `acquire()` records the request before it is sent (the server counts it whether or not
+    it succeeds) and sleeps while the window is full, for at most `max_wait_s` in total.
+    """
+
+    def __init__(
+        self,
+        store: RequestWindowStore,
+        key: str,
+        *,
+        limits: tuple[tuple[int, float], ...] = ((5, 10.0), (20, 60.0)),
+        max_wait_s: float = 120.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        service: str = "expensify",
+    ) -> None:
+        if not limits or any(n < 1 or w <= 0 for n, w in limits):
+            raise ValueError("limits must be positive (count, seconds) pairs")
+        self.store = store
+        self.key = key
+        self.limits = limits
+        self.max_wait_s = max_wait_s
+        self.clock = clock
+        self.sleep = sleep
+        self.service = service
+        self.waited_s = 0.0  # total time spent waiting for a slot, for the summary/bench
+        self._lock = threading.Lock()
+        self._horizon = max(_HORIZON_S, *(w for _, w in limits))
+
+    @contextlib.contextmanager
+    def _store_locked(self) -> Iterator[None]:
+        locked = getattr(self.store, "locked", None)
+        if callable(locked):
+            with locked():
+                yield
+        else:
+            yield
+
+    def _recent(self, now: float) -> list[float]:
+        stamps = self.store.load_window(self.key)
+        # A stamp in the future (clock stepped back) still counts: it was a real request.
+        return sorted(s for s in stamps if s > now - self._horizon)
+
+    def wait_needed(self, stamps: list[float], now: float) -> float:
+        """Seconds until one more request fits every window (0 when it fits now)."""
+        wait = 0.0
+        for count, window in self.limits:
+            inside = [s for s in stamps if s > now - window]
+            if len(inside) >= count:
+                # The request that must age out before another fits.
+                oldest_blocking = inside[len(inside) - count]
+                wait = max(wait, oldest_blocking + window - now)
+        return max(0.0, wait)
+
+    def try_acquire(self) -> float:
+        """Take a slot and return 0, or take nothing and return the seconds to wait."""
+        with self._lock, self._store_locked():
+            now = self.clock()
+            stamps = self._recent(now)
+            wait = self.wait_needed(stamps, now)
+            if wait <= 0:
+                stamps.append(now)
+                self.store.save_window(self.key, stamps)
+            return wait
+
+    def acquire(self, *, deadline_s: float | None = None) -> None:
+        """Block until a request may be sent; Unreachable when that takes longer than the
+        bound (`max_wait_s`, or `deadline_s` of time still left to the caller)."""
+        bound = self.max_wait_s if deadline_s is None else min(self.max_wait_s, deadline_s)
+        waited = 0.0
+        for _ in range(10_000):  # bounded: each pass either returns or sleeps > 0
+            wait = self.try_acquire()
+            if wait <= 0:
+                return
+            # A hair over the exact edge so float rounding cannot land us just inside it.
+            wait += 0.01
+            if waited + wait > bound:
+                raise Unreachable(
+                    self.service,
+                    f"the request limit (at most {self._describe()}) stays full for longer "
+                    f"than the {bound:.0f} s this run may wait",
+                )
+            self.sleep(wait)
+            waited += wait
+            self.waited_s += wait
+        raise Unreachable(self.service, "the request limiter did not free a slot")
+
+    def note_server_limit(self) -> float:
+        """After a 429 without Retry-After: the seconds until the shortest window has passed
+        since our latest request, which is when the server's window must be clear again."""
+        with self._lock, self._store_locked():
+            now = self.clock()
+            stamps = self._recent(now)
+        shortest = min(w for _, w in self.limits)
+        latest = stamps[-1] if stamps else now
+        return max(1.0, latest + shortest - now)
+
+    def in_window(self, window_s: float) -> int:
+        now = self.clock()
+        return sum(1 for s in self.store.load_window(self.key) if s > now - window_s)
+
+    def _describe(self) -> str:
+        return " and ".join(f"{n} per {w:g} s" for n, w in self.limits)
