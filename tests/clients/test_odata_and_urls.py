@@ -45,7 +45,7 @@ def test_odata_literal_refuses_floats_and_naive_datetimes():
     with pytest.raises(TypeError):
         odata_literal(1.08)
     with pytest.raises(ValueError):
-        odata_literal(datetime(2026, 1, 1))  # noqa: DTZ001
+        odata_literal(datetime(2026, 1, 1))
     with pytest.raises(ValueError):
         odata_literal(Decimal("NaN"))
 
