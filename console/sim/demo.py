@@ -1,0 +1,1179 @@
+"""The demo world: a deterministic dataset for the seed's firm, a pure function of a seed.
+
+Calder & Finch Advisory is a mid-sized professional-services firm: 150 employees, a US
+policy (USD) and a European policy (EUR), both booked into IFS company "10" (USD), and a
+month of approved expense reports with everything a real month has: trips abroad in foreign
+currencies, company-card and out-of-pocket lines, refunds, zero lines, long reports,
+non-ASCII and HTML-entity merchants. A handful of reports need attention (DEMO_ATTENTION):
+their report IDs and reasons are fixed, whatever the seed or size, so tests can assert them.
+
+    python -m console.sim.demo [--reports N] [--seed S] [--period YYYY-MM] > demo.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import calendar
+import json
+import sys
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from random import Random
+from typing import Any
+
+from console.sim.dataset import Dataset, parse_dataset
+
+# ---------------------------------------------------------------- public constants
+DEMO_SEED = 2026
+DEMO_PERIOD = "2026-11"
+DEMO_REPORTS = 600
+DEMO_FIRM = "Calder & Finch Advisory"
+DEMO_DOMAIN = "calderfinch.example"
+DEMO_COMPANY = "10"
+DEMO_POLICY_US = "POL-US"
+DEMO_POLICY_EU = "POL-EU"
+DEMO_EXPORT_LABEL = "ml-console"
+# The first poll starts here; Expensify's approvedAfter excludes the day itself.
+DEMO_APPROVED_AFTER = "2026-10-01"
+
+# Demo credentials: they open only the local simulators.
+DEMO_EXPENSIFY_USER_ID = "aa_api_finance_calderfinch_example"
+DEMO_EXPENSIFY_SECRET = "demo-exp-7c41e9a05b2d4f68a3e1"
+DEMO_IFS_CLIENT_ID = "ml-console-demo"
+DEMO_IFS_SECRET = "demo-ifs-2f8b6d13c9e04a57b1d0"
+DEMO_REALM = "demo"
+
+DEMO_ACCRUED_EXPENSES_ACCOUNT = "2930"
+DEMO_CARD_CLEARING_ACCOUNT = "2940"
+
+# What the console is configured with to post the demo ([posting] in config.toml).
+DEMO_POSTING: dict[str, Any] = {
+    "voucher_type": "X",
+    "accrued_expenses_account": DEMO_ACCRUED_EXPENSES_ACCOUNT,
+    "card_clearing_account": DEMO_CARD_CLEARING_ACCOUNT,
+    "company_by_policy": {DEMO_POLICY_US: DEMO_COMPANY, DEMO_POLICY_EU: DEMO_COMPANY},
+    "code_part_by_tag_level": {"Cost Center": "B", "Project": "C"},
+}
+
+# The reports that need attention, by fixed report ID. Reasons follow design.md §4.
+_MISSING_CC_IDS = ("51004417", "51019262", "51033808")  # cost centre IFS lacks (CC-410)
+_EXPIRED_CC_IDS = ("51012930", "51027145")  # cost centre expired before approval (CC-150)
+_UNMAPPED_IDS = ("51008671", "51030554")  # category without GL code, unknown to IFS
+_CLOSED_PERIOD_IDS = ("51000386", "51000529")  # approved in the closed previous month
+_ATTENTION_IDS = frozenset(_MISSING_CC_IDS + _EXPIRED_CC_IDS + _UNMAPPED_IDS + _CLOSED_PERIOD_IDS)
+
+UNMAPPED_CATEGORY = "Team Offsite"
+NEW_LAB = ("CC-410", "New Lab")
+CLOSED_OFFICE = ("CC-150", "Hartford Office")
+
+
+def _parse_period(period: str) -> tuple[int, int]:
+    try:
+        year_text, month_text = period.split("-")
+        year, month = int(year_text), int(month_text)
+    except ValueError:
+        raise ValueError(f"period must be YYYY-MM, got {period!r}") from None
+    if not 1 <= month <= 12 or not 2000 <= year <= 2200:
+        raise ValueError(f"period must be YYYY-MM, got {period!r}")
+    return year, month
+
+
+def _add_months(year: int, month: int, delta: int) -> tuple[int, int]:
+    index = year * 12 + (month - 1) + delta
+    return index // 12, index % 12 + 1
+
+
+def demo_attention(period: str = DEMO_PERIOD) -> list[dict[str, str]]:
+    """The reports of a demo dataset for `period` that must be held, with their reasons."""
+    year, month = _parse_period(period)
+    prev_year, prev_month = _add_months(year, month, -1)
+    rows = (
+        [(rid, f"missing-dimension:B:{NEW_LAB[0]}") for rid in _MISSING_CC_IDS]
+        + [(rid, f"invalid-dimension:B:{CLOSED_OFFICE[0]}") for rid in _EXPIRED_CC_IDS]
+        + [(rid, f"unmapped-category:{UNMAPPED_CATEGORY}") for rid in _UNMAPPED_IDS]
+        + [(rid, f"closed-period:{prev_year}-{prev_month:02d}") for rid in _CLOSED_PERIOD_IDS]
+    )
+    return [{"reportID": rid, "reason": reason} for rid, reason in sorted(rows)]
+
+
+DEMO_ATTENTION: list[dict[str, str]] = demo_attention()
+
+
+# ---------------------------------------------------------------- the firm's master data
+@dataclass(frozen=True)
+class _CategoryDef:
+    name: str
+    gl: str
+    low: int  # plausible amount range in home-currency cents
+    high: int
+    mcc: str
+    card_ok: bool
+
+
+_CATEGORIES = (
+    _CategoryDef("Airfare", "6110", 15000, 150000, "4511", True),
+    _CategoryDef("Lodging", "6120", 14000, 42000, "7011", True),  # per night
+    _CategoryDef("Meals", "6130", 800, 12000, "5812", True),
+    _CategoryDef("Ground Transport", "6140", 1200, 9500, "4121", True),
+    _CategoryDef("Mileage", "6150", 500, 18000, "", False),
+    _CategoryDef("Client Entertainment", "6160", 6000, 60000, "5813", True),
+    _CategoryDef("Parking & Tolls", "6170", 300, 4500, "7523", True),
+    _CategoryDef("Office Supplies", "6210", 500, 15000, "5943", True),
+    _CategoryDef("Software", "6220", 999, 59900, "5734", True),
+    _CategoryDef("Training", "6230", 9900, 199900, "8299", True),
+    _CategoryDef("Telecom", "6240", 4500, 12500, "4814", True),
+    _CategoryDef("Conference Fees", "6250", 29900, 249900, "7399", True),
+    _CategoryDef("Books & Subscriptions", "6270", 499, 4999, "5942", True),
+)
+_CAT = {c.name: c for c in _CATEGORIES}
+# Enabled but never given a GL code, and absent from IFS: the unmapped-category case.
+_OFFSITE = _CategoryDef(UNMAPPED_CATEGORY, "", 20000, 180000, "7011", False)
+# Retired categories a real policy still lists (disabled; never used).
+_DISABLED_CATEGORIES = (("Gifts", "6190"), ("Relocation", "6290"))
+
+# (code, tag name, region): region US, EU or both.
+_COST_CENTRES = (
+    ("CC-100", "Advisory", "US"),
+    ("CC-110", "Audit & Assurance", "US"),
+    ("CC-120", "Tax", "US"),
+    ("CC-130", "Technology Consulting", "US"),
+    ("CC-140", "Boston Office", "US"),
+    (CLOSED_OFFICE[0], CLOSED_OFFICE[1], "US"),
+    ("CC-200", "Marketing", "US"),
+    ("CC-210", "Business Development", "US"),
+    ("CC-220", "Paris Office", "EU"),
+    ("CC-230", "Zürich Office", "EU"),
+    ("CC-240", "Berlin Office", "EU"),
+    ("CC-300", "Finance", "both"),
+    ("CC-310", "People & Talent", "US"),
+    ("CC-320", "IT", "both"),
+    ("CC-400", "Executive", "both"),
+    (NEW_LAB[0], NEW_LAB[1], "US"),
+)
+_CC_NAME = {code: name for code, name, _ in _COST_CENTRES}
+# Head count per (policy, cost centre); 112 in the US, 38 in Europe.
+_ROSTER = (
+    (DEMO_POLICY_US, "CC-100", 19),
+    (DEMO_POLICY_US, "CC-110", 18),
+    (DEMO_POLICY_US, "CC-120", 12),
+    (DEMO_POLICY_US, "CC-130", 18),
+    (DEMO_POLICY_US, "CC-140", 10),
+    (DEMO_POLICY_US, "CC-150", 6),
+    (DEMO_POLICY_US, "CC-200", 5),
+    (DEMO_POLICY_US, "CC-210", 6),
+    (DEMO_POLICY_US, "CC-300", 5),
+    (DEMO_POLICY_US, "CC-310", 3),
+    (DEMO_POLICY_US, "CC-320", 4),
+    (DEMO_POLICY_US, "CC-400", 3),
+    (DEMO_POLICY_US, "CC-410", 3),
+    (DEMO_POLICY_EU, "CC-220", 14),
+    (DEMO_POLICY_EU, "CC-230", 12),
+    (DEMO_POLICY_EU, "CC-240", 8),
+    (DEMO_POLICY_EU, "CC-300", 2),
+    (DEMO_POLICY_EU, "CC-400", 2),
+)
+_CLIENT_FACING = frozenset(
+    {"CC-100", "CC-110", "CC-120", "CC-130", "CC-140", "CC-150", "CC-220", "CC-230", "CC-240"}
+)
+# Hartford closes on the 10th of the demo month; its people move to Boston.
+_CLOSED_OFFICE_SUCCESSOR = "CC-140"
+_CLOSED_OFFICE_LAST_DAY = 10
+
+
+@dataclass(frozen=True)
+class _ProjectDef:
+    code: str
+    name: str
+    valid_from: str  # ISO date or "start:{day}" (that day of the demo month)
+    valid_until: str
+    enabled: bool = True
+
+
+_PROJECTS = (
+    _ProjectDef("PRJ-0000", "Internal", "2020-01-01", "2099-12-31"),
+    _ProjectDef("PRJ-1001", "Apollo", "2025-02-01", "2027-06-30"),
+    _ProjectDef("PRJ-1002", "Borealis", "2025-09-15", "2027-03-31"),
+    _ProjectDef("PRJ-1003", "Cobalt", "2024-11-01", "2026-12-31"),
+    _ProjectDef("PRJ-1004", "Delta Harbor", "2026-01-01", "2027-12-31"),
+    _ProjectDef("PRJ-1005", "Evergreen", "2025-05-01", "2027-04-30"),
+    _ProjectDef("PRJ-1006", "Fjord", "2026-03-01", "2027-02-28"),
+    _ProjectDef("PRJ-1007", "Granite", "2025-01-01", "2026-12-31"),
+    _ProjectDef("PRJ-1008", "Helios", "2026-06-01", "2027-05-31"),
+    _ProjectDef("PRJ-1009", "Lumen", "2025-10-01", "2027-09-30"),
+    _ProjectDef("PRJ-1010", "Meridian", "2026-02-01", "2027-01-31"),
+    _ProjectDef("PRJ-1011", "Nordlys", "2025-08-01", "2027-07-31"),
+    _ProjectDef("PRJ-1012", "Orion", "2026-04-01", "2027-03-31"),
+    _ProjectDef("PRJ-1013", "Zürichsee Bank", "2025-11-01", "2027-10-31"),
+    # Kicks off mid-month: only reports approved from the 16th may use it.
+    _ProjectDef("PRJ-1014", "Kestrel", "start:16", "2027-12-31"),
+    # Finished before the demo; the policy still lists it, disabled.
+    _ProjectDef("PRJ-0907", "Juniper", "2024-01-01", "2026-06-30", enabled=False),
+)
+_KESTREL_START_DAY = 16
+
+_FIRST_NAMES = (
+    "Olivia", "Liam", "Emma", "Noah", "Ava", "Ethan", "Sophia", "Mason", "Isabella", "Lucas",
+    "Mia", "Benjamin", "Charlotte", "James", "Amelia", "Daniel", "Harper", "Henry", "Evelyn",
+    "Samuel", "Abigail", "David", "Grace", "Michael", "Chloé", "José", "Zoë", "Søren",
+    "Jürgen", "Åsa", "Siobhán", "Ngozi", "Hiroshi", "Priya", "Mateo", "Léa", "Raphaël",
+    "Anneliese", "Kwame", "Aisha", "Mei", "Rohan", "Fatima", "Tomás", "Ingrid", "Luca",
+    "Camille", "Niamh", "Dmitri", "Yuki", "Aaron", "Rachel", "Marcus", "Hannah", "Victor",
+    "Elena", "Patrick", "Nadia", "Oscar", "Julia",
+)  # fmt: skip
+_LAST_NAMES = (
+    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Martinez",
+    "Wilson", "Anderson", "Taylor", "Thomas", "Moore", "Jackson", "Martin", "Lee", "Thompson",
+    "White", "Harris", "Clark", "Lewis", "Walker", "Hall", "Young", "O'Brien", "O'Neill",
+    "Müller", "Schneider", "Dubois", "Lefèvre", "García", "Núñez", "Nakamura", "Tanaka",
+    "Kowalski", "Nowak", "Andersson", "Lindqvist", "Rossi", "Bianchi", "Okafor", "Mensah",
+    "Patel", "Sharma", "Chen", "Wang", "Kim", "Park", "Fischer", "Weber", "Moreau", "Girard",
+    "van der Berg", "de Vries", "Byrne", "Murphy", "Costa", "Silva", "Hoffmann",
+)  # fmt: skip
+
+# Trip destinations per policy: (city, currency).
+_DESTINATIONS = {
+    DEMO_POLICY_US: (
+        ("New York", "USD"), ("Chicago", "USD"), ("San Francisco", "USD"), ("Boston", "USD"),
+        ("Toronto", "CAD"), ("London", "GBP"), ("Zürich", "CHF"), ("Tokyo", "JPY"),
+        ("Paris", "EUR"),
+    ),
+    DEMO_POLICY_EU: (
+        ("Paris", "EUR"), ("Berlin", "EUR"), ("Amsterdam", "EUR"), ("Zürich", "CHF"),
+        ("London", "GBP"), ("New York", "USD"),
+    ),
+}  # fmt: skip
+_HOME_CITY = {DEMO_POLICY_US: "Boston", DEMO_POLICY_EU: "Paris"}
+
+# Merchants as Expensify serves them: HTML entities and all.
+_CITY_MERCHANTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "Lodging": {
+        "New York": ("Marriott Marquis Times Square", "The Langham, New York"),
+        "Chicago": ("Hilton Chicago", "The Palmer House"),
+        "San Francisco": ("Hotel Nikko San Francisco", "Hyatt Regency SF"),
+        "Boston": ("Omni Parker House", "Boston Harbor Hotel"),
+        "Toronto": ("Fairmont Royal York", "Chelsea Hotel Toronto"),
+        "London": ("Premier Inn London City", "The Savoy"),
+        "Zürich": ("Hotel Schweizerhof Zürich", "Baur au Lac"),
+        "Tokyo": ("ホテルオークラ東京", "Park Hyatt Tokyo"),
+        "Paris": ("Hôtel Le Marais", "Hôtel Lutetia"),
+        "Berlin": ("Hotel Adlon Kempinski", "Motel One Berlin-Mitte"),
+        "Amsterdam": ("Hotel V Nesplein", "Pulitzer Amsterdam"),
+    },
+    "Meals": {
+        "New York": ("Joe's Pizza", "Katz's Delicatessen", "Pret A Manger"),
+        "Chicago": ("Lou Malnati's", "Portillo's"),
+        "San Francisco": ("Tartine Bakery", "Blue Bottle Coffee"),
+        "Boston": ("McDonald's", "Chipotle", "Sweetgreen", "Ben &amp; Jerry's", "Dunkin'"),
+        "Toronto": ("Tim Hortons", "Pai Northern Thai"),
+        "London": ("Dishoom", "Pret A Manger", "Marks &amp; Spencer"),
+        "Zürich": ("Café Sprüngli", "Zeughauskeller"),
+        "Tokyo": ("すし銀座", "一蘭 Ichiran", "東京 Ramen Street"),
+        "Paris": ("Café de Flore", "Boulangerie Poilâne", "Brasserie Lipp", "McDonald's"),
+        "Berlin": ("Café Einstein", "Curry 36"),
+        "Amsterdam": ("Café 't Smalle", "Foodhallen"),
+    },
+    "Ground Transport": {
+        "New York": ("Yellow Cab NYC", "Uber", "MTA"),
+        "Chicago": ("Uber", "CTA Ventra"),
+        "San Francisco": ("Lyft", "BART"),
+        "Boston": ("Uber", "Lyft", "MBTA"),
+        "Toronto": ("Uber", "UP Express"),
+        "London": ("Transport for London", "Addison Lee"),
+        "Zürich": ("SBB CFF FFS", "Taxi Zürich"),
+        "Tokyo": ("東京タクシー", "JR East"),
+        "Paris": ("G7 Taxi", "SNCF", "RATP"),
+        "Berlin": ("Deutsche Bahn", "BVG"),
+        "Amsterdam": ("NS", "Uber"),
+    },
+}
+_MERCHANTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "Airfare": {
+        DEMO_POLICY_US: ("Delta Air Lines", "United Airlines", "American Airlines", "JetBlue",
+                         "British Airways", "SWISS", "JAL 日本航空", "Air Canada"),
+        DEMO_POLICY_EU: ("Lufthansa", "Air France", "KLM", "SWISS", "British Airways",
+                         "easyJet"),
+    },
+    "Client Entertainment": {
+        DEMO_POLICY_US: ("The Capital Grille", "Nobu", "Smith &amp; Wollensky",
+                         "Legal Sea Foods"),
+        DEMO_POLICY_EU: ("Brasserie Lipp", "Kronenhalle", "Le Cinq", "Borchardt"),
+    },
+    "Parking & Tolls": {
+        DEMO_POLICY_US: ("SpotHero", "E-ZPass", "LAZ Parking"),
+        DEMO_POLICY_EU: ("Indigo Parking", "Q-Park", "APCOA Parking"),
+    },
+    "Office Supplies": {
+        DEMO_POLICY_US: ("Staples", "Office Depot", "Barnes &amp; Noble", "Amazon"),
+        DEMO_POLICY_EU: ("Bureau Vallée", "Muji 無印良品", "Amazon.de", "Fnac"),
+    },
+    "Software": {
+        DEMO_POLICY_US: ("Adobe", "Atlassian", "GitHub", "JetBrains", "Figma", "Zoom"),
+        DEMO_POLICY_EU: ("Adobe", "Atlassian", "JetBrains", "Miro", "DeepL"),
+    },
+    "Training": {
+        DEMO_POLICY_US: ("Coursera", "O'Reilly Media", "LinkedIn Learning",
+                         "AICPA &amp; CIMA"),
+        DEMO_POLICY_EU: ("Coursera", "O'Reilly Media", "ACCA", "Udemy"),
+    },
+    "Telecom": {
+        DEMO_POLICY_US: ("AT&amp;T", "Verizon Wireless", "T-Mobile"),
+        DEMO_POLICY_EU: ("Orange", "Swisscom", "Deutsche Telekom"),
+    },
+    "Conference Fees": {
+        DEMO_POLICY_US: ("AICPA ENGAGE", "Gartner IT Symposium/Xpo", "Web Summit"),
+        DEMO_POLICY_EU: ("Money20/20 Europe", "Web Summit", "VivaTech"),
+    },
+    "Books & Subscriptions": {
+        DEMO_POLICY_US: ("The Wall Street Journal", "Harvard Business Review",
+                         "Barnes &amp; Noble"),
+        DEMO_POLICY_EU: ("Financial Times", "Les Échos", "Handelsblatt"),
+    },
+}  # fmt: skip
+_OFFSITE_MERCHANTS = ("Lakeside Lodge &amp; Retreat", "Château de Vérines")
+
+_COMMENTS = (
+    "Dinner with client team (4 attendees)",
+    'Working session re "Q4 close"',
+    "Team's celebration lunch",
+    "Client workshop, day 2",
+    "Receipt lost; card statement attached",
+    "Per diem cap applies",
+    "Kick-off <prep> with PMO",
+)
+
+# Expensify's conversion into the report currency: units of report currency per unit.
+_FX_TO = {
+    "USD": {"EUR": "1.0842", "GBP": "1.2710", "CHF": "1.1320", "JPY": "0.006650",
+            "CAD": "0.7210"},
+    "EUR": {"USD": "0.9223", "GBP": "1.1723", "CHF": "1.0441", "JPY": "0.006134",
+            "CAD": "0.6650"},
+}  # fmt: skip
+# IFS rates into USD by month offset from the demo month (-2 .. +0), plus a mid-month change.
+_IFS_RATES = {
+    "EUR": ("1.0815", "1.0797", "1.0842", "1.0868"),
+    "GBP": ("1.2655", "1.2688", "1.2710", "1.2694"),
+    "CHF": ("1.1290", "1.1305", "1.1320", "1.1347"),
+}
+
+
+# ---------------------------------------------------------------- helpers
+def _month_bounds(year: int, month: int) -> tuple[date, date]:
+    return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _ascii_slug(text: str) -> str:
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return "".join(ch for ch in folded.lower() if ch.isalnum())
+
+
+def _rate_number(rate: Decimal) -> float | int:
+    # JSON has no decimal type. Rates have at most 6 decimals, so the float's shortest repr
+    # is the exact decimal text, and every loader here parses it back as that Decimal.
+    return int(rate) if rate == rate.to_integral_value() else float(rate)
+
+
+def _convert(amount: int, rate: Decimal) -> int:
+    return int((Decimal(amount) * rate).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+@dataclass
+class _Person:
+    first: str
+    last: str
+    email: str
+    employee_id: str
+    policy: str
+    cost_centre: str
+    role: str = "user"
+    submits_to: str = ""
+    card_id: str = ""
+    card_number: str = ""
+    travel_weight: int = 1
+
+    @property
+    def home_currency(self) -> str:
+        return "USD" if self.policy == DEMO_POLICY_US else "EUR"
+
+
+@dataclass
+class _Draft:
+    """A report before IDs are assigned (IDs follow creation order, like Expensify's)."""
+
+    person: _Person
+    status: str
+    created: datetime
+    submitted: datetime | None
+    approved: datetime | None
+    reimbursed: datetime | None
+    name: str
+    lines: list[dict[str, Any]]
+    fixed_id: str = ""
+
+
+class _Builder:
+    def __init__(self, seed: int, period: str) -> None:
+        self.rng = Random(seed)
+        self.year, self.month = _parse_period(period)
+        self.month_start, self.month_end = _month_bounds(self.year, self.month)
+        prev = _add_months(self.year, self.month, -1)
+        self.prev_start, self.prev_end = _month_bounds(*prev)
+        self.closed_office_last_day = date(self.year, self.month, _CLOSED_OFFICE_LAST_DAY)
+        self.kestrel_start = date(self.year, self.month, _KESTREL_START_DAY)
+        self.people: list[_Person] = []
+
+    # ------------------------------------------------ people
+    def build_people(self) -> None:
+        rng = self.rng
+        names: set[tuple[str, str]] = set()
+        emails: set[str] = set()
+        number = 1000
+        for policy, cc, count in _ROSTER:
+            for i in range(count):
+                for _ in range(1000):  # 3600 combinations for 150 people: ends quickly
+                    first, last = rng.choice(_FIRST_NAMES), rng.choice(_LAST_NAMES)
+                    if (first, last) not in names:
+                        break
+                names.add((first, last))
+                local = f"{_ascii_slug(first)}.{_ascii_slug(last)}"
+                email = f"{local}@{DEMO_DOMAIN}"
+                suffix = 2
+                while email in emails:
+                    email = f"{local}{suffix}@{DEMO_DOMAIN}"
+                    suffix += 1
+                emails.add(email)
+                number += rng.randint(1, 7)
+                person = _Person(
+                    first=first,
+                    last=last,
+                    email=email,
+                    employee_id=f"E{number}",
+                    policy=policy,
+                    cost_centre=cc,
+                    travel_weight=4 if cc in _CLIENT_FACING else 1,
+                )
+                if i == 0 or rng.random() < 0.4:
+                    person.card_id = str(rng.randint(10_000_000, 99_999_999))
+                    person.card_number = f"485932XXXXXX{rng.randint(0, 9999):04d}"
+                self.people.append(person)
+        self._assign_approvers()
+
+    def _assign_approvers(self) -> None:
+        # First of each cost centre manages it; managers report to their policy's executive,
+        # whose own reports go to the CFO. Finance leads administer the policies.
+        managers: dict[tuple[str, str], _Person] = {}
+        for p in self.people:
+            managers.setdefault((p.policy, p.cost_centre), p)
+        cfo = managers[(DEMO_POLICY_US, "CC-300")]
+        for p in self.people:
+            manager = managers[(p.policy, p.cost_centre)]
+            executive = managers.get((p.policy, "CC-400"), cfo)
+            if p is cfo:
+                p.submits_to = managers[(DEMO_POLICY_US, "CC-400")].email
+            elif p is executive:
+                p.submits_to = cfo.email
+            elif p is manager:
+                p.submits_to = executive.email
+            else:
+                p.submits_to = manager.email
+            if p is managers[(p.policy, "CC-300")]:
+                p.role = "admin"
+        # An internal auditor can read every report.
+        auditor = next(p for p in self.people if p.cost_centre == "CC-300" and p.role != "admin")
+        auditor.role = "auditor"
+
+    def admin_of(self, policy: str) -> _Person:
+        return next(p for p in self.people if p.policy == policy and p.role == "admin")
+
+    # ------------------------------------------------ dates
+    def approval_time(self, first: date, last: date) -> datetime:
+        rng = self.rng
+        span = (last - first).days
+        for _ in range(20):  # prefer working days, as approvers do
+            day = first + timedelta(days=rng.randint(0, span))
+            if day.weekday() < 5 or rng.random() < 0.12:
+                break
+        return datetime(
+            day.year, day.month, day.day, rng.randint(7, 19), rng.randint(0, 59), rng.randint(0, 59)
+        )
+
+    def cost_centre_on(self, person: _Person, when: date) -> str:
+        if person.cost_centre == CLOSED_OFFICE[0] and when > self.closed_office_last_day:
+            return _CLOSED_OFFICE_SUCCESSOR
+        return person.cost_centre
+
+    def project_for(self, person: _Person, when: date) -> _ProjectDef:
+        rng = self.rng
+        if person.cost_centre not in _CLIENT_FACING or rng.random() < 0.15:
+            return _PROJECTS[0]
+        live = [p for p in _PROJECTS[1:] if p.enabled and self._project_valid(p, when)]
+        return rng.choice(live)
+
+    def _project_valid(self, project: _ProjectDef, when: date) -> bool:
+        start = self.project_start(project)
+        return start <= when <= date.fromisoformat(project.valid_until)
+
+    def project_start(self, project: _ProjectDef) -> date:
+        if project.valid_from.startswith("start:"):
+            return date(self.year, self.month, int(project.valid_from.split(":")[1]))
+        return date.fromisoformat(project.valid_from)
+
+    # ------------------------------------------------ lines
+    def amount_in(self, low: int, high: int) -> int:
+        cents = self.rng.randint(low, high)
+        # Hotel and airline prices end in round-ish numbers more often than not.
+        return cents - cents % 5 if self.rng.random() < 0.5 else cents
+
+    def line(
+        self,
+        person: _Person,
+        category: _CategoryDef,
+        when: date,
+        tag: str,
+        *,
+        home_value: int | None = None,
+        currency: str | None = None,
+        merchant: str | None = None,
+        billable_ok: bool = False,
+    ) -> dict[str, Any]:
+        rng = self.rng
+        home = person.home_currency
+        value = (
+            home_value if home_value is not None else self.amount_in(category.low, category.high)
+        )
+        currency = currency or home
+        if currency == home:
+            amount, converted, rate = value, value, Decimal(1)
+        else:
+            jitter = Decimal(1) + Decimal(rng.randint(-60, 60)) / Decimal(10000)
+            rate = (Decimal(_FX_TO[home][currency]) * jitter).quantize(Decimal("0.000001"))
+            amount = int((Decimal(value) / rate).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+            if currency == "JPY":  # whole yen
+                amount = int((Decimal(amount) / 100).quantize(Decimal(1), ROUND_HALF_UP)) * 100
+            converted = _convert(amount, rate)
+        card = bool(person.card_id) and category.card_ok and rng.random() < 0.7
+        line: dict[str, Any] = {
+            "transactionID": "",
+            "merchant": merchant or self.merchant_for(category, person, None),
+            "amount": amount,
+            "currency": currency,
+            "convertedAmount": converted,
+            "currencyConversionRate": _rate_number(rate),
+            "category": category.name,
+            "categoryGlCode": category.gl,
+            "tag": tag,
+            "created": when.isoformat(),
+            "inserted": _stamp(
+                datetime(
+                    when.year,
+                    when.month,
+                    when.day,
+                    rng.randint(6, 23),
+                    rng.randint(0, 59),
+                    rng.randint(0, 59),
+                )
+            ),
+            "reimbursable": not card,
+            "billable": billable_ok and rng.random() < 0.6,
+            "comment": rng.choice(_COMMENTS) if rng.random() < 0.08 else "",
+        }
+        if card:
+            line["cardID"] = person.card_id
+            line["cardNumber"] = person.card_number
+            line["mcc"] = category.mcc
+        return line
+
+    def merchant_for(self, category: _CategoryDef, person: _Person, city: str | None) -> str:
+        rng = self.rng
+        if category.name == "Mileage":
+            if person.policy == DEMO_POLICY_EU:
+                return f"{rng.randint(12, 420)} km @ €0.30 / km"
+            return f"{rng.randint(50, 2600) / 10:.1f} mi @ $0.70 / mi"
+        by_city = _CITY_MERCHANTS.get(category.name)
+        if by_city is not None:
+            return rng.choice(by_city[city or _HOME_CITY[person.policy]])
+        return rng.choice(_MERCHANTS[category.name][person.policy])
+
+    def mileage_line(self, person: _Person, when: date, tag: str) -> dict[str, Any]:
+        category = _CAT["Mileage"]
+        if person.policy == DEMO_POLICY_EU:
+            km = self.rng.randint(12, 420)
+            merchant, value = f"{km} km @ €0.30 / km", km * 30
+        else:
+            tenths = self.rng.randint(50, 2600)
+            merchant, value = f"{tenths / 10:.1f} mi @ $0.70 / mi", tenths * 7
+        line = self.line(
+            person, category, when, tag, home_value=value, merchant=merchant, billable_ok=True
+        )
+        return line
+
+    # ------------------------------------------------ reports
+    def report(
+        self,
+        person: _Person,
+        approved: datetime | None,
+        *,
+        status: str,
+        lines_wanted: int,
+        cost_centre: str | None = None,
+        project: _ProjectDef | None = None,
+        allow_kestrel: bool = True,
+    ) -> _Draft:
+        rng = self.rng
+        anchor = approved or datetime.combine(
+            self.month_end - timedelta(days=rng.randint(0, 6)), datetime.min.time()
+        ) + timedelta(hours=rng.randint(8, 18))
+        submitted = anchor - timedelta(minutes=rng.randint(90, 7200))
+        created = submitted - timedelta(days=rng.randint(0, 12), minutes=rng.randint(0, 600))
+        last_expense = submitted.date()
+        when_valid = (approved or anchor).date()
+        cc = cost_centre or self.cost_centre_on(person, when_valid)
+        if project is None:
+            project = self.project_for(person, when_valid)
+            if not allow_kestrel and project.name == "Kestrel":
+                project = _PROJECTS[0]
+        tag = f"{_CC_NAME[cc]}:{project.name}"
+        billable_ok = project.code != "PRJ-0000"
+
+        kind = rng.choices(("trip", "local", "monthly"), (40, 40, 20))[0]
+        if lines_wanted >= 20:
+            kind = "trip"
+        lines: list[dict[str, Any]] = []
+        if kind == "trip":
+            city, currency = rng.choice(_DESTINATIONS[person.policy])
+            nights = max(1, min(lines_wanted // 3, rng.randint(1, 5)))
+            end = last_expense - timedelta(days=rng.randint(0, 3))
+            start = end - timedelta(days=nights)
+            name = f"{city} client visit" if billable_ok else f"{city} trip"
+            airfare = self.line(
+                person,
+                _CAT["Airfare"],
+                start - timedelta(days=rng.randint(3, 20)),
+                tag,
+                billable_ok=billable_ok,
+            )
+            lines.append(airfare)
+            nightly = self.amount_in(_CAT["Lodging"].low, _CAT["Lodging"].high)
+            lines.append(
+                self.line(
+                    person,
+                    _CAT["Lodging"],
+                    end,
+                    tag,
+                    home_value=nightly * nights,
+                    currency=currency,
+                    merchant=self.merchant_for(_CAT["Lodging"], person, city),
+                    billable_ok=billable_ok,
+                )
+            )
+            trip_cats = (
+                ("Meals", 6),
+                ("Ground Transport", 4),
+                ("Client Entertainment", 1),
+                ("Parking & Tolls", 1),
+            )
+            while len(lines) < lines_wanted:
+                cat = _CAT[rng.choices([c for c, _ in trip_cats], [w for _, w in trip_cats])[0]]
+                day = start + timedelta(days=rng.randint(0, nights))
+                in_city = cat.name in _CITY_MERCHANTS
+                lines.append(
+                    self.line(
+                        person,
+                        cat,
+                        day,
+                        tag,
+                        currency=currency if in_city else None,
+                        merchant=self.merchant_for(cat, person, city if in_city else None),
+                        billable_ok=billable_ok,
+                    )
+                )
+        else:
+            weights = (
+                {
+                    "Meals": 8,
+                    "Ground Transport": 5,
+                    "Parking & Tolls": 3,
+                    "Client Entertainment": 2,
+                    "Office Supplies": 3,
+                    "Mileage": 3,
+                }
+                if kind == "local"
+                else {
+                    "Telecom": 4,
+                    "Software": 4,
+                    "Training": 2,
+                    "Conference Fees": 1,
+                    "Books & Subscriptions": 3,
+                    "Mileage": 2,
+                    "Office Supplies": 2,
+                }
+            )
+            name = (
+                f"{self.month_start:%B} expenses"
+                if kind == "local"
+                else f"{self.month_start:%B} subscriptions & training"
+            )
+            for _ in range(lines_wanted):
+                cat = _CAT[rng.choices(list(weights), list(weights.values()))[0]]
+                day = last_expense - timedelta(days=rng.randint(0, 20))
+                if cat.name == "Mileage":
+                    lines.append(self.mileage_line(person, day, tag))
+                else:
+                    lines.append(self.line(person, cat, day, tag, billable_ok=billable_ok))
+        self._sprinkle(person, lines, tag)
+        if rng.random() < 0.05:
+            name = f'{name} — "{project.name}" engagement'
+        reimbursed = None
+        if (
+            status == "APPROVED"
+            and approved is not None
+            and rng.random() < 0.04
+            and any(ln["reimbursable"] for ln in lines)
+        ):
+            status = "REIMBURSED"
+            reimbursed = approved + timedelta(days=rng.randint(1, 6), hours=rng.randint(0, 9))
+        return _Draft(
+            person=person,
+            status=status,
+            created=created,
+            submitted=None if status == "OPEN" else submitted,
+            approved=approved,
+            reimbursed=reimbursed,
+            name=name,
+            lines=sorted(lines, key=lambda ln: ln["created"]),
+        )
+
+    def _sprinkle(self, person: _Person, lines: list[dict[str, Any]], tag: str) -> None:
+        """Some project lines switch to another tag; some get refunded; a few are zero."""
+        rng = self.rng
+        extra: list[dict[str, Any]] = []
+        for ln in lines:
+            roll = rng.random()
+            if roll < 0.025 and ln["category"] in (
+                "Airfare",
+                "Lodging",
+                "Software",
+                "Office Supplies",
+                "Meals",
+            ):
+                refund = dict(ln)
+                share = rng.choice((Decimal(1), Decimal("0.5"), Decimal("0.25")))
+                refund["amount"] = -int((Decimal(ln["amount"]) * share).quantize(Decimal(1)))
+                refund["convertedAmount"] = -int(
+                    (Decimal(ln["convertedAmount"]) * share).quantize(Decimal(1))
+                )
+                refund["comment"] = rng.choice(
+                    (
+                        "Refund: fare difference",
+                        "Refund: cancelled booking",
+                        "Credit: returned item",
+                        "Refund: overcharge",
+                    )
+                )
+                extra.append(refund)
+            elif roll < 0.04 and ln["category"] in ("Meals", "Lodging", "Ground Transport"):
+                ln["amount"] = 0
+                ln["convertedAmount"] = 0
+                ln["comment"] = rng.choice(
+                    ("Complimentary breakfast", "Points redemption", "Covered by client")
+                )
+        lines.extend(extra)
+
+
+def _draft_to_report(d: _Draft, report_id: str, policy_names: dict[str, str]) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "reportID": report_id,
+        "policyID": d.person.policy,
+        "policyName": policy_names[d.person.policy],
+        "reportName": d.name,
+        "accountEmail": d.person.email,
+        "managerEmail": d.person.submits_to,
+        "currency": d.person.home_currency,
+        "status": d.status,
+        "created": _stamp(d.created),
+        "submitted": _stamp(d.submitted) if d.submitted else "",
+        "approved": _stamp(d.approved) if d.approved else None,
+        "exportLabels": [],
+        "transactionList": d.lines,
+    }
+    if d.reimbursed is not None:
+        report["reimbursed"] = _stamp(d.reimbursed)
+    return report
+
+
+# ---------------------------------------------------------------- the generator
+def build_demo_dataset(
+    seed: int = DEMO_SEED, *, reports: int = DEMO_REPORTS, period: str = DEMO_PERIOD
+) -> dict[str, Any]:
+    """The demo world as a raw JSON-able dict (design.md §3 shape). Same arguments, same dict.
+
+    `reports` counts the reports the sync fetches (APPROVED or REIMBURSED, the attention cases
+    included); about 5% more in OPEN or SUBMITTED state come on top and must not be fetched.
+    """
+    if reports < 20:
+        raise ValueError("the demo needs at least 20 reports (9 of them need attention)")
+    b = _Builder(seed, period)
+    rng = b.rng
+    b.build_people()
+    people = b.people
+    normal_people = [p for p in people if p.cost_centre != NEW_LAB[0]]
+    weights = [p.travel_weight for p in normal_people]
+
+    drafts: list[_Draft] = []
+    n_normal = reports - len(_ATTENTION_IDS)
+    n_long = max(1, reports // 100)
+    for i in range(n_normal):
+        person = rng.choices(normal_people, weights)[0]
+        approved = b.approval_time(b.month_start, b.month_end)
+        if i < n_long:
+            wanted = rng.randint(40, 60)
+        else:
+            wanted = rng.choices(range(1, 13), (9, 12, 14, 13, 11, 9, 8, 6, 5, 4, 3, 2))[0]
+        drafts.append(b.report(person, approved, status="APPROVED", lines_wanted=wanted))
+    _force_features(b, drafts)
+
+    # Reports still with their owners or approvers: never fetched (they include traps: a
+    # line no one could post, which must not show up anywhere).
+    for i in range(max(2, reports // 40) * 2):
+        person = rng.choice(people)
+        draft = b.report(
+            person, None, status="OPEN" if i % 2 else "SUBMITTED", lines_wanted=rng.randint(1, 6)
+        )
+        if i < 2:
+            draft.lines[0]["category"] = UNMAPPED_CATEGORY
+            draft.lines[0]["categoryGlCode"] = ""
+        drafts.append(draft)
+
+    drafts.extend(_attention_drafts(b))
+    return _assemble(b, drafts)
+
+
+def _force_features(b: _Builder, drafts: list[_Draft]) -> None:
+    """Make sure even a small demo has every kind of line the sync must handle."""
+    rng = b.rng
+    # A report that is nothing but a refund: its total is negative.
+    d = drafts[-1]
+    refund = max(d.lines, key=lambda ln: ln["convertedAmount"])
+    refund.update(
+        amount=-abs(refund["amount"]) or -1500,
+        convertedAmount=-abs(refund["convertedAmount"]) or -1500,
+        comment="Refund: cancelled booking",
+    )
+    d.lines, d.name, d.status, d.reimbursed = [refund], "Refund — cancelled trip", "APPROVED", None
+    d = drafts[-2]
+    person = d.person
+    tag = d.lines[0]["tag"]
+    when = date.fromisoformat(d.lines[0]["created"])
+    sample: list[dict[str, Any]] = []
+    sample.append(b.line(person, _CAT["Meals"], when, tag, merchant="McDonald's"))
+    sample.append(
+        b.line(
+            person,
+            _CAT["Meals"],
+            when,
+            tag,
+            merchant="Café de Flore",
+            currency="EUR" if person.home_currency == "USD" else "USD",
+        )
+    )
+    sample.append(b.line(person, _CAT["Office Supplies"], when, tag, merchant="Barnes &amp; Noble"))
+    sample.append(b.line(person, _CAT["Meals"], when, tag, merchant="すし銀座", currency="JPY"))
+    zero = b.line(person, _CAT["Meals"], when, tag, merchant="Hotel breakfast")
+    zero.update(amount=0, convertedAmount=0, comment="Complimentary breakfast")
+    sample.append(zero)
+    refund = b.line(person, _CAT["Software"], when, tag, merchant="Atlassian")
+    refund.update(
+        amount=-refund["amount"],
+        convertedAmount=-refund["convertedAmount"],
+        comment="Refund: overcharge",
+    )
+    sample.append(refund)
+    if not person.card_id:
+        person.card_id = str(rng.randint(10_000_000, 99_999_999))
+        person.card_number = f"485932XXXXXX{rng.randint(0, 9999):04d}"
+    card = b.line(person, _CAT["Telecom"], when, tag, merchant="AT&amp;T")
+    card.update(
+        reimbursable=False,
+        cardID=person.card_id,
+        cardNumber=person.card_number,
+        mcc=_CAT["Telecom"].mcc,
+    )
+    sample.append(card)
+    d.lines = sorted(d.lines + sample, key=lambda ln: ln["created"])
+
+
+def _attention_drafts(b: _Builder) -> list[_Draft]:
+    rng = b.rng
+    out: list[_Draft] = []
+    days = b.month_end.day
+
+    new_lab = [p for p in b.people if p.cost_centre == NEW_LAB[0]]
+    for i, rid in enumerate(_MISSING_CC_IDS):
+        first = b.month_start + timedelta(days=(days * i) // 3)
+        last = b.month_start + timedelta(days=(days * (i + 1)) // 3 - 1)
+        d = b.report(
+            new_lab[i % len(new_lab)],
+            b.approval_time(first, last),
+            status="APPROVED",
+            lines_wanted=rng.randint(2, 6),
+            cost_centre=NEW_LAB[0],
+        )
+        d.status, d.reimbursed, d.fixed_id = "APPROVED", None, rid
+        out.append(d)
+
+    hartford = [p for p in b.people if p.cost_centre == CLOSED_OFFICE[0]]
+    for i, rid in enumerate(_EXPIRED_CC_IDS):
+        # Spent before the office closed, approved after: the code is no longer valid.
+        first = b.closed_office_last_day + timedelta(days=2)
+        approved = b.approval_time(first, b.month_end)
+        d = b.report(
+            hartford[i],
+            approved,
+            status="APPROVED",
+            lines_wanted=rng.randint(2, 5),
+            cost_centre=CLOSED_OFFICE[0],
+        )
+        for ln in d.lines:
+            if ln["created"] > b.closed_office_last_day.isoformat():
+                ln["created"] = (
+                    b.closed_office_last_day - timedelta(days=rng.randint(0, 4))
+                ).isoformat()
+        d.status, d.reimbursed, d.fixed_id = "APPROVED", None, rid
+        out.append(d)
+
+    planners = [p for p in b.people if p.cost_centre in ("CC-310", "CC-240")]
+    for i, rid in enumerate(_UNMAPPED_IDS):
+        person = next(p for p in planners if p.policy == (DEMO_POLICY_US, DEMO_POLICY_EU)[i])
+        approved = b.approval_time(b.month_start + timedelta(days=3), b.month_end)
+        d = b.report(person, approved, status="APPROVED", lines_wanted=rng.randint(1, 4))
+        tag = d.lines[0]["tag"]
+        for j in range(rng.randint(1, 2)):
+            when = date.fromisoformat(d.lines[-1]["created"])
+            d.lines.append(
+                b.line(person, _OFFSITE, when, tag, merchant=_OFFSITE_MERCHANTS[(i + j) % 2])
+            )
+        d.name = "Team offsite"
+        d.status, d.reimbursed, d.fixed_id = "APPROVED", None, rid
+        out.append(d)
+
+    us_staff = [
+        p
+        for p in b.people
+        if p.policy == DEMO_POLICY_US and p.cost_centre in ("CC-100", "CC-110", "CC-120", "CC-130")
+    ]
+    for i, rid in enumerate(_CLOSED_PERIOD_IDS):
+        first = b.prev_end - timedelta(days=3 - i)
+        approved = b.approval_time(first, first)
+        d = b.report(
+            rng.choice(us_staff),
+            approved,
+            status="APPROVED",
+            lines_wanted=rng.randint(1, 5),
+            allow_kestrel=False,
+        )
+        d.status, d.reimbursed, d.fixed_id = "APPROVED", None, rid
+        out.append(d)
+    return out
+
+
+def _assemble(b: _Builder, drafts: list[_Draft]) -> dict[str, Any]:
+    rng = b.rng
+    policy_names = {DEMO_POLICY_US: f"{DEMO_FIRM} — US", DEMO_POLICY_EU: f"{DEMO_FIRM} — Europe"}
+    # Report IDs grow with creation time, as Expensify's do; the attention reports keep theirs.
+    next_id = 51_000_000
+    ids: dict[int, str] = {}
+    for index, d in sorted(enumerate(drafts), key=lambda pair: pair[1].created):
+        if d.fixed_id:
+            ids[index] = d.fixed_id
+            continue
+        next_id += rng.randint(3, 150)
+        while str(next_id) in _ATTENTION_IDS:
+            next_id += 1
+        ids[index] = str(next_id)
+    ordered = sorted(range(len(drafts)), key=lambda i: int(ids[i]))
+    txn = 7_182_300_000_000_000_000
+    reports: list[dict[str, Any]] = []
+    for i in ordered:
+        for ln in drafts[i].lines:
+            txn += rng.randint(1, 9999)
+            ln["transactionID"] = str(txn)
+        reports.append(_draft_to_report(drafts[i], ids[i], policy_names))
+
+    return {
+        "expensify": {
+            "credentials": [
+                {
+                    "partnerUserID": DEMO_EXPENSIFY_USER_ID,
+                    "partnerUserSecret": DEMO_EXPENSIFY_SECRET,
+                }
+            ],
+            "policies": [
+                _policy(b, pid, policy_names[pid]) for pid in (DEMO_POLICY_US, DEMO_POLICY_EU)
+            ],
+            "reports": reports,
+        },
+        "ifs": {
+            "realm": DEMO_REALM,
+            "clients": [{"client_id": DEMO_IFS_CLIENT_ID, "client_secret": DEMO_IFS_SECRET}],
+            "token_lifetime_s": 3600,
+            "companies": [_company(b)],
+        },
+    }
+
+
+def _policy(b: _Builder, policy_id: str, name: str) -> dict[str, Any]:
+    region = "US" if policy_id == DEMO_POLICY_US else "EU"
+    categories = [{"name": c.name, "glCode": c.gl, "enabled": True} for c in _CATEGORIES]
+    categories.append({"name": _OFFSITE.name, "glCode": "", "enabled": True})
+    categories += [{"name": n, "glCode": gl, "enabled": False} for n, gl in _DISABLED_CATEGORIES]
+    centres = [
+        {"name": cc_name, "glCode": code, "enabled": True}
+        for code, cc_name, where in _COST_CENTRES
+        if where in (region, "both")
+    ]
+    projects = [{"name": p.name, "glCode": p.code, "enabled": p.enabled} for p in _PROJECTS]
+    employees = [
+        {
+            "email": p.email,
+            "role": p.role,
+            "submitsTo": p.submits_to,
+            "firstName": p.first,
+            "lastName": p.last,
+            "employeeID": p.employee_id,
+        }
+        for p in b.people
+        if p.policy == policy_id
+    ]
+    return {
+        "id": policy_id,
+        "name": name,
+        "outputCurrency": "USD" if policy_id == DEMO_POLICY_US else "EUR",
+        "type": "corporate",
+        "owner": b.admin_of(policy_id).email,
+        "role": "admin",
+        "categories": categories,
+        "tags": [{"name": "Cost Center", "tags": centres}, {"name": "Project", "tags": projects}],
+        "employees": employees,
+    }
+
+
+def _company(b: _Builder) -> dict[str, Any]:
+    forever = ("2020-01-01", "2099-12-31")
+
+    def value(part: str, code: str, text: str, valid: tuple[str, str] = forever) -> dict[str, Any]:
+        return {
+            "CodePart": part,
+            "CodePartValue": code,
+            "Description": text,
+            "ValidFrom": valid[0],
+            "ValidUntil": valid[1],
+        }
+
+    values = [value("A", c.gl, c.name) for c in _CATEGORIES]
+    values += [value("A", gl, n) for n, gl in _DISABLED_CATEGORIES]
+    values += [
+        value("A", "1910", "Cash at bank"),
+        value("A", "2410", "Accounts payable"),
+        value("A", DEMO_ACCRUED_EXPENSES_ACCOUNT, "Accrued expenses – employee reimbursements"),
+        value("A", DEMO_CARD_CLEARING_ACCOUNT, "Corporate card clearing"),
+        value("A", "4010", "Fee revenue"),
+    ]
+    for code, cc_name, _ in _COST_CENTRES:
+        if code == NEW_LAB[0]:
+            continue  # set up in Expensify, not yet in IFS
+        until = b.closed_office_last_day.isoformat() if code == CLOSED_OFFICE[0] else forever[1]
+        values.append(value("B", code, cc_name, ("2020-01-01", until)))
+    for p in _PROJECTS:
+        values.append(value("C", p.code, p.name, (b.project_start(p).isoformat(), p.valid_until)))
+
+    periods = []
+    for offset in (-2, -1, 0, 1):
+        y, m = _add_months(b.year, b.month, offset)
+        first, last = _month_bounds(y, m)
+        periods.append(
+            {
+                "AccountingYear": y,
+                "AccountingPeriod": m,
+                "DateFrom": first.isoformat(),
+                "DateUntil": last.isoformat(),
+                "PeriodStatus": "Closed" if offset == -1 else "Open",
+                "Description": f"{first:%B %Y}",
+            }
+        )
+    rates = []
+    for currency, series in _IFS_RATES.items():
+        starts = [date(*_add_months(b.year, b.month, off), 1) for off in (-2, -1, 0)]
+        starts.append(date(b.year, b.month, 16))
+        for start, rate in zip(starts, series, strict=True):
+            rates.append(
+                {
+                    "CurrencyCode": currency,
+                    "ValidFrom": start.isoformat(),
+                    "CurrencyRate": _rate_number(Decimal(rate)),
+                    "CurrencyType": "1",
+                }
+            )
+    return {
+        "Company": DEMO_COMPANY,
+        "Name": f"{DEMO_FIRM} LLC",
+        "CurrencyCode": "USD",
+        "code_part_values": values,
+        "periods": periods,
+        "currency_rates": rates,
+        "voucher_types": [
+            {"VoucherType": DEMO_POSTING["voucher_type"], "Description": "Manual accruals"}
+        ],
+    }
+
+
+def demo_dataset(
+    seed: int = DEMO_SEED, *, reports: int = DEMO_REPORTS, period: str = DEMO_PERIOD
+) -> Dataset:
+    """The demo world, parsed: a fresh Dataset each call (simulators may change it)."""
+    return parse_dataset(build_demo_dataset(seed, reports=reports, period=period), "demo dataset")
+
+
+def dumps_dataset(raw: dict[str, Any], indent: int | None = None) -> str:
+    """The dataset as JSON text; non-ASCII kept as is (UTF-8), key order as built."""
+    separators = (",", ": ") if indent is not None else (",", ":")
+    return json.dumps(raw, ensure_ascii=False, indent=indent, separators=separators)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m console.sim.demo",
+        description="Write the deterministic demo dataset (JSON, UTF-8) to stdout or a file.",
+    )
+    parser.add_argument(
+        "--reports",
+        type=int,
+        default=DEMO_REPORTS,
+        help="reports the sync fetches (default %(default)s)",
+    )
+    parser.add_argument("--seed", type=int, default=DEMO_SEED)
+    parser.add_argument("--period", default=DEMO_PERIOD, help="YYYY-MM of the approvals")
+    parser.add_argument("--indent", type=int, default=None, help="pretty-print with N spaces")
+    parser.add_argument("--output", "-o", help="file to write (default stdout)")
+    args = parser.parse_args(argv)
+    try:
+        raw = build_demo_dataset(args.seed, reports=args.reports, period=args.period)
+    except ValueError as err:
+        parser.error(str(err))
+    data = (dumps_dataset(raw, args.indent) + "\n").encode("utf-8")
+    if args.output:
+        with open(args.output, "wb") as fh:
+            fh.write(data)
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
