@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from console.expensify.models import ExportReport, ExportTransaction, PolicyInfo
 from console.ifs.models import CODE_PARTS
@@ -86,9 +86,15 @@ class MappingRule:
     updated_at: str = ""
 
 
+ANY_POLICY = ""  # a rule stored with policy_id "" applies to every policy without its own
+
+
 @dataclass(frozen=True)
 class MappingOverrides:
-    """The operator's overrides, keyed (policy_id, kind, source) → target."""
+    """The operator's overrides, keyed (policy_id, kind, source) → target.
+
+    A rule for the policy itself wins over a rule for every policy (policy_id "").
+    """
 
     targets: Mapping[tuple[str, str, str], str] = field(default_factory=dict)
 
@@ -96,11 +102,23 @@ class MappingOverrides:
     def from_rules(cls, rules: Iterable[MappingRule]) -> MappingOverrides:
         return cls({(r.policy_id, r.kind, r.source): r.target for r in rules})
 
-    def get(self, policy_id: str, kind: str, source: str) -> str | None:
-        return self.targets.get((policy_id, kind, source))
+    @classmethod
+    def from_store_rows(cls, rows: Iterable[Any]) -> MappingOverrides:
+        """From the store's rows (kind, policy_id, source, rule={"target": value})."""
+        targets: dict[tuple[str, str, str], str] = {}
+        for row in rows:
+            target = getattr(row, "target", None)
+            if target is None:
+                target = (getattr(row, "rule", None) or {}).get("target")
+            if isinstance(target, str) and target:
+                targets[(row.policy_id, row.kind, row.source)] = target
+        return cls(targets)
 
-    def kinds_for(self, policy_id: str) -> frozenset[str]:
-        return frozenset(k for (p, k, _s) in self.targets if p == policy_id)
+    def get(self, policy_id: str, kind: str, source: str) -> str | None:
+        found = self.targets.get((policy_id, kind, source))
+        if found is None and policy_id != ANY_POLICY:
+            found = self.targets.get((ANY_POLICY, kind, source))
+        return found
 
 
 NO_OVERRIDES = MappingOverrides()
@@ -182,9 +200,10 @@ def _index_policy(
             levels.append(level.name)
             tag_gl.append({t.name: t.glCode for t in level.tags})
     letter_by_level = dict(posting.code_part_by_tag_level)
-    for (p, kind, source), target in overrides.targets.items():
-        if p == policy_id and kind == TAG_LEVEL:
-            letter_by_level[source] = target
+    for wanted in (ANY_POLICY, policy_id):  # the policy's own rules last, so they win
+        for (p, kind, source), target in overrides.targets.items():
+            if p == wanted and kind == TAG_LEVEL:
+                letter_by_level[source] = target
     return _PolicyIndex(category_gl, tag_gl, levels, letter_by_level)
 
 
@@ -337,11 +356,17 @@ def map_report(
     policies: Mapping[str, PolicyInfo],
     posting: PostingRules,
     overrides: MappingOverrides = NO_OVERRIDES,
+    *,
+    _indexes: dict[str, _PolicyIndex] | None = None,
 ) -> MappedReport:
     """Map every line of a report; problems are holds (the report will be held whole)."""
     policy_id = report.policyID
     policy = policies.get(policy_id)
-    index = _index_policy(policy, posting, overrides, policy_id)
+    index = _indexes.get(policy_id) if _indexes is not None else None
+    if index is None:
+        index = _index_policy(policy, posting, overrides, policy_id)
+        if _indexes is not None:
+            _indexes[policy_id] = index
     problems: list[Hold] = []
     company = posting.company_by_policy.get(policy_id) or None
     if company is None:
@@ -374,7 +399,8 @@ def map_reports(
     posting: PostingRules,
     overrides: MappingOverrides = NO_OVERRIDES,
 ) -> list[MappedReport]:
-    return [map_report(r, policies, posting, overrides) for r in reports]
+    indexes: dict[str, _PolicyIndex] = {}  # built once per policy, not once per report
+    return [map_report(r, policies, posting, overrides, _indexes=indexes) for r in reports]
 
 
 # ---------------------------------------------------------------- the mapping editor's helpers

@@ -463,7 +463,7 @@ def validate(mapped: MappedReport, ref: IfsReference, posting: PostingRules) -> 
     # Currency rate: never a silent 1:1.
     currency = mapped.currency
     rate: Decimal | None = Decimal(1)
-    if currency and currency != company.currency:
+    if _is_currency_code(currency) and currency != company.currency:
         rate = company.rate_on(currency, day)
         if rate is None or rate <= 0:
             holds.append(
