@@ -1,0 +1,788 @@
+"""Expensify Integration Server simulator (design.md §3, reference/expensify.md).
+
+One endpoint, `POST /Integration-Server/ExpensifyIntegrations`, takes a form field
+`requestJobDescription` (JSON; Expensify's parser also takes single quotes and trailing commas)
+plus `template` / `data`, urlencoded or multipart. Jobs: `file` (report export rendered for the
+project's export.ftl), `download`, `get` (policyList, policy) and `update` (reportStatus).
+Job errors come back as HTTP 200 with `{"responseCode", "responseMessage"}`; only the rate
+limiter (and injected faults) use the HTTP status. `/__sim/` routes inspect and steer it.
+"""
+
+from __future__ import annotations
+
+import copy
+import email.policy
+import hmac
+import itertools
+import json
+import random
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import Any, cast
+from urllib.parse import parse_qs
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from console.sim.dataset import Dataset, Policy, Report
+from console.sim.export_render import TEMPLATE_PATH, export_model, render_export
+from console.sim.faults import FaultBook, FaultSpec, RequestLog, SimMiddleware
+
+ENDPOINT = "/Integration-Server/ExpensifyIntegrations"
+RATE_LIMITED_MESSAGE = (
+    "You have been rate-limited. Please try again later or contact help@expensify.com "
+    "for assistance."
+)
+REPORT_STATES = ("OPEN", "SUBMITTED", "APPROVED", "REIMBURSED", "ARCHIVED")
+POLICY_FIELDS = ("categories", "tags", "employees", "reportFields", "tax")
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_BASENAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class ExpensifySimSettings(BaseModel):
+    """Behaviour switches; change them at runtime with `POST /__sim/settings`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate_limit: bool = True
+    limit_10s: int = Field(default=5, ge=1)
+    limit_60s: int = Field(default=20, ge=1)
+    # responseCode (in an HTTP 200 body) for bad credentials; real clients see 401, 403 or 407.
+    auth_error_code: int = 401
+    # The first N download calls for a new file answer "not ready", as Expensify's own script
+    # expected (it polled the download).
+    download_not_ready: int = Field(default=0, ge=0)
+
+    @field_validator("auth_error_code")
+    @classmethod
+    def _error_code(cls, v: int) -> int:
+        if not 400 <= v <= 599:
+            raise ValueError("auth_error_code is an error code (400..599)")
+        return v
+
+    @classmethod
+    def fast(cls) -> ExpensifySimSettings:
+        """No rate limit: for tests and benchmarks."""
+        return cls(rate_limit=False)
+
+
+class JobError(Exception):
+    """A job Expensify refuses: answered as `{"responseCode", "responseMessage"}`."""
+
+    def __init__(self, code: int, message: str, http_status: int = 200) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+
+
+def _error_response(status: int, message: str) -> Response:
+    return JSONResponse({"responseCode": status, "responseMessage": message}, status_code=status)
+
+
+def _job_error(err: JobError) -> Response:
+    return JSONResponse(
+        {"responseCode": err.code, "responseMessage": err.message}, status_code=err.http_status
+    )
+
+
+class _StoredFile:
+    def __init__(self, owner: str, content: bytes, not_ready_polls: int) -> None:
+        self.owner = owner
+        self.content = content
+        self.not_ready_polls = not_ready_polls
+
+
+class ExpensifySim:
+    """The simulator's state and its ASGI app. Thread-safe: uvicorn may serve it from another
+    thread while tests read its state."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        settings: ExpensifySimSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        seed: int = 0,
+    ) -> None:
+        world = dataset.expensify
+        self.settings = settings or ExpensifySimSettings()
+        self._clock = clock
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._secrets = {c.partnerUserID: c.partnerUserSecret for c in world.credentials}
+        self._policies: dict[str, Policy] = {p.id: p.model_copy(deep=True) for p in world.policies}
+        self._reports: dict[str, Report] = {
+            r.reportID: r.model_copy(deep=True) for r in world.reports
+        }
+        self._files: dict[str, _StoredFile] = {}
+        self._emails: list[dict[str, Any]] = []
+        self._calls: dict[str, deque[float]] = {}
+        self._template = _normalise_template(TEMPLATE_PATH.read_text(encoding="utf-8"))
+        self.faults = FaultBook(seed)
+        self.requests = RequestLog()
+        self.app = Starlette(
+            routes=[
+                Route(ENDPOINT, self._integrations, methods=["POST"]),
+                Route("/__sim/requests", self._get_requests, methods=["GET"]),
+                Route("/__sim/requests/reset", self._reset_requests, methods=["POST"]),
+                Route("/__sim/faults", self._faults_route, methods=["GET", "POST", "DELETE"]),
+                Route("/__sim/reports", self._reports_route, methods=["GET", "POST"]),
+                Route("/__sim/emails", self._get_emails, methods=["GET"]),
+                Route("/__sim/settings", self._settings_route, methods=["GET", "POST"]),
+            ],
+            middleware=[
+                Middleware(
+                    SimMiddleware,
+                    faults=self.faults,
+                    log=self.requests,
+                    error_response=_error_response,
+                )
+            ],
+        )
+
+    # ------------------------------------------------------------ state accessors
+    def report(self, report_id: str) -> Report:
+        """A copy of the report as the simulator holds it now (KeyError if unknown)."""
+        with self._lock:
+            return self._reports[report_id].model_copy(deep=True)
+
+    def labels(self, report_id: str) -> list[str]:
+        """The export labels (markAsExported) on a report."""
+        with self._lock:
+            return list(self._reports[report_id].exportLabels)
+
+    # ------------------------------------------------------------ the integration endpoint
+    async def _integrations(self, request: Request) -> Response:
+        try:
+            form = _parse_form(request.headers.get("content-type", ""), await request.body())
+            job = _job_description(form)
+            partner = _partner_user_id(job)
+            self._check_rate_limit(partner)
+            self._authenticate(job, partner)
+            return self._run(job, form, partner or "")
+        except JobError as err:
+            return _job_error(err)
+
+    def _check_rate_limit(self, partner: str | None) -> None:
+        settings = self.settings
+        if not settings.rate_limit or partner is None:
+            return
+        now = self._clock()
+        with self._lock:
+            calls = self._calls.setdefault(partner, deque())
+            while calls and calls[0] <= now - 60:
+                calls.popleft()
+            in_10s = sum(1 for t in calls if t > now - 10)
+            limited = in_10s >= settings.limit_10s or len(calls) >= settings.limit_60s
+            # Every job counts, refused ones included: hammering keeps a client limited.
+            calls.append(now)
+        if limited:
+            raise JobError(429, RATE_LIMITED_MESSAGE, http_status=429)
+
+    def _authenticate(self, job: dict[str, Any], partner: str | None) -> None:
+        creds = job.get("credentials")
+        secret = creds.get("partnerUserSecret") if isinstance(creds, dict) else None
+        expected = self._secrets.get(partner) if partner is not None else None
+        if (
+            expected is None
+            or not isinstance(secret, str)
+            or not hmac.compare_digest(secret.encode(), expected.encode())
+        ):
+            raise JobError(self.settings.auth_error_code, "Authentication error")
+
+    def _run(self, job: dict[str, Any], form: dict[str, str], partner: str) -> Response:
+        kind = job.get("type")
+        if kind == "file":
+            return self._file_job(job, form.get("template"), partner)
+        if kind == "download":
+            return self._download_job(job, partner)
+        if kind == "get":
+            return self._get_job(job)
+        if kind == "update":
+            return self._update_job(job)
+        raise JobError(410, "Argument 'type' is missing or malformed")
+
+    # ------------------------------------------------------------ file (report export)
+    def _file_job(self, job: dict[str, Any], template: str | None, partner: str) -> Response:
+        on_receive = job.get("onReceive")
+        if not isinstance(on_receive, dict) or on_receive.get("immediateResponse") != [
+            "returnRandomFileName"
+        ]:
+            raise JobError(
+                410,
+                "Argument 'onReceive' is missing or malformed: "
+                'expected {"immediateResponse":["returnRandomFileName"]}',
+            )
+        inp = _object(job, "inputSettings")
+        if inp.get("type") != "combinedReportData":
+            raise JobError(410, "Argument 'inputSettings.type' is missing or malformed")
+        selection = _ExportSelection.parse(inp)
+        out = _object(job, "outputSettings")
+        ext = out.get("fileExtension")
+        if not isinstance(ext, str) or not ext:
+            raise JobError(410, "Required parameter 'outputSettings.fileExtension' is missing")
+        if ext != "json":
+            raise JobError(
+                410, f"File extension '{ext}' is not rendered by the simulator (only json)"
+            )
+        basename = out.get("fileBasename", "export")
+        if not isinstance(basename, str) or not _BASENAME_RE.fullmatch(basename):
+            raise JobError(410, "Argument 'outputSettings.fileBasename' is malformed")
+        if template is None:
+            raise JobError(410, "Required parameter 'template' is missing")
+        if _normalise_template(template) != self._template:
+            raise JobError(
+                410,
+                "The simulator renders only the project's report export template "
+                "(console/expensify/export.ftl); this template differs from it",
+            )
+        actions = _on_finish_actions(job.get("onFinish"))
+        test = job.get("test") in ("true", True)
+
+        with self._lock:
+            chosen = selection.select(self._reports.values())
+            model = export_model(chosen, self._policies.values())
+            content = render_export(model).encode("utf-8")
+            name = f"{basename}{uuid.UUID(int=self._rng.getrandbits(128), version=4)}.{ext}"
+            self._files[name] = _StoredFile(partner, content, self.settings.download_not_ready)
+            if not test:
+                self._finish(actions, chosen, name, partner)
+        return PlainTextResponse(name)
+
+    def _finish(
+        self, actions: list[dict[str, Any]], chosen: list[Report], name: str, partner: str
+    ) -> None:
+        for action in actions:
+            if action["actionName"] == "markAsExported":
+                for r in chosen:
+                    if action["label"] not in r.exportLabels:
+                        r.exportLabels.append(action["label"])
+            else:
+                self._emails.append(
+                    {
+                        "partnerUserID": partner,
+                        "recipients": action["recipients"],
+                        "message": action.get("message", ""),
+                        "filenames": [name],
+                        "reportIDs": [r.reportID for r in chosen],
+                    }
+                )
+
+    # ------------------------------------------------------------ download
+    def _download_job(self, job: dict[str, Any], partner: str) -> Response:
+        name = job.get("fileName")
+        if not isinstance(name, str) or not name:
+            raise JobError(410, "Required parameter 'fileName' is missing")
+        system = job.get("fileSystem", "integrationServer")
+        if system != "integrationServer":
+            raise JobError(410, f"Argument 'fileSystem' is malformed: '{system}'")
+        with self._lock:
+            stored = self._files.get(name)
+            if stored is None or stored.owner != partner:
+                raise JobError(410, f"File '{name}' was not found")
+            if stored.not_ready_polls > 0:
+                stored.not_ready_polls -= 1
+                raise JobError(404, f"File '{name}' is not ready yet; try again shortly")
+            content = stored.content
+        return Response(content, media_type="application/json")
+
+    # ------------------------------------------------------------ get (policies)
+    def _get_job(self, job: dict[str, Any]) -> Response:
+        inp = _object(job, "inputSettings")
+        kind = inp.get("type")
+        with self._lock:
+            if kind == "policyList":
+                admin_only = inp.get("adminOnly") in (True, "true")
+                rows = [
+                    {
+                        "id": p.id,
+                        "name": p.name,
+                        "type": p.type,
+                        "role": p.role,
+                        "owner": p.owner,
+                        "outputCurrency": p.outputCurrency,
+                    }
+                    for p in self._policies.values()
+                    if not admin_only or p.role == "admin"
+                ]
+                return JSONResponse({"responseCode": 200, "policyList": rows})
+            if kind == "policy":
+                return JSONResponse({"responseCode": 200, "policyInfo": self._policy_info(inp)})
+        raise JobError(410, "Argument 'inputSettings.type' is missing or malformed")
+
+    def _policy_info(self, inp: dict[str, Any]) -> dict[str, Any]:
+        ids = inp.get("policyIDList")
+        if ids is None:
+            raise JobError(410, "Required parameter 'policyIDList' is missing")
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise JobError(410, "'policyIDList' must be a JSON array of policy IDs")
+        fields = inp.get("fields")
+        if fields is None:
+            raise JobError(410, "Required parameter 'fields' is missing")
+        if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+            raise JobError(410, "'fields' must be a JSON array")
+        for f in fields:
+            if f not in POLICY_FIELDS:
+                raise JobError(410, f"Field '{f}' is not supported; use {', '.join(POLICY_FIELDS)}")
+        info: dict[str, Any] = {}
+        for pid in ids:
+            policy = self._policies.get(pid)
+            if policy is None:
+                raise JobError(404, f"Policy '{pid}' not found or not shared with this user")
+            info[pid] = {f: _policy_field(policy, f) for f in fields}
+        return info
+
+    # ------------------------------------------------------------ update (report status)
+    def _update_job(self, job: dict[str, Any]) -> Response:
+        inp = _object(job, "inputSettings")
+        if inp.get("type") != "reportStatus":
+            raise JobError(
+                410, f"Update type '{inp.get('type')}' is not supported by the simulator"
+            )
+        status = inp.get("status")
+        if status != "REIMBURSED":
+            raise JobError(410, f"Status '{status}' is not supported")
+        filters = inp.get("filters")
+        ids = filters.get("reportIDList") if isinstance(filters, dict) else None
+        if not isinstance(ids, str) or not ids.strip():
+            raise JobError(410, "Required parameter 'filters.reportIDList' is missing")
+        now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        done: list[str] = []
+        skipped: list[dict[str, str]] = []
+        failed: list[dict[str, str]] = []
+        with self._lock:
+            for rid in _comma_list(ids):
+                report = self._reports.get(rid)
+                if report is None:
+                    failed.append({"reportID": rid, "reason": "Report not found"})
+                elif report.status != "APPROVED":
+                    reason = f"Report is {report.status}; only Approved reports can be Reimbursed"
+                    skipped.append({"reportID": rid, "reason": reason})
+                else:
+                    report.status = "REIMBURSED"
+                    report.reimbursed = now
+                    done.append(rid)
+        if skipped or failed:
+            return JSONResponse(
+                {
+                    "responseCode": 207,
+                    "reportIDs": done,
+                    "skippedReports": skipped,
+                    "failedReports": failed,
+                }
+            )
+        return JSONResponse({"responseCode": 200, "reportIDs": done})
+
+    # ------------------------------------------------------------ control routes
+    async def _get_requests(self, request: Request) -> Response:
+        return JSONResponse(self.requests.snapshot())
+
+    async def _reset_requests(self, request: Request) -> Response:
+        self.requests.reset()
+        return JSONResponse(self.requests.snapshot())
+
+    async def _faults_route(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.faults.clear()
+        elif request.method == "POST":
+            try:
+                body = await _json_body(request)
+            except _BadBody as err:
+                return _bad_request(str(err))
+            specs = body if isinstance(body, list) else [body]
+            try:
+                parsed = [FaultSpec.model_validate(s) for s in specs]
+            except ValidationError as err:
+                return _bad_request(_describe(err, "fault"))
+            for spec in parsed:
+                self.faults.add(spec)
+        return JSONResponse(self.faults.describe())
+
+    async def _reports_route(self, request: Request) -> Response:
+        if request.method == "GET":
+            with self._lock:
+                rows = [
+                    {
+                        "reportID": r.reportID,
+                        "policyID": r.policyID,
+                        "status": r.status,
+                        "approved": r.approved,
+                        "reimbursed": r.reimbursed,
+                        "labels": list(r.exportLabels),
+                    }
+                    for r in self._reports.values()
+                ]
+            return JSONResponse(rows)
+        try:
+            body = await _json_body(request)
+        except _BadBody as err:
+            return _bad_request(str(err))
+        if not isinstance(body, dict):
+            return _bad_request("the body is one report object")
+        clear = body.pop("clearLabels", False) is True
+        try:
+            report = Report.model_validate(body)
+        except ValidationError as err:
+            return _bad_request(_describe(err, "report"))
+        with self._lock:
+            old = self._reports.get(report.reportID)
+            if old is not None and not clear:
+                report.exportLabels = old.exportLabels + [
+                    label for label in report.exportLabels if label not in old.exportLabels
+                ]
+            # A replaced report keeps its place in the export order.
+            self._reports[report.reportID] = report
+            labels = list(report.exportLabels)
+        return JSONResponse({"reportID": report.reportID, "created": old is None, "labels": labels})
+
+    async def _get_emails(self, request: Request) -> Response:
+        with self._lock:
+            return JSONResponse(copy.deepcopy(self._emails))
+
+    async def _settings_route(self, request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                body = await _json_body(request)
+            except _BadBody as err:
+                return _bad_request(str(err))
+            if not isinstance(body, dict):
+                return _bad_request("the body is an object of settings to change")
+            try:
+                self.settings = ExpensifySimSettings.model_validate(
+                    {**self.settings.model_dump(), **body}
+                )
+            except ValidationError as err:
+                return _bad_request(_describe(err, "settings"))
+        return JSONResponse(self.settings.model_dump())
+
+
+# ------------------------------------------------------------------ report selection
+class _ExportSelection:
+    """inputSettings of a combinedReportData export: which reports, how many."""
+
+    def __init__(self) -> None:
+        self.states: set[str] = set(REPORT_STATES)
+        self.limit: int | None = None
+        self.report_ids: set[str] | None = None
+        self.policy_ids: set[str] | None = None
+        self.start: str | None = None
+        self.end: str | None = None
+        self.approved_after: str | None = None
+        self.not_marked: str | None = None
+        self.employee: str | None = None
+
+    @classmethod
+    def parse(cls, inp: dict[str, Any]) -> _ExportSelection:
+        sel = cls()
+        states = inp.get("reportState")
+        if states is not None:
+            if not isinstance(states, str):
+                raise JobError(410, "Argument 'reportState' is malformed")
+            sel.states = set()
+            for s in _comma_list(states):
+                if s not in REPORT_STATES:
+                    raise JobError(
+                        410, f"Report state '{s}' is not supported; use {', '.join(REPORT_STATES)}"
+                    )
+                sel.states.add(s)
+        limit = inp.get("limit")
+        if limit is not None:
+            # Expensify documents limit as a string holding an integer.
+            if not isinstance(limit, str) or not limit.strip().isdigit() or int(limit) < 1:
+                raise JobError(
+                    410, "Argument 'limit' is malformed: a string holding a positive integer"
+                )
+            sel.limit = int(limit)
+        employee = inp.get("employeeEmail")
+        if employee is not None:
+            if not isinstance(employee, str) or "@" not in employee:
+                raise JobError(410, "Argument 'employeeEmail' is malformed")
+            if "OPEN" in sel.states and states is not None:
+                raise JobError(410, "OPEN reports cannot be exported with 'employeeEmail'")
+            sel.employee = employee
+            sel.states.discard("OPEN")
+        filters = inp.get("filters", {})
+        if not isinstance(filters, dict):
+            raise JobError(410, "Argument 'filters' is malformed")
+        if "reportIDList" in filters:
+            sel.report_ids = set(_comma_list(_text(filters, "reportIDList")))
+        if "policyIDList" in filters:
+            sel.policy_ids = set(_comma_list(_text(filters, "policyIDList")))
+        sel.start = _date_filter(filters, "startDate")
+        sel.end = _date_filter(filters, "endDate")
+        sel.approved_after = _date_filter(filters, "approvedAfter")
+        if "markedAsExported" in filters:
+            sel.not_marked = _text(filters, "markedAsExported")
+        if sel.report_ids is None and sel.start is None and sel.approved_after is None:
+            raise JobError(
+                410, "One of the filters 'reportIDList', 'startDate' or 'approvedAfter' is required"
+            )
+        return sel
+
+    def select(self, reports: Iterable[Report]) -> list[Report]:
+        chosen = (r for r in reports if self._keeps(r))
+        return list(itertools.islice(chosen, self.limit))
+
+    def _keeps(self, r: Report) -> bool:
+        state = "OPEN" if r.status == "REJECTED" else r.status
+        if state not in self.states:
+            return False
+        if self.report_ids is not None and r.reportID not in self.report_ids:
+            return False
+        if self.policy_ids is not None and r.policyID not in self.policy_ids:
+            return False
+        if self.employee is not None and r.accountEmail != self.employee:
+            return False
+        if self.start is not None or self.end is not None:
+            # startDate/endDate test the later of the submitted and created dates, inclusive.
+            day = max((d[:10] for d in (r.submitted, r.created) if d), default=None)
+            if day is None:
+                return False
+            if self.start is not None and day < self.start:
+                return False
+            if self.end is not None and day > self.end:
+                return False
+        # approvedAfter drops reports approved before or ON that day; unapproved ones pass.
+        if (
+            self.approved_after is not None
+            and r.approved
+            and r.approved[:10] <= self.approved_after
+        ):
+            return False
+        return not (self.not_marked is not None and self.not_marked in r.exportLabels)
+
+
+def _date_filter(filters: dict[str, Any], key: str) -> str | None:
+    if key not in filters:
+        return None
+    value = filters[key]
+    text = value if isinstance(value, str) else json.dumps(value)
+    try:
+        if not _DATE_RE.fullmatch(text):
+            raise ValueError
+        date.fromisoformat(text)
+    except ValueError:
+        raise JobError(410, f"Malformed date '{text}'. Expected format is yyyy-MM-dd") from None
+    return text
+
+
+# ------------------------------------------------------------------ helpers
+def _policy_field(policy: Policy, field: str) -> Any:
+    extra = policy.model_extra or {}
+    if field == "categories":
+        return [
+            {"name": c.name, "enabled": c.enabled, "glCode": c.glCode, "payrollCode": c.payrollCode}
+            for c in policy.categories
+        ]
+    if field == "tags":
+        if extra.get("tagShape") == "flat":
+            return _flat_tags(policy)
+        return [
+            {
+                "name": level.name,
+                "tags": [
+                    {"name": t.name, "enabled": t.enabled, "glCode": t.glCode} for t in level.tags
+                ],
+            }
+            for level in policy.tags
+        ]
+    if field == "employees":
+        rows = []
+        for e in policy.employees:
+            row = {"email": e.email, "role": e.role, "submitsTo": e.submitsTo}
+            if e.employeeID:
+                row["employeeID"] = e.employeeID
+            rows.append(row)
+        return rows
+    if field == "reportFields":
+        return [
+            {"name": f.name, "type": f.type, "values": list(f.values)} for f in policy.reportFields
+        ]
+    return copy.deepcopy(extra.get("tax", {}))
+
+
+def _flat_tags(policy: Policy) -> list[dict[str, Any]]:
+    """The flat tag shape: one entry per path `Parent`, `Parent:Child`, … with the glCode of
+    its last level, so every level's code stays readable."""
+    rows: list[dict[str, Any]] = []
+    paths: list[tuple[str, bool]] = [("", True)]
+    for level in policy.tags:
+        paths = [
+            (f"{prefix}:{t.name}" if prefix else t.name, enabled and t.enabled)
+            for prefix, enabled in paths
+            for t in level.tags
+        ]
+        glcodes = {t.name: t.glCode for t in level.tags}
+        rows.extend(
+            {"name": p, "enabled": en, "glCode": glcodes[p.rsplit(":", 1)[-1]]} for p, en in paths
+        )
+    return rows
+
+
+def _normalise_template(text: str) -> str:
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return "\n".join(line.rstrip() for line in lines).rstrip()
+
+
+def _comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _text(obj: dict[str, Any], key: str) -> str:
+    value = obj[key]
+    if not isinstance(value, str):
+        raise JobError(410, f"Argument '{key}' is malformed: expected a string")
+    return value
+
+
+def _object(job: dict[str, Any], key: str) -> dict[str, Any]:
+    value = job.get(key)
+    if value is None:
+        raise JobError(410, f"Required parameter '{key}' is missing")
+    if not isinstance(value, dict):
+        raise JobError(410, f"Argument '{key}' is missing or malformed")
+    return value
+
+
+def _on_finish_actions(raw: Any) -> list[dict[str, Any]]:
+    if raw is None:
+        return []
+    actions = raw if isinstance(raw, list) else [raw]
+    for a in actions:
+        name = a.get("actionName") if isinstance(a, dict) else None
+        if name == "markAsExported":
+            if not isinstance(a.get("label"), str) or not a["label"]:
+                raise JobError(410, "Required parameter 'label' of markAsExported is missing")
+        elif name == "email":
+            if not isinstance(a.get("recipients"), str) or not a["recipients"].strip():
+                raise JobError(410, "Required parameter 'recipients' of email is missing")
+        elif name == "sftpUpload":
+            raise JobError(410, "onFinish action 'sftpUpload' is not supported by the simulator")
+        else:
+            raise JobError(410, "Argument 'onFinish' is malformed: unknown actionName")
+    return cast(list[dict[str, Any]], actions)
+
+
+def _partner_user_id(job: dict[str, Any]) -> str | None:
+    creds = job.get("credentials")
+    partner = creds.get("partnerUserID") if isinstance(creds, dict) else None
+    return partner if isinstance(partner, str) else None
+
+
+def _parse_form(content_type: str, body: bytes) -> dict[str, str]:
+    """The form fields of an urlencoded or multipart body (first value of each name)."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == "multipart/form-data":
+        head = b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n"
+        msg = BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+        if not isinstance(msg, EmailMessage) or not msg.is_multipart():
+            raise JobError(500, "Malformed multipart/form-data body")
+        fields: dict[str, str] = {}
+        for part in msg.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if isinstance(name, str):
+                payload = part.get_payload(decode=True)
+                data = payload if isinstance(payload, bytes) else b""
+                fields.setdefault(
+                    name, data.decode(part.get_content_charset() or "utf-8", "replace")
+                )
+        return fields
+    if media in ("", "application/x-www-form-urlencoded"):
+        try:
+            parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+        except UnicodeDecodeError:
+            raise JobError(500, "The request body is not UTF-8") from None
+        return {k: v[0] for k, v in parsed.items()}
+    raise JobError(
+        500, f"Unsupported content type '{media}': send a form (urlencoded or multipart)"
+    )
+
+
+def _job_description(form: dict[str, str]) -> dict[str, Any]:
+    text = form.get("requestJobDescription")
+    if text is None:
+        raise JobError(500, "Required parameter 'requestJobDescription' is missing")
+    try:
+        job = json.loads(text)
+    except json.JSONDecodeError as strict:
+        try:
+            job = json.loads(_lenient_to_strict(text))
+        except (json.JSONDecodeError, ValueError):
+            raise JobError(
+                500,
+                f"requestJobDescription is not valid JSON: {strict.msg} "
+                f"at line {strict.lineno} column {strict.colno}",
+            ) from None
+    if not isinstance(job, dict):
+        raise JobError(500, "requestJobDescription is not a JSON object")
+    return job
+
+
+def _lenient_to_strict(text: str) -> str:
+    """Rewrite single-quoted strings and trailing commas (as Expensify's own script sent them)
+    into strict JSON."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in "\"'":
+            quote, i = c, i + 1
+            buf: list[str] = []
+            while True:
+                if i >= n:
+                    raise ValueError("unterminated string")
+                ch = text[i]
+                if ch == "\\" and i + 1 < n:
+                    nxt = text[i + 1]
+                    buf.append(nxt if nxt == "'" else ch + nxt)
+                    i += 2
+                    continue
+                i += 1
+                if ch == quote:
+                    break
+                buf.append('\\"' if ch == '"' else ch)
+            out.append('"' + "".join(buf) + '"')
+            continue
+        if c == ",":
+            j = i + 1
+            while j < n and text[j] in " \t\r\n":
+                j += 1
+            if j < n and text[j] in "}]":
+                i += 1
+                continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+class _BadBody(Exception):
+    """A control request whose body is not the JSON it should be."""
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise _BadBody(f"the body is not JSON: {err}") from None
+
+
+def _bad_request(message: str) -> Response:
+    return JSONResponse({"error": message}, status_code=400)
+
+
+def _describe(err: ValidationError, what: str) -> str:
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or what}: {e['msg']}" for e in err.errors()[:5]]
+    return f"invalid {what}: " + "; ".join(parts)
