@@ -1,0 +1,203 @@
+"""Fetch stage: approved reports from Expensify into the store.
+
+One export per cycle: APPROVED and REIMBURSED reports approved after the cursor (which overlaps
+the last poll by a day, since Expensify's approvedAfter excludes the day itself), excluding
+reports that carry our export label. The label and the store's content hash keep the overlap
+from posting anything twice. One policy read per cycle for the configured policies.
+
+The store keeps each report as the client parsed it, with its text re-escaped exactly as
+Expensify serves it, so that reading it back through the same model yields the same text
+(no double unescaping of a literal `&amp;`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol
+
+from console.audit import AuditLog, Event
+from console.expensify.models import ExportReport, ExportResult, MalformedReport, PolicyInfo
+from console.report_hash import content_hash
+from console.store import LineRecord, ReportRecord, Store
+
+MALFORMED_KEY = "__malformed__"
+_REPORT_TEXT = ("reportName", "policyName", "submitterName")
+_LINE_TEXT = ("merchant", "modifiedMerchant", "comment", "category", "tag")
+
+
+class ExpensifyReader(Protocol):
+    """The parts of ExpensifyClient the fetch uses."""
+
+    def export_reports(
+        self,
+        *,
+        approved_after: date | None = None,
+        states: Sequence[str] = ("APPROVED", "REIMBURSED"),
+        exclude_label: str | None = None,
+        policy_ids: Sequence[str] | None = None,
+    ) -> ExportResult: ...
+
+    def get_policies(self, policy_ids: Sequence[str]) -> dict[str, PolicyInfo]: ...
+
+
+@dataclass
+class FetchOutcome:
+    """What one poll brought in."""
+
+    approved_after: date
+    fetched: list[str] = field(default_factory=list)  # every report ID the export returned
+    new: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    changed_after_post: list[str] = field(default_factory=list)
+    malformed: list[str] = field(default_factory=list)
+    policies: dict[str, PolicyInfo] = field(default_factory=dict)
+    cursor_moved_to: date | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.fetched)
+
+
+def dump_report(report: ExportReport) -> dict[str, Any]:
+    """The report as JSON data, text escaped back to Expensify's form (see module doc)."""
+    raw = report.model_dump(mode="json")
+    for key in _REPORT_TEXT:
+        if isinstance(raw.get(key), str):
+            raw[key] = html.escape(raw[key], quote=False)
+    for tx in raw.get("transactions", []):
+        for key in _LINE_TEXT:
+            if isinstance(tx.get(key), str):
+                tx[key] = html.escape(tx[key], quote=False)
+    return raw
+
+
+def load_report(raw: dict[str, Any]) -> ExportReport | MalformedReport:
+    """A stored report back as the model (or as the malformed report it was)."""
+    if MALFORMED_KEY in raw:
+        return MalformedReport(
+            reportID=str(raw.get("reportID", "")),
+            what=str(raw[MALFORMED_KEY]),
+            raw=raw.get("raw") or {},
+        )
+    return ExportReport.model_validate(raw)
+
+
+def report_record(report: ExportReport) -> ReportRecord:
+    lines = tuple(
+        LineRecord(
+            transaction_id=tx.transactionID,
+            merchant=tx.display_merchant,
+            category=tx.category,
+            tag=tx.tag,
+            amount_minor=tx.posted_amount,
+            currency=report.currency or tx.currency,
+            reimbursable=tx.reimbursable,
+            created=tx.expense_date,
+            comment=tx.comment,
+        )
+        for tx in report.transactions
+    )
+    return ReportRecord(
+        report_id=report.reportID,
+        policy_id=report.policyID,
+        employee=report.accountEmail,
+        report_name=report.reportName,
+        approved=report.approved,
+        currency=report.currency,
+        total_minor=sum(ln.amount_minor for ln in lines),
+        content_hash=content_hash(report),
+        raw=dump_report(report),
+        lines=lines,
+    )
+
+
+def malformed_record(bad: MalformedReport) -> ReportRecord:
+    raw = bad.raw if isinstance(bad.raw, dict) else {}
+    text = repr(sorted(raw.items()))[:4000]
+    return ReportRecord(
+        report_id=bad.reportID,
+        policy_id=str(raw.get("policyID", "")),
+        employee=str(raw.get("accountEmail", "")),
+        report_name=str(raw.get("reportName", "")),
+        approved=str(raw.get("approved", "")),
+        currency=str(raw.get("currency", "")),
+        total_minor=0,
+        content_hash="malformed:" + hashlib.sha256(f"{bad.what}{text}".encode()).hexdigest(),
+        raw={"reportID": bad.reportID, MALFORMED_KEY: bad.what, "raw": raw},
+    )
+
+
+def poll_start(store: Store, configured: date) -> date:
+    """approvedAfter for this poll: a day before the last poll (or before the configured
+    start on the first poll, so that the configured day itself is included)."""
+    cursor = store.cursor()
+    last = date.fromisoformat(cursor) if cursor else None
+    start = (last or configured) - timedelta(days=1)
+    return max(start, configured - timedelta(days=1))
+
+
+def fetch(
+    client: ExpensifyReader,
+    store: Store,
+    audit: AuditLog,
+    *,
+    configured_start: date,
+    export_label: str,
+    policy_ids: Sequence[str],
+    now: datetime,
+    dry_run: bool = False,
+) -> FetchOutcome:
+    """Poll once, upsert what came back in one transaction, and (unless dry run) move the
+    cursor to today. The policy read comes first so a refused key fails before the export."""
+    approved_after = poll_start(store, configured_start)
+    policies = client.get_policies(list(policy_ids)) if policy_ids else {}
+    result = client.export_reports(
+        approved_after=approved_after,
+        states=("APPROVED", "REIMBURSED"),
+        exclude_label=export_label,
+        policy_ids=list(policy_ids) or None,
+    )
+    outcome = FetchOutcome(approved_after=approved_after, policies=policies)
+    records = [report_record(r) for r in result.reports]
+    records += [malformed_record(m) for m in result.malformed if m.reportID]
+    outcome.malformed = [m.reportID for m in result.malformed if m.reportID]
+    outcome.fetched = [r.report_id for r in records]
+    with store.transaction():
+        up = store.upsert_reports(records)
+        outcome.new, outcome.changed = up.new, up.changed
+        outcome.unchanged, outcome.changed_after_post = up.unchanged, up.changed_after_post
+        events = [
+            Event(
+                type="fetched",
+                report_id=r.report_id,
+                summary=(
+                    f"{'new' if r.report_id in up.new else 'changed'} report "
+                    f"{r.report_id}: {len(r.lines)} line(s), {r.total_minor} {r.currency}"
+                ),
+                transaction_ids=[ln.transaction_id for ln in r.lines],
+                data={"content_hash": r.content_hash, "approved": r.approved},
+            )
+            for r in records
+            if r.report_id in up.new or r.report_id in up.changed
+        ]
+        events += [
+            Event(
+                type="changed-after-post",
+                report_id=rid,
+                summary=f"report {rid} changed in Expensify after it was posted; not reposted",
+            )
+            for rid in up.changed_after_post
+        ]
+        audit.record_many(events)
+        if not dry_run:
+            today = now.date()
+            old = store.cursor()
+            if old is None or date.fromisoformat(old) < today:
+                store.set_cursor(today.isoformat())
+                outcome.cursor_moved_to = today
+    return outcome

@@ -1,0 +1,785 @@
+"""The engine facade: what the TUI and `--auto` both call, and nothing else.
+
+One cycle is fetch → evaluate (map + validate against ONE read of IFS's reference data) →
+plan → post (under the posting lock) → label. Every step leaves audit events; a dry run
+writes nothing to IFS or Expensify, moves no cursor, and is recorded as a dry-run event.
+
+Thread-safety: the TUI calls these methods from worker threads; the store serialises access
+to SQLite and the clients are thread-safe, but one Engine runs one cycle at a time (a cycle
+lock inside, on top of the cross-process posting lock).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from console.audit import AuditLog, Event, os_user
+from console.errors import ConfigError, ConsoleError
+from console.expensify.models import ExportReport, MalformedReport, PolicyInfo
+from console.fetch import FetchOutcome, fetch, load_report
+from console.ifs.models import AccountingPeriod, CodePartValue, CurrencyRate
+from console.mapping import Hold, MappingOverrides, MappingRule, map_report
+from console.plan import Plan, build_plan
+from console.post import PostOutcome, PostProgress, label_posted, post_plan, reconcile
+from console.store import (
+    DimensionRow,
+    EvaluationRecord,
+    HoldRecord,
+    PostingLock,
+    RunRow,
+    Store,
+    iso,
+    utc_now,
+)
+from console.validate import IfsReference, ValidatedReport, validate, validate_malformed
+
+if TYPE_CHECKING:
+    from console.config import Settings
+    from console.expensify.client import ExpensifyClient
+    from console.ifs.client import IfsClient
+    from console.secrets import SecretStore
+
+__all__ = [
+    "CycleSummary",
+    "Engine",
+    "EngineStatus",
+    "FetchOutcome",
+    "PostOutcome",
+    "PostProgress",
+    "ReportEvaluation",
+    "ServiceState",
+    "ValueCheck",
+]
+
+EVALUATED_STATUSES = ("pending", "held", "ready")
+LOCK_WAIT_S = 10.0
+
+
+@dataclass(frozen=True)
+class ReportEvaluation:
+    """One report after map + validate: ready to post, or held with its reasons."""
+
+    report_id: str
+    status: str  # ready | held
+    holds: list[Hold]
+    company: str
+    validated: ValidatedReport
+
+    @property
+    def reason(self) -> str:
+        return self.holds[0].code if self.holds else ""
+
+
+@dataclass(frozen=True)
+class ValueCheck:
+    """A live look at one IFS code part value (the mapping editor asks before saving)."""
+
+    company: str
+    code_part: str
+    value: str
+    exists: bool
+    description: str = ""
+    valid_from: date | None = None
+    valid_until: date | None = None
+    valid_on: dict[date, bool] = field(default_factory=dict)
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.exists and all(self.valid_on.values())
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    state: str  # ok | error | unknown
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    environment: str
+    services: dict[str, ServiceState]
+    ifs_token_refresh_s: float | None
+    rate_budget_in_use: float  # 0..1 of the IFS per-minute budget
+    last_run: RunRow | None
+    counts: dict[str, int]
+    actor: str
+
+
+@dataclass
+class CycleSummary:
+    """The outcome of one cycle; `to_json()` is the `--json` object of design.md §2."""
+
+    dry_run: bool = False
+    fetched: int = 0
+    posted: int = 0
+    already_posted: int = 0
+    held: int = 0
+    failed: int = 0
+    unchanged: int = 0
+    excluded: int = 0
+    held_reports: list[dict[str, str]] = field(default_factory=list)
+    failed_reports: list[dict[str, str]] = field(default_factory=list)
+    vouchers: list[dict[str, str]] = field(default_factory=list)
+    requests: dict[str, int] = field(default_factory=lambda: {"expensify": 0, "ifs": 0})
+    planned: int = 0
+    unknown: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    started: str = ""
+    finished: str = ""
+    run_id: int | None = None
+    plan: Plan | None = None
+
+    @property
+    def needs_attention(self) -> bool:
+        return bool(self.held or self.failed or self.unknown)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "dry_run": self.dry_run,
+            "fetched": self.fetched,
+            "posted": self.posted,
+            "already_posted": self.already_posted,
+            "held": self.held,
+            "failed": self.failed,
+            "unchanged": self.unchanged,
+            "excluded": self.excluded,
+            "planned": self.planned,
+            "held_reports": self.held_reports,
+            "failed_reports": self.failed_reports,
+            "unknown_outcome": self.unknown,
+            "vouchers": self.vouchers,
+            "requests": dict(self.requests),
+            "warnings": self.warnings,
+            "started": self.started,
+            "finished": self.finished,
+        }
+        if self.dry_run and self.plan is not None:
+            out["plan"] = self.plan.to_json()
+        return out
+
+
+class Engine:
+    """The sync core behind one store, one keyring and the configured services."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        secrets: SecretStore,
+        *,
+        actor: str,
+        clock: Callable[[], datetime] = utc_now,
+        expensify: ExpensifyClient | None = None,
+        ifs: IfsClient | None = None,
+        lock_wait_s: float = LOCK_WAIT_S,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.secrets = secrets
+        self.actor = actor
+        self.clock = clock
+        self.audit = AuditLog(store, actor)
+        self.lock = PostingLock(str(store.path) + ".lock", actor, wait_s=lock_wait_s)
+        self._expensify = expensify
+        self._ifs = ifs
+        self._cycle_lock = threading.RLock()
+        self._policies: dict[str, PolicyInfo] | None = None
+        self._reference: IfsReference | None = None
+        self._service_state: dict[str, ServiceState] = {
+            "expensify": ServiceState("unknown"),
+            "ifs": ServiceState("unknown"),
+        }
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def open(cls, *, actor: str | None = None, lock_wait_s: float | None = None) -> Engine:
+        """From the configured paths (--home / ML_CONSOLE_HOME) and the OS keyring."""
+        from console.config import load_settings
+        from console.secrets import SecretStore
+
+        loaded = load_settings()
+        loaded.paths.ensure_dirs()
+        settings = loaded.settings
+        who = actor or settings.operator.name or os_user()
+        store = Store(loaded.paths.state_file)
+        try:
+            secrets = SecretStore()
+        except BaseException:
+            store.close()
+            raise
+        return cls(
+            settings,
+            store,
+            secrets,
+            actor=who,
+            lock_wait_s=LOCK_WAIT_S if lock_wait_s is None else lock_wait_s,
+        )
+
+    @property
+    def expensify(self) -> ExpensifyClient:
+        if self._expensify is None:
+            from console.expensify.client import ExpensifyClient
+
+            cfg = self.settings.expensify
+            self._expensify = ExpensifyClient(
+                cfg.url,
+                self.secrets.expensify_source,
+                window=self.store,
+                limit_10s=cfg.limit_10s,
+                limit_60s=cfg.limit_60s,
+                timeout_s=cfg.timeout_s,
+                max_wait_s=cfg.max_wait_s,
+            )
+        return self._expensify
+
+    @property
+    def ifs(self) -> IfsClient:
+        if self._ifs is None:
+            from console.ifs.client import IfsClient, IfsEntitySets
+
+            cfg = self.settings.ifs
+            self._ifs = IfsClient(
+                cfg.url,
+                cfg.realm,
+                self.secrets.ifs_source,
+                page_size=cfg.page_size,
+                requests_per_minute=cfg.requests_per_minute,
+                concurrency=cfg.concurrency,
+                timeout_s=cfg.timeout_s,
+                scope=cfg.scope,
+                entity_sets=IfsEntitySets(**cfg.entity_sets.model_dump()),
+            )
+        return self._ifs
+
+    def close(self) -> None:
+        for client in (self._expensify, self._ifs):
+            if client is not None:
+                client.close()
+        self.lock.release()
+        self.store.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ stages
+    def _policy_ids(self) -> list[str]:
+        return list(self.settings.expensify.policies or self.settings.posting.company_by_policy)
+
+    def _track(self, service: str, call: Callable[[], Any]) -> Any:
+        """Run a service call, remembering the service's connection state for status()."""
+        try:
+            result = call()
+        except ConsoleError as exc:
+            if getattr(exc, "service", service) == service:
+                self._service_state[service] = ServiceState("error", str(exc))
+            raise
+        self._service_state[service] = ServiceState("ok")
+        return result
+
+    def fetch(self, *, dry_run: bool = False) -> FetchOutcome:
+        """Poll Expensify once (approvedAfter overlapping the last poll by a day, APPROVED and
+        REIMBURSED, excluding our export label; one policy read) and store what came back."""
+        with self._cycle_lock:
+            cfg = self.settings.expensify
+            outcome: FetchOutcome = self._track(
+                "expensify",
+                lambda: fetch(
+                    self.expensify,
+                    self.store,
+                    self.audit,
+                    configured_start=cfg.approved_after,
+                    export_label=cfg.export_label,
+                    policy_ids=self._policy_ids(),
+                    now=self.clock(),
+                    dry_run=dry_run,
+                ),
+            )
+            self._policies = outcome.policies
+            return outcome
+
+    def _get_policies(self) -> dict[str, PolicyInfo]:
+        if self._policies is None:
+            ids = self._policy_ids()
+            self._policies = (
+                self._track("expensify", lambda: self.expensify.get_policies(ids)) if ids else {}
+            )
+        return self._policies
+
+    def _company_currencies(self, policies: dict[str, PolicyInfo]) -> dict[str, str]:
+        """Each configured company's accounting currency. An explicit config table wins
+        (posting.currency_by_company, when the config has one); otherwise the output currency
+        of the Expensify policy mapped to the company, which is how a policy is set up for
+        the company it books into."""
+        explicit = getattr(self.settings.posting, "currency_by_company", None) or {}
+        out: dict[str, str] = {}
+        for policy_id, company in self.settings.posting.company_by_policy.items():
+            if company in explicit:
+                out[company] = explicit[company]
+            elif company not in out:
+                policy = policies.get(policy_id)
+                if policy is not None and policy.outputCurrency:
+                    out[company] = policy.outputCurrency
+        return out
+
+    def reference(self, *, refresh: bool = False) -> IfsReference:
+        """IFS's reference data (code part values, periods, rates) for every configured
+        company: read once per cycle (paged), cached in the store's dimension table."""
+        with self._cycle_lock:
+            if self._reference is not None and not refresh:
+                return self._reference
+            policies = self._get_policies()
+            currencies = self._company_currencies(policies)
+            values: list[CodePartValue] = []
+            periods: list[AccountingPeriod] = []
+            rates: list[CurrencyRate] = []
+            fetched_at = self.store.now()
+            for company in sorted(set(self.settings.posting.company_by_policy.values())):
+                company_values, company_periods, company_rates = self._track(
+                    "ifs", partial(self._read_company, company)
+                )
+                values.extend(company_values)
+                periods.extend(company_periods)
+                rates.extend(company_rates)
+                self.store.replace_dimensions(
+                    company,
+                    (
+                        DimensionRow(
+                            company=company,
+                            code_part=v.CodePart,
+                            value=v.CodePartValue,
+                            description=v.Description,
+                            valid_from=v.ValidFrom.isoformat(),
+                            valid_until=v.ValidUntil.isoformat(),
+                            fetched_at=fetched_at,
+                        )
+                        for v in company_values
+                    ),
+                )
+            self._reference = IfsReference.build(currencies, values, periods, rates)
+            return self._reference
+
+    def _read_company(
+        self, company: str
+    ) -> tuple[list[CodePartValue], list[AccountingPeriod], list[CurrencyRate]]:
+        ifs = self.ifs
+        return ifs.code_part_values(company), ifs.periods(company), ifs.currency_rates(company)
+
+    def _overrides(self) -> MappingOverrides:
+        rules = [
+            MappingRule(
+                policy_id=r.policy_id,
+                kind=r.kind,
+                source=r.source,
+                target=str(r.rule.get("target", "")),
+                updated_by=r.actor,
+                updated_at=r.updated,
+            )
+            for r in self.store.mapping_rules()
+        ]
+        return MappingOverrides.from_rules(rules)
+
+    def evaluate(
+        self, report_ids: Sequence[str] | None = None, *, include_failed: bool = False
+    ) -> list[ReportEvaluation]:
+        """Map and validate pending, ready and held reports (or just `report_ids`) against one
+        IfsReference read; update the hold queue (first_held kept) and statuses."""
+        with self._cycle_lock:
+            statuses = EVALUATED_STATUSES + (("failed",) if include_failed else ())
+            rows = list(self.store.reports_raw(statuses, report_ids))
+            if not rows:
+                return []
+            policies = self._get_policies()
+            ref = self.reference()
+            overrides = self._overrides()
+            posting = self.settings.posting
+            evaluations: list[ReportEvaluation] = []
+            records: list[EvaluationRecord] = []
+            previous = {rid: status for rid, status, _ in rows}
+            for rid, _status, raw in rows:
+                try:
+                    loaded: ExportReport | MalformedReport = load_report(raw)
+                except ValueError as exc:  # pydantic ValidationError is a ValueError
+                    loaded = MalformedReport(reportID=rid, what="unreadable", raw={})
+                    del exc
+                if isinstance(loaded, MalformedReport):
+                    validated = validate_malformed(loaded)
+                    company = ""
+                else:
+                    mapped = map_report(loaded, policies, posting, overrides)
+                    validated = validate(mapped, ref, posting)
+                    company = mapped.company or ""
+                holds = list(validated.holds)
+                evaluations.append(
+                    ReportEvaluation(
+                        report_id=rid,
+                        status="held" if holds else "ready",
+                        holds=holds,
+                        company=company,
+                        validated=validated,
+                    )
+                )
+                records.append(
+                    EvaluationRecord(
+                        rid, company, tuple(HoldRecord(h.code, h.message) for h in holds)
+                    )
+                )
+            with self.store.transaction():
+                before = {h.report_id: h.code for h in self.store.holds(list(previous))}
+                changes = self.store.apply_evaluations(records)
+                events: list[Event] = []
+                newly = set(changes["newly_held"])
+                for ev in evaluations:
+                    if previous.get(ev.report_id) == "pending":
+                        events.append(
+                            Event(
+                                type="mapped",
+                                report_id=ev.report_id,
+                                summary=(
+                                    f"mapped to company {ev.company or '?'}: "
+                                    + (f"held ({ev.reason})" if ev.holds else "ready to post")
+                                ),
+                            )
+                        )
+                    if ev.holds and (
+                        ev.report_id in newly or before.get(ev.report_id) != ev.reason
+                    ):
+                        events.append(
+                            Event(
+                                type="held",
+                                report_id=ev.report_id,
+                                summary=ev.holds[0].message,
+                                data={"codes": [h.code for h in ev.holds]},
+                            )
+                        )
+                for rid in changes["released"]:
+                    events.append(
+                        Event(
+                            type="released",
+                            report_id=rid,
+                            summary="every hold cleared: the report can be posted",
+                        )
+                    )
+                self.audit.record_many(events)
+            return evaluations
+
+    def plan(
+        self,
+        report_ids: Sequence[str] | None = None,
+        *,
+        evaluations: Iterable[ReportEvaluation] | None = None,
+    ) -> Plan:
+        """The exact vouchers this cycle would post (what the dry run prints and post()
+        executes unchanged), with every held report and its reasons."""
+        with self._cycle_lock:
+            evs = list(evaluations) if evaluations is not None else self.evaluate(report_ids)
+            # Only reports still to post: a posted or excluded report is never planned.
+            return build_plan([e.validated for e in evs], self.settings.posting)
+
+    def post(
+        self,
+        plan: Plan,
+        *,
+        progress: Callable[[PostProgress], None] | None = None,
+        dry_run: bool = False,
+    ) -> PostOutcome:
+        """Execute the plan unchanged, under the posting lock, then label what was posted.
+        With dry_run: nothing is sent anywhere; a dry-run event records what would have been."""
+        with self._cycle_lock:
+            if dry_run:
+                self.audit.record(
+                    "dry-run",
+                    f"dry run: {len(plan.vouchers)} voucher(s) would be posted, "
+                    f"{len(plan.held)} report(s) held",
+                    data={
+                        "would_post": [v.reference_number for v in plan.vouchers],
+                        "held": [h.report_id for h in plan.held],
+                    },
+                )
+                return PostOutcome()
+            with self.lock:
+                self._track("ifs", lambda: reconcile(self.ifs, self.store, self.audit))
+                if plan.vouchers:
+                    self.audit.record(
+                        "planned",
+                        f"{len(plan.vouchers)} voucher(s) planned",
+                        data={"references": [v.reference_number for v in plan.vouchers]},
+                    )
+                outcome: PostOutcome = self._track(
+                    "ifs",
+                    lambda: post_plan(plan, self.ifs, self.store, self.audit, progress=progress),
+                )
+                try:
+                    outcome.labelled = self._track(
+                        "expensify",
+                        lambda: label_posted(
+                            self.expensify,
+                            self.store,
+                            self.audit,
+                            self.settings.expensify.export_label,
+                        ),
+                    )
+                except ConsoleError as exc:
+                    # Posted and recorded: the label follows on the next cycle.
+                    outcome.label_error = str(exc)
+                return outcome
+
+    def run_cycle(
+        self,
+        *,
+        dry_run: bool = False,
+        report_ids: Sequence[str] | None = None,
+        progress: Callable[[PostProgress], None] | None = None,
+        fetch: bool = True,
+        mode: str | None = None,
+    ) -> CycleSummary:
+        """fetch → evaluate → plan → post → label: what `--auto` and the TUI's sync call."""
+        with self._cycle_lock:
+            self._policies = None
+            self._reference = None
+            summary = CycleSummary(dry_run=dry_run, started=iso(self.clock()))
+            exp0 = self._expensify.requests_made if self._expensify else 0
+            ifs0 = self._ifs.requests_made if self._ifs else 0
+            run_mode = mode or ("dry-run" if dry_run else "sync")
+            summary.run_id = self.store.start_run(self.actor, run_mode)
+            self.audit.record("run-started", f"{run_mode} started", data={"run": summary.run_id})
+            try:
+                if dry_run:
+                    self._cycle(summary, dry_run, report_ids, progress, fetch)
+                else:
+                    with self.lock:
+                        self._cycle(summary, dry_run, report_ids, progress, fetch)
+            except BaseException as exc:
+                self._finish(summary, exp0, ifs0, error=str(exc) or type(exc).__name__)
+                raise
+            self._finish(summary, exp0, ifs0)
+            return summary
+
+    def _cycle(
+        self,
+        summary: CycleSummary,
+        dry_run: bool,
+        report_ids: Sequence[str] | None,
+        progress: Callable[[PostProgress], None] | None,
+        do_fetch: bool,
+    ) -> None:
+        if not dry_run:
+            # Intents without outcome (a crash between POST and commit) first, before any post.
+            self._track("ifs", lambda: reconcile(self.ifs, self.store, self.audit))
+        fetched_posted: set[str] = set()
+        if do_fetch:
+            fo = self.fetch(dry_run=dry_run)
+            summary.fetched = fo.count
+            for rid in fo.fetched:
+                status = self.store.report_status(rid)
+                if status == "posted":
+                    fetched_posted.add(rid)
+                elif status == "excluded":
+                    summary.excluded += 1
+            summary.unchanged = len([r for r in fo.unchanged if r not in fetched_posted])
+        evaluations = self.evaluate(report_ids, include_failed=report_ids is not None)
+        plan = self.plan(report_ids, evaluations=evaluations)
+        summary.plan = plan
+        summary.planned = len(plan.vouchers)
+        outcome = self.post(plan, progress=progress, dry_run=dry_run)
+        summary.posted = len(outcome.posted)
+        summary.vouchers = [{"reportID": r, "voucher": v} for r, v in outcome.posted]
+        summary.already_posted = len(fetched_posted | set(outcome.already_posted))
+        summary.unknown = list(outcome.unknown)
+        if outcome.label_error:
+            summary.warnings.append(
+                f"posted, but the Expensify export label could not be set yet: "
+                f"{outcome.label_error}; it is set on the next cycle"
+            )
+
+    def _finish(self, summary: CycleSummary, exp0: int, ifs0: int, error: str = "") -> None:
+        summary.requests = {
+            "expensify": (self._expensify.requests_made if self._expensify else 0) - exp0,
+            "ifs": (self._ifs.requests_made if self._ifs else 0) - ifs0,
+        }
+        held = self.store.holds()
+        first: dict[str, str] = {}
+        for h in held:
+            first.setdefault(h.report_id, h.code)
+        # The primary reason is the one the report row carries.
+        rows = {
+            r.report_id: r.reason
+            for r in self.store.pending_reports(status="held", limit=1_000_000)
+        }
+        summary.held_reports = [
+            {"reportID": rid, "reason": reason or first.get(rid, "")}
+            for rid, reason in sorted(rows.items())
+        ]
+        summary.held = len(summary.held_reports)
+        failed = self.store.pending_reports(status="failed", limit=1_000_000)
+        summary.failed_reports = [{"reportID": r.report_id, "reason": r.reason} for r in failed]
+        summary.failed = len(failed)
+        summary.finished = iso(self.clock())
+        data = summary.to_json()
+        data.pop("plan", None)
+        if error:
+            data["error"] = error
+        if summary.run_id is not None:
+            self.store.finish_run(summary.run_id, data)
+        self.audit.record(
+            "run-finished",
+            (
+                f"finished: {summary.posted} posted, {summary.held} held, "
+                f"{summary.failed} failed" + (f"; error: {error}" if error else "")
+            ),
+            data={"run": summary.run_id, "requests": summary.requests, "error": error},
+        )
+
+    # ------------------------------------------------------------------ operator actions
+    def exclude(self, report_id: str, reason: str) -> None:
+        """Take a report out of posting for good, with a reason (audited)."""
+        if not reason.strip():
+            raise ConfigError("an exclusion needs a reason")
+        with self.store.transaction():
+            status = self.store.report_status(report_id)
+            if status is None:
+                raise ConsoleError(f"report {report_id} is not known to this console")
+            if not self.store.exclude(report_id, reason.strip(), self.actor):
+                raise ConsoleError(
+                    f"report {report_id} is {status}; a posted report cannot be excluded"
+                )
+            self.audit.record(
+                "excluded",
+                f"excluded: {reason.strip()}",
+                report_id=report_id,
+                data={"previous_status": status},
+            )
+
+    def replay(
+        self,
+        report_ids: Sequence[str] | None = None,
+        *,
+        held: bool = False,
+        progress: Callable[[PostProgress], None] | None = None,
+    ) -> CycleSummary:
+        """Re-check and post the given reports (held or failed), or every held one."""
+        ids = list(report_ids or [])
+        if held:
+            ids += [r.report_id for r in self.store.pending_reports(status="held", limit=10**6)]
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            raise ConfigError("name the reports to replay, or use --held")
+        unknown = [rid for rid in ids if self.store.report_status(rid) is None]
+        if unknown:
+            raise ConsoleError(f"unknown report(s): {', '.join(unknown)}")
+        self.audit.record_many(
+            Event(type="replayed", report_id=rid, summary="replay requested") for rid in ids
+        )
+        return self.run_cycle(report_ids=ids, progress=progress, fetch=False, mode="replay")
+
+    def set_mapping(self, rule: MappingRule) -> list[str]:
+        """Save an operator override (audited) and re-evaluate the reports it may affect;
+        returns their IDs."""
+        with self._cycle_lock:
+            self.store.save_mapping_rule(
+                rule.kind, rule.policy_id, rule.source, {"target": rule.target}, self.actor
+            )
+            self.audit.record(
+                "mapping-changed",
+                f"{rule.kind} '{rule.source}' of policy {rule.policy_id or '(any)'} → "
+                f"{rule.target}",
+                data={
+                    "policy_id": rule.policy_id,
+                    "kind": rule.kind,
+                    "source": rule.source,
+                    "target": rule.target,
+                },
+            )
+            affected = [
+                r.report_id
+                for r in self.store.pending_reports(
+                    status=("pending", "held", "ready"), limit=10**6
+                )
+                if not rule.policy_id or r.policy_id == rule.policy_id
+            ]
+            if affected:
+                self.evaluate(affected)
+            return affected
+
+    def check_value(
+        self, company: str, code_part: str, value: str, on_dates: Sequence[date]
+    ) -> ValueCheck:
+        """Live IFS look-up of one code part value: exists? description? valid on each date?"""
+        values = self._track("ifs", lambda: self.ifs.code_part_values(company))
+        found = next(
+            (v for v in values if v.CodePart == code_part and v.CodePartValue == value), None
+        )
+        if found is None:
+            return ValueCheck(
+                company,
+                code_part,
+                value,
+                False,
+                message=f"{value} is not a code part {code_part} value in IFS company {company}",
+            )
+        self.store.upsert_dimension(
+            DimensionRow(
+                company,
+                code_part,
+                value,
+                found.Description,
+                found.ValidFrom.isoformat(),
+                found.ValidUntil.isoformat(),
+                self.store.now(),
+            )
+        )
+        valid = {d: found.valid_on(d) for d in on_dates}
+        bad = [d.isoformat() for d, ok in valid.items() if not ok]
+        message = (
+            f"{value} ({found.Description}) is valid from {found.ValidFrom} to {found.ValidUntil}"
+            + (f"; not valid on {', '.join(bad)}" if bad else "")
+        )
+        return ValueCheck(
+            company,
+            code_part,
+            value,
+            True,
+            found.Description,
+            found.ValidFrom,
+            found.ValidUntil,
+            valid,
+            message,
+        )
+
+    def status(self) -> EngineStatus:
+        """Environment, each service's last known state, token and rate budget, last run."""
+        token_s: float | None = None
+        budget = 0.0
+        if self._ifs is not None:
+            try:
+                token_s = self._ifs.token.seconds_to_refresh()
+            except ConsoleError:
+                token_s = None
+            budget = float(self._ifs.limiter.budget_in_use())
+        runs = self.store.runs(1)
+        return EngineStatus(
+            environment=self.settings.environment or "production",
+            services=dict(self._service_state),
+            ifs_token_refresh_s=token_s,
+            rate_budget_in_use=max(0.0, min(1.0, budget)),
+            last_run=runs[0] if runs else None,
+            counts=self.store.status_counts(),
+            actor=self.actor,
+        )
+
+    def check_services(self) -> dict[str, ServiceState]:
+        """Prove both connections (the TUI's header and `credentials check` use this)."""
+        for name, call in (("expensify", self.expensify.check), ("ifs", self.ifs.check)):
+            try:
+                self._track(name, call)
+            except ConsoleError:
+                pass
+        return dict(self._service_state)
