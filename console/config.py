@@ -585,7 +585,8 @@ def _describe(err: Mapping[str, Any], sources: Mapping[str, str], config_file: P
         if not (isinstance(value, float) and math.isnan(value)) and kind != "value_error":
             shown = repr(value)
             message += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
-    name = key + "".join(f"[{r!r}]" if not r.isdigit() else f"[{r}]" for r in rest)
+    raw_rest = list(err["loc"])[len(loc) - len(rest) :]  # ints are list indexes, str dict keys
+    name = key + "".join(f"[{r}]" if isinstance(r, int) else f"[{r!r}]" for r in raw_rest)
     return f"{where}: {header}{name}: {message}"
 
 
