@@ -51,6 +51,7 @@ class StatusLook:
 
 STATUS: dict[str, StatusLook] = {
     "ready": StatusLook("✔", "ready", SKY),
+    "pending": StatusLook("◌", "new", GREY),
     "held": StatusLook("⏸", "held", ORANGE, bold=True),
     "posting": StatusLook("↻", "posting", YELLOW),
     "failed": StatusLook("✖", "failed", VERMILLION, bold=True),

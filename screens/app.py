@@ -1,0 +1,310 @@
+"""The operator console: five screens over the sync core (the same Engine as `--auto`)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from functools import partial
+from importlib.resources import files
+from typing import Any, ClassVar
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.worker import Worker
+
+from screens.base import SCREEN_TABS
+from screens.literal import sanitize
+from screens.theme import CONSOLE_THEME
+from screens.widgets import HelpModal, help_for
+
+
+def _load_css() -> str:
+    # Read through importlib.resources so an installed wheel finds its stylesheet too.
+    return (files("styles") / "app.tcss").read_text(encoding="utf-8")
+
+
+def _now() -> datetime:
+    return datetime.now().astimezone()
+
+
+class ConsoleCommands(Provider):
+    """App-wide palette entries: screens, sync, credentials, audit verification."""
+
+    def _commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
+        app: MlConsoleApp = self.app  # type: ignore[assignment]
+        out: list[tuple[str, str, Callable[[], Any]]] = [
+            (f"Go to {title}", f"key {key}", partial(app.action_switch_screen, mode))
+            for key, mode, title in SCREEN_TABS
+        ]
+        out += [
+            ("Sync now", "key s: fetch, evaluate and post what is ready", app.action_sync),
+            ("Setup / rotate credentials", "URLs, IDs and secrets", app.action_setup),
+        ]
+        return out
+
+    async def discover(self) -> Hits:
+        for name, help_text, callback in self._commands():
+            yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, help_text, callback in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+
+
+def _modes() -> dict[str, Callable[[], Screen[Any]]]:
+    from screens.audit import AuditScreen
+    from screens.dryrun import DryRunScreen
+    from screens.mapping import MappingScreen
+    from screens.missing import MissingScreen
+    from screens.pending import PendingScreen
+
+    return {
+        "pending": PendingScreen,
+        "mapping": MappingScreen,
+        "missing": MissingScreen,
+        "dryrun": DryRunScreen,
+        "audit": AuditScreen,
+    }
+
+
+class MlConsoleApp(App[int]):
+    TITLE = "ml-console"
+    CSS = _load_css()
+    ENABLE_COMMAND_PALETTE = True
+    COMMAND_PALETTE_BINDING = "ctrl+p"
+    COMMANDS = App.COMMANDS | {ConsoleCommands}
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("1", "switch_screen('pending')", "Pending", id="app.pending"),
+        Binding("2", "switch_screen('mapping')", "Mapping", id="app.mapping"),
+        Binding("3", "switch_screen('missing')", "Missing", id="app.missing"),
+        Binding("4", "switch_screen('dryrun')", "Dry run", id="app.dryrun"),
+        Binding("5", "switch_screen('audit')", "Audit", id="app.audit"),
+        Binding("s", "sync", "Sync", id="app.sync"),
+        Binding("question_mark,f1", "help", "Help", id="app.help"),
+        Binding("q", "quit", "Quit", id="app.quit"),
+    ]
+
+    status_version: reactive[int] = reactive(0)
+    data_version: reactive[int] = reactive(0)
+    sync_progress: reactive[str] = reactive("")
+
+    def __init__(
+        self,
+        *,
+        settings: Any = None,
+        engine: Any = None,
+        engine_opener: Callable[[], Any] | None = None,
+        needs_setup: bool = False,
+        clock: Callable[[], datetime] = _now,
+        status_interval: float | None = 5.0,
+        environment_name: str = "",
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.engine: Any = engine
+        self._engine_opener = engine_opener
+        self.needs_setup = needs_setup
+        self.clock = clock
+        self.status_interval = status_interval
+        self.environment_name = environment_name
+        self.engine_status: Any = None
+        self.last_cycle: Any = None
+        self.mapping_preselect: tuple[str, str] | None = None
+        self.dry_run_selection: list[str] | None = None
+
+    # ---- start-up ---------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.register_theme(CONSOLE_THEME)
+        self.theme = CONSOLE_THEME.name
+        self.apply_keymap()
+        for mode, factory in _modes().items():
+            self.add_mode(mode, factory)
+        self.switch_mode("pending")
+        if self.needs_setup or (self.engine is None and self._engine_opener is None):
+            self.action_setup(first_run=True)
+        elif self.engine is None:
+            self.open_engine()
+        else:
+            self._engine_ready(self.engine)
+
+    def apply_keymap(self) -> None:
+        keys = getattr(getattr(self.settings, "tui", None), "keys", None) or {}
+        if keys:
+            self.set_keymap(dict(keys))
+
+    def open_engine(self, opener: Callable[[], Any] | None = None) -> None:
+        opener = opener or self._engine_opener
+        if opener is None:
+            return
+        self._engine_opener = opener
+        self.run_core(opener, on_done=self._engine_ready, label="opening the engine")
+
+    def _engine_ready(self, engine: Any) -> None:
+        self.engine = engine
+        self.data_version += 1
+        self.refresh_status()
+        if self.status_interval:
+            self.set_interval(self.status_interval, self.refresh_status, name="status")
+
+    # ---- core calls in workers ----------------------------------------------------------------
+
+    def run_core(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        on_done: Callable[[Any], Any] | None = None,
+        on_error: Callable[[BaseException], Any] | None = None,
+        label: str = "",
+        group: str | None = None,
+        exclusive: bool = False,
+        **kwargs: Any,
+    ) -> Worker[None]:
+        """Runs a blocking core call in a thread; the result (or the error) comes back on the
+        UI thread. Errors become notifications, never a crash."""
+
+        def job() -> None:
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                self.call_from_thread(self._core_failed, label, exc, on_error)
+                return
+            if on_done is not None:
+                self.call_from_thread(on_done, result)
+
+        return self.run_worker(
+            job,
+            thread=True,
+            group=group or label or "core",
+            exclusive=exclusive,
+            exit_on_error=False,
+            description=label,
+        )
+
+    def _core_failed(
+        self, label: str, exc: BaseException, on_error: Callable[[BaseException], Any] | None
+    ) -> None:
+        if on_error is not None:
+            on_error(exc)
+            return
+        self.notify(
+            sanitize(f"{label}: {exc}" if label else str(exc)),
+            title=type(exc).__name__,
+            severity="error",
+            timeout=10,
+            markup=False,
+        )
+
+    def refresh_status(self) -> None:
+        if self.engine is None:
+            return
+        self.run_core(
+            self.engine.status,
+            on_done=self._status_arrived,
+            on_error=lambda exc: None,
+            label="status",
+            exclusive=True,
+        )
+
+    def _status_arrived(self, status: Any) -> None:
+        self.engine_status = status
+        self.status_version += 1
+
+    def core_changed(self) -> None:
+        """Something in the store changed (sync, post, mapping, exclude): screens reload."""
+        self.data_version += 1
+        self.refresh_status()
+
+    # ---- actions -------------------------------------------------------------------------------
+
+    def action_switch_screen(self, mode: str) -> None:
+        if self.current_mode == mode:
+            while len(self.screen_stack) > 1 and not hasattr(self.screen, "MODE"):
+                self.pop_screen()
+            return
+        self.switch_mode(mode)
+        self.status_version += 1
+
+    def action_help(self) -> None:
+        screen = self.screen
+        title, text = help_for(self.focused, getattr(screen, "HELP", "") or "")
+        keys: list[tuple[str, str]] = []
+        for active in screen.active_bindings.values():
+            binding = active.binding
+            if binding.description and active.enabled:
+                keys.append((self.get_key_display(binding), binding.description))
+        keys.sort()
+        self.push_screen(HelpModal(f"Help — {title}", text, keys))
+
+    def action_setup(self, first_run: bool = False) -> None:
+        from screens.setup import SetupScreen
+
+        self.push_screen(SetupScreen(first_run=first_run))
+
+    def action_sync(self) -> None:
+        if self.engine is None:
+            self.notify("Not connected yet: finish setup first.", severity="warning")
+            return
+        if self.sync_progress:
+            self.notify("A sync is already running.", severity="warning")
+            return
+        self.sync_progress = "starting…"
+
+        def progress(*parts: Any) -> None:
+            text = " ".join(str(p) for p in parts if p is not None)
+            self.call_from_thread(setattr, self, "sync_progress", text or "working…")
+
+        self.run_core(
+            self.engine.run_cycle,
+            progress=progress,
+            on_done=self._sync_done,
+            on_error=self._sync_failed,
+            label="sync",
+            exclusive=True,
+        )
+
+    def _sync_done(self, summary: Any) -> None:
+        self.sync_progress = ""
+        self.last_cycle = summary
+        self.notify(sanitize(describe_cycle(summary)), title="Sync finished", markup=False)
+        self.core_changed()
+
+    def _sync_failed(self, exc: BaseException) -> None:
+        self.sync_progress = ""
+        self.notify(sanitize(str(exc)), title="Sync failed", severity="error", markup=False)
+        self.core_changed()
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Setup", "Rotate credentials or change URLs", self.action_setup)
+
+
+def describe_cycle(summary: Any) -> str:
+    """One line: what a cycle did ("fetched 12 · posted 9 · held 3 · failed 0")."""
+    parts = []
+    for name in ("fetched", "posted", "already_posted", "held", "failed"):
+        value = getattr(summary, name, None)
+        if value is None and isinstance(summary, dict):
+            value = summary.get(name)
+        if isinstance(value, list | tuple | set):
+            value = len(value)
+        if value is not None:
+            parts.append(f"{name.replace('_', ' ')} {value}")
+    return " · ".join(parts) or "done"
+
+
+def run_tui(args: argparse.Namespace | None = None) -> int:
+    """Opens the console on the configured systems (the setup screen on first run)."""
+    from screens.startup import build_app
+
+    app = build_app(args)
+    result = app.run()
+    return int(result or 0)

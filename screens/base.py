@@ -1,0 +1,259 @@
+"""What every screen shares: the status header, the screen tabs, `/` filter, esc, help, and a
+command palette provider that offers the current screen's own commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from screens.literal import literal, sanitize
+from screens.theme import GREY, ORANGE, SKY, VERMILLION, status_text
+
+if TYPE_CHECKING:
+    from screens.app import MlConsoleApp
+
+SCREEN_TABS = (
+    ("1", "pending", "Pending"),
+    ("2", "mapping", "Mapping"),
+    ("3", "missing", "Missing dimensions"),
+    ("4", "dryrun", "Dry run"),
+    ("5", "audit", "Audit"),
+)
+
+
+def ago(then: datetime | None, now: datetime) -> str:
+    """'3m ago', '2h 5m', '4d 2h' — how long something has waited, at a glance."""
+    if then is None:
+        return "never"
+    if then.tzinfo is None and now.tzinfo is not None:
+        then = then.replace(tzinfo=now.tzinfo)
+    if now.tzinfo is None and then.tzinfo is not None:
+        now = now.replace(tzinfo=then.tzinfo)
+    seconds = max(0, int((now - then).total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, _ = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h"
+
+
+def _get(obj: Any, *names: str, default: Any = None) -> Any:
+    """Reads a field from a dataclass/pydantic object or a dict."""
+    for name in names:
+        if isinstance(obj, dict) and name in obj:
+            return obj[name]
+        if hasattr(obj, name):
+            return getattr(obj, name)
+    return default
+
+
+class StatusHeader(Static):
+    """Environment, both services, token, rate budget and the last sync, from Engine.status()."""
+
+    HELP = (
+        "The environment (demo or the IFS tenant), whether each service answered its last "
+        "request, when the IFS token is refreshed, how much of the IFS rate budget is in use, "
+        "and what the last sync did. Refreshed every few seconds."
+    )
+
+    DEFAULT_CSS = """
+    StatusHeader { dock: top; height: 2; background: $panel; padding: 0 1; }
+    """
+
+    def on_mount(self) -> None:
+        app: MlConsoleApp = self.app  # type: ignore[assignment]
+        self.watch(app, "status_version", self._redraw)
+        self.watch(app, "sync_progress", self._redraw)
+
+    def _redraw(self, _: object = None) -> None:
+        app: MlConsoleApp = self.app  # type: ignore[assignment]
+        self.update(
+            render_header(
+                app.engine_status,
+                app.clock(),
+                app.sync_progress,
+                app.current_mode,
+                app.environment_name,
+            )
+        )
+
+
+def _service_text(name: str, state: Any) -> Text:
+    raw = str(_get(state, "state", "status", default=state) or "unknown").lower()
+    message = str(_get(state, "message", default="") or "").lower()
+    if raw in {"ok", "up", "connected"}:
+        key = "connected"
+    elif raw == "error" and ("refused" in message or "auth" in message):
+        key = "auth"
+    elif raw in {"error", "down", "unreachable"}:
+        key = "down"
+    else:
+        key = "idle"
+    out = Text(f"{name} ", style="bold")
+    out.append_text(status_text(key))
+    return out
+
+
+def render_header(status: Any, now: datetime, progress: str, mode: str, environment: str) -> Text:
+    line = Text(no_wrap=True, overflow="ellipsis")
+    line.append(" ml-console ", style=f"bold reverse {SKY}")
+    env = _get(status, "environment", default=None) or environment or "…"
+    line.append(" env ")
+    line.append_text(literal(env, 30, style="bold"))
+    services = _get(status, "services", "connections", default=None) or {}
+    for label, key in (("Expensify", "expensify"), ("IFS", "ifs")):
+        line.append("  │ ")
+        line.append_text(_service_text(label, _get(services, key, default="idle")))
+    token = _get(status, "ifs_token_refresh_s", default=None)
+    line.append("  │ token ")
+    if token is None:
+        line.append("—", style=GREY)
+    else:
+        m, s = divmod(max(0, int(token)), 60)
+        line.append(f"{m}:{s:02d}", style=ORANGE if token < 120 else "")
+    rate = _get(status, "rate_budget_in_use", default=None)
+    line.append("  │ rate ")
+    if rate is None:
+        line.append("—", style=GREY)
+    else:
+        pct = float(rate) * 100 if float(rate) <= 1 else float(rate)
+        line.append(f"{pct:.0f}%", style=VERMILLION if pct >= 90 else ORANGE if pct >= 70 else "")
+    line.append("\n")
+    tabs = Text(no_wrap=True, overflow="ellipsis")
+    for key, mode_name, title in SCREEN_TABS:
+        style = f"bold reverse {SKY}" if mode_name == mode else ""
+        tabs.append(f" {key} {title} ", style=style)
+    tabs.append("  │ ")
+    if progress:
+        tabs.append(f"sync: {sanitize(progress)}", style=f"bold {ORANGE}")
+    else:
+        last = _get(status, "last_run", default=None)
+        tabs.append("last sync ")
+        if last is None:
+            tabs.append("never", style=GREY)
+        else:
+            when = _get(last, "finished", "started", default=None)
+            if isinstance(when, str):
+                try:
+                    when = datetime.fromisoformat(when)
+                except ValueError:
+                    when = None
+            tabs.append(f"{ago(when, now)} ago" if when else "running")
+            summary = _get(last, "summary", default=None) or {}
+            what = " ".join(
+                f"{k.replace('_', ' ')} {summary[k]}"
+                for k in ("fetched", "posted", "held", "failed")
+                if isinstance(summary, dict) and k in summary
+            )
+            if isinstance(summary, dict) and summary.get("error"):
+                what += f" · error: {summary['error']}"
+            if what:
+                tabs.append(" · ")
+                tabs.append_text(literal(what, 70))
+    line.append_text(tabs)
+    return line
+
+
+class ScreenCommands(Provider):
+    """The palette offers the commands of the screen it was opened on."""
+
+    def _commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
+        screen = self.screen
+        if isinstance(screen, ConsoleScreen):
+            return list(screen.palette_commands())
+        return []
+
+    async def discover(self) -> Hits:
+        for name, help_text, callback in self._commands():
+            yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, help_text, callback in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+
+
+class ConsoleScreen(Screen[None]):
+    """A top-level screen (one per mode). Subclasses set TITLE, HELP and compose the body."""
+
+    TITLE: ClassVar[str] = ""
+    MODE: ClassVar[str] = ""
+    HELP: ClassVar[str] = ""
+    COMMANDS = {ScreenCommands}
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "open_filter", "Filter", id="screen.filter"),
+        Binding("escape", "back", "Back", show=False, id="screen.back"),
+    ]
+
+    @property
+    def console_app(self) -> MlConsoleApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose_header(self) -> ComposeResult:
+        yield StatusHeader(id="status-header")
+
+    def compose_footer(self) -> ComposeResult:
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.watch(self.console_app, "data_version", self._data_changed, init=False)
+
+    def _data_changed(self, _: object = None) -> None:
+        if self.console_app.engine is not None:
+            self.refresh_data()
+
+    def on_screen_resume(self) -> None:
+        header = self.query(StatusHeader)
+        if header:
+            header.first()._redraw()
+        if self.console_app.engine is not None:
+            self.refresh_data()
+
+    def refresh_data(self) -> None:
+        """Reloads what the screen shows from the store (the engine is open)."""
+
+    def action_open_filter(self) -> None:
+        from screens.widgets import FilterBar
+
+        bars = self.query(FilterBar)
+        if bars:
+            bars.first().open()
+        else:
+            self.notify("This screen has no list to filter.", severity="warning")
+
+    def action_back(self) -> None:
+        """esc backs out: of the filter, then of a drill-down; top-level screens stay."""
+        from screens.widgets import FilterBar
+
+        for bar in self.query(FilterBar):
+            if bar.value:
+                bar.action_clear_filter()
+                return
+
+    def palette_commands(self) -> Iterable[tuple[str, str, Callable[[], Any]]]:
+        """(name, help, callback) for the command palette: the screen's shown bindings."""
+        for binding in self.BINDINGS:
+            if isinstance(binding, Binding) and binding.show and binding.description:
+                action = binding.action
+                yield (
+                    f"{self.TITLE}: {binding.description}",
+                    f"key {binding.key}",
+                    partial(self.run_action, action),
+                )

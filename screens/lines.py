@@ -1,0 +1,70 @@
+"""A report's lines as rows: merchant, category, tags, mapped account and code parts, and each
+line's validation state (from the evaluation when there is one, else the stored holds)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+
+from console.money import minor_to_decimal
+from screens.literal import literal
+from screens.theme import status_text
+from screens.vtable import Row
+
+
+def _validated(evaluation: Any) -> Any:
+    """ReportEvaluation wraps a ValidatedReport (or is one); anything else means no evaluation."""
+    if evaluation is None or isinstance(evaluation, Exception):
+        return None
+    for name in ("validated", "validation"):
+        inner = getattr(evaluation, name, None)
+        if inner is not None:
+            return inner
+    return evaluation if hasattr(evaluation, "mapped") else None
+
+
+def line_rows(detail: Any, evaluation: Any) -> list[Row]:
+    validated = _validated(evaluation)
+    mapped_by_tx: dict[str, Any] = {}
+    report_holds: list[Any] = list(getattr(validated, "holds", []) or [])
+    mapped = getattr(validated, "mapped", None)
+    for line in getattr(mapped, "lines", []) or []:
+        mapped_by_tx[line.transaction_id] = line
+    held_by_tx: dict[str, list[Any]] = {}
+    for h in report_holds:
+        tx = getattr(h, "transaction_id", "")
+        if tx:
+            held_by_tx.setdefault(tx, []).append(h)
+    rows = []
+    for line in detail.lines:
+        m = mapped_by_tx.get(line.transaction_id)
+        issues = list(getattr(m, "issues", ()) or ()) + held_by_tx.get(line.transaction_id, [])
+        if m is None:
+            state = status_text("unknown", "not evaluated")
+        elif line.amount_minor == 0:
+            state = status_text("excluded", "zero amount, not posted")
+        elif issues:
+            state = status_text("held", "; ".join(sorted({str(i.code) for i in issues})))
+        else:
+            state = status_text("ok")
+        parts = " ".join(
+            f"{k}={v}" for k, v in sorted((getattr(m, "code_parts", {}) or {}).items())
+        )
+        rows.append(
+            Row(
+                key=line.transaction_id,
+                cells={
+                    "tx": literal(line.transaction_id, 20),
+                    "merchant": literal(line.merchant, 60),
+                    "category": literal(line.category, 30),
+                    "tag": literal(line.tag, 40),
+                    "amount": Text(f"{minor_to_decimal(line.amount_minor):,.2f}"),
+                    "account": literal(getattr(m, "account", None) or "—", 12),
+                    "parts": literal(parts or "—", 40),
+                    "state": state,
+                },
+                payload=(line, m, issues),
+            )
+        )
+    return rows

@@ -1,0 +1,365 @@
+"""2 Mapping: categories → accounts and tag values → code parts, per policy; Expensify's GL code
+beside the operator's override, with live IFS validation while typing."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.suggester import SuggestFromList
+from textual.timer import Timer
+from textual.widgets import Input, Label, Static
+
+from console.fetch import load_report
+from console.mapping import CATEGORY, TAG_PREFIX, MappingRule, split_tag, suggest_defaults
+from screens.base import ConsoleScreen
+from screens.literal import literal
+from screens.theme import GREY, ORANGE, SKY, VERMILLION, status_text
+from screens.vtable import Column, ListSource, Row, VirtualTable
+from screens.widgets import FilterBar
+
+
+@dataclass
+class MappingEntry:
+    policy_id: str
+    company: str
+    kind: str
+    source: str
+    code_part: str  # "A" for categories
+    default: str
+    override: str
+    enabled: bool
+    affects: int = 0
+    dates: list[date] = field(default_factory=list)
+
+    @property
+    def effective(self) -> str:
+        return self.override or self.default
+
+    @property
+    def label(self) -> str:
+        return "category" if self.kind == CATEGORY else self.kind.removeprefix(TAG_PREFIX)
+
+
+def load_mapping(engine: Any) -> tuple[list[MappingEntry], dict[tuple[str, str], list[str]]]:
+    """Every mappable source of every configured policy, with its default, the override, how
+    many pending reports use it and their voucher dates; plus cached IFS values for hints."""
+    policies = engine._get_policies()
+    posting = engine.settings.posting
+    rules = {
+        (r.policy_id, r.kind, r.source): str(r.rule.get("target", ""))
+        for r in engine.store.mapping_rules()
+    }
+    usage: dict[tuple[str, str, str], set[date]] = defaultdict(set)
+    counts: dict[tuple[str, str, str], int] = defaultdict(int)
+    for _rid, _status, raw in engine.store.reports_raw(("pending", "held", "ready")):
+        try:
+            report = load_report(raw)
+        except ValueError:
+            continue
+        if not hasattr(report, "transactions"):
+            continue
+        policy = policies.get(report.policyID)
+        levels = [lv.name for lv in policy.tag_levels] if policy else []
+        try:
+            day = date.fromisoformat(report.approved_date)
+        except ValueError:
+            day = None
+        keys: set[tuple[str, str, str]] = set()
+        for tx in report.transactions:
+            keys.add((report.policyID, CATEGORY, tx.category))
+            for pos, name in enumerate(split_tag(tx.tag)):
+                if name and pos < len(levels):
+                    keys.add((report.policyID, TAG_PREFIX + levels[pos], name))
+        for key in keys:
+            counts[key] += 1
+            if day is not None:
+                usage[key].add(day)
+    entries: list[MappingEntry] = []
+    for policy_id, policy in sorted(policies.items()):
+        company = posting.company_by_policy.get(policy_id, "")
+        for d in suggest_defaults(policy):
+            if d.kind == CATEGORY:
+                part = "A"
+            else:
+                level = d.kind.removeprefix(TAG_PREFIX)
+                part = rules.get(
+                    (policy_id, "tag-level", level)
+                ) or posting.code_part_by_tag_level.get(level, "")
+            key = (policy_id, d.kind, d.source)
+            entries.append(
+                MappingEntry(
+                    policy_id,
+                    company,
+                    d.kind,
+                    d.source,
+                    part,
+                    d.default_target,
+                    rules.get(key, ""),
+                    d.enabled,
+                    counts.get(key, 0),
+                    sorted(usage.get(key, ())),
+                )
+            )
+    hints: dict[tuple[str, str], list[str]] = defaultdict(list)
+    # Fills the store's cache of IFS values (once per cycle); offline, the cache still hints.
+    with contextlib.suppress(Exception):
+        engine.reference()
+    for company in sorted(set(posting.company_by_policy.values())):
+        for dim in engine.store.dimensions(company, limit=100_000):
+            hints[(company, dim.code_part)].append(dim.value)
+    return entries, dict(hints)
+
+
+def entry_row(e: MappingEntry) -> Row:
+    override = literal(e.override, 20, style=f"bold {ORANGE}") if e.override else Text("—", GREY)
+    return Row(
+        key=f"{e.policy_id}|{e.kind}|{e.source}",
+        cells={
+            "policy": literal(e.policy_id, 12),
+            "kind": literal(e.label, 16),
+            "source": literal(e.source, 40),
+            "part": Text(e.code_part or "?"),
+            "default": literal(e.default or "—", 20),
+            "override": override,
+            "affects": Text(
+                f"{e.affects:,}" if e.affects else "0", style="bold" if e.affects else GREY
+            ),
+        },
+        payload=e,
+    )
+
+
+class MappingScreen(ConsoleScreen):
+    TITLE = "Mapping"
+    MODE = "mapping"
+    HELP = (
+        "Every category (→ account, code part A) and tag value (→ its level's code part) of "
+        "each policy: Expensify's GL code is the default, your override wins. Enter edits the "
+        "highlighted mapping: the value is checked against IFS as you type (exists, valid on "
+        "the voucher dates of the reports it affects), enter saves (re-evaluates those reports, "
+        "recorded in the audit trail), esc cancels."
+    )
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *ConsoleScreen.BINDINGS,
+        Binding("e", "edit", "Edit mapping", id="mapping.edit"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_header()
+        yield Label("Mapping — Expensify coding → IFS", classes="screen-title")
+        yield FilterBar("filter: policy, category, tag, GL code, override…")
+        yield Label("loading…", id="mapping-count", classes="count-label")
+        yield VirtualTable(
+            [
+                Column("policy", "Policy", 10),
+                Column("kind", "Kind", 14),
+                Column("source", "Expensify value", 0, min_width=16),
+                Column("part", "Part", 4),
+                Column("default", "Default (GL code)", 17),
+                Column("override", "Override", 14),
+                Column("affects", "Affects", 7, justify="right"),
+            ],
+            id="mapping-table",
+            markable=False,
+        )
+        with Vertical(id="mapping-editor"):
+            yield Label("", id="editor-title")
+            yield Input(placeholder="IFS value (enter saves, esc cancels)", id="mapping-input")
+            yield Static("", id="validation")
+        yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.entries: list[MappingEntry] = []
+        self.hints: dict[tuple[str, str], list[str]] = {}
+        self.editing: MappingEntry | None = None
+        self._check_timer: Timer | None = None
+        self.query_one("#mapping-editor").display = False
+        self.query_one("#mapping-table", VirtualTable).focus()
+        if self.console_app.engine is not None:
+            self.refresh_data()
+
+    def refresh_data(self) -> None:
+        self.console_app.run_core(
+            load_mapping,
+            self.console_app.engine,
+            on_done=self._loaded,
+            label="mapping",
+            exclusive=True,
+        )
+
+    def on_screen_resume(self) -> None:
+        super().on_screen_resume()
+        pre = self.console_app.mapping_preselect
+        if pre is not None:
+            self.console_app.mapping_preselect = None
+            bar = self.query_one(FilterBar)
+            bar.value = pre[1]
+            bar.add_class("-active")
+            bar.flush()
+
+    def _loaded(self, result: tuple[list[MappingEntry], dict[tuple[str, str], list[str]]]) -> None:
+        self.entries, self.hints = result
+        self._render()
+
+    def _render(self) -> None:
+        flt = self.query_one(FilterBar).applied.lower()
+        rows = [
+            entry_row(e)
+            for e in self.entries
+            if not flt
+            or flt in f"{e.policy_id} {e.label} {e.source} {e.default} {e.override}".lower()
+        ]
+        table = self.query_one("#mapping-table", VirtualTable)
+        table.source = ListSource(rows)
+        table.reload()
+        overrides = sum(1 for e in self.entries if e.override)
+        text = Text(f"showing {len(rows):,} of {len(self.entries):,} mappings")
+        text.append(f" · {overrides} overrides", style="bold" if overrides else GREY)
+        self.query_one("#mapping-count", Label).update(text)
+
+    @on(FilterBar.Changed)
+    def _filter(self) -> None:
+        self._render()
+
+    @on(FilterBar.Done)
+    def _filter_done(self) -> None:
+        self.query_one("#mapping-table", VirtualTable).focus()
+
+    # ---- editing ----------------------------------------------------------------------------
+
+    @on(VirtualTable.Opened, "#mapping-table")
+    def _open(self, event: VirtualTable.Opened) -> None:
+        self._edit(event.row.payload)
+
+    def action_edit(self) -> None:
+        row = self.query_one("#mapping-table", VirtualTable).cursor
+        if row is not None:
+            self._edit(row.payload)
+
+    def _edit(self, entry: MappingEntry) -> None:
+        if not entry.code_part:
+            self.notify(
+                f"Tag level {entry.label!r} maps to no code part ([posting] "
+                "code_part_by_tag_level): its values are not booked.",
+                severity="warning",
+            )
+            return
+        self.editing = entry
+        title = Text("Edit ", style="bold")
+        title.append_text(literal(f"{entry.label} '{entry.source}' of {entry.policy_id}", 80))
+        title.append(f" → code part {entry.code_part} in company {entry.company or '?'}", GREY)
+        title.append(f" · affects {entry.affects} pending reports")
+        self.query_one("#editor-title", Label).update(title)
+        field_ = self.query_one("#mapping-input", Input)
+        values = self.hints.get((entry.company, entry.code_part), [])
+        field_.suggester = SuggestFromList(values, case_sensitive=False)
+        field_.value = entry.effective
+        self.query_one("#mapping-editor").display = True
+        field_.focus()
+        self._schedule_check()
+
+    @on(Input.Changed, "#mapping-input")
+    def _typed(self) -> None:
+        self._schedule_check()
+
+    def _schedule_check(self) -> None:
+        if self._check_timer is not None:
+            self._check_timer.stop()
+        self.query_one("#validation", Static).update(status_text("checking", "against IFS…"))
+        self._check_timer = self.set_timer(0.25, self._check)
+
+    def _check(self) -> None:
+        entry = self.editing
+        engine = self.console_app.engine
+        value = self.query_one("#mapping-input", Input).value.strip()
+        if entry is None or engine is None:
+            return
+        if not value:
+            self.query_one("#validation", Static).update(status_text("missing", "empty value"))
+            return
+        dates = entry.dates or [self.console_app.clock().date()]
+        self.console_app.run_core(
+            engine.check_value,
+            entry.company,
+            entry.code_part,
+            value,
+            dates,
+            on_done=lambda check: self._checked(value, check),
+            on_error=lambda exc: self._check_failed(value, exc),
+            label="IFS check",
+            group="value-check",
+            exclusive=True,
+        )
+
+    def _checked(self, value: str, check: Any) -> None:
+        if self.query_one("#mapping-input", Input).value.strip() != value:
+            return  # an older answer; the newer check is on its way
+        out = Text()
+        if not check.exists:
+            out.append_text(status_text("missing"))
+        elif all(check.valid_on.values()):
+            out.append_text(status_text("ok"))
+        else:
+            out.append_text(status_text("invalid"))
+        out.append(" ")
+        out.append_text(literal(check.message, 200))
+        if check.valid_on:
+            out.append("\n")
+            for day, ok in sorted(check.valid_on.items()):
+                out.append(f" {day.isoformat()} ", style=SKY if ok else f"bold {VERMILLION}")
+                out.append("✔" if ok else "✖")
+        self.query_one("#validation", Static).update(out)
+
+    def _check_failed(self, value: str, exc: BaseException) -> None:
+        out = status_text("down", "IFS could not be asked: ")
+        out.append_text(literal(str(exc), 200))
+        self.query_one("#validation", Static).update(out)
+
+    @on(Input.Submitted, "#mapping-input")
+    def _save(self, event: Input.Submitted) -> None:
+        entry = self.editing
+        engine = self.console_app.engine
+        value = event.value.strip()
+        if entry is None or engine is None or not value:
+            return
+        rule = MappingRule(entry.policy_id, entry.kind, entry.source, value)
+        self._close_editor()
+        self.console_app.run_core(
+            engine.set_mapping,
+            rule,
+            on_done=lambda ids: self._saved(entry, value, ids),
+            label="saving mapping",
+        )
+
+    def _saved(self, entry: MappingEntry, value: str, affected: list[str]) -> None:
+        self.notify(
+            literal(
+                f"{entry.label} '{entry.source}' → {value}; {len(affected)} reports re-evaluated",
+                200,
+            ).plain,
+            title="Mapping saved",
+            markup=False,
+        )
+        self.console_app.core_changed()
+
+    def _close_editor(self) -> None:
+        self.editing = None
+        self.query_one("#mapping-editor").display = False
+        self.query_one("#mapping-table", VirtualTable).focus()
+
+    def action_back(self) -> None:
+        if self.editing is not None:
+            self._close_editor()
+            return
+        super().action_back()

@@ -1,0 +1,364 @@
+"""3 Missing dimensions: the hold queue grouped by what is missing, re-checked against IFS.
+
+A group turns ready the moment IFS has the value (the background re-check evaluates the held
+reports again); `p` replays it, or config `sync.auto_replay` does it alone.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.timer import Timer
+from textual.widgets import Label, Static
+
+from screens.base import ConsoleScreen, ago
+from screens.literal import literal
+from screens.pending import money, report_row
+from screens.theme import GREY, status_text
+from screens.vtable import Column, ListSource, Row, VirtualTable
+from screens.widgets import ConfirmModal, FilterBar, ReasonModal
+
+KIND_WORDS = {
+    "missing-dimension": "missing",
+    "invalid-dimension": "not valid on the voucher date",
+    "unmapped-category": "category not mapped",
+    "unmapped-tag": "tag not mapped",
+    "unknown-policy": "policy has no company",
+    "closed-period": "period closed",
+    "missing-rate": "no currency rate",
+    "malformed": "malformed report",
+}
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def describe_group(group: Any) -> str:
+    """`CC-410 missing in company 10 — blocks 12 reports, 4,310.00 USD`."""
+    kind = group.code.split(":", 1)[0]
+    value = group.value
+    if kind in ("missing-dimension", "invalid-dimension") and ":" in value:
+        value = value.split(":", 1)[1]
+    words = KIND_WORDS.get(kind, kind)
+    where = f" in company {group.company}" if group.company else ""
+    totals = ", ".join(money(v, c) for c, v in sorted(group.total_by_currency.items()))
+    n = len(group.report_ids)
+    return f"{value} {words}{where} — blocks {n} report{'s' if n != 1 else ''}, {totals}"
+
+
+def group_key(group: Any) -> str:
+    return f"{group.code}@{group.company}"
+
+
+class MissingScreen(ConsoleScreen):
+    TITLE = "Missing dimensions"
+    MODE = "missing"
+    HELP = (
+        "Held reports grouped by what blocks them. The groups are re-checked against IFS in the "
+        "background (and now with `r`); a group whose value IFS now has turns ready, and `p` "
+        "posts it. `m` remaps the value instead (opens Mapping with it preselected), `x` "
+        "excludes the highlighted report with a reason, `n` moves a closed-period report to "
+        "the next open period where the posting config allows it."
+    )
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *ConsoleScreen.BINDINGS,
+        Binding("r", "recheck", "Re-check now", id="missing.recheck"),
+        Binding("p", "replay_group", "Replay group", id="missing.replay"),
+        Binding("m", "remap", "Remap value", id="missing.remap"),
+        Binding("x", "exclude", "Exclude report", id="missing.exclude"),
+        Binding("n", "next_period", "Next open period", id="missing.next_period"),
+        Binding("tab", "app.focus_next", "Groups/reports", show=False, id="missing.focus"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_header()
+        yield Label("Missing dimensions — the hold queue", classes="screen-title")
+        yield FilterBar("filter: value, company, reason…")
+        yield Label("", id="missing-count", classes="count-label")
+        yield VirtualTable(
+            [
+                Column("state", "State", 10),
+                Column("what", "What blocks", 0, min_width=30),
+                Column("code", "Reason code", 30),
+                Column("wait", "Oldest wait", 11, justify="right"),
+            ],
+            id="groups",
+            markable=False,
+        )
+        yield Label("Reports in the group", classes="screen-title")
+        yield VirtualTable(
+            [
+                Column("id", "Report", 14),
+                Column("employee", "Employee", 0, min_width=16),
+                Column("approved", "Approved", 10),
+                Column("amount", "Amount", 14, justify="right"),
+                Column("currency", "Cur", 4),
+                Column("status", "Status", 0, min_width=20),
+            ],
+            id="group-reports",
+            markable=False,
+        )
+        yield Static("", id="missing-why", classes="disabled-why")
+        yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.groups: list[Any] = []
+        self.released: dict[str, Any] = {}  # groups whose reports all turned ready
+        self._recheck_timer: Timer | None = None
+        self.query_one("#groups", VirtualTable).focus()
+        if self.console_app.engine is not None:
+            self.refresh_data()
+
+    @property
+    def recheck_seconds(self) -> float:
+        settings = self.console_app.settings
+        return float(getattr(getattr(settings, "sync", None), "recheck_held_s", 30) or 30)
+
+    @property
+    def auto_replay(self) -> bool:
+        settings = self.console_app.settings
+        return bool(getattr(getattr(settings, "sync", None), "auto_replay", False))
+
+    def refresh_data(self) -> None:
+        engine = self.console_app.engine
+        if self._recheck_timer is None and self.recheck_seconds:
+            self._recheck_timer = self.set_interval(self.recheck_seconds, self.action_recheck)
+        self.console_app.run_core(
+            self._load, engine, on_done=self._show, label="hold queue", exclusive=True
+        )
+
+    def _load(self, engine: Any) -> tuple[list[Any], dict[str, str]]:
+        groups = engine.store.hold_groups()
+        # Which reports of previously shown groups are ready now (their group vanished).
+        statuses: dict[str, str] = {}
+        for g in list(self.groups) + list(self.released.values()):
+            for rid in g.report_ids:
+                statuses[rid] = engine.store.report_status(rid) or ""
+        return groups, statuses
+
+    def _show(self, loaded: tuple[list[Any], dict[str, str]]) -> None:
+        groups, statuses = loaded
+        live = {group_key(g) for g in groups}
+        for g in list(self.groups) + list(self.released.values()):
+            key = group_key(g)
+            if key in live:
+                self.released.pop(key, None)
+                continue
+            if g.report_ids and all(statuses.get(r) == "ready" for r in g.report_ids):
+                self.released[key] = g
+            else:
+                self.released.pop(key, None)
+        self.groups = groups
+        self._render_groups()
+        if self.released and self.auto_replay:
+            self.action_replay_group(auto=True)
+
+    def _render_groups(self) -> None:
+        now = self.console_app.clock()
+        flt = self.query_one(FilterBar).applied.lower()
+        rows: list[Row] = []
+        for state, items in (("ready", self.released.values()), ("held", self.groups)):
+            for g in items:
+                what = describe_group(g)
+                if flt and flt not in f"{what} {g.code} {g.company}".lower():
+                    continue
+                rows.append(
+                    Row(
+                        key=group_key(g),
+                        cells={
+                            "state": status_text(state),
+                            "what": literal(what, 120),
+                            "code": literal(g.code, 60),
+                            "wait": Text(ago(_parse_time(g.oldest_first_held), now)),
+                        },
+                        payload=(state, g),
+                    )
+                )
+        table = self.query_one("#groups", VirtualTable)
+        table.source = ListSource(rows)
+        table.reload()
+        held = sum(len(g.report_ids) for g in self.groups)
+        text = Text(f"{len(self.groups)} groups block {held:,} reports")
+        if self.released:
+            text.append(f" · {len(self.released)} ready to replay (p)", style="bold")
+        text.append(f" · re-checked every {self.recheck_seconds:.0f}s", style=GREY)
+        self.query_one("#missing-count", Label).update(text)
+
+    @on(FilterBar.Changed)
+    def _filter(self) -> None:
+        self._render_groups()
+
+    @on(FilterBar.Done)
+    def _filter_done(self) -> None:
+        self.query_one("#groups", VirtualTable).focus()
+
+    def _current_group(self) -> tuple[str, Any] | None:
+        row = self.query_one("#groups", VirtualTable).cursor
+        return row.payload if row is not None else None
+
+    @on(VirtualTable.Highlighted, "#groups")
+    def _group_highlighted(self, event: VirtualTable.Highlighted) -> None:
+        engine = self.console_app.engine
+        if event.row is None or engine is None:
+            return
+        _, group = event.row.payload
+        self._explain(group)
+        ids = list(group.report_ids)
+        self.console_app.run_core(
+            lambda: [report_row(engine.store.report_detail(r).report) for r in ids],
+            on_done=self._show_reports,
+            label="group reports",
+            exclusive=True,
+        )
+
+    def _show_reports(self, rows: list[Row]) -> None:
+        self.query_one("#group-reports", VirtualTable).set_source(ListSource(rows))
+
+    def _explain(self, group: Any) -> None:
+        why = Text()
+        why.append_text(literal(group.message, 200))
+        if group.kind != "closed-period":
+            why.append("\n`n` (next open period) applies to closed-period holds only.", GREY)
+        elif not hasattr(self.console_app.engine, "move_to_next_period"):
+            why.append(
+                "\n`n` is unavailable: the core offers no per-report period move; set "
+                '[posting] closed_period = "next-open" to move closed-period reports on the '
+                "next cycle (shown in the dry run).",
+                GREY,
+            )
+        self.query_one("#missing-why", Static).update(why)
+
+    @on(VirtualTable.Opened, "#group-reports")
+    def _open_report(self, event: VirtualTable.Opened) -> None:
+        from screens.pending import ReportDetailScreen
+
+        self.app.push_screen(ReportDetailScreen(event.row.key))
+
+    # ---- actions ------------------------------------------------------------------------------
+
+    def action_recheck(self) -> None:
+        engine = self.console_app.engine
+        if engine is None or not self.is_current:
+            return
+        held = [r for g in self.groups for r in g.report_ids]
+        if not held:
+            self.refresh_data()
+            return
+        self.query_one("#missing-count", Label).update(Text("re-checking against IFS…"))
+        self.console_app.run_core(
+            engine.evaluate,
+            held,
+            on_done=lambda _: self.refresh_data(),
+            label="re-check",
+            group="recheck",
+            exclusive=True,
+        )
+
+    def action_replay_group(self, auto: bool = False) -> None:
+        engine = self.console_app.engine
+        if engine is None:
+            return
+        if auto:
+            ids = [r for g in self.released.values() for r in g.report_ids]
+        else:
+            current = self._current_group()
+            if current is None:
+                return
+            state, group = current
+            if state != "ready":
+                self.notify(
+                    "This group is still held: IFS does not have the value yet. Re-check with "
+                    "`r`, or remap it with `m`.",
+                    severity="warning",
+                )
+                return
+            ids = list(group.report_ids)
+        for key in [k for k, g in self.released.items() if set(g.report_ids) <= set(ids)]:
+            self.released.pop(key)
+        self.console_app.sync_progress = f"replaying {len(ids)} reports…"
+        self.console_app.run_core(
+            engine.replay,
+            ids,
+            on_done=self.console_app._sync_done,
+            on_error=self.console_app._sync_failed,
+            label="replay",
+        )
+
+    def action_remap(self) -> None:
+        current = self._current_group()
+        if current is None:
+            return
+        _, group = current
+        kind = group.kind
+        parts = group.value.split(":")
+        if kind in ("missing-dimension", "invalid-dimension", "unmapped-tag", "unmapped-category"):
+            self.console_app.mapping_preselect = (kind, parts[-1])
+            self.app.run_action("switch_screen('mapping')")
+        else:
+            self.notify(f"A {kind} hold is not fixed by a mapping.", severity="warning")
+
+    def action_next_period(self) -> None:
+        current = self._current_group()
+        if current is None:
+            return
+        _, group = current
+        if group.kind != "closed-period":
+            self.notify("Only closed-period holds can move to the next open period.")
+            return
+        self.notify(
+            "Disabled: the core moves closed-period reports only by config ([posting] "
+            'closed_period = "next-open"), not one report at a time.',
+            severity="warning",
+            timeout=8,
+        )
+
+    def action_exclude(self) -> None:
+        engine = self.console_app.engine
+        row = self.query_one("#group-reports", VirtualTable).cursor
+        if engine is None or row is None:
+            self.notify("Highlight a report in the lower list first (tab).", severity="warning")
+            return
+        report_id = row.key
+
+        def with_reason(reason: str | None) -> None:
+            if not reason:
+                return
+
+            def confirmed(ok: bool | None) -> None:
+                if ok:
+                    self.console_app.run_core(
+                        engine.exclude,
+                        report_id,
+                        reason,
+                        on_done=lambda _: self._excluded(report_id),
+                        label="exclude",
+                    )
+
+            self.app.push_screen(
+                ConfirmModal(
+                    f"Exclude report {report_id}?",
+                    Text(f"It will never be posted by this console. Reason: {reason}"),
+                    "Exclude (y)",
+                ),
+                confirmed,
+            )
+
+        self.app.push_screen(
+            ReasonModal(f"Exclude report {report_id}", "Why is it excluded? (audit trail)"),
+            with_reason,
+        )
+
+    def _excluded(self, report_id: str) -> None:
+        self.notify(f"Report {report_id} excluded.")
+        self.console_app.core_changed()

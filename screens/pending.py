@@ -1,0 +1,303 @@
+"""1 Pending: every fetched, not yet posted report, paged from SQL; drill into its lines."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Label, Static
+
+from console.money import minor_to_decimal
+from screens.base import ConsoleScreen, StatusHeader
+from screens.literal import literal
+from screens.theme import GREY, status_text
+from screens.vtable import Column, Row, VirtualTable
+from screens.widgets import FilterBar
+
+PENDING_STATUSES = ("pending", "ready", "held", "posting", "failed")
+
+
+def money(minor: int | None, currency: str = "") -> str:
+    if minor is None:
+        return ""
+    text = f"{minor_to_decimal(int(minor)):,.2f}"
+    return f"{text} {currency}".strip()
+
+
+def report_row(r: Any) -> Row:
+    status = str(r.status)
+    return Row(
+        key=str(r.report_id),
+        cells={
+            "id": literal(r.report_id, 20),
+            "employee": literal(r.employee, 40),
+            "policy": literal(r.policy_id, 14),
+            "approved": literal(str(r.approved)[:10], 10),
+            "amount": Text(money(r.total_minor)),
+            "currency": literal(r.currency, 4),
+            "lines": Text(str(r.line_count)),
+            "status": status_text(status, literal(r.reason, 80).plain if r.reason else ""),
+        },
+        payload=r,
+        selectable=status == "ready",
+    )
+
+
+@dataclass
+class PendingSource:
+    """store.pending_reports/count_reports with the filter, newest approval first."""
+
+    store: Any
+    filter_text: str = ""
+    statuses: Sequence[str] = PENDING_STATUSES
+
+    def count(self) -> int:
+        return int(self.store.count_reports(self.filter_text, list(self.statuses)))
+
+    def fetch(self, offset: int, limit: int) -> list[Row]:
+        rows = self.store.pending_reports(
+            self.filter_text, list(self.statuses), offset=offset, limit=limit
+        )
+        return [report_row(r) for r in rows]
+
+
+PENDING_COLUMNS = [
+    Column("id", "Report", 14),
+    Column("employee", "Employee", 0, min_width=16),
+    Column("policy", "Policy", 10),
+    Column("approved", "Approved", 10),
+    Column("amount", "Amount", 14, justify="right"),
+    Column("currency", "Cur", 4),
+    Column("lines", "Lines", 5, justify="right"),
+    Column("status", "Status", 0, min_width=20),
+]
+
+
+class PendingScreen(ConsoleScreen):
+    TITLE = "Pending"
+    MODE = "pending"
+    HELP = (
+        "Every report fetched from Expensify and not yet posted, newest approval first. "
+        "Space marks a ready report, `a` marks every ready report, `d` sends the marked "
+        "reports (or all ready ones) to the dry run. Enter shows the report's lines with their "
+        "mapped account, code parts and validation state."
+    )
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *ConsoleScreen.BINDINGS,
+        Binding("a", "mark_ready", "Mark all ready", id="pending.mark_ready"),
+        Binding("x", "clear_marks", "Clear marks", id="pending.clear_marks"),
+        Binding("d", "dry_run", "Dry run marked", id="pending.dry_run"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_header()
+        yield Label("Pending reports", classes="screen-title")
+        yield FilterBar("filter: report, employee, policy, status, reason…", id="pending-filter")
+        yield Label("loading…", id="pending-count", classes="count-label")
+        yield VirtualTable(PENDING_COLUMNS, id="pending-table")
+        yield from self.compose_footer()
+
+    @property
+    def table(self) -> VirtualTable:
+        return self.query_one("#pending-table", VirtualTable)
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.table.focus()
+        if self.console_app.engine is not None:
+            self.refresh_data()
+
+    def refresh_data(self) -> None:
+        engine = self.console_app.engine
+        table = self.table
+        text = self.query_one(FilterBar).applied
+        if isinstance(table.source, PendingSource) and table.source.store is engine.store:
+            table.source.filter_text = text
+            table.reload()
+        else:
+            table.set_source(PendingSource(engine.store, text))
+
+    @on(FilterBar.Changed)
+    def _filter(self, event: FilterBar.Changed) -> None:
+        if self.console_app.engine is None:
+            return
+        source = self.table.source
+        if isinstance(source, PendingSource):
+            source.filter_text = event.text
+            self.table.reload(keep_cursor=False)
+
+    @on(FilterBar.Done)
+    def _filter_done(self) -> None:
+        self.table.focus()
+
+    @on(VirtualTable.Reloaded)
+    @on(VirtualTable.Highlighted)
+    def _update_count(self) -> None:
+        self._show_count()
+
+    def _show_count(self, total_all: int | None = None) -> None:
+        table = self.table
+        text = Text(f"showing {table.total:,}")
+        bar = self.query_one(FilterBar)
+        if bar.applied:
+            text.append(" matching ")
+            text.append_text(literal(bar.applied, 30, style="bold"))
+        text.append(" pending reports")
+        if table.marked:
+            text.append(f" · {len(table.marked):,} marked", style="bold")
+        if table.total:
+            text.append(f" · row {table.cursor_row + 1:,}", style=GREY)
+        self.query_one("#pending-count", Label).update(text)
+
+    @on(VirtualTable.Opened)
+    def _open(self, event: VirtualTable.Opened) -> None:
+        self.app.push_screen(ReportDetailScreen(event.row.key))
+
+    def action_mark_ready(self) -> None:
+        engine = self.console_app.engine
+        if engine is None:
+            return
+        text = self.query_one(FilterBar).applied
+
+        def ready_rows() -> list[Row]:
+            total = engine.store.count_reports(text, ["ready"])
+            rows = engine.store.pending_reports(text, ["ready"], offset=0, limit=total)
+            return [report_row(r) for r in rows]
+
+        def done(rows: list[Row]) -> None:
+            for row in rows:
+                self.table.marked[row.key] = row
+            self.table.refresh()
+            self._show_count()
+            self.notify(f"{len(rows):,} ready reports marked")
+
+        self.console_app.run_core(ready_rows, on_done=done, label="marking ready reports")
+
+    def action_clear_marks(self) -> None:
+        self.table.clear_marks()
+        self._show_count()
+
+    def action_dry_run(self) -> None:
+        marked = list(self.table.marked)
+        self.console_app.dry_run_selection = marked or None
+        if not marked:
+            self.notify("Nothing marked: the dry run plans every ready report.")
+        self.app.run_action("switch_screen('dryrun')")
+
+
+class ReportDetailScreen(Screen[None]):
+    """One report: header facts, its holds, and each line as mapped and validated."""
+
+    HELP = (
+        "One report: every line with its merchant, category, tags, the account and code parts "
+        "it maps to and whether IFS accepts them on the voucher date. esc goes back."
+    )
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "app.pop_screen", "Back", id="detail.back"),
+        Binding("t", "timeline", "Audit timeline", id="detail.timeline"),
+    ]
+
+    def __init__(self, report_id: str) -> None:
+        super().__init__()
+        self.report_id = report_id
+
+    def compose(self) -> ComposeResult:
+        yield StatusHeader()
+        yield Label(literal(f"Report {self.report_id}", 60), classes="screen-title")
+        with VerticalScroll():
+            yield Static("loading…", id="report-facts")
+            yield Static("", id="report-holds")
+            yield VirtualTable(
+                [
+                    Column("tx", "Transaction", 14),
+                    Column("merchant", "Merchant", 0, min_width=14),
+                    Column("category", "Category", 16),
+                    Column("tag", "Tags", 20),
+                    Column("amount", "Amount", 13, justify="right"),
+                    Column("account", "Account", 8),
+                    Column("parts", "Code parts", 18),
+                    Column("state", "Validation", 0, min_width=14),
+                ],
+                id="lines-table",
+                markable=False,
+            )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        app: Any = self.app
+        engine = app.engine
+        self.query_one("#lines-table", VirtualTable).focus()
+        if engine is None:
+            return
+        app.run_core(self._load, engine, on_done=self._show, label=f"report {self.report_id}")
+
+    def _load(self, engine: Any) -> tuple[Any, Any]:
+        detail = engine.store.report_detail(self.report_id)
+        evaluation = None
+        try:
+            found = engine.evaluate([self.report_id])
+            evaluation = found[0] if found else None
+        except Exception as exc:  # the stored lines still show; say why mapping is missing
+            evaluation = exc
+        return detail, evaluation
+
+    def _show(self, loaded: tuple[Any, Any]) -> None:
+        from screens.lines import line_rows
+
+        detail, evaluation = loaded
+        if detail is None:
+            self.query_one("#report-facts", Static).update(
+                literal(f"Report {self.report_id} is not in the local store.", None)
+            )
+            return
+        r = detail.report
+        facts = Text()
+        facts.append("Employee ", style=GREY)
+        facts.append_text(literal(r.employee, 60))
+        facts.append("   Policy ", style=GREY)
+        facts.append_text(literal(r.policy_id, 20))
+        facts.append("   Company ", style=GREY)
+        facts.append_text(literal(r.company or "—", 10))
+        facts.append("\nName ", style=GREY)
+        facts.append_text(literal(r.report_name, 80))
+        facts.append("\nApproved ", style=GREY)
+        facts.append(str(r.approved))
+        facts.append("   Total ", style=GREY)
+        facts.append(money(r.total_minor, r.currency), style="bold")
+        facts.append("   Status ", style=GREY)
+        facts.append_text(status_text(r.status))
+        if detail.exclusion is not None:
+            facts.append("\nExcluded: ", style=GREY)
+            facts.append_text(literal(detail.exclusion.reason, 80))
+        for p in detail.postings:
+            facts.append("\nPosting ", style=GREY)
+            facts.append_text(literal(f"{p.reference} → {p.outcome} {p.voucher_no or ''}", 90))
+        self.query_one("#report-facts", Static).update(facts)
+        holds = Text()
+        for h in detail.holds:
+            holds.append_text(status_text("held", ""))
+            holds.append(" ")
+            holds.append_text(literal(h.code, 50, style="bold"))
+            holds.append(" ")
+            holds.append_text(literal(h.message, 120))
+            holds.append("\n")
+        if isinstance(evaluation, Exception):
+            holds.append_text(literal(f"could not re-evaluate: {evaluation}", 150, style=GREY))
+        self.query_one("#report-holds", Static).update(holds)
+        table = self.query_one("#lines-table", VirtualTable)
+        from screens.vtable import ListSource
+
+        table.set_source(ListSource(line_rows(detail, evaluation)))
+
+    def action_timeline(self) -> None:
+        from screens.audit import TimelineScreen
+
+        self.app.push_screen(TimelineScreen(self.report_id))
