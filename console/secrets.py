@@ -66,9 +66,10 @@ HOW_TO_CONFIGURE = (
     "keyring sees."
 )
 
-# A backend keyring chose by itself (no configuration) that we already judged: lets us tell it
-# apart from one a program set with keyring.set_keyring, which counts as configured.
-_autodetected: list[KeyringBackend] = []
+# Backends keyring initialised at our first request, with where that choice came from: lets us
+# tell them apart later from one a program set with keyring.set_keyring (which counts as
+# configured, like PYTHON_KEYRING_BACKEND).
+_initialised: list[tuple[KeyringBackend, str]] = []
 
 # Reads retried when an entry is absent or torn: file backends rewrite their file in place, so
 # a reader racing a rotation can briefly see it empty.
@@ -114,7 +115,10 @@ def active_backend() -> tuple[KeyringBackend, str]:
             f"the keyring backend named by {where} cannot be loaded "
             f"({type(exc).__name__}: {exc}).\n{HOW_TO_CONFIGURE}"
         ) from None
-    if preset is not None and not any(preset is b for b in _autodetected):
+    for seen, seen_origin in _initialised:
+        if preset is not None and preset is seen:
+            return backend, seen_origin
+    if preset is not None:
         origin = "set by keyring.set_keyring in this process"
     elif env_name:
         origin = "PYTHON_KEYRING_BACKEND"
@@ -122,8 +126,8 @@ def active_backend() -> tuple[KeyringBackend, str]:
         origin = f"keyringrc.cfg ({rc[0]})"
     else:
         origin = "auto-detected"
-        if not any(backend is b for b in _autodetected):
-            _autodetected.append(backend)
+    if preset is None:
+        _initialised.append((backend, origin))
     return backend, origin
 
 
