@@ -171,7 +171,7 @@ class Engine:
         self,
         settings: Settings,
         store: Store,
-        secrets: SecretStore,
+        secrets: SecretStore | None,
         *,
         actor: str,
         clock: Callable[[], datetime] = utc_now,
@@ -221,6 +221,11 @@ class Engine:
             lock_wait_s=LOCK_WAIT_S if lock_wait_s is None else lock_wait_s,
         )
 
+    def _secrets(self) -> SecretStore:
+        if self.secrets is None:
+            raise ConfigError("this command was opened without the keyring")
+        return self.secrets
+
     @property
     def expensify(self) -> ExpensifyClient:
         if self._expensify is None:
@@ -229,7 +234,7 @@ class Engine:
             cfg = self.settings.expensify
             self._expensify = ExpensifyClient(
                 cfg.url,
-                self.secrets.expensify_source,
+                self._secrets().expensify_source,
                 window=self.store,
                 limit_10s=cfg.limit_10s,
                 limit_60s=cfg.limit_60s,
@@ -247,7 +252,7 @@ class Engine:
             self._ifs = IfsClient(
                 cfg.url,
                 cfg.realm,
-                self.secrets.ifs_source,
+                self._secrets().ifs_source,
                 page_size=cfg.page_size,
                 requests_per_minute=cfg.requests_per_minute,
                 concurrency=cfg.concurrency,
@@ -314,20 +319,35 @@ class Engine:
             )
         return self._policies
 
-    def _company_currencies(self, policies: dict[str, PolicyInfo]) -> dict[str, str]:
-        """Each configured company's accounting currency. An explicit config table wins
-        (posting.currency_by_company, when the config has one); otherwise the output currency
-        of the Expensify policy mapped to the company, which is how a policy is set up for
-        the company it books into."""
+    def _company_currencies(
+        self, policies: dict[str, PolicyInfo], rates: Sequence[CurrencyRate]
+    ) -> dict[str, str]:
+        """Each configured company's accounting currency. IFS's API as configured does not
+        serve it, so: an explicit config table wins (posting.currency_by_company, once the
+        config has one); otherwise, of the output currencies of the Expensify policies mapped
+        to the company, the one IFS quotes no exchange rate for (rates are quoted against the
+        accounting currency); failing that, the first mapped policy's output currency."""
         explicit = getattr(self.settings.posting, "currency_by_company", None) or {}
-        out: dict[str, str] = {}
+        quoted: dict[str, set[str]] = {}
+        for r in rates:
+            if r.CurrencyRate != 1:
+                quoted.setdefault(r.Company, set()).add(r.CurrencyCode)
+        candidates: dict[str, list[str]] = {}
         for policy_id, company in self.settings.posting.company_by_policy.items():
+            policy = policies.get(policy_id)
+            if policy is not None and policy.outputCurrency:
+                candidates.setdefault(company, []).append(policy.outputCurrency)
+        out: dict[str, str] = {}
+        for company in set(self.settings.posting.company_by_policy.values()):
             if company in explicit:
                 out[company] = explicit[company]
-            elif company not in out:
-                policy = policies.get(policy_id)
-                if policy is not None and policy.outputCurrency:
-                    out[company] = policy.outputCurrency
+                continue
+            options = candidates.get(company, [])
+            unquoted = [c for c in options if c not in quoted.get(company, set())]
+            if unquoted:
+                out[company] = unquoted[0]
+            elif options:
+                out[company] = options[0]
         return out
 
     def reference(self, *, refresh: bool = False) -> IfsReference:
@@ -337,7 +357,6 @@ class Engine:
             if self._reference is not None and not refresh:
                 return self._reference
             policies = self._get_policies()
-            currencies = self._company_currencies(policies)
             values: list[CodePartValue] = []
             periods: list[AccountingPeriod] = []
             rates: list[CurrencyRate] = []
@@ -364,6 +383,7 @@ class Engine:
                         for v in company_values
                     ),
                 )
+            currencies = self._company_currencies(policies, rates)
             self._reference = IfsReference.build(currencies, values, periods, rates)
             return self._reference
 
@@ -374,18 +394,7 @@ class Engine:
         return ifs.code_part_values(company), ifs.periods(company), ifs.currency_rates(company)
 
     def _overrides(self) -> MappingOverrides:
-        rules = [
-            MappingRule(
-                policy_id=r.policy_id,
-                kind=r.kind,
-                source=r.source,
-                target=str(r.rule.get("target", "")),
-                updated_by=r.actor,
-                updated_at=r.updated,
-            )
-            for r in self.store.mapping_rules()
-        ]
-        return MappingOverrides.from_rules(rules)
+        return MappingOverrides.from_store_rows(self.store.mapping_rules())
 
     def evaluate(
         self, report_ids: Sequence[str] | None = None, *, include_failed: bool = False

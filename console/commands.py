@@ -1,0 +1,202 @@
+"""Subcommands without the TUI: credentials, info, the hold queue, replay, the audit trail.
+
+`held`, `exclude` and `audit` need only the state file (no keyring, no network); `replay`
+posts, so it needs the services and takes the posting lock like `--auto` (same exit codes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from console.errors import ConfigError, ConsoleError
+from console.exitcodes import ExitCode
+
+
+def run_command(args: argparse.Namespace) -> int:
+    cmd = args.command
+    if cmd == "credentials":
+        from console.cmd_credentials import run_credentials
+
+        return int(run_credentials(args))
+    if cmd == "info":
+        from console.cmd_info import run_info
+
+        return int(run_info(args))
+    handlers = {
+        "held": _held,
+        "exclude": _exclude,
+        "replay": _replay,
+        "audit": _audit,
+    }
+    handler = handlers.get(cmd)
+    if handler is None:
+        print(f"ml-console: unknown command {cmd!r}", file=sys.stderr)
+        return int(ExitCode.USAGE)
+    try:
+        return handler(args)
+    except ConsoleError as exc:
+        from console.auto import exit_code_for
+
+        print(f"ml-console: {exc}", file=sys.stderr)
+        return int(exit_code_for(exc))
+
+
+def _open_store() -> Any:
+    from console.config import load_settings
+    from console.store import Store
+
+    loaded = load_settings()
+    if not loaded.paths.state_file.exists():
+        raise ConfigError(
+            f"no state file at {loaded.paths.state_file} yet: nothing has been synced here"
+        )
+    return loaded, Store(loaded.paths.state_file)
+
+
+def _actor(loaded: Any) -> str:
+    from console.audit import os_user
+
+    return str(loaded.settings.operator.name or os_user())
+
+
+def held_for(first_held: str | None, now: datetime | None = None) -> tuple[int, str]:
+    """(seconds, '3d 4h') since first_held."""
+    if not first_held:
+        return 0, ""
+    try:
+        since = datetime.fromisoformat(first_held.replace("Z", "+00:00"))
+    except ValueError:
+        return 0, ""
+    seconds = max(0, int(((now or datetime.now(UTC)) - since).total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        text = f"{days}d {hours}h"
+    elif hours:
+        text = f"{hours}h {minutes}m"
+    else:
+        text = f"{minutes}m"
+    return seconds, text
+
+
+def _held(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from console.money import fmt
+
+    out = out or sys.stdout
+    _loaded, store = _open_store()
+    try:
+        rows = store.pending_reports(status="held", limit=10**6)
+        holds_by_report: dict[str, list[Any]] = {}
+        for h in store.holds([r.report_id for r in rows]) if rows else []:
+            holds_by_report.setdefault(h.report_id, []).append(h)
+    finally:
+        store.close()
+    rows.sort(key=lambda r: (r.held_since or "", r.report_id))
+    items = []
+    for r in rows:
+        seconds, text = held_for(r.held_since)
+        holds = holds_by_report.get(r.report_id, [])
+        items.append(
+            {
+                "reportID": r.report_id,
+                "reason": r.reason,
+                "reasons": [{"code": h.code, "message": h.message} for h in holds],
+                "message": holds[0].message if holds else "",
+                "held_since": r.held_since,
+                "held_for_s": seconds,
+                "held_for": text,
+                "employee": r.employee,
+                "report_name": r.report_name,
+                "total_minor": r.total_minor,
+                "currency": r.currency,
+            }
+        )
+    if getattr(args, "held_json", False):
+        out.write(json.dumps(items, ensure_ascii=False) + "\n")
+        return int(ExitCode.OK)
+    if not items:
+        print("ml-console: nothing is held", file=sys.stderr)
+        return int(ExitCode.OK)
+    out.write(f"{'REPORT':<12} {'HELD FOR':>9}  {'TOTAL':>14}  {'REASON':<44} EMPLOYEE\n")
+    for it in items:
+        total = fmt(int(it["total_minor"]), str(it["currency"]))
+        out.write(
+            f"{it['reportID']:<12} {it['held_for']:>9}  {total:>14}  {it['reason']:<44} "
+            f"{it['employee']}\n"
+        )
+        if it["message"]:
+            out.write(f"{'':<12} {it['message']}\n")
+    return int(ExitCode.OK)
+
+
+def _exclude(args: argparse.Namespace) -> int:
+    from console.sync import Engine
+
+    loaded, store = _open_store()
+    # Excluding touches only local state: no keyring or network is needed.
+    engine = Engine(loaded.settings, store, None, actor=_actor(loaded))
+    try:
+        engine.exclude(args.report_id, args.reason)
+    finally:
+        engine.close()
+    print(f"ml-console: report {args.report_id} excluded: {args.reason.strip()}", file=sys.stderr)
+    return int(ExitCode.OK)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from console.auto import ProgressLine, open_engine
+    from console.config import load_settings
+
+    ids = list(args.report_ids or [])
+    if not ids and not args.held:
+        raise ConfigError("name the reports to replay, or use --held")
+    loaded = load_settings()
+    engine = open_engine(actor=_actor(loaded))
+    progress = ProgressLine(sys.stderr)
+    try:
+        summary = engine.replay(ids, held=bool(args.held), progress=progress)
+    finally:
+        progress.close()
+        engine.close()
+    sys.stdout.write(json.dumps(summary.to_json(), default=str) + "\n")
+    print(
+        f"ml-console: replay posted {summary.posted}, held {summary.held}, failed {summary.failed}",
+        file=sys.stderr,
+    )
+    return int(ExitCode.ATTENTION if summary.needs_attention else ExitCode.OK)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from console.audit import AuditLog
+
+    loaded, store = _open_store()
+    try:
+        log = AuditLog(store, _actor(loaded))
+        if args.audit_command == "verify":
+            result = log.verify()
+            if result.ok:
+                sys.stdout.write(result.describe() + "\n")
+                return int(ExitCode.OK)
+            sys.stdout.write(result.describe() + "\n")
+            print(f"ml-console: {result.describe()}", file=sys.stderr)
+            return int(ExitCode.ATTENTION)
+        if args.audit_command == "export":
+            if args.output:
+                from console.config import secure_file
+
+                path = secure_file(Path(args.output))
+                with path.open("w", encoding="utf-8", newline="") as fh:
+                    n = log.export(fh, args.format, report_id=args.report)
+            else:
+                n = log.export(sys.stdout, args.format, report_id=args.report)
+            print(f"ml-console: exported {n} event(s)", file=sys.stderr)
+            return int(ExitCode.OK)
+    finally:
+        store.close()
+    raise ConfigError(f"unknown audit command {args.audit_command!r}")
