@@ -1,0 +1,114 @@
+"""`ml-console info`: where things live, the effective config with the source of every value,
+the keyring backend in use and whether each credential is present (never its value).
+
+Exit 0, or 2 when what it reports is a configuration problem (a bad config, no usable keyring),
+so it doubles as a health check in scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from console import __version__
+from console.config import (
+    CONFIG_FILENAME,
+    LoadedSettings,
+    Paths,
+    SettingsError,
+    load_settings,
+    resolve_paths,
+    settings_items,
+    toml_value,
+)
+from console.errors import ConfigError, ConsoleError
+from console.exitcodes import ExitCode
+from console.secrets import ID_LABEL, SERVICES, SecretStore, abbreviate
+
+
+def run_info(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
+    out = stdout or sys.stdout
+    code = int(ExitCode.OK)
+
+    def emit(text: str) -> None:
+        print(text, file=out)
+
+    paths = resolve_paths()
+    emit(f"ml-console {__version__}")
+    emit("")
+    _print_paths(emit, paths)
+
+    emit("")
+    emit("keyring")
+    try:
+        store = SecretStore()
+    except ConsoleError as exc:
+        code = int(ExitCode.USAGE)
+        emit("  backend      unusable")
+        for line in str(exc).splitlines():
+            emit(f"    {line}")
+    else:
+        emit(f"  backend      {store.describe_backend()}")
+        for service in SERVICES:
+            emit(f"  {service:<12} {_credential_state(store, service)}")
+
+    emit("")
+    try:
+        loaded = load_settings(paths)
+    except SettingsError as exc:
+        emit("config: not valid")
+        for problem in exc.problems:
+            emit(f"  {problem}")
+        code = int(ExitCode.USAGE)
+    else:
+        _print_config(emit, loaded)
+    out.flush()
+    return code
+
+
+def _print_paths(emit: Callable[[str], None], paths: Paths) -> None:
+    home = str(paths.home) if paths.home else "(none: the platform's user folders)"
+    exists = paths.config_file.exists()
+    emit("paths")
+    emit(f"  home         {home}")
+    emit(
+        f"  config file  {paths.config_file}"
+        + ("" if exists else "  (missing: `ml-console` opens the setup screen to create it)")
+    )
+    emit(
+        f"  state file   {paths.state_file}" + ("" if paths.state_file.exists() else "  (not yet)")
+    )
+    emit(f"  log file     {paths.log_file}")
+
+
+def _credential_state(store: SecretStore, service: str) -> str:
+    try:
+        ident = store.identity(service)
+    except ConfigError as exc:
+        return f"unreadable: {exc}"
+    if ident is None:
+        flag = "--user-id" if service == "expensify" else "--client-id"
+        return f"missing (set with: ml-console credentials set {service} {flag} ID --secret-stdin)"
+    return f"present ({ID_LABEL[service]} {abbreviate(ident)})"
+
+
+def _short_source(source: str, loaded: LoadedSettings) -> str:
+    if source == f"{CONFIG_FILENAME}: {loaded.paths.config_file}":
+        return "config file"
+    return source
+
+
+def _print_config(emit: Callable[[str], None], loaded: LoadedSettings) -> None:
+    state = "" if loaded.exists else " (no config file: defaults and environment only)"
+    emit(f"config (effective; the source of each value on the right){state}")
+    rows: list[tuple[str, str, str]] = []
+    for key, value in settings_items(loaded.settings):
+        rows.append((key, toml_value(value), _short_source(loaded.source_of(key), loaded)))
+    width = max(len(k) + 3 + len(v) for k, v, _ in rows)
+    width = min(width, 72)
+    for key, value, source in rows:
+        text = f"{key} = {value}"
+        pad = " " * max(2, width - len(text) + 2)
+        emit(f"  {text}{pad}# {source}")
