@@ -82,11 +82,11 @@ class MlConsoleApp(App[int]):
     COMMANDS = App.COMMANDS | {ConsoleCommands}
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("1", "switch_screen('pending')", "Pending", id="app.pending"),
-        Binding("2", "switch_screen('mapping')", "Mapping", id="app.mapping"),
-        Binding("3", "switch_screen('missing')", "Missing", id="app.missing"),
-        Binding("4", "switch_screen('dryrun')", "Dry run", id="app.dryrun"),
-        Binding("5", "switch_screen('audit')", "Audit", id="app.audit"),
+        Binding("1", "switch_screen('pending')", "Pending", show=False, id="app.pending"),
+        Binding("2", "switch_screen('mapping')", "Mapping", show=False, id="app.mapping"),
+        Binding("3", "switch_screen('missing')", "Missing", show=False, id="app.missing"),
+        Binding("4", "switch_screen('dryrun')", "Dry run", show=False, id="app.dryrun"),
+        Binding("5", "switch_screen('audit')", "Audit", show=False, id="app.audit"),
         Binding("s", "sync", "Sync", id="app.sync"),
         Binding("question_mark,f1", "help", "Help", id="app.help"),
         Binding("q", "quit", "Quit", id="app.quit"),

@@ -210,9 +210,9 @@ class MappingScreen(ConsoleScreen):
 
     def _loaded(self, result: tuple[list[MappingEntry], dict[tuple[str, str], list[str]]]) -> None:
         self.entries, self.hints = result
-        self._render()
+        self._render_entries()
 
-    def _render(self) -> None:
+    def _render_entries(self) -> None:
         flt = self.query_one(FilterBar).applied.lower()
         rows = [
             entry_row(e)
@@ -230,7 +230,7 @@ class MappingScreen(ConsoleScreen):
 
     @on(FilterBar.Changed)
     def _filter(self) -> None:
-        self._render()
+        self._render_entries()
 
     @on(FilterBar.Done)
     def _filter_done(self) -> None:
