@@ -8,6 +8,8 @@ so it doubles as a health check in scripts.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections.abc import Callable
 from typing import TextIO
@@ -30,6 +32,16 @@ from console.secrets import ID_LABEL, SERVICES, SecretStore, abbreviate
 
 def run_info(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
     out = stdout or sys.stdout
+    try:
+        return _report(out)
+    except BrokenPipeError:  # `ml-console info | head`: the reader has all it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, out.fileno())  # keeps the interpreter's final flush quiet
+        return int(ExitCode.OK)
+
+
+def _report(out: TextIO) -> int:
     code = int(ExitCode.OK)
 
     def emit(text: str) -> None:

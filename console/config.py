@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from console.errors import ConfigError
 
@@ -239,16 +247,25 @@ class Settings(_Section):
     sync: SyncConfig = Field(default_factory=SyncConfig)
     tui: TuiConfig = Field(default_factory=TuiConfig)
 
+    # The policy list as derived at validation, to tell "still the default" from "edited"
+    # after a setup screen changes company_by_policy in place.
+    _derived_policies: list[str] | None = PrivateAttr(default=None)
+
     @model_validator(mode="after")
     def _default_policies(self) -> Settings:
         if not self.expensify.policies and self.posting.company_by_policy:
             self.expensify.policies = list(self.posting.company_by_policy)
+            self._derived_policies = list(self.expensify.policies)
         return self
 
     @property
     def policies_are_derived(self) -> bool:
-        """True when expensify.policies is just the keys of posting.company_by_policy."""
-        return self.expensify.policies == list(self.posting.company_by_policy)
+        """True when expensify.policies is just the default, the keys of
+        posting.company_by_policy (then or now): saving leaves it out so it keeps following."""
+        policies = self.expensify.policies
+        return policies == list(self.posting.company_by_policy) or (
+            self._derived_policies is not None and policies == self._derived_policies
+        )
 
 
 # --------------------------------------------------------------------------- paths

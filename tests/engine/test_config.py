@@ -303,3 +303,13 @@ def test_assignment_is_validated_for_the_setup_screen() -> None:
     settings = Settings()
     with pytest.raises(ValueError):
         settings.ifs.page_size = 0
+
+
+def test_derived_policies_follow_company_by_policy_edited_before_save(tmp_path: Path) -> None:
+    settings = Settings.model_validate({"posting": {"company_by_policy": {"A": "1"}}})
+    assert settings.expensify.policies == ["A"]
+    settings.posting.company_by_policy = {"A": "1", "B": "2"}  # a setup screen adds a policy
+    path = tmp_path / "config.toml"
+    save_settings(settings, path)
+    reloaded = load_settings(resolve_paths(config=path, environ={}), environ={}).settings
+    assert reloaded.expensify.policies == ["A", "B"]
