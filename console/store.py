@@ -604,6 +604,14 @@ class Store:
         for r in self._rows(sql + " ORDER BY approved, report_id", params):
             yield r["report_id"], r["status"], json.loads(r["raw"])
 
+    def currencies_by_policy(self) -> dict[str, set[str]]:
+        """The report currencies seen per Expensify policy."""
+        out: dict[str, set[str]] = {}
+        for r in self._rows("SELECT DISTINCT policy_id, currency FROM reports"):
+            if r["currency"]:
+                out.setdefault(r["policy_id"], set()).add(r["currency"])
+        return out
+
     def report_status(self, report_id: str) -> str | None:
         row = self._x("SELECT status FROM reports WHERE report_id = ?", (report_id,)).fetchone()
         return None if row is None else str(row[0])

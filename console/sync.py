@@ -324,19 +324,23 @@ class Engine:
     ) -> dict[str, str]:
         """Each configured company's accounting currency. IFS's API as configured does not
         serve it, so: an explicit config table wins (posting.currency_by_company, once the
-        config has one); otherwise, of the output currencies of the Expensify policies mapped
-        to the company, the one IFS quotes no exchange rate for (rates are quoted against the
-        accounting currency); failing that, the first mapped policy's output currency."""
+        config has one); otherwise, of the currencies of the mapped policies (their output
+        currency and the currencies of their reports), the one IFS quotes no exchange rate for
+        (IFS quotes rates against the accounting currency); failing that, the first mapped
+        policy's output currency."""
         explicit = getattr(self.settings.posting, "currency_by_company", None) or {}
         quoted: dict[str, set[str]] = {}
         for r in rates:
             if r.CurrencyRate != 1:
                 quoted.setdefault(r.Company, set()).add(r.CurrencyCode)
         candidates: dict[str, list[str]] = {}
+        seen = self.store.currencies_by_policy()
         for policy_id, company in self.settings.posting.company_by_policy.items():
             policy = policies.get(policy_id)
+            options = candidates.setdefault(company, [])
             if policy is not None and policy.outputCurrency:
-                candidates.setdefault(company, []).append(policy.outputCurrency)
+                options.append(policy.outputCurrency)
+            options.extend(sorted(seen.get(policy_id, set()) - set(options)))
         out: dict[str, str] = {}
         for company in set(self.settings.posting.company_by_policy.values()):
             if company in explicit:
