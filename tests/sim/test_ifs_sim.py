@@ -840,3 +840,37 @@ async def test_int_deployment_and_latency_setting(
     started = time.monotonic()
     await client.get(CPV, headers=auth)
     assert time.monotonic() - started >= 0.03
+
+
+def test_filter_with_dates_escaped_quotes_and_functions_over_http(
+    live: tuple[IfsSim, httpx.Client],
+) -> None:
+    _, client = live
+    auth = bearer(client)
+
+    def values(expr: str) -> list[str]:
+        r = client.get(CPV, params={"$filter": expr, "$orderby": "CodePartValue"}, headers=auth)
+        assert r.status_code == 200, r.text
+        return [row["CodePartValue"] for row in r.json()["value"]]
+
+    assert values("ValidUntil lt 2026-11-03") == ["6999", "CC-410"]
+    assert values("ValidUntil ge 2026-11-03 and CodePart eq 'B'") == ["CC-100", "CC-500"]
+    assert values("Description eq 'O''Brien''s team'") == ["CC-500"]
+    assert values("startswith(CodePartValue,'CC-') and not endswith(CodePartValue,'00')") == [
+        "CC-410"
+    ]
+    assert values("tolower(Description) eq 'airfare' or CodePart eq 'C'") == ["6110", "APOLLO"]
+
+
+async def test_unknown_routes_and_methods_answer_ifs_style_errors(
+    asgi: tuple[IfsSim, httpx.AsyncClient],
+) -> None:
+    _, client = asgi
+    auth = await abearer(client)
+    assert_ifs_error(await client.get("/nothing/here"), 404, "ODP_RESOURCE_NOTFOUND")
+    r = await client.patch(TEMPLATE, json={"Description": "x"}, headers=auth)
+    assert_ifs_error(r, 405, "ODP_METHOD_NOT_ALLOWED", "PATCH")
+    r = await client.get(f"{ODATA}/ManualVoucherHandling.svc/VoucherSet/Nope", headers=auth)
+    assert_ifs_error(r, 404, "ODP_RESOURCE_NOTFOUND")
+    r = await client.get(TEMPLATE.replace("VoucherType='X'", "Nope='X'"), headers=auth)
+    assert_ifs_error(r, 400, "ODP_URI_SYNTAX_ERROR", "'Nope' is not a key of JournalTemplateSet")

@@ -6,6 +6,7 @@ import base64
 import xml.etree.ElementTree as ET
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -40,7 +41,7 @@ ITEM = EntityType(
     navigations=(Navigation("Children", "Item"),),
 )
 
-ROWS = [
+ROWS: list[dict[str, Any]] = [
     {
         "Company": "10",
         "Code": "6110",
