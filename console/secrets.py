@@ -66,10 +66,10 @@ HOW_TO_CONFIGURE = (
     "keyring sees."
 )
 
-# Backends keyring initialised at our first request, with where that choice came from: lets us
-# tell them apart later from one a program set with keyring.set_keyring (which counts as
-# configured, like PYTHON_KEYRING_BACKEND).
-_initialised: list[tuple[KeyringBackend, str]] = []
+# Backends keyring initialised at our request: (backend, where the choice came from, and the
+# PYTHON_KEYRING_BACKEND and keyringrc.cfg it was made under). Tells them apart later from one
+# a program set with keyring.set_keyring (which counts as configured, like the variable).
+_initialised: list[tuple[KeyringBackend, str, str | None, tuple[str, str] | None]] = []
 
 # Reads retried when an entry is absent or torn: file backends rewrite their file in place, so
 # a reader racing a rotation can briefly see it empty.
@@ -100,10 +100,19 @@ def _keyringrc_backend() -> tuple[str, str] | None:
 
 def active_backend() -> tuple[KeyringBackend, str]:
     """The backend keyring is configured to use, and where that choice came from."""
-    preset = getattr(keyring.core, "_keyring_backend", None)
     env_name = os.environ.get("PYTHON_KEYRING_BACKEND")
     rc = _keyringrc_backend()
+    preset = getattr(keyring.core, "_keyring_backend", None)
+    stale = any(
+        preset is seen and (seen_env, seen_rc) != (env_name, rc)
+        for seen, _, seen_env, seen_rc in _initialised
+    )
     try:
+        if stale:
+            # keyring chose this backend itself under another configuration (PYTHON_KEYRING_BACKEND
+            # or keyringrc.cfg changed since, as the demo and tests do): let it choose again.
+            keyring.core.init_backend()
+            preset = None
         backend = keyring.get_keyring()
     except Exception as exc:  # keyring raises ImportError, ValueError, RuntimeError, ...
         where = (
@@ -115,7 +124,7 @@ def active_backend() -> tuple[KeyringBackend, str]:
             f"the keyring backend named by {where} cannot be loaded "
             f"({type(exc).__name__}: {exc}).\n{HOW_TO_CONFIGURE}"
         ) from None
-    for seen, seen_origin in _initialised:
+    for seen, seen_origin, _, _ in _initialised:
         if preset is not None and preset is seen:
             return backend, seen_origin
     if preset is not None:
@@ -127,15 +136,8 @@ def active_backend() -> tuple[KeyringBackend, str]:
     else:
         origin = "auto-detected"
     if preset is None:
-        _initialised.append((backend, origin))
+        _initialised.append((backend, origin, env_name, rc))
     return backend, origin
-
-
-def _priority(backend: KeyringBackend) -> float:
-    try:
-        return float(backend.priority)
-    except Exception:  # a backend that is not viable here raises from its priority
-        return -1.0
 
 
 def check_usable(backend: KeyringBackend, origin: str) -> None:

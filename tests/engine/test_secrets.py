@@ -260,3 +260,16 @@ def test_ids_and_secrets_are_checked_before_writing(store: SecretStore) -> None:
     with pytest.raises(ConfigError, match="unknown service"):
         store.has("slack")
     assert not store.has("expensify") and not store.has("ifs")
+
+
+def test_configuring_the_variable_later_in_the_same_process_is_honoured(
+    fresh_keyring: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(KeyringUnavailable):
+        SecretStore()  # keyring picked the plain-text file by itself: refused
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
+    store = SecretStore()  # the operator (or the demo) chose it explicitly since
+    assert store.backend_origin == "PYTHON_KEYRING_BACKEND"
+    monkeypatch.delenv("PYTHON_KEYRING_BACKEND")
+    with pytest.raises(KeyringUnavailable):
+        SecretStore()
