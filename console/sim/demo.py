@@ -590,11 +590,8 @@ class _Builder:
         return line
 
     def merchant_for(self, category: _CategoryDef, person: _Person, city: str | None) -> str:
+        # Mileage lines name their distance instead (mileage_line).
         rng = self.rng
-        if category.name == "Mileage":
-            if person.policy == DEMO_POLICY_EU:
-                return f"{rng.randint(12, 420)} km @ €0.30 / km"
-            return f"{rng.randint(50, 2600) / 10:.1f} mi @ $0.70 / mi"
         by_city = _CITY_MERCHANTS.get(category.name)
         if by_city is not None:
             return rng.choice(by_city[city or _HOME_CITY[person.policy]])
@@ -622,8 +619,6 @@ class _Builder:
         status: str,
         lines_wanted: int,
         cost_centre: str | None = None,
-        project: _ProjectDef | None = None,
-        allow_kestrel: bool = True,
     ) -> _Draft:
         rng = self.rng
         anchor = approved or datetime.combine(
@@ -634,10 +629,7 @@ class _Builder:
         last_expense = submitted.date()
         when_valid = (approved or anchor).date()
         cc = cost_centre or self.cost_centre_on(person, when_valid)
-        if project is None:
-            project = self.project_for(person, when_valid)
-            if not allow_kestrel and project.name == "Kestrel":
-                project = _PROJECTS[0]
+        project = self.project_for(person, when_valid)
         tag = f"{_CC_NAME[cc]}:{project.name}"
         billable_ok = project.code != "PRJ-0000"
 
@@ -726,7 +718,7 @@ class _Builder:
                     lines.append(self.mileage_line(person, day, tag))
                 else:
                     lines.append(self.line(person, cat, day, tag, billable_ok=billable_ok))
-        self._sprinkle(person, lines, tag)
+        self._sprinkle(lines, tag, max(12, lines_wanted))
         if rng.random() < 0.05:
             name = f'{name} — "{project.name}" engagement'
         reimbursed = None
@@ -749,33 +741,27 @@ class _Builder:
             lines=sorted(lines, key=lambda ln: ln["created"]),
         )
 
-    def _sprinkle(self, person: _Person, lines: list[dict[str, Any]], tag: str) -> None:
-        """Some project lines switch to another tag; some get refunded; a few are zero."""
+    def _sprinkle(self, lines: list[dict[str, Any]], tag: str, max_lines: int) -> None:
+        """Some lines move to the internal project; some get refunded; a few are zero."""
         rng = self.rng
         extra: list[dict[str, Any]] = []
+        cost_centre, project = tag.split(":")
         for ln in lines:
             roll = rng.random()
-            if roll < 0.025 and ln["category"] in (
-                "Airfare",
-                "Lodging",
-                "Software",
-                "Office Supplies",
-                "Meals",
+            if (
+                roll < 0.025
+                and ln["category"] in _REFUNDABLE
+                and len(lines) + len(extra) < max_lines
             ):
                 refund = dict(ln)
                 share = rng.choice((Decimal(1), Decimal("0.5"), Decimal("0.25")))
+                if ln["currency"] == "JPY":
+                    share = Decimal(1)  # whole yen
                 refund["amount"] = -int((Decimal(ln["amount"]) * share).quantize(Decimal(1)))
                 refund["convertedAmount"] = -int(
                     (Decimal(ln["convertedAmount"]) * share).quantize(Decimal(1))
                 )
-                refund["comment"] = rng.choice(
-                    (
-                        "Refund: fare difference",
-                        "Refund: cancelled booking",
-                        "Credit: returned item",
-                        "Refund: overcharge",
-                    )
-                )
+                refund["comment"] = rng.choice(_REFUND_COMMENTS)
                 extra.append(refund)
             elif roll < 0.04 and ln["category"] in ("Meals", "Lodging", "Ground Transport"):
                 ln["amount"] = 0
@@ -783,7 +769,19 @@ class _Builder:
                 ln["comment"] = rng.choice(
                     ("Complimentary breakfast", "Points redemption", "Covered by client")
                 )
+            elif roll < 0.09 and project != "Internal":
+                ln["tag"] = f"{cost_centre}:Internal"
+                ln["billable"] = False
         lines.extend(extra)
+
+
+_REFUNDABLE = frozenset({"Airfare", "Lodging", "Software", "Office Supplies", "Meals"})
+_REFUND_COMMENTS = (
+    "Refund: fare difference",
+    "Refund: cancelled booking",
+    "Credit: returned item",
+    "Refund: overcharge",
+)
 
 
 def _draft_to_report(d: _Draft, report_id: str, policy_names: dict[str, str]) -> dict[str, Any]:
@@ -905,7 +903,8 @@ def _force_features(b: _Builder, drafts: list[_Draft]) -> None:
         mcc=_CAT["Telecom"].mcc,
     )
     sample.append(card)
-    d.lines = sorted(d.lines + sample, key=lambda ln: ln["created"])
+    d.lines = sorted(sample, key=lambda ln: ln["created"])
+    d.name = f"{b.month_start:%B} expenses"
 
 
 def _attention_drafts(b: _Builder) -> list[_Draft]:
@@ -975,7 +974,6 @@ def _attention_drafts(b: _Builder) -> list[_Draft]:
             approved,
             status="APPROVED",
             lines_wanted=rng.randint(1, 5),
-            allow_kestrel=False,
         )
         d.status, d.reimbursed, d.fixed_id = "APPROVED", None, rid
         out.append(d)
