@@ -48,6 +48,8 @@ REPORT_STATES = ("OPEN", "SUBMITTED", "APPROVED", "REIMBURSED", "ARCHIVED")
 POLICY_FIELDS = ("categories", "tags", "employees", "reportFields", "tax")
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _BASENAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Generated files kept for download; the oldest go first, so a long benchmark stays bounded.
+MAX_STORED_FILES = 256
 
 
 class ExpensifySimSettings(BaseModel):
@@ -257,6 +259,8 @@ class ExpensifySim:
             content = render_export(model).encode("utf-8")
             name = f"{basename}{uuid.UUID(int=self._rng.getrandbits(128), version=4)}.{ext}"
             self._files[name] = _StoredFile(partner, content, self.settings.download_not_ready)
+            while len(self._files) > MAX_STORED_FILES:
+                del self._files[next(iter(self._files))]
             if not test:
                 self._finish(actions, chosen, name, partner)
         return PlainTextResponse(name)

@@ -219,6 +219,12 @@ async def test_approved_after_excludes_the_day_itself(client: httpx.AsyncClient)
         "R3",
         "R5",
     ]
+    # It only applies to approved reports: the submitted R4 passes when its state is asked for.
+    assert await export_ids(client, export_job({"approvedAfter": "2026-11-03"})) == [
+        "R3",
+        "R4",
+        "R5",
+    ]
     assert await export_ids(client, export_job({"approvedAfter": "2026-11-02"}, input=states)) == [
         "R2",
         "R3",
@@ -493,6 +499,9 @@ async def test_rate_limit_5_per_10s_and_20_per_60s() -> None:
         clock.now += 20  # the first six fall out of the minute
         assert (await post(c, desc)).status_code == 200
 
+        # Control routes are never rate-limited.
+        for _ in range(30):
+            assert (await c.get("/__sim/reports")).status_code == 200
         # Rate limiting can be switched off at runtime.
         await c.post("/__sim/settings", json={"rate_limit": False})
         for _ in range(30):
@@ -586,3 +595,16 @@ async def test_fault_routes_and_control_routes_are_never_faulted(client: httpx.A
     bad = await client.post("/__sim/faults", json={"fault": "explode"})
     assert bad.status_code == 400 and "fault" in bad.json()["error"]
     assert (await client.get("/__sim/requests")).json()["total"] == 2
+
+
+async def test_stored_files_are_bounded(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("console.sim.expensify_app.MAX_STORED_FILES", 2)
+    names = [
+        (await post(client, export_job({"reportIDList": "R2"}), template=TEMPLATE)).text
+        for _ in range(3)
+    ]
+    assert _error(await post(client, job("download", fileName=names[0])))[0] == 410
+    for name in names[1:]:
+        assert (await post(client, job("download", fileName=name))).json()[0]["reportID"] == "R2"
