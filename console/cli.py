@@ -9,7 +9,6 @@ import sys
 from collections.abc import Sequence
 
 from console import __version__
-from console.exitcodes import ExitCode
 
 
 def _duration(text: str) -> float:
@@ -33,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Operator console for the Expensify -> IFS Cloud accrual journal sync.",
     )
     p.add_argument("--version", action="version", version=f"ml-console {__version__}")
-    p.add_argument("--home", help="put config, state and logs under this folder (env ML_CONSOLE_HOME)")
+    p.add_argument("--home", help="config, state and logs under this folder (env ML_CONSOLE_HOME)")
     p.add_argument("--config", help="config file (env ML_CONSOLE_CONFIG)")
     p.add_argument("--auto", action="store_true", help="run one headless sync cycle and exit")
     p.add_argument("--dry-run", action="store_true", help="with --auto: plan only, write nothing")
@@ -85,6 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--report", help="only this report's events")
 
     sub.add_parser("info", help="paths, effective config and where each value came from")
+
+    close = sub.add_parser("close", help="period-close tie-out: Expensify approved vs IFS posted")
+    close.add_argument("--period", required=True, help="accounting period, YYYY-MM")
+    close.add_argument("--json", action="store_true", dest="close_json", help="print JSON")
+    close.add_argument("--csv", help="write the tie-out as CSV to this file")
+    close.add_argument("--html", help="write the printable close report (HTML) to this file")
+
+    adopt = sub.add_parser("adopt", help="link vouchers IFS already holds for Expensify reports")
+    adopt.add_argument("--confirm", action="store_true", help="record the links (default: show)")
+    adopt.add_argument("--json", action="store_true", dest="adopt_json", help="print JSON")
     return p
 
 
@@ -112,6 +121,14 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from console.demo import run_demo_command
 
         return run_demo_command(args)
+    if cmd == "close":
+        from console.close_cmd import run_close_command
+
+        return run_close_command(args)
+    if cmd == "adopt":
+        from console.adopt import run_adopt_command
+
+        return run_adopt_command(args)
     if cmd is not None:
         from console.commands import run_command
 
