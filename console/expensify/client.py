@@ -46,7 +46,8 @@ SERVICE = "expensify"
 ENDPOINT = "/Integration-Server/ExpensifyIntegrations"
 _AUTH_CODES = {401, 403, 407}
 _AUTH_WORDS = ("authenticat", "credential", "not authorized", "unauthori")
-_NOT_READY_WORDS = ("not ready", "not found", "no such file", "does not exist", "in progress")
+# "not found" is not here: a file that does not exist will not appear by polling.
+_NOT_READY_WORDS = ("not ready", "in progress", "being generated")
 _TRANSIENT_BODY_CODES = {502, 503, 504}
 # How many times a download is retried while the export file is not ready (each is a
 # request against the 20-a-minute budget), and the pause between tries.
@@ -202,15 +203,30 @@ class ExpensifyClient:
         ids = _clean_ids(policy_ids)
         if not ids:
             return {}
-        job = {
-            "type": "get",
-            "inputSettings": {
-                "type": "policy",
-                "policyIDList": ids,
-                "fields": ["categories", "tags", "employees"],
-            },
-        }
-        body = self._get_json(job, what="the policy request")
+        body: dict[str, Any] = {}
+        # One request normally. A policy the user cannot see fails the whole request (404
+        # naming it); it is dropped and the rest asked again, so it becomes the engine's
+        # unknown-policy hold instead of failing every report.
+        for _ in range(len(ids)):
+            job = {
+                "type": "get",
+                "inputSettings": {
+                    "type": "policy",
+                    "policyIDList": ids,
+                    "fields": ["categories", "tags", "employees"],
+                },
+            }
+            try:
+                body = self._get_json(job, what="the policy request")
+                break
+            except ServiceError as exc:
+                missing = [i for i in ids if f"'{i}'" in exc.detail or f'"{i}"' in exc.detail]
+                if exc.status != 404 or not missing:
+                    raise
+                log.info("expensify does not know policy %s; asking without it", missing[0])
+                ids = [i for i in ids if i not in missing]
+                if not ids:
+                    return {}
         info = body.get("policyInfo")
         if not isinstance(info, dict):
             raise ProtocolError(SERVICE, "the policy answer has no policyInfo object")
@@ -329,6 +345,7 @@ class ExpensifyClient:
         creds = self._read_credentials()
         reread = False
         start = self.clock()
+        seen_429 = [False]  # per call: a second 429 in a row waits out the long window
         for _ in range(2):  # the second pass only after rotated credentials
             policy = http.retry_policy(
                 max_attempts=6,
@@ -342,7 +359,7 @@ class ExpensifyClient:
                 for attempt in policy:
                     with attempt:
                         return self._send_once(
-                            creds, job, template, what, start, not_ready_ok=not_ready_ok
+                            creds, job, template, what, start, seen_429, not_ready_ok=not_ready_ok
                         )
             except http.TransientError as exc:
                 raise Unreachable(SERVICE, f"{what}: {exc.message}") from None
@@ -372,12 +389,13 @@ class ExpensifyClient:
         template: str | None,
         what: str,
         start: float,
+        seen_429: list[bool],
         *,
         not_ready_ok: bool,
     ) -> httpx.Response:
         limiter = self.limiter_for(creds.partner_user_id)
         remaining = self.max_wait_s - (self.clock() - start)
-        limiter.acquire(deadline_s=max(0.0, remaining))
+        stamp = limiter.acquire(deadline_s=max(0.0, remaining))
         description = dict(job)
         description["credentials"] = {
             "partnerUserID": creds.partner_user_id,
@@ -392,13 +410,16 @@ class ExpensifyClient:
             response = self._http.post(self.url, data=form)
         except httpx.HTTPError as exc:
             raise http.TransientError(http.transport_error_text(exc)) from None
-        return self._check(response, what, limiter, not_ready_ok=not_ready_ok)
+        finally:
+            limiter.settle(stamp)
+        return self._check(response, what, limiter, seen_429, not_ready_ok=not_ready_ok)
 
     def _check(
         self,
         response: httpx.Response,
         what: str,
         limiter: SlidingWindowLimiter,
+        seen_429: list[bool],
         *,
         not_ready_ok: bool,
     ) -> httpx.Response:
@@ -409,7 +430,8 @@ class ExpensifyClient:
         if status == 429 or code == 429:
             retry_after = http.parse_retry_after(response.headers.get("Retry-After"))
             if retry_after is None:
-                retry_after = limiter.note_server_limit()
+                retry_after = limiter.note_server_limit(repeated=seen_429[0])
+            seen_429[0] = True
             raise http.TransientError(
                 "still rate-limited (HTTP 429) after waiting", retry_after=retry_after
             )
@@ -608,13 +630,19 @@ def parse_tag_levels(tags: Any) -> list[PolicyTagLevel]:
         elif item.get("name"):
             flat.append(item)
     if flat:
-        by_depth: dict[int, list[PolicyTag]] = {}
+        # The flat shape repeats a child under every parent ("A:Apollo", "B:Apollo"): one
+        # tag per name and level, enabled when any of its paths is.
+        by_depth: dict[int, dict[str, PolicyTag]] = {}
         for item in flat:
             parts = str(item["name"]).split(":")
             tag = PolicyTag.model_validate({**item, "name": parts[-1]})
-            by_depth.setdefault(len(parts), []).append(tag)
+            level = by_depth.setdefault(len(parts), {})
+            known = level.get(tag.name)
+            if known is None:
+                level[tag.name] = tag
+            elif tag.enabled and not known.enabled:
+                level[tag.name] = known.model_copy(update={"enabled": True})
         for depth in sorted(by_depth):
-            levels.append(
-                PolicyTagLevel(name="Tag" if depth == 1 else f"Tag {depth}", tags=by_depth[depth])
-            )
+            name = "Tag" if depth == 1 else f"Tag {depth}"
+            levels.append(PolicyTagLevel(name=name, tags=list(by_depth[depth].values())))
     return levels

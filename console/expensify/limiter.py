@@ -120,6 +120,7 @@ class SlidingWindowLimiter:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         service: str = "expensify",
+        margin_s: float = 0.5,
     ) -> None:
         if not limits or any(n < 1 or w <= 0 for n, w in limits):
             raise ValueError("limits must be positive (count, seconds) pairs")
@@ -130,6 +131,7 @@ class SlidingWindowLimiter:
         self.clock = clock
         self.sleep = sleep
         self.service = service
+        self.margin_s = margin_s
         self.waited_s = 0.0  # total time spent waiting for a slot, for the summary/bench
         self._lock = threading.Lock()
         self._horizon = max(_HORIZON_S, *(w for _, w in limits))
@@ -159,8 +161,8 @@ class SlidingWindowLimiter:
                 wait = max(wait, oldest_blocking + window - now)
         return max(0.0, wait)
 
-    def try_acquire(self) -> float:
-        """Take a slot and return 0, or take nothing and return the seconds to wait."""
+    def try_acquire(self) -> tuple[float, float]:
+        """Take a slot: (0, its stamp). Or take nothing: (seconds to wait, 0)."""
         with self._lock, self._store_locked():
             now = self.clock()
             stamps = self._recent(now)
@@ -168,19 +170,21 @@ class SlidingWindowLimiter:
             if wait <= 0:
                 stamps.append(now)
                 self.store.save_window(self.key, stamps)
-            return wait
+                return 0.0, now
+            return wait, 0.0
 
-    def acquire(self, *, deadline_s: float | None = None) -> None:
-        """Block until a request may be sent; Unreachable when that takes longer than the
-        bound (`max_wait_s`, or `deadline_s` of time still left to the caller)."""
+    def acquire(self, *, deadline_s: float | None = None) -> float:
+        """Block until a request may be sent and return its stamp; Unreachable when that
+        takes longer than the bound (`max_wait_s`, or `deadline_s` left to the caller)."""
         bound = self.max_wait_s if deadline_s is None else min(self.max_wait_s, deadline_s)
         waited = 0.0
         for _ in range(10_000):  # bounded: each pass either returns or sleeps > 0
-            wait = self.try_acquire()
+            wait, stamp = self.try_acquire()
             if wait <= 0:
-                return
-            # A hair over the exact edge so float rounding cannot land us just inside it.
-            wait += 0.01
+                return stamp
+            # A margin past the exact edge: the server stamps a request when it arrives,
+            # a little after we do, and float rounding must not land us just inside.
+            wait += self.margin_s
             if waited + wait > bound:
                 raise Unreachable(
                     self.service,
@@ -192,15 +196,31 @@ class SlidingWindowLimiter:
             self.waited_s += wait
         raise Unreachable(self.service, "the request limiter did not free a slot")
 
-    def note_server_limit(self) -> float:
-        """After a 429 without Retry-After: the seconds until the shortest window has passed
-        since our latest request, which is when the server's window must be clear again."""
+    def settle(self, stamp: float) -> None:
+        """The request stamped `stamp` has been answered: move its stamp to now. The
+        server saw it somewhere in between, so counting from the answer is the safe side
+        however slow the request was."""
+        with self._lock, self._store_locked():
+            now = self.clock()
+            stamps = self.store.load_window(self.key)
+            try:
+                stamps[stamps.index(stamp)] = max(stamp, now)
+            except ValueError:
+                return
+            self.store.save_window(self.key, sorted(s for s in stamps if s > now - self._horizon))
+
+    def note_server_limit(self, *, repeated: bool = False) -> float:
+        """After a 429 without Retry-After: seconds until the server's window is clear of
+        our latest request. First the shortest window; after a second 429 in a row the
+        longest, because the server counts refused requests too and retrying every short
+        window would keep a full long window full forever."""
         with self._lock, self._store_locked():
             now = self.clock()
             stamps = self._recent(now)
-        shortest = min(w for _, w in self.limits)
+        windows = [w for _, w in self.limits]
+        window = max(windows) if repeated else min(windows)
         latest = stamps[-1] if stamps else now
-        return max(1.0, latest + shortest - now)
+        return max(1.0, latest + window - now)
 
     def in_window(self, window_s: float) -> int:
         now = self.clock()

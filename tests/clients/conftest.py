@@ -22,11 +22,12 @@ from pydantic import SecretStr
 
 from console.credentials import ExpensifyCredentials, IfsCredentials
 from console.sim.dataset import parse_dataset
+from console.sim.demo import DEMO_EXPENSIFY_SECRET, DEMO_EXPENSIFY_USER_ID
 
 IFS_CLIENT_ID = "ml-console"
 IFS_SECRET = "ifs-s3cret-VALUE-9f2c"
-EXP_USER = "aa_api_partner"
-EXP_SECRET = "exp-s3cret-VALUE-77d1"
+EXP_USER = DEMO_EXPENSIFY_USER_ID
+EXP_SECRET = DEMO_EXPENSIFY_SECRET
 N_COST_CENTRES = 230
 
 
@@ -177,3 +178,35 @@ def ifs() -> Iterator[Sim]:
 @pytest.fixture
 def fake_time() -> FakeTime:
     return FakeTime()
+
+
+def expensify_world(*, flat_tags_for: str | None = None) -> dict[str, Any]:
+    """The shared small world's Expensify side (tests/conftest.py); optionally one policy
+    answers its tags in the flat `Parent:Child` shape."""
+    from tests.conftest import small_dataset_raw
+
+    world = small_dataset_raw()["expensify"]
+    for policy in world["policies"]:
+        if policy["id"] == flat_tags_for:
+            policy["tagShape"] = "flat"
+    return world
+
+
+@contextlib.contextmanager
+def running_expensify(
+    clock: Any = time.monotonic, *, flat_tags_for: str | None = None, **settings: Any
+) -> Iterator[Sim]:
+    from console.sim.expensify_app import ExpensifySim, ExpensifySimSettings
+
+    dataset = parse_dataset({"expensify": expensify_world(flat_tags_for=flat_tags_for)})
+    sim = ExpensifySim(
+        dataset, ExpensifySimSettings.fast().model_copy(update=settings), clock=clock
+    )
+    with serve(sim.app) as url, httpx.Client(base_url=url, timeout=10) as control:
+        yield Sim(sim, url, control)
+
+
+@pytest.fixture
+def expensify() -> Iterator[Sim]:
+    with running_expensify() as sim:
+        yield sim
