@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from console.audit import AuditLog, Event
 from console.expensify.models import ExportReport, ExportResult, MalformedReport, PolicyInfo
 from console.report_hash import content_hash
-from console.store import LineRecord, ReportRecord, Store
+from console.store import LineRecord, ReportRecord, Store, crash_point
 
 MALFORMED_KEY = "__malformed__"
 _REPORT_TEXT = ("reportName", "policyName", "submitterName")
@@ -167,6 +167,7 @@ def fetch(
     records += [malformed_record(m) for m in result.malformed if m.reportID]
     outcome.malformed = [m.reportID for m in result.malformed if m.reportID]
     outcome.fetched = [r.report_id for r in records]
+    crash_point("fetched")
     with store.transaction():
         up = store.upsert_reports(records)
         outcome.new, outcome.changed = up.new, up.changed

@@ -25,7 +25,7 @@ from console.audit import AuditLog, Event, digest
 from console.errors import AuthError, ServiceError, UnknownOutcome, Unreachable
 from console.ifs.models import Voucher
 from console.plan import Plan, PlannedVoucher
-from console.store import Store
+from console.store import Store, crash_point
 
 # Test-only hook (documented in the e2e tests): when set to 1, the process exits with 137
 # right after a voucher POST returns and before its outcome is recorded, as a SIGKILL
@@ -142,6 +142,7 @@ def post_plan(
                 request_digest=body_digest,
                 data={"reference": ref, "company": pv.company, "version": pv.version},
             )
+        crash_point("intent")
         try:
             voucher = ifs.post_voucher(body)
         except UnknownOutcome as exc:
@@ -185,6 +186,7 @@ def post_plan(
             raise
         if crash_hook:
             os._exit(137)
+        crash_point("post")
         label = voucher_label(voucher)
         with store.transaction():
             store.record_outcome(posting_id, "posted", voucher_no=label)
@@ -199,6 +201,7 @@ def post_plan(
                 request_digest=body_digest,
                 response_digest=digest(voucher.model_dump(mode="json")),
             )
+        crash_point("posted")
         outcome.posted.append((rid, label))
         _tell(progress, PostProgress(n, total, rid, "posted", label))
     return outcome
@@ -216,6 +219,7 @@ def label_posted(expensify: Labeller, store: Store, audit: AuditLog, label: str)
     if not pending:
         return []
     expensify.mark_exported(pending, label)
+    crash_point("label")
     with store.transaction():
         store.mark_labelled(pending)
         audit.record_many(

@@ -20,6 +20,7 @@ import errno
 import fcntl
 import json
 import os
+import signal
 import sqlite3
 import threading
 import time
@@ -44,6 +45,27 @@ def utc_now() -> datetime:
 def iso(moment: datetime) -> str:
     """UTC ISO 8601 with seconds and a `Z` (sortable as text)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# ------------------------------------------------------------------------- test hook
+# Test-only (the crash suite, tests/chaos): ML_CONSOLE_TEST_CRASH_AT=POINT[:N][,POINT[:N]...]
+# SIGKILLs this process the Nth time (default 1) it reaches POINT, so a crash can be placed
+# exactly: in-migration, fetched (export read, nothing stored), intent (intent committed,
+# before the POST), post (POST answered, outcome not committed), posted (outcome committed),
+# label (label set in Expensify, not yet recorded). Unset (always, outside tests): no-op.
+CRASH_AT_ENV = "ML_CONSOLE_TEST_CRASH_AT"
+_crash_hits: dict[str, int] = {}
+
+
+def crash_point(point: str) -> None:
+    spec = os.environ.get(CRASH_AT_ENV)
+    if not spec:
+        return
+    _crash_hits[point] = _crash_hits.get(point, 0) + 1
+    for item in spec.split(","):
+        name, _, nth = item.strip().partition(":")
+        if name == point and _crash_hits[point] == int(nth or 1):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 # ------------------------------------------------------------------------- schema
@@ -454,6 +476,7 @@ class Store:
                         for statement in _MIGRATIONS[target - 1]:
                             self._conn.execute(statement)
                         self._conn.execute(f"PRAGMA user_version = {target}")
+                        crash_point("in-migration")
                     self._conn.execute("COMMIT")
                 except BaseException:
                     self._conn.execute("ROLLBACK")

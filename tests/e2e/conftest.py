@@ -81,9 +81,9 @@ class Console:
 
 def make_console(tmp_path: Path, sims: Any) -> Console:
     home = tmp_path / "home"
-    home.mkdir(mode=0o700)
+    home.mkdir(mode=0o700, parents=True)
     keyring_home = tmp_path / "keyring"
-    keyring_home.mkdir(mode=0o700)
+    keyring_home.mkdir(mode=0o700, parents=True)
     env = {
         k: v
         for k, v in os.environ.items()
