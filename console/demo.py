@@ -58,7 +58,7 @@ def _posting_for(dataset: Any) -> dict[str, Any]:
     posting = dict(DEMO_POSTING)
     if companies:
         posting["company_by_policy"] = {p: companies[0] for p in policies}
-    levels = {}
+    levels: dict[str, str] = {}
     for policy in dataset.expensify.policies:
         for i, level in enumerate(policy.tags[:9]):
             levels.setdefault(level.name, "BCDEFGHIJ"[i])

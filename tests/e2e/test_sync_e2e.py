@@ -181,7 +181,7 @@ def test_dry_run_changes_nothing_in_either_system(small_console, small_sims):
     assert db.execute("SELECT COUNT(*) FROM audit_events WHERE type='dry-run'").fetchone()[0] == 2
     db.close()
     # ...and the real run afterwards posts everything postable.
-    code, summary, _ = small_console.auto()
+    _code, summary, _ = small_console.auto()
     assert summary["posted"] == 3
 
 
@@ -222,7 +222,7 @@ def test_crash_between_post_and_commit_is_recovered_without_duplicate(small_cons
     assert proc.returncode == 137
     assert len(vouchers(small_sims)) == 1  # posted in IFS, not recorded locally
     assert not any(LABEL in v for v in labels(small_sims).values())
-    code, summary, err = small_console.auto()
+    code, _summary, err = small_console.auto()
     assert code == 3, err
     assert Counter(report_of(v) for v in vouchers(small_sims)) == Counter(
         ["90000001", "90000002", "90000003"]
@@ -257,7 +257,7 @@ def test_real_rate_limits_two_back_to_back_runs_see_no_429(tmp_path, small_datas
     with SimServers(small_dataset) as real:  # real limits: Expensify 5/10s 20/60s, IFS 1000/min
         console = make_console(tmp_path, real)
         for _ in range(2):
-            code, summary, err = console.auto()
+            code, _summary, err = console.auto()
             assert code == 3, err
         statuses = [k[2] for k in requests_by(real.expensify_url)]
         statuses += [k[2] for k in requests_by(real.ifs_url)]
