@@ -182,7 +182,8 @@ class ExpensifyClient:
         )
 
     def mark_reimbursed(self, report_ids: Sequence[str]) -> dict[str, Any]:
-        """Set Approved reports to Reimbursed (report status updater)."""
+        """Set Approved reports to Reimbursed (report status updater). Returns the answer:
+        `reportIDs` done, and on partial success (207) `skippedReports`/`failedReports`."""
         ids = _clean_ids(report_ids)
         if not ids:
             return {}
@@ -468,7 +469,7 @@ def _error_in_body(response: httpx.Response) -> tuple[int | None, str]:
     except (TypeError, ValueError):
         return None, ""
     message = str(body.get("responseMessage") or "")[:300]
-    if code == 200:
+    if 200 <= code < 300:  # 207: partial success, the body says what was skipped
         return None, ""
     return code, message
 

@@ -22,6 +22,7 @@ from console.errors import Unreachable
 
 # Longest window we track; older stamps are dropped before saving.
 _HORIZON_S = 60.0
+_STAMP_TOLERANCE_S = 0.002
 
 
 @runtime_checkable
@@ -203,10 +204,12 @@ class SlidingWindowLimiter:
         with self._lock, self._store_locked():
             now = self.clock()
             stamps = self.store.load_window(self.key)
-            try:
-                stamps[stamps.index(stamp)] = max(stamp, now)
-            except ValueError:
+            # Stores may round stamps (to the millisecond): match the nearest one.
+            near = [i for i, s in enumerate(stamps) if abs(s - stamp) <= _STAMP_TOLERANCE_S]
+            if not near:
                 return
+            index = min(near, key=lambda i: abs(stamps[i] - stamp))
+            stamps[index] = max(stamp, now)
             self.store.save_window(self.key, sorted(s for s in stamps if s > now - self._horizon))
 
     def note_server_limit(self, *, repeated: bool = False) -> float:

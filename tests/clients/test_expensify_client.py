@@ -292,3 +292,12 @@ def test_back_to_back_processes_share_the_window(tmp_path, shared):
             # still finishes: it waits the 429 out).
             assert sim.count(status=429) >= 1
             assert second["requests"] > 3
+
+
+def test_mark_reimbursed_reports_partial_success(expensify):
+    c = client(expensify)
+    answer = c.mark_reimbursed(["90000001", "90000005"])
+    assert answer["reportIDs"] == ["90000001"]
+    assert [s["reportID"] for s in answer["skippedReports"]] == ["90000005"]
+    states = {r["reportID"]: r["status"] for r in expensify.control.get("/__sim/reports").json()}
+    assert states["90000001"] == "REIMBURSED"

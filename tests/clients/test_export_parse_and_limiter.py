@@ -166,3 +166,26 @@ def test_file_window_survives_a_corrupt_file(tmp_path):
     assert FileWindowStore(path).load_window("u") == []
     FileWindowStore(path).save_window("u", [1.0])
     assert FileWindowStore(path).load_window("u") == [1.0]
+
+
+class RoundingStore(MemoryWindowStore):
+    """Like the SQLite state store: keeps stamps to the millisecond."""
+
+    def save_window(self, key, stamps):
+        super().save_window(key, [round(s, 3) for s in stamps])
+
+
+def test_settle_moves_the_stamp_to_the_answer_time_even_when_the_store_rounds():
+    t = FakeTime(1_800_000_000.123456)
+    store = RoundingStore()
+    limiter = SlidingWindowLimiter(store, "u", clock=t.clock, sleep=t.sleep)
+    stamp = limiter.acquire()
+    t.now += 4.0  # a slow answer: the server may have counted it at any point until now
+    limiter.settle(stamp)
+    assert store.load_window("u") == [round(stamp + 4.0, 3)]
+    for _ in range(4):
+        limiter.settle(limiter.acquire())
+    before = t.now
+    limiter.acquire()  # the window runs from the answer, not from the send
+    assert t.now - before >= 10.0 - 4.0 - 1e-6
+    assert t.now >= stamp + 4.0 + 10.0
