@@ -504,7 +504,8 @@ def _clean_ids(ids: Sequence[str]) -> list[str]:
 # ---------------------------------------------------------------------- reading the file
 def parse_export(content: bytes, *, file_name: str = "") -> ExportResult:
     """Read the export file: a JSON array with one object per report. Each object that
-    cannot be read becomes a MalformedReport; a file that is not such an array raises."""
+    cannot be read becomes a MalformedReport (reportID "" when it has none to hold it by);
+    a file that is not such an array raises."""
     text = content.decode("utf-8-sig", "replace").strip()
     if text.startswith("<"):
         raise ProtocolError(
@@ -536,14 +537,16 @@ def parse_export(content: bytes, *, file_name: str = "") -> ExportResult:
     seen: dict[str, dict[str, Any]] = {}
     for index, item in enumerate(data):
         if not isinstance(item, dict):
-            malformed.append(MalformedReport(reportID=f"#{index}", what="report-not-an-object"))
+            malformed.append(
+                MalformedReport(reportID="", what=f"export entry {index} is not a report object")
+            )
             continue
         report_id = item.get("reportID")
         if isinstance(report_id, int) and not isinstance(report_id, bool):
             report_id = str(report_id)
         if not isinstance(report_id, str) or not report_id.strip():
             malformed.append(
-                MalformedReport(reportID=f"#{index}", what="reportID-missing", raw=item)
+                MalformedReport(reportID="", what=f"export entry {index} has no reportID", raw=item)
             )
             continue
         report_id = report_id.strip()

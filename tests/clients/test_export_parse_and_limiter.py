@@ -41,10 +41,12 @@ def test_bad_report_objects_are_held_not_fatal():
     assert result.reports[0].reportName == "Trip & more"
     assert result.reports[0].transactions[0].merchant == "Barnes & Noble"
     assert isinstance(result.reports[0].transactions[0].amount, int)
-    malformed = {m.reportID: m.what for m in result.malformed}
-    assert malformed["R2"].startswith("transactions.0.amount")
-    assert malformed["#2"] == "report-not-an-object"
-    assert malformed["#3"] == "reportID-missing"
+    malformed = [(m.reportID, m.what) for m in result.malformed]
+    assert malformed[0][0] == "R2" and malformed[0][1].startswith("transactions.0.amount")
+    assert malformed[1:] == [
+        ("", "export entry 2 is not a report object"),
+        ("", "export entry 3 has no reportID"),
+    ]
     assert result.file_name == "exportX.json"
 
 
