@@ -155,8 +155,8 @@ class AuditScreen(ConsoleScreen):
         flt = parse_audit_filter(self.query_one(FilterBar).applied)
         self.table.set_source(AuditSource(store, flt))
 
-    @on(FilterBar.Changed)
-    def _filter(self, event: FilterBar.Changed) -> None:
+    @on(FilterBar.Applied)
+    def _filter(self, event: FilterBar.Applied) -> None:
         if self.console_app.engine is not None:
             self.refresh_data()
 

@@ -212,7 +212,7 @@ class DryRunScreen(ConsoleScreen):
         rows = plan_rows(self.plan, self.query_one(FilterBar).applied)
         self.query_one("#plan-table", VirtualTable).set_source(ListSource(rows))
 
-    @on(FilterBar.Changed)
+    @on(FilterBar.Applied)
     def _filter(self) -> None:
         self._render_rows()
 

@@ -228,7 +228,7 @@ class MappingScreen(ConsoleScreen):
         text.append(f" · {overrides} overrides", style="bold" if overrides else GREY)
         self.query_one("#mapping-count", Label).update(text)
 
-    @on(FilterBar.Changed)
+    @on(FilterBar.Applied)
     def _filter(self) -> None:
         self._render_entries()
 

@@ -195,7 +195,7 @@ class MissingScreen(ConsoleScreen):
         text.append(f" · re-checked every {self.recheck_seconds:.0f}s", style=GREY)
         self.query_one("#missing-count", Label).update(text)
 
-    @on(FilterBar.Changed)
+    @on(FilterBar.Applied)
     def _filter(self) -> None:
         self._render_groups()
 
@@ -304,7 +304,7 @@ class MissingScreen(ConsoleScreen):
         parts = group.value.split(":")
         if kind in ("missing-dimension", "invalid-dimension", "unmapped-tag", "unmapped-category"):
             self.console_app.mapping_preselect = (kind, parts[-1])
-            self.app.run_action("switch_screen('mapping')")
+            self.console_app.action_switch_screen("mapping")
         else:
             self.notify(f"A {kind} hold is not fixed by a mapping.", severity="warning")
 

@@ -125,8 +125,8 @@ class PendingScreen(ConsoleScreen):
         else:
             table.set_source(PendingSource(engine.store, text))
 
-    @on(FilterBar.Changed)
-    def _filter(self, event: FilterBar.Changed) -> None:
+    @on(FilterBar.Applied)
+    def _filter(self, event: FilterBar.Applied) -> None:
         if self.console_app.engine is None:
             return
         source = self.table.source
@@ -190,7 +190,7 @@ class PendingScreen(ConsoleScreen):
         self.console_app.dry_run_selection = marked or None
         if not marked:
             self.notify("Nothing marked: the dry run plans every ready report.")
-        self.app.run_action("switch_screen('dryrun')")
+        self.console_app.action_switch_screen("dryrun")
 
 
 class ReportDetailScreen(Screen[None]):

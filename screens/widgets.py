@@ -36,7 +36,7 @@ class FilterBar(Input):
     FilterBar.-active { display: block; }
     """
 
-    class Changed(Message):
+    class Applied(Message):
         def __init__(self, bar: FilterBar, text: str) -> None:
             super().__init__()
             self.bar = bar
@@ -76,7 +76,7 @@ class FilterBar(Input):
     def _emit(self) -> None:
         if self.value != self.applied:
             self.applied = self.value
-            self.post_message(self.Changed(self, self.value))
+            self.post_message(self.Applied(self, self.value))
 
     def flush(self) -> None:
         if self._debounce is not None:

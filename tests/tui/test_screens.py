@@ -1,0 +1,228 @@
+"""Pilot tests: each screen's main path driven by keys against the real simulators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.pilot import Pilot
+
+from screens.vtable import VirtualTable
+from tests.conftest import sim_control
+
+SIZE = (160, 48)
+
+
+async def settle(pilot: Pilot[Any], rounds: int = 4) -> None:
+    """Let workers finish and their results land (call_from_thread → message → refresh)."""
+    for _ in range(rounds):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+async def sync(pilot: Pilot[Any]) -> None:
+    await pilot.press("s")
+    await settle(pilot, 6)
+    assert pilot.app.sync_progress == ""
+
+
+def table(pilot: Pilot[Any], selector: str) -> VirtualTable:
+    return pilot.app.screen.query_one(selector, VirtualTable)
+
+
+async def test_switch_screens_filter_and_drill_in(tui_home, make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert app.engine is not None
+        # Fetched and evaluated, nothing posted yet: four pending reports.
+        app.engine.fetch()
+        app.engine.evaluate()
+        app.core_changed()
+        await settle(pilot)
+        pending = table(pilot, "#pending-table")
+        assert pending.total == 4
+        for key, mode in zip("23451", ["mapping", "missing", "dryrun", "audit", "pending"]):
+            await pilot.press(key)
+            await settle(pilot)
+            assert app.current_mode == mode
+        # `/` filters the list in SQL; esc clears it.
+        await pilot.press("slash", *"90000003", "enter")
+        await settle(pilot)
+        assert pending.total == 1
+        assert pending.cursor is not None and pending.cursor.key == "90000003"
+        # Enter drills into the report's lines.
+        await pilot.press("enter")
+        await settle(pilot)
+        lines = table(pilot, "#lines-table")
+        assert lines.total == 2
+        await pilot.press("escape")
+        await settle(pilot)
+        await pilot.press("slash", "escape")
+        await settle(pilot)
+        assert table(pilot, "#pending-table").total == 4
+        # `a` marks every ready report, `d` sends them to the dry run.
+        await pilot.press("a")
+        await settle(pilot)
+        assert len(pending.marked) == 3
+        await pilot.press("d")
+        await settle(pilot, 6)
+        assert app.current_mode == "dryrun"
+        assert sorted(app.dry_run_selection) == sorted(pending.marked)
+        assert len(app.screen.plan.vouchers) == 3
+        # A sync posts what is ready: only the held report stays pending.
+        await sync(pilot)
+        await pilot.press("1")
+        await settle(pilot)
+        assert table(pilot, "#pending-table").total == 1
+
+
+async def test_mapping_edit_validates_live_and_saves(tui_home, make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await sync(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        await pilot.press("slash", *"New Lab", "enter")
+        await settle(pilot)
+        mapping = table(pilot, "#mapping-table")
+        assert mapping.total == 2  # one per policy
+        await pilot.press("enter")
+        await settle(pilot)
+        field = app.screen.query_one("#mapping-input")
+        assert field.value == "CC-410"
+        await settle(pilot)
+        await pilot.pause(0.3)  # the debounce timer of the live check
+        await settle(pilot)
+        validation = str(app.screen.query_one("#validation").render())
+        assert "missing" in validation, validation
+        field.value = "CC-100"
+        await pilot.pause(0.3)
+        await settle(pilot)
+        validation = str(app.screen.query_one("#validation").render())
+        assert "ok" in validation and "CC-100" in validation, validation
+        await pilot.press("enter")
+        await settle(pilot, 6)
+        rules = app.engine.store.mapping_rules()
+        assert [(r.kind, r.source, r.rule["target"]) for r in rules] == [
+            ("tag:Cost Center", "New Lab", "CC-100")
+        ]
+        events = app.engine.store.audit_page(None, limit=50)
+        assert any(e.type == "mapping-changed" for e in events)
+
+
+async def test_held_group_turns_ready_and_replays(tui_home, make_app, small_sims) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await sync(pilot)
+        await pilot.press("3")
+        await settle(pilot)
+        groups = table(pilot, "#groups")
+        held = [groups.row_at(i) for i in range(groups.total)]
+        cc410 = [r for r in held if r and "CC-410" in r.payload[1].code]
+        assert cc410, [r.payload[1].code for r in held if r]
+        assert cc410[0].payload[0] == "held"
+        sim_control(
+            small_sims.ifs_url,
+            "code-part-values",
+            "POST",
+            {
+                "Company": "10",
+                "CodePart": "B",
+                "CodePartValue": "CC-410",
+                "Description": "New Lab",
+                "ValidFrom": "2020-01-01",
+                "ValidUntil": "2099-12-31",
+            },
+        )
+        app.engine._reference = None  # the next evaluation reads IFS again (new cycle)
+        await pilot.press("r")
+        await settle(pilot, 6)
+        rows = [groups.row_at(i) for i in range(groups.total)]
+        ready = [r for r in rows if r and "CC-410" in r.payload[1].code]
+        assert ready and ready[0].payload[0] == "ready"
+        groups.cursor_row = rows.index(ready[0])
+        await pilot.press("p")
+        await settle(pilot, 8)
+        vouchers = sim_control(small_sims.ifs_url, "vouchers")
+        refs = [v["ReferenceNumber"] for v in vouchers]
+        assert any(ref.startswith("EXP:90000004:") for ref in refs), refs
+
+
+async def test_dry_run_confirm_posts_exactly_the_plan(tui_home, make_app, small_sims) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.engine.fetch()  # fetched, not posted: the dry run shows what is ready
+        await pilot.press("4")
+        await settle(pilot, 6)
+        plan = app.screen.plan
+        assert plan is not None and plan.vouchers
+        expected = sorted(v.reference_number for v in plan.vouchers)
+        assert sim_control(small_sims.ifs_url, "vouchers") == []
+        await pilot.press("c")
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot, 8)
+        vouchers = sim_control(small_sims.ifs_url, "vouchers")
+        assert sorted(v["ReferenceNumber"] for v in vouchers) == expected
+        landed = str(app.screen.query_one("#landed").render())
+        assert "posted" in landed
+
+
+async def test_audit_filter_timeline_and_chain(tui_home, make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await sync(pilot)
+        await pilot.press("5")
+        await settle(pilot)
+        audit = table(pilot, "#audit-table")
+        total = audit.total
+        assert total > 4
+        first = audit.cursor
+        assert first is not None and first.payload.type == "run-finished"  # newest first
+        await pilot.press("slash", *"type:fetched", "enter")
+        await settle(pilot)
+        assert audit.total == 4
+        await pilot.press("enter")
+        await settle(pilot)
+        timeline = table(pilot, "#timeline")
+        assert timeline.total >= 2
+        assert timeline.row_at(0).payload.type == "fetched"  # oldest first
+        await pilot.press("escape")
+        await settle(pilot)
+        await pilot.press("v")
+        await settle(pilot)
+        assert "chain intact" in str(app.screen.query_one("#audit-count").render())
+
+
+async def test_keymap_from_config_remaps_bindings(isolated_env, small_sims, make_app) -> None:
+    from tests.tui.conftest import write_home
+
+    write_home(isolated_env, small_sims.expensify_url, small_sims.ifs_url)
+    text = (isolated_env / "config.toml").read_text()
+    text = text.replace("[tui]\nkeys = {}", '[tui]\nkeys = { "app.audit" = "f5" }')
+    (isolated_env / "config.toml").write_text(text)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("f5")
+        await settle(pilot)
+        assert app.current_mode == "audit"
+
+
+async def test_help_shows_the_focused_widgets_help(tui_home, make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        from screens.widgets import HelpModal
+
+        assert isinstance(app.screen, HelpModal)
+        assert "space marks it" in str(app.screen.query(".help-body").first().render())
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpModal)
