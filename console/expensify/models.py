@@ -12,7 +12,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
-
 def _unescape(v: Any) -> Any:
     return html.unescape(v) if isinstance(v, str) else v
 

@@ -136,7 +136,9 @@ class Report(_Model):
     @classmethod
     def _known_state(cls, v: str) -> str:
         if v not in VALID_STATES:
-            raise ValueError(f"unknown report status {v!r}; expected one of {', '.join(VALID_STATES)}")
+            raise ValueError(
+                f"unknown report status {v!r}; expected one of {', '.join(VALID_STATES)}"
+            )
         return v
 
     @property
@@ -245,5 +247,7 @@ def load_dataset(path: str | Path) -> Dataset:
     try:
         raw = json.loads(text, parse_float=Decimal)
     except json.JSONDecodeError as err:
-        raise DatasetError(f"{path}: not JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+        raise DatasetError(
+            f"{path}: not JSON: {err.msg} at line {err.lineno} column {err.colno}"
+        ) from None
     return parse_dataset(raw, str(path))

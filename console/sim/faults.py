@@ -22,7 +22,7 @@ import random
 import re
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -96,9 +96,7 @@ class FaultBook:
 
     def describe(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [
-                {**f.spec.model_dump(), "fired": f.fired, "seen": f.seen} for f in self._faults
-            ]
+            return [{**f.spec.model_dump(), "fired": f.fired, "seen": f.seen} for f in self._faults]
 
     def pick(self, method: str, path: str) -> FaultSpec | None:
         with self._lock:
@@ -241,5 +239,3 @@ async def _drop(send: Send) -> None:
         }
     )
     raise _DroppedConnection("injected fault: connection dropped")
-
-
