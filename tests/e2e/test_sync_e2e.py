@@ -357,3 +357,31 @@ def test_demo_command_runs_one_headless_cycle(tmp_path):
     summary = json.loads(proc.stdout)
     assert sorted(summary["held_reports"], key=lambda h: h["reportID"]) == DEMO_ATTENTION
     assert summary["posted"] > 0
+
+
+def test_every_loop_runs_cycles_and_stops_cleanly_on_sigterm(small_console):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "console.cli", "--home", str(small_console.home), "--auto",
+         "--json", "--every", "1s"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=small_console.env,
+    )  # fmt: skip
+    try:
+        lines = []
+        deadline = time.monotonic() + 60
+        while len(lines) < 2 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if line:
+                lines.append(json.loads(line))
+        assert len(lines) == 2
+        assert lines[0]["posted"] == 3 and lines[1]["posted"] == 0
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
