@@ -43,21 +43,15 @@ def plan_rows(plan: Any, flt: str = "") -> list[Row]:
             continue
         title = Text(f"▸ {v.report_id} ", style=f"bold {SKY}")
         title.append_text(literal(f"{v.report_name} — {v.employee}", 60))
-        info = f"{v.company}/{v.voucher_type} {v.voucher_date} p{v.period_label}"
+        info = (
+            f"{v.reference_number} · company {v.company} type {v.voucher_type} · "
+            f"{v.voucher_date} period {v.period_label}"
+        )
         if v.moved_from is not None:
             info += f" MOVED from {v.moved_from_period}"
-        rows.append(
-            Row(
-                key=f"{v.report_id}",
-                cells={
-                    "row": Text(""),
-                    "account": title,
-                    "cdebit": literal(info, 60, style=ORANGE if v.moved_from else GREY),
-                },
-                payload=v,
-                selectable=False,
-            )
-        )
+        title.append("  ")
+        title.append_text(literal(info, 80, style=ORANGE if v.moved_from else GREY))
+        rows.append(Row(key=v.report_id, cells={}, payload=v, selectable=False, span=title))
         for r in v.rows:
             parts = " ".join(f"{k}={val}" for k, val in r.code_parts)
             rows.append(
@@ -85,7 +79,7 @@ def plan_rows(plan: Any, flt: str = "") -> list[Row]:
 PLAN_COLUMNS = [
     Column("row", "#", 3, justify="right"),
     Column("account", "Account", 10),
-    Column("parts", "Code parts", 18),
+    Column("parts", "Code parts", 22),
     Column("cur", "Cur", 4),
     Column("cdebit", "Cur debit", 12, justify="right"),
     Column("ccredit", "Cur credit", 12, justify="right"),
@@ -111,12 +105,12 @@ def totals_text(plan: Any) -> Text:
     out = Text()
     out.append("Totals per account\n", style="bold")
     for t in plan.totals_by_account():
-        out.append_text(literal(f"{t.company:<4} {t.key or '(none)':<10}", 16))
-        out.append(f" {amount(t.debit):>13} {amount(t.credit):>13} {t.currency}\n")
+        out.append_text(literal(f"{t.company:<3} {t.key or '(none)':<9}", 13))
+        out.append(f" {amount(t.debit):>11} {amount(t.credit):>11} {t.currency}\n")
     out.append(f"\nTotals per cost centre ({plan.cost_centre_code_part})\n", style="bold")
     for t in plan.totals_by_cost_centre():
-        out.append_text(literal(f"{t.company:<4} {t.key or '(none)':<10}", 16))
-        out.append(f" {amount(t.debit):>13} {amount(t.credit):>13} {t.currency}\n")
+        out.append_text(literal(f"{t.company:<3} {t.key or '(none)':<9}", 13))
+        out.append(f" {amount(t.debit):>11} {amount(t.credit):>11} {t.currency}\n")
     moved = [v for v in plan.vouchers if v.moved_from is not None]
     if moved:
         out.append("\nMoved period\n", style=f"bold {ORANGE}")

@@ -189,7 +189,11 @@ class MissingScreen(ConsoleScreen):
         table.source = ListSource(rows)
         table.reload()
         held = sum(len(g.report_ids) for g in self.groups)
-        text = Text(f"{len(self.groups)} groups block {held:,} reports")
+        n = len(self.groups)
+        text = Text(
+            f"{n} group{'s' if n != 1 else ''} block{'' if n != 1 else 's'} "
+            f"{held:,} report{'s' if held != 1 else ''}"
+        )
         if self.released:
             text.append(f" · {len(self.released)} ready to replay (p)", style="bold")
         text.append(f" · re-checked every {self.recheck_seconds:.0f}s", style=GREY)

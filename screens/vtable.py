@@ -49,6 +49,7 @@ class Row:
     cells: dict[str, Text | str]
     payload: Any = None
     selectable: bool = True
+    span: Text | None = None  # a full-width line instead of cells (group headings)
 
 
 class RowSource(Protocol):
@@ -295,11 +296,16 @@ class VirtualTable(ScrollView, can_focus=True):
         if row is None:
             ph = self.get_component_rich_style("virtual-table--placeholder")
             return self._to_strip(Text("  …"), base + ph)
+        marked = row.key in self.marked
+        if row.span is not None:
+            style = base
+            if index == self.cursor_row:
+                style = style + self.get_component_rich_style("virtual-table--cursor")
+            return self._to_strip(row.span, style)
         cells = [
             c if isinstance(c, Text) else literal(c, None)
             for c in (row.cells.get(col.key, "") for col in self.columns)
         ]
-        marked = row.key in self.marked
         style = base
         if marked:
             style = style + self.get_component_rich_style("virtual-table--marked")

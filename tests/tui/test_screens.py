@@ -41,7 +41,9 @@ async def test_switch_screens_filter_and_drill_in(tui_home, make_app) -> None:
         await settle(pilot)
         pending = table(pilot, "#pending-table")
         assert pending.total == 4
-        for key, mode in zip("23451", ["mapping", "missing", "dryrun", "audit", "pending"]):
+        for key, mode in zip(
+            "23451", ["mapping", "missing", "dryrun", "audit", "pending"], strict=True
+        ):
             await pilot.press(key)
             await settle(pilot)
             assert app.current_mode == mode
