@@ -44,6 +44,7 @@ EVENT_TYPES = (
     "run-finished",
     "changed-after-post",
     "dimensions-refreshed",
+    "adopted",  # a voucher IFS already held, linked to its report by `ml-console adopt`
 )
 
 GENESIS = "0" * 64
