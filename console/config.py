@@ -163,6 +163,11 @@ class PostingConfig(_Section):
     company_by_policy: dict[str, str] = Field(
         default_factory=dict, description="Expensify policy ID -> IFS company"
     )
+    currency_by_company: dict[str, str] = Field(
+        default_factory=dict,
+        description="IFS company -> its accounting currency (IFS's voucher API does not serve"
+        " it; a company missing here is inferred from the one currency IFS quotes no rate for)",
+    )
     code_part_by_tag_level: dict[str, str] = Field(
         default_factory=lambda: {"Cost Center": "B", "Project": "C"},
         description="Expensify tag level -> IFS code part (B..J)",

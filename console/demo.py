@@ -58,6 +58,7 @@ def _posting_for(dataset: Any) -> dict[str, Any]:
     posting = dict(DEMO_POSTING)
     if companies:
         posting["company_by_policy"] = {p: companies[0] for p in policies}
+    posting["currency_by_company"] = {c.Company: c.CurrencyCode for c in dataset.ifs.companies}
     levels: dict[str, str] = {}
     for policy in dataset.expensify.policies:
         for i, level in enumerate(policy.tags[:9]):

@@ -323,12 +323,12 @@ class Engine:
         self, policies: dict[str, PolicyInfo], rates: Sequence[CurrencyRate]
     ) -> dict[str, str]:
         """Each configured company's accounting currency. IFS's API as configured does not
-        serve it, so: an explicit config table wins (posting.currency_by_company, once the
-        config has one); otherwise, of the currencies of the mapped policies (their output
+        serve it, so: the config table posting.currency_by_company wins; otherwise, of the
+        currencies of the mapped policies (their output
         currency and the currencies of their reports), the one IFS quotes no exchange rate for
         (IFS quotes rates against the accounting currency); failing that, the first mapped
         policy's output currency."""
-        explicit = getattr(self.settings.posting, "currency_by_company", None) or {}
+        explicit = self.settings.posting.currency_by_company
         quoted: dict[str, set[str]] = {}
         for r in rates:
             if r.CurrencyRate != 1:

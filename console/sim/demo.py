@@ -55,6 +55,7 @@ DEMO_POSTING: dict[str, Any] = {
     "accrued_expenses_account": DEMO_ACCRUED_EXPENSES_ACCOUNT,
     "card_clearing_account": DEMO_CARD_CLEARING_ACCOUNT,
     "company_by_policy": {DEMO_POLICY_US: DEMO_COMPANY, DEMO_POLICY_EU: DEMO_COMPANY},
+    "currency_by_company": {DEMO_COMPANY: "USD"},
     "code_part_by_tag_level": {"Cost Center": "B", "Project": "C"},
 }
 
