@@ -1,0 +1,883 @@
+"""Period close: the tie-out of Expensify's approved spend against what IFS holds.
+
+For one accounting period, per company, expense account and cost centre:
+
+    approved in Expensify + moved in  =  in IFS (read back) + held + excluded + moved out
+                                         + difference
+
+where every report behind a non-zero difference, and every report whose voucher does not match
+Expensify, is listed as *unexplained*. Nothing here trusts local state for what was posted: the
+vouchers come from IFS; local state only says why a report is not posted (held, excluded).
+
+`tie_out(inputs)` is pure. `read_close_inputs(engine, period)` does the reading (Expensify
+re-read by approval window, IFS vouchers by reference prefix, the store for holds and
+exclusions) and is the only function here that does I/O.
+
+Amounts are Decimal in major units (as IFS holds them): the company's accounting currency in the
+account table, the report currency in the per-report list and the currency summary.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from console.expensify.models import ExportReport
+from console.ifs.models import Voucher, VoucherRow
+from console.money import minor_to_decimal, round_cents
+
+if TYPE_CHECKING:
+    from console.sync import Engine
+
+ZERO = Decimal("0.00")
+SOURCE_EXPENSIFY = "expensify"
+SOURCE_LOCAL = "local"
+
+# Column names of the tie-out (CSV, JSON and the HTML report use them too).
+APPROVED = "approved"
+MOVED_IN = "moved_in"
+IN_IFS = "in_ifs"
+HELD = "held"
+EXCLUDED = "excluded"
+MOVED_OUT = "moved_out"
+COLUMNS = (APPROVED, MOVED_IN, IN_IFS, HELD, EXCLUDED, MOVED_OUT)
+
+_PERIOD_RE = re.compile(r"^(\d{4})-(\d{1,2})$")
+_REFERENCE_RE = re.compile(r"^EXP:([^:]+):")
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True, order=True)
+class ClosePeriod:
+    """An IFS accounting period: `2026-11` is AccountingYear 2026, AccountingPeriod 11."""
+
+    year: int
+    period: int
+
+    @classmethod
+    def parse(cls, text: str) -> ClosePeriod:
+        m = _PERIOD_RE.match(text.strip())
+        if not m or not 1 <= int(m.group(2)) <= 99:
+            raise ValueError(f"not a period: {text!r} (write YYYY-MM, e.g. 2026-11)")
+        return cls(int(m.group(1)), int(m.group(2)))
+
+    @property
+    def label(self) -> str:
+        return f"{self.year}-{self.period:02d}"
+
+    def calendar_month(self) -> tuple[date, date]:
+        """The calendar month of the same number: the window when IFS does not know it."""
+        if not 1 <= self.period <= 12:
+            raise ValueError(f"period {self.label} is not a calendar month")
+        first = date(self.year, self.period, 1)
+        nxt = date(self.year + (self.period == 12), self.period % 12 + 1, 1)
+        return first, nxt - timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class ExpectedLine:
+    """One Expensify line as the tie-out expects it in IFS."""
+
+    transaction_id: str
+    account: str  # the mapped account, or "?{category}" when unmapped
+    cost_centre: str
+    amount: Decimal  # report currency, signed (a refund is negative)
+
+
+@dataclass(frozen=True)
+class ApprovedReport:
+    """A report Expensify holds as approved (or reimbursed) in the period."""
+
+    report_id: str
+    employee: str
+    report_name: str
+    company: str  # "" when its policy has no company
+    currency: str
+    company_currency: str
+    approved: date
+    lines: tuple[ExpectedLine, ...]
+    rate: Decimal | None = None  # IFS's rate for the approval date (1 in company currency)
+
+    @property
+    def total(self) -> Decimal:
+        return sum((ln.amount for ln in self.lines), ZERO)
+
+
+@dataclass(frozen=True)
+class LocalState:
+    """What this console knows about one report (why it is not posted, if it is not)."""
+
+    report_id: str
+    status: str
+    reason: str = ""
+    exclusion_reason: str = ""
+    approved: str = ""
+    posted_vouchers: tuple[str, ...] = ()  # labels of postings recorded as posted
+    adopted_references: tuple[str, ...] = ()  # references of postings not made by us
+
+
+@dataclass(frozen=True)
+class CompanyWindow:
+    company: str
+    currency: str
+    date_from: date
+    date_until: date
+    known_to_ifs: bool  # False: IFS has no such period; the calendar month was used
+
+
+@dataclass(frozen=True)
+class CloseInputs:
+    period: ClosePeriod
+    windows: Mapping[str, CompanyWindow]
+    approved: Sequence[ApprovedReport]
+    vouchers: Sequence[Voucher]  # read back from IFS, every period
+    local: Mapping[str, LocalState]
+    credit_accounts: frozenset[str]
+    cost_centre_code_part: str = "B"
+    source: str = SOURCE_EXPENSIFY
+    source_note: str = ""
+    read_at: str = ""
+
+
+# ---------------------------------------------------------------------------- result
+
+
+@dataclass
+class KeyRow:
+    """One (company, account, cost centre) line of the tie-out, accounting currency."""
+
+    company: str
+    currency: str
+    account: str
+    cost_centre: str
+    amounts: dict[str, Decimal] = field(default_factory=lambda: {c: ZERO for c in COLUMNS})
+
+    @property
+    def difference(self) -> Decimal:
+        a = self.amounts
+        return (a[APPROVED] + a[MOVED_IN]) - (a[IN_IFS] + a[HELD] + a[EXCLUDED] + a[MOVED_OUT])
+
+
+@dataclass
+class CurrencyRow:
+    """Totals of one report currency that differs from its company's, in that currency."""
+
+    company: str
+    currency: str
+    amounts: dict[str, Decimal] = field(default_factory=lambda: {c: ZERO for c in COLUMNS})
+
+
+@dataclass(frozen=True)
+class ReportLine:
+    """One report's place in the tie-out."""
+
+    report_id: str
+    company: str
+    employee: str
+    approved: str
+    disposition: str  # posted | moved-out | moved-in | held | excluded | nothing | unexplained
+    reason: str
+    currency: str
+    company_currency: str
+    approved_amount: Decimal | None  # report currency; None: not approved in the period
+    ifs_amount: Decimal | None  # report currency, what IFS holds for it (None: nothing)
+    approved_accounting: Decimal | None
+    ifs_accounting: Decimal | None
+    vouchers: tuple[str, ...] = ()
+
+    @property
+    def explained(self) -> bool:
+        return self.disposition != "unexplained"
+
+
+@dataclass(frozen=True)
+class TieOut:
+    period: ClosePeriod
+    windows: Mapping[str, CompanyWindow]
+    rows: list[KeyRow]
+    currencies: list[CurrencyRow]
+    reports: list[ReportLine]
+    source: str
+    source_note: str
+    read_at: str
+    unconverted: dict[tuple[str, str], Decimal]  # (company, currency) → held without a rate
+    cost_centre_code_part: str
+
+    @property
+    def unexplained(self) -> list[ReportLine]:
+        return [r for r in self.reports if not r.explained]
+
+    @property
+    def balanced(self) -> bool:
+        return not self.unexplained and all(r.difference == 0 for r in self.rows)
+
+    def totals(self) -> dict[tuple[str, str], dict[str, Decimal]]:
+        """Per (company, currency): each column and the difference."""
+        out: dict[tuple[str, str], dict[str, Decimal]] = {}
+        for r in self.rows:
+            t = out.setdefault((r.company, r.currency), {c: ZERO for c in (*COLUMNS, "diff")})
+            for c in COLUMNS:
+                t[c] += r.amounts[c]
+            t["diff"] += r.difference
+        return out
+
+    def by_account(self, column: str = IN_IFS) -> list[tuple[str, str, Decimal]]:
+        """(company, account, amount) of one column, largest first (for charts)."""
+        sums: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+        for r in self.rows:
+            sums[(r.company, r.account)] += r.amounts[column]
+        return sorted(((c, a, v) for (c, a), v in sums.items() if v), key=lambda t: -t[2])
+
+    def by_cost_centre(self, column: str = IN_IFS) -> list[tuple[str, str, Decimal]]:
+        sums: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+        for r in self.rows:
+            sums[(r.company, r.cost_centre)] += r.amounts[column]
+        return sorted(((c, k, v) for (c, k), v in sums.items() if v), key=lambda t: -t[2])
+
+    def held_by_reason(self) -> list[tuple[str, int, dict[str, Decimal]]]:
+        """(reason kind, report count, {report currency: amount}) of held reports."""
+        groups: dict[str, tuple[list[str], dict[str, Decimal]]] = {}
+        for r in self.reports:
+            if r.disposition != "held":
+                continue
+            kind = r.reason.split(":", 1)[0] or "held"
+            ids, amounts = groups.setdefault(kind, ([], defaultdict(lambda: ZERO)))
+            ids.append(r.report_id)
+            amounts[r.currency] += r.approved_amount or ZERO
+        return sorted(
+            ((k, len(ids), dict(a)) for k, (ids, a) in groups.items()), key=lambda t: -t[1]
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        def money(v: Decimal | None) -> str | None:
+            return None if v is None else format(v, "f")
+
+        return {
+            "period": self.period.label,
+            "balanced": self.balanced,
+            "source": self.source,
+            "sourceNote": self.source_note,
+            "readAt": self.read_at,
+            "costCentreCodePart": self.cost_centre_code_part,
+            "windows": [
+                {
+                    "company": w.company,
+                    "currency": w.currency,
+                    "from": w.date_from.isoformat(),
+                    "until": w.date_until.isoformat(),
+                    "knownToIfs": w.known_to_ifs,
+                }
+                for w in self.windows.values()
+            ],
+            "rows": [
+                {
+                    "company": r.company,
+                    "currency": r.currency,
+                    "account": r.account,
+                    "costCentre": r.cost_centre,
+                    **{c: money(r.amounts[c]) for c in COLUMNS},
+                    "difference": money(r.difference),
+                }
+                for r in self.rows
+            ],
+            "totals": [
+                {
+                    "company": company,
+                    "currency": currency,
+                    **{c: money(t[c]) for c in COLUMNS},
+                    "difference": money(t["diff"]),
+                }
+                for (company, currency), t in sorted(self.totals().items())
+            ],
+            "reportCurrencies": [
+                {
+                    "company": c.company,
+                    "currency": c.currency,
+                    **{k: money(c.amounts[k]) for k in COLUMNS},
+                }
+                for c in self.currencies
+            ],
+            "unconverted": [
+                {"company": c, "currency": cur, "amount": money(v)}
+                for (c, cur), v in sorted(self.unconverted.items())
+            ],
+            "reports": [
+                {
+                    "reportID": r.report_id,
+                    "company": r.company,
+                    "employee": r.employee,
+                    "approved": r.approved,
+                    "disposition": r.disposition,
+                    "reason": r.reason,
+                    "currency": r.currency,
+                    "companyCurrency": r.company_currency,
+                    "approvedAmount": money(r.approved_amount),
+                    "ifsAmount": money(r.ifs_amount),
+                    "approvedAccounting": money(r.approved_accounting),
+                    "ifsAccounting": money(r.ifs_accounting),
+                    "vouchers": list(r.vouchers),
+                }
+                for r in self.reports
+            ],
+            "unexplained": [
+                {"reportID": r.report_id, "reason": r.reason} for r in self.unexplained
+            ],
+        }
+
+
+# ---------------------------------------------------------------------------- computation
+
+
+def voucher_label(v: Voucher) -> str:
+    return f"{v.Company}/{v.VoucherType}/{v.AccountingYear}/{v.VoucherNo}"
+
+
+def report_of_reference(reference: str) -> str | None:
+    m = _REFERENCE_RE.match(reference or "")
+    return m.group(1) if m else None
+
+
+@dataclass(frozen=True)
+class _Amounts:
+    """Expense rows of a voucher (or expected lines) summed per (account, cost centre)."""
+
+    currency: dict[tuple[str, str], Decimal]
+    accounting: dict[tuple[str, str], Decimal]
+
+    @property
+    def currency_total(self) -> Decimal:
+        return sum(self.currency.values(), ZERO)
+
+    @property
+    def accounting_total(self) -> Decimal:
+        return sum(self.accounting.values(), ZERO)
+
+
+def _net(debit: Decimal | None, credit: Decimal | None) -> Decimal:
+    return (debit or ZERO) - (credit or ZERO)
+
+
+def _is_balancing(row: VoucherRow, credit_accounts: frozenset[str]) -> bool:
+    codes = (row.CodeB, row.CodeC, row.CodeD, row.CodeE, row.CodeF, row.CodeG, row.CodeH)
+    return row.Account in credit_accounts and not any(codes) and not row.CodeI and not row.CodeJ
+
+
+def _voucher_amounts(
+    vouchers: Iterable[Voucher], credit_accounts: frozenset[str], cc_letter: str
+) -> _Amounts:
+    cur: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+    acc: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+    for v in vouchers:
+        for row in v.VoucherRowArray:
+            if _is_balancing(row, credit_accounts):
+                continue
+            key = (row.Account, getattr(row, f"Code{cc_letter}", None) or "")
+            cur[key] += _net(row.CurrencyDebetAmount, row.CurrencyCreditAmount)
+            acc[key] += _net(row.DebetAmount, row.CreditAmount)
+    return _Amounts(dict(cur), dict(acc))
+
+
+def _voucher_rate(vouchers: Sequence[Voucher]) -> Decimal | None:
+    for v in vouchers:
+        for row in v.VoucherRowArray:
+            return row.CurrencyRate
+    return None
+
+
+def _expected_amounts(report: ApprovedReport, rate: Decimal | None) -> _Amounts:
+    """Per key, the report-currency net and (with a rate) the accounting net, rounded half-up
+    to the cent per line as the planner does."""
+    cur: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+    acc: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+    for ln in report.lines:
+        if ln.amount == 0:
+            continue
+        key = (ln.account, ln.cost_centre)
+        cur[key] += ln.amount
+        if rate is not None:
+            magnitude = round_cents(abs(ln.amount) * rate)
+            acc[key] += magnitude if ln.amount > 0 else -magnitude
+    return _Amounts(dict(cur), dict(acc) if rate is not None else {})
+
+
+def _period_of(v: Voucher) -> ClosePeriod:
+    return ClosePeriod(v.AccountingYear, v.AccountingPeriod)
+
+
+def _fmt(v: Decimal, currency: str) -> str:
+    return f"{v:,.2f} {currency}"
+
+
+class _Builder:
+    def __init__(self, inputs: CloseInputs) -> None:
+        self.inputs = inputs
+        self.rows: dict[tuple[str, str, str], KeyRow] = {}
+        self.currencies: dict[tuple[str, str], CurrencyRow] = {}
+        self.unconverted: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+        self.reports: list[ReportLine] = []
+
+    def currency_of(self, company: str) -> str:
+        w = self.inputs.windows.get(company)
+        return w.currency if w else ""
+
+    def add(
+        self,
+        company: str,
+        column: str,
+        amounts: _Amounts,
+        report_currency: str,
+    ) -> None:
+        company_currency = self.currency_of(company)
+        for (account, cc), value in amounts.accounting.items():
+            row = self.rows.get((company, account, cc))
+            if row is None:
+                row = KeyRow(company, company_currency, account, cc)
+                self.rows[(company, account, cc)] = row
+            row.amounts[column] += value
+        if not amounts.accounting and amounts.currency and report_currency != company_currency:
+            self.unconverted[(company, report_currency)] += amounts.currency_total
+        if report_currency and report_currency != company_currency:
+            c = self.currencies.get((company, report_currency))
+            if c is None:
+                c = CurrencyRow(company, report_currency)
+                self.currencies[(company, report_currency)] = c
+            c.amounts[column] += amounts.currency_total
+
+
+def tie_out(inputs: CloseInputs) -> TieOut:
+    """The tie-out of one period. Pure."""
+    b = _Builder(inputs)
+    credit = inputs.credit_accounts
+    cc = inputs.cost_centre_code_part
+    period = inputs.period
+
+    by_report: dict[str, list[Voucher]] = defaultdict(list)
+    by_label = {voucher_label(v): v for v in inputs.vouchers}
+    for v in inputs.vouchers:
+        rid = report_of_reference(v.ReferenceNumber)
+        if rid is not None:
+            by_report[rid].append(v)
+    # Vouchers this console adopted from a manual process carry no EXP: reference.
+    for known in inputs.local.values():
+        for label in known.posted_vouchers:
+            adopted = by_label.get(label)
+            if adopted is not None and adopted not in by_report[known.report_id]:
+                by_report[known.report_id].append(adopted)
+
+    approved_ids = {r.report_id for r in inputs.approved}
+    for report in sorted(inputs.approved, key=lambda r: (r.company, r.approved, r.report_id)):
+        b.reports.append(_tie_report(b, report, by_report.get(report.report_id, []), credit, cc))
+
+    # IFS vouchers in the period for reports not approved in it.
+    for rid, vouchers in sorted(by_report.items()):
+        if rid in approved_ids:
+            continue
+        here = [v for v in vouchers if _period_of(v) == period]
+        if not here:
+            continue
+        company = here[0].Company
+        if company not in inputs.windows:
+            continue  # a company this console does not sync
+        amounts = _voucher_amounts(here, credit, cc)
+        state = inputs.local.get(rid)
+        currency = here[0].VoucherRowArray[0].CurrencyCode if here[0].VoucherRowArray else ""
+        company_currency = b.currency_of(company)
+        window = inputs.windows[company]
+        approved_day = _day(state.approved) if state else None
+        moved_in = (
+            state is not None
+            and approved_day is not None
+            and approved_day < window.date_from
+            and len(vouchers) == 1
+            and state.status == "posted"
+        )
+        labels = tuple(voucher_label(v) for v in here)
+        if moved_in and state is not None:
+            b.add(company, MOVED_IN, amounts, currency)
+            b.add(company, IN_IFS, amounts, currency)
+            reason = f"approved {state.approved[:10]} in an earlier period, posted in this one"
+            disposition = "moved-in"
+        else:
+            b.add(company, IN_IFS, amounts, currency)
+            disposition = "unexplained"
+            if state is None:
+                reason = "voucher in IFS for a report this console does not know"
+            elif approved_day is not None and window.date_from <= approved_day:
+                reason = (
+                    f"voucher in IFS, but Expensify no longer lists the report as approved "
+                    f"in this period (local status {state.status})"
+                )
+            else:
+                reason = (
+                    f"voucher in IFS in this period for a report approved "
+                    f"{state.approved[:10] or 'at an unknown date'} (local status {state.status})"
+                )
+            if len(vouchers) > 1:
+                reason += f"; {len(vouchers)} vouchers carry this report"
+        b.reports.append(
+            ReportLine(
+                report_id=rid,
+                company=company,
+                employee="",
+                approved=state.approved[:10] if state else "",
+                disposition=disposition,
+                reason=reason,
+                currency=currency,
+                company_currency=company_currency,
+                approved_amount=None,
+                ifs_amount=amounts.currency_total,
+                approved_accounting=None,
+                ifs_accounting=amounts.accounting_total,
+                vouchers=labels,
+            )
+        )
+
+    rows = sorted(b.rows.values(), key=lambda r: (r.company, r.account, r.cost_centre))
+    return TieOut(
+        period=period,
+        windows=inputs.windows,
+        rows=rows,
+        currencies=sorted(b.currencies.values(), key=lambda c: (c.company, c.currency)),
+        reports=b.reports,
+        source=inputs.source,
+        source_note=inputs.source_note,
+        read_at=inputs.read_at,
+        unconverted=dict(b.unconverted),
+        cost_centre_code_part=cc,
+    )
+
+
+def _day(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        return None
+
+
+def _tie_report(
+    b: _Builder,
+    report: ApprovedReport,
+    vouchers: list[Voucher],
+    credit: frozenset[str],
+    cc: str,
+) -> ReportLine:
+    inputs = b.inputs
+    period = inputs.period
+    state = inputs.local.get(report.report_id)
+    company = report.company
+    here = [v for v in vouchers if _period_of(v) == period]
+    elsewhere = [v for v in vouchers if _period_of(v) != period]
+    problems: list[str] = []
+    note = ""
+
+    if vouchers:
+        rate = _voucher_rate(vouchers)
+        expected = _expected_amounts(report, rate)
+        posted = _voucher_amounts(vouchers, credit, cc)
+        if len(vouchers) > 1:
+            problems.append(
+                f"{len(vouchers)} vouchers in IFS for this report: "
+                + ", ".join(voucher_label(v) for v in vouchers)
+            )
+        voucher_currency = (
+            vouchers[0].VoucherRowArray[0].CurrencyCode
+            if (vouchers[0].VoucherRowArray)
+            else report.currency
+        )
+        if voucher_currency != report.currency:
+            problems.append(
+                f"Expensify approved it in {report.currency}, IFS holds it in {voucher_currency}"
+            )
+        elif len(vouchers) == 1 and posted.currency_total != expected.currency_total:
+            problems.append(
+                f"Expensify approved {_fmt(expected.currency_total, report.currency)}, IFS "
+                f"voucher {voucher_label(vouchers[0])} holds "
+                f"{_fmt(posted.currency_total, report.currency)}"
+            )
+        elif len(vouchers) == 1 and posted.currency != expected.currency:
+            # Same total, another split: the ledger's classification stands (mapping changed
+            # after posting); the approved amounts follow the voucher's accounts.
+            note = "; posted under other accounts or cost centres than the current mapping"
+            expected = posted
+        elif len(vouchers) == 1 and posted.accounting != expected.accounting:
+            problems.append(
+                f"accounting amounts differ: expected "
+                f"{_fmt(expected.accounting_total, report.company_currency)} at rate {rate}, "
+                f"IFS holds {_fmt(posted.accounting_total, report.company_currency)}"
+            )
+        b.add(company, APPROVED, expected, report.currency)
+        if here:
+            here_amounts = _voucher_amounts(here, credit, cc)
+            b.add(company, IN_IFS, here_amounts, report.currency)
+        if elsewhere:
+            b.add(company, MOVED_OUT, _voucher_amounts(elsewhere, credit, cc), report.currency)
+        if problems:
+            disposition, reason = "unexplained", "; ".join(problems)
+        elif here:
+            disposition = "posted"
+            reason = f"voucher {voucher_label(here[0])}{note}"
+        else:
+            target = _period_of(elsewhere[0]).label
+            disposition = "moved-out"
+            reason = f"posted in period {target} (voucher {voucher_label(elsewhere[0])}){note}"
+        return ReportLine(
+            report_id=report.report_id,
+            company=company,
+            employee=report.employee,
+            approved=report.approved.isoformat(),
+            disposition=disposition,
+            reason=reason,
+            currency=report.currency,
+            company_currency=report.company_currency,
+            approved_amount=report.total,
+            ifs_amount=posted.currency_total,
+            approved_accounting=expected.accounting_total if expected.accounting else None,
+            ifs_accounting=posted.accounting_total,
+            vouchers=tuple(voucher_label(v) for v in vouchers),
+        )
+
+    expected = _expected_amounts(report, report.rate)
+    b.add(company, APPROVED, expected, report.currency)
+    status = state.status if state else ""
+    if status == "held":
+        disposition, reason = "held", state.reason if state else ""
+        b.add(company, HELD, expected, report.currency)
+    elif status == "excluded":
+        disposition = "excluded"
+        reason = (state.exclusion_reason or state.reason) if state else ""
+        b.add(company, EXCLUDED, expected, report.currency)
+    elif all(ln.amount == 0 for ln in report.lines):
+        disposition, reason = "nothing", "nothing to post: every line is zero"
+    elif state is None:
+        disposition = "unexplained"
+        reason = "approved in Expensify, not yet fetched by this console: no voucher, no hold"
+    elif status == "posted":
+        disposition = "unexplained"
+        reason = (
+            f"recorded as posted ({', '.join(state.posted_vouchers) or 'no voucher number'}) "
+            "but no voucher for it in IFS"
+        )
+    else:
+        disposition = "unexplained"
+        reason = f"approved in Expensify, no voucher in IFS, not held or excluded (status {status})"
+        if state.reason:
+            reason += f": {state.reason}"
+    return ReportLine(
+        report_id=report.report_id,
+        company=company,
+        employee=report.employee,
+        approved=report.approved.isoformat(),
+        disposition=disposition,
+        reason=reason,
+        currency=report.currency,
+        company_currency=report.company_currency,
+        approved_amount=report.total,
+        ifs_amount=None,
+        approved_accounting=expected.accounting_total if expected.accounting else None,
+        ifs_accounting=None,
+    )
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def _approved_report(
+    report: ExportReport,
+    engine: Engine,
+    policies: Mapping[str, Any],
+    overrides: Any,
+    windows: Mapping[str, CompanyWindow],
+    reference: Any,
+    cc_letter: str,
+) -> ApprovedReport | None:
+    from console.mapping import map_report
+
+    posting = engine.settings.posting
+    day = _day(report.approved or "")
+    if day is None:
+        return None
+    company = posting.company_by_policy.get(report.policyID, "")
+    window = windows.get(company)
+    if window is None or not window.date_from <= day <= window.date_until:
+        return None
+    mapped = map_report(report, policies, posting, overrides)
+    lines = []
+    for ml in mapped.lines:
+        account = ml.account or f"?{ml.transaction.category or 'uncategorised'}"
+        lines.append(
+            ExpectedLine(
+                transaction_id=ml.transaction_id,
+                account=account,
+                cost_centre=ml.code_parts.get(cc_letter, ""),
+                amount=minor_to_decimal(ml.amount_minor),
+            )
+        )
+    cref = reference.company(company) if reference is not None else None
+    rate: Decimal | None = None
+    if report.currency == window.currency:
+        rate = Decimal(1)
+    elif cref is not None:
+        rate = cref.rate_on(report.currency, day)
+    return ApprovedReport(
+        report_id=report.reportID,
+        employee=report.accountEmail,
+        report_name=report.reportName,
+        company=company,
+        currency=report.currency,
+        company_currency=window.currency,
+        approved=day,
+        lines=tuple(lines),
+        rate=rate,
+    )
+
+
+def read_close_inputs(engine: Engine, period: ClosePeriod) -> CloseInputs:
+    """Read everything the tie-out needs: IFS's periods, rates and vouchers (read back, every
+    EXP: voucher of each configured company), Expensify's approved reports for the period's
+    window (re-read; the local fetched copy only when Expensify cannot be reached), and the
+    store's holds, exclusions and postings. Raises the clients' ConsoleErrors for IFS."""
+    from console.errors import ProtocolError, Unreachable
+    from console.fetch import load_report
+    from console.mapping import MappingOverrides
+    from console.plan import cost_centre_code_part
+
+    settings = engine.settings
+    posting = settings.posting
+    companies = sorted(set(posting.company_by_policy.values()))
+    source, note = SOURCE_EXPENSIFY, ""
+    try:
+        policies = engine._get_policies()
+    except (Unreachable, ProtocolError) as exc:
+        if getattr(exc, "service", "") != "expensify":
+            raise
+        # Expensify cannot be reached: the local copy stands in, and the report says so.
+        engine._policies = {}
+        policies = {}
+        source, note = SOURCE_LOCAL, f"Expensify could not be re-read ({exc})"
+    reference = engine.reference()
+
+    windows: dict[str, CompanyWindow] = {}
+    for company in companies:
+        cref = reference.company(company)
+        found = None
+        if cref is not None:
+            found = next(
+                (
+                    p
+                    for p in cref.periods
+                    if (p.AccountingYear, p.AccountingPeriod) == (period.year, period.period)
+                ),
+                None,
+            )
+        if found is not None:
+            windows[company] = CompanyWindow(
+                company, cref.currency if cref else "", found.DateFrom, found.DateUntil, True
+            )
+        else:
+            first, last = period.calendar_month()
+            windows[company] = CompanyWindow(
+                company, cref.currency if cref else "", first, last, False
+            )
+    if not windows:
+        raise ValueError("no company is configured (posting.company_by_policy is empty)")
+    start = min(w.date_from for w in windows.values())
+    until = max(w.date_until for w in windows.values())
+
+    reports: list[ExportReport] = []
+    if source == SOURCE_EXPENSIFY:
+        try:
+            result = engine._track(
+                "expensify",
+                lambda: engine.expensify.export_reports(
+                    approved_after=start - timedelta(days=1),  # Expensify excludes the day
+                    states=("APPROVED", "REIMBURSED"),
+                    policy_ids=list(posting.company_by_policy) or None,
+                ),
+            )
+            reports = list(result.reports)
+        except (Unreachable, ProtocolError) as exc:
+            if getattr(exc, "service", "") != "expensify":
+                raise
+            source, note = SOURCE_LOCAL, f"Expensify could not be re-read ({exc})"
+    if source == SOURCE_LOCAL:
+        statuses = ("pending", "held", "ready", "posting", "posted", "failed", "excluded")
+        for _rid, _status, raw in engine.store.reports_raw(statuses):
+            loaded = load_report(raw)
+            if isinstance(loaded, ExportReport):
+                reports.append(loaded)
+
+    overrides = MappingOverrides.from_store_rows(engine.store.mapping_rules())
+    cc_letter = cost_centre_code_part(posting)
+    approved: list[ApprovedReport] = []
+    for rep in reports:
+        if rep.status and rep.status.upper() not in ("APPROVED", "REIMBURSED"):
+            continue
+        day = _day(rep.approved or "")
+        if day is None or not start <= day <= until:
+            continue
+        ar = _approved_report(rep, engine, policies, overrides, windows, reference, cc_letter)
+        if ar is not None:
+            approved.append(ar)
+
+    local: dict[str, LocalState] = {}
+    adopted_companies: set[str] = set()
+    vouchers: list[Voucher] = []
+    ids = {a.report_id for a in approved}
+    for company in companies:
+        company_vouchers: list[Voucher] = engine._track(
+            "ifs", partial(engine.ifs.vouchers_with_prefix, "EXP:", company)
+        )
+        vouchers.extend(company_vouchers)
+        ids.update(rid for v in company_vouchers if (rid := report_of_reference(v.ReferenceNumber)))
+    for rid in sorted(ids):
+        detail = engine.store.report_detail(rid)
+        if detail is None:
+            continue
+        posted = [p for p in detail.postings if p.outcome == "posted"]
+        adopted = tuple(p.reference for p in posted if not p.reference.startswith("EXP:"))
+        if adopted:
+            adopted_companies.update(p.company for p in posted)
+        local[rid] = LocalState(
+            report_id=rid,
+            status=detail.report.status,
+            reason=detail.report.reason,
+            exclusion_reason=detail.exclusion.reason if detail.exclusion else "",
+            approved=detail.report.approved,
+            posted_vouchers=tuple(p.voucher_no for p in posted if p.voucher_no),
+            adopted_references=adopted,
+        )
+    # Vouchers adopted from a manual process carry their own references: read those too.
+    for company in sorted(adopted_companies & set(companies)):
+        seen = {voucher_label(v) for v in vouchers}
+        more: list[Voucher] = engine._track(
+            "ifs", partial(engine.ifs.vouchers_with_prefix, "", company)
+        )
+        vouchers.extend(v for v in more if voucher_label(v) not in seen)
+
+    return CloseInputs(
+        period=period,
+        windows=windows,
+        approved=approved,
+        vouchers=vouchers,
+        local=local,
+        credit_accounts=frozenset(
+            {posting.accrued_expenses_account, posting.card_clearing_account}
+        ),
+        cost_centre_code_part=cc_letter,
+        source=source,
+        source_note=note,
+        read_at=engine.store.now(),
+    )
+
+
+def run_close(engine: Engine, period: ClosePeriod) -> TieOut:
+    """Read and tie out one period (what `ml-console close` and the Close screen call)."""
+    return tie_out(read_close_inputs(engine, period))

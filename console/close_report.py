@@ -1,0 +1,412 @@
+"""The close report: the tie-out as text, CSV, and a printable self-contained HTML page with
+inline SVG charts (accrued spend by account and by cost centre, and what is still held).
+
+Pure rendering of a `console.close.TieOut`; nothing here reads a service or the store.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+from collections.abc import Sequence
+from decimal import Decimal
+
+from console.close import (
+    APPROVED,
+    COLUMNS,
+    EXCLUDED,
+    HELD,
+    IN_IFS,
+    MOVED_IN,
+    MOVED_OUT,
+    ZERO,
+    TieOut,
+)
+
+COLUMN_TITLES = {
+    APPROVED: "approved",
+    MOVED_IN: "moved in",
+    IN_IFS: "in IFS",
+    HELD: "held",
+    EXCLUDED: "excluded",
+    MOVED_OUT: "moved out",
+}
+
+
+def money(v: Decimal | None) -> str:
+    return "" if v is None else f"{v:,.2f}"
+
+
+def plain(v: Decimal | None) -> str:
+    return "" if v is None else format(v, "f")
+
+
+def _source_line(t: TieOut) -> str:
+    if t.source == "expensify":
+        return "Expensify approved totals: re-read from Expensify for the period's window"
+    return "Expensify approved totals: from the local fetched copy; " + (
+        t.source_note or "Expensify was not re-read"
+    )
+
+
+# ------------------------------------------------------------------------------ text
+
+
+def render_text(t: TieOut) -> str:
+    out: list[str] = []
+    state = "BALANCED" if t.balanced else f"{len(t.unexplained)} UNEXPLAINED"
+    out.append(f"Period close {t.period.label}: {state}")
+    out.append(_source_line(t))
+    out.append("IFS amounts: vouchers read back from IFS (EXP: references)")
+    for w in t.windows.values():
+        where = "" if w.known_to_ifs else " (calendar month: IFS has no such period)"
+        out.append(f"  company {w.company} ({w.currency}): {w.date_from} to {w.date_until}{where}")
+    head = (
+        f"  {'account':<14} {'cost centre':<12}"
+        + "".join(f" {COLUMN_TITLES[c]:>13}" for c in COLUMNS)
+        + f" {'difference':>13}"
+    )
+    totals = t.totals()
+    for company in sorted({r.company for r in t.rows}):
+        rows = [r for r in t.rows if r.company == company]
+        currency = rows[0].currency if rows else ""
+        out.append("")
+        out.append(
+            f"Company {company} ({currency}), per account and cost centre "
+            f"(code part {t.cost_centre_code_part})"
+        )
+        out.append(head)
+        for r in rows:
+            out.append(
+                f"  {r.account:<14} {r.cost_centre or '-':<12}"
+                + "".join(f" {money(r.amounts[c]):>13}" for c in COLUMNS)
+                + f" {money(r.difference):>13}"
+            )
+        tot = totals.get((company, currency))
+        if tot:
+            out.append(
+                f"  {'total':<14} {'':<12}"
+                + "".join(f" {money(tot[c]):>13}" for c in COLUMNS)
+                + f" {money(tot['diff']):>13}"
+            )
+    if t.currencies:
+        out.append("")
+        out.append("In report currency (where it differs from the company's)")
+        for c in t.currencies:
+            out.append(
+                f"  company {c.company} {c.currency}:"
+                + "".join(f" {COLUMN_TITLES[k]} {money(c.amounts[k])};" for k in COLUMNS)
+            )
+    for (company, currency), amount in sorted(t.unconverted.items()):
+        out.append(
+            f"  note: {money(amount)} {currency} in company {company} has no IFS rate yet "
+            "(held; in report currency only)"
+        )
+    counts: dict[str, int] = {}
+    for rep in t.reports:
+        counts[rep.disposition] = counts.get(rep.disposition, 0) + 1
+    out.append("")
+    out.append(
+        "Reports: " + ", ".join(f"{n} {d}" for d, n in sorted(counts.items()))
+        if counts
+        else "Reports: none approved in this period"
+    )
+    listed = [rep for rep in t.reports if rep.disposition not in ("posted", "nothing")]
+    if listed:
+        out.append(
+            f"  {'report':<12} {'company':<8} {'disposition':<12} {'approved':<10} "
+            f"{'amount':>14} {'in IFS':>14}  reason"
+        )
+        for rep in listed:
+            out.append(
+                f"  {rep.report_id:<12} {rep.company:<8} {rep.disposition:<12} {rep.approved:<10} "
+                f"{money(rep.approved_amount):>14} {money(rep.ifs_amount):>14}  "
+                f"{rep.currency} {rep.reason}"
+            )
+    return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------------------ CSV
+
+CSV_COLUMNS = (
+    "kind",
+    "company",
+    "currency",
+    "account",
+    "costCentre",
+    *COLUMNS,
+    "difference",
+    "reportID",
+    "employee",
+    "approvedDate",
+    "disposition",
+    "reason",
+    "reportCurrency",
+    "approvedReportCurrency",
+    "ifsReportCurrency",
+    "approvedAccounting",
+    "ifsAccounting",
+    "vouchers",
+)
+
+
+def render_csv(t: TieOut) -> str:
+    """One CSV: a `tie-out` row per (company, account, cost centre), a `total` row per company,
+    a `report-currency` row per foreign currency, then a `report` row per report."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in t.rows:
+        w.writerow(
+            {
+                "kind": "tie-out",
+                "company": r.company,
+                "currency": r.currency,
+                "account": r.account,
+                "costCentre": r.cost_centre,
+                **{c: plain(r.amounts[c]) for c in COLUMNS},
+                "difference": plain(r.difference),
+            }
+        )
+    for (company, currency), tot in sorted(t.totals().items()):
+        w.writerow(
+            {
+                "kind": "total",
+                "company": company,
+                "currency": currency,
+                **{c: plain(tot[c]) for c in COLUMNS},
+                "difference": plain(tot["diff"]),
+            }
+        )
+    for c in t.currencies:
+        w.writerow(
+            {
+                "kind": "report-currency",
+                "company": c.company,
+                "currency": c.currency,
+                **{k: plain(c.amounts[k]) for k in COLUMNS},
+            }
+        )
+    for rep in t.reports:
+        w.writerow(
+            {
+                "kind": "report",
+                "company": rep.company,
+                "currency": rep.company_currency,
+                "reportID": rep.report_id,
+                "employee": rep.employee,
+                "approvedDate": rep.approved,
+                "disposition": rep.disposition,
+                "reason": rep.reason,
+                "reportCurrency": rep.currency,
+                "approvedReportCurrency": plain(rep.approved_amount),
+                "ifsReportCurrency": plain(rep.ifs_amount),
+                "approvedAccounting": plain(rep.approved_accounting),
+                "ifsAccounting": plain(rep.ifs_accounting),
+                "vouchers": " ".join(rep.vouchers),
+            }
+        )
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------ HTML
+
+_PALETTE = ("#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#718096")
+
+
+def bar_chart_svg(
+    title: str,
+    items: Sequence[tuple[str, Decimal]],
+    unit: str,
+    *,
+    colour: str = _PALETTE[0],
+    limit: int = 12,
+    width: int = 640,
+) -> str:
+    """A horizontal bar chart as inline SVG: one bar per item, labelled with its amount.
+    More than `limit` items: the rest are summed into "other"."""
+    shown = list(items[:limit])
+    rest = items[limit:]
+    if rest:
+        shown.append((f"other ({len(rest)})", sum((v for _, v in rest), ZERO)))
+    bar_h, gap, label_w, value_w, top = 18, 6, 150, 120, 28
+    height = top + max(1, len(shown)) * (bar_h + gap) + 8
+    plot_w = width - label_w - value_w - 10
+    peak = max((abs(v) for _, v in shown), default=ZERO) or Decimal(1)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" aria-label="{html.escape(title)}">',
+        f"<title>{html.escape(title)}</title>",
+        f'<text x="0" y="16" font-size="14" font-weight="bold">{html.escape(title)}</text>',
+    ]
+    if not shown:
+        parts.append(f'<text x="0" y="{top + 12}" font-size="12" fill="#555">nothing</text>')
+    for i, (label, value) in enumerate(shown):
+        y = top + i * (bar_h + gap)
+        length = int((abs(value) / peak) * plot_w) if peak else 0
+        fill = colour if value >= 0 else "#c53030"
+        parts.append(
+            f'<text x="{label_w - 6}" y="{y + 13}" font-size="12" text-anchor="end">'
+            f"{html.escape(label[:24])}</text>"
+            f'<rect x="{label_w}" y="{y}" width="{max(length, 1)}" height="{bar_h}" '
+            f'fill="{fill}"><title>{html.escape(label)}: {money(value)} {unit}</title></rect>'
+            f'<text x="{label_w + max(length, 1) + 6}" y="{y + 13}" font-size="12">'
+            f"{money(value)} {html.escape(unit)}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em;
+       color: #1a202c; }
+h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
+.state { font-weight: bold; padding: 0.2em 0.6em; border-radius: 4px; }
+.ok { background: #c6f6d5; } .bad { background: #fed7d7; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.85em; }
+th, td { border-bottom: 1px solid #e2e8f0; padding: 0.25em 0.6em; text-align: left; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr.total td { font-weight: bold; border-top: 2px solid #4a5568; }
+tr.unexplained td { background: #fff5f5; }
+.charts { display: flex; flex-wrap: wrap; gap: 1.5em; }
+.meta { color: #4a5568; font-size: 0.9em; }
+@media print { body { margin: 1cm; } .charts { display: block; } h2 { page-break-after: avoid; }
+  table { page-break-inside: auto; } tr { page-break-inside: avoid; } }
+"""
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text))
+
+
+def render_html(t: TieOut, *, title: str = "") -> str:
+    """A printable page a controller can file: state, sources, charts, the tie-out per company,
+    every report not simply posted, and the unexplained items first."""
+    heading = title or f"Period close {t.period.label}"
+    state_cls = "ok" if t.balanced else "bad"
+    state = (
+        "Balanced: every difference explained"
+        if t.balanced
+        else (f"{len(t.unexplained)} unexplained item(s)")
+    )
+    p: list[str] = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{_e(heading)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_e(heading)}</h1>",
+        f'<p><span class="state {state_cls}">{_e(state)}</span></p>',
+        f'<p class="meta">{_e(_source_line(t))}.<br>IFS amounts: vouchers read back from IFS.'
+        f"<br>Read at {_e(t.read_at)}. Cost centre = code part {_e(t.cost_centre_code_part)}."
+        "</p>",
+        "<ul class=meta>",
+    ]
+    for w in t.windows.values():
+        where = "" if w.known_to_ifs else " (calendar month: IFS has no such period)"
+        p.append(
+            f"<li>Company {_e(w.company)} ({_e(w.currency)}): {_e(w.date_from)} to "
+            f"{_e(w.date_until)}{_e(where)}</li>"
+        )
+    p.append("</ul>")
+
+    if t.unexplained:
+        p.append(
+            "<h2>Unexplained</h2><table><tr><th>report</th><th>company</th><th>reason</th></tr>"
+        )
+        for rep in t.unexplained:
+            p.append(
+                f'<tr class="unexplained"><td>{_e(rep.report_id)}</td><td>{_e(rep.company)}</td>'
+                f"<td>{_e(rep.reason)}</td></tr>"
+            )
+        p.append("</table>")
+
+    # Charts: one set per company currency, so bars are never mixed across currencies.
+    p.append("<h2>The month at a glance</h2>")
+    companies = sorted({r.company for r in t.rows})
+    for company in companies:
+        currency = t.windows[company].currency if company in t.windows else ""
+        accounts = [(a, v) for c, a, v in t.by_account(IN_IFS) if c == company]
+        centres = [(k or "(none)", v) for c, k, v in t.by_cost_centre(IN_IFS) if c == company]
+        held = [(a, v) for c, a, v in t.by_account(HELD) if c == company]
+        p.append('<div class="charts">')
+        p.append(bar_chart_svg(f"Accrued in IFS by account — {company}", accounts, currency))
+        p.append(
+            bar_chart_svg(
+                f"Accrued in IFS by cost centre — {company}",
+                centres,
+                currency,
+                colour=_PALETTE[2],
+            )
+        )
+        p.append(
+            bar_chart_svg(f"Still held, by account — {company}", held, currency, colour=_PALETTE[1])
+        )
+        p.append("</div>")
+    reasons = t.held_by_reason()
+    if reasons:
+        p.append(
+            "<table><tr><th>held because</th><th class=n>reports</th>"
+            "<th class=n>amount (report currency)</th></tr>"
+        )
+        for kind, n, amounts in reasons:
+            text = ", ".join(f"{money(v)} {cur}" for cur, v in sorted(amounts.items()))
+            p.append(f"<tr><td>{_e(kind)}</td><td class=n>{n}</td><td class=n>{_e(text)}</td></tr>")
+        p.append("</table>")
+
+    totals = t.totals()
+    for company in companies:
+        rows = [r for r in t.rows if r.company == company]
+        currency = rows[0].currency if rows else ""
+        p.append(f"<h2>Tie-out — company {_e(company)} ({_e(currency)})</h2>")
+        p.append("<table><tr><th>account</th><th>cost centre</th>")
+        p.extend(f"<th class=n>{_e(COLUMN_TITLES[c])}</th>" for c in COLUMNS)
+        p.append("<th class=n>difference</th></tr>")
+        for r in rows:
+            cls = ' class="unexplained"' if r.difference else ""
+            p.append(f"<tr{cls}><td>{_e(r.account)}</td><td>{_e(r.cost_centre or '-')}</td>")
+            p.extend(f"<td class=n>{money(r.amounts[c])}</td>" for c in COLUMNS)
+            p.append(f"<td class=n>{money(r.difference)}</td></tr>")
+        tot = totals.get((company, currency))
+        if tot:
+            p.append('<tr class="total"><td>total</td><td></td>')
+            p.extend(f"<td class=n>{money(tot[c])}</td>" for c in COLUMNS)
+            p.append(f"<td class=n>{money(tot['diff'])}</td></tr>")
+        p.append("</table>")
+    if t.currencies:
+        p.append("<h2>In report currency</h2><table><tr><th>company</th><th>currency</th>")
+        p.extend(f"<th class=n>{_e(COLUMN_TITLES[c])}</th>" for c in COLUMNS)
+        p.append("</tr>")
+        for c in t.currencies:
+            p.append(f"<tr><td>{_e(c.company)}</td><td>{_e(c.currency)}</td>")
+            p.extend(f"<td class=n>{money(c.amounts[k])}</td>" for k in COLUMNS)
+            p.append("</tr>")
+        p.append("</table>")
+    for (company, currency), amount in sorted(t.unconverted.items()):
+        p.append(
+            f'<p class="meta">{money(amount)} {_e(currency)} held in company {_e(company)} has '
+            "no IFS rate yet: counted in report currency only.</p>"
+        )
+
+    listed = [rep for rep in t.reports if rep.disposition not in ("posted", "nothing")]
+    posted = sum(1 for rep in t.reports if rep.disposition == "posted")
+    p.append(
+        f"<h2>Reports not simply posted</h2><p class=meta>{posted} report(s) posted "
+        "in the period as approved are not listed one by one (see the CSV).</p>"
+    )
+    if listed:
+        p.append(
+            "<table><tr><th>report</th><th>company</th><th>employee</th><th>approved</th>"
+            "<th>disposition</th><th class=n>amount</th><th class=n>in IFS</th><th>currency</th>"
+            "<th>reason</th></tr>"
+        )
+        for rep in listed:
+            cls = ' class="unexplained"' if not rep.explained else ""
+            p.append(
+                f"<tr{cls}><td>{_e(rep.report_id)}</td><td>{_e(rep.company)}</td>"
+                f"<td>{_e(rep.employee)}</td><td>{_e(rep.approved)}</td><td>{_e(rep.disposition)}</td>"
+                f"<td class=n>{money(rep.approved_amount)}</td><td class=n>{money(rep.ifs_amount)}"
+                f"</td><td>{_e(rep.currency)}</td><td>{_e(rep.reason)}</td></tr>"
+            )
+        p.append("</table>")
+    p.append("</body></html>")
+    return "\n".join(p) + "\n"
