@@ -100,7 +100,7 @@ def test_unexplained_differences_are_named_and_exit_3(tmp_path, small_sims):
     # Built before the console labels anything (a fetch skips labelled reports).
     planned = planned_vouchers(small_sims, tmp_path / "other", ["90000001"])
     console = fast_console(tmp_path, small_sims)
-    code, summary, err = console.auto()
+    code, _summary, err = console.auto()
     assert code == 3, err  # 90000004 held
     text = console.run("close", "--period", "2026-11")
     assert text.returncode == 0, text.stderr
