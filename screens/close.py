@@ -1,0 +1,271 @@
+"""The Close screen (key 6): the period's tie-out and the month at a glance.
+
+Self-contained: `CloseScreen(engine, period=None)`. The tie-out is computed in a thread worker
+through `console.close.run_close` (it reads Expensify and IFS), never on the UI thread. Shows the
+state (balanced, or what is unexplained), a terminal bar chart of the accrued spend by account
+and by cost centre and of what is still held, and the tie-out table per account and cost centre.
+
+Keys: `[` / `]` previous / next period, `r` read again, `c` switch the chart (account, cost
+centre, held).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Label, Static
+from textual.worker import get_current_worker
+
+from console.close import COLUMNS, HELD, IN_IFS, ClosePeriod, TieOut, run_close
+from console.close_report import COLUMN_TITLES, money
+
+BLOCKS = " ▏▎▍▌▋▊▉█"
+CHARTS = ("account", "cost centre", "held")
+
+
+def bar(value: Decimal, peak: Decimal, width: int) -> str:
+    """A horizontal bar of `width` cells at most, in eighths of a cell."""
+    if peak <= 0 or value <= 0 or width <= 0:
+        return ""
+    eighths = int((value / peak) * width * 8)
+    full, part = divmod(eighths, 8)
+    return "█" * full + (BLOCKS[part] if part else "")
+
+
+def bar_chart(
+    title: str,
+    items: Sequence[tuple[str, Decimal]],
+    unit: str,
+    *,
+    columns: int = 60,
+    limit: int = 10,
+) -> Text:
+    """A terminal bar chart (Rich text) fitting `columns` cells: label, bar, amount; beyond
+    `limit` items the rest is summed as "other"."""
+    shown = list(items[:limit])
+    rest = items[limit:]
+    if rest:
+        shown.append((f"other ({len(rest)})", sum((v for _, v in rest), Decimal(0))))
+    out = Text()
+    out.append(f"{title}\n", style="bold")
+    if not shown:
+        out.append("  nothing\n", style="dim")
+        return out
+    peak = max(v for _, v in shown)
+    label_w = min(16, max(len(k) for k, _ in shown))
+    width = max(4, columns - label_w - 3 - 15 - len(unit) - 2)
+    for label, value in shown:
+        out.append(f"  {label[:label_w]:<{label_w}} ")
+        out.append(f"{bar(value, peak, width):<{width}}", style="cyan" if value >= 0 else "red")
+        out.append(f" {money(value):>14} {unit}\n")
+    return out
+
+
+def previous_period(p: ClosePeriod) -> ClosePeriod:
+    return ClosePeriod(p.year - 1, 12) if p.period <= 1 else ClosePeriod(p.year, p.period - 1)
+
+
+def next_period(p: ClosePeriod) -> ClosePeriod:
+    return ClosePeriod(p.year + 1, 1) if p.period >= 12 else ClosePeriod(p.year, p.period + 1)
+
+
+class CloseScreen(Screen[None]):
+    """The tie-out of one period, computed in a worker."""
+
+    DEFAULT_CSS = """
+    CloseScreen #close-state { height: auto; padding: 0 1; }
+    CloseScreen #close-body { height: 1fr; }
+    CloseScreen #close-chart { width: 1fr; padding: 0 1; }
+    CloseScreen #close-table { width: 2fr; }
+    CloseScreen #close-reports { height: auto; max-height: 12; padding: 0 1; }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("left_square_bracket", "period(-1)", "Prev period"),
+        Binding("right_square_bracket", "period(1)", "Next period"),
+        Binding("r", "reload", "Read again"),
+        Binding("c", "chart", "Chart"),
+    ]
+
+    def __init__(self, engine: Any, period: ClosePeriod | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.engine = engine
+        if period is None:
+            today: date = engine.clock().date() if engine is not None else date.today()
+            period = ClosePeriod(today.year, today.month)
+        self.period = period
+        self.tie: TieOut | None = None
+        self.error = ""
+        self.chart_index = 0
+
+    def compose(self) -> ComposeResult:
+        yield Label("", id="close-title")
+        yield Static("", id="close-state")
+        with Horizontal(id="close-body"):
+            with VerticalScroll(id="close-chart"):
+                yield Static("", id="close-chart-body")
+            yield DataTable(id="close-table", zebra_stripes=True, cursor_type="row")
+        yield Static("", id="close-reports")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#close-table", DataTable)
+        table.add_columns(
+            "company", "account", "cost centre", *(COLUMN_TITLES[c] for c in COLUMNS), "diff"
+        )
+        self.action_reload()
+
+    # ---------------------------------------------------------------- computing
+    def action_reload(self) -> None:
+        self.tie = None
+        self.query_one("#close-title", Label).update(
+            Text(f"Period close {self.period.label}", style="bold")
+        )
+        self.query_one("#close-state", Static).update(
+            Text("reading Expensify and IFS…", style="dim")
+        )
+        if self.engine is None:
+            self.query_one("#close-state", Static).update(
+                Text("No systems configured yet.", style="yellow")
+            )
+            return
+        self._compute(self.period)
+
+    @work(thread=True, exclusive=True, group="close")
+    def _compute(self, period: ClosePeriod) -> None:
+        try:
+            tie = run_close(self.engine, period)
+        except Exception as exc:  # shown on screen; the worker never dies silently
+            if not get_current_worker().is_cancelled:
+                self.app.call_from_thread(self._failed, period, f"{type(exc).__name__}: {exc}")
+            return
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._show, period, tie)
+
+    def _failed(self, period: ClosePeriod, message: str) -> None:
+        if period != self.period:
+            return
+        self.error = message
+        self.query_one("#close-state", Static).update(
+            Text(f"Could not tie out {period.label}: {message}", style="bold red")
+        )
+
+    def _show(self, period: ClosePeriod, tie: TieOut) -> None:
+        if period != self.period:
+            return
+        self.tie = tie
+        self.error = ""
+        self.query_one("#close-state", Static).update(self._state_text(tie))
+        self._render_chart()
+        table = self.query_one("#close-table", DataTable)
+        table.clear()
+        for r in tie.rows:
+            diff = money(r.difference)
+            table.add_row(
+                Text(r.company),
+                Text(r.account),
+                Text(r.cost_centre or "-"),
+                *(Text(money(r.amounts[c]), justify="right") for c in COLUMNS),
+                Text(diff, justify="right", style="bold red" if r.difference else ""),
+            )
+        for (company, _currency), t in sorted(tie.totals().items()):
+            table.add_row(
+                Text(company, style="bold"),
+                Text("total", style="bold"),
+                Text(""),
+                *(Text(money(t[c]), justify="right", style="bold") for c in COLUMNS),
+                Text(money(t["diff"]), justify="right", style="bold"),
+            )
+        self.query_one("#close-reports", Static).update(self._reports_table(tie))
+
+    @staticmethod
+    def _state_text(tie: TieOut) -> Text:
+        out = Text()
+        if tie.balanced:
+            out.append(" BALANCED ", style="bold black on green")
+            out.append("  every difference is explained")
+        else:
+            out.append(f" {len(tie.unexplained)} UNEXPLAINED ", style="bold white on red")
+        source = (
+            "Expensify re-read"
+            if tie.source == "expensify"
+            else f"local copy ({tie.source_note or 'Expensify not re-read'})"
+        )
+        out.append(f"   approved totals: {source}; IFS: vouchers read back", style="dim")
+        for (company, currency), t in sorted(tie.totals().items()):
+            out.append(
+                f"\n  company {company}: approved {money(t['approved'])} {currency} = in IFS "
+                f"{money(t[IN_IFS])} + held {money(t[HELD])} + excluded {money(t['excluded'])}"
+                f" + moved out {money(t['moved_out'])} − moved in {money(t['moved_in'])}"
+                f" + difference {money(t['diff'])}"
+            )
+        return out
+
+    def _render_chart(self) -> None:
+        tie = self.tie
+        if tie is None:
+            return
+        kind = CHARTS[self.chart_index]
+        columns = max(30, self.query_one("#close-chart").size.width - 3)
+        chart = Text()
+        for company, window in tie.windows.items():
+            if kind == "account":
+                items = [(a, v) for c, a, v in tie.by_account(IN_IFS) if c == company]
+                title = f"Accrued in IFS by account — {company}"
+            elif kind == "cost centre":
+                items = [
+                    (k or "(none)", v) for c, k, v in tie.by_cost_centre(IN_IFS) if c == company
+                ]
+                title = f"Accrued in IFS by cost centre — {company}"
+            else:
+                items = [(a, v) for c, a, v in tie.by_account(HELD) if c == company]
+                title = f"Still held, by account — {company}"
+            chart.append_text(bar_chart(title, items, window.currency, columns=columns))
+        held = tie.held_by_reason()
+        if kind == "held" and held:
+            chart.append("\nHeld because\n", style="bold")
+            for reason, n, amounts in held:
+                text = ", ".join(f"{money(v)} {cur}" for cur, v in sorted(amounts.items()))
+                chart.append(f"  {reason:<20} {n:>4} report(s)  {text}\n")
+        chart.append("\n[c] next chart  [ ] period  [r] read again", style="dim")
+        self.query_one("#close-chart-body", Static).update(chart)
+
+    @staticmethod
+    def _reports_table(tie: TieOut) -> Table | Text:
+        listed = [r for r in tie.reports if r.disposition not in ("posted", "nothing")]
+        if not listed:
+            return Text("Every approved report of the period is posted.", style="dim")
+        table = Table(box=None, expand=True, show_edge=False, pad_edge=False)
+        for name in ("report", "disposition", "approved", "amount", "reason"):
+            table.add_column(name, justify="right" if name == "amount" else "left")
+        for r in sorted(listed, key=lambda r: (r.explained, r.report_id)):
+            table.add_row(
+                Text(r.report_id),
+                Text(r.disposition, style="" if r.explained else "bold red"),
+                Text(r.approved),
+                Text(f"{money(r.approved_amount)} {r.currency}"),
+                Text(r.reason),  # Text, never markup: "missing-dimension:B:…" is no emoji
+            )
+        return table
+
+    # ---------------------------------------------------------------- actions
+    def action_period(self, step: int) -> None:
+        self.period = next_period(self.period) if step > 0 else previous_period(self.period)
+        self.action_reload()
+
+    def on_resize(self) -> None:
+        self._render_chart()
+
+    def action_chart(self) -> None:
+        self.chart_index = (self.chart_index + 1) % len(CHARTS)
+        self._render_chart()
