@@ -13,6 +13,7 @@ Served routes:
   GET  …/{P}.svc/{Set}[?$filter&$select&$orderby&$top&$skip&$count&$expand]
   GET  …/{P}.svc/{Set}({keys})[/VoucherRowArray]
   POST …/ManualVoucherHandling.svc/VoucherSet                     voucher with inline rows
+  POST …/{P}.svc/$batch     multipart/mixed, change sets, Content-ID (console/sim/batch.py)
 
 Control routes (never authenticated, rate-limited, faulted or counted):
   GET  /__sim/requests, POST /__sim/requests/reset, GET /__sim/vouchers,
@@ -50,7 +51,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
@@ -61,6 +62,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from console import money
+from console.sim import batch as sim_batch
 from console.sim import dataset as ds
 from console.sim.faults import FaultBook, FaultSpec, RequestLog, SimMiddleware
 from console.sim.odata import (
@@ -99,6 +101,9 @@ class IfsSimSettings(BaseModel):
     server_page_size: int = Field(default=1000, ge=1)
     require_if_match: bool = True
     latency_ms: int = Field(default=0, ge=0)
+    # Undocumented on a real tenant: does its rate limit count a `$batch` as one request
+    # (False) or each request inside it (True)? Both are simulated.
+    batch_counts_parts: bool = False
 
     @classmethod
     def fast(cls) -> IfsSimSettings:
@@ -310,16 +315,19 @@ class _RateLimiter:
         self._lock = threading.Lock()
         self._times: deque[float] = deque()
 
-    def admit(self, now: float, limit: int | None) -> int | None:
-        """None if admitted, else the Retry-After seconds until a slot frees."""
+    def admit(self, now: float, limit: int | None, n: int = 1) -> int | None:
+        """None if `n` requests are admitted (all or none), else the Retry-After seconds
+        until that many slots free."""
         with self._lock:
             while self._times and self._times[0] <= now - self.WINDOW_S:
                 self._times.popleft()
-            if limit is None or len(self._times) < limit:
-                self._times.append(now)
+            if limit is None or len(self._times) + n <= limit:
+                self._times.extend([now] * n)
                 return None
-            # The slot frees when the request `limit` places back leaves the window.
-            frees_at = self._times[len(self._times) - limit] + self.WINDOW_S
+            if n > limit:
+                return math.ceil(self.WINDOW_S)
+            # The slots free when the request `limit - n + 1` places back leaves the window.
+            frees_at = self._times[len(self._times) - limit + n - 1] + self.WINDOW_S
             return max(1, math.ceil(frees_at - now))
 
 
@@ -388,6 +396,7 @@ class IfsSim:
             self._load_company(company)
         self.faults = FaultBook(seed)
         self.requests = RequestLog()
+        self.batch_stats = sim_batch.BatchStats()
         inner = Starlette(
             routes=self._routes(),
             exception_handlers={HTTPException: self._http_exception},  # type: ignore[dict-item]
@@ -677,7 +686,9 @@ class IfsSim:
                 }
             )
         if sub == "$batch":
-            raise ODataError(501, "ODP_NOT_IMPLEMENTED", "$batch is not supported by this service")
+            if method != "POST":
+                raise ODataError(405, "ODP_METHOD_NOT_ALLOWED", "$batch takes POST only")
+            return await self._batch(request, root)
         set_name, key_text, nav = _split_resource(sub)
         entity = projection.sets.get(set_name)
         if entity is None:
@@ -724,6 +735,49 @@ class IfsSim:
         with self._lock:
             rows = list(record.rows)
         return self._collection(request, root, context_path, VOUCHER_ROW, rows, params)
+
+    async def _batch(self, request: Request, root: str) -> Response:
+        """OData `$batch` (console/sim/batch.py): parts run in order through this handler;
+        each change set is all or nothing."""
+        try:
+            items = sim_batch.parse_batch(
+                await request.body(), request.headers.get("content-type", "")
+            )
+        except sim_batch.BatchFormatError as err:
+            raise _deserialization(str(err)) from None
+        extra = sim_batch.count_parts(items) - 1
+        if self.settings.batch_counts_parts and extra > 0:
+            limit = self.settings.rate_limit_per_minute
+            retry_after = self._limiter.admit(self._clock(), limit, extra)
+            if retry_after is not None:
+                limited = ODataError(
+                    429,
+                    "TOO_MANY_REQUESTS",
+                    f"Too many requests: this batch counts as {extra + 1} of the "
+                    f"{limit} the tenant allows per minute; retry after {retry_after} s",
+                )
+                return _error(limited, {"Retry-After": str(retry_after)})
+        runner = sim_batch.BatchRunner(
+            self._odata, self._batch_snapshot, self._batch_restore, self.batch_stats
+        )
+        return await runner.run(request, urlsplit(root).path, items)
+
+    def _batch_snapshot(self) -> tuple[dict[Any, _Record], dict[Any, int], dict[str, int]]:
+        # Posting vouchers only adds: a change set is undone by restoring these.
+        with self._lock:
+            return (
+                dict(self._tables["VoucherSet"]),
+                dict(self._voucher_no),
+                dict(self._row_counters),
+            )
+
+    def _batch_restore(
+        self, state: tuple[dict[Any, _Record], dict[Any, int], dict[str, int]]
+    ) -> None:
+        with self._lock:
+            self._tables["VoucherSet"] = state[0]
+            self._voucher_no = state[1]
+            self._row_counters = state[2]
 
     def _rows(self, set_name: str) -> list[_Record]:
         with self._lock:
@@ -940,10 +994,11 @@ class IfsSim:
 
     # ------------------------------------------------------------ control routes
     async def _c_requests(self, request: Request) -> Response:
-        return _json(self.requests.snapshot())
+        return _json({**self.requests.snapshot(), "batch": self.batch_stats.snapshot()})
 
     async def _c_requests_reset(self, request: Request) -> Response:
         self.requests.reset()
+        self.batch_stats = sim_batch.BatchStats()
         return _json({"ok": True})
 
     async def _c_vouchers(self, request: Request) -> Response:
