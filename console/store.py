@@ -195,6 +195,44 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             value TEXT NOT NULL
         )""",
     ),
+    # 2: accrual reversals, watching posted reports, changes after posting (console/reversal.py)
+    (
+        """CREATE TABLE reversals (
+            id INTEGER PRIMARY KEY,
+            report_id TEXT NOT NULL,
+            accrual_reference TEXT NOT NULL,
+            reference TEXT NOT NULL,
+            groups TEXT NOT NULL,
+            cause TEXT NOT NULL,
+            company TEXT NOT NULL,
+            voucher_date TEXT NOT NULL,
+            body_digest TEXT NOT NULL,
+            intent_at TEXT NOT NULL,
+            outcome TEXT NOT NULL DEFAULT 'intent',
+            voucher_no TEXT,
+            posted_at TEXT,
+            error TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX reversals_report ON reversals(report_id, accrual_reference)",
+        "CREATE INDEX reversals_outcome ON reversals(outcome)",
+        """CREATE TABLE watched (
+            report_id TEXT PRIMARY KEY,
+            last_checked TEXT NOT NULL DEFAULT '',
+            expensify_status TEXT NOT NULL DEFAULT '',
+            reimbursed TEXT NOT NULL DEFAULT ''
+        )""",
+        """CREATE TABLE report_changes (
+            report_id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            accrual_reference TEXT NOT NULL,
+            new_hash TEXT NOT NULL DEFAULT '',
+            new_raw TEXT NOT NULL DEFAULT '{}',
+            state TEXT NOT NULL DEFAULT 'open',
+            detected_at TEXT NOT NULL,
+            confirmed_by TEXT NOT NULL DEFAULT '',
+            confirmed_at TEXT
+        )""",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -315,6 +353,62 @@ class PostingRow:
     posted_at: str | None
     labelled_at: str | None
     error: str
+
+
+@dataclass(frozen=True)
+class ReversalRow:
+    """One reversal voucher of an accrual: intent, then outcome (like a posting)."""
+
+    id: int
+    report_id: str
+    accrual_reference: str
+    reference: str
+    groups: str  # comma list of credit groups reversed: reimbursable, card
+    cause: str  # next-period-start | on-reimbursement | changed | rejected
+    company: str
+    voucher_date: str
+    body_digest: str
+    intent_at: str
+    outcome: str
+    voucher_no: str | None
+    posted_at: str | None
+    error: str
+
+
+@dataclass(frozen=True)
+class PostedAccrual:
+    """A posted report and its current accrual voucher."""
+
+    report_id: str
+    reference: str
+    version: str
+    company: str
+    voucher_no: str
+    approved: str
+    posted_at: str
+
+
+@dataclass(frozen=True)
+class WatchRow:
+    report_id: str
+    last_checked: str
+    expensify_status: str
+    reimbursed: str
+
+
+@dataclass(frozen=True)
+class ChangeRow:
+    """A report that changed in Expensify after it was posted, awaiting the operator."""
+
+    report_id: str
+    kind: str  # changed | rejected
+    accrual_reference: str
+    new_hash: str
+    new_raw: dict[str, Any]
+    state: str  # open | confirmed | done
+    detected_at: str
+    confirmed_by: str
+    confirmed_at: str | None
 
 
 @dataclass(frozen=True)
@@ -1037,6 +1131,267 @@ class Store:
                 [(now, rid) for rid in report_ids],
             )
 
+    # -- reversals, watching posted reports, changes after posting (console/reversal.py)
+    def record_reversal_intent(
+        self,
+        report_id: str,
+        accrual_reference: str,
+        reference: str,
+        groups: Sequence[str],
+        cause: str,
+        company: str,
+        voucher_date: str,
+        body_digest: str,
+    ) -> int:
+        with self.transaction():
+            cur = self._x(
+                "INSERT INTO reversals (report_id, accrual_reference, reference, groups, cause,"
+                " company, voucher_date, body_digest, intent_at, outcome)"
+                " VALUES (?,?,?,?,?,?,?,?,?, 'intent')",
+                (
+                    report_id,
+                    accrual_reference,
+                    reference,
+                    ",".join(groups),
+                    cause,
+                    company,
+                    voucher_date,
+                    body_digest,
+                    self.now(),
+                ),
+            )
+            return int(cur.lastrowid or 0)
+
+    def record_reversal_outcome(
+        self, reversal_id: int, outcome: str, *, voucher_no: str | None = None, error: str = ""
+    ) -> None:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown reversal outcome {outcome!r}")
+        now = self.now()
+        with self.transaction():
+            self._x(
+                "UPDATE reversals SET outcome=?, voucher_no=?, error=?,"
+                " posted_at = CASE WHEN ?='posted' THEN ? ELSE posted_at END WHERE id=?",
+                (outcome, voucher_no, error, outcome, now, reversal_id),
+            )
+
+    def reversals_for(self, report_id: str) -> list[ReversalRow]:
+        return [
+            ReversalRow(**r)
+            for r in self._rows(
+                "SELECT * FROM reversals WHERE report_id = ? ORDER BY id", (report_id,)
+            )
+        ]
+
+    def live_reversals(self) -> list[ReversalRow]:
+        """Reversals posted or possibly posted (intent or unknown outcome), oldest first."""
+        return [
+            ReversalRow(**r)
+            for r in self._rows(
+                "SELECT * FROM reversals WHERE outcome IN ('intent', 'unknown', 'posted')"
+                " ORDER BY id"
+            )
+        ]
+
+    def open_reversal_intents(self) -> list[ReversalRow]:
+        return [
+            ReversalRow(**r)
+            for r in self._rows(
+                "SELECT * FROM reversals WHERE outcome IN ('intent', 'unknown') ORDER BY id"
+            )
+        ]
+
+    def posted_accruals(self, report_ids: Sequence[str] | None = None) -> list[PostedAccrual]:
+        """Reports in status posted with their newest posted accrual."""
+        sql = (
+            "SELECT r.report_id, p.reference, p.version, p.company, COALESCE(p.voucher_no, '')"
+            " AS voucher_no, r.approved, COALESCE(p.posted_at, '') AS posted_at"
+            " FROM reports r JOIN postings p ON p.id = (SELECT MAX(id) FROM postings q"
+            " WHERE q.report_id = r.report_id AND q.outcome = 'posted')"
+            " WHERE r.status = 'posted'"
+        )
+        rows = self._rows(sql + " ORDER BY r.approved, r.report_id")
+        wanted = None if report_ids is None else set(report_ids)
+        return [PostedAccrual(**r) for r in rows if wanted is None or r["report_id"] in wanted]
+
+    def line_reimbursable(self, report_id: str) -> dict[str, bool]:
+        """transactionID -> reimbursable, for the lines the store holds for a report."""
+        return {
+            r["transaction_id"]: bool(r["reimbursable"])
+            for r in self._rows(
+                "SELECT transaction_id, reimbursable FROM lines WHERE report_id = ?", (report_id,)
+            )
+        }
+
+    def watch_candidates(self, limit: int) -> list[str]:
+        """Posted reports that may still change (not seen reimbursed, no open change), the
+        least recently re-read first: each cycle re-reads the next `limit` of them."""
+        rows = self._rows(
+            "SELECT r.report_id FROM reports r LEFT JOIN watched w ON w.report_id = r.report_id"
+            " WHERE r.status = 'posted' AND COALESCE(w.expensify_status, '') != 'REIMBURSED'"
+            " AND r.report_id NOT IN (SELECT report_id FROM report_changes"
+            " WHERE state IN ('open', 'confirmed'))"
+            " ORDER BY COALESCE(w.last_checked, ''), r.approved, r.report_id LIMIT ?",
+            (int(limit),),
+        )
+        return [r["report_id"] for r in rows]
+
+    def save_watch(self, seen: Sequence[tuple[str, str, str]]) -> None:
+        """(report_id, Expensify status, reimbursed date) for each report re-read."""
+        now = self.now()
+        with self.transaction():
+            self._conn.executemany(
+                "INSERT INTO watched (report_id, last_checked, expensify_status, reimbursed)"
+                " VALUES (?,?,?,?) ON CONFLICT(report_id) DO UPDATE SET"
+                " last_checked=excluded.last_checked,"
+                " expensify_status=excluded.expensify_status, reimbursed=excluded.reimbursed",
+                [(rid, now, status, reimbursed) for rid, status, reimbursed in seen],
+            )
+
+    def watched(self, report_ids: Sequence[str] | None = None) -> dict[str, WatchRow]:
+        rows = [WatchRow(**r) for r in self._rows("SELECT * FROM watched")]
+        wanted = None if report_ids is None else set(report_ids)
+        return {w.report_id: w for w in rows if wanted is None or w.report_id in wanted}
+
+    def open_change(
+        self, report_id: str, kind: str, accrual_reference: str, new_hash: str, new_raw: Any
+    ) -> bool:
+        """Record (or refresh) a change after posting; True when it is new or different."""
+        with self.transaction():
+            row = self._x(
+                "SELECT kind, new_hash, state FROM report_changes WHERE report_id = ?",
+                (report_id,),
+            ).fetchone()
+            if (
+                row is not None
+                and row[2] in ("open", "confirmed")
+                and tuple(row[:2])
+                == (
+                    kind,
+                    new_hash,
+                )
+            ):
+                return False
+            if row is not None and row[2] == "confirmed":
+                return False  # being applied: the confirmation decides
+            self._x(
+                "INSERT OR REPLACE INTO report_changes (report_id, kind, accrual_reference,"
+                " new_hash, new_raw, state, detected_at) VALUES (?,?,?,?,?, 'open', ?)",
+                (
+                    report_id,
+                    kind,
+                    accrual_reference,
+                    new_hash,
+                    json.dumps(new_raw, sort_keys=True, default=str),
+                    self.now(),
+                ),
+            )
+            code = f"changed-after-posting:{report_id}"
+            self._x(
+                "INSERT INTO holds (report_id, code, message, company, first_held, last_checked)"
+                " SELECT ?, ?, ?, company, ?, ? FROM reports WHERE report_id = ?"
+                " ON CONFLICT(report_id, code) DO UPDATE SET message=excluded.message,"
+                " last_checked=excluded.last_checked",
+                (
+                    report_id,
+                    code,
+                    f"report {report_id} was {kind} in Expensify after its accrual"
+                    f" {accrual_reference} was posted; confirm to reverse it"
+                    + (" and post the new version" if kind == "changed" else ""),
+                    self.now(),
+                    self.now(),
+                    report_id,
+                ),
+            )
+            return True
+
+    def report_change(self, report_id: str) -> ChangeRow | None:
+        rows = self._rows("SELECT * FROM report_changes WHERE report_id = ?", (report_id,))
+        return _change_row(rows[0]) if rows else None
+
+    def report_changes(self, states: Sequence[str] = ("open", "confirmed")) -> list[ChangeRow]:
+        marks = ",".join("?" for _ in states)
+        return [
+            _change_row(r)
+            for r in self._rows(
+                f"SELECT * FROM report_changes WHERE state IN ({marks}) ORDER BY detected_at,"
+                " report_id",
+                list(states),
+            )
+        ]
+
+    def set_change_state(self, report_id: str, state: str, actor: str = "") -> None:
+        with self.transaction():
+            if state == "confirmed":
+                self._x(
+                    "UPDATE report_changes SET state='confirmed', confirmed_by=?, confirmed_at=?"
+                    " WHERE report_id=?",
+                    (actor, self.now(), report_id),
+                )
+            else:
+                self._x("UPDATE report_changes SET state=? WHERE report_id=?", (state, report_id))
+            if state == "done":
+                self._x(
+                    "DELETE FROM holds WHERE report_id = ? AND code = ?",
+                    (report_id, f"changed-after-posting:{report_id}"),
+                )
+
+    def awaiting_new_accrual(self, report_id: str) -> bool:
+        """A confirmed change whose new accrual is not posted yet: the post step must not
+        take the old posting for this report's accrual."""
+        row = self._x(
+            "SELECT 1 FROM report_changes WHERE report_id = ? AND state = 'confirmed'"
+            " AND kind = 'changed'",
+            (report_id,),
+        ).fetchone()
+        return row is not None
+
+    def replace_report_content(self, rec: ReportRecord) -> None:
+        """A confirmed change: the report's stored content becomes the new version, to be
+        evaluated and posted like a new report."""
+        now = self.now()
+        with self.transaction():
+            self._x(
+                "UPDATE reports SET policy_id=?, employee=?, report_name=?, approved=?,"
+                " currency=?, total_minor=?, line_count=?, content_hash=?, raw=?,"
+                " status='pending', reason='', updated=? WHERE report_id=?",
+                (
+                    rec.policy_id,
+                    rec.employee,
+                    rec.report_name,
+                    rec.approved,
+                    rec.currency,
+                    rec.total_minor,
+                    len(rec.lines),
+                    rec.content_hash,
+                    json.dumps(rec.raw, sort_keys=True, default=str),
+                    now,
+                    rec.report_id,
+                ),
+            )
+            self._x("DELETE FROM lines WHERE report_id = ?", (rec.report_id,))
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO lines (report_id, transaction_id, position, merchant,"
+                " category, tag, amount_minor, currency, reimbursable, created, comment)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        rec.report_id,
+                        ln.transaction_id,
+                        i,
+                        ln.merchant,
+                        ln.category,
+                        ln.tag,
+                        ln.amount_minor,
+                        ln.currency,
+                        1 if ln.reimbursable else 0,
+                        ln.created,
+                        ln.comment,
+                    )
+                    for i, ln in enumerate(rec.lines)
+                ],
+            )
+
     def posted_count(self) -> int:
         return int(self._x("SELECT COUNT(*) FROM postings WHERE outcome = 'posted'").fetchone()[0])
 
@@ -1183,6 +1538,10 @@ class Store:
             for r in rows:
                 yield _audit_row(r)
             last = rows[-1]["seq"]
+
+
+def _change_row(r: dict[str, Any]) -> ChangeRow:
+    return ChangeRow(**{**r, "new_raw": json.loads(r["new_raw"] or "{}")})
 
 
 def _escape_like(text: str) -> str:
