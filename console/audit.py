@@ -45,6 +45,12 @@ EVENT_TYPES = (
     "changed-after-post",
     "dimensions-refreshed",
     "adopted",  # a voucher IFS already held, linked to its report by `ml-console adopt`
+    # console/reversal.py: accrual reversals and changes after posting
+    "reversal-planned",
+    "reversal-posted",
+    "reversal-failed",
+    "reimbursed",  # a posted report seen REIMBURSED in Expensify
+    "change-confirmed",  # the operator confirmed reversing a changed or rejected report
 )
 
 GENESIS = "0" * 64
