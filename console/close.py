@@ -587,6 +587,13 @@ def _tie_report(
                 f"{len(vouchers)} vouchers in IFS for this report: "
                 + ", ".join(voucher_label(v) for v in vouchers)
             )
+        ours = set(state.posted_vouchers) if state else set()
+        foreign = [voucher_label(v) for v in vouchers if voucher_label(v) not in ours]
+        if foreign and len(vouchers) == 1:
+            problems.append(
+                f"voucher {', '.join(foreign)} in IFS was not posted or adopted by this console "
+                f"(local status {state.status if state else 'unknown: never fetched'})"
+            )
         voucher_currency = (
             vouchers[0].VoucherRowArray[0].CurrencyCode
             if (vouchers[0].VoucherRowArray)

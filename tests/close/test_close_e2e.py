@@ -7,6 +7,7 @@ import copy
 import csv
 import io
 import json
+import os
 from collections import Counter
 from decimal import Decimal
 from html.parser import HTMLParser
@@ -17,7 +18,7 @@ from console import money
 from console.sim.demo import DEMO_ATTENTION
 from tests.close.helpers import FAST_EXPENSIFY, planned_vouchers, post_by_hand
 from tests.conftest import sim_control, small_dataset_raw
-from tests.e2e.conftest import make_console
+from tests.e2e.conftest import Console, make_console
 
 
 def fast_console(tmp_path, sims):
@@ -128,3 +129,14 @@ def test_unexplained_differences_are_named_and_exit_3(tmp_path, small_sims):
     assert "report 93333333" in proc.stderr and "report 90000003" in proc.stderr
     [total] = data["totals"]
     assert Decimal(total["difference"]) != 0
+
+
+def test_close_without_config_or_with_a_bad_period_is_a_usage_error(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ML_CONSOLE_")}
+    console = Console(home, "http://127.0.0.1:9", "http://127.0.0.1:9", env)
+    bad = console.run("close", "--period", "November")
+    assert bad.returncode == 2 and "YYYY-MM" in bad.stderr and bad.stdout == ""
+    missing = console.run("close", "--period", "2026-11")
+    assert missing.returncode == 2 and "config" in missing.stderr and missing.stdout == ""
