@@ -328,7 +328,14 @@ class ExpensifyClient:
 
     def _get_json(self, job: dict[str, Any], *, what: str) -> dict[str, Any]:
         response = self._call(job, what=what)
-        body = http.parse_json(response, service=SERVICE, what=what)
+        try:
+            body = http.parse_json(response, service=SERVICE, what=what)
+        except ProtocolError:
+            # A truncated answer (a connection cut mid-body by a proxy): this is a read, so
+            # ask once more; a second bad body is the service's, and is reported.
+            log.info("%s: the answer was not valid JSON; asking once more", what)
+            response = self._call(job, what=what)
+            body = http.parse_json(response, service=SERVICE, what=what)
         if not isinstance(body, dict):
             raise ProtocolError(SERVICE, f"answered {what} with JSON that is not an object")
         return body
@@ -426,6 +433,9 @@ class ExpensifyClient:
     ) -> httpx.Response:
         status = response.status_code
         if http.looks_like_html(response):
+            if status >= 500:
+                # A gateway's error page (502/503/504 from a proxy): transient, like any 5xx.
+                raise http.TransientError(http.describe_html(response, what))
             raise ProtocolError(SERVICE, http.describe_html(response, what))
         code, message = _error_in_body(response)
         if status == 429 or code == 429:

@@ -125,7 +125,6 @@ def test_a_rotated_secret_is_used_on_the_single_reread(expensify):
 @pytest.mark.parametrize(
     ("fault", "skip", "says"),
     [
-        ("html", 0, "HTML page titled '502 Bad Gateway'"),
         ("malformed-json", 0, "did not answer with a file name"),
         ("malformed-json", 1, "not valid JSON"),  # the download's file is broken
     ],
@@ -139,8 +138,20 @@ def test_unreadable_answers_are_clear_protocol_errors(expensify, fault, skip, sa
     assert EXP_SECRET not in str(info.value)
 
 
+def test_gateway_error_page_is_retried_then_unreachable(expensify):
+    # A proxy's HTML 502 page is a 5xx like any other: retried (bounded), then exit 5 with
+    # the page named, not an "unexpected error" (found by tests/chaos/test_faults.py).
+    t = FakeTime()
+    expensify.fault(fault="html")
+    c = client(expensify, clock=t.clock, sleep=t.sleep)
+    with pytest.raises(Unreachable, match="HTML page titled '502 Bad Gateway'") as info:
+        c.export_reports(approved_after=OCT_1)
+    assert info.value.exit_code == 5
+    assert 1 < c.requests_made <= 6
+
+
 def test_policy_answer_that_is_not_json(expensify):
-    expensify.fault(fault="malformed-json")
+    expensify.fault(fault="malformed-json")  # every answer: the single re-ask fails too
     with pytest.raises(ProtocolError, match="not valid JSON"):
         client(expensify).list_policies()
 
