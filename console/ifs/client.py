@@ -385,7 +385,14 @@ class IfsClient:
         what = f"reading {entity_set.rsplit('/', 1)[-1]}"
         for _ in range(_MAX_PAGES):
             response = self._request("GET", url, params=query, what=what)
-            body = http.parse_json(response, service=SERVICE, what=what)
+            try:
+                body = http.parse_json(response, service=SERVICE, what=what)
+            except ProtocolError:
+                # A body cut short (a proxy or connection fault): a read, so ask once more;
+                # a second bad body is reported.
+                log.info("%s: the answer was not valid JSON; asking once more", what)
+                response = self._request("GET", url, params=query, what=what)
+                body = http.parse_json(response, service=SERVICE, what=what)
             value = body.get("value") if isinstance(body, dict) else None
             if not isinstance(value, list):
                 raise ProtocolError(SERVICE, f"{what}: the answer has no 'value' array")
