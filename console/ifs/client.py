@@ -136,6 +136,7 @@ class IfsClient:
         )
         self._templates: dict[tuple[str, str], JournalTemplate] = {}
         self._templates_lock = threading.Lock()
+        self._template_read_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
@@ -189,6 +190,18 @@ class IfsClient:
                 cached = self._templates.get(key)
             if cached is not None:
                 return cached
+        # One read per template even when concurrent posts all miss the cache at once.
+        with self._template_read_lock:
+            if not refresh:
+                with self._templates_lock:
+                    cached = self._templates.get(key)
+                if cached is not None:
+                    return cached
+            return self._read_journal_template(company, voucher_type, key)
+
+    def _read_journal_template(
+        self, company: str, voucher_type: str, key: tuple[str, str]
+    ) -> JournalTemplate:
         url = self._set_url(self.entity_sets.journal_templates) + key_predicate(
             {"Company": company, "VoucherType": voucher_type}
         )
