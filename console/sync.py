@@ -259,6 +259,8 @@ class Engine:
                 timeout_s=cfg.timeout_s,
                 scope=cfg.scope,
                 entity_sets=IfsEntitySets(**cfg.entity_sets.model_dump()),
+                # Not in every config yet: counting each $batch part is the safe default.
+                batch_counts_parts=getattr(cfg, "batch_counts_parts", True),
             )
         return self._ifs
 
@@ -526,9 +528,18 @@ class Engine:
                         f"{len(plan.vouchers)} voucher(s) planned",
                         data={"references": [v.reference_number for v in plan.vouchers]},
                     )
+                cfg = self.settings.ifs
                 outcome: PostOutcome = self._track(
                     "ifs",
-                    lambda: post_plan(plan, self.ifs, self.store, self.audit, progress=progress),
+                    lambda: post_plan(
+                        plan,
+                        self.ifs,
+                        self.store,
+                        self.audit,
+                        progress=progress,
+                        concurrency=cfg.concurrency,
+                        batch_size=cfg.batch_size if cfg.batch else 0,
+                    ),
                 )
                 try:
                     outcome.labelled = self._track(
