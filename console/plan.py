@@ -444,6 +444,11 @@ class Plan:
     skipped: list[SkippedReport]
     cost_centre_code_part: str = "B"
     voucher_by_report: dict[str, PlannedVoucher] = field(default_factory=dict)
+    # Filled by the engine (console/reversal.py): reversals due this cycle (PlannedReversal)
+    # and reports changed after posting, each as {"reportID", "kind", "reversal", "accrual",
+    # "holds"} — the reversal of the old accrual beside the new one, awaiting confirmation.
+    reversals: list[Any] = field(default_factory=list)
+    changes: list[dict[str, Any]] = field(default_factory=list)
 
     def totals_by_account(self) -> list[AccountTotal]:
         """Accounting-currency debit and credit per (company, account)."""
@@ -511,6 +516,34 @@ class Plan:
         for sk in self.skipped:
             out.append("")
             out.append(f"- skipped report {sk.report_id}  {sk.report_name}: {sk.reason}")
+        if self.reversals:
+            out.append("")
+            out.append(f"Reversals: {len(self.reversals)} voucher(s) to post")
+            for rv in self.reversals:
+                out.extend(rv.render_lines())
+        for ch in self.changes:
+            out.append("")
+            out.append(
+                f"! CHANGED AFTER POSTING report {ch['reportID']} ({ch['kind']}): held until"
+                f" confirmed (ml-console replay {ch['reportID']} --confirm-change)"
+            )
+            if ch.get("reversal") is not None:
+                out.extend("  " + line for line in ch["reversal"].render_lines())
+            else:
+                out.append("    (old accrual already reversed: no reversal needed)")
+            new_voucher = ch.get("accrual")
+            if new_voucher is not None:
+                out.append(
+                    f"  + new accrual {new_voucher.reference_number} date"
+                    f" {new_voucher.voucher_date} period {new_voucher.period_label}"
+                )
+                for row in new_voucher.rows:
+                    out.append(
+                        f"    {row.row_no:>3} {row.account:<10} {_money(row.debit):>14} "
+                        f"{_money(row.credit):>14}  {row.text}"
+                    )
+            for code in ch.get("holds", []):
+                out.append(f"    new version held: {code}")
         by_account = self.totals_by_account()
         if by_account:
             out.append("")
@@ -578,6 +611,19 @@ class Plan:
                     for h in self.held
                 ],
                 "skipped": [{"reportID": s.report_id, "reason": s.reason} for s in self.skipped],
+                "reversals": [rv.to_json() for rv in self.reversals],
+                "changes": [
+                    {
+                        "reportID": ch["reportID"],
+                        "kind": ch["kind"],
+                        "reversal": ch["reversal"].to_json() if ch.get("reversal") else None,
+                        "newAccrual": (
+                            ch["accrual"].reference_number if ch.get("accrual") else None
+                        ),
+                        "holds": list(ch.get("holds", [])),
+                    }
+                    for ch in self.changes
+                ],
                 "totals": {
                     "byAccount": [_total_json(t, "account") for t in self.totals_by_account()],
                     "byCostCentre": [
