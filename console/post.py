@@ -152,7 +152,8 @@ class _Poster:
         """Skip a voucher already posted; otherwise commit its intent (before any request)."""
         rid = pv.report_id
         ref = pv.reference_number
-        done = self.store.posted_posting(rid)
+        # A confirmed change after posting: the old accrual is reversed, the new one posts.
+        done = None if self.store.awaiting_new_accrual(rid) else self.store.posted_posting(rid)
         if done is not None and (
             done.version == pv.version or self.store.content_hash(rid) == pv.content_hash
         ):
