@@ -18,6 +18,7 @@ from datetime import date, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from console import reversal
 from console.audit import AuditLog, Event, os_user
 from console.errors import ConfigError, ConsoleError
 from console.expensify.models import ExportReport, MalformedReport, PolicyInfo
@@ -134,6 +135,9 @@ class CycleSummary:
     finished: str = ""
     run_id: int | None = None
     plan: Plan | None = None
+    # console/reversal.py: reversals posted this cycle, vouchers moved out of a closed period
+    reversals: list[dict[str, str]] = field(default_factory=list)
+    moved: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def needs_attention(self) -> bool:
@@ -154,6 +158,8 @@ class CycleSummary:
             "failed_reports": self.failed_reports,
             "unknown_outcome": self.unknown,
             "vouchers": self.vouchers,
+            "reversals": self.reversals,
+            "moved": self.moved,
             "requests": dict(self.requests),
             "warnings": self.warnings,
             "started": self.started,
@@ -599,6 +605,7 @@ class Engine:
             # Intents without outcome (a crash between POST and commit) first, before any post.
             self._track("ifs", lambda: reconcile(self.ifs, self.store, self.audit))
         fetched_posted: set[str] = set()
+        changed_after_post: list[str] = []
         if do_fetch:
             fo = self.fetch(dry_run=dry_run)
             summary.fetched = fo.count
@@ -609,8 +616,13 @@ class Engine:
                 elif status == "excluded":
                     summary.excluded += 1
             summary.unchanged = len([r for r in fo.unchanged if r not in fetched_posted])
+            changed_after_post = list(fo.changed_after_post)
         evaluations = self.evaluate(report_ids, include_failed=report_ids is not None)
         plan = self.plan(report_ids, evaluations=evaluations)
+        if report_ids is None:
+            # Watch posted reports; reversals due today; changes after posting (dry run too).
+            plan = reversal.prepare(self, plan, changed_after_post, dry_run)
+        summary.moved = reversal.moved(plan)
         summary.plan = plan
         summary.planned = len(plan.vouchers)
         outcome = self.post(plan, progress=progress, dry_run=dry_run)
@@ -618,6 +630,9 @@ class Engine:
         summary.vouchers = [{"reportID": r, "voucher": v} for r, v in outcome.posted]
         summary.already_posted = len(fetched_posted | set(outcome.already_posted))
         summary.unknown = list(outcome.unknown)
+        if not dry_run:
+            reversal.post_due(self, plan, summary)
+            reversal.settle_changes(self.store)
         if outcome.label_error:
             summary.warnings.append(
                 f"posted, but the Expensify export label could not be set yet: "
@@ -642,6 +657,7 @@ class Engine:
             {"reportID": rid, "reason": reason or first.get(rid, "")}
             for rid, reason in sorted(rows.items())
         ]
+        summary.held_reports += reversal.change_holds(self.store)
         summary.held = len(summary.held_reports)
         failed = self.store.pending_reports(status="failed", limit=1_000_000)
         summary.failed_reports = [{"reportID": r.report_id, "reason": r.reason} for r in failed]
@@ -703,6 +719,11 @@ class Engine:
             Event(type="replayed", report_id=rid, summary="replay requested") for rid in ids
         )
         return self.run_cycle(report_ids=ids, progress=progress, fetch=False, mode="replay")
+
+    def confirm_change(self, report_id: str) -> CycleSummary:
+        """The operator confirms a report changed (or rejected) after posting: its old accrual
+        is reversed once and, when changed, the new version posts as a new accrual."""
+        return reversal.confirm_change(self, report_id)  # type: ignore[no-any-return]
 
     def set_mapping(self, rule: MappingRule) -> list[str]:
         """Save an operator override (audited) and re-evaluate the reports it may affect;

@@ -1,0 +1,868 @@
+"""Accrual reversals, watching posted reports, and reports that change after posting.
+
+Reversal rules are set per credit account in `posting.reversal`:
+- `next-period-start`: reversed on the first day of the period after the accrual's period, once
+  that day has come (the engine's "today"). Default for the accrued-expenses account: an
+  accrual is, by definition, reversed when the next period opens.
+- `on-reimbursement`: reversed on the report's reimbursement date, once Expensify shows the
+  report REIMBURSED.
+- `none`: never reversed by the console. Default for the card clearing account, which the card
+  statement clears.
+
+A reversal voucher mirrors the accrual's rows for that credit account's lines (the expense rows
+of those lines and the balancing row; debits and credits swapped), read back from IFS, so it
+reverses exactly what IFS holds. Its ReferenceNumber is `REV:{reportID}:{version}` with the
+accrual's version (`EXP:{reportID}:{version}`); a card-only reversal of an accrual that also
+has reimbursable lines is `REV:{reportID}:{version}:card`, so each group is reversed once.
+Where the reversal's date falls in a closed period it moves to the first day of the next open
+period (an accrual must be reversed; the move is flagged like an accrual's).
+
+Posted reports are re-read by ID (one reportIDList export per cycle, at most WATCH_CAP IDs,
+least recently read first) to see reimbursement, rejection and changes. A report re-approved
+with different content, or rejected after approval, is never posted again silently: it is held
+as `changed-after-posting:{reportID}` until the operator confirms (`ml-console replay ID
+--confirm-change`); then the un-reversed part of the old accrual is reversed (dated in the old
+accrual's period while that is open, else the first day of the next open period) and the new
+version is posted as a new accrual (changed) or nothing more (rejected).
+
+Every reversal goes through intent → POST → outcome, and after an unknown outcome its
+ReferenceNumber is looked up in IFS before anything is posted again.
+
+`ML_CONSOLE_TODAY=YYYY-MM-DD` overrides the engine's "today" (a test hook, harmless: it can
+only delay or bring forward a reversal's due date; it never changes what is posted).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Protocol
+
+from console.audit import AuditLog, Event, digest
+from console.errors import AuthError, ConfigError, ServiceError, UnknownOutcome, Unreachable
+from console.ifs.models import Voucher, VoucherRow
+from console.store import ChangeRow, PostedAccrual, ReversalRow, Store, crash_point
+
+if TYPE_CHECKING:
+    from console.config import PostingConfig
+    from console.expensify.models import ExportResult
+    from console.validate import CompanyReference, IfsReference
+
+TODAY_ENV = "ML_CONSOLE_TODAY"
+WATCH_CAP = 200  # report IDs re-read per cycle (one export request)
+WATCH_STATES = ("OPEN", "SUBMITTED", "APPROVED", "REIMBURSED", "ARCHIVED")
+APPROVED_STATES = ("APPROVED", "REIMBURSED")
+
+GROUP_REIMBURSABLE = "reimbursable"
+GROUP_CARD = "card"
+CAUSE_NEXT_PERIOD = "next-period-start"
+CAUSE_REIMBURSED = "on-reimbursement"
+CAUSE_CHANGED = "changed"
+CAUSE_REJECTED = "rejected"
+CHANGE_CODE = "changed-after-posting"
+
+
+def engine_today(clock: Callable[[], datetime]) -> date:
+    """Today for due dates: ML_CONSOLE_TODAY when set (tests), else the engine's clock."""
+    raw = os.environ.get(TODAY_ENV, "").strip()
+    if raw:
+        try:
+            return date.fromisoformat(raw)
+        except ValueError:
+            raise ConfigError(f"env {TODAY_ENV}: not a date (YYYY-MM-DD): {raw!r}") from None
+    return clock().date()
+
+
+def change_code(report_id: str) -> str:
+    return f"{CHANGE_CODE}:{report_id}"
+
+
+def reversal_rules(posting: PostingConfig) -> dict[str, str]:
+    """Credit group → rule, with the defaults of the module doc."""
+    return {
+        GROUP_REIMBURSABLE: posting.reversal.get(
+            posting.accrued_expenses_account, CAUSE_NEXT_PERIOD
+        ),
+        GROUP_CARD: posting.reversal.get(posting.card_clearing_account, "none"),
+    }
+
+
+def accrual_version(reference: str) -> str:
+    return reference.rsplit(":", 1)[-1]
+
+
+def reversal_reference(
+    report_id: str, accrual_reference: str, groups: Sequence[str], accrual_groups: Iterable[str]
+) -> str:
+    base = f"REV:{report_id}:{accrual_version(accrual_reference)}"
+    if GROUP_REIMBURSABLE not in groups and GROUP_REIMBURSABLE in set(accrual_groups):
+        return base + ":card"
+    return base
+
+
+# ---------------------------------------------------------------- the reversal voucher
+
+
+@dataclass(frozen=True)
+class PlannedReversal:
+    report_id: str
+    accrual_reference: str
+    accrual_voucher: str
+    cause: str
+    groups: tuple[str, ...]
+    company: str
+    voucher_type: str
+    voucher_date: date
+    accounting_year: int
+    accounting_period: int
+    reference: str
+    text: str
+    rows: tuple[VoucherRow, ...]
+    moved_from: date | None = None
+
+    @property
+    def period_label(self) -> str:
+        return f"{self.accounting_year}-{self.accounting_period:02d}"
+
+    def to_ifs_body(self) -> dict[str, Any]:
+        return {
+            "Company": self.company,
+            "VoucherType": self.voucher_type,
+            "VoucherDate": self.voucher_date.isoformat(),
+            "AccountingYear": self.accounting_year,
+            "AccountingPeriod": self.accounting_period,
+            "ReferenceNumber": self.reference,
+            "Text": self.text,
+            "VoucherRowArray": [r.model_dump(mode="python", exclude_none=True) for r in self.rows],
+        }
+
+    def totals(self) -> tuple[Decimal, Decimal]:
+        d = sum((r.DebetAmount or Decimal(0) for r in self.rows), Decimal(0))
+        c = sum((r.CreditAmount or Decimal(0) for r in self.rows), Decimal(0))
+        return d, c
+
+    def to_json(self) -> dict[str, Any]:
+        d, c = self.totals()
+        return {
+            "reportID": self.report_id,
+            "referenceNumber": self.reference,
+            "accrualReference": self.accrual_reference,
+            "accrualVoucher": self.accrual_voucher,
+            "cause": self.cause,
+            "groups": list(self.groups),
+            "company": self.company,
+            "voucherDate": self.voucher_date.isoformat(),
+            "period": self.period_label,
+            "movedFrom": self.moved_from.isoformat() if self.moved_from else None,
+            "debit": format(d, "f"),
+            "credit": format(c, "f"),
+            "rows": len(self.rows),
+        }
+
+    def render_lines(self) -> list[str]:
+        out = [
+            f"~ reversal {self.reference} of {self.accrual_reference}"
+            f" ({self.accrual_voucher or 'voucher'}): {self.cause}, {', '.join(self.groups)}",
+            f"  company {self.company}  type {self.voucher_type}  date {self.voucher_date}  "
+            f"period {self.period_label}",
+        ]
+        if self.moved_from is not None:
+            out.append(
+                f"  ! MOVED: due {self.moved_from} in a closed period; dated {self.voucher_date}"
+            )
+        for r in self.rows:
+            parts = " ".join(
+                f"{k[-1]}={getattr(r, k)}"
+                for k in ("CodeB", "CodeC", "CodeD", "CodeE", "CodeF", "CodeG", "CodeH", "CodeI")
+                if getattr(r, k)
+            )
+            out.append(
+                f"  {r.RowNo or '':>3} {r.Account:<10} {parts or '-':<24} "
+                f"{_money(r.DebetAmount):>14} {_money(r.CreditAmount):>14}  {r.Text}"
+            )
+        d, c = self.totals()
+        out.append(f"  {'':>3} {'balance':<10} {'':<24} {_money(d):>14} {_money(c):>14}")
+        return out
+
+
+def _money(value: Decimal | None) -> str:
+    return "" if value is None else f"{value:,.2f}"
+
+
+def classify_rows(
+    accrual: Voucher, report_id: str, posting: PostingConfig, reimbursable: Mapping[str, bool]
+) -> dict[str, list[VoucherRow]]:
+    """The accrual's rows per credit group: balancing rows by account and their trace text,
+    expense rows by their transaction's reimbursable flag (unknown lines: reimbursable)."""
+    groups: dict[str, list[VoucherRow]] = {}
+    credit_prefix = f"Expensify {report_id} "
+    for row in accrual.VoucherRowArray:
+        if row.Text.startswith(credit_prefix) and row.Account == posting.card_clearing_account:
+            group = GROUP_CARD
+        elif row.Text.startswith(credit_prefix):
+            group = GROUP_REIMBURSABLE
+        else:
+            tid = row.Text.split(" ", 1)[0]
+            group = GROUP_REIMBURSABLE if reimbursable.get(tid, True) else GROUP_CARD
+        groups.setdefault(group, []).append(row)
+    return groups
+
+
+def mirror(rows: Iterable[VoucherRow]) -> tuple[VoucherRow, ...]:
+    """The rows with debits and credits swapped, in both currencies, renumbered."""
+    out: list[VoucherRow] = []
+    for n, row in enumerate(rows, 1):
+        out.append(
+            row.model_copy(
+                update={
+                    "RowNo": n,
+                    "CurrencyDebetAmount": row.CurrencyCreditAmount,
+                    "CurrencyCreditAmount": row.CurrencyDebetAmount,
+                    "DebetAmount": row.CreditAmount,
+                    "CreditAmount": row.DebetAmount,
+                }
+            )
+        )
+    return tuple(out)
+
+
+def _trim(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _date_in_open_period(
+    company: CompanyReference, day: date
+) -> tuple[date, int, int, date | None] | None:
+    """(date, year, period, moved_from) for a voucher due on `day`; a closed period moves it
+    to the first day of the next open period; None where IFS has no open period for it."""
+    period = company.period_on(day)
+    if period is not None and period.is_open:
+        return day, period.AccountingYear, period.AccountingPeriod, None
+    target = company.next_open_period(day)
+    if target is None:
+        return None
+    return target.DateFrom, target.AccountingYear, target.AccountingPeriod, day
+
+
+def next_period_start(company: CompanyReference, year: int, period: int) -> date | None:
+    for i, p in enumerate(company.periods):
+        if (p.AccountingYear, p.AccountingPeriod) == (year, period):
+            return company.periods[i + 1].DateFrom if i + 1 < len(company.periods) else None
+    return None
+
+
+def plan_reversal(
+    accrual: Voucher,
+    accrual_label: str,
+    report_id: str,
+    groups: Sequence[str],
+    cause: str,
+    due: date,
+    company: CompanyReference,
+    posting: PostingConfig,
+    reimbursable: Mapping[str, bool],
+) -> PlannedReversal | None:
+    """The reversal of `groups` of the accrual, due on `due`; None where there is nothing to
+    reverse or no open period to date it in."""
+    by_group = classify_rows(accrual, report_id, posting, reimbursable)
+    chosen = tuple(g for g in (GROUP_REIMBURSABLE, GROUP_CARD) if g in groups and g in by_group)
+    if not chosen:
+        return None
+    placed = _date_in_open_period(company, due)
+    if placed is None:
+        return None
+    day, year, period, moved_from = placed
+    rows = mirror(r for g in chosen for r in by_group[g])
+    ref = reversal_reference(report_id, accrual.ReferenceNumber, chosen, by_group)
+    return PlannedReversal(
+        report_id=report_id,
+        accrual_reference=accrual.ReferenceNumber,
+        accrual_voucher=accrual_label,
+        cause=cause,
+        groups=chosen,
+        company=accrual.Company,
+        voucher_type=accrual.VoucherType,
+        voucher_date=day,
+        accounting_year=year,
+        accounting_period=period,
+        reference=ref,
+        text=_trim(f"Reversal of {accrual.ReferenceNumber} ({cause}) Expensify {report_id}"),
+        rows=rows,
+        moved_from=moved_from,
+    )
+
+
+# ---------------------------------------------------------------- IFS and Expensify ports
+
+
+class ReversalPoster(Protocol):
+    def post_voucher(self, voucher: Mapping[str, Any]) -> Voucher: ...
+
+    def find_vouchers(self, reference: str, company: str | None = None) -> list[Voucher]: ...
+
+
+class ReportReader(Protocol):
+    def export_reports(
+        self, *, report_ids: Sequence[str] | None = None, states: Sequence[str] = ...
+    ) -> ExportResult: ...
+
+
+def voucher_label(v: Voucher) -> str:
+    return f"{v.Company}/{v.VoucherType}/{v.AccountingYear}/{v.VoucherNo}"
+
+
+# ---------------------------------------------------------------- watching posted reports
+
+
+@dataclass
+class WatchOutcome:
+    read: list[str] = field(default_factory=list)
+    reimbursed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)  # newly flagged changed or rejected
+
+
+def watch_posted(
+    expensify: ReportReader,
+    store: Store,
+    audit: AuditLog,
+    *,
+    priority: Sequence[str] = (),
+    cap: int = WATCH_CAP,
+) -> WatchOutcome:
+    """Re-read posted reports by ID (one export), note reimbursement, flag changes."""
+    from console.fetch import dump_report
+    from console.report_hash import content_hash
+
+    accruals = {a.report_id: a for a in store.posted_accruals()}
+    ids = [rid for rid in dict.fromkeys(priority) if rid in accruals]
+    ids += [rid for rid in store.watch_candidates(cap) if rid not in ids]
+    ids = ids[:cap]
+    outcome = WatchOutcome()
+    if not ids:
+        return outcome
+    result = expensify.export_reports(report_ids=ids, states=WATCH_STATES)
+    before = store.watched(ids)
+    seen: list[tuple[str, str, str]] = []
+    events: list[Event] = []
+    for report in result.reports:
+        rid = report.reportID
+        accrual = accruals.get(rid)
+        if accrual is None:
+            continue
+        status = report.status.upper()
+        seen.append((rid, status, report.reimbursed[:10]))
+        outcome.read.append(rid)
+        prior = store.report_change(rid)
+        rejected_done = (
+            prior is not None
+            and prior.state == "done"
+            and prior.kind == CAUSE_REJECTED
+            and prior.accrual_reference == accrual.reference
+        )
+        kind = ""
+        new_hash = ""
+        new_raw: dict[str, Any] = {}
+        if status not in APPROVED_STATES:
+            kind = "" if rejected_done else CAUSE_REJECTED
+        else:
+            new_hash = content_hash(report)
+            if new_hash != store.content_hash(rid) or rejected_done:
+                kind, new_raw = CAUSE_CHANGED, dump_report(report)
+        if kind and store.open_change(rid, kind, accrual.reference, new_hash, new_raw):
+            outcome.changed.append(rid)
+            events.append(
+                Event(
+                    type="changed-after-post",
+                    report_id=rid,
+                    summary=(
+                        f"report {rid} was {kind} in Expensify after {accrual.reference} was "
+                        "posted: held for the operator's confirmation, not posted again"
+                    ),
+                    data={"kind": kind, "accrual": accrual.reference, "status": status},
+                )
+            )
+        prev = before.get(rid)
+        if status == "REIMBURSED" and (prev is None or prev.expensify_status != "REIMBURSED"):
+            outcome.reimbursed.append(rid)
+            events.append(
+                Event(
+                    type="reimbursed",
+                    report_id=rid,
+                    summary=f"report {rid} reimbursed in Expensify on {report.reimbursed[:10]}",
+                    data={"reimbursed": report.reimbursed},
+                )
+            )
+    with store.transaction():
+        store.save_watch(seen)
+        audit.record_many(events)
+    return outcome
+
+
+# ---------------------------------------------------------------- which reversals are due
+
+
+@dataclass
+class ReversalPlan:
+    reversals: list[PlannedReversal] = field(default_factory=list)
+    waiting: list[dict[str, str]] = field(default_factory=list)  # reportID, reason
+
+
+def reversed_groups(store: Store) -> dict[str, set[str]]:
+    """accrual reference → credit groups reversed (or possibly reversed: open intents)."""
+    out: dict[str, set[str]] = {}
+    for r in store.live_reversals():
+        out.setdefault(r.accrual_reference, set()).update(g for g in r.groups.split(",") if g)
+    return out
+
+
+def _first_of_next_month(day: date) -> date:
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def due_reversals(
+    ifs: ReversalPoster,
+    store: Store,
+    reference: IfsReference,
+    posting: PostingConfig,
+    today: date,
+) -> ReversalPlan:
+    """Scheduled reversals due today (next-period-start, on-reimbursement)."""
+    rules = reversal_rules(posting)
+    plan = ReversalPlan()
+    if set(rules.values()) == {"none"}:
+        return plan
+    done = reversed_groups(store)
+    watched = store.watched()
+    changes = {c.report_id for c in store.report_changes(("open", "confirmed"))}
+    for acc in store.posted_accruals():
+        if acc.report_id in changes:
+            continue
+        flags = store.line_reimbursable(acc.report_id)
+        present = {GROUP_REIMBURSABLE if f else GROUP_CARD for f in flags.values()} or {
+            GROUP_REIMBURSABLE
+        }
+        todo = present - done.get(acc.reference, set())
+        w = watched.get(acc.report_id)
+        reimbursed = w.reimbursed if w is not None and w.expensify_status == "REIMBURSED" else ""
+        approved = _approved_day(acc)
+        by_cause: dict[str, list[str]] = {}
+        for group in sorted(todo):
+            rule = rules[group]
+            if rule == CAUSE_NEXT_PERIOD and approved is not None:
+                # Cheap pre-check before reading the accrual back: periods are months or
+                # longer, so nothing is due before the first of the next month.
+                if today >= _first_of_next_month(approved):
+                    by_cause.setdefault(rule, []).append(group)
+            elif rule == CAUSE_REIMBURSED and reimbursed:
+                by_cause.setdefault(rule, []).append(group)
+        for cause, groups in by_cause.items():
+            planned = _plan_for(
+                ifs, store, reference, posting, acc, groups, cause, today, reimbursed
+            )
+            if isinstance(planned, str):
+                if planned:
+                    plan.waiting.append({"reportID": acc.report_id, "reason": planned})
+            else:
+                plan.reversals.append(planned)
+                # A later cause of the same accrual plans against what this one reverses.
+                done.setdefault(acc.reference, set()).update(planned.groups)
+    return plan
+
+
+def _approved_day(acc: PostedAccrual) -> date | None:
+    try:
+        return date.fromisoformat(acc.approved[:10])
+    except ValueError:
+        return None
+
+
+def _read_accrual(ifs: ReversalPoster, acc: PostedAccrual) -> Voucher | None:
+    found = ifs.find_vouchers(acc.reference, acc.company)
+    return found[0] if found else None
+
+
+def _plan_for(
+    ifs: ReversalPoster,
+    store: Store,
+    reference: IfsReference,
+    posting: PostingConfig,
+    acc: PostedAccrual,
+    groups: Sequence[str],
+    cause: str,
+    today: date,
+    reimbursed: str,
+) -> PlannedReversal | str:
+    """The reversal, or a reason it waits ("" when it is simply not due yet)."""
+    company = reference.company(acc.company)
+    if company is None:
+        return f"company {acc.company} is not configured"
+    accrual = _read_accrual(ifs, acc)
+    if accrual is None:
+        return f"accrual {acc.reference} not found in IFS"
+    if cause == CAUSE_NEXT_PERIOD:
+        due = next_period_start(company, accrual.AccountingYear, accrual.AccountingPeriod)
+        if due is None:
+            return (
+                f"IFS has no period after {accrual.AccountingYear}-{accrual.AccountingPeriod:02d}"
+            )
+        if today < due:
+            return ""
+    elif cause == CAUSE_REIMBURSED:
+        due = max(date.fromisoformat(reimbursed[:10]), accrual.VoucherDate)
+    else:
+        period = company.period_on(accrual.VoucherDate)
+        open_now = period is not None and period.is_open
+        due = accrual.VoucherDate if open_now else max(accrual.VoucherDate, today)
+    planned = plan_reversal(
+        accrual,
+        acc.voucher_no,
+        acc.report_id,
+        groups,
+        cause,
+        due,
+        company,
+        posting,
+        store.line_reimbursable(acc.report_id),
+    )
+    if planned is None:
+        return f"no open period in IFS for a reversal due {due}"
+    if planned.voucher_date > today and cause == CAUSE_NEXT_PERIOD:
+        return ""  # moved to a period that has not begun: not yet
+    return planned
+
+
+def change_reversal(
+    ifs: ReversalPoster,
+    store: Store,
+    reference: IfsReference,
+    posting: PostingConfig,
+    change: ChangeRow,
+    today: date,
+) -> PlannedReversal | str | None:
+    """The reversal of what is left of the accrual a change supersedes: None when every
+    group is already reversed; a string when it cannot be planned."""
+    acc = next(
+        (
+            a
+            for a in store.posted_accruals([change.report_id])
+            if a.reference == change.accrual_reference
+        ),
+        None,
+    )
+    if acc is None:
+        return None
+    todo = {GROUP_REIMBURSABLE, GROUP_CARD} - reversed_groups(store).get(acc.reference, set())
+    if not todo:
+        return None
+    planned = _plan_for(ifs, store, reference, posting, acc, sorted(todo), change.kind, today, "")
+    return planned or None
+
+
+# ---------------------------------------------------------------- posting reversals
+
+
+@dataclass
+class ReversalOutcome:
+    posted: list[tuple[str, str, str]] = field(default_factory=list)  # reportID, ref, voucher
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+
+
+def reconcile_reversals(ifs: ReversalPoster, store: Store, audit: AuditLog) -> list[ReversalRow]:
+    """Resolve reversal intents without an outcome by looking their reference up in IFS."""
+    found: list[ReversalRow] = []
+    for intent in store.open_reversal_intents():
+        vouchers = ifs.find_vouchers(intent.reference, intent.company)
+        with store.transaction():
+            if vouchers:
+                label = voucher_label(vouchers[0])
+                store.record_reversal_outcome(intent.id, "posted", voucher_no=label)
+                audit.record(
+                    "reconciled",
+                    f"reversal {label} found in IFS for {intent.reference}: recorded as posted,"
+                    " not posted again",
+                    report_id=intent.report_id,
+                    voucher=label,
+                    data={"reference": intent.reference, "matches": len(vouchers)},
+                )
+                found.append(intent)
+            else:
+                store.record_reversal_outcome(
+                    intent.id, "failed", error="not in IFS after a lost answer"
+                )
+                audit.record(
+                    "reconciled",
+                    f"{intent.reference} is not in IFS: the earlier post did not happen; the"
+                    " reversal may be posted",
+                    report_id=intent.report_id,
+                    data={"reference": intent.reference, "matches": 0},
+                )
+    return found
+
+
+def post_reversals(
+    reversals: Sequence[PlannedReversal], ifs: ReversalPoster, store: Store, audit: AuditLog
+) -> ReversalOutcome:
+    """Post each reversal once: intent, POST, outcome; an unknown outcome is looked up."""
+    outcome = ReversalOutcome()
+    for rv in reversals:
+        live = {r.reference for r in store.live_reversals()}
+        if rv.reference in live:
+            continue  # posted (or in doubt) already
+        body = rv.to_ifs_body()
+        body_digest = digest(body) or ""
+        with store.transaction():
+            rid_ = store.record_reversal_intent(
+                rv.report_id,
+                rv.accrual_reference,
+                rv.reference,
+                rv.groups,
+                rv.cause,
+                rv.company,
+                rv.voucher_date.isoformat(),
+                body_digest,
+            )
+            audit.record(
+                "reversal-planned",
+                f"reversing {rv.accrual_reference} as {rv.reference} on {rv.voucher_date}"
+                f" ({rv.cause}; {', '.join(rv.groups)})",
+                report_id=rv.report_id,
+                request_digest=body_digest,
+                data=rv.to_json(),
+            )
+        crash_point("reversal-intent")
+        try:
+            voucher = ifs.post_voucher(body)
+        except UnknownOutcome as exc:
+            store.record_reversal_outcome(rid_, "unknown", error=str(exc))
+            audit.record(
+                "unknown-outcome",
+                f"{rv.reference}: {exc}; looking it up in IFS before anything else",
+                report_id=rv.report_id,
+                request_digest=body_digest,
+            )
+            found = reconcile_reversals(ifs, store, audit)
+            match = next((f for f in found if f.id == rid_), None)
+            if match is not None:
+                row = next(r for r in store.reversals_for(rv.report_id) if r.id == rid_)
+                outcome.posted.append((rv.report_id, rv.reference, row.voucher_no or ""))
+            else:
+                outcome.unknown.append(rv.report_id)
+            continue
+        except ServiceError as exc:
+            message = exc.detail or str(exc)
+            with store.transaction():
+                store.record_reversal_outcome(rid_, "failed", error=f"IFS: {message}")
+                audit.record(
+                    "reversal-failed",
+                    f"IFS rejected {rv.reference}: {message}",
+                    report_id=rv.report_id,
+                    request_digest=body_digest,
+                )
+            outcome.failed.append((rv.report_id, message))
+            continue
+        except (AuthError, Unreachable) as exc:
+            store.record_reversal_outcome(rid_, "failed", error=str(exc))
+            raise
+        label = voucher_label(voucher)
+        with store.transaction():
+            store.record_reversal_outcome(rid_, "posted", voucher_no=label)
+            audit.record(
+                "reversal-posted",
+                f"posted reversal {rv.reference} as voucher {label}",
+                report_id=rv.report_id,
+                voucher=label,
+                request_digest=body_digest,
+                response_digest=digest(voucher.model_dump(mode="json")),
+                data={"reference": rv.reference, "accrual": rv.accrual_reference},
+            )
+        outcome.posted.append((rv.report_id, rv.reference, label))
+    return outcome
+
+
+# ---------------------------------------------------------------- the engine's steps
+# `engine` is console.sync.Engine (typed Any: sync imports this module).
+
+
+def prepare(engine: Any, plan: Any, priority: Sequence[str], dry_run: bool) -> Any:
+    """Watch posted reports, then add to the cycle's plan the reversals due today and every
+    report changed after posting (reversal of the old accrual beside the new accrual)."""
+    import dataclasses
+
+    engine._track(
+        "expensify",
+        lambda: watch_posted(engine.expensify, engine.store, engine.audit, priority=priority),
+    )
+    today = engine_today(engine.clock)
+    reference = engine.reference()
+    posting = engine.settings.posting
+    if not dry_run:
+        engine._track("ifs", lambda: reconcile_reversals(engine.ifs, engine.store, engine.audit))
+    due: ReversalPlan = engine._track(
+        "ifs", lambda: due_reversals(engine.ifs, engine.store, reference, posting, today)
+    )
+    changes = [
+        preview_change(engine, change, reference, today)
+        for change in engine.store.report_changes(("open", "confirmed"))
+    ]
+    return dataclasses.replace(plan, reversals=due.reversals, changes=changes)
+
+
+def preview_change(
+    engine: Any, change: ChangeRow, reference: IfsReference, today: date
+) -> dict[str, Any]:
+    """The reversal of the old accrual and the accrual of the new version, side by side."""
+    from console.expensify.models import ExportReport
+    from console.fetch import load_report
+    from console.mapping import map_report
+    from console.plan import plan_voucher
+    from console.validate import validate
+
+    posting = engine.settings.posting
+    reversal = engine._track(
+        "ifs",
+        lambda: change_reversal(engine.ifs, engine.store, reference, posting, change, today),
+    )
+    out: dict[str, Any] = {
+        "reportID": change.report_id,
+        "kind": change.kind,
+        "reversal": reversal if isinstance(reversal, PlannedReversal) else None,
+        "accrual": None,
+        "holds": [reversal] if isinstance(reversal, str) else [],
+    }
+    if change.kind == CAUSE_CHANGED and change.new_raw:
+        report = load_report(change.new_raw)
+        if isinstance(report, ExportReport):
+            mapped = map_report(report, engine._get_policies(), posting, engine._overrides())
+            validated = validate(mapped, reference, posting)
+            if validated.holds:
+                out["holds"] += [h.code for h in validated.holds]
+            else:
+                out["accrual"] = plan_voucher(validated, posting)
+    return out
+
+
+def post_due(engine: Any, plan: Any, summary: Any) -> None:
+    """Post the plan's scheduled reversals (under the posting lock) into the summary."""
+    if not plan.reversals:
+        return
+    with engine.lock:
+        done: ReversalOutcome = engine._track(
+            "ifs",
+            lambda: post_reversals(plan.reversals, engine.ifs, engine.store, engine.audit),
+        )
+    _into_summary(done, summary)
+
+
+def _into_summary(done: ReversalOutcome, summary: Any) -> None:
+    summary.reversals += [
+        {"reportID": rid, "reference": ref, "voucher": v} for rid, ref, v in done.posted
+    ]
+    summary.unknown += done.unknown
+    summary.failed_reports += [
+        {"reportID": rid, "reason": f"reversal: {msg}"} for rid, msg in done.failed
+    ]
+
+
+def moved(plan: Any) -> list[dict[str, str]]:
+    """Vouchers moved out of a closed period (closed_period = "next-open"), for the summary."""
+    out = [
+        {
+            "reportID": v.report_id,
+            "reference": v.reference_number,
+            "from": v.moved_from_period,
+            "approved": v.moved_from.isoformat(),
+            "to": v.period_label,
+            "date": v.voucher_date.isoformat(),
+        }
+        for v in plan.vouchers
+        if v.moved_from is not None
+    ]
+    out += [
+        {
+            "reportID": rv.report_id,
+            "reference": rv.reference,
+            "from": "",
+            "approved": rv.moved_from.isoformat(),
+            "to": rv.period_label,
+            "date": rv.voucher_date.isoformat(),
+        }
+        for rv in plan.reversals
+        if rv.moved_from is not None
+    ]
+    return out
+
+
+def change_holds(store: Store) -> list[dict[str, str]]:
+    """Reports changed after posting, awaiting confirmation: held, for the summary."""
+    return [
+        {"reportID": c.report_id, "reason": change_code(c.report_id)}
+        for c in store.report_changes(("open",))
+    ]
+
+
+def settle_changes(store: Store) -> None:
+    """A confirmed change is done once its new accrual is posted (changed) or at once
+    (rejected: the reversal is all there is)."""
+    for change in store.report_changes(("confirmed",)):
+        latest = store.posted_posting(change.report_id)
+        if change.kind == CAUSE_REJECTED or (
+            latest is not None and latest.reference != change.accrual_reference
+        ):
+            store.set_change_state(change.report_id, "done")
+
+
+def confirm_change(engine: Any, report_id: str) -> Any:
+    """The operator's confirmation: reverse what is left of the old accrual, then (changed)
+    post the new version as a new accrual. Returns the cycle summary."""
+    from console.errors import ConsoleError
+    from console.fetch import load_report, report_record
+
+    with engine._cycle_lock, engine.lock:
+        change = engine.store.report_change(report_id)
+        if change is None or change.state not in ("open", "confirmed"):
+            raise ConsoleError(f"report {report_id} has no change after posting to confirm")
+        if change.state == "open":
+            engine.store.set_change_state(report_id, "confirmed", engine.actor)
+            engine.audit.record(
+                "change-confirmed",
+                f"confirmed: reverse {change.accrual_reference}"
+                + (" and post the new version" if change.kind == CAUSE_CHANGED else ""),
+                report_id=report_id,
+                data={"kind": change.kind, "accrual": change.accrual_reference},
+            )
+        engine._reference = None
+        reference = engine.reference()
+        today = engine_today(engine.clock)
+        engine._track("ifs", lambda: reconcile_reversals(engine.ifs, engine.store, engine.audit))
+        planned = engine._track(
+            "ifs",
+            lambda: change_reversal(
+                engine.ifs, engine.store, reference, engine.settings.posting, change, today
+            ),
+        )
+        if isinstance(planned, str):
+            raise ConsoleError(f"the reversal of {change.accrual_reference} waits: {planned}")
+        done = ReversalOutcome()
+        if planned is not None:
+            done = engine._track(
+                "ifs", lambda: post_reversals([planned], engine.ifs, engine.store, engine.audit)
+            )
+            if done.unknown or done.failed:
+                raise ConsoleError(
+                    f"the reversal of {change.accrual_reference} did not post; the new version"
+                    " waits (run the confirmation again)"
+                )
+        if change.kind == CAUSE_CHANGED:
+            report = load_report(change.new_raw)
+            if hasattr(report, "transactions"):
+                engine.store.replace_report_content(report_record(report))  # type: ignore[arg-type]
+            summary = engine.run_cycle(report_ids=[report_id], fetch=False, mode="confirm-change")
+        else:
+            summary = engine.run_cycle(report_ids=[], fetch=False, mode="confirm-change")
+        settle_changes(engine.store)
+        _into_summary(done, summary)
+        return summary
