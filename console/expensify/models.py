@@ -16,6 +16,11 @@ def _unescape(v: Any) -> Any:
     return html.unescape(v) if isinstance(v, str) else v
 
 
+# The largest amount accepted, in minor units: a trillion in major units, far beyond any expense
+# report, and within SQLite's 64-bit integers even when summed over 10,000 lines.
+MAX_AMOUNT_MINOR = 10**14
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
@@ -59,6 +64,9 @@ class ExportTransaction(_Model):
             raise ValueError("amounts are integer cents, got a fraction")
         if hasattr(v, "to_integral_value") and v != v.to_integral_value():
             raise ValueError("amounts are integer cents, got a fraction")
+        if isinstance(v, int) and abs(v) > MAX_AMOUNT_MINOR:
+            # Beyond any real expense, and beyond what the state file's integers hold.
+            raise ValueError(f"amount {v} is out of range (more than {MAX_AMOUNT_MINOR} cents)")
         return v
 
     @property
