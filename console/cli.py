@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("replay", help="re-check and post held or failed reports")
     rep.add_argument("report_ids", nargs="*")
     rep.add_argument("--held", action="store_true", help="every held report")
+    rep.add_argument(
+        "--confirm-change",
+        action="store_true",
+        help="a report changed after posting: reverse the old accrual, post the new version",
+    )
 
     audit = sub.add_parser("audit", help="verify or export the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
@@ -129,6 +134,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from console.adopt import run_adopt_command
 
         return run_adopt_command(args)
+    if cmd == "replay" and args.confirm_change:
+        from console.reversal_cmd import run_confirm_change_command
+
+        return run_confirm_change_command(args)
     if cmd is not None:
         from console.commands import run_command
 
