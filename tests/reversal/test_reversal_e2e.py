@@ -75,7 +75,7 @@ def test_on_reimbursement_mode_follows_expensify(small_console, small_sims):
     report = raw_report("90000001")
     report.update(status="REIMBURSED", reimbursed="2026-11-20 09:00:00")
     sim_post(small_sims.expensify_url, "/__sim/reports", report)
-    code, s, err = small_console.auto()
+    _code, s, err = small_console.auto()
     assert [r["reportID"] for r in s["reversals"]] == ["90000001"], err
     rev = next(v for v in vouchers(small_sims) if v["ReferenceNumber"].startswith("REV:"))
     assert str(rev["VoucherDate"])[:10] == "2026-11-20"
@@ -89,14 +89,14 @@ def test_changed_report_waits_for_confirmation_then_posts_once(small_console, sm
     report["transactionList"][0]["amount"] = 50000
     report["transactionList"][0]["convertedAmount"] = 50000
     sim_post(small_sims.expensify_url, "/__sim/reports", report)
-    code, s, err = small_console.auto(env=NOV_30)
+    code, s, _err = small_console.auto(env=NOV_30)
     assert code == 3
     assert {"reportID": "90000001", "reason": "changed-after-posting:90000001"} in s["held_reports"]
     assert refs(small_sims, "EXP:")["90000001"] == 1
     proc = small_console.run("--auto", "--dry-run", env=NOV_30)
     assert "CHANGED AFTER POSTING report 90000001" in proc.stdout
     assert "reversal REV:90000001:" in proc.stdout and "new accrual EXP:90000001:" in proc.stdout
-    code, s, err = small_console.auto(env=NOV_30)
+    code, s, _err = small_console.auto(env=NOV_30)
     assert code == 3 and refs(small_sims, "EXP:")["90000001"] == 1  # --auto never confirms
     proc = small_console.run("replay", "90000001", "--confirm-change", env=NOV_30)
     assert proc.returncode in (0, 3), proc.stderr
@@ -110,7 +110,7 @@ def test_changed_report_waits_for_confirmation_then_posts_once(small_console, sm
         if r.get("DebetAmount") is not None
     }
     assert Decimal("500") in debits  # the new version's amount
-    code, s, err = small_console.auto(env=NOV_30)
+    code, s, _err = small_console.auto(env=NOV_30)
     assert not any(h["reason"].startswith("changed-after") for h in s["held_reports"])
     assert refs(small_sims, "REV:")["90000001"] == 1 and refs(small_sims, "EXP:")["90000001"] == 2
     # Month end: the old accrual is reversed already, the new one gets its own reversal.
@@ -147,7 +147,7 @@ def test_unknown_outcome_on_reversal_is_reconciled(small_console, small_sims):
         "/__sim/faults",
         {"route": "VoucherSet", "method": "POST", "fault": "drop-after", "count": 1},
     )
-    code, s, err = small_console.auto(env=DEC_1)
+    _code, _s, err = small_console.auto(env=DEC_1)
     small_console.auto(env=DEC_1)
     counts = refs(small_sims, "REV:")
     assert counts["90000001"] == 1 and counts["90000002"] == 1, err
