@@ -172,19 +172,20 @@ def fetch(
         up = store.upsert_reports(records)
         outcome.new, outcome.changed = up.new, up.changed
         outcome.unchanged, outcome.changed_after_post = up.unchanged, up.changed_after_post
+        new_ids, changed_ids = set(up.new), set(up.changed)  # membership per report: no scans
         events = [
             Event(
                 type="fetched",
                 report_id=r.report_id,
                 summary=(
-                    f"{'new' if r.report_id in up.new else 'changed'} report "
+                    f"{'new' if r.report_id in new_ids else 'changed'} report "
                     f"{r.report_id}: {len(r.lines)} line(s), {r.total_minor} {r.currency}"
                 ),
                 transaction_ids=[ln.transaction_id for ln in r.lines],
                 data={"content_hash": r.content_hash, "approved": r.approved},
             )
             for r in records
-            if r.report_id in up.new or r.report_id in up.changed
+            if r.report_id in new_ids or r.report_id in changed_ids
         ]
         events += [
             Event(
