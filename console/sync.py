@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -663,8 +663,9 @@ class Engine:
         summary.failed_reports = [{"reportID": r.report_id, "reason": r.reason} for r in failed]
         summary.failed = len(failed)
         summary.finished = iso(self.clock())
-        data = summary.to_json()
-        data.pop("plan", None)
+        # The run record keeps the summary without the plan (serialising it is the dry
+        # run's largest single cost, and it is dropped here anyway).
+        data = replace(summary, plan=None).to_json()
         if error:
             data["error"] = error
         if summary.run_id is not None:
