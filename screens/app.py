@@ -37,7 +37,7 @@ class ConsoleCommands(Provider):
     def _commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
         app: MlConsoleApp = self.app  # type: ignore[assignment]
         out: list[tuple[str, str, Callable[[], Any]]] = [
-            (f"Go to {title}", f"key {key}", partial(app.action_switch_screen, mode))
+            (f"Go to {title}", f"key {key}", partial(app.action_goto, mode))
             for key, mode, title in SCREEN_TABS
         ]
         out += [
@@ -82,11 +82,11 @@ class MlConsoleApp(App[int]):
     COMMANDS = App.COMMANDS | {ConsoleCommands}
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("1", "switch_screen('pending')", "Pending", show=False, id="app.pending"),
-        Binding("2", "switch_screen('mapping')", "Mapping", show=False, id="app.mapping"),
-        Binding("3", "switch_screen('missing')", "Missing", show=False, id="app.missing"),
-        Binding("4", "switch_screen('dryrun')", "Dry run", show=False, id="app.dryrun"),
-        Binding("5", "switch_screen('audit')", "Audit", show=False, id="app.audit"),
+        Binding("1", "goto('pending')", "Pending", show=False, id="app.pending"),
+        Binding("2", "goto('mapping')", "Mapping", show=False, id="app.mapping"),
+        Binding("3", "goto('missing')", "Missing", show=False, id="app.missing"),
+        Binding("4", "goto('dryrun')", "Dry run", show=False, id="app.dryrun"),
+        Binding("5", "goto('audit')", "Audit", show=False, id="app.audit"),
         Binding("s", "sync", "Sync", id="app.sync"),
         Binding("question_mark,f1", "help", "Help", id="app.help"),
         Binding("q", "quit", "Quit", id="app.quit"),
@@ -225,7 +225,7 @@ class MlConsoleApp(App[int]):
 
     # ---- actions -------------------------------------------------------------------------------
 
-    def action_switch_screen(self, mode: str) -> None:
+    def action_goto(self, mode: str) -> None:
         if self.current_mode == mode:
             while len(self.screen_stack) > 1 and not hasattr(self.screen, "MODE"):
                 self.pop_screen()

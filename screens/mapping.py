@@ -18,6 +18,7 @@ from textual.suggester import SuggestFromList
 from textual.timer import Timer
 from textual.widgets import Input, Label, Static
 
+from console.expensify.models import ExportReport
 from console.fetch import load_report
 from console.mapping import CATEGORY, TAG_PREFIX, MappingRule, split_tag, suggest_defaults
 from screens.base import ConsoleScreen
@@ -65,7 +66,7 @@ def load_mapping(engine: Any) -> tuple[list[MappingEntry], dict[tuple[str, str],
             report = load_report(raw)
         except ValueError:
             continue
-        if not hasattr(report, "transactions"):
+        if not isinstance(report, ExportReport):
             continue
         policy = policies.get(report.policyID)
         levels = [lv.name for lv in policy.tag_levels] if policy else []

@@ -308,7 +308,7 @@ class MissingScreen(ConsoleScreen):
         parts = group.value.split(":")
         if kind in ("missing-dimension", "invalid-dimension", "unmapped-tag", "unmapped-category"):
             self.console_app.mapping_preselect = (kind, parts[-1])
-            self.console_app.action_switch_screen("mapping")
+            self.console_app.action_goto("mapping")
         else:
             self.notify(f"A {kind} hold is not fixed by a mapping.", severity="warning")
 

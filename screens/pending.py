@@ -139,7 +139,7 @@ class PendingScreen(ConsoleScreen):
         self.table.focus()
 
     @on(VirtualTable.Reloaded)
-    @on(VirtualTable.Highlighted)
+    @on(VirtualTable.MarksChanged)
     def _update_count(self) -> None:
         self._show_count()
 
@@ -153,8 +153,6 @@ class PendingScreen(ConsoleScreen):
         text.append(" pending reports")
         if table.marked:
             text.append(f" · {len(table.marked):,} marked", style="bold")
-        if table.total:
-            text.append(f" · row {table.cursor_row + 1:,}", style=GREY)
         self.query_one("#pending-count", Label).update(text)
 
     @on(VirtualTable.Opened)
@@ -173,6 +171,7 @@ class PendingScreen(ConsoleScreen):
             return [report_row(r) for r in rows]
 
         def done(rows: list[Row]) -> None:
+            self.table.mark_all(lambda row: False)  # drops the cached lines
             for row in rows:
                 self.table.marked[row.key] = row
             self.table.refresh()
@@ -190,7 +189,7 @@ class PendingScreen(ConsoleScreen):
         self.console_app.dry_run_selection = marked or None
         if not marked:
             self.notify("Nothing marked: the dry run plans every ready report.")
-        self.console_app.action_switch_screen("dryrun")
+        self.console_app.action_goto("dryrun")
 
 
 class ReportDetailScreen(Screen[None]):

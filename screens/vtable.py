@@ -19,7 +19,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import work
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -131,6 +131,15 @@ class VirtualTable(ScrollView, can_focus=True):
         def control(self) -> VirtualTable:
             return self.table
 
+    class MarksChanged(Message):
+        def __init__(self, table: VirtualTable) -> None:
+            super().__init__()
+            self.table = table
+
+        @property
+        def control(self) -> VirtualTable:
+            return self.table
+
     class Reloaded(Message):
         """The count is known (after every reload)."""
 
@@ -165,6 +174,7 @@ class VirtualTable(ScrollView, can_focus=True):
         self._generation = 0
         self._lock = threading.Lock()
         self._widths: list[int] = []
+        self._strips: OrderedDict[tuple[int, int, bool, bool], Strip] = OrderedDict()
         self.loaded_once = False
 
     # ---- data -------------------------------------------------------------------------------
@@ -177,6 +187,7 @@ class VirtualTable(ScrollView, can_focus=True):
         """Forget the cached pages and count again (after a filter change or a sync)."""
         self._generation += 1
         self._pages.clear()
+        self._strips.clear()
         self._loading.clear()
         if not keep_cursor:
             self.cursor_row = 0
@@ -193,6 +204,7 @@ class VirtualTable(ScrollView, can_focus=True):
         if generation != self._generation:
             return
         self._pages[0] = first
+        self._strips.clear()
         self.total = total
         self.loaded_once = True
         self.virtual_size = Size(self.size.width, total + 1)
@@ -219,6 +231,7 @@ class VirtualTable(ScrollView, can_focus=True):
             return
         self._loading.discard(page)
         self._pages[page] = rows
+        self._strips.clear()
         while len(self._pages) > MAX_PAGES:
             self._pages.popitem(last=False)
         self.refresh()
@@ -256,6 +269,7 @@ class VirtualTable(ScrollView, can_focus=True):
         return widths
 
     def on_resize(self) -> None:
+        self._strips.clear()
         self._widths = self._column_widths(self.size.width)
         self.virtual_size = Size(self.size.width, self.total + 1)
 
@@ -282,6 +296,21 @@ class VirtualTable(ScrollView, can_focus=True):
         return strip.simplify()
 
     def render_line(self, y: int) -> Strip:
+        index = self.scroll_offset.y + y - 1
+        if y > 0 and 0 <= index < self.total:
+            row = self.row_at(index)
+            if row is not None:
+                key = (index, self.size.width, index == self.cursor_row, row.key in self.marked)
+                strip = self._strips.get(key)
+                if strip is None:
+                    strip = self._render_row_line(y)
+                    self._strips[key] = strip
+                    while len(self._strips) > 400:
+                        self._strips.popitem(last=False)
+                return strip
+        return self._render_row_line(y)
+
+    def _render_row_line(self, y: int) -> Strip:
         if not self._widths:
             self._widths = self._column_widths(self.size.width)
         base = self.rich_style
@@ -323,9 +352,14 @@ class VirtualTable(ScrollView, can_focus=True):
         top = int(self.scroll_offset.y)
         if new < top:
             self.scroll_to(y=new, animate=False, immediate=True)
+            self.refresh()
         elif new >= top + self._body_height:
             self.scroll_to(y=new - self._body_height + 1, animate=False, immediate=True)
-        self.refresh()
+            self.refresh()
+        else:
+            for index in (old, new):  # only the two rows whose look changed
+                if top <= index < top + self._body_height:
+                    self.refresh(Region(0, index - top + 1, self.size.width, 1))
         if self.is_mounted:
             self.post_message(self.Highlighted(self, self.row_at(new)))
 
@@ -355,6 +389,8 @@ class VirtualTable(ScrollView, can_focus=True):
             self.marked[row.key] = row
         else:
             self.notify(f"{row.key} cannot be selected here", severity="warning")
+        self._strips.clear()
+        self.post_message(self.MarksChanged(self))
         self.action_cursor(1)
         self.refresh()
 
@@ -366,11 +402,13 @@ class VirtualTable(ScrollView, can_focus=True):
                 if row.selectable and predicate(row) and row.key not in self.marked:
                     self.marked[row.key] = row
                     added += 1
+        self._strips.clear()
         self.refresh()
         return added
 
     def clear_marks(self) -> None:
         self.marked.clear()
+        self._strips.clear()
         self.refresh()
 
     def on_click(self, event: Any) -> None:

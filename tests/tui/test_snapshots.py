@@ -28,7 +28,9 @@ def frozen_engine(tui_home: Any) -> Any:
     real_status = engine.status
 
     def status() -> Any:
-        return dataclasses.replace(real_status(), ifs_token_refresh_s=3540.0, rate_budget_in_use=0.12)
+        return dataclasses.replace(
+            real_status(), ifs_token_refresh_s=3540.0, rate_budget_in_use=0.12
+        )
 
     engine.status = status  # type: ignore[method-assign]
     yield engine
