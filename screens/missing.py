@@ -260,9 +260,13 @@ class MissingScreen(ConsoleScreen):
             self.refresh_data()
             return
         self.query_one("#missing-count", Label).update(Text("re-checking against IFS…"))
+
+        def recheck() -> Any:
+            engine.reference(refresh=True)  # read IFS again: the value may exist now
+            return engine.evaluate(held)
+
         self.console_app.run_core(
-            engine.evaluate,
-            held,
+            recheck,
             on_done=lambda _: self.refresh_data(),
             label="re-check",
             group="recheck",

@@ -138,7 +138,6 @@ async def test_held_group_turns_ready_and_replays(tui_home, make_app, small_sims
                 "ValidUntil": "2099-12-31",
             },
         )
-        app.engine._reference = None  # the next evaluation reads IFS again (new cycle)
         await pilot.press("r")
         await settle(pilot, 6)
         rows = [groups.row_at(i) for i in range(groups.total)]
