@@ -60,6 +60,7 @@ class ConsoleCommands(Provider):
 
 def _modes() -> dict[str, Callable[[], Screen[Any]]]:
     from screens.audit import AuditScreen
+    from screens.close import CloseTab
     from screens.dryrun import DryRunScreen
     from screens.mapping import MappingScreen
     from screens.missing import MissingScreen
@@ -71,6 +72,7 @@ def _modes() -> dict[str, Callable[[], Screen[Any]]]:
         "missing": MissingScreen,
         "dryrun": DryRunScreen,
         "audit": AuditScreen,
+        "close": CloseTab,
     }
 
 
@@ -87,6 +89,7 @@ class MlConsoleApp(App[int]):
         Binding("3", "goto('missing')", "Missing", show=False, id="app.missing"),
         Binding("4", "goto('dryrun')", "Dry run", show=False, id="app.dryrun"),
         Binding("5", "goto('audit')", "Audit", show=False, id="app.audit"),
+        Binding("6", "goto('close')", "Close", show=False, id="app.close"),
         Binding("s", "sync", "Sync", id="app.sync"),
         Binding("question_mark,f1", "help", "Help", id="app.help"),
         Binding("q", "quit", "Quit", id="app.quit"),

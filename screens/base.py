@@ -27,6 +27,7 @@ SCREEN_TABS = (
     ("3", "missing", "Missing dimensions"),
     ("4", "dryrun", "Dry run"),
     ("5", "audit", "Audit"),
+    ("6", "close", "Close"),
 )
 
 

@@ -91,10 +91,10 @@ class CloseScreen(Screen[None]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("left_square_bracket", "period(-1)", "Prev period"),
-        Binding("right_square_bracket", "period(1)", "Next period"),
-        Binding("r", "reload", "Read again"),
-        Binding("c", "chart", "Chart"),
+        Binding("left_square_bracket", "period(-1)", "Prev period", id="close.prev_period"),
+        Binding("right_square_bracket", "period(1)", "Next period", id="close.next_period"),
+        Binding("r", "reload", "Read again", id="close.reload"),
+        Binding("c", "chart", "Chart", id="close.chart"),
     ]
 
     def __init__(self, engine: Any, period: ClosePeriod | None = None, **kwargs: Any) -> None:
@@ -269,3 +269,39 @@ class CloseScreen(Screen[None]):
     def action_chart(self) -> None:
         self.chart_index = (self.chart_index + 1) % len(CHARTS)
         self._render_chart()
+
+
+class CloseTab(CloseScreen):
+    """The Close screen as the console's sixth top-level screen (key 6): the status header
+    above it, and the engine taken from the app once it is open. A tie-out re-reads Expensify
+    (20 requests a minute), so it is computed only while the screen is shown: on arrival when
+    a sync changed the data since, and on `r`."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self._stale = True
+
+    def compose(self) -> ComposeResult:
+        from screens.base import StatusHeader
+
+        yield StatusHeader(id="status-header")
+        yield from super().compose()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.watch(self.app, "data_version", self._data_changed, init=False)
+
+    def _data_changed(self, _: object = None) -> None:
+        self._stale = True
+        if self.app.screen is self:
+            self.action_reload()
+
+    def on_screen_resume(self) -> None:
+        if self._stale:
+            self.action_reload()
+
+    def action_reload(self) -> None:
+        self.engine = getattr(self.app, "engine", None) or self.engine
+        if self.engine is not None:
+            self._stale = False
+        super().action_reload()
