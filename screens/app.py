@@ -90,7 +90,7 @@ class MlConsoleApp(App[int]):
         Binding("4", "goto('dryrun')", "Dry run", show=False, id="app.dryrun"),
         Binding("5", "goto('audit')", "Audit", show=False, id="app.audit"),
         Binding("6", "goto('close')", "Close", show=False, id="app.close"),
-        Binding("s", "sync", "Sync", id="app.sync"),
+        Binding("s", "sync", "Sync (posts nothing)", id="app.sync"),
         Binding("question_mark,f1", "help", "Help", id="app.help"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
@@ -109,8 +109,10 @@ class MlConsoleApp(App[int]):
         clock: Callable[[], datetime] = _now,
         status_interval: float | None = 5.0,
         environment_name: str = "",
+        sync_on_open: bool = False,
     ) -> None:
         super().__init__()
+        self.sync_on_open = sync_on_open
         self.settings = settings
         self.engine: Any = engine
         self._engine_opener = engine_opener
@@ -157,6 +159,9 @@ class MlConsoleApp(App[int]):
         self.refresh_status()
         if self.status_interval:
             self.set_interval(self.status_interval, self.refresh_status, name="status")
+        if self.sync_on_open:
+            # Reading is free of side effects in both systems: show what is pending at once.
+            self.action_sync()
 
     # ---- core calls in workers ----------------------------------------------------------------
 
@@ -265,8 +270,12 @@ class MlConsoleApp(App[int]):
             text = " ".join(str(p) for p in parts if p is not None)
             self.call_from_thread(setattr, self, "sync_progress", text or "working…")
 
+        # The console's sync reads and checks (fetch, map, validate, plan) and posts nothing:
+        # posting is the operator's decision, taken on the Dry run screen after review.
+        # Headless `--auto` is the unattended path that posts.
         self.run_core(
             self.engine.run_cycle,
+            dry_run=True,
             progress=progress,
             on_done=self._sync_done,
             on_error=self._sync_failed,
@@ -293,7 +302,13 @@ class MlConsoleApp(App[int]):
 def describe_cycle(summary: Any) -> str:
     """One line: what a cycle did ("fetched 12 · posted 9 · held 3 · failed 0")."""
     parts = []
-    for name in ("fetched", "posted", "already_posted", "held", "failed"):
+    dry_run = getattr(summary, "dry_run", None)
+    if dry_run is None and isinstance(summary, dict):
+        dry_run = summary.get("dry_run")
+    names = ("fetched", "posted", "already_posted", "held", "failed")
+    if dry_run:
+        names = ("fetched", "planned", "held", "failed")
+    for name in names:
         value = getattr(summary, name, None)
         if value is None and isinstance(summary, dict):
             value = summary.get(name)
@@ -301,7 +316,10 @@ def describe_cycle(summary: Any) -> str:
             value = len(value)
         if value is not None:
             parts.append(f"{name.replace('_', ' ')} {value}")
-    return " · ".join(parts) or "done"
+    text = " · ".join(parts) or "done"
+    if dry_run:
+        text += " — nothing posted; review and confirm on 4 Dry run"
+    return text
 
 
 def run_tui(args: argparse.Namespace | None = None) -> int:

@@ -51,6 +51,7 @@ def build_app(args: argparse.Namespace | None = None, **overrides: Any) -> MlCon
         "engine_opener": engine_opener(),
         "needs_setup": setup_first,
         "environment_name": environment,
+        "sync_on_open": True,
     }
     options.update(overrides)
     return MlConsoleApp(**options)

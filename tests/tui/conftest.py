@@ -73,7 +73,11 @@ def make_app() -> Iterator[Callable[..., Any]]:
     def factory(**overrides: Any) -> Any:
         from screens.startup import build_app
 
-        options: dict[str, Any] = {"clock": fixed_clock, "status_interval": None}
+        options: dict[str, Any] = {
+            "clock": fixed_clock,
+            "status_interval": None,
+            "sync_on_open": False,
+        }
         options.update(overrides)
         app = build_app(None, **options)
         apps.append(app)

@@ -6,6 +6,7 @@ from typing import Any
 
 from textual.pilot import Pilot
 
+from screens.app import describe_cycle
 from screens.vtable import VirtualTable
 from tests.conftest import sim_control
 
@@ -71,11 +72,14 @@ async def test_switch_screens_filter_and_drill_in(tui_home, make_app) -> None:
         assert app.current_mode == "dryrun"
         assert sorted(app.dry_run_selection) == sorted(pending.marked)
         assert len(app.screen.plan.vouchers) == 3
-        # A sync posts what is ready: only the held report stays pending.
+        # The console's sync reads and checks but posts nothing: posting is the Dry run's
+        # confirm. All four reports stay pending and IFS holds no voucher.
         await sync(pilot)
         await pilot.press("1")
         await settle(pilot)
-        assert table(pilot, "#pending-table").total == 1
+        assert table(pilot, "#pending-table").total == 4
+        assert "nothing posted" in describe_cycle(app.last_cycle)
+        assert app.last_cycle.posted == 0
 
 
 async def test_mapping_edit_validates_live_and_saves(tui_home, make_app) -> None:
