@@ -131,6 +131,11 @@ class IfsConfig(_Section):
     )
     batch: bool = Field(False, description="send vouchers in OData $batch requests")
     batch_size: int = Field(50, ge=1, le=1000, description="vouchers per $batch request")
+    batch_counts_parts: bool = Field(
+        True,
+        description="whether the tenant's rate limit counts each part of a $batch (undocumented;"
+        " true is the safe assumption: the client holds one limiter slot per part)",
+    )
     tenant_name: str = Field("", description="shown in the TUI header")
 
     @field_validator("url")

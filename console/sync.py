@@ -11,6 +11,7 @@ lock inside, on top of the cross-process posting lock).
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -266,7 +267,7 @@ class Engine:
                 scope=cfg.scope,
                 entity_sets=IfsEntitySets(**cfg.entity_sets.model_dump()),
                 # Not in every config yet: counting each $batch part is the safe default.
-                batch_counts_parts=getattr(cfg, "batch_counts_parts", True),
+                batch_counts_parts=cfg.batch_counts_parts,
             )
         return self._ifs
 
@@ -415,7 +416,8 @@ class Engine:
         IfsReference read; update the hold queue (first_held kept) and statuses."""
         with self._cycle_lock:
             statuses = EVALUATED_STATUSES + (("failed",) if include_failed else ())
-            rows = list(self.store.reports_raw(statuses, report_ids))
+            # Raw JSON text, parsed one report at a time below (see Store.reports_raw_text).
+            rows = self.store.reports_raw_text(statuses, report_ids)
             if not rows:
                 return []
             policies = self._get_policies()
@@ -425,7 +427,8 @@ class Engine:
             evaluations: list[ReportEvaluation] = []
             records: list[EvaluationRecord] = []
             previous = {rid: status for rid, status, _ in rows}
-            for rid, _status, raw in rows:
+            for rid, _status, raw_text in rows:
+                raw = json.loads(raw_text)
                 try:
                     loaded: ExportReport | MalformedReport = load_report(raw)
                 except ValueError as exc:  # pydantic ValidationError is a ValueError
