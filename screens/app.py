@@ -305,7 +305,7 @@ def describe_cycle(summary: Any) -> str:
     dry_run = getattr(summary, "dry_run", None)
     if dry_run is None and isinstance(summary, dict):
         dry_run = summary.get("dry_run")
-    names = ("fetched", "posted", "already_posted", "held", "failed")
+    names: tuple[str, ...] = ("fetched", "posted", "already_posted", "held", "failed")
     if dry_run:
         names = ("fetched", "planned", "held", "failed")
     for name in names:
