@@ -606,6 +606,11 @@ class Store:
         with self._lock:
             return self._conn.execute(sql, params)
 
+    def _tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            rows: list[tuple[Any, ...]] = self._conn.execute(sql, params).fetchall()
+            return rows
+
     def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
             cur = self._conn.execute(sql, params)
@@ -705,21 +710,28 @@ class Store:
         self, statuses: Sequence[str], report_ids: Sequence[str] | None = None
     ) -> Iterator[tuple[str, str, dict[str, Any]]]:
         """(report_id, status, raw) for reports in these statuses, oldest approval first."""
+        for rid, status, text in self.reports_raw_text(statuses, report_ids):
+            yield rid, status, json.loads(text)
+
+    def reports_raw_text(
+        self, statuses: Sequence[str], report_ids: Sequence[str] | None = None
+    ) -> list[tuple[str, str, str]]:
+        """(report_id, status, raw JSON text), as reports_raw but read at once and not parsed:
+        a caller holding every row parses one at a time, so thousands of parsed reports are
+        never alive together (the garbage collector walks every live container)."""
         marks = ",".join("?" for _ in statuses)
         sql = f"SELECT report_id, status, raw FROM reports WHERE status IN ({marks})"
         params: list[Any] = list(statuses)
-        if report_ids is not None:
-            ids = list(report_ids)
-            if not ids:
-                return
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                q = sql + f" AND report_id IN ({','.join('?' for _ in chunk)})"
-                for r in self._rows(q + " ORDER BY approved, report_id", params + chunk):
-                    yield r["report_id"], r["status"], json.loads(r["raw"])
-            return
-        for r in self._rows(sql + " ORDER BY approved, report_id", params):
-            yield r["report_id"], r["status"], json.loads(r["raw"])
+        order = " ORDER BY approved, report_id"
+        if report_ids is None:
+            return [(r[0], r[1], r[2]) for r in self._tuples(sql + order, params)]
+        ids = list(report_ids)
+        out: list[tuple[str, str, str]] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            q = sql + f" AND report_id IN ({','.join('?' for _ in chunk)})"
+            out += [(r[0], r[1], r[2]) for r in self._tuples(q + order, params + chunk)]
+        return out
 
     def currencies_by_policy(self) -> dict[str, set[str]]:
         """The report currencies seen per Expensify policy."""
