@@ -11,9 +11,11 @@ lock inside, on top of the cross-process posting lock).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from functools import partial
@@ -100,6 +102,25 @@ class ValueCheck:
 class ServiceState:
     state: str  # ok | error | unknown
     message: str = ""
+
+
+# Objects a cycle allocates before the young generation is collected. A cycle holds every
+# report it evaluates and plans, so with the default (700) the collector walked that growing
+# heap in full again and again (8 full collections at 5,000 reports) and its cost grew faster
+# than the reports; at this size the young collections are fewer and a 5,000-report dry run
+# needs no full collection.
+CYCLE_GC_THRESHOLD = 10_000
+
+
+@contextlib.contextmanager
+def _paced_collector() -> Iterator[None]:
+    """Raise the collector's young-generation threshold for one cycle, then restore it."""
+    saved = gc.get_threshold()
+    gc.set_threshold(max(saved[0], CYCLE_GC_THRESHOLD), *saved[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*saved)
 
 
 @dataclass(frozen=True)
@@ -575,7 +596,7 @@ class Engine:
         mode: str | None = None,
     ) -> CycleSummary:
         """fetch → evaluate → plan → post → label: what `--auto` and the TUI's sync call."""
-        with self._cycle_lock:
+        with self._cycle_lock, _paced_collector():
             self._policies = None
             self._reference = None
             summary = CycleSummary(dry_run=dry_run, started=iso(self.clock()))
