@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime
 from decimal import Decimal
@@ -73,7 +74,164 @@ def plan_rows(plan: Any, flt: str = "") -> list[Row]:
                     selectable=False,
                 )
             )
+    for rv in plan.reversals:
+        if flt and flt not in f"{rv.report_id} {rv.reference} {rv.company}".lower():
+            continue
+        rows.extend(reversal_rows(rv, f"rev:{rv.reference}"))
+    for ch in plan.changes:
+        if flt and flt not in str(ch["reportID"]).lower():
+            continue
+        rows.append(
+            Row(
+                key=f"change:{ch['reportID']}",
+                cells={},
+                payload=ch,
+                selectable=True,
+                span=change_heading(ch),
+            )
+        )
     return rows
+
+
+def reversal_heading(rv: Any, prefix: str = "↺ ") -> Text:
+    title = Text(f"{prefix}{rv.reference} ", style=f"bold {ORANGE}")
+    info = (
+        f"reverses {rv.accrual_reference} ({rv.accrual_voucher or 'voucher'}) · {rv.cause} "
+        f"{', '.join(rv.groups)} · company {rv.company} · {rv.voucher_date} "
+        f"period {rv.period_label}"
+    )
+    if rv.moved_from is not None:
+        info += f" MOVED from {rv.moved_from}"
+    title.append_text(literal(info, 110, style=GREY))
+    return title
+
+
+def reversal_rows(rv: Any, key: str) -> list[Row]:
+    """A due reversal as table rows: a heading, then its mirrored rows (IFS VoucherRow)."""
+    rows = [Row(key=key, cells={}, payload=rv, selectable=False, span=reversal_heading(rv))]
+    for r in rv.rows:
+        parts = " ".join(
+            f"{k[-1]}={getattr(r, k)}" for k in CODE_PART_FIELDS if getattr(r, k, None)
+        )
+        rows.append(
+            Row(
+                key=f"{key}#{r.RowNo}",
+                cells={
+                    "row": Text(str(r.RowNo or "")),
+                    "account": literal(r.Account, 10),
+                    "parts": literal(parts or "—", 30),
+                    "cur": literal(r.CurrencyCode or "", 4),
+                    "cdebit": Text(amount(r.CurrencyDebetAmount)),
+                    "ccredit": Text(amount(r.CurrencyCreditAmount)),
+                    "rate": Text(str(r.CurrencyRate or "")),
+                    "debit": Text(amount(r.DebetAmount)),
+                    "credit": Text(amount(r.CreditAmount)),
+                    "text": literal(r.Text or "", 80),
+                },
+                payload=rv,
+                selectable=False,
+            )
+        )
+    return rows
+
+
+CODE_PART_FIELDS = ("CodeB", "CodeC", "CodeD", "CodeE", "CodeF", "CodeG", "CodeH", "CodeI")
+
+
+def change_heading(ch: dict[str, Any]) -> Text:
+    title = Text(f"⚠ CHANGED AFTER POSTING {ch['reportID']} ", style=f"bold {VERMILLION}")
+    rv, new = ch.get("reversal"), ch.get("accrual")
+    what = f"({ch['kind']}) reverse {rv.reference if rv else '— (already reversed)'}"
+    if new is not None:
+        what += f" · new {new.reference_number}"
+    if ch.get("holds"):
+        what += f" · waits: {', '.join(ch['holds'])}"
+    title.append_text(literal(what, 110, style=ORANGE))
+    title.append("  a confirms", style=GREY)
+    return title
+
+
+def old_side_text(ch: dict[str, Any]) -> Text:
+    """Left of the comparison: the reversal of the accrual IFS already has."""
+    out = Text()
+    out.append(f"Reversal of the old accrual — report {ch['reportID']}\n", style="bold")
+    rv = ch.get("reversal")
+    if rv is None:
+        out.append("(already reversed: no reversal needed)\n", style=GREY)
+        return out
+    out.append_text(literal(f"{rv.reference} of {rv.accrual_reference}", 80, style=ORANGE))
+    out.append("\n")
+    out.append_text(literal(f"{rv.voucher_date} period {rv.period_label} · {rv.cause}", 80))
+    out.append("\n")
+    for r in rv.rows:
+        out.append_text(literal(f"{r.RowNo or '':>3} {r.Account:<8}", 12))
+        out.append(f" {amount(r.DebetAmount):>11} {amount(r.CreditAmount):>11} ")
+        out.append_text(literal(r.Text or "", 30))
+        out.append("\n")
+    d, c = rv.totals()
+    out.append(f"    balance  {amount(d):>11} {amount(c):>11}\n", style="bold")
+    return out
+
+
+def new_side_text(ch: dict[str, Any]) -> Text:
+    """Right of the comparison: the accrual of the report's new version."""
+    out = Text()
+    out.append(f"New accrual — report {ch['reportID']}\n", style="bold")
+    v = ch.get("accrual")
+    if v is None:
+        why = (
+            "rejected: nothing new to post"
+            if ch.get("kind") == "rejected"
+            else "the new version is held: " + ", ".join(ch.get("holds", []))
+        )
+        out.append_text(literal(why, 80, style=GREY))
+        out.append("\n")
+        return out
+    out.append_text(literal(v.reference_number, 80, style=SKY))
+    out.append("\n")
+    out.append_text(literal(f"{v.voucher_date} period {v.period_label} · company {v.company}", 80))
+    out.append("\n")
+    for r in v.rows:
+        out.append_text(literal(f"{r.row_no:>3} {r.account:<8}", 12))
+        out.append(f" {amount(r.debit):>11} {amount(r.credit):>11} ")
+        out.append_text(literal(r.text, 30))
+        out.append("\n")
+    _, _, d, c = v.totals()
+    out.append(f"    balance  {amount(d):>11} {amount(c):>11}\n", style="bold")
+    return out
+
+
+def plan_for_review(engine: Any, selection: list[str] | None) -> Any:
+    """The plan the operator reviews: the vouchers to post, plus the reversals due today and
+    every report changed after posting (what `--auto --dry-run` shows). Reads only: the
+    changes themselves are detected by a sync (watching posted reports)."""
+    from console import reversal
+
+    plan = engine.plan(selection)
+    today = reversal.engine_today(engine.clock)
+    reference = engine.reference()
+    posting = engine.settings.posting
+    due = engine._track(
+        "ifs",
+        lambda: reversal.due_reversals(engine.ifs, engine.store, reference, posting, today),
+    )
+    changes = [
+        reversal.preview_change(engine, change, reference, today)
+        for change in engine.store.report_changes(("open", "confirmed"))
+    ]
+    return dataclasses.replace(plan, reversals=due.reversals, changes=changes)
+
+
+def post_reviewed(engine: Any, plan: Any, progress: Any) -> tuple[Any, Any]:
+    """`c`: the plan's vouchers, then its due reversals (each under the posting lock)."""
+    from types import SimpleNamespace
+
+    from console import reversal
+
+    outcome = engine.post(plan, progress=progress) if plan.vouchers else None
+    done = SimpleNamespace(reversals=[], unknown=[], failed_reports=[])
+    reversal.post_due(engine, plan, done)
+    return outcome, done
 
 
 PLAN_COLUMNS = [
@@ -124,6 +282,16 @@ def totals_text(plan: Any) -> Text:
             out.append(" ")
             out.append_text(literal(f"{h.report_id}: {h.reason}", 48))
             out.append("\n")
+    if plan.reversals:
+        out.append(f"\nReversals due ({len(plan.reversals)})\n", style=f"bold {ORANGE}")
+        for rv in plan.reversals:
+            out.append_text(literal(f"{rv.reference} {rv.voucher_date}", 44))
+            out.append("\n")
+    if plan.changes:
+        out.append(f"\nChanged after posting ({len(plan.changes)})\n", style=f"bold {VERMILLION}")
+        for ch in plan.changes:
+            out.append_text(literal(f"{ch['reportID']} ({ch['kind']}): confirm with a", 44))
+            out.append("\n")
     if plan.skipped:
         out.append(f"\nSkipped ({len(plan.skipped)})\n", style="bold")
         for s in plan.skipped:
@@ -138,13 +306,23 @@ class DryRunScreen(ConsoleScreen):
     HELP = (
         "The exact vouchers that would be posted: each report's rows with account, code parts, "
         "currency and accounting amounts and rate, the totals per account and cost centre, the "
-        "balance check, moved periods and what is held. `c` posts exactly this plan (after a "
-        "confirmation), `e` exports it as CSV and JSON to your home folder, `r` plans again."
+        "balance check, moved periods and what is held; then the accrual reversals due today "
+        "(REV: vouchers mirroring the accrual) and the reports changed after posting, with the "
+        "reversal of the old accrual beside the new accrual. `c` posts exactly this plan and "
+        "its due reversals (after a confirmation), `a` confirms the changed report under the "
+        "cursor, `e` exports the plan as CSV and JSON to your home folder, `r` plans again."
     )
+
+    DEFAULT_CSS = """
+    DryRunScreen #change-compare { height: auto; max-height: 14; border-top: solid $panel; }
+    DryRunScreen #change-compare > VerticalScroll { width: 1fr; height: auto; max-height: 13;
+        padding: 0 1; }
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         *ConsoleScreen.BINDINGS,
         Binding("c", "confirm_post", "Confirm & post", id="dryrun.confirm"),
+        Binding("a", "confirm_change", "Confirm change", id="dryrun.confirm_change"),
         Binding("e", "export", "Export CSV/JSON", id="dryrun.export"),
         Binding("r", "replan", "Plan again", id="dryrun.replan"),
     ]
@@ -158,6 +336,11 @@ class DryRunScreen(ConsoleScreen):
             yield VirtualTable(PLAN_COLUMNS, id="plan-table", markable=False)
             with VerticalScroll(classes="side-panel"):
                 yield Static("", id="plan-totals")
+        with Horizontal(id="change-compare"):
+            with VerticalScroll(id="change-old-side"):
+                yield Static("", id="change-old")
+            with VerticalScroll(id="change-new-side"):
+                yield Static("", id="change-new")
         with Vertical(id="post-progress"):
             yield ProgressBar(total=1, show_eta=False, id="post-bar")
             yield Static("", id="landed")
@@ -168,7 +351,9 @@ class DryRunScreen(ConsoleScreen):
         self.plan: Any = None
         self.posting = False
         self.landed: list[str] = []
+        self.confirming = False
         self.query_one("#post-progress").display = False
+        self.query_one("#change-compare").display = False
         self.query_one("#plan-table", VirtualTable).focus()
         if self.console_app.engine is not None:
             self.refresh_data()
@@ -180,7 +365,12 @@ class DryRunScreen(ConsoleScreen):
         selection = self.console_app.dry_run_selection
         self.query_one("#plan-summary", Label).update(Text("planning…", style=GREY))
         self.console_app.run_core(
-            engine.plan, selection, on_done=self._show_plan, label="planning", exclusive=True
+            plan_for_review,
+            engine,
+            selection,
+            on_done=self._show_plan,
+            label="planning",
+            exclusive=True,
         )
 
     def action_replan(self) -> None:
@@ -194,17 +384,47 @@ class DryRunScreen(ConsoleScreen):
         sel = self.console_app.dry_run_selection
         summary.append(f"{len(plan.vouchers)} vouchers to post", style=f"bold {BLUE}")
         summary.append(f" · {len(plan.held)} held · {len(plan.skipped)} skipped")
+        if plan.reversals:
+            summary.append(f" · {len(plan.reversals)} reversals due", style=f"bold {ORANGE}")
+        if plan.changes:
+            summary.append(
+                f" · {len(plan.changes)} changed after posting", style=f"bold {VERMILLION}"
+            )
         summary.append(f" · {'marked reports: ' + str(len(sel)) if sel else 'all ready reports'}")
         summary.append("  │  ")
         summary.append_text(balance_text(plan))
         self.query_one("#plan-summary", Label).update(summary)
         self.query_one("#plan-totals", Static).update(totals_text(plan))
+        self._show_change(None)
 
     def _render_rows(self) -> None:
         if self.plan is None:
             return
         rows = plan_rows(self.plan, self.query_one(FilterBar).applied)
         self.query_one("#plan-table", VirtualTable).set_source(ListSource(rows))
+
+    def selected_change(self) -> dict[str, Any] | None:
+        row = self.query_one("#plan-table", VirtualTable).cursor
+        if row is not None and row.key.startswith("change:") and isinstance(row.payload, dict):
+            return row.payload
+        return None
+
+    def _show_change(self, change: dict[str, Any] | None) -> None:
+        """The comparison panel: the highlighted changed report, else the first one."""
+        changes = self.plan.changes if self.plan is not None else []
+        compare = self.query_one("#change-compare")
+        compare.display = bool(changes)
+        if not changes:
+            return
+        ch = change or changes[0]
+        self.query_one("#change-old", Static).update(old_side_text(ch))
+        self.query_one("#change-new", Static).update(new_side_text(ch))
+
+    @on(VirtualTable.Highlighted, "#plan-table")
+    def _highlighted(self, event: VirtualTable.Highlighted) -> None:
+        row = event.row
+        if row is not None and row.key.startswith("change:") and isinstance(row.payload, dict):
+            self._show_change(row.payload)
 
     @on(FilterBar.Applied)
     def _filter(self) -> None:
@@ -224,14 +444,21 @@ class DryRunScreen(ConsoleScreen):
         if self.posting:
             self.notify("Already posting.", severity="warning")
             return
-        if not plan.vouchers:
+        if not plan.vouchers and not plan.reversals:
             self.notify("The plan has no voucher to post.", severity="warning")
             return
         total = sum((v.totals()[2] for v in plan.vouchers), Decimal(0))
         body = Text(
             f"Post {len(plan.vouchers)} vouchers to IFS, exactly as shown "
             f"(accounting debit total {amount(total)}).\n"
-            f"{len(plan.held)} held reports are not posted. This cannot be undone from here."
+        )
+        if plan.reversals:
+            body.append(f"Then post {len(plan.reversals)} reversals due: ")
+            body.append_text(literal(", ".join(rv.reference for rv in plan.reversals), 200))
+            body.append("\n")
+        body.append(
+            f"{len(plan.held)} held reports and {len(plan.changes)} changed reports are not "
+            "posted. This cannot be undone from here."
         )
         self.app.push_screen(
             ConfirmModal("Post this plan to IFS?", body, "Post (y)"), self._confirmed
@@ -245,7 +472,7 @@ class DryRunScreen(ConsoleScreen):
         self.posting = True
         self.landed = []
         bar = self.query_one("#post-bar", ProgressBar)
-        bar.update(total=len(plan.vouchers), progress=0)
+        bar.update(total=max(1, len(plan.vouchers)), progress=0)
         self.query_one("#post-progress").display = True
         self.query_one("#landed", Static).update(Text("posting…", style=GREY))
         self.console_app.sync_progress = f"posting {len(plan.vouchers)} vouchers"
@@ -254,9 +481,10 @@ class DryRunScreen(ConsoleScreen):
             self.app.call_from_thread(self._progress, event)
 
         self.console_app.run_core(
-            engine.post,
+            post_reviewed,
+            engine,
             plan,
-            progress=progress,
+            progress,
             on_done=self._posted,
             on_error=self._post_failed,
             label="posting",
@@ -277,14 +505,19 @@ class DryRunScreen(ConsoleScreen):
             landed.append("\n")
         self.query_one("#landed", Static).update(landed)
 
-    def _posted(self, outcome: Any) -> None:
+    def _posted(self, result: tuple[Any, Any]) -> None:
+        outcome, reversals = result
         self.posting = False
         self.console_app.sync_progress = ""
         posted = getattr(outcome, "posted", [])
-        failed = getattr(outcome, "failed", [])
+        failed = list(getattr(outcome, "failed", [])) + list(reversals.failed_reports)
         msg = f"{len(posted)} vouchers posted"
         if posted:
             msg += ": " + ", ".join(str(v) for _, v in posted[:8])
+        if reversals.reversals:
+            msg += f"; {len(reversals.reversals)} reversals posted"
+        if reversals.unknown:
+            msg += f"; {len(reversals.unknown)} reversals unknown (reconciled on the next sync)"
         if failed:
             msg += f"; {len(failed)} failed"
         self.notify(
@@ -304,6 +537,101 @@ class DryRunScreen(ConsoleScreen):
         self.notify(
             literal(str(exc), 300).plain,
             title="Posting failed",
+            severity="error",
+            markup=False,
+            timeout=15,
+        )
+        self.console_app.core_changed()
+
+    # ---- confirming a change after posting -----------------------------------------------------
+
+    def action_confirm_change(self) -> None:
+        if self.plan is None or self.console_app.engine is None:
+            self.notify("No plan yet.", severity="warning")
+            return
+        if self.posting or self.confirming:
+            self.notify("Already posting.", severity="warning")
+            return
+        if not self.plan.changes:
+            self.notify("No report changed after posting: nothing to confirm.", severity="warning")
+            return
+        change = self.selected_change()
+        if change is None:
+            self.notify(
+                "No changed report selected: move the cursor to a ⚠ CHANGED AFTER POSTING row.",
+                severity="warning",
+            )
+            return
+        rid = str(change["reportID"])
+        rv, new = change.get("reversal"), change.get("accrual")
+        body = Text()
+        body.append_text(literal(f"Report {rid} changed after posting ({change['kind']}).", 200))
+        body.append("\n\n")
+        if rv is not None:
+            body.append_text(
+                literal(
+                    f"Post the reversal {rv.reference} of {rv.accrual_reference}, dated "
+                    f"{rv.voucher_date} (period {rv.period_label}).",
+                    300,
+                )
+            )
+        else:
+            body.append("The old accrual is already reversed: no reversal is posted.")
+        body.append("\n")
+        if new is not None:
+            body.append_text(
+                literal(
+                    f"Then post the new accrual {new.reference_number}, dated {new.voucher_date} "
+                    f"(period {new.period_label}).",
+                    300,
+                )
+            )
+        elif change.get("kind") == "changed":
+            body.append_text(
+                literal("The new version is held: " + ", ".join(change.get("holds", [])), 300)
+            )
+        else:
+            body.append("Rejected: no new accrual is posted.")
+        body.append("\n\nThis posts to IFS and cannot be undone from here.")
+        self.app.push_screen(
+            ConfirmModal(f"Confirm the change of report {rid}?", body, "Confirm (y)"),
+            lambda ok: self._change_confirmed(rid, ok),
+        )
+
+    def _change_confirmed(self, report_id: str, ok: bool | None) -> None:
+        if not ok:
+            return
+        self.confirming = True
+        self.console_app.sync_progress = f"confirming the change of {report_id}"
+        self.console_app.run_core(
+            self.console_app.engine.confirm_change,
+            report_id,
+            on_done=lambda summary: self._change_done(report_id, summary),
+            on_error=self._change_failed,
+            label="confirm change",
+        )
+
+    def _change_done(self, report_id: str, summary: Any) -> None:
+        self.confirming = False
+        self.console_app.sync_progress = ""
+        reversals = getattr(summary, "reversals", [])
+        vouchers = getattr(summary, "vouchers", [])
+        msg = f"report {report_id}: {len(reversals)} reversal(s) and {len(vouchers)} accrual(s)"
+        msg += " posted"
+        refs = [str(r.get("reference", "")) for r in reversals] + [
+            str(v.get("voucher", "")) for v in vouchers
+        ]
+        if any(refs):
+            msg += ": " + ", ".join(r for r in refs if r)
+        self.notify(literal(msg, 300).plain, title="Change confirmed", markup=False)
+        self.console_app.core_changed()
+
+    def _change_failed(self, exc: BaseException) -> None:
+        self.confirming = False
+        self.console_app.sync_progress = ""
+        self.notify(
+            literal(str(exc), 300).plain,
+            title="Confirming the change failed",
             severity="error",
             markup=False,
             timeout=15,
