@@ -152,3 +152,11 @@ async def test_due_reversals_listed_and_confirm_change_says_why_not(
         await settle(pilot)
         assert any("nothing to confirm" in m for m in notifications(pilot))
         assert len(app.screen_stack) == 1
+        # `c` posts the plan as shown: here only its due reversals, each exactly once.
+        await pilot.press("c")
+        await settle(pilot)
+        assert "REV:90000001:" in static_text(pilot, "#confirm-body")
+        await pilot.press("y")
+        await settle(pilot, 8)
+        assert refs(small_sims, "REV:") == Counter(["90000001", "90000002", "90000003"])
+        assert app.screen.plan.reversals == []
