@@ -679,27 +679,7 @@ class Store:
                     )
                     self._conn.execute("DELETE FROM lines WHERE report_id = ?", (rec.report_id,))
                     result.changed.append(rec.report_id)
-                self._conn.executemany(
-                    "INSERT OR REPLACE INTO lines (report_id, transaction_id, position, merchant,"
-                    " category, tag, amount_minor, currency, reimbursable, created, comment)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    [
-                        (
-                            rec.report_id,
-                            ln.transaction_id,
-                            i,
-                            ln.merchant,
-                            ln.category,
-                            ln.tag,
-                            ln.amount_minor,
-                            ln.currency,
-                            1 if ln.reimbursable else 0,
-                            ln.created,
-                            ln.comment,
-                        )
-                        for i, ln in enumerate(rec.lines)
-                    ],
-                )
+                self._insert_lines(rec)
         return result
 
     def report_raw(self, report_id: str) -> dict[str, Any] | None:
@@ -1382,27 +1362,31 @@ class Store:
                 ),
             )
             self._x("DELETE FROM lines WHERE report_id = ?", (rec.report_id,))
-            self._conn.executemany(
-                "INSERT OR REPLACE INTO lines (report_id, transaction_id, position, merchant,"
-                " category, tag, amount_minor, currency, reimbursable, created, comment)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        rec.report_id,
-                        ln.transaction_id,
-                        i,
-                        ln.merchant,
-                        ln.category,
-                        ln.tag,
-                        ln.amount_minor,
-                        ln.currency,
-                        1 if ln.reimbursable else 0,
-                        ln.created,
-                        ln.comment,
-                    )
-                    for i, ln in enumerate(rec.lines)
-                ],
-            )
+            self._insert_lines(rec)
+
+    def _insert_lines(self, rec: ReportRecord) -> None:
+        """Writes a report's lines (the caller holds the transaction and cleared old lines)."""
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO lines (report_id, transaction_id, position, merchant,"
+            " category, tag, amount_minor, currency, reimbursable, created, comment)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    rec.report_id,
+                    ln.transaction_id,
+                    i,
+                    ln.merchant,
+                    ln.category,
+                    ln.tag,
+                    ln.amount_minor,
+                    ln.currency,
+                    1 if ln.reimbursable else 0,
+                    ln.created,
+                    ln.comment,
+                )
+                for i, ln in enumerate(rec.lines)
+            ],
+        )
 
     def posted_count(self) -> int:
         return int(self._x("SELECT COUNT(*) FROM postings WHERE outcome = 'posted'").fetchone()[0])
