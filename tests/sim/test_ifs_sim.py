@@ -551,7 +551,11 @@ def test_control_routes_are_not_counted_and_reset(live: tuple[IfsSim, httpx.Clie
     assert snap["total"] == 3
     assert {"method": "GET", "path": CPV, "status": 200, "count": 2} in snap["by_route"]
     assert client.post("/__sim/requests/reset").status_code == 200
-    assert client.get("/__sim/requests").json() == {"total": 0, "by_route": []}
+    assert client.get("/__sim/requests").json() == {
+        "total": 0,
+        "by_route": [],
+        "batch": {"batches": 0, "by_status": {}, "change_sets_failed": 0, "parts": 0},
+    }
 
 
 def test_injected_500_can_carry_mi_modified_error(live: tuple[IfsSim, httpx.Client]) -> None:

@@ -179,7 +179,11 @@ def test_sigint_also_exits_0_and_ports_can_be_chosen(run_sim: Any) -> None:
         "expensify": f"http://127.0.0.1:{expensify_port}",
         "ifs": f"http://127.0.0.1:{ifs_port}",
     }
-    assert sim_control(urls["ifs"], "requests") == {"total": 0, "by_route": []}
+    assert sim_control(urls["ifs"], "requests") == {
+        "total": 0,
+        "by_route": [],
+        "batch": {"batches": 0, "by_status": {}, "change_sets_failed": 0, "parts": 0},
+    }
     code, _ = sim.stop(signal.SIGINT)
     assert code == 0
     with pytest.raises(httpx.ConnectError):
