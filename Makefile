@@ -52,7 +52,7 @@ test: setup apt
 	$(MAKE) -k lint typecheck unit
 
 chaos: setup apt
-	$(BIN)/python -m pytest -q -m chaos -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -n 2 -m chaos -p no:cacheprovider tests
 	$(BIN)/python -m bench.chaos_table
 
 bench: setup apt
