@@ -239,7 +239,7 @@ def read_proposal(engine: Engine) -> tuple[AdoptProposal, dict[str, ExportReport
     settings = engine.settings
     posting = settings.posting
     start = settings.expensify.approved_after - timedelta(days=1)  # Expensify excludes the day
-    result = engine._track(
+    result = engine.track(
         "expensify",
         lambda: engine.expensify.export_reports(
             approved_after=start,
@@ -251,7 +251,7 @@ def read_proposal(engine: Engine) -> tuple[AdoptProposal, dict[str, ExportReport
     vouchers: list[Voucher] = []
     for company in sorted(set(posting.company_by_policy.values())):
         # Every voucher of the company: a manual process's references are not ours.
-        vouchers.extend(engine._track("ifs", partial(engine.ifs.vouchers_with_prefix, "", company)))
+        vouchers.extend(engine.track("ifs", partial(engine.ifs.vouchers_with_prefix, "", company)))
     statuses = {rid: s for rid in reports if (s := engine.store.report_status(rid)) is not None}
     for v in vouchers:
         rid = report_of_reference(v.ReferenceNumber)

@@ -761,7 +761,7 @@ def read_close_inputs(engine: Engine, period: ClosePeriod) -> CloseInputs:
     companies = sorted(set(posting.company_by_policy.values()))
     source, note = SOURCE_EXPENSIFY, ""
     try:
-        policies = engine._get_policies()
+        policies = engine.policies()
     except (Unreachable, ProtocolError) as exc:
         if getattr(exc, "service", "") != "expensify":
             raise
@@ -801,7 +801,7 @@ def read_close_inputs(engine: Engine, period: ClosePeriod) -> CloseInputs:
     reports: list[ExportReport] = []
     if source == SOURCE_EXPENSIFY:
         try:
-            result = engine._track(
+            result = engine.track(
                 "expensify",
                 lambda: engine.expensify.export_reports(
                     approved_after=start - timedelta(days=1),  # Expensify excludes the day
@@ -839,7 +839,7 @@ def read_close_inputs(engine: Engine, period: ClosePeriod) -> CloseInputs:
     vouchers: list[Voucher] = []
     ids = {a.report_id for a in approved}
     for company in companies:
-        company_vouchers: list[Voucher] = engine._track(
+        company_vouchers: list[Voucher] = engine.track(
             "ifs", partial(engine.ifs.vouchers_with_prefix, "EXP:", company)
         )
         vouchers.extend(company_vouchers)
@@ -864,7 +864,7 @@ def read_close_inputs(engine: Engine, period: ClosePeriod) -> CloseInputs:
     # Vouchers adopted from a manual process carry their own references: read those too.
     for company in sorted(adopted_companies & set(companies)):
         seen = {voucher_label(v) for v in vouchers}
-        more: list[Voucher] = engine._track(
+        more: list[Voucher] = engine.track(
             "ifs", partial(engine.ifs.vouchers_with_prefix, "", company)
         )
         vouchers.extend(v for v in more if voucher_label(v) not in seen)

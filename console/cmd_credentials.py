@@ -179,7 +179,7 @@ def _check(args: argparse.Namespace, io: _Io, store_factory: Callable[[], Secret
         )
     store = store_factory()
     services = [args.service] if args.service else list(SERVICES)
-    checks = {"expensify": _check_expensify, "ifs": _check_ifs}
+    checks = {"expensify": check_expensify, "ifs": check_ifs}
     with ThreadPoolExecutor(max_workers=len(services)) as pool:
         futures = [pool.submit(checks[s], loaded, store) for s in services]
         results = [f.result() for f in futures]
@@ -211,7 +211,7 @@ def _run(service: str, run: Callable[[], None], ident: list[str]) -> tuple[int, 
     return int(ExitCode.OK), f"{service}: ok ({ID_LABEL[service]} {abbreviate(ident[0])})"
 
 
-def _check_expensify(loaded: LoadedSettings, store: SecretStore) -> tuple[int, str]:
+def check_expensify(loaded: LoadedSettings, store: SecretStore) -> tuple[int, str]:
     cfg = loaded.settings.expensify
     ident: list[str] = []
 
@@ -237,7 +237,7 @@ def _check_expensify(loaded: LoadedSettings, store: SecretStore) -> tuple[int, s
     return _run("expensify", run, ident)
 
 
-def _check_ifs(loaded: LoadedSettings, store: SecretStore) -> tuple[int, str]:
+def check_ifs(loaded: LoadedSettings, store: SecretStore) -> tuple[int, str]:
     cfg = loaded.settings.ifs
     ident: list[str] = []
 

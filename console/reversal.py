@@ -692,7 +692,7 @@ def prepare(engine: Any, plan: Any, priority: Sequence[str], dry_run: bool) -> A
     report changed after posting (reversal of the old accrual beside the new accrual)."""
     import dataclasses
 
-    engine._track(
+    engine.track(
         "expensify",
         lambda: watch_posted(engine.expensify, engine.store, engine.audit, priority=priority),
     )
@@ -700,8 +700,8 @@ def prepare(engine: Any, plan: Any, priority: Sequence[str], dry_run: bool) -> A
     reference = engine.reference()
     posting = engine.settings.posting
     if not dry_run:
-        engine._track("ifs", lambda: reconcile_reversals(engine.ifs, engine.store, engine.audit))
-    due: ReversalPlan = engine._track(
+        engine.track("ifs", lambda: reconcile_reversals(engine.ifs, engine.store, engine.audit))
+    due: ReversalPlan = engine.track(
         "ifs", lambda: due_reversals(engine.ifs, engine.store, reference, posting, today)
     )
     changes = [
@@ -722,7 +722,7 @@ def preview_change(
     from console.validate import validate
 
     posting = engine.settings.posting
-    reversal = engine._track(
+    reversal = engine.track(
         "ifs",
         lambda: change_reversal(engine.ifs, engine.store, reference, posting, change, today),
     )
@@ -736,7 +736,7 @@ def preview_change(
     if change.kind == CAUSE_CHANGED and change.new_raw:
         report = load_report(change.new_raw)
         if isinstance(report, ExportReport):
-            mapped = map_report(report, engine._get_policies(), posting, engine._overrides())
+            mapped = map_report(report, engine.policies(), posting, engine._overrides())
             validated = validate(mapped, reference, posting)
             if validated.holds:
                 out["holds"] += [h.code for h in validated.holds]
@@ -750,7 +750,7 @@ def post_due(engine: Any, plan: Any, summary: Any) -> None:
     if not plan.reversals:
         return
     with engine.lock:
-        done: ReversalOutcome = engine._track(
+        done: ReversalOutcome = engine.track(
             "ifs",
             lambda: post_reversals(plan.reversals, engine.ifs, engine.store, engine.audit),
         )
@@ -837,8 +837,8 @@ def confirm_change(engine: Any, report_id: str) -> Any:
         engine._reference = None
         reference = engine.reference()
         today = engine_today(engine.clock)
-        engine._track("ifs", lambda: reconcile_reversals(engine.ifs, engine.store, engine.audit))
-        planned = engine._track(
+        engine.track("ifs", lambda: reconcile_reversals(engine.ifs, engine.store, engine.audit))
+        planned = engine.track(
             "ifs",
             lambda: change_reversal(
                 engine.ifs, engine.store, reference, engine.settings.posting, change, today
@@ -848,7 +848,7 @@ def confirm_change(engine: Any, report_id: str) -> Any:
             raise ConsoleError(f"the reversal of {change.accrual_reference} waits: {planned}")
         done = ReversalOutcome()
         if planned is not None:
-            done = engine._track(
+            done = engine.track(
                 "ifs", lambda: post_reversals([planned], engine.ifs, engine.store, engine.audit)
             )
             if done.unknown or done.failed:

@@ -309,7 +309,7 @@ class Engine:
     def _policy_ids(self) -> list[str]:
         return list(self.settings.expensify.policies or self.settings.posting.company_by_policy)
 
-    def _track(self, service: str, call: Callable[[], Any]) -> Any:
+    def track(self, service: str, call: Callable[[], Any]) -> Any:
         """Run a service call, remembering the service's connection state for status()."""
         try:
             result = call()
@@ -325,7 +325,7 @@ class Engine:
         REIMBURSED, excluding our export label; one policy read) and store what came back."""
         with self._cycle_lock:
             cfg = self.settings.expensify
-            outcome: FetchOutcome = self._track(
+            outcome: FetchOutcome = self.track(
                 "expensify",
                 lambda: fetch(
                     self.expensify,
@@ -341,11 +341,12 @@ class Engine:
             self._policies = outcome.policies
             return outcome
 
-    def _get_policies(self) -> dict[str, PolicyInfo]:
+    def policies(self) -> dict[str, PolicyInfo]:
+        """The configured Expensify policies, read once per engine (one `get` request)."""
         if self._policies is None:
             ids = self._policy_ids()
             self._policies = (
-                self._track("expensify", lambda: self.expensify.get_policies(ids)) if ids else {}
+                self.track("expensify", lambda: self.expensify.get_policies(ids)) if ids else {}
             )
         return self._policies
 
@@ -390,13 +391,13 @@ class Engine:
         with self._cycle_lock:
             if self._reference is not None and not refresh:
                 return self._reference
-            policies = self._get_policies()
+            policies = self.policies()
             values: list[CodePartValue] = []
             periods: list[AccountingPeriod] = []
             rates: list[CurrencyRate] = []
             fetched_at = self.store.now()
             for company in sorted(set(self.settings.posting.company_by_policy.values())):
-                company_values, company_periods, company_rates = self._track(
+                company_values, company_periods, company_rates = self.track(
                     "ifs", partial(self._read_company, company)
                 )
                 values.extend(company_values)
@@ -441,7 +442,7 @@ class Engine:
             rows = self.store.reports_raw_text(statuses, report_ids)
             if not rows:
                 return []
-            policies = self._get_policies()
+            policies = self.policies()
             ref = self.reference()
             overrides = self._overrides()
             posting = self.settings.posting
@@ -551,7 +552,7 @@ class Engine:
                 )
                 return PostOutcome()
             with self.lock:
-                self._track("ifs", lambda: reconcile(self.ifs, self.store, self.audit))
+                self.track("ifs", lambda: reconcile(self.ifs, self.store, self.audit))
                 if plan.vouchers:
                     self.audit.record(
                         "planned",
@@ -559,7 +560,7 @@ class Engine:
                         data={"references": [v.reference_number for v in plan.vouchers]},
                     )
                 cfg = self.settings.ifs
-                outcome: PostOutcome = self._track(
+                outcome: PostOutcome = self.track(
                     "ifs",
                     lambda: post_plan(
                         plan,
@@ -572,7 +573,7 @@ class Engine:
                     ),
                 )
                 try:
-                    outcome.labelled = self._track(
+                    outcome.labelled = self.track(
                         "expensify",
                         lambda: label_posted(
                             self.expensify,
@@ -627,7 +628,7 @@ class Engine:
     ) -> None:
         if not dry_run:
             # Intents without outcome (a crash between POST and commit) first, before any post.
-            self._track("ifs", lambda: reconcile(self.ifs, self.store, self.audit))
+            self.track("ifs", lambda: reconcile(self.ifs, self.store, self.audit))
         fetched_posted: set[str] = set()
         changed_after_post: list[str] = []
         if do_fetch:
@@ -783,7 +784,7 @@ class Engine:
         self, company: str, code_part: str, value: str, on_dates: Sequence[date]
     ) -> ValueCheck:
         """Live IFS look-up of one code part value: exists? description? valid on each date?"""
-        values = self._track("ifs", lambda: self.ifs.code_part_values(company))
+        values = self.track("ifs", lambda: self.ifs.code_part_values(company))
         found = next(
             (v for v in values if v.CodePart == code_part and v.CodePartValue == value), None
         )
@@ -849,7 +850,7 @@ class Engine:
         """Prove both connections (the TUI's header and `credentials check` use this)."""
         for name, call in (("expensify", self.expensify.check), ("ifs", self.ifs.check)):
             try:
-                self._track(name, call)
+                self.track(name, call)
             except ConsoleError:
                 pass
         return dict(self._service_state)

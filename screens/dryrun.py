@@ -211,7 +211,7 @@ def plan_for_review(engine: Any, selection: list[str] | None) -> Any:
     today = reversal.engine_today(engine.clock)
     reference = engine.reference()
     posting = engine.settings.posting
-    due = engine._track(
+    due = engine.track(
         "ifs",
         lambda: reversal.due_reversals(engine.ifs, engine.store, reference, posting, today),
     )

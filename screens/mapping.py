@@ -53,7 +53,7 @@ class MappingEntry:
 def load_mapping(engine: Any) -> tuple[list[MappingEntry], dict[tuple[str, str], list[str]]]:
     """Every mappable source of every configured policy, with its default, the override, how
     many pending reports use it and their voucher dates; plus cached IFS values for hints."""
-    policies = engine._get_policies()
+    policies = engine.policies()
     posting = engine.settings.posting
     rules = {
         (r.policy_id, r.kind, r.source): str(r.rule.get("target", ""))

@@ -255,8 +255,8 @@ def test_connections(loaded: Any, secrets: Any) -> list[tuple[int, str]]:
     from console import cmd_credentials
 
     return [
-        cmd_credentials._check_expensify(loaded, secrets),
-        cmd_credentials._check_ifs(loaded, secrets),
+        cmd_credentials.check_expensify(loaded, secrets),
+        cmd_credentials.check_ifs(loaded, secrets),
     ]
 
 
