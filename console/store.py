@@ -451,7 +451,8 @@ class AuditFilter:
     report_id: str | None = None
     types: tuple[str, ...] = ()
     actor: str | None = None
-    text: str = ""  # searched in the summary, report and voucher
+    text: str = ""  # searched in the summary, report, voucher and transaction IDs
+    transaction_id: str | None = None  # events that name this Expensify transaction
     since: str | None = None  # ISO, inclusive
     until: str | None = None  # ISO, exclusive
 
@@ -1495,10 +1496,17 @@ class Store:
         if flt.until:
             clauses.append("at < ?")
             params.append(flt.until)
+        if flt.transaction_id:
+            # transaction_ids holds a JSON list: match the quoted ID, not a substring of another.
+            clauses.append("transaction_ids LIKE ? ESCAPE '\\'")
+            params.append('%"' + _escape_like(flt.transaction_id) + '"%')
         if flt.text.strip():
-            like = f"%{flt.text.strip()}%"
-            clauses.append("(summary LIKE ? OR report_id LIKE ? OR voucher LIKE ?)")
-            params.extend([like, like, like])
+            like = "%" + _escape_like(flt.text.strip()) + "%"
+            clauses.append(
+                "(summary LIKE ? ESCAPE '\\' OR report_id LIKE ? ESCAPE '\\'"
+                " OR voucher LIKE ? ESCAPE '\\' OR transaction_ids LIKE ? ESCAPE '\\')"
+            )
+            params.extend([like, like, like, like])
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     def audit_page(

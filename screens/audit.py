@@ -34,7 +34,8 @@ TYPE_COLOURS = {"posted": BLUE, "held": ORANGE, "failed": VERMILLION, "error": V
 def parse_audit_filter(text: str) -> AuditFilter:
     """`type:posted actor:auto report:R1 since:2026-11-01 free words` → AuditFilter.
 
-    voucher:, tx: and free words search the summary, report and voucher columns."""
+    tx: names one Expensify transaction; voucher: and free words search the summary, report,
+    voucher and transaction columns."""
     try:
         tokens = shlex.split(text)
     except ValueError:
@@ -52,6 +53,8 @@ def parse_audit_filter(text: str) -> AuditFilter:
                 kwargs["report_id"] = value
             elif key in ("since", "until", "actor"):
                 kwargs[key] = value
+            elif key == "tx":
+                kwargs["transaction_id"] = value
             else:
                 words.append(value)
         else:

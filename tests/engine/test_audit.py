@@ -94,3 +94,14 @@ def test_export_jsonl_and_csv_and_filtered_pages(log):
     more = log.store.audit_page(AuditFilter(), before_seq=page[-1].seq, limit=4)
     assert [e.seq for e in more] == [6, 5, 4, 3]
     assert log.store.audit_count(AuditFilter(text="report 1")) == 2  # 1 and 10
+
+
+def test_filter_by_transaction_id_matches_that_transaction_only(log):
+    log.record("fetched", report_id="R1", transaction_ids=["T1", "T2"])
+    log.record("fetched", report_id="R2", transaction_ids=["T12"])
+    log.record("posted", report_id="R1", voucher="42", transaction_ids=["T1"])
+    hits = log.store.audit_page(AuditFilter(transaction_id="T1"))
+    assert [(r.report_id, r.type) for r in hits] == [("R1", "posted"), ("R1", "fetched")]
+    # Free text finds a transaction too, and `%`/`_` are literal, not wildcards.
+    assert {r.report_id for r in log.store.audit_page(AuditFilter(text="T12"))} == {"R2"}
+    assert log.store.audit_page(AuditFilter(text="T_2")) == []
