@@ -51,6 +51,7 @@ EVENT_TYPES = (
     "reversal-failed",
     "reimbursed",  # a posted report seen REIMBURSED in Expensify
     "change-confirmed",  # the operator confirmed reversing a changed or rejected report
+    "tie-out",  # a period-close tie-out was computed (console/close.py): its result and digest
 )
 
 GENESIS = "0" * 64

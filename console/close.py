@@ -886,5 +886,17 @@ def read_close_inputs(engine: Engine, period: ClosePeriod) -> CloseInputs:
 
 
 def run_close(engine: Engine, period: ClosePeriod) -> TieOut:
-    """Read and tie out one period (what `ml-console close` and the Close screen call)."""
-    return tie_out(read_close_inputs(engine, period))
+    """Read and tie out one period (what `ml-console close` and the Close screen call). The
+    result is itself an audit event: what was unexplained when, with a digest of the tie-out."""
+    from console.audit import digest
+
+    tie = tie_out(read_close_inputs(engine, period))
+    unexplained = sorted({r.report_id for r in tie.unexplained})
+    state = "balanced" if tie.balanced else f"{len(unexplained)} report(s) unexplained"
+    engine.audit.record(
+        "tie-out",
+        summary=f"tie-out {period.label}: {state}",
+        response_digest=digest(tie.to_json()),
+        data={"period": period.label, "balanced": tie.balanced, "unexplained": unexplained},
+    )
+    return tie
