@@ -113,6 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _dispatch(args, parser)
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:
+        # `ml-console held --json | head`: the reader left; say nothing more on a closed pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 0
     sys.exit(int(code))
 
 
