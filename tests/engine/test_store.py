@@ -6,7 +6,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -67,10 +66,9 @@ def test_upsert_classifies_new_changed_unchanged_and_keeps_posted(store):
     assert store.report_status("1") == "posted"
 
 
-def test_ten_thousand_reports_upsert_quickly(store):
-    started = time.monotonic()
+def test_ten_thousand_reports_upsert_in_one_batch_and_page(store):
+    # Speed is measured by `make bench` (cost growth), not timed here.
     store.upsert_reports(_report(str(i)) for i in range(10_000))
-    assert time.monotonic() - started < 10
     assert store.count_reports() == 10_000
     page = store.pending_reports(offset=100, limit=50)
     assert len(page) == 50
