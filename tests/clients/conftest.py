@@ -17,12 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import SecretStr
 
 from console.credentials import ExpensifyCredentials, IfsCredentials
 from console.sim.dataset import parse_dataset
 from console.sim.demo import DEMO_EXPENSIFY_SECRET, DEMO_EXPENSIFY_USER_ID
+from tests.conftest import serve_asgi as serve
 
 IFS_CLIENT_ID = "ml-console"
 IFS_SECRET = "ifs-s3cret-VALUE-9f2c"
@@ -52,28 +52,6 @@ class FakeTime:
     def advance(self, seconds: float) -> None:
         with self._lock:
             self._now += seconds
-
-
-@contextlib.contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn on a free loopback port; yields its base URL."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", access_log=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="sim-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the simulator did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def ifs_world(*, token_lifetime_s: int = 3600) -> dict[str, Any]:

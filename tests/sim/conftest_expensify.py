@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
-import uvicorn
-from starlette.types import ASGIApp
 
 from console.sim.dataset import Dataset, parse_dataset
 from console.sim.expensify_app import ENDPOINT
@@ -200,23 +194,3 @@ async def export_ids(client: httpx.AsyncClient, description: dict[str, Any]) -> 
     )
     got = await post(client, job("download", fileName=name.text, fileSystem="integrationServer"))
     return [r["reportID"] for r in json.loads(got.content)]
-
-
-@contextmanager
-def serve(app: ASGIApp) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn on a free loopback port; yields its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)

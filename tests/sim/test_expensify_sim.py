@@ -21,6 +21,7 @@ from console.sim.expensify_app import (
     ExpensifySimSettings,
 )
 from console.sim.export_render import export_model, render_export
+from tests.conftest import serve_asgi as serve
 from tests.sim.conftest_expensify import (
     CREDS,
     SECRET,
@@ -32,7 +33,6 @@ from tests.sim.conftest_expensify import (
     form,
     job,
     post,
-    serve,
 )
 
 FILE_NAME = re.compile(

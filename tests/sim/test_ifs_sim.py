@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from console import money
 from console.sim.dataset import parse_dataset
 from console.sim.ifs_app import IfsSim, IfsSimSettings
+from tests.conftest import serve_asgi as serve
 
 ODATA = "/main/ifsapplications/projection/v1"
 CPV = f"{ODATA}/AccountingCodePartValueHandling.svc/CodePartValueSet"
@@ -102,26 +100,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-@contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Run an ASGI app with uvicorn on a free loopback port in a thread; yield its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.005)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 def make_sim(clock: FakeClock | None = None, **settings: Any) -> IfsSim:
