@@ -93,6 +93,13 @@ def test_close_screen_snapshot(synced_engine, snap_compare):
     app = CloseApp(synced_engine, NOVEMBER)
 
     async def run_before(pilot: Any) -> None:
-        await wait_for_tie(pilot)
+        screen = await wait_for_tie(pilot)
+        # The chart sizes itself to its pane and the table its columns to their content: let
+        # layout settle, then draw the chart again at the final width, so the picture does not
+        # depend on how fast the worker came back.
+        await pilot.pause()
+        screen._render_chart()
+        screen.query_one("#close-table").refresh(layout=True)
+        await pilot.pause()
 
     assert snap_compare(app, terminal_size=(150, 45), run_before=run_before)
