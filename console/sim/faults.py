@@ -168,17 +168,22 @@ class SimMiddleware:
             await self.app(scope, receive, send)
             return
         method, path = scope["method"], scope["path"]
-        status_seen = {"status": 0}
+        started = False
 
         async def counting_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status_seen["status"] = message["status"]
+            nonlocal started
+            if message["type"] == "http.response.start" and not started:
+                # Count before the head goes out: a client that has its answer must find the
+                # request in the log already (tests read the log the moment they are answered).
+                started = True
+                self.log.record(method, path, message["status"])
             await send(message)
 
         try:
             await self._dispatch(scope, receive, counting_send, method, path)
         finally:
-            self.log.record(method, path, status_seen["status"] or 599)
+            if not started:
+                self.log.record(method, path, 599)
 
     async def _dispatch(
         self, scope: Scope, receive: Receive, send: Send, method: str, path: str
