@@ -24,6 +24,30 @@ class _Model(BaseModel):
 
 
 # ---------------------------------------------------------------- Expensify side
+def credential_change(body: Any, id_key: str, secret_key: str) -> tuple[str, str | None]:
+    """A control request that sets, rotates or revokes a credential: `{id, secret}` sets or
+    rotates (the secret is returned), `{id, "revoke": true}` revokes (None is returned).
+    ValueError says what is wrong, never echoing a value: it may be a real secret."""
+    usage = f"expected {{{id_key!r}, {secret_key!r}}} or {{{id_key!r}, 'revoke': true}}"
+    if not isinstance(body, dict):
+        raise ValueError(f"credentials: {usage}")
+    unknown = sorted(str(k) for k in set(body) - {id_key, secret_key, "revoke"})
+    if unknown:
+        raise ValueError(f"credentials: unknown key(s) {', '.join(unknown)}; {usage}")
+    ident, secret, revoke = body.get(id_key), body.get(secret_key), body.get("revoke", False)
+    if not isinstance(ident, str) or not ident.strip():
+        raise ValueError(f"{id_key}: a non-empty string is required; {usage}")
+    if not isinstance(revoke, bool):
+        raise ValueError("revoke: true or false")
+    if revoke:
+        if secret_key in body:
+            raise ValueError(f"credentials: either {secret_key} or revoke, not both")
+        return ident, None
+    if not isinstance(secret, str) or not secret:
+        raise ValueError(f"{secret_key}: a non-empty string is required; {usage}")
+    return ident, secret
+
+
 class ExpensifyCredential(_Model):
     partnerUserID: str
     partnerUserSecret: str

@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from console.sim.dataset import Dataset, Policy, Report
+from console.sim.dataset import Dataset, Policy, Report, credential_change
 from console.sim.export_render import TEMPLATE_PATH, export_model, render_export
 from console.sim.faults import FaultBook, FaultSpec, RequestLog, SimMiddleware
 
@@ -123,7 +123,10 @@ class ExpensifySim:
         self._clock = clock
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self._secrets = {c.partnerUserID: c.partnerUserSecret for c in world.credentials}
+        # partnerUserID -> partnerUserSecret; None once revoked (POST /__sim/credentials).
+        self._secrets: dict[str, str | None] = {
+            c.partnerUserID: c.partnerUserSecret for c in world.credentials
+        }
         self._policies: dict[str, Policy] = {p.id: p.model_copy(deep=True) for p in world.policies}
         self._reports: dict[str, Report] = {
             r.reportID: r.model_copy(deep=True) for r in world.reports
@@ -143,6 +146,7 @@ class ExpensifySim:
                 Route("/__sim/reports", self._reports_route, methods=["GET", "POST"]),
                 Route("/__sim/emails", self._get_emails, methods=["GET"]),
                 Route("/__sim/settings", self._settings_route, methods=["GET", "POST"]),
+                Route("/__sim/credentials", self._credentials_route, methods=["GET", "POST"]),
             ],
             middleware=[
                 Middleware(
@@ -196,7 +200,8 @@ class ExpensifySim:
     def _authenticate(self, job: dict[str, Any], partner: str | None) -> None:
         creds = job.get("credentials")
         secret = creds.get("partnerUserSecret") if isinstance(creds, dict) else None
-        expected = self._secrets.get(partner) if partner is not None else None
+        with self._lock:
+            expected = self._secrets.get(partner) if partner is not None else None
         if (
             expected is None
             or not isinstance(secret, str)
@@ -454,6 +459,35 @@ class ExpensifySim:
     async def _get_emails(self, request: Request) -> Response:
         with self._lock:
             return JSONResponse(copy.deepcopy(self._emails))
+
+    async def _credentials_route(self, request: Request) -> Response:
+        """Set, rotate or revoke a partnerUserID's secret (as regenerating it on
+        expensify.com/tools/integrations would); GET lists the IDs. No answer holds a secret."""
+        if request.method == "POST":
+            try:
+                body = await _json_body(request)
+                partner, secret = credential_change(body, "partnerUserID", "partnerUserSecret")
+            except _BadBody as err:
+                return _bad_request(str(err))
+            except ValueError as err:
+                return _bad_request(str(err))
+            with self._lock:
+                known = partner in self._secrets
+                if secret is None and not known:
+                    return JSONResponse(
+                        {"error": f"partnerUserID: unknown ID {partner!r}"}, status_code=404
+                    )
+                self._secrets[partner] = secret
+            row: dict[str, Any] = {"partnerUserID": partner, "active": secret is not None}
+            if secret is not None:
+                row["created"] = not known
+            return JSONResponse(row)
+        with self._lock:
+            rows = [
+                {"partnerUserID": pid, "active": secret is not None}
+                for pid, secret in self._secrets.items()
+            ]
+        return JSONResponse({"credentials": rows})
 
     async def _settings_route(self, request: Request) -> Response:
         if request.method == "POST":

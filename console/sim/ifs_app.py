@@ -39,13 +39,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hmac
 import json
 import math
 import random
 import re
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -379,9 +380,11 @@ class IfsSim:
         self._limiter = _RateLimiter()
         world = dataset.ifs
         self.realm = world.realm
-        self._clients = {c.client_id: c.client_secret for c in world.clients}
+        # client_id -> client_secret; None once the client is revoked (POST /__sim/credentials).
+        self._clients: dict[str, str | None] = {c.client_id: c.client_secret for c in world.clients}
         self._token_lifetime_s = world.token_lifetime_s
-        self._tokens: dict[str, float] = {}  # access token -> exp (epoch seconds)
+        # access token -> (exp in epoch seconds, the client_id it was issued to)
+        self._tokens: dict[str, tuple[float, str]] = {}
         self._kid = _b64url(self._rng.randbytes(32))
         self._error_codes: deque[tuple[str, str]] = deque()
         self._row_counters: dict[str, int] = {}
@@ -511,6 +514,7 @@ class IfsSim:
             Route("/__sim/faults", self._c_faults, methods=["GET", "POST", "DELETE"]),
             Route("/__sim/code-part-values", self._c_code_part_values, methods=["POST"]),
             Route("/__sim/tokens/revoke", self._c_revoke, methods=["POST"]),
+            Route("/__sim/credentials", self._c_credentials, methods=["GET", "POST"]),
             Route("/__sim/templates/edit", self._c_template_edit, methods=["POST"]),
             Route("/__sim/periods", self._c_periods, methods=["POST"]),
             Route("/__sim/currency-rates", self._c_currency_rates, methods=["POST"]),
@@ -570,8 +574,13 @@ class IfsSim:
                 {"error": "unsupported_grant_type", "error_description": "Unsupported grant_type"},
                 400,
             )
-        expected = self._clients.get(client_id or "")
-        if expected is None or client_secret is None or client_secret != expected:
+        with self._lock:
+            expected = self._clients.get(client_id or "")
+        if (
+            expected is None
+            or client_secret is None
+            or not hmac.compare_digest(client_secret.encode(), expected.encode())
+        ):
             return _json(
                 {
                     "error": "unauthorized_client",
@@ -606,7 +615,7 @@ class IfsSim:
                     _b64url(self._rng.randbytes(256)),
                 )
             )
-            self._tokens[token] = exp
+            self._tokens[token] = (exp, client_id)
         body = {
             "access_token": token,
             "expires_in": self._token_lifetime_s,
@@ -627,11 +636,11 @@ class IfsSim:
             return False
         token = auth[7:].strip()
         with self._lock:
-            exp = self._tokens.get(token)
-            if exp is not None and self._clock() >= exp:
+            issued = self._tokens.get(token)
+            if issued is not None and self._clock() >= issued[0]:
                 del self._tokens[token]
-                exp = None
-        return exp is not None
+                issued = None
+        return issued is not None
 
     # ------------------------------------------------------------ OData
     async def _odata(self, request: Request) -> Response:
@@ -1037,6 +1046,39 @@ class IfsSim:
             revoked = len(self._tokens)
             self._tokens.clear()
         return _json({"revoked": revoked})
+
+    async def _c_credentials(self, request: Request) -> Response:
+        """Set, rotate or revoke an IAM client's secret, as a Keycloak admin would; GET lists
+        the clients. No answer ever holds a secret. Rotating leaves issued tokens valid until
+        they expire (they are signed JWTs); revoking a client also revokes its tokens."""
+        if request.method == "POST":
+            body = await _control_body(request)
+            try:
+                client_id, secret = ds.credential_change(body, "client_id", "client_secret")
+            except ValueError as err:
+                return _control_error(str(err))
+            with self._lock:
+                known = client_id in self._clients
+                if secret is None:
+                    if not known:
+                        return _control_error(f"client_id: unknown client {client_id!r}", 404)
+                    self._clients[client_id] = None
+                    dropped = [t for t, (_e, c) in self._tokens.items() if c == client_id]
+                    for token in dropped:
+                        del self._tokens[token]
+                    return _json(
+                        {"client_id": client_id, "active": False, "tokens_revoked": len(dropped)}
+                    )
+                self._clients[client_id] = secret
+                return _json({"client_id": client_id, "active": True, "created": not known})
+        now = self._clock()
+        with self._lock:
+            live = Counter(c for exp, c in self._tokens.values() if now < exp)
+            rows = [
+                {"client_id": cid, "active": secret is not None, "tokens": live[cid]}
+                for cid, secret in self._clients.items()
+            ]
+        return _json({"clients": rows})
 
     async def _c_template_edit(self, request: Request) -> Response:
         body = await _control_body(request)

@@ -19,6 +19,8 @@ from tests.chaos.harness import (
     demo_world,
     record,
     request_counts,
+    requests_total,
+    sim_json,
     verify_world,
     vouchers,
 )
@@ -105,16 +107,18 @@ def scan_for_secrets(world: World, secrets: tuple[str, ...]) -> int:
 
 
 def rotate_in_sims(world: World) -> None:
-    """Both simulators accept only the rotated secrets from now on (no control route sets
-    credentials: the in-process simulators' tables are changed under their locks)."""
+    """Both services accept only the rotated secrets from now on, set over HTTP as on a
+    simulator run as its own process (`ml-console sim`). IFS tokens already issued stay valid
+    until they expire, as Keycloak's do; they are revoked too, so the next IFS call has to
+    fetch a token with the new secret."""
     from console.sim.demo import DEMO_EXPENSIFY_USER_ID, DEMO_IFS_CLIENT_ID
 
-    exp, ifs = world.sims.expensify, world.sims.ifs
-    with exp._lock:
-        exp._secrets[DEMO_EXPENSIFY_USER_ID] = ROTATED_EXP
-    with ifs._lock:
-        ifs._clients[DEMO_IFS_CLIENT_ID] = ROTATED_IFS
-        ifs._tokens.clear()
+    exp_url, ifs_url = world.sims.expensify_url, world.sims.ifs_url
+    body = {"partnerUserID": DEMO_EXPENSIFY_USER_ID, "partnerUserSecret": ROTATED_EXP}
+    assert sim_json(exp_url, "/__sim/credentials", "POST", body)["active"] is True
+    body = {"client_id": DEMO_IFS_CLIENT_ID, "client_secret": ROTATED_IFS}
+    assert sim_json(ifs_url, "/__sim/credentials", "POST", body)["active"] is True
+    sim_json(ifs_url, "/__sim/tokens/revoke", "POST", {})
 
 
 def test_rotation_while_every_runs_and_no_secret_anywhere(tmp_path):
@@ -201,3 +205,25 @@ def test_wrong_ifs_secret_exit_4_without_retry_loop(tmp_path):
         assert token_calls <= 3, token_calls  # one try and one keyring re-read: no loop
         assert "wrong-ifs-secret-value" not in proc.stderr + proc.stdout
         assert Path(world.console.home).exists()
+
+
+@pytest.mark.parametrize("service", ["expensify", "ifs"])
+def test_revoked_key_exit_4_and_nothing_posted(tmp_path, service):
+    """A key revoked on the service side (over the simulator's HTTP control route, as for a
+    simulator run as its own process): the run stops with exit 4, names the service, posts
+    nothing and does not loop on the refusal."""
+    from console.sim.demo import DEMO_EXPENSIFY_USER_ID, DEMO_IFS_CLIENT_ID
+
+    with demo_world(tmp_path, reports=20) as world:
+        url = world.sims.expensify_url if service == "expensify" else world.sims.ifs_url
+        key = ("partnerUserID", DEMO_EXPENSIFY_USER_ID) if service == "expensify" else (
+            "client_id", DEMO_IFS_CLIENT_ID)  # fmt: skip
+        revoked = sim_json(url, "/__sim/credentials", "POST", {key[0]: key[1], "revoke": True})
+        assert revoked["active"] is False
+        proc = world.console.run("--auto", "--json")
+        assert proc.returncode == 4, proc.stderr
+        assert service in proc.stderr.lower(), proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert vouchers(world.sims) == []
+        calls = requests_total(url, path_part="token" if service == "ifs" else "Integration")
+        assert calls <= 3, calls  # one try and one keyring re-read: no loop
