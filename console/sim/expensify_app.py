@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from email.parser import BytesParser
-from typing import Any, cast
+from typing import Any, Literal, cast
 from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -35,8 +35,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from console.sim.dataset import Dataset, Policy, Report, credential_change
-from console.sim.export_render import TEMPLATE_PATH, export_model, render_export
+from console.sim.dataset import VALID_STATES, Dataset, Policy, Report, credential_change
+from console.sim.export_render import (
+    TEMPLATE_PATH,
+    RawReport,
+    TemplateRenderError,
+    export_model,
+    render_export,
+)
 from console.sim.faults import FaultBook, FaultSpec, RequestLog, SimMiddleware
 
 ENDPOINT = "/Integration-Server/ExpensifyIntegrations"
@@ -65,6 +71,11 @@ class ExpensifySimSettings(BaseModel):
     # The first N download calls for a new file answer "not ready", as Expensify's own script
     # expected (it polled the download).
     download_not_ready: int = Field(default=0, ge=0)
+    # When the export template stops on a value (a raw report's list where text belongs):
+    # "fail" answers the file job with responseCode 500 naming the template error (the whole
+    # export fails); "ignore" renders on as FreeMarker's IGNORE_HANDLER does. What the real
+    # Integration Server does is undocumented.
+    template_errors: Literal["fail", "ignore"] = "fail"
 
     @field_validator("auth_error_code")
     @classmethod
@@ -128,9 +139,11 @@ class ExpensifySim:
             c.partnerUserID: c.partnerUserSecret for c in world.credentials
         }
         self._policies: dict[str, Policy] = {p.id: p.model_copy(deep=True) for p in world.policies}
-        self._reports: dict[str, Report] = {
+        # Dataset reports, and raw ones (POST /__sim/reports with "raw": true) kept as given.
+        self._reports: dict[str, Report | RawReport] = {
             r.reportID: r.model_copy(deep=True) for r in world.reports
         }
+        self._raw_keys = itertools.count(1)
         self._files: dict[str, _StoredFile] = {}
         self._emails: list[dict[str, Any]] = []
         self._calls: dict[str, deque[float]] = {}
@@ -160,9 +173,20 @@ class ExpensifySim:
 
     # ------------------------------------------------------------ state accessors
     def report(self, report_id: str) -> Report:
-        """A copy of the report as the simulator holds it now (KeyError if unknown)."""
+        """A copy of the report as the simulator holds it now (KeyError if unknown or raw)."""
         with self._lock:
-            return self._reports[report_id].model_copy(deep=True)
+            report = self._reports[report_id]
+            if isinstance(report, RawReport):
+                raise KeyError(f"{report_id} is a raw report; see raw_report()")
+            return report.model_copy(deep=True)
+
+    def raw_report(self, key: str) -> dict[str, Any]:
+        """A copy of a raw report as it was given (KeyError if unknown or not raw)."""
+        with self._lock:
+            report = self._reports[key]
+            if not isinstance(report, RawReport):
+                raise KeyError(f"{key} is not a raw report")
+            return copy.deepcopy(report.raw)
 
     def labels(self, report_id: str) -> list[str]:
         """The export labels (markAsExported) on a report."""
@@ -261,7 +285,11 @@ class ExpensifySim:
         with self._lock:
             chosen = selection.select(self._reports.values())
             model = export_model(chosen, self._policies.values())
-            content = render_export(model).encode("utf-8")
+            try:
+                ignore = self.settings.template_errors == "ignore"
+                content = render_export(model, "ignore" if ignore else "rethrow").encode("utf-8")
+            except TemplateRenderError as err:
+                raise JobError(500, f"Error while processing the template: {err}") from None
             name = f"{basename}{uuid.UUID(int=self._rng.getrandbits(128), version=4)}.{ext}"
             self._files[name] = _StoredFile(partner, content, self.settings.download_not_ready)
             while len(self._files) > MAX_STORED_FILES:
@@ -271,7 +299,11 @@ class ExpensifySim:
         return PlainTextResponse(name)
 
     def _finish(
-        self, actions: list[dict[str, Any]], chosen: list[Report], name: str, partner: str
+        self,
+        actions: list[dict[str, Any]],
+        chosen: list[Report | RawReport],
+        name: str,
+        partner: str,
     ) -> None:
         for action in actions:
             if action["actionName"] == "markAsExported":
@@ -430,6 +462,8 @@ class ExpensifySim:
                         "approved": r.approved,
                         "reimbursed": r.reimbursed,
                         "labels": list(r.exportLabels),
+                        # Only raw reports say so: the dataset ones keep their row shape.
+                        **({"raw": True} if isinstance(r, RawReport) else {}),
                     }
                     for r in self._reports.values()
                 ]
@@ -441,6 +475,8 @@ class ExpensifySim:
         if not isinstance(body, dict):
             return _bad_request("the body is one report object")
         clear = body.pop("clearLabels", False) is True
+        if body.get("raw") is True:
+            return self._post_raw_report(body, clear)
         try:
             report = Report.model_validate(body)
         except ValidationError as err:
@@ -455,6 +491,51 @@ class ExpensifySim:
             self._reports[report.reportID] = report
             labels = list(report.exportLabels)
         return JSONResponse({"reportID": report.reportID, "created": old is None, "labels": labels})
+
+    def _post_raw_report(self, body: dict[str, Any], clear: bool) -> Response:
+        """`{"raw": true, "report": {...}}`: store the report exactly as given, mistyped or
+        missing fields and all, for the template to render as it would a broken record. Only
+        `status` must be a state the simulator can select on. A report without a usable
+        reportID is stored under a generated key (`raw-N`), returned as `key`."""
+        unknown = sorted(set(body) - {"raw", "report"})
+        if unknown:
+            return _bad_request(f"raw report: unknown key(s) {', '.join(unknown)}")
+        raw = body.get("report")
+        if not isinstance(raw, dict):
+            return _bad_request('raw report: expected {"raw": true, "report": {...}}')
+        status = raw.get("status", "APPROVED")
+        if status not in VALID_STATES:
+            return _bad_request(
+                f"raw report: status must be one of {', '.join(VALID_STATES)} even in a raw "
+                "report (the simulator selects on it)"
+            )
+        rid = raw.get("reportID")
+        if isinstance(rid, int) and not isinstance(rid, bool):
+            rid = str(rid)
+        with self._lock:
+            if isinstance(rid, str) and rid:
+                key = rid
+            else:
+                key = f"raw-{next(self._raw_keys)}"
+                while key in self._reports:
+                    key = f"raw-{next(self._raw_keys)}"
+            report = RawReport(copy.deepcopy(raw), key, status)
+            old = self._reports.get(key)
+            if old is not None and not clear:
+                report.exportLabels = old.exportLabels + [
+                    label for label in report.exportLabels if label not in old.exportLabels
+                ]
+            self._reports[key] = report
+            labels = list(report.exportLabels)
+        return JSONResponse(
+            {
+                "reportID": raw.get("reportID"),
+                "key": key,
+                "raw": True,
+                "created": old is None,
+                "labels": labels,
+            }
+        )
 
     async def _get_emails(self, request: Request) -> Response:
         with self._lock:
@@ -569,11 +650,11 @@ class _ExportSelection:
             )
         return sel
 
-    def select(self, reports: Iterable[Report]) -> list[Report]:
+    def select(self, reports: Iterable[Report | RawReport]) -> list[Report | RawReport]:
         chosen = (r for r in reports if self._keeps(r))
         return list(itertools.islice(chosen, self.limit))
 
-    def _keeps(self, r: Report) -> bool:
+    def _keeps(self, r: Report | RawReport) -> bool:
         state = "OPEN" if r.status == "REJECTED" else r.status
         if state not in self.states:
             return False

@@ -10,6 +10,15 @@ Two halves:
 
 The model is plain JSON-shaped Python (dict, list, str, int, Decimal, bool, None), so the same
 value can be dumped to JSON and fed to real FreeMarker.
+
+A `RawReport` is a report stored exactly as a test gave it (`POST /__sim/reports` with
+`"raw": true`): its values reach the template with whatever type they have, as a broken
+Expensify record would. The template copes with most (a number where text is expected prints
+as text, text where a number is expected prints `null`); where real FreeMarker stops (a list or
+hash where text is expected, a `transactionList` that is not a list, a transaction that is not
+a hash) `render_export` raises TemplateRenderError, or with `on_error="ignore"` does what
+FreeMarker's IGNORE_HANDLER does: the failing `${…}` or `<#list>` writes nothing and rendering
+goes on (which leaves `"amount":,` — invalid JSON — where a number field fails).
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from console.sim.dataset import Policy, Report, Transaction
 
@@ -84,15 +93,109 @@ class TemplateRenderError(ValueError):
     """The model holds something FreeMarker would stop on (a hash where text is expected)."""
 
 
+OnError = Literal["rethrow", "ignore"]  # FreeMarker's RETHROW_HANDLER / IGNORE_HANDLER
+
+
+def _text_or_none(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+class RawReport:
+    """A report held as given, mistyped or missing fields and all. The simulator selects it on
+    the values it can read as text (an unreadable `approved` is treated as not approved, so
+    approvedAfter lets it through); the template sees `raw` itself."""
+
+    def __init__(self, raw: dict[str, Any], key: str, status: str) -> None:
+        self.raw = raw
+        self.reportID = key  # what reportIDList filters and labels go by
+        self.policyID = _text_or_none(raw.get("policyID")) or ""
+        self.accountEmail = _text_or_none(raw.get("accountEmail")) or ""
+        self.status = status
+        self.created = _text_or_none(raw.get("created")) or ""
+        self.submitted = _text_or_none(raw.get("submitted")) or ""
+        self.approved = _text_or_none(raw.get("approved"))
+        self.reimbursed = _text_or_none(raw.get("reimbursed"))
+        labels = raw.get("exportLabels")
+        self.exportLabels: list[str] = (
+            [x for x in labels if isinstance(x, str)] if isinstance(labels, list) else []
+        )
+
+
 # ------------------------------------------------------------------ the data model
-def export_model(reports: Iterable[Report], policies: Iterable[Policy] = ()) -> dict[str, Any]:
+def export_model(
+    reports: Iterable[Report | RawReport], policies: Iterable[Policy] = ()
+) -> dict[str, Any]:
     """The FreeMarker data model for these reports, as the Integration Server builds it."""
     by_id = {p.id: p for p in policies}
     people: dict[str, tuple[str, str]] = {}
     for p in by_id.values():
         for emp in p.employees:
             people.setdefault(emp.email, (f"{emp.firstName} {emp.lastName}".strip(), emp.submitsTo))
-    return {"reports": [_report_hash(r, by_id.get(r.policyID), people) for r in reports]}
+    return {
+        "reports": [
+            _raw_report_hash(r, by_id.get(r.policyID), people)
+            if isinstance(r, RawReport)
+            else _report_hash(r, by_id.get(r.policyID), people)
+            for r in reports
+        ]
+    }
+
+
+def _raw_report_hash(
+    report: RawReport, policy: Policy | None, people: Mapping[str, tuple[str, str]]
+) -> dict[str, Any]:
+    """The model hash of a raw report: its own values, whatever their type, plus what the
+    Integration Server adds (display status, policy name, submitter, last approver, total)."""
+    raw = report.raw
+    full_name, submits_to = people.get(report.accountEmail, ("", ""))
+    categories = {c.name: c.glCode for c in policy.categories} if policy else {}
+    txs = raw.get("transactionList")
+    h: dict[str, Any] = {key: value for key, value in raw.items() if key != "exportLabels"}
+    h["status"] = DISPLAY_STATUS.get(report.status, report.status.title())
+    h["policyName"] = policy.name if policy else None
+    if "accountEmail" in raw:
+        h["submitter"] = {"email": raw["accountEmail"], "fullName": full_name or None}
+    if raw.get("managerEmail") is None:
+        h["managerEmail"] = submits_to or None
+    if report.reimbursed is not None:  # set by a reportStatus update since
+        h["reimbursed"] = report.reimbursed
+    if "total" not in raw:
+        h["total"] = _raw_total(txs)
+    if isinstance(txs, list):
+        h["transactionList"] = [
+            _raw_transaction_hash(raw.get("reportID"), t, categories) if isinstance(t, dict) else t
+            for t in txs
+        ]
+    return h
+
+
+def _raw_total(txs: Any) -> int | None:
+    """What Expensify would total: only when every line has an integer amount."""
+    if not isinstance(txs, list):
+        return None
+    total = 0
+    for t in txs:
+        amount = t.get("convertedAmount", t.get("amount")) if isinstance(t, dict) else None
+        if amount is None and isinstance(t, dict):
+            amount = t.get("amount")
+        if not isinstance(amount, int) or isinstance(amount, bool):
+            return None
+        total += amount
+    return total
+
+
+def _raw_transaction_hash(
+    report_id: Any, t: dict[str, Any], categories: Mapping[str, str]
+) -> dict[str, Any]:
+    h = dict(t)
+    h.setdefault("reportID", report_id)
+    category = t.get("category")
+    if t.get("categoryGlCode") is None and isinstance(category, str) and category in categories:
+        h["categoryGlCode"] = categories[category]
+    if "receiptObject" not in t:
+        url = h.pop("receiptURL", None)
+        h["receiptObject"] = {"url": url} if url else {}
+    return h
 
 
 def _report_hash(
@@ -157,23 +260,42 @@ def _transaction_hash(
 
 
 # ------------------------------------------------------------------ rendering
-def render_export(model: Mapping[str, Any]) -> str:
-    """What FreeMarker writes for export.ftl with this data model."""
+def render_export(model: Mapping[str, Any], on_error: OnError = "rethrow") -> str:
+    """What FreeMarker writes for export.ftl with this data model. With "rethrow" a value
+    FreeMarker stops on raises TemplateRenderError; with "ignore" the failing interpolation or
+    list writes nothing, as FreeMarker's IGNORE_HANDLER does."""
+    ignore = on_error == "ignore"
+
+    def field(h: Any, path: tuple[str, ...], kind: Kind) -> str:
+        try:
+            return _field(h, path, kind)
+        except TemplateRenderError:
+            if not ignore:
+                raise
+            # `"${…}"` keeps its quotes; a bare `${…}` (a number or boolean) leaves nothing.
+            return '""' if kind == "s" else ""
+
+    def seq(h: Any, key: str) -> Sequence[Any]:
+        try:
+            return _seq(_lookup(h, (key,)), key)
+        except TemplateRenderError:
+            if not ignore:
+                raise
+            return ()
+
     out: list[str] = ["["]
-    reports = _seq(model.get("reports"), "reports")
+    reports = seq(model, "reports")
     for i, r in enumerate(reports):
-        r = _hash(r, "reports[]")
         out.append("{")
         for key, path, kind in REPORT_FIELDS:
-            out.append(f'"{key}":{_field(r, path, kind)},')
+            out.append(f'"{key}":{field(r, path, kind)},')
         out.append('"transactions":[')
-        txs = _seq(r.get("transactionList"), "transactionList")
+        txs = seq(r, "transactionList")
         for j, e in enumerate(txs):
-            e = _hash(e, "transactionList[]")
             out.append(
                 "{"
                 + ",".join(
-                    f'"{key}":{_field(e, path, kind)}' for key, path, kind in TRANSACTION_FIELDS
+                    f'"{key}":{field(e, path, kind)}' for key, path, kind in TRANSACTION_FIELDS
                 )
                 + "}"
             )
@@ -190,29 +312,43 @@ def _seq(v: Any, name: str) -> Sequence[Any]:
     if v is None:
         return ()
     if isinstance(v, list | tuple):
-        return v
-    raise TemplateRenderError(f"{name} is not a sequence")
+        return cast(Sequence[Any], v)
+    raise TemplateRenderError(
+        f'For "#list" list source: expected a sequence or collection, but {name} has evaluated '
+        f"to {_ftl_type(v)}"
+    )
 
 
-def _hash(v: Any, name: str) -> Mapping[str, Any]:
+def _ftl_type(v: Any) -> str:
     if isinstance(v, Mapping):
-        return v
-    raise TemplateRenderError(f"{name} is not a hash")
+        return "an extended_hash"
+    if isinstance(v, bool):
+        return "a boolean"
+    if _is_number(v):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    return "a sequence"
 
 
-def _lookup(h: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    # `(a.b)!""`: a missing or null value anywhere along the path is the default.
+def _lookup(h: Any, path: tuple[str, ...]) -> Any:
+    # `(a.b)!""`: a missing or null value anywhere along the path is the default; a value
+    # that is there but not a hash stops FreeMarker.
     v: Any = h
     for i, key in enumerate(path):
         if v is None:
             return None
         if not isinstance(v, Mapping):
-            raise TemplateRenderError(f"{'.'.join(path[:i])} is not a hash")
+            where = ".".join(path[:i]) or "the list item"
+            raise TemplateRenderError(
+                f'For "." left-hand operand: expected a hash, but {where} has evaluated to '
+                f"{_ftl_type(v)}"
+            )
         v = v.get(key)
     return v
 
 
-def _field(h: Mapping[str, Any], path: tuple[str, ...], kind: Kind) -> str:
+def _field(h: Any, path: tuple[str, ...], kind: Kind) -> str:
     v = _lookup(h, path)
     if kind == "s":
         return '"' + json_string(_ftl_s(v, path)) + '"'
@@ -235,7 +371,10 @@ def _ftl_s(v: Any, path: tuple[str, ...]) -> str:
         return "true" if v else "false"
     if isinstance(v, str):
         return v
-    raise TemplateRenderError(f"{'.'.join(path)} is a {type(v).__name__}, not text")
+    raise TemplateRenderError(
+        f'For "?string" left-hand operand: expected a number, date, boolean or string, but '
+        f"{'.'.join(path)} has evaluated to {_ftl_type(v)}"
+    )
 
 
 def _ftl_c(v: int | Decimal | float) -> str:
