@@ -231,10 +231,20 @@ HOSTILE_TEXT = st.one_of(
     st.text(min_size=0, max_size=60),
     st.text(alphabet=st.characters(codec="utf-8"), min_size=100, max_size=300),
 )
-# The simulator serves only schema-valid reports (amounts are ints): the hostility is in
-# values, not types. Amount fields get huge ints, text fields hostile or empty text.
+# Most reports are schema-valid (the hostility is in values: huge ints, hostile or empty
+# text); now and then one carries a mistyped amount, injected as a raw report.
 AMOUNT = st.integers(min_value=-(10**20), max_value=10**20)
 TEXT_FIELDS = ["currency", "category", "tag", "created", "merchant"]
+# Types the template prints as `null` or as a fraction: never a readable whole-cent amount.
+MISTYPED_AMOUNT = st.one_of(
+    st.text(max_size=12),
+    st.none(),
+    st.booleans(),
+    st.lists(st.integers(-100, 100), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=1),
+    # (a fraction below 1e-16 prints as 0 through `?c`: a readable amount of 0, not a mistype)
+    st.floats(min_value=-1e9, max_value=1e9).filter(lambda f: abs(f) > 1e-6 and f != int(f)),
+)
 
 
 @st.composite
@@ -248,6 +258,9 @@ def hostile_report(draw: st.DrawFn) -> tuple[str, str, dict[str, Any]]:
             lines[0]["amount"] = lines[0]["convertedAmount"] = draw(AMOUNT)
         else:
             lines[0][draw(st.sampled_from(TEXT_FIELDS))] = draw(HOSTILE_TEXT)
+    if draw(st.integers(0, 3)) == 0:  # a mistyped amount, injected raw: it must be held
+        lines[-1]["amount"] = lines[-1]["convertedAmount"] = draw(MISTYPED_AMOUNT)
+        return ("hypothesis raw", MUST_HOLD, {**base_report(rid, lines), RAW: ""})
     return ("hypothesis", expect, base_report(rid, lines))
 
 
