@@ -16,7 +16,7 @@ import csv
 import getpass
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import IO, Any
@@ -55,6 +55,8 @@ EVENT_TYPES = (
 )
 
 GENESIS = "0" * 64
+# Rows written per INSERT batch when appending many events (AuditLog.append).
+APPEND_CHUNK = 1000
 _SECRET_KEYS = frozenset(
     {
         "partnerusersecret",
@@ -178,12 +180,25 @@ class AuditLog:
 
     def record_many(self, events: Iterable[Event]) -> list[AuditRow]:
         """Append events in one transaction (joining the caller's, if any)."""
-        out: list[AuditRow] = []
+        rows: list[dict[str, Any]] = []
+        self._append(events, rows.append)
+        return [_audit_row_of(row) for row in rows]
+
+    def append(self, events: Iterable[Event]) -> int:
+        """As record_many, for many events: rows are built and written a chunk at a time as
+        `events` yields them (a generator is never materialised), and none is handed back.
+        Returns how many were appended."""
+        return self._append(events, None)
+
+    def _append(
+        self, events: Iterable[Event], keep: Callable[[dict[str, Any]], None] | None
+    ) -> int:
+        count = 0
         with self.store.transaction():
             seq, prev = self.store.audit_head()
             prev = prev or GENESIS
-            now = self.store.now()
-            rows: list[dict[str, Any]] = []
+            now = self.store.now()  # one timestamp for every event of the call
+            chunk: list[dict[str, Any]] = []
             for ev in events:
                 if ev.type not in EVENT_TYPES:
                     raise ValueError(f"unknown audit event type {ev.type!r}")
@@ -208,29 +223,16 @@ class AuditLog:
                 row["prev_hash"] = prev
                 row["hash"] = _chain_hash(prev, row)
                 prev = row["hash"]
-                rows.append(row)
-            self.store.append_audit_rows(rows)
-        for row in rows:
-            out.append(
-                AuditRow(
-                    seq=row["seq"],
-                    at=row["at"],
-                    actor=row["actor"],
-                    type=row["type"],
-                    report_id=row["report_id"],
-                    transaction_ids=json.loads(row["transaction_ids"])
-                    if row["transaction_ids"]
-                    else None,
-                    voucher=row["voucher"],
-                    summary=row["summary"],
-                    request_digest=row["request_digest"],
-                    response_digest=row["response_digest"],
-                    data=json.loads(row["data"]),
-                    prev_hash=row["prev_hash"],
-                    hash=row["hash"],
-                )
-            )
-        return out
+                chunk.append(row)
+                if keep is not None:
+                    keep(row)
+                if len(chunk) >= APPEND_CHUNK:
+                    self.store.append_audit_rows(chunk)
+                    count += len(chunk)
+                    chunk = []
+            self.store.append_audit_rows(chunk)
+            count += len(chunk)
+        return count
 
     def verify(self) -> VerifyResult:
         """Walk the chain in seq order; name the first event that was edited, deleted or moved."""
@@ -298,6 +300,24 @@ class AuditLog:
         else:
             raise ValueError(f"unknown export format {fmt!r} (jsonl or csv)")
         return n
+
+
+def _audit_row_of(row: dict[str, Any]) -> AuditRow:
+    return AuditRow(
+        seq=row["seq"],
+        at=row["at"],
+        actor=row["actor"],
+        type=row["type"],
+        report_id=row["report_id"],
+        transaction_ids=json.loads(row["transaction_ids"]) if row["transaction_ids"] else None,
+        voucher=row["voucher"],
+        summary=row["summary"],
+        request_digest=row["request_digest"],
+        response_digest=row["response_digest"],
+        data=json.loads(row["data"]),
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
+    )
 
 
 def _export_dict(ev: AuditRow) -> dict[str, Any]:

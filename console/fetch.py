@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import html
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 from console.audit import AuditLog, Event
-from console.expensify.models import ExportReport, ExportResult, MalformedReport, PolicyInfo
+from console.expensify.models import ExportReport, MalformedReport, PolicyInfo
 from console.report_hash import content_hash
 from console.store import LineRecord, ReportRecord, Store, crash_point
 
@@ -32,14 +33,14 @@ _LINE_TEXT = ("merchant", "modifiedMerchant", "comment", "category", "tag")
 class ExpensifyReader(Protocol):
     """The parts of ExpensifyClient the fetch uses."""
 
-    def export_reports(
+    def export_items(
         self,
         *,
         approved_after: date | None = None,
         states: Sequence[str] = ("APPROVED", "REIMBURSED"),
         exclude_label: str | None = None,
         policy_ids: Sequence[str] | None = None,
-    ) -> ExportResult: ...
+    ) -> Iterator[ExportReport | MalformedReport]: ...
 
     def get_policies(self, policy_ids: Sequence[str]) -> dict[str, PolicyInfo]: ...
 
@@ -141,6 +142,19 @@ def poll_start(store: Store, configured: date) -> date:
     return max(start, configured - timedelta(days=1))
 
 
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    """What the fetched event of one stored report says (the record itself is gone by then)."""
+
+    report_id: str
+    lines: int
+    total_minor: int
+    currency: str
+    transaction_ids: tuple[str, ...]
+    content_hash: str
+    approved: str
+
+
 def fetch(
     client: ExpensifyReader,
     store: Store,
@@ -153,49 +167,72 @@ def fetch(
     dry_run: bool = False,
 ) -> FetchOutcome:
     """Poll once, upsert what came back in one transaction, and (unless dry run) move the
-    cursor to today. The policy read comes first so a refused key fails before the export."""
+    cursor to today. The policy read comes first so a refused key fails before the export.
+
+    The export is stored a report at a time as it is parsed (readable reports in file
+    order, then the malformed ones), so only one report is alive as objects at a time."""
     approved_after = poll_start(store, configured_start)
     policies = client.get_policies(list(policy_ids)) if policy_ids else {}
-    result = client.export_reports(
+    items = client.export_items(
         approved_after=approved_after,
         states=("APPROVED", "REIMBURSED"),
         exclude_label=export_label,
         policy_ids=list(policy_ids) or None,
     )
     outcome = FetchOutcome(approved_after=approved_after, policies=policies)
-    records = [report_record(r) for r in result.reports]
-    records += [malformed_record(m) for m in result.malformed if m.reportID]
-    outcome.malformed = [m.reportID for m in result.malformed if m.reportID]
-    outcome.fetched = [r.report_id for r in records]
+    fetched: list[_Fetched] = []
     crash_point("fetched")
+
+    def records() -> Iterator[ReportRecord]:
+        malformed: list[ReportRecord] = []
+        for item in items:
+            if isinstance(item, MalformedReport):
+                if item.reportID:
+                    malformed.append(malformed_record(item))
+                continue
+            record = report_record(item)
+            fetched.append(_summary(record))
+            yield record
+        outcome.malformed = [r.report_id for r in malformed]
+        for record in malformed:
+            fetched.append(_summary(record))
+            yield record
+
     with store.transaction():
-        up = store.upsert_reports(records)
+        up = store.upsert_reports(records())
+        outcome.fetched = [f.report_id for f in fetched]
         outcome.new, outcome.changed = up.new, up.changed
         outcome.unchanged, outcome.changed_after_post = up.unchanged, up.changed_after_post
         new_ids, changed_ids = set(up.new), set(up.changed)  # membership per report: no scans
-        events = [
+        events = (
             Event(
                 type="fetched",
-                report_id=r.report_id,
+                report_id=f.report_id,
                 summary=(
-                    f"{'new' if r.report_id in new_ids else 'changed'} report "
-                    f"{r.report_id}: {len(r.lines)} line(s), {r.total_minor} {r.currency}"
+                    f"{'new' if f.report_id in new_ids else 'changed'} report "
+                    f"{f.report_id}: {f.lines} line(s), {f.total_minor} {f.currency}"
                 ),
-                transaction_ids=[ln.transaction_id for ln in r.lines],
-                data={"content_hash": r.content_hash, "approved": r.approved},
+                transaction_ids=list(f.transaction_ids),
+                data={"content_hash": f.content_hash, "approved": f.approved},
             )
-            for r in records
-            if r.report_id in new_ids or r.report_id in changed_ids
-        ]
-        events += [
-            Event(
-                type="changed-after-post",
-                report_id=rid,
-                summary=f"report {rid} changed in Expensify after it was posted; not reposted",
+            for f in fetched
+            if f.report_id in new_ids or f.report_id in changed_ids
+        )
+        audit.append(
+            itertools.chain(
+                events,
+                (
+                    Event(
+                        type="changed-after-post",
+                        report_id=rid,
+                        summary=(
+                            f"report {rid} changed in Expensify after it was posted; not reposted"
+                        ),
+                    )
+                    for rid in up.changed_after_post
+                ),
             )
-            for rid in up.changed_after_post
-        ]
-        audit.record_many(events)
+        )
         if not dry_run:
             today = now.date()
             old = store.cursor()
@@ -203,3 +240,15 @@ def fetch(
                 store.set_cursor(today.isoformat())
                 outcome.cursor_moved_to = today
     return outcome
+
+
+def _summary(record: ReportRecord) -> _Fetched:
+    return _Fetched(
+        record.report_id,
+        len(record.lines),
+        record.total_minor,
+        record.currency,
+        tuple(ln.transaction_id for ln in record.lines),
+        record.content_hash,
+        record.approved,
+    )

@@ -713,6 +713,47 @@ def _total_json(t: AccountTotal, key_name: str) -> dict[str, Any]:
     }
 
 
+class PlanBuilder:
+    """A plan built one validated report at a time, so that a caller evaluating reports one
+    by one can drop each report's models as soon as its voucher is planned."""
+
+    def __init__(
+        self, posting: PostingRules, *, version_salts: dict[str, str] | None = None
+    ) -> None:
+        self.posting = posting
+        self.salts = version_salts or {}
+        self.vouchers: list[PlannedVoucher] = []
+        self.held: list[HeldReport] = []
+        self.skipped: list[SkippedReport] = []
+
+    def add(self, v: ValidatedReport) -> None:
+        """Plan one report: its voucher, its holds, or its skip (every line zero)."""
+        if v.holds:
+            self.held.append(HeldReport(v.report_id, v.report_name, v.employee, tuple(v.holds)))
+            return
+        voucher = plan_voucher(v, self.posting, version_salt=self.salts.get(v.report_id, ""))
+        if not voucher.rows:
+            self.skipped.append(
+                SkippedReport(
+                    v.report_id,
+                    v.report_name,
+                    "nothing to post: every line is zero",
+                    voucher.skipped_lines,
+                )
+            )
+            return
+        self.vouchers.append(voucher)
+
+    def plan(self) -> Plan:
+        return Plan(
+            vouchers=self.vouchers,
+            held=self.held,
+            skipped=self.skipped,
+            cost_centre_code_part=cost_centre_code_part(self.posting),
+            voucher_by_report={v.report_id: v for v in self.vouchers},
+        )
+
+
 def build_plan(
     validated_reports: Iterable[ValidatedReport],
     posting: PostingRules,
@@ -721,30 +762,7 @@ def build_plan(
 ) -> Plan:
     """The cycle's plan: a voucher per valid report, every held report with its holds, and
     reports with nothing to post (every line zero) as skipped."""
-    salts = version_salts or {}
-    vouchers: list[PlannedVoucher] = []
-    held: list[HeldReport] = []
-    skipped: list[SkippedReport] = []
+    builder = PlanBuilder(posting, version_salts=version_salts)
     for v in validated_reports:
-        if v.holds:
-            held.append(HeldReport(v.report_id, v.report_name, v.employee, tuple(v.holds)))
-            continue
-        voucher = plan_voucher(v, posting, version_salt=salts.get(v.report_id, ""))
-        if not voucher.rows:
-            skipped.append(
-                SkippedReport(
-                    v.report_id,
-                    v.report_name,
-                    "nothing to post: every line is zero",
-                    voucher.skipped_lines,
-                )
-            )
-            continue
-        vouchers.append(voucher)
-    return Plan(
-        vouchers=vouchers,
-        held=held,
-        skipped=skipped,
-        cost_centre_code_part=cost_centre_code_part(posting),
-        voucher_by_report={v.report_id: v for v in vouchers},
-    )
+        builder.add(v)
+    return builder.plan()

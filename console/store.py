@@ -238,6 +238,10 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
+# Report IDs per `IN (...)` query: well under SQLite's bound on parameters.
+_ID_BATCH = 500
+
+
 # ------------------------------------------------------------------------- records
 @dataclass(frozen=True)
 class LineRecord:
@@ -691,28 +695,59 @@ class Store:
         self, statuses: Sequence[str], report_ids: Sequence[str] | None = None
     ) -> Iterator[tuple[str, str, dict[str, Any]]]:
         """(report_id, status, raw) for reports in these statuses, oldest approval first."""
-        for rid, status, text in self.reports_raw_text(statuses, report_ids):
+        for rid, status, text in self.iter_reports_raw_text(statuses, report_ids):
             yield rid, status, json.loads(text)
 
     def reports_raw_text(
         self, statuses: Sequence[str], report_ids: Sequence[str] | None = None
     ) -> list[tuple[str, str, str]]:
-        """(report_id, status, raw JSON text), as reports_raw but read at once and not parsed:
-        a caller holding every row parses one at a time, so thousands of parsed reports are
-        never alive together (the garbage collector walks every live container)."""
+        """(report_id, status, raw JSON text), as reports_raw but not parsed, all at once."""
+        return list(self.iter_reports_raw_text(statuses, report_ids))
+
+    def report_keys(
+        self, statuses: Sequence[str], report_ids: Sequence[str] | None = None
+    ) -> list[tuple[str, str]]:
+        """(report_id, status) of reports in these statuses, oldest approval first (with
+        `report_ids`: in batches of 500 of them, each batch in that order)."""
         marks = ",".join("?" for _ in statuses)
-        sql = f"SELECT report_id, status, raw FROM reports WHERE status IN ({marks})"
+        sql = f"SELECT report_id, status FROM reports WHERE status IN ({marks})"
         params: list[Any] = list(statuses)
         order = " ORDER BY approved, report_id"
         if report_ids is None:
-            return [(r[0], r[1], r[2]) for r in self._tuples(sql + order, params)]
+            return [(r[0], r[1]) for r in self._tuples(sql + order, params)]
         ids = list(report_ids)
-        out: list[tuple[str, str, str]] = []
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+        out: list[tuple[str, str]] = []
+        for start in range(0, len(ids), _ID_BATCH):
+            chunk = ids[start : start + _ID_BATCH]
             q = sql + f" AND report_id IN ({','.join('?' for _ in chunk)})"
-            out += [(r[0], r[1], r[2]) for r in self._tuples(q + order, params + chunk)]
+            out += [(r[0], r[1]) for r in self._tuples(q + order, params + chunk)]
         return out
+
+    def iter_reports_raw_text(
+        self,
+        statuses: Sequence[str],
+        report_ids: Sequence[str] | None = None,
+        keys: Sequence[tuple[str, str]] | None = None,
+    ) -> Iterator[tuple[str, str, str]]:
+        """(report_id, status, raw JSON text) in report_keys order, the raw text read 500
+        reports at a time: at 10,000 reports the texts alone are some 50 MB, and a caller
+        that parses one report at a time needs only the batch in hand. `keys`: the
+        report_keys the caller already read."""
+        if keys is None:
+            keys = self.report_keys(statuses, report_ids)
+        for start in range(0, len(keys), _ID_BATCH):
+            batch = keys[start : start + _ID_BATCH]
+            marks = ",".join("?" for _ in batch)
+            raw = dict(
+                self._tuples(
+                    f"SELECT report_id, raw FROM reports WHERE report_id IN ({marks})",
+                    [rid for rid, _ in batch],
+                )
+            )
+            for rid, status in batch:
+                text = raw.get(rid)
+                if text is not None:
+                    yield rid, status, text
 
     def currencies_by_policy(self) -> dict[str, set[str]]:
         """The report currencies seen per Expensify policy."""

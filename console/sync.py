@@ -28,7 +28,7 @@ from console.expensify.models import ExportReport, MalformedReport, PolicyInfo
 from console.fetch import FetchOutcome, fetch, load_report
 from console.ifs.models import AccountingPeriod, CodePartValue, CurrencyRate
 from console.mapping import Hold, MappingOverrides, MappingRule, map_report
-from console.plan import Plan, build_plan
+from console.plan import Plan, PlanBuilder, build_plan
 from console.post import PostOutcome, PostProgress, label_posted, post_plan, reconcile
 from console.store import (
     DimensionRow,
@@ -73,6 +73,19 @@ class ReportEvaluation:
     holds: list[Hold]
     company: str
     validated: ValidatedReport
+
+    @property
+    def reason(self) -> str:
+        return self.holds[0].code if self.holds else ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """What the store and the audit log keep of one report's evaluation."""
+
+    report_id: str
+    company: str
+    holds: tuple[Hold, ...]
 
     @property
     def reason(self) -> str:
@@ -437,85 +450,99 @@ class Engine:
         """Map and validate pending, ready and held reports (or just `report_ids`) against one
         IfsReference read; update the hold queue (first_held kept) and statuses."""
         with self._cycle_lock:
-            statuses = EVALUATED_STATUSES + (("failed",) if include_failed else ())
-            # Raw JSON text, parsed one report at a time below (see Store.reports_raw_text).
-            rows = self.store.reports_raw_text(statuses, report_ids)
-            if not rows:
-                return []
-            policies = self.policies()
-            ref = self.reference()
-            overrides = self._overrides()
-            posting = self.settings.posting
             evaluations: list[ReportEvaluation] = []
-            records: list[EvaluationRecord] = []
-            previous = {rid: status for rid, status, _ in rows}
-            for rid, _status, raw_text in rows:
-                raw = json.loads(raw_text)
-                try:
-                    loaded: ExportReport | MalformedReport = load_report(raw)
-                except ValueError as exc:  # pydantic ValidationError is a ValueError
-                    loaded = MalformedReport(reportID=rid, what="unreadable", raw={})
-                    del exc
-                if isinstance(loaded, MalformedReport):
-                    validated = validate_malformed(loaded)
-                    company = ""
-                else:
-                    mapped = map_report(loaded, policies, posting, overrides)
-                    validated = validate(mapped, ref, posting)
-                    company = mapped.company or ""
-                holds = list(validated.holds)
-                evaluations.append(
-                    ReportEvaluation(
-                        report_id=rid,
-                        status="held" if holds else "ready",
-                        holds=holds,
-                        company=company,
-                        validated=validated,
-                    )
+            self._evaluate(report_ids, include_failed, evaluations.append)
+            return evaluations
+
+    def _evaluate(
+        self,
+        report_ids: Sequence[str] | None,
+        include_failed: bool,
+        take: Callable[[ReportEvaluation], None],
+    ) -> None:
+        """evaluate(), handing each report's evaluation to `take` as it is made instead of
+        returning them all: a caller keeping only what it needs (the cycle keeps the
+        voucher) never holds every report's models at once. The store and the audit log
+        are updated after the last report, as evaluate() does."""
+        statuses = EVALUATED_STATUSES + (("failed",) if include_failed else ())
+        keys = self.store.report_keys(statuses, report_ids)
+        if not keys:
+            return
+        policies = self.policies()
+        ref = self.reference()
+        overrides = self._overrides()
+        posting = self.settings.posting
+        verdicts: list[_Verdict] = []
+        previous = dict(keys)
+        # Raw JSON text a batch at a time, parsed one report at a time.
+        for rid, _status, raw_text in self.store.iter_reports_raw_text(statuses, keys=keys):
+            raw = json.loads(raw_text)
+            try:
+                loaded: ExportReport | MalformedReport = load_report(raw)
+            except ValueError as exc:  # pydantic ValidationError is a ValueError
+                loaded = MalformedReport(reportID=rid, what="unreadable", raw={})
+                del exc
+            if isinstance(loaded, MalformedReport):
+                validated = validate_malformed(loaded)
+                company = ""
+            else:
+                mapped = map_report(loaded, policies, posting, overrides)
+                validated = validate(mapped, ref, posting)
+                company = mapped.company or ""
+            holds = list(validated.holds)
+            take(
+                ReportEvaluation(
+                    report_id=rid,
+                    status="held" if holds else "ready",
+                    holds=holds,
+                    company=company,
+                    validated=validated,
                 )
-                records.append(
-                    EvaluationRecord(
-                        rid, company, tuple(HoldRecord(h.code, h.message) for h in holds)
-                    )
+            )
+            verdicts.append(_Verdict(rid, company, tuple(holds)))
+        self._record_verdicts(verdicts, previous)
+
+    def _record_verdicts(self, verdicts: Sequence[_Verdict], previous: dict[str, str]) -> None:
+        """Statuses and the hold queue in the store, with the mapped, held and released
+        events, in one transaction."""
+        with self.store.transaction():
+            before = {h.report_id: h.code for h in self.store.holds(list(previous))}
+            changes = self.store.apply_evaluations(
+                EvaluationRecord(
+                    v.report_id, v.company, tuple(HoldRecord(h.code, h.message) for h in v.holds)
                 )
-            with self.store.transaction():
-                before = {h.report_id: h.code for h in self.store.holds(list(previous))}
-                changes = self.store.apply_evaluations(records)
-                events: list[Event] = []
-                newly = set(changes["newly_held"])
-                for ev in evaluations:
+                for v in verdicts
+            )
+            newly = set(changes["newly_held"])
+
+            def events() -> Iterator[Event]:
+                for ev in verdicts:
                     if previous.get(ev.report_id) == "pending":
-                        events.append(
-                            Event(
-                                type="mapped",
-                                report_id=ev.report_id,
-                                summary=(
-                                    f"mapped to company {ev.company or '?'}: "
-                                    + (f"held ({ev.reason})" if ev.holds else "ready to post")
-                                ),
-                            )
+                        yield Event(
+                            type="mapped",
+                            report_id=ev.report_id,
+                            summary=(
+                                f"mapped to company {ev.company or '?'}: "
+                                + (f"held ({ev.reason})" if ev.holds else "ready to post")
+                            ),
                         )
                     if ev.holds and (
                         ev.report_id in newly or before.get(ev.report_id) != ev.reason
                     ):
-                        events.append(
-                            Event(
-                                type="held",
-                                report_id=ev.report_id,
-                                summary=ev.holds[0].message,
-                                data={"codes": [h.code for h in ev.holds]},
-                            )
+                        yield Event(
+                            type="held",
+                            report_id=ev.report_id,
+                            summary=ev.holds[0].message,
+                            data={"codes": [h.code for h in ev.holds]},
                         )
                 for rid in changes["released"]:
-                    events.append(
-                        Event(
-                            type="released",
-                            report_id=rid,
-                            summary="every hold cleared: the report can be posted",
-                        )
+                    yield Event(
+                        type="released",
+                        report_id=rid,
+                        summary="every hold cleared: the report can be posted",
                     )
-                self.audit.record_many(events)
-            return evaluations
+
+            self.audit.append(events())
 
     def plan(
         self,
@@ -526,9 +553,31 @@ class Engine:
         """The exact vouchers this cycle would post (what the dry run prints and post()
         executes unchanged), with every held report and its reasons."""
         with self._cycle_lock:
-            evs = list(evaluations) if evaluations is not None else self.evaluate(report_ids)
+            if evaluations is None:
+                return self._evaluate_and_plan(report_ids, include_failed=False)
             # Only reports still to post: a posted or excluded report is never planned.
-            return build_plan([e.validated for e in evs], self.settings.posting)
+            return build_plan([e.validated for e in evaluations], self.settings.posting)
+
+    def _evaluate_and_plan(self, report_ids: Sequence[str] | None, *, include_failed: bool) -> Plan:
+        """evaluate() then plan, report by report: each report's voucher is planned as soon
+        as it is validated, and its models dropped (at 10,000 reports, holding every
+        evaluation until the plan was built cost some 200 MB). A planning error is raised
+        after the evaluations are recorded, as evaluating first and planning after would."""
+        builder = PlanBuilder(self.settings.posting)
+        failure: list[Exception] = []
+
+        def take(evaluation: ReportEvaluation) -> None:
+            if failure:
+                return
+            try:
+                builder.add(evaluation.validated)
+            except Exception as exc:  # re-raised below, once the evaluations are recorded
+                failure.append(exc)
+
+        self._evaluate(report_ids, include_failed, take)
+        if failure:
+            raise failure[0]
+        return builder.plan()
 
     def post(
         self,
@@ -642,8 +691,7 @@ class Engine:
                     summary.excluded += 1
             summary.unchanged = len([r for r in fo.unchanged if r not in fetched_posted])
             changed_after_post = list(fo.changed_after_post)
-        evaluations = self.evaluate(report_ids, include_failed=report_ids is not None)
-        plan = self.plan(report_ids, evaluations=evaluations)
+        plan = self._evaluate_and_plan(report_ids, include_failed=report_ids is not None)
         if report_ids is None:
             # Watch posted reports; reversals due today; changes after posting (dry run too).
             plan = reversal.prepare(self, plan, changed_after_post, dry_run)

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, timedelta
+from decimal import Decimal
 from importlib import resources
 from typing import Any
 
@@ -162,8 +164,30 @@ class ExpensifyClient:
             limit=limit,
         )
         file_name = self._run_export(input_settings, on_finish=None)
-        content = self._download(file_name)
-        return parse_export(content, file_name=file_name)
+        return parse_export(self._download(file_name), file_name=file_name)
+
+    def export_items(
+        self,
+        *,
+        approved_after: date | None = None,
+        states: Sequence[str] = ("APPROVED", "REIMBURSED"),
+        exclude_label: str | None = None,
+        policy_ids: Sequence[str] | None = None,
+    ) -> Iterator[ExportItem]:
+        """As export_reports, but the reports one at a time (see iter_export): the export
+        runs, downloads and is checked before this returns; only parsing is left to the
+        iteration."""
+        input_settings = self._export_input(
+            approved_after=approved_after,
+            start_date=None,
+            report_ids=None,
+            states=states,
+            exclude_label=exclude_label,
+            policy_ids=policy_ids,
+            limit=None,
+        )
+        file_name = self._run_export(input_settings, on_finish=None)
+        return iter_export(self._download(file_name), file_name=file_name)
 
     def mark_exported(self, report_ids: Sequence[str], label: str) -> None:
         """Label exactly these reports as exported (an export of their IDs with onFinish
@@ -512,17 +536,141 @@ def _clean_ids(ids: Sequence[str]) -> list[str]:
 
 
 # ---------------------------------------------------------------------- reading the file
+# JSON whitespace, as json.decoder skips it between values.
+_JSON_WS = re.compile(r"[ \t\n\r]*")
+# What str.strip() strips (Unicode whitespace).
+_SPACE = re.compile(r"\s*")
+# Numbers with a fraction or exponent as Decimal, as console.money.loads reads them.
+_DECODER = json.JSONDecoder(parse_float=Decimal)
+
+ExportItem = ExportReport | MalformedReport
+
+
 def parse_export(content: bytes, *, file_name: str = "") -> ExportResult:
     """Read the export file: a JSON array with one object per report. Each object that
     cannot be read becomes a MalformedReport (reportID "" when it has none to hold it by);
     a file that is not such an array raises."""
-    text = content.decode("utf-8-sig", "replace").strip()
-    if text.startswith("<"):
+    reports: list[ExportReport] = []
+    malformed: list[MalformedReport] = []
+    for item in iter_export(content, file_name=file_name):
+        if isinstance(item, ExportReport):
+            reports.append(item)
+        else:
+            malformed.append(item)
+    return ExportResult(reports=reports, malformed=malformed, file_name=file_name)
+
+
+def iter_export(content: bytes, *, file_name: str = "") -> Iterator[ExportItem]:
+    """The export file's reports one at a time, so that a caller storing them as they come
+    never holds the whole file as objects (at 10,000 reports that is hundreds of MB).
+
+    The file is checked whole before this returns (a broken file raises here, before any
+    report is handed out), then each report object is parsed again as it is taken. The
+    items are those of `parse_export`, interleaved in file order: an ExportReport for each
+    readable report, a MalformedReport for each object that is not one. A report ID that
+    occurs twice with different content is trusted in neither copy: neither is handed out
+    as a report, and the differing copy comes as a `duplicate-reportID` MalformedReport.
+    """
+    text = content.decode("utf-8-sig", "replace")
+    del content  # the caller passed its only reference: only the text stays alive
+    starts = _element_starts(text, file_name)
+    first: dict[str, int] = {}  # report ID -> index of its first copy
+    disagreeing: set[int] = set()  # copies that differ from their report's first copy
+    ids: list[str | None] = []
+    for index, start in enumerate(starts):
+        item = _DECODER.raw_decode(text, start)[0]
+        report_id = _report_id(item)
+        ids.append(report_id)
+        if report_id is None:
+            continue
+        seen = first.setdefault(report_id, index)
+        if seen != index and _DECODER.raw_decode(text, starts[seen])[0] != item:
+            disagreeing.add(index)
+    bad = {ids[i] for i in disagreeing}
+    return _export_items(text, starts, ids, first, disagreeing, bad)
+
+
+def _export_items(
+    text: str,
+    starts: list[int],
+    ids: list[str | None],
+    first: dict[str, int],
+    disagreeing: set[int],
+    bad: set[str | None],
+) -> Iterator[ExportItem]:
+    for index, start in enumerate(starts):
+        item = _DECODER.raw_decode(text, start)[0]
+        report_id = ids[index]
+        if not isinstance(item, dict):
+            yield MalformedReport(reportID="", what=f"export entry {index} is not a report object")
+            continue
+        if report_id is None:
+            yield MalformedReport(
+                reportID="", what=f"export entry {index} has no reportID", raw=item
+            )
+            continue
+        if first[report_id] != index:
+            if index in disagreeing:
+                yield MalformedReport(reportID=report_id, what="duplicate-reportID", raw=item)
+            continue
+        try:
+            report = ExportReport.model_validate({**item, "reportID": report_id})
+        except ValidationError as exc:
+            yield MalformedReport(reportID=report_id, what=_describe_invalid(exc), raw=item)
+            continue
+        if report_id not in bad:  # a report whose duplicate disagreed is not trusted
+            yield report
+
+
+def _report_id(item: Any) -> str | None:
+    """The report ID an export entry is held by, or None when it has none."""
+    if not isinstance(item, dict):
+        return None
+    report_id = item.get("reportID")
+    if isinstance(report_id, int) and not isinstance(report_id, bool):
+        report_id = str(report_id)
+    if not isinstance(report_id, str) or not report_id.strip():
+        return None
+    return report_id.strip()
+
+
+def _element_starts(text: str, file_name: str) -> list[int]:
+    """Where each element of the top-level JSON array starts in `text`. Anything but such an
+    array raises ProtocolError saying what the file is instead. Surrounding whitespace is
+    stepped over, not stripped: a stripped copy of a 50 MB file is another 50 MB."""
+    lo = _SPACE.match(text).end()  # type: ignore[union-attr]
+    hi = len(text)
+    while hi > lo and text[hi - 1].isspace():
+        hi -= 1
+    if text.startswith("<", lo):
         raise ProtocolError(
             SERVICE, f"the export file {file_name!r} is an HTML page, not the JSON export"
         )
+    starts: list[int] = []
+    if text.startswith("[", lo):
+        try:
+            index = _JSON_WS.match(text, lo + 1).end()  # type: ignore[union-attr]
+            if text.startswith("]", index):
+                index += 1
+            else:
+                while True:
+                    end = _DECODER.raw_decode(text, index)[1]
+                    starts.append(index)
+                    index = _JSON_WS.match(text, end).end()  # type: ignore[union-attr]
+                    if text.startswith(",", index):
+                        index = _JSON_WS.match(text, index + 1).end()  # type: ignore[union-attr]
+                        continue
+                    if text.startswith("]", index):
+                        index += 1
+                        break
+                    raise ValueError("not a JSON array")
+            if _JSON_WS.match(text, index).end() >= hi:  # type: ignore[union-attr]
+                return starts
+        except ValueError:
+            pass
+    # Not a well-formed array: read the file whole, for the exact reason it is not one.
     try:
-        data = money.loads(text)
+        data = money.loads(text[lo:hi])
     except ValueError as exc:
         reason = getattr(exc, "msg", type(exc).__name__)
         raise ProtocolError(
@@ -536,49 +684,12 @@ def parse_export(content: bytes, *, file_name: str = "") -> ExportResult:
             f"the download of {file_name!r} answered an error instead of the file: "
             f"{data.get('responseCode')} {str(data.get('responseMessage', ''))[:200]}",
         )
-    if not isinstance(data, list):
-        raise ProtocolError(
-            SERVICE,
-            f"the export file {file_name!r} is JSON but not a list of reports "
-            f"(got a {type(data).__name__})",
-        )
-    reports: list[ExportReport] = []
-    malformed: list[MalformedReport] = []
-    seen: dict[str, dict[str, Any]] = {}
-    for index, item in enumerate(data):
-        if not isinstance(item, dict):
-            malformed.append(
-                MalformedReport(reportID="", what=f"export entry {index} is not a report object")
-            )
-            continue
-        report_id = item.get("reportID")
-        if isinstance(report_id, int) and not isinstance(report_id, bool):
-            report_id = str(report_id)
-        if not isinstance(report_id, str) or not report_id.strip():
-            malformed.append(
-                MalformedReport(reportID="", what=f"export entry {index} has no reportID", raw=item)
-            )
-            continue
-        report_id = report_id.strip()
-        if report_id in seen:
-            if seen[report_id] != item:
-                malformed.append(
-                    MalformedReport(reportID=report_id, what="duplicate-reportID", raw=item)
-                )
-            continue
-        seen[report_id] = item
-        try:
-            reports.append(ExportReport.model_validate({**item, "reportID": report_id}))
-        except ValidationError as exc:
-            malformed.append(
-                MalformedReport(reportID=report_id, what=_describe_invalid(exc), raw=item)
-            )
-    # A report whose duplicate disagreed is not trusted either way.
-    bad = {m.reportID for m in malformed if m.what == "duplicate-reportID"}
-    return ExportResult(
-        reports=[r for r in reports if r.reportID not in bad],
-        malformed=malformed,
-        file_name=file_name,
+    if isinstance(data, list):  # pragma: no cover - the scan above reads every JSON array
+        raise ProtocolError(SERVICE, f"the export file {file_name!r} could not be read")
+    raise ProtocolError(
+        SERVICE,
+        f"the export file {file_name!r} is JSON but not a list of reports "
+        f"(got a {type(data).__name__})",
     )
 
 
