@@ -13,6 +13,7 @@ markAsExported, once the caller has recorded the posts.
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import re
@@ -540,6 +541,10 @@ def _clean_ids(ids: Sequence[str]) -> list[str]:
 _JSON_WS = re.compile(r"[ \t\n\r]*")
 # What str.strip() strips (Unicode whitespace).
 _SPACE = re.compile(r"\s*")
+# Bytes of the export decoded at a time when reading it (_ArrayReader).
+READ_CHUNK = 1 << 20
+# Characters a JSON number may still need after the window's end ("1.5e+" then "3").
+_NUMBER_LOOKAHEAD = 8
 # Numbers with a fraction or exponent as Decimal, as console.money.loads reads them.
 _DECODER = json.JSONDecoder(parse_float=Decimal)
 
@@ -562,44 +567,48 @@ def parse_export(content: bytes, *, file_name: str = "") -> ExportResult:
 
 def iter_export(content: bytes, *, file_name: str = "") -> Iterator[ExportItem]:
     """The export file's reports one at a time, so that a caller storing them as they come
-    never holds the whole file as objects (at 10,000 reports that is hundreds of MB).
+    never holds the whole file as objects (at 10,000 reports that is hundreds of MB), nor as
+    one string (see _ArrayReader).
 
-    The file is checked whole before this returns (a broken file raises here, before any
-    report is handed out), then each report object is parsed again as it is taken. The
-    items are those of `parse_export`, interleaved in file order: an ExportReport for each
-    readable report, a MalformedReport for each object that is not one. A report ID that
-    occurs twice with different content is trusted in neither copy: neither is handed out
-    as a report, and the differing copy comes as a `duplicate-reportID` MalformedReport.
+    The file is read through once before this returns (a broken file raises here, before
+    any report is handed out), then read again as the items are taken. The items are those
+    of `parse_export`, interleaved in file order: an ExportReport for each readable report,
+    a MalformedReport for each object that is not one. A report ID that occurs twice with
+    different content is trusted in neither copy: neither is handed out as a report, and
+    the differing copy comes as a `duplicate-reportID` MalformedReport.
     """
-    text = content.decode("utf-8-sig", "replace")
-    del content  # the caller passed its only reference: only the text stays alive
-    starts = _element_starts(text, file_name)
+    try:
+        ids = [_report_id(item) for item in _ArrayReader(content)]
+    except _NotAnArray:
+        raise _bad_file(content, file_name) from None
     first: dict[str, int] = {}  # report ID -> index of its first copy
+    repeated: set[str] = set()
+    for index, report_id in enumerate(ids):
+        if report_id is not None and first.setdefault(report_id, index) != index:
+            repeated.add(report_id)
     disagreeing: set[int] = set()  # copies that differ from their report's first copy
-    ids: list[str | None] = []
-    for index, start in enumerate(starts):
-        item = _DECODER.raw_decode(text, start)[0]
-        report_id = _report_id(item)
-        ids.append(report_id)
-        if report_id is None:
-            continue
-        seen = first.setdefault(report_id, index)
-        if seen != index and _DECODER.raw_decode(text, starts[seen])[0] != item:
-            disagreeing.add(index)
+    if repeated:  # rare: one more read, keeping only the first copies of repeated IDs
+        copies: dict[str, Any] = {}
+        for index, item in enumerate(_ArrayReader(content)):
+            report_id = ids[index]
+            if report_id not in repeated:
+                continue
+            if first[report_id] == index:
+                copies[report_id] = item
+            elif item != copies[report_id]:
+                disagreeing.add(index)
     bad = {ids[i] for i in disagreeing}
-    return _export_items(text, starts, ids, first, disagreeing, bad)
+    return _export_items(content, ids, first, disagreeing, bad)
 
 
 def _export_items(
-    text: str,
-    starts: list[int],
+    content: bytes,
     ids: list[str | None],
     first: dict[str, int],
     disagreeing: set[int],
     bad: set[str | None],
 ) -> Iterator[ExportItem]:
-    for index, start in enumerate(starts):
-        item = _DECODER.raw_decode(text, start)[0]
+    for index, item in enumerate(_ArrayReader(content)):
         report_id = ids[index]
         if not isinstance(item, dict):
             yield MalformedReport(reportID="", what=f"export entry {index} is not a report object")
@@ -634,59 +643,117 @@ def _report_id(item: Any) -> str | None:
     return report_id.strip()
 
 
-def _element_starts(text: str, file_name: str) -> list[int]:
-    """Where each element of the top-level JSON array starts in `text`. Anything but such an
-    array raises ProtocolError saying what the file is instead. Surrounding whitespace is
-    stepped over, not stripped: a stripped copy of a 50 MB file is another 50 MB."""
-    lo = _SPACE.match(text).end()  # type: ignore[union-attr]
-    hi = len(text)
-    while hi > lo and text[hi - 1].isspace():
-        hi -= 1
-    if text.startswith("<", lo):
-        raise ProtocolError(
+class _NotAnArray(Exception):
+    """The file is not one well-formed JSON array (_bad_file says what it is instead)."""
+
+
+class _ArrayReader:
+    """The elements of the JSON array that UTF-8 `content` holds (a BOM and surrounding
+    whitespace allowed, as `json.loads(content.decode("utf-8-sig").strip())` reads it),
+    parsed one at a time from a window of decoded text.
+
+    Never the whole file as one str: a str of text with one character beyond Latin-1 takes
+    2 bytes per character, with one emoji 4, so a 45 MB export decoded whole could take
+    180 MB. An element cut by the end of the window is parsed again once more text is
+    decoded (the window doubles while one element does not fit). Raises _NotAnArray where
+    the text stops being such an array, possibly after elements were handed out."""
+
+    def __init__(self, content: bytes) -> None:
+        self._content = content
+        self._decoder = codecs.getincrementaldecoder("utf-8-sig")("replace")
+        self._read = 0  # bytes of content decoded so far
+        self._done = False  # every byte decoded and the decoder flushed
+        self._text = ""  # the window
+        self._at = 0  # where the next value starts in the window
+
+    def _more(self, size: int) -> bool:
+        """Decode up to `size` more bytes into the window, dropping what was read."""
+        if self._done:
+            return False
+        chunk = self._content[self._read : self._read + size]
+        self._read += len(chunk)
+        self._done = self._read >= len(self._content)
+        self._text = self._text[self._at :] + self._decoder.decode(chunk, self._done)
+        self._at = 0
+        return True
+
+    def _skip(self, space: re.Pattern[str]) -> bool:
+        """Step over whitespace; False at the end of the file."""
+        while True:
+            self._at = space.match(self._text, self._at).end()  # type: ignore[union-attr]
+            if self._at < len(self._text):
+                return True
+            if not self._more(READ_CHUNK):
+                return False
+
+    def _value(self) -> Any:
+        """The JSON value at the window's position, reading on while it may be cut short."""
+        size = READ_CHUNK
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(self._text, self._at)
+            except ValueError:
+                end = -1
+            # A number at the window's end may go on ("12" of "125", "1.5e" of "1.5e3").
+            if end >= 0 and (self._done or len(self._text) - end > _NUMBER_LOOKAHEAD):
+                self._at = end
+                return value
+            if not self._more(size):
+                if end < 0:
+                    raise _NotAnArray
+                self._at = end
+                return value
+            size *= 2
+
+    def __iter__(self) -> Iterator[Any]:
+        if not self._skip(_SPACE) or self._text[self._at] != "[":
+            raise _NotAnArray
+        self._at += 1
+        if not self._skip(_JSON_WS):
+            raise _NotAnArray
+        if self._text[self._at] == "]":
+            self._at += 1
+        else:
+            while True:
+                yield self._value()
+                if not self._skip(_JSON_WS):
+                    raise _NotAnArray
+                mark = self._text[self._at]
+                self._at += 1
+                if mark == "]":
+                    break
+                if mark != "," or not self._skip(_JSON_WS):
+                    raise _NotAnArray
+        if self._skip(_SPACE):  # anything but whitespace after the array
+            raise _NotAnArray
+
+
+def _bad_file(content: bytes, file_name: str) -> ProtocolError:
+    """What the export file is instead of a JSON array of reports (read whole: this is the
+    error path)."""
+    text = content.decode("utf-8-sig", "replace").strip()
+    if text.startswith("<"):
+        return ProtocolError(
             SERVICE, f"the export file {file_name!r} is an HTML page, not the JSON export"
         )
-    starts: list[int] = []
-    if text.startswith("[", lo):
-        try:
-            index = _JSON_WS.match(text, lo + 1).end()  # type: ignore[union-attr]
-            if text.startswith("]", index):
-                index += 1
-            else:
-                while True:
-                    end = _DECODER.raw_decode(text, index)[1]
-                    starts.append(index)
-                    index = _JSON_WS.match(text, end).end()  # type: ignore[union-attr]
-                    if text.startswith(",", index):
-                        index = _JSON_WS.match(text, index + 1).end()  # type: ignore[union-attr]
-                        continue
-                    if text.startswith("]", index):
-                        index += 1
-                        break
-                    raise ValueError("not a JSON array")
-            if _JSON_WS.match(text, index).end() >= hi:  # type: ignore[union-attr]
-                return starts
-        except ValueError:
-            pass
-    # Not a well-formed array: read the file whole, for the exact reason it is not one.
     try:
-        data = money.loads(text[lo:hi])
+        data = money.loads(text)
     except ValueError as exc:
         reason = getattr(exc, "msg", type(exc).__name__)
-        raise ProtocolError(
+        return ProtocolError(
             SERVICE,
             f"the export file {file_name!r} is not valid JSON ({reason}); check that "
             "console/expensify/export.ftl renders JSON",
-        ) from None
+        )
     if isinstance(data, dict) and "responseCode" in data:
-        raise ProtocolError(
+        return ProtocolError(
             SERVICE,
             f"the download of {file_name!r} answered an error instead of the file: "
             f"{data.get('responseCode')} {str(data.get('responseMessage', ''))[:200]}",
         )
-    if isinstance(data, list):  # pragma: no cover - the scan above reads every JSON array
-        raise ProtocolError(SERVICE, f"the export file {file_name!r} could not be read")
-    raise ProtocolError(
+    if isinstance(data, list):  # pragma: no cover - _ArrayReader reads every JSON array
+        return ProtocolError(SERVICE, f"the export file {file_name!r} could not be read")
+    return ProtocolError(
         SERVICE,
         f"the export file {file_name!r} is JSON but not a list of reports "
         f"(got a {type(data).__name__})",
