@@ -20,6 +20,8 @@ Control routes (never authenticated, rate-limited, faulted or counted):
   GET|POST|DELETE /__sim/faults (a FaultSpec or a list of them),
   POST /__sim/code-part-values {Company, CodePart, CodePartValue, …}  create or update,
   POST /__sim/tokens/revoke                       every outstanding token becomes invalid,
+  GET|POST /__sim/credentials {client_id, client_secret | revoke}  set, rotate or revoke a
+    client (revoking also revokes its tokens; no answer carries a secret),
   POST /__sim/templates/edit {Company, VoucherType}  another user edits the template,
   POST /__sim/periods {Company, AccountingYear, AccountingPeriod, PeriodStatus, …},
   POST /__sim/currency-rates {Company, CurrencyCode, ValidFrom, CurrencyRate, …},
