@@ -173,10 +173,62 @@ class Report(_Model):
         )
 
 
+class CardTransaction(_Model):
+    """A company-card expense not on any report (Expensify's reconciliation data): the card it
+    came from and the expense. `amount` follows the reconciliation sign convention, inverted
+    (a purchase is negative, a refund positive); `modifiedAmount` likewise, 0 or absent when
+    the amount was not edited. `reportID` 0 is unreported, negative is deleted."""
+
+    cardID: str
+    cardName: str = ""
+    bank: str = ""
+    owner: str  # the email the card is assigned to
+    maskedPAN: str = ""
+    transactionID: str
+    reportID: int = 0
+    amount: int
+    modifiedAmount: int | None = None
+    currency: str = "USD"
+    posted: str  # yyyy-MM-dd, the day the bank posted it
+    created: str = ""  # the sale date
+    modifiedCreated: str | None = None
+    merchant: str = ""
+    modifiedMerchant: str | None = None
+    category: str = ""
+    tag: str = ""
+    comment: str = ""
+    externalID: str = ""
+    reimbursable: bool = False
+    billable: bool = False
+
+    @field_validator("cardID", "transactionID", mode="before")
+    @classmethod
+    def _id_as_string(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @field_validator("amount", "modifiedAmount", mode="before")
+    @classmethod
+    def _integer_minor_units(cls, v: Any) -> Any:
+        if isinstance(v, float) or (isinstance(v, Decimal) and v != v.to_integral_value()):
+            raise ValueError("amounts are integer minor units (cents)")
+        return v
+
+    @field_validator("posted")
+    @classmethod
+    def _posted_date(cls, v: str) -> str:
+        try:
+            date.fromisoformat(v)
+        except ValueError:
+            raise ValueError(f"posted is a date yyyy-MM-dd, got {v!r}") from None
+        return v
+
+
 class ExpensifyWorld(_Model):
     credentials: list[ExpensifyCredential] = Field(default_factory=list)
     policies: list[Policy] = Field(default_factory=list)
     reports: list[Report] = Field(default_factory=list)
+    # Company-card expenses not on any report (the reconciliation export's report ID 0).
+    cardTransactions: list[CardTransaction] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------- IFS side

@@ -67,6 +67,9 @@ _CLOSED_PERIOD_IDS = ("51000386", "51000529")  # approved in the closed previous
 _ATTENTION_IDS = frozenset(_MISSING_CC_IDS + _EXPIRED_CC_IDS + _UNMAPPED_IDS + _CLOSED_PERIOD_IDS)
 
 UNMAPPED_CATEGORY = "Team Offsite"
+# Company-card expenses not yet on any report, posted in the demo month (reconciliation data).
+DEMO_CARD_SPEND = 30
+_CARD_BANKS = {DEMO_POLICY_US: "vcf", DEMO_POLICY_EU: "cdf"}  # Visa / Mastercard feeds
 NEW_LAB = ("CC-410", "New Lab")
 CLOSED_OFFICE = ("CC-150", "Hartford Office")
 
@@ -850,7 +853,69 @@ def build_demo_dataset(
         drafts.append(draft)
 
     drafts.extend(_attention_drafts(b))
-    return _assemble(b, drafts)
+    # Its own random stream, so the reports are the same with or without the card spend.
+    cards = _unreported_card_spend(b, Random(f"{seed}:cards"))
+    return _assemble(b, drafts, cards)
+
+
+def _unreported_card_spend(b: _Builder, rng: Random) -> list[dict[str, Any]]:
+    """Company-card expenses imported from the card feeds but on no report yet: DEMO_CARD_SPEND
+    posted in the month (a refund, an HTML-entity merchant, one without a category and one in
+    a category without GL code among them), plus what the month's window must leave out (two
+    posted on the next month's first day, one deleted). Amounts use the reconciliation sign:
+    a purchase is negative."""
+    holders = [
+        p for p in b.people if p.card_id and p.cost_centre not in (NEW_LAB[0], CLOSED_OFFICE[0])
+    ]
+    us = [p for p in holders if p.policy == DEMO_POLICY_US]
+    eu = [p for p in holders if p.policy == DEMO_POLICY_EU]
+    card_categories = [c for c in _CATEGORIES if c.card_ok and c.name != "Airfare"]
+    txn = 7_182_900_000_000_000_000
+    out: list[dict[str, Any]] = []
+    total = DEMO_CARD_SPEND + 3
+    for i in range(total):
+        person = rng.choice(eu if i % 3 == 2 else us)
+        category = rng.choice(card_categories)
+        cents = rng.randint(category.low, min(category.high, 90000))
+        if i < DEMO_CARD_SPEND:
+            posted = b.month_start + timedelta(days=rng.randint(1, b.month_end.day - 1))
+        else:
+            posted = b.month_end + timedelta(days=1)  # next month: outside the window
+        sale = posted - timedelta(days=rng.randint(0, 2))
+        tagged = rng.random() < 0.7
+        txn += rng.randint(1, 9999)
+        line: dict[str, Any] = {
+            "cardID": person.card_id,
+            "cardName": f"Corporate {'Visa' if person.policy == DEMO_POLICY_US else 'Mastercard'}"
+            f" …{person.card_number[-4:]}",
+            "bank": _CARD_BANKS[person.policy],
+            "owner": person.email,
+            "maskedPAN": person.card_number,
+            "transactionID": str(txn),
+            "reportID": 0,
+            "amount": -cents,
+            "currency": person.home_currency,
+            "posted": posted.isoformat(),
+            "created": sale.isoformat(),
+            "merchant": rng.choice(
+                by_city[_HOME_CITY[person.policy]]
+                if (by_city := _CITY_MERCHANTS.get(category.name))
+                else _MERCHANTS[category.name][person.policy]
+            ),
+            "category": category.name,
+            "tag": f"{_CC_NAME[person.cost_centre]}:Internal" if tagged else "",
+            "reimbursable": False,
+            "billable": False,
+        }
+        out.append(line)
+    # The cases a month of card spend always has; fixed positions, so a test can find them.
+    out[0].update(category="", tag="", comment="Not categorised yet")
+    out[1].update(category=UNMAPPED_CATEGORY, merchant=_OFFSITE_MERCHANTS[0])
+    out[4].update(merchant="Barnes &amp; Noble", category="Books & Subscriptions")
+    refund = out[3]
+    refund.update(amount=abs(refund["amount"]) // 2, comment="Refund: returned item")
+    out[-1].update(reportID=-1, posted=out[5]["posted"], comment="Deleted: duplicate import")
+    return out
 
 
 def _force_features(b: _Builder, drafts: list[_Draft]) -> None:
@@ -981,7 +1046,9 @@ def _attention_drafts(b: _Builder) -> list[_Draft]:
     return out
 
 
-def _assemble(b: _Builder, drafts: list[_Draft]) -> dict[str, Any]:
+def _assemble(
+    b: _Builder, drafts: list[_Draft], cards: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     rng = b.rng
     policy_names = {DEMO_POLICY_US: f"{DEMO_FIRM} — US", DEMO_POLICY_EU: f"{DEMO_FIRM} — Europe"}
     # Report IDs grow with creation time, as Expensify's do; the attention reports keep theirs.
@@ -1016,6 +1083,7 @@ def _assemble(b: _Builder, drafts: list[_Draft]) -> dict[str, Any]:
                 _policy(b, pid, policy_names[pid]) for pid in (DEMO_POLICY_US, DEMO_POLICY_EU)
             ],
             "reports": reports,
+            "cardTransactions": cards or [],
         },
         "ifs": {
             "realm": DEMO_REALM,

@@ -3,7 +3,8 @@
 One endpoint, `POST /Integration-Server/ExpensifyIntegrations`, takes a form field
 `requestJobDescription` (JSON; Expensify's parser also takes single quotes and trailing commas)
 plus `template` / `data`, urlencoded or multipart. Jobs: `file` (report export rendered for the
-project's export.ftl), `download`, `get` (policyList, policy) and `update` (reportStatus).
+project's export.ftl), `reconciliation` (company-card expenses rendered for the project's
+reconciliation.ftl), `download`, `get` (policyList, policy) and `update` (reportStatus).
 Job errors come back as HTTP 200 with `{"responseCode", "responseMessage"}`; only the rate
 limiter (and injected faults) use the HTTP status. `/__sim/` routes inspect and steer it.
 """
@@ -35,13 +36,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from console.sim.dataset import VALID_STATES, Dataset, Policy, Report, credential_change
+from console.sim.dataset import (
+    VALID_STATES,
+    CardTransaction,
+    Dataset,
+    Policy,
+    Report,
+    Transaction,
+    credential_change,
+)
 from console.sim.export_render import (
+    DISPLAY_STATUS,
     TEMPLATE_PATH,
+    Kind,
     RawReport,
     TemplateRenderError,
     export_model,
     render_export,
+    render_fields,
 )
 from console.sim.faults import FaultBook, FaultSpec, RequestLog, SimMiddleware
 
@@ -54,6 +66,10 @@ REPORT_STATES = ("OPEN", "SUBMITTED", "APPROVED", "REIMBURSED", "ARCHIVED")
 POLICY_FIELDS = ("categories", "tags", "employees", "reportFields", "tax")
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _BASENAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+RECONCILIATION_TEMPLATE_PATH = TEMPLATE_PATH.with_name("reconciliation.ftl")
+# inputSettings.type of a reconciliation job: which card expenses.
+RECONCILIATION_TYPES = ("Unreported", "Reported", "All")
+ALL_FEEDS = "export_all_feeds"
 # Generated files kept for download; the oldest go first, so a long benchmark stays bounded.
 MAX_STORED_FILES = 256
 
@@ -148,6 +164,12 @@ class ExpensifySim:
         self._emails: list[dict[str, Any]] = []
         self._calls: dict[str, deque[float]] = {}
         self._template = _normalise_template(TEMPLATE_PATH.read_text(encoding="utf-8"))
+        self._reconciliation_template = _normalise_template(
+            RECONCILIATION_TEMPLATE_PATH.read_text(encoding="utf-8")
+        )
+        self._card_transactions: list[CardTransaction] = [
+            t.model_copy(deep=True) for t in world.cardTransactions
+        ]
         self.faults = FaultBook(seed)
         self.requests = RequestLog()
         self.app = Starlette(
@@ -237,6 +259,8 @@ class ExpensifySim:
         kind = job.get("type")
         if kind == "file":
             return self._file_job(job, form.get("template"), partner)
+        if kind == "reconciliation":
+            return self._reconciliation_job(job, form.get("template"), partner)
         if kind == "download":
             return self._download_job(job, partner)
         if kind == "get":
@@ -320,6 +344,107 @@ class ExpensifySim:
                         "reportIDs": [r.reportID for r in chosen],
                     }
                 )
+
+    # ------------------------------------------------------------ reconciliation (cards)
+    def _reconciliation_job(
+        self, job: dict[str, Any], template: str | None, partner: str
+    ) -> Response:
+        """Company-card expenses of a domain posted in a date window, rendered for the project's
+        reconciliation.ftl; answers `{"responseCode":200,"filename":…}` (download as usual)."""
+        inp = _object(job, "inputSettings")
+        kind = inp.get("type")
+        if kind not in RECONCILIATION_TYPES:
+            raise JobError(
+                410,
+                f"Argument 'inputSettings.type' is missing or malformed: use "
+                f"{', '.join(RECONCILIATION_TYPES)}",
+            )
+        start = _date_filter(inp, "startDate")
+        end = _date_filter(inp, "endDate")
+        if start is None or end is None:
+            raise JobError(410, "Required parameters 'startDate' and 'endDate' are missing")
+        domain = inp.get("domain")
+        if not isinstance(domain, str) or not domain.strip() or "@" in domain:
+            raise JobError(410, "Required parameter 'domain' is missing or malformed")
+        feed = inp.get("feed", ALL_FEEDS)
+        if not isinstance(feed, str) or not feed:
+            raise JobError(410, "Argument 'feed' is malformed")
+        out = job.get("outputSettings") or {"fileExtension": "json"}
+        ext = out.get("fileExtension") if isinstance(out, dict) else None
+        if ext != "json":
+            raise JobError(
+                410, f"File extension '{ext}' is not rendered by the simulator (only json)"
+            )
+        if template is None:
+            raise JobError(410, "Required parameter 'template' is missing")
+        if _normalise_template(template) != self._reconciliation_template:
+            raise JobError(
+                410,
+                "The simulator renders only the project's reconciliation template "
+                "(console/expensify/reconciliation.ftl); this template differs from it",
+            )
+        with self._lock:
+            cards = self._card_model(kind, start, end, domain.strip().lower(), feed)
+            content = render_reconciliation({"cards": cards}).encode("utf-8")
+            name = f"is_reconciliation_{self._rng.getrandbits(48)}.{ext}"
+            self._files[name] = _StoredFile(partner, content, self.settings.download_not_ready)
+            while len(self._files) > MAX_STORED_FILES:
+                del self._files[next(iter(self._files))]
+        return JSONResponse({"responseCode": 200, "responseMessage": "OK", "filename": name})
+
+    def _card_model(
+        self, kind: str, start: str, end: str, domain: str, feed: str
+    ) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """The `cards` map (as (card, reports) pairs, since a card hash cannot be a dict key):
+        each card's expenses grouped by report, unreported ones on the report with ID 0."""
+        cards: dict[str, dict[str, Any]] = {}
+        reports: dict[str, dict[int, dict[str, Any]]] = {}
+
+        def wanted(owner: str, bank: str, posted: str) -> bool:
+            return (
+                owner.lower().endswith("@" + domain)
+                and (feed == ALL_FEEDS or bank == feed)
+                and start <= posted[:10] <= end
+            )
+
+        def add(card: dict[str, Any], report: dict[str, Any], expense: dict[str, Any]) -> None:
+            cards.setdefault(card["ID"], card)
+            by_report = reports.setdefault(card["ID"], {})
+            by_report.setdefault(report["ID"], report)["transactionList"].append(expense)
+
+        known = {t.cardID: t for t in self._card_transactions}
+        if kind in ("Unreported", "All"):
+            for t in self._card_transactions:
+                if (t.reportID == 0 or kind == "All") and wanted(t.owner, t.bank, t.posted):
+                    add(
+                        _card_hash(t.cardID, t.cardName, t.bank, t.owner),
+                        _report_zero(t),
+                        _card_expense(t),
+                    )
+        if kind in ("Reported", "All"):
+            for r in self._reports.values():
+                if isinstance(r, RawReport):
+                    continue
+                for line in r.transactionList:
+                    if not line.cardID or not wanted(
+                        r.accountEmail, _bank_of(known, line), line.created
+                    ):
+                        continue
+                    card = known.get(line.cardID)
+                    add(
+                        _card_hash(
+                            line.cardID,
+                            card.cardName if card else "",
+                            card.bank if card else "",
+                            r.accountEmail,
+                        ),
+                        _reported_hash(r),
+                        _reported_expense(r, line),
+                    )
+        return [
+            (cards[cid], [reports[cid][rid] for rid in sorted(reports[cid])])
+            for cid in sorted(cards)
+        ]
 
     # ------------------------------------------------------------ download
     def _download_job(self, job: dict[str, Any], partner: str) -> Response:
@@ -585,6 +710,141 @@ class ExpensifySim:
             except ValidationError as err:
                 return _bad_request(_describe(err, "settings"))
         return JSONResponse(self.settings.model_dump())
+
+
+# ------------------------------------------------------------------ the reconciliation model
+# (output key, path into the model hash, helper): the order of reconciliation.ftl.
+CARD_FIELDS: tuple[tuple[str, tuple[str, ...], Kind], ...] = (
+    ("cardID", ("ID",), "s"),
+    ("cardName", ("name",), "s"),
+    ("bank", ("bank",), "s"),
+    ("owner", ("owner",), "s"),
+)
+CARD_REPORT_FIELDS: tuple[tuple[str, tuple[str, ...], Kind], ...] = (
+    ("reportID", ("ID",), "s"),
+    ("reportName", ("name",), "s"),
+    ("status", ("status",), "s"),
+    ("policyID", ("policyID",), "s"),
+    ("submitterEmail", ("submitterEmail",), "s"),
+    ("currency", ("currency",), "s"),
+)
+CARD_EXPENSE_FIELDS: tuple[tuple[str, tuple[str, ...], Kind], ...] = (
+    ("transactionID", ("ID",), "s"),
+    ("reportID", ("reportID",), "s"),
+    ("cardID", ("cardID",), "s"),
+    ("maskedPAN", ("maskedPAN",), "s"),
+    ("merchant", ("originalMerchant",), "s"),
+    ("modifiedMerchant", ("modifiedMerchant",), "s"),
+    ("originalAmount", ("originalAmount",), "n"),
+    ("modifiedAmount", ("modifiedAmount",), "n"),
+    ("amountModified", ("amountModified",), "b"),
+    ("currency", ("currency",), "s"),
+    ("posted", ("posted",), "s"),
+    ("created", ("originalCreated",), "s"),
+    ("modifiedCreated", ("modifiedCreated",), "s"),
+    ("category", ("category",), "s"),
+    ("tag", ("tag",), "s"),
+    ("comment", ("comment",), "s"),
+    ("externalID", ("externalID",), "s"),
+    ("reimbursable", ("reimbursable",), "b"),
+    ("billable", ("billable",), "b"),
+)
+
+
+def render_reconciliation(model: dict[str, Any]) -> str:
+    """What FreeMarker writes for reconciliation.ftl with this model (`cards` as (card,
+    reports) pairs, in map order)."""
+    out: list[str] = ["["]
+    cards = model.get("cards") or []
+    for i, (card, reports) in enumerate(cards):
+        out.append("{" + render_fields(card, CARD_FIELDS) + ',"reports":[')
+        for j, report in enumerate(reports):
+            out.append("{" + render_fields(report, CARD_REPORT_FIELDS) + ',"transactions":[')
+            expenses = report.get("transactionList") or []
+            out.append(
+                ",".join("{" + render_fields(e, CARD_EXPENSE_FIELDS) + "}" for e in expenses)
+            )
+            out.append("]}" + ("," if j < len(reports) - 1 else ""))
+        out.append("]}" + ("," if i < len(cards) - 1 else ""))
+    out.append("]")
+    return "".join(out)
+
+
+def _card_hash(card_id: str, name: str, bank: str, owner: str) -> dict[str, Any]:
+    return {"ID": card_id, "name": name, "bank": bank, "owner": owner}
+
+
+def _report_zero(t: CardTransaction) -> dict[str, Any]:
+    # Unreported expenses hang off a placeholder report with ID 0 (deleted ones keep theirs).
+    return {"ID": t.reportID, "name": None, "status": None, "policyID": None,
+            "submitterEmail": None, "currency": None, "transactionList": []}  # fmt: skip
+
+
+def _card_expense(t: CardTransaction) -> dict[str, Any]:
+    return {
+        "ID": t.transactionID,
+        "reportID": t.reportID,
+        "cardID": t.cardID,
+        "maskedPAN": t.maskedPAN,
+        "originalMerchant": t.merchant,
+        "modifiedMerchant": t.modifiedMerchant,
+        "originalAmount": t.amount,
+        # Reconciliation data says 0 for an amount that was not edited.
+        "modifiedAmount": t.modifiedAmount or 0,
+        "amountModified": t.modifiedAmount is not None,
+        "currency": t.currency,
+        "posted": t.posted,
+        "originalCreated": t.created or t.posted,
+        "modifiedCreated": t.modifiedCreated or t.created or t.posted,
+        "category": t.category,
+        "tag": t.tag,
+        "comment": t.comment,
+        "externalID": t.externalID,
+        "reimbursable": t.reimbursable,
+        "billable": t.billable,
+    }
+
+
+def _bank_of(known: dict[str, CardTransaction], line: Transaction) -> str:
+    card = known.get(line.cardID or "")
+    return card.bank if card else ""
+
+
+def _reported_hash(r: Report) -> dict[str, Any]:
+    return {
+        "ID": int(r.reportID) if r.reportID.isdigit() else r.reportID,
+        "name": r.reportName,
+        "status": DISPLAY_STATUS.get(r.status, r.status.title()),
+        "policyID": r.policyID,
+        "submitterEmail": r.accountEmail,
+        "currency": r.currency,
+        "transactionList": [],
+    }
+
+
+def _reported_expense(r: Report, t: Transaction) -> dict[str, Any]:
+    # The reconciliation data inverts the sign the report export uses.
+    return {
+        "ID": t.transactionID,
+        "reportID": int(r.reportID) if r.reportID.isdigit() else r.reportID,
+        "cardID": t.cardID,
+        "maskedPAN": t.cardNumber,
+        "originalMerchant": t.merchant,
+        "modifiedMerchant": t.modifiedMerchant,
+        "originalAmount": -t.amount,
+        "modifiedAmount": -(t.modifiedAmount or 0),
+        "amountModified": t.modifiedAmount is not None,
+        "currency": t.currency,
+        "posted": t.created,
+        "originalCreated": t.created,
+        "modifiedCreated": t.modifiedCreated or t.created,
+        "category": t.category,
+        "tag": t.tag,
+        "comment": t.comment,
+        "externalID": None,
+        "reimbursable": t.reimbursable,
+        "billable": t.billable,
+    }
 
 
 # ------------------------------------------------------------------ report selection

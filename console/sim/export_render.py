@@ -308,6 +308,13 @@ def render_export(model: Mapping[str, Any], on_error: OnError = "rethrow") -> st
     return "".join(out)
 
 
+def render_fields(h: Any, fields: Sequence[tuple[str, tuple[str, ...], Kind]]) -> str:
+    """The `"key":value` pairs of one hash, comma-joined, as the null-safe `s`/`n`/`b` helpers
+    write them: for the project's other templates built from the same helpers (the card
+    reconciliation export). Raises TemplateRenderError where FreeMarker would stop."""
+    return ",".join(f'"{key}":{_field(h, path, kind)}' for key, path, kind in fields)
+
+
 def _seq(v: Any, name: str) -> Sequence[Any]:
     if v is None:
         return ()
