@@ -15,6 +15,11 @@ exclusions) and is the only function here that does I/O.
 
 Amounts are Decimal in major units (as IFS holds them): the company's accounting currency in the
 account table, the report currency in the per-report list and the currency summary.
+
+Company-card spend not yet on any report (Expensify's reconciliation export) is a separate
+section, `CardSpendSection`: what an accrual of it would debit (expense account and cost
+centre, mapped as reports are) and credit (the card clearing account). It never enters the
+equation above, so it cannot make the tie-out balanced or unbalanced.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from console.expensify.models import ExportReport
+from console.expensify.models import ExportReport, ExportTransaction, PolicyInfo
+from console.expensify.reconciliation import CardSpend, Unreadable
 from console.ifs.models import Voucher, VoucherRow
 from console.money import minor_to_decimal, round_cents
 
@@ -133,6 +139,154 @@ class CompanyWindow:
     known_to_ifs: bool  # False: IFS has no such period; the calendar month was used
 
 
+# Where the card spend section came from.
+CARDS_READ = "read"
+CARDS_UNAVAILABLE = "unavailable"  # Expensify's reconciliation export could not be read
+CARDS_NOT_READ = "not-read"  # nothing to ask for (no card domain), or the local copy stood in
+
+
+@dataclass(frozen=True)
+class CardSpendLine:
+    """One company-card expense not yet on a report, as an accrual would book it."""
+
+    transaction_id: str
+    card_id: str
+    card_name: str
+    owner: str
+    posted: str
+    merchant: str
+    category: str
+    tag: str
+    policy_id: str
+    company: str  # "" when the card holder belongs to no configured policy
+    company_currency: str
+    currency: str  # the card's (transaction) currency
+    amount: Decimal  # card currency, spend sign (a refund is negative)
+    account: str  # the mapped expense account; "" when unmapped
+    code_parts: tuple[tuple[str, str], ...]  # (letter, value) for code parts B..J
+    cost_centre: str
+    rate: Decimal | None  # IFS's rate on the voucher date (1 in company currency)
+    accounting: Decimal | None  # company currency; None when it cannot be accrued
+    reason: str = ""  # why it cannot be accrued: "" when it can (machine-readable codes)
+    message: str = ""  # the same for people
+
+    @property
+    def accruable(self) -> bool:
+        return not self.reason and self.accounting is not None
+
+
+@dataclass
+class CardSpendRow:
+    """Accruable card spend per (company, account, cost centre), company currency."""
+
+    company: str
+    currency: str
+    account: str
+    cost_centre: str
+    amount: Decimal = ZERO
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class CardSpendSection:
+    """Card spend not yet reported, for the period: separate from the tie-out."""
+
+    status: str  # CARDS_READ, CARDS_UNAVAILABLE or CARDS_NOT_READ
+    note: str
+    clearing_account: str
+    voucher_dates: Mapping[str, date]  # company -> the period's last day (the accrual date)
+    lines: tuple[CardSpendLine, ...] = ()
+    unreadable: tuple[Unreadable, ...] = ()
+
+    @property
+    def accruable(self) -> list[CardSpendLine]:
+        return [ln for ln in self.lines if ln.accruable]
+
+    @property
+    def not_accruable(self) -> list[CardSpendLine]:
+        return [ln for ln in self.lines if not ln.accruable]
+
+    def rows(self) -> list[CardSpendRow]:
+        out: dict[tuple[str, str, str], CardSpendRow] = {}
+        for ln in self.accruable:
+            key = (ln.company, ln.account, ln.cost_centre)
+            row = out.get(key)
+            if row is None:
+                row = out[key] = CardSpendRow(ln.company, ln.company_currency, *key[1:])
+            row.amount += ln.accounting or ZERO
+            row.count += 1
+        return sorted(out.values(), key=lambda r: (r.company, r.account, r.cost_centre))
+
+    def totals(self) -> dict[tuple[str, str], Decimal]:
+        """(company, company currency) -> the accruable total."""
+        out: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+        for r in self.rows():
+            out[(r.company, r.currency)] += r.amount
+        return dict(out)
+
+    def not_accruable_totals(self) -> dict[str, Decimal]:
+        """Card currency -> the total that cannot be accrued (unmapped, no rate, no company)."""
+        out: dict[str, Decimal] = defaultdict(lambda: ZERO)
+        for ln in self.not_accruable:
+            out[ln.currency] += ln.amount
+        return dict(sorted(out.items()))
+
+    def to_json(self) -> dict[str, Any]:
+        def money(v: Decimal | None) -> str | None:
+            return None if v is None else format(v, "f")
+
+        return {
+            "status": self.status,
+            "note": self.note,
+            "inTieOut": False,
+            "clearingAccount": self.clearing_account,
+            "voucherDates": {c: d.isoformat() for c, d in sorted(self.voucher_dates.items())},
+            "rows": [
+                {
+                    "company": r.company,
+                    "currency": r.currency,
+                    "account": r.account,
+                    "costCentre": r.cost_centre,
+                    "amount": money(r.amount),
+                    "count": r.count,
+                }
+                for r in self.rows()
+            ],
+            "totals": [
+                {"company": c, "currency": cur, "amount": money(v)}
+                for (c, cur), v in sorted(self.totals().items())
+            ],
+            "notAccruable": [
+                {"currency": cur, "amount": money(v)}
+                for cur, v in self.not_accruable_totals().items()
+            ],
+            "lines": [
+                {
+                    "transactionID": ln.transaction_id,
+                    "cardID": ln.card_id,
+                    "cardName": ln.card_name,
+                    "owner": ln.owner,
+                    "posted": ln.posted,
+                    "merchant": ln.merchant,
+                    "category": ln.category,
+                    "tag": ln.tag,
+                    "company": ln.company,
+                    "currency": ln.currency,
+                    "amount": money(ln.amount),
+                    "account": ln.account,
+                    "costCentre": ln.cost_centre,
+                    "rate": money(ln.rate),
+                    "accounting": money(ln.accounting),
+                    "accruable": ln.accruable,
+                    "reason": ln.reason,
+                    "message": ln.message,
+                }
+                for ln in self.lines
+            ],
+            "unreadable": [{"where": u.where, "reason": u.reason} for u in self.unreadable],
+        }
+
+
 @dataclass(frozen=True)
 class CloseInputs:
     period: ClosePeriod
@@ -145,6 +299,7 @@ class CloseInputs:
     source: str = SOURCE_EXPENSIFY
     source_note: str = ""
     read_at: str = ""
+    card_spend: CardSpendSection | None = None
 
 
 # ---------------------------------------------------------------------------- result
@@ -210,6 +365,8 @@ class TieOut:
     read_at: str
     unconverted: dict[tuple[str, str], Decimal]  # (company, currency) → held without a rate
     cost_centre_code_part: str
+    # Card spend not yet on a report: shown beside the tie-out, never part of it.
+    card_spend: CardSpendSection | None = None
 
     @property
     def unexplained(self) -> list[ReportLine]:
@@ -330,6 +487,7 @@ class TieOut:
             "unexplained": [
                 {"reportID": r.report_id, "reason": r.reason} for r in self.unexplained
             ],
+            "cardSpend": self.card_spend.to_json() if self.card_spend is not None else None,
         }
 
 
@@ -552,6 +710,7 @@ def tie_out(inputs: CloseInputs) -> TieOut:
         read_at=inputs.read_at,
         unconverted=dict(b.unconverted),
         cost_centre_code_part=cc,
+        card_spend=inputs.card_spend,
     )
 
 
@@ -691,6 +850,187 @@ def _tie_report(
         approved_accounting=expected.accounting_total if expected.accounting else None,
         ifs_accounting=None,
     )
+
+
+# ---------------------------------------------------------------------------- card spend
+
+
+def policy_of_card_holder(
+    owner: str, policies: Mapping[str, PolicyInfo], policy_ids: Sequence[str]
+) -> str | None:
+    """The configured policy a card holder submits to: the first of `policy_ids` (config
+    order) that lists them as an employee. An unreported expense has no policy of its own."""
+    wanted = owner.strip().lower()
+    for pid in policy_ids:
+        info = policies.get(pid)
+        if info is not None and any(e.email.strip().lower() == wanted for e in info.employees):
+            return pid
+    return None
+
+
+def card_spend_lines(
+    spends: Iterable[CardSpend],
+    *,
+    policies: Mapping[str, PolicyInfo],
+    posting: Any,
+    overrides: Any,
+    windows: Mapping[str, CompanyWindow],
+    rate_on: Any,
+    cc_letter: str,
+) -> list[CardSpendLine]:
+    """Each unreported card expense of the windows, mapped as a report line is (console.mapping:
+    category -> account, tags -> code parts) and converted at IFS's rate on its company's
+    voucher date (the period's last day). An expense that cannot be accrued keeps its place
+    with the reason. `rate_on(company, currency, day)` is IFS's rate or None. Pure."""
+    from console.mapping import map_report
+
+    policy_ids = list(posting.company_by_policy)
+    lines: list[CardSpendLine] = []
+    for sp in sorted(spends, key=lambda x: (x.posted, x.transaction_id)):
+        if sp.reported or sp.deleted:
+            continue
+        pid = sp.policy_id or policy_of_card_holder(sp.owner, policies, policy_ids) or ""
+        company = posting.company_by_policy.get(pid, "") if pid else ""
+        window = windows.get(company)
+        if window is not None and not window.date_from <= sp.posted <= window.date_until:
+            continue  # posted outside this company's period
+        if window is None and not any(
+            w.date_from <= sp.posted <= w.date_until for w in windows.values()
+        ):
+            continue
+        amount = minor_to_decimal(sp.amount_minor)
+        account, cost_centre = "", ""
+        parts: tuple[tuple[str, str], ...] = ()
+        rate: Decimal | None = None
+        accounting: Decimal | None = None
+        reasons: list[str] = []
+        messages: list[str] = []
+        if window is None:
+            reasons.append(f"unknown-card-holder:{sp.owner}")
+            messages.append(
+                f"the card holder {sp.owner or '(none)'} is a member of no configured policy, "
+                "so the expense has no IFS company"
+            )
+        else:
+            tx = ExportTransaction(
+                transactionID=sp.transaction_id,
+                merchant=sp.merchant,
+                amount=sp.amount_minor,
+                currency=sp.currency,
+                category=sp.category,
+                tag=sp.tag,
+                reimbursable=False,
+            )
+            report = ExportReport(
+                reportID="0", policyID=pid, currency=sp.currency, transactions=[tx]
+            )
+            mapped = map_report(report, policies, posting, overrides).lines[0]
+            account = mapped.account or ""
+            parts = tuple(sorted(mapped.code_parts.items()))
+            cost_centre = mapped.code_parts.get(cc_letter, "")
+            for issue in mapped.issues:
+                reasons.append(issue.code)
+                messages.append(issue.message.replace("report 0, line", "card expense"))
+            day = window.date_until
+            rate = (
+                Decimal(1) if sp.currency == window.currency else rate_on(company, sp.currency, day)
+            )
+            if rate is None:
+                reasons.append(f"missing-rate:{sp.currency}:{day.isoformat()}")
+                messages.append(f"IFS has no {sp.currency} rate on {day.isoformat()}")
+            elif not reasons:
+                magnitude = round_cents(abs(amount) * rate)
+                accounting = magnitude if amount >= 0 else -magnitude
+        lines.append(
+            CardSpendLine(
+                transaction_id=sp.transaction_id,
+                card_id=sp.card_id,
+                card_name=sp.card_name,
+                owner=sp.owner,
+                posted=sp.posted.isoformat(),
+                merchant=sp.merchant,
+                category=sp.category,
+                tag=sp.tag,
+                policy_id=pid,
+                company=company if window is not None else "",
+                company_currency=window.currency if window is not None else "",
+                currency=sp.currency,
+                amount=amount,
+                account=account,
+                code_parts=parts,
+                cost_centre=cost_centre,
+                rate=rate,
+                accounting=accounting,
+                reason="; ".join(reasons),
+                message="; ".join(messages),
+            )
+        )
+    return lines
+
+
+def card_domains(policies: Mapping[str, PolicyInfo], policy_ids: Sequence[str]) -> list[str]:
+    """The email domains of the configured policies' members: the card domains to ask the
+    reconciliation export about (Expensify's domain control groups cards by email domain)."""
+    domains: set[str] = set()
+    for pid in policy_ids:
+        info = policies.get(pid)
+        for e in info.employees if info is not None else ():
+            if "@" in e.email:
+                domains.add(e.email.rsplit("@", 1)[1].strip().lower())
+    return sorted(d for d in domains if d)
+
+
+def _read_card_spend(
+    engine: Engine,
+    policies: Mapping[str, PolicyInfo],
+    overrides: Any,
+    windows: Mapping[str, CompanyWindow],
+    reference: Any,
+    cc_letter: str,
+    source: str,
+) -> CardSpendSection:
+    """The card spend section: Expensify's reconciliation export for the windows (unreported
+    expenses), mapped. A failure to read it is shown, never fatal: it is not the tie-out."""
+    from console.errors import ConfigError, ProtocolError, ServiceError, Unreachable
+    from console.expensify.reconciliation import export_card_spend
+
+    posting = engine.settings.posting
+    dates = {c: w.date_until for c, w in windows.items()}
+    clearing = posting.card_clearing_account
+
+    def section(status: str, note: str, **kw: Any) -> CardSpendSection:
+        return CardSpendSection(status, note, clearing, dates, **kw)
+
+    if source != SOURCE_EXPENSIFY:
+        return section(CARDS_NOT_READ, "Expensify could not be re-read; card spend not read")
+    domains = card_domains(policies, list(posting.company_by_policy))
+    if not domains:
+        return section(CARDS_NOT_READ, "no card domain: the configured policies list no members")
+    start = min(w.date_from for w in windows.values())
+    until = max(w.date_until for w in windows.values())
+    try:
+        result = engine.track(
+            "expensify",
+            lambda: export_card_spend(engine.expensify, start=start, end=until, domains=domains),
+        )
+    except (Unreachable, ProtocolError, ServiceError, ConfigError) as exc:
+        return section(CARDS_UNAVAILABLE, f"the card reconciliation export failed: {exc}")
+
+    def rate_on(company: str, currency: str, day: date) -> Decimal | None:
+        cref = reference.company(company) if reference is not None else None
+        return cref.rate_on(currency, day) if cref is not None else None
+
+    lines = card_spend_lines(
+        result.spends,
+        policies=policies,
+        posting=posting,
+        overrides=overrides,
+        windows=windows,
+        rate_on=rate_on,
+        cc_letter=cc_letter,
+    )
+    note = f"unreported company-card expenses posted {start} to {until} ({', '.join(domains)})"
+    return section(CARDS_READ, note, lines=tuple(lines), unreadable=result.unreadable)
 
 
 # ---------------------------------------------------------------------------- reading
@@ -869,6 +1209,9 @@ def read_close_inputs(engine: Engine, period: ClosePeriod) -> CloseInputs:
         )
         vouchers.extend(v for v in more if voucher_label(v) not in seen)
 
+    card_spend = _read_card_spend(
+        engine, policies, overrides, windows, reference, cc_letter, source
+    )
     return CloseInputs(
         period=period,
         windows=windows,
@@ -882,6 +1225,7 @@ def read_close_inputs(engine: Engine, period: ClosePeriod) -> CloseInputs:
         source=source,
         source_note=note,
         read_at=engine.store.now(),
+        card_spend=card_spend,
     )
 
 
@@ -897,6 +1241,17 @@ def run_close(engine: Engine, period: ClosePeriod) -> TieOut:
         "tie-out",
         summary=f"tie-out {period.label}: {state}",
         response_digest=digest(tie.to_json()),
-        data={"period": period.label, "balanced": tie.balanced, "unexplained": unexplained},
+        data={
+            "period": period.label,
+            "balanced": tie.balanced,
+            "unexplained": unexplained,
+            # Beside the tie-out, not in it: what card spend was seen unreported, per company.
+            "cardSpend": {
+                f"{c}/{cur}": format(v, "f")
+                for (c, cur), v in sorted(tie.card_spend.totals().items())
+            }
+            if tie.card_spend is not None
+            else None,
+        },
     )
     return tie

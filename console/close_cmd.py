@@ -2,7 +2,8 @@
 
 Ties the period out (console.close) and prints it: a text table on stdout, or the JSON object
 with --json; --csv and --html write the CSV and the printable report. The unexplained items go
-to stderr.
+to stderr. Company-card spend not yet on a report is shown in its own section of each output;
+it never changes the tie-out's result.
 
 Exit codes: 0 every difference explained; 3 something is unexplained; 2 configuration (a
 missing credential or a bad --period included); 4 authentication refused; 5 a service stayed
@@ -37,7 +38,7 @@ def run_close_command(
     opener: Callable[[], Any] | None = None,
 ) -> int:
     from console.auto import exit_code_for, open_engine
-    from console.close import ClosePeriod, run_close
+    from console.close import CARDS_UNAVAILABLE, ClosePeriod, run_close
     from console.close_report import render_csv, render_html, render_text
 
     out = stdout or sys.stdout
@@ -78,6 +79,9 @@ def run_close_command(
     out.flush()
     if tie.source != "expensify":
         print(f"ml-console: warning: {tie.source_note}; the local copy was used", file=err)
+    cards = tie.card_spend
+    if cards is not None and cards.status == CARDS_UNAVAILABLE:
+        print(f"ml-console: warning: card spend not yet reported: {cards.note}", file=err)
     for item in tie.unexplained:
         print(f"ml-console: unexplained: report {item.report_id}: {item.reason}", file=err)
     undiff = [r for r in tie.rows if r.difference]

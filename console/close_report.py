@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from console.close import (
     APPROVED,
+    CARDS_READ,
     COLUMNS,
     EXCLUDED,
     HELD,
@@ -21,6 +22,7 @@ from console.close import (
     MOVED_IN,
     MOVED_OUT,
     ZERO,
+    CardSpendSection,
     TieOut,
 )
 
@@ -124,7 +126,53 @@ def render_text(t: TieOut) -> str:
                 f"{money(rep.approved_amount):>14} {money(rep.ifs_amount):>14}  "
                 f"{rep.currency} {rep.reason}"
             )
+    if t.card_spend is not None:
+        out.append("")
+        out.extend(card_spend_text(t.card_spend))
     return "\n".join(out) + "\n"
+
+
+def card_spend_heading(c: CardSpendSection) -> str:
+    return (
+        "Card spend not yet reported (separate: not in the tie-out above; an accrual would "
+        f"debit the expense account, credit {c.clearing_account})"
+    )
+
+
+def card_spend_text(c: CardSpendSection) -> list[str]:
+    out = [card_spend_heading(c)]
+    if c.status != CARDS_READ:
+        out.append(f"  not read: {c.note}")
+        return out
+    out.append(f"  {c.note}")
+    rows = c.rows()
+    totals = c.totals()
+    for company, currency in sorted(totals):
+        day = c.voucher_dates.get(company)
+        out.append(f"  Company {company} ({currency}), accrual dated {day}")
+        out.append(f"    {'account':<14} {'cost centre':<12} {'expenses':>8} {'amount':>14}")
+        for r in rows:
+            if r.company == company:
+                out.append(
+                    f"    {r.account:<14} {r.cost_centre or '-':<12} {r.count:>8} "
+                    f"{money(r.amount):>14}"
+                )
+        n = sum(r.count for r in rows if r.company == company)
+        out.append(f"    {'total':<14} {'':<12} {n:>8} {money(totals[(company, currency)]):>14}")
+    if not totals:
+        out.append("  nothing to accrue")
+    blocked = c.not_accruable
+    if blocked:
+        amounts = ", ".join(f"{money(v)} {cur}" for cur, v in c.not_accruable_totals().items())
+        out.append(f"  Not accruable ({len(blocked)}; {amounts}), listed with the reason:")
+        for ln in blocked:
+            out.append(
+                f"    {ln.transaction_id:<20} {ln.posted:<10} {money(ln.amount):>12} "
+                f"{ln.currency} {ln.owner} {ln.merchant!r}: {ln.reason}"
+            )
+    for u in c.unreadable:
+        out.append(f"  unreadable in the export: {u.where}: {u.reason}")
+    return out
 
 
 # ------------------------------------------------------------------------------ CSV
@@ -148,6 +196,16 @@ CSV_COLUMNS = (
     "approvedAccounting",
     "ifsAccounting",
     "vouchers",
+    # Card spend not yet reported (kinds card-spend and card-expense): beside the tie-out.
+    "cardSpend",
+    "expenses",
+    "transactionID",
+    "cardOwner",
+    "posted",
+    "merchant",
+    "category",
+    "cardCurrency",
+    "cardAmount",
 )
 
 
@@ -207,6 +265,39 @@ def render_csv(t: TieOut) -> str:
                 "vouchers": " ".join(rep.vouchers),
             }
         )
+    cards = t.card_spend
+    if cards is not None and cards.status == CARDS_READ:
+        for cr in cards.rows():
+            w.writerow(
+                {
+                    "kind": "card-spend",
+                    "company": cr.company,
+                    "currency": cr.currency,
+                    "account": cr.account,
+                    "costCentre": cr.cost_centre,
+                    "cardSpend": plain(cr.amount),
+                    "expenses": cr.count,
+                }
+            )
+        for ln in cards.lines:
+            w.writerow(
+                {
+                    "kind": "card-expense",
+                    "company": ln.company,
+                    "currency": ln.company_currency,
+                    "account": ln.account,
+                    "costCentre": ln.cost_centre,
+                    "cardSpend": plain(ln.accounting),
+                    "reason": ln.reason,
+                    "transactionID": ln.transaction_id,
+                    "cardOwner": ln.owner,
+                    "posted": ln.posted,
+                    "merchant": ln.merchant,
+                    "category": ln.category,
+                    "cardCurrency": ln.currency,
+                    "cardAmount": plain(ln.amount),
+                }
+            )
     return buf.getvalue()
 
 
@@ -278,6 +369,54 @@ tr.unexplained td { background: #fff5f5; }
 
 def _e(text: object) -> str:
     return html.escape(str(text))
+
+
+def _card_spend_html(c: CardSpendSection) -> list[str]:
+    p = [
+        '<h2 id="card-spend">Card spend not yet reported</h2>',
+        f'<p class="meta">Separate from the tie-out above (it does not change it). '
+        f"{_e(c.note)}. An accrual would debit the expense account and credit "
+        f"{_e(c.clearing_account)}.</p>",
+    ]
+    if c.status != CARDS_READ:
+        return p
+    totals = c.totals()
+    for company, currency in sorted(totals):
+        p.append(
+            f"<h3>Company {_e(company)} ({_e(currency)}), accrual dated "
+            f"{_e(c.voucher_dates.get(company, ''))}</h3>"
+        )
+        p.append(
+            "<table><tr><th>account</th><th>cost centre</th><th class=n>expenses</th>"
+            "<th class=n>amount</th></tr>"
+        )
+        rows = [r for r in c.rows() if r.company == company]
+        for r in rows:
+            p.append(
+                f"<tr><td>{_e(r.account)}</td><td>{_e(r.cost_centre or '-')}</td>"
+                f"<td class=n>{r.count}</td><td class=n>{money(r.amount)}</td></tr>"
+            )
+        p.append(
+            f'<tr class="total"><td>total</td><td></td><td class=n>'
+            f"{sum(r.count for r in rows)}</td><td class=n>{money(totals[(company, currency)])}"
+            "</td></tr></table>"
+        )
+    blocked = c.not_accruable
+    if blocked:
+        p.append(
+            "<h3>Not accruable</h3><table><tr><th>transaction</th><th>posted</th>"
+            "<th>card holder</th><th>merchant</th><th class=n>amount</th><th>currency</th>"
+            "<th>reason</th></tr>"
+        )
+        for ln in blocked:
+            p.append(
+                f'<tr class="unexplained"><td>{_e(ln.transaction_id)}</td><td>{_e(ln.posted)}'
+                f"</td><td>{_e(ln.owner)}</td><td>{_e(ln.merchant)}</td>"
+                f"<td class=n>{money(ln.amount)}</td><td>{_e(ln.currency)}</td>"
+                f"<td>{_e(ln.reason)}</td></tr>"
+            )
+        p.append("</table>")
+    return p
 
 
 def render_html(t: TieOut, *, title: str = "") -> str:
@@ -408,5 +547,7 @@ def render_html(t: TieOut, *, title: str = "") -> str:
                 f"</td><td>{_e(rep.currency)}</td><td>{_e(rep.reason)}</td></tr>"
             )
         p.append("</table>")
+    if t.card_spend is not None:
+        p.extend(_card_spend_html(t.card_spend))
     p.append("</body></html>")
     return "\n".join(p) + "\n"

@@ -4,6 +4,7 @@ Self-contained: `CloseScreen(engine, period=None)`. The tie-out is computed in a
 through `console.close.run_close` (it reads Expensify and IFS), never on the UI thread. Shows the
 state (balanced, or what is unexplained), a terminal bar chart of the accrued spend by account
 and by cost centre and of what is still held, and the tie-out table per account and cost centre.
+Below it, on its own, company-card spend not yet on a report (not part of the tie-out).
 
 Keys: `[` / `]` previous / next period, `r` read again, `c` switch the chart (account, cost
 centre, held).
@@ -26,11 +27,11 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 from textual.worker import get_current_worker
 
-from console.close import COLUMNS, HELD, IN_IFS, ClosePeriod, TieOut, run_close
-from console.close_report import COLUMN_TITLES, money
+from console.close import CARDS_READ, COLUMNS, HELD, IN_IFS, ClosePeriod, TieOut, run_close
+from console.close_report import COLUMN_TITLES, card_spend_heading, money
 
 BLOCKS = " ▏▎▍▌▋▊▉█"
-CHARTS = ("account", "cost centre", "held")
+CHARTS = ("account", "cost centre", "held", "card spend")
 
 
 def bar(value: Decimal, peak: Decimal, width: int) -> str:
@@ -88,6 +89,7 @@ class CloseScreen(Screen[None]):
     CloseScreen #close-chart { width: 1fr; padding: 0 1; }
     CloseScreen #close-table { width: 2fr; }
     CloseScreen #close-reports { height: auto; max-height: 12; padding: 0 1; }
+    CloseScreen #close-cards { height: auto; max-height: 7; padding: 0 1; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -116,6 +118,7 @@ class CloseScreen(Screen[None]):
                 yield Static("", id="close-chart-body")
             yield DataTable(id="close-table", zebra_stripes=True, cursor_type="row")
         yield Static("", id="close-reports")
+        yield Static("", id="close-cards")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -187,6 +190,7 @@ class CloseScreen(Screen[None]):
                 Text(money(t["diff"]), justify="right", style="bold"),
             )
         self.query_one("#close-reports", Static).update(self._reports_table(tie))
+        self.query_one("#close-cards", Static).update(self._card_spend_text(tie))
 
     @staticmethod
     def _state_text(tie: TieOut) -> Text:
@@ -227,9 +231,12 @@ class CloseScreen(Screen[None]):
                     (k or "(none)", v) for c, k, v in tie.by_cost_centre(IN_IFS) if c == company
                 ]
                 title = f"Accrued in IFS by cost centre — {company}"
-            else:
+            elif kind == "held":
                 items = [(a, v) for c, a, v in tie.by_account(HELD) if c == company]
                 title = f"Still held, by account — {company}"
+            else:
+                items = _card_spend_by_account(tie, company)
+                title = f"Card spend not yet reported, by account — {company}"
             chart.append_text(bar_chart(title, items, window.currency, columns=columns))
         held = tie.held_by_reason()
         if kind == "held" and held:
@@ -258,6 +265,32 @@ class CloseScreen(Screen[None]):
             )
         return table
 
+    @staticmethod
+    def _card_spend_text(tie: TieOut) -> Text:
+        """Card spend not yet reported, one line per company, then what cannot be accrued."""
+        cards = tie.card_spend
+        out = Text()
+        if cards is None:
+            return out
+        out.append(card_spend_heading(cards) + "\n", style="bold")
+        if cards.status != CARDS_READ:
+            out.append(f"  not read: {cards.note}\n", style="yellow")
+            return out
+        totals = cards.totals()
+        for (company, currency), amount in sorted(totals.items()):
+            n = sum(r.count for r in cards.rows() if r.company == company)
+            out.append(
+                f"  company {company}: {money(amount)} {currency} in {n} expense(s) to accrue,"
+                f" dated {cards.voucher_dates.get(company, '')}\n"
+            )
+        if not totals:
+            out.append("  nothing to accrue\n", style="dim")
+        for ln in cards.not_accruable:
+            out.append(f"  {ln.transaction_id} {money(ln.amount)} {ln.currency} {ln.owner}: ")
+            out.append(Text(ln.reason or "not accruable", style="bold red"))
+            out.append("\n")
+        return out
+
     # ---------------------------------------------------------------- actions
     def action_period(self, step: int) -> None:
         self.period = next_period(self.period) if step > 0 else previous_period(self.period)
@@ -269,6 +302,15 @@ class CloseScreen(Screen[None]):
     def action_chart(self) -> None:
         self.chart_index = (self.chart_index + 1) % len(CHARTS)
         self._render_chart()
+
+
+def _card_spend_by_account(tie: TieOut, company: str) -> list[tuple[str, Decimal]]:
+    sums: dict[str, Decimal] = {}
+    if tie.card_spend is not None:
+        for r in tie.card_spend.rows():
+            if r.company == company:
+                sums[r.account] = sums.get(r.account, Decimal(0)) + r.amount
+    return sorted(sums.items(), key=lambda kv: -kv[1])
 
 
 class CloseTab(CloseScreen):
