@@ -364,7 +364,7 @@ def label_posted(expensify: Labeller, store: Store, audit: AuditLog, label: str)
     crash_point("label")
     with store.transaction():
         store.mark_labelled(pending)
-        audit.record_many(
+        audit.append(
             Event(
                 type="labelled",
                 report_id=rid,
