@@ -291,12 +291,13 @@ def test_revoked_key_exit_4_without_retry_loop(small_console, small_sims):
 def test_unreachable_service_exit_5_after_bounded_retries(small_console):
     import socket
 
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()  # nothing listens there now
-    small_console.write_config(ifs={"url": f"http://127.0.0.1:{port}"})
-    proc = small_console.run("--auto", "--json", timeout=180)
+    # Bound but never listening: connections are refused, and no parallel test can take the
+    # port while this socket holds it.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        small_console.write_config(ifs={"url": f"http://127.0.0.1:{port}"})
+        proc = small_console.run("--auto", "--json", timeout=180)
     assert proc.returncode == 5, proc.stderr
     assert "unreachable" in proc.stderr
 

@@ -199,12 +199,15 @@ def test_check_against_a_closed_port_is_unreachable(
 ) -> None:
     import socket
 
-    with socket.socket() as sock:  # a port nobody listens on
+    # Bound but never listening: connections are refused, and no parallel test can take the
+    # port while this socket holds it.
+    with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    _configure(tmp_path, monkeypatch, f'[ifs]\nurl = "http://127.0.0.1:{port}"\ntimeout_s = 0.5\n')
-    store.set_ifs("client", SECRET)
-    code, out, _ = run(store, ns("check", "ifs"), FakeStdin())
+        cfg = f'[ifs]\nurl = "http://127.0.0.1:{port}"\ntimeout_s = 0.5\n'
+        _configure(tmp_path, monkeypatch, cfg)
+        store.set_ifs("client", SECRET)
+        code, out, _ = run(store, ns("check", "ifs"), FakeStdin())
     assert code == 5, out
     assert out.startswith("ifs: unreachable") and SECRET not in out
 
