@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import html
 import itertools
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -117,11 +118,21 @@ def report_record(report: ExportReport) -> ReportRecord:
     )
 
 
+def stand_in_report_id(raw: dict[str, Any]) -> str:
+    """A stable local ID for an export entry without a usable reportID, so it is held and
+    listed like any other broken report instead of vanishing. Derived from the entry's content,
+    it is the same on every poll; `noid-` can never be a real Expensify ID (those are digits),
+    and a held malformed report is never posted or labelled."""
+    canonical = json.dumps(raw, sort_keys=True, default=str, ensure_ascii=False)
+    return "noid-" + hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
 def malformed_record(bad: MalformedReport) -> ReportRecord:
     raw = bad.raw if isinstance(bad.raw, dict) else {}
     text = repr(sorted(raw.items()))[:4000]
+    report_id = bad.reportID or stand_in_report_id(raw)
     return ReportRecord(
-        report_id=bad.reportID,
+        report_id=report_id,
         policy_id=str(raw.get("policyID", "")),
         employee=str(raw.get("accountEmail", "")),
         report_name=str(raw.get("reportName", "")),
@@ -129,7 +140,7 @@ def malformed_record(bad: MalformedReport) -> ReportRecord:
         currency=str(raw.get("currency", "")),
         total_minor=0,
         content_hash="malformed:" + hashlib.sha256(f"{bad.what}{text}".encode()).hexdigest(),
-        raw={"reportID": bad.reportID, MALFORMED_KEY: bad.what, "raw": raw},
+        raw={"reportID": report_id, MALFORMED_KEY: bad.what, "raw": raw},
     )
 
 
@@ -187,8 +198,7 @@ def fetch(
         malformed: list[ReportRecord] = []
         for item in items:
             if isinstance(item, MalformedReport):
-                if item.reportID:
-                    malformed.append(malformed_record(item))
+                malformed.append(malformed_record(item))
                 continue
             record = report_record(item)
             fetched.append(_summary(record))

@@ -610,12 +610,18 @@ def _export_items(
 ) -> Iterator[ExportItem]:
     for index, item in enumerate(_ArrayReader(content)):
         report_id = ids[index]
+        # No position in the message: the same broken entry must give the same hold on every
+        # poll, wherever it sits in the file.
         if not isinstance(item, dict):
-            yield MalformedReport(reportID="", what=f"export entry {index} is not a report object")
+            yield MalformedReport(
+                reportID="",
+                what="the export has an entry that is not a report object",
+                raw={"entry": item},
+            )
             continue
         if report_id is None:
             yield MalformedReport(
-                reportID="", what=f"export entry {index} has no reportID", raw=item
+                reportID="", what="the export gives this report no usable reportID", raw=item
             )
             continue
         if first[report_id] != index:

@@ -406,11 +406,6 @@ def test_export_file_that_is_not_json_stops_the_cycle_loudly(tmp_path):
         assert vouchers(world.sims) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: console/fetch.py drops a report the export gives no usable reportID "
-    "(`if m.reportID`), so it is neither held nor shown by `held --json`",
-)
 @pytest.mark.parametrize("report_id", [_DROP, None, "", ["92990007"]],
                          ids=["missing", "null", "empty", "list"])  # fmt: skip
 def test_report_without_a_usable_id_is_held_visibly(tmp_path, report_id):

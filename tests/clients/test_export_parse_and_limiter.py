@@ -44,9 +44,10 @@ def test_bad_report_objects_are_held_not_fatal():
     malformed = [(m.reportID, m.what) for m in result.malformed]
     assert malformed[0][0] == "R2" and malformed[0][1].startswith("transactions.0.amount")
     assert malformed[1:] == [
-        ("", "export entry 2 is not a report object"),
-        ("", "export entry 3 has no reportID"),
+        ("", "the export has an entry that is not a report object"),
+        ("", "the export gives this report no usable reportID"),
     ]
+    assert result.malformed[1].raw == {"entry": "junk"}  # kept, so the hold can show it
     assert result.file_name == "exportX.json"
 
 
