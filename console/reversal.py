@@ -757,13 +757,17 @@ def post_due(engine: Any, plan: Any, summary: Any) -> None:
     _into_summary(done, summary)
 
 
+FAILED_PREFIX = "reversal: "
+"""How a refused reversal reads in a run's failed reports."""
+
+
 def _into_summary(done: ReversalOutcome, summary: Any) -> None:
     summary.reversals += [
         {"reportID": rid, "reference": ref, "voucher": v} for rid, ref, v in done.posted
     ]
     summary.unknown += done.unknown
     summary.failed_reports += [
-        {"reportID": rid, "reason": f"reversal: {msg}"} for rid, msg in done.failed
+        {"reportID": rid, "reason": f"{FAILED_PREFIX}{msg}"} for rid, msg in done.failed
     ]
 
 

@@ -646,26 +646,61 @@ class Engine:
         mode: str | None = None,
     ) -> CycleSummary:
         """fetch → evaluate → plan → post → label: what `--auto` and the TUI's sync call."""
+        with self._run(mode or ("dry-run" if dry_run else "sync"), dry_run) as summary:
+            if dry_run:
+                self._cycle(summary, dry_run, report_ids, progress, fetch)
+            else:
+                with self.lock:
+                    self._cycle(summary, dry_run, report_ids, progress, fetch)
+        return summary
+
+    def post_reviewed(
+        self, plan: Plan, *, progress: Callable[[PostProgress], None] | None = None
+    ) -> CycleSummary:
+        """The console's confirmed dry run: exactly the reviewed plan's vouchers, then its due
+        reversals, nothing fetched or re-planned. A run of its own ("post-reviewed"), so the
+        header, `info` and the audit trail show it like any sync."""
+        with self._run("post-reviewed", dry_run=False) as summary, self.lock:
+            summary.plan = plan
+            summary.planned = len(plan.vouchers)
+            summary.moved = reversal.moved(plan)
+            if plan.vouchers:
+                outcome = self.post(plan, progress=progress)
+                summary.posted = len(outcome.posted)
+                summary.vouchers = [{"reportID": r, "voucher": v} for r, v in outcome.posted]
+                summary.already_posted = len(outcome.already_posted)
+                summary.unknown = list(outcome.unknown)
+                self._label_warning(summary, outcome)
+            reversal.post_due(self, plan, summary)
+            reversal.settle_changes(self.store)
+        return summary
+
+    @contextlib.contextmanager
+    def _run(self, mode: str, dry_run: bool) -> Iterator[CycleSummary]:
+        """One recorded run: the runs row, run-started/run-finished events and the summary's
+        requests, holds and failures, also when the body raises."""
         with self._cycle_lock, _paced_collector():
             self._policies = None
             self._reference = None
             summary = CycleSummary(dry_run=dry_run, started=iso(self.clock()))
             exp0 = self._expensify.requests_made if self._expensify else 0
             ifs0 = self._ifs.requests_made if self._ifs else 0
-            run_mode = mode or ("dry-run" if dry_run else "sync")
-            summary.run_id = self.store.start_run(self.actor, run_mode)
-            self.audit.record("run-started", f"{run_mode} started", data={"run": summary.run_id})
+            summary.run_id = self.store.start_run(self.actor, mode)
+            self.audit.record("run-started", f"{mode} started", data={"run": summary.run_id})
             try:
-                if dry_run:
-                    self._cycle(summary, dry_run, report_ids, progress, fetch)
-                else:
-                    with self.lock:
-                        self._cycle(summary, dry_run, report_ids, progress, fetch)
+                yield summary
             except BaseException as exc:
                 self._finish(summary, exp0, ifs0, error=str(exc) or type(exc).__name__)
                 raise
             self._finish(summary, exp0, ifs0)
-            return summary
+
+    @staticmethod
+    def _label_warning(summary: CycleSummary, outcome: PostOutcome) -> None:
+        if outcome.label_error:
+            summary.warnings.append(
+                f"posted, but the Expensify export label could not be set yet: "
+                f"{outcome.label_error}; it is set on the next cycle"
+            )
 
     def _cycle(
         self,
@@ -706,11 +741,7 @@ class Engine:
         if not dry_run:
             reversal.post_due(self, plan, summary)
             reversal.settle_changes(self.store)
-        if outcome.label_error:
-            summary.warnings.append(
-                f"posted, but the Expensify export label could not be set yet: "
-                f"{outcome.label_error}; it is set on the next cycle"
-            )
+        self._label_warning(summary, outcome)
 
     def _finish(self, summary: CycleSummary, exp0: int, ifs0: int, error: str = "") -> None:
         summary.requests = {
@@ -733,8 +764,15 @@ class Engine:
         summary.held_reports += reversal.change_holds(self.store)
         summary.held = len(summary.held_reports)
         failed = self.store.pending_reports(status="failed", limit=1_000_000)
-        summary.failed_reports = [{"reportID": r.report_id, "reason": r.reason} for r in failed]
-        summary.failed = len(failed)
+        # A reversal IFS refused this run is not a report state: keep it beside the failed
+        # reports, or the run would end 0 with the accrual left standing.
+        refused_reversals = [
+            f for f in summary.failed_reports if f["reason"].startswith(reversal.FAILED_PREFIX)
+        ]
+        summary.failed_reports = [
+            {"reportID": r.report_id, "reason": r.reason} for r in failed
+        ] + refused_reversals
+        summary.failed = len(summary.failed_reports)
         summary.finished = iso(self.clock())
         # The run record keeps the summary without the plan (serialising it is the dry
         # run's largest single cost, and it is dropped here anyway).

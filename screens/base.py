@@ -143,7 +143,9 @@ def render_header(status: Any, now: datetime, progress: str, mode: str, environm
         tabs.append(f"sync: {sanitize(progress)}", style=f"bold {ORANGE}")
     else:
         last = _get(status, "last_run", default=None)
-        tabs.append("last sync ")
+        # A confirmed dry run is a run of its own: it posted, it did not sync.
+        posted_review = _get(last, "mode", default="") == "post-reviewed" if last else False
+        tabs.append("last post " if posted_review else "last sync ")
         if last is None:
             tabs.append("never", style=GREY)
         else:
@@ -158,7 +160,9 @@ def render_header(status: Any, now: datetime, progress: str, mode: str, environm
             what = " ".join(
                 f"{k.replace('_', ' ')} {summary[k]}"
                 for k in ("fetched", "posted", "held", "failed")
-                if isinstance(summary, dict) and k in summary
+                if isinstance(summary, dict)
+                and k in summary
+                and not (posted_review and k == "fetched")
             )
             if isinstance(summary, dict) and summary.get("error"):
                 what += f" · error: {summary['error']}"

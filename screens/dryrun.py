@@ -222,18 +222,6 @@ def plan_for_review(engine: Any, selection: list[str] | None) -> Any:
     return dataclasses.replace(plan, reversals=due.reversals, changes=changes)
 
 
-def post_reviewed(engine: Any, plan: Any, progress: Any) -> tuple[Any, Any]:
-    """`c`: the plan's vouchers, then its due reversals (each under the posting lock)."""
-    from types import SimpleNamespace
-
-    from console import reversal
-
-    outcome = engine.post(plan, progress=progress) if plan.vouchers else None
-    done = SimpleNamespace(reversals=[], unknown=[], failed_reports=[])
-    reversal.post_due(engine, plan, done)
-    return outcome, done
-
-
 PLAN_COLUMNS = [
     Column("row", "#", 3, justify="right"),
     Column("account", "Account", 10),
@@ -481,10 +469,9 @@ class DryRunScreen(ConsoleScreen):
             self.app.call_from_thread(self._progress, event)
 
         self.console_app.run_core(
-            post_reviewed,
-            engine,
+            engine.post_reviewed,
             plan,
-            progress,
+            progress=progress,
             on_done=self._posted,
             on_error=self._post_failed,
             label="posting",
@@ -505,21 +492,22 @@ class DryRunScreen(ConsoleScreen):
             landed.append("\n")
         self.query_one("#landed", Static).update(landed)
 
-    def _posted(self, result: tuple[Any, Any]) -> None:
-        outcome, reversals = result
+    def _posted(self, summary: Any) -> None:
         self.posting = False
         self.console_app.sync_progress = ""
-        posted = getattr(outcome, "posted", [])
-        failed = list(getattr(outcome, "failed", [])) + list(reversals.failed_reports)
+        posted = summary.vouchers
+        failed = summary.failed_reports
         msg = f"{len(posted)} vouchers posted"
         if posted:
-            msg += ": " + ", ".join(str(v) for _, v in posted[:8])
-        if reversals.reversals:
-            msg += f"; {len(reversals.reversals)} reversals posted"
-        if reversals.unknown:
-            msg += f"; {len(reversals.unknown)} reversals unknown (reconciled on the next sync)"
+            msg += ": " + ", ".join(str(v["voucher"]) for v in posted[:8])
+        if summary.reversals:
+            msg += f"; {len(summary.reversals)} reversals posted"
+        if summary.unknown:
+            msg += f"; {len(summary.unknown)} outcomes unknown (reconciled on the next sync)"
         if failed:
             msg += f"; {len(failed)} failed"
+        for warning in summary.warnings:
+            msg += f"; {warning}"
         self.notify(
             literal(msg, 300).plain,
             title="Posted",

@@ -154,3 +154,22 @@ def test_unknown_outcome_on_reversal_is_reconciled(small_console, small_sims):
     assert all(n == 1 for n in counts.values())
     audit = small_console.run("audit", "export").stdout
     assert "found in IFS for REV:" in audit
+
+
+def test_reversal_refused_by_ifs_fails_the_run_and_is_retried(small_console, small_sims):
+    small_console.auto(env=NOV_30)
+    sim_post(
+        small_sims.ifs_url,
+        "/__sim/faults",
+        {"route": "VoucherSet", "method": "POST", "fault": "status", "status": 400, "count": 1},
+    )
+    code, s, err = small_console.auto(env=DEC_1)
+    refused = [f for f in s["failed_reports"] if f["reason"].startswith("reversal: ")]
+    assert len(refused) == 1 and s["failed"] >= 1, s  # never a quiet exit 0
+    assert code == 3, err
+    assert len(s["reversals"]) == 2
+    # The next cycle posts the refused one; every accrual is reversed exactly once.
+    code, s, err = small_console.auto(env=DEC_1)
+    assert [r["reportID"] for r in s["reversals"]] == [refused[0]["reportID"]], s
+    assert not [f for f in s["failed_reports"] if f["reason"].startswith("reversal: ")]
+    assert refs(small_sims, "REV:") == Counter(["90000001", "90000002", "90000003"])

@@ -7,6 +7,7 @@ from typing import Any
 from textual.pilot import Pilot
 
 from screens.app import describe_cycle
+from screens.base import StatusHeader
 from screens.vtable import VirtualTable
 from tests.conftest import sim_control
 
@@ -174,6 +175,13 @@ async def test_dry_run_confirm_posts_exactly_the_plan(tui_home, make_app, small_
         assert sorted(v["ReferenceNumber"] for v in vouchers) == expected
         landed = str(app.screen.query_one("#landed").render())
         assert "posted" in landed
+        # The confirmed post is a run of its own: the header says what it did, the audit
+        # trail frames it like a sync.
+        runs = app.engine.store.runs(1)
+        assert runs[0].mode == "post-reviewed" and runs[0].summary["posted"] == len(expected)
+        header = str(app.screen.query_one(StatusHeader).render())
+        assert "last post " in header and f"posted {len(expected)}" in header, header
+        assert "fetched" not in header
 
 
 async def test_audit_filter_timeline_and_chain(tui_home, make_app) -> None:
