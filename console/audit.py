@@ -52,6 +52,14 @@ EVENT_TYPES = (
     "reimbursed",  # a posted report seen REIMBURSED in Expensify
     "change-confirmed",  # the operator confirmed reversing a changed or rejected report
     "tie-out",  # a period-close tie-out was computed (console/close.py): its result and digest
+    # console/card_accrual.py: card spend not yet reported, accrued at close and reversed
+    "card-accrual-planned",  # intent committed, before the POST
+    "card-accrual-posted",
+    "card-accrual-failed",
+    "card-accrual-differs",  # posted accrual no longer matches the spend; left as it is
+    "card-reversal-planned",
+    "card-reversal-posted",
+    "card-reversal-failed",
 )
 
 GENESIS = "0" * 64

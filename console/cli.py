@@ -95,6 +95,23 @@ def build_parser() -> argparse.ArgumentParser:
     close.add_argument("--json", action="store_true", dest="close_json", help="print JSON")
     close.add_argument("--csv", help="write the tie-out as CSV to this file")
     close.add_argument("--html", help="write the printable close report (HTML) to this file")
+    close.add_argument(
+        "--accrue-card-spend",
+        action="store_true",
+        help="accrue the period's card spend not yet reported (one voucher per company; "
+        "shown only, unless --confirm); also reverses card accruals that are due",
+    )
+    close.add_argument(
+        "--reverse-card-spend",
+        action="store_true",
+        help="reverse card-spend accruals due today (the next period's first day or later)",
+    )
+    close.add_argument(
+        "--confirm",
+        action="store_true",
+        dest="close_confirm",
+        help="with --accrue-card-spend / --reverse-card-spend: post (default: show)",
+    )
 
     adopt = sub.add_parser("adopt", help="link vouchers IFS already holds for Expensify reports")
     adopt.add_argument("--confirm", action="store_true", help="record the links (default: show)")

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from functools import partial
@@ -187,6 +187,77 @@ class CardSpendRow:
     count: int = 0
 
 
+# Where a company's card-spend accrual of the period stands (console/card_accrual.py).
+ACCRUAL_NONE = "not-accrued"
+ACCRUAL_IN_DOUBT = "in-doubt"  # an intent without a known outcome, not found in IFS yet
+ACCRUAL_POSTED = "accrued"
+ACCRUAL_REVERSED = "reversed"
+
+
+@dataclass(frozen=True)
+class CardAccrualState:
+    """One company's card-spend accrual of the period: read back from IFS by reference, the
+    store saying only what is in doubt. `difference` is the current accruable figure minus
+    what the posted accrual debits: the console never re-accrues it by itself."""
+
+    company: str
+    currency: str
+    reference: str
+    state: str  # ACCRUAL_NONE, ACCRUAL_IN_DOUBT, ACCRUAL_POSTED or ACCRUAL_REVERSED
+    current: Decimal  # the accruable total now
+    voucher: str = ""  # the accrual's voucher label
+    accrued: Decimal | None = None  # what the posted accrual debits (company currency)
+    reversal_reference: str = ""
+    reversal_voucher: str = ""
+    reversal_date: date | None = None  # the reversal's voucher date, or when it is due
+    note: str = ""
+
+    @property
+    def difference(self) -> Decimal | None:
+        return None if self.accrued is None else self.current - self.accrued
+
+    def describe(self) -> str:
+        """One line for people: not accrued / accrued as voucher N / reversed as voucher M /
+        differs by X."""
+        if self.state == ACCRUAL_NONE:
+            text = "not accrued"
+        elif self.state == ACCRUAL_IN_DOUBT:
+            text = f"{self.reference} in doubt (posted or not: run the accrual again to look it up)"
+        else:
+            text = f"accrued as voucher {self.voucher} ({self.accrued:,.2f} {self.currency})"
+            if self.state == ACCRUAL_REVERSED:
+                text += f"; reversed as voucher {self.reversal_voucher} on {self.reversal_date}"
+            elif self.reversal_date is not None:
+                text += f"; reversal due {self.reversal_date}"
+            diff = self.difference
+            if diff:
+                text += (
+                    f"; differs from the current figure by {diff:+,.2f} {self.currency} "
+                    "(left as posted: not re-accrued)"
+                )
+        return text + (f"; {self.note}" if self.note else "")
+
+    def to_json(self) -> dict[str, Any]:
+        def money(v: Decimal | None) -> str | None:
+            return None if v is None else format(v, "f")
+
+        return {
+            "company": self.company,
+            "currency": self.currency,
+            "reference": self.reference,
+            "state": self.state,
+            "current": money(self.current),
+            "voucher": self.voucher or None,
+            "accrued": money(self.accrued),
+            "difference": money(self.difference),
+            "reversalReference": self.reversal_reference,
+            "reversalVoucher": self.reversal_voucher or None,
+            "reversalDate": self.reversal_date.isoformat() if self.reversal_date else None,
+            "note": self.note,
+            "description": self.describe(),
+        }
+
+
 @dataclass(frozen=True)
 class CardSpendSection:
     """Card spend not yet reported, for the period: separate from the tie-out."""
@@ -197,6 +268,7 @@ class CardSpendSection:
     voucher_dates: Mapping[str, date]  # company -> the period's last day (the accrual date)
     lines: tuple[CardSpendLine, ...] = ()
     unreadable: tuple[Unreadable, ...] = ()
+    accruals: tuple[CardAccrualState, ...] = ()  # per configured company, when read
 
     @property
     def accruable(self) -> list[CardSpendLine]:
@@ -284,6 +356,7 @@ class CardSpendSection:
                 for ln in self.lines
             ],
             "unreadable": [{"where": u.where, "reason": u.reason} for u in self.unreadable],
+            "accruals": [a.to_json() for a in self.accruals],
         }
 
 
@@ -877,11 +950,14 @@ def card_spend_lines(
     windows: Mapping[str, CompanyWindow],
     rate_on: Any,
     cc_letter: str,
+    dimension_issue: Any = None,
 ) -> list[CardSpendLine]:
     """Each unreported card expense of the windows, mapped as a report line is (console.mapping:
     category -> account, tags -> code parts) and converted at IFS's rate on its company's
     voucher date (the period's last day). An expense that cannot be accrued keeps its place
-    with the reason. `rate_on(company, currency, day)` is IFS's rate or None. Pure."""
+    with the reason. `rate_on(company, currency, day)` is IFS's rate or None;
+    `dimension_issue(company, code_part, value, day)`, when given, is a Hold for a value IFS
+    lacks or does not accept on that day (IFS would refuse the whole accrual voucher). Pure."""
     from console.mapping import map_report
 
     policy_ids = list(posting.company_by_policy)
@@ -932,6 +1008,13 @@ def card_spend_lines(
                 reasons.append(issue.code)
                 messages.append(issue.message.replace("report 0, line", "card expense"))
             day = window.date_until
+            if dimension_issue is not None and not reasons:
+                wanted = ([("A", account)] if account else []) + list(parts)
+                for letter, value in wanted:
+                    hold = dimension_issue(company, letter, value, day)
+                    if hold is not None:
+                        reasons.append(hold.code)
+                        messages.append(hold.message)
             rate = (
                 Decimal(1) if sp.currency == window.currency else rate_on(company, sp.currency, day)
             )
@@ -988,6 +1071,7 @@ def _read_card_spend(
     reference: Any,
     cc_letter: str,
     source: str,
+    period: ClosePeriod,
 ) -> CardSpendSection:
     """The card spend section: Expensify's reconciliation export for the windows (unreported
     expenses), mapped. A failure to read it is shown, never fatal: it is not the tie-out."""
@@ -1020,6 +1104,16 @@ def _read_card_spend(
         cref = reference.company(company) if reference is not None else None
         return cref.rate_on(currency, day) if cref is not None else None
 
+    def dimension_issue(company: str, letter: str, value: str, day: date) -> Any:
+        from console.validate import _check_dimension
+
+        cref = reference.company(company) if reference is not None else None
+        if cref is None:
+            return None
+        where = f"card expense on {day}"
+        name = "Account" if letter == "A" else f"Code part {letter} value"
+        return _check_dimension(letter, value, day, cref, where, name, "remap it", "")
+
     lines = card_spend_lines(
         result.spends,
         policies=policies,
@@ -1028,9 +1122,15 @@ def _read_card_spend(
         windows=windows,
         rate_on=rate_on,
         cc_letter=cc_letter,
+        dimension_issue=dimension_issue,
     )
     note = f"unreported company-card expenses posted {start} to {until} ({', '.join(domains)})"
-    return section(CARDS_READ, note, lines=tuple(lines), unreadable=result.unreadable)
+    read = section(CARDS_READ, note, lines=tuple(lines), unreadable=result.unreadable)
+    # Where each company's accrual of this spend stands, read back from IFS (lazy import:
+    # console.card_accrual builds on this module's types).
+    from console.card_accrual import read_accrual_states
+
+    return replace(read, accruals=tuple(read_accrual_states(engine, read, period, reference)))
 
 
 # ---------------------------------------------------------------------------- reading
@@ -1210,7 +1310,7 @@ def read_close_inputs(engine: Engine, period: ClosePeriod) -> CloseInputs:
         vouchers.extend(v for v in more if voucher_label(v) not in seen)
 
     card_spend = _read_card_spend(
-        engine, policies, overrides, windows, reference, cc_letter, source
+        engine, policies, overrides, windows, reference, cc_letter, source, period
     )
     return CloseInputs(
         period=period,

@@ -1,13 +1,20 @@
-"""`ml-console close --period YYYY-MM [--json] [--csv FILE] [--html FILE]`.
+"""`ml-console close --period YYYY-MM [--json] [--csv FILE] [--html FILE]
+[--accrue-card-spend] [--reverse-card-spend] [--confirm]`.
 
 Ties the period out (console.close) and prints it: a text table on stdout, or the JSON object
 with --json; --csv and --html write the CSV and the printable report. The unexplained items go
-to stderr. Company-card spend not yet on a report is shown in its own section of each output;
-it never changes the tie-out's result.
+to stderr. Company-card spend not yet on a report is shown in its own section of each output,
+with where each company's accrual of it stands; it never changes the tie-out's result.
 
-Exit codes: 0 every difference explained; 3 something is unexplained; 2 configuration (a
-missing credential or a bad --period included); 4 authentication refused; 5 a service stayed
-unreachable; 1 unexpected.
+--accrue-card-spend shows the accrual voucher of that spend per company, and every card
+reversal due today (console/card_accrual.py); --reverse-card-spend the reversals alone. Only
+with --confirm are they posted (exactly once, under the posting lock). The plan or what was
+posted follows the close output (text), or is the JSON object's `cardAccrual`.
+
+Exit codes: 0 every difference explained; 3 something is unexplained, or a card voucher was
+refused, failed or is in doubt; 2 configuration (a missing credential or a bad --period
+included); 4 authentication refused; 5 a service stayed unreachable; 6 another run holds the
+posting lock; 1 unexpected.
 """
 
 from __future__ import annotations
@@ -43,6 +50,14 @@ def run_close_command(
 
     out = stdout or sys.stdout
     err = stderr or sys.stderr
+    accrue = bool(getattr(args, "accrue_card_spend", False))
+    reverse = bool(getattr(args, "reverse_card_spend", False))
+    confirm = bool(getattr(args, "close_confirm", False))
+    if confirm and not (accrue or reverse):
+        print(
+            "ml-console: --confirm goes with --accrue-card-spend or --reverse-card-spend", file=err
+        )
+        return int(ExitCode.USAGE)
     try:
         period = ClosePeriod.parse(str(args.period))
     except ValueError as exc:
@@ -53,8 +68,11 @@ def run_close_command(
     except ConsoleError as exc:
         print(f"ml-console: {exc}", file=err)
         return int(exit_code_for(exc))
+    card_run = None
     try:
         tie = run_close(engine, period)
+        if accrue or reverse:
+            tie, card_run = _card_spend_step(engine, tie, accrue, reverse, confirm)
     except ConsoleError as exc:
         print(f"ml-console: {exc}", file=err)
         return int(exit_code_for(exc))
@@ -73,9 +91,14 @@ def run_close_command(
         print(f"ml-console: cannot write the close report: {exc}", file=err)
         return int(ExitCode.USAGE)
     if getattr(args, "close_json", False):
-        out.write(json.dumps(tie.to_json(), ensure_ascii=False) + "\n")
+        data = tie.to_json()
+        if card_run is not None:
+            data["cardAccrual"] = card_run.to_json()
+        out.write(json.dumps(data, ensure_ascii=False) + "\n")
     else:
         out.write(render_text(tie))
+        if card_run is not None:
+            out.write("\n" + card_run.render_text())
     out.flush()
     if tie.source != "expensify":
         print(f"ml-console: warning: {tie.source_note}; the local copy was used", file=err)
@@ -92,7 +115,49 @@ def run_close_command(
                 f"{r.company} account {r.account} cost centre {r.cost_centre or '-'}",
                 file=err,
             )
+    if card_run is not None:
+        _card_warnings(card_run, err)
+        if card_run.needs_attention:
+            return int(ExitCode.ATTENTION)
     return int(ExitCode.OK if tie.balanced else ExitCode.ATTENTION)
+
+
+def _card_spend_step(
+    engine: Any, tie: Any, accrue: bool, reverse: bool, confirm: bool
+) -> tuple[Any, Any]:
+    """Plan (with confirm: post) the card accrual and due reversals; the tie-out again with
+    each company's accrual state as it now stands."""
+    from dataclasses import replace
+
+    from console.card_accrual import read_accrual_states, run_card_accrual
+    from console.close import CARDS_NOT_READ, CARDS_READ, CardSpendSection
+
+    section = tie.card_spend or CardSpendSection(
+        CARDS_NOT_READ, "card spend not read", engine.settings.posting.card_clearing_account, {}
+    )
+    card_run = run_card_accrual(
+        engine, section, tie.period, accrue=accrue, reverse=reverse, confirm=confirm
+    )
+    if confirm and section.status == CARDS_READ:
+        states = read_accrual_states(engine, section, tie.period, engine.reference())
+        tie = replace(tie, card_spend=replace(section, accruals=tuple(states)))
+    return tie, card_run
+
+
+def _card_warnings(card_run: Any, err: TextIO) -> None:
+    if card_run.unavailable:
+        print(f"ml-console: card spend not accrued: {card_run.unavailable}", file=err)
+    for company, why in card_run.refused:
+        print(f"ml-console: card spend of company {company} not accrued: {why}", file=err)
+    for s in card_run.differing:
+        print(
+            f"ml-console: warning: {s.reference} (voucher {s.voucher}) differs from the current "
+            f"card spend by {s.difference:+,.2f} {s.currency}; left as posted, not re-accrued",
+            file=err,
+        )
+    for r in card_run.results:
+        if r.outcome in ("failed", "unknown"):
+            print(f"ml-console: {r.voucher.reference}: {r.outcome}: {r.message}", file=err)
 
 
 def _actor() -> str:

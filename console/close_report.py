@@ -161,6 +161,8 @@ def card_spend_text(c: CardSpendSection) -> list[str]:
         out.append(f"    {'total':<14} {'':<12} {n:>8} {money(totals[(company, currency)]):>14}")
     if not totals:
         out.append("  nothing to accrue")
+    for a in c.accruals:
+        out.append(f"  Company {a.company} accrual {a.reference}: {a.describe()}")
     blocked = c.not_accruable
     if blocked:
         amounts = ", ".join(f"{money(v)} {cur}" for cur, v in c.not_accruable_totals().items())
@@ -277,6 +279,19 @@ def render_csv(t: TieOut) -> str:
                     "costCentre": cr.cost_centre,
                     "cardSpend": plain(cr.amount),
                     "expenses": cr.count,
+                }
+            )
+        for a in cards.accruals:
+            w.writerow(
+                {
+                    "kind": "card-accrual",
+                    "company": a.company,
+                    "currency": a.currency,
+                    "cardSpend": plain(a.current),
+                    "disposition": a.state,
+                    "vouchers": " ".join(v for v in (a.voucher, a.reversal_voucher) if v),
+                    "difference": plain(a.difference),
+                    "reason": a.describe(),
                 }
             )
         for ln in cards.lines:
@@ -401,6 +416,15 @@ def _card_spend_html(c: CardSpendSection) -> list[str]:
             f"{sum(r.count for r in rows)}</td><td class=n>{money(totals[(company, currency)])}"
             "</td></tr></table>"
         )
+    if c.accruals:
+        p.append("<h3>Accrual</h3><table><tr><th>company</th><th>reference</th><th>state</th></tr>")
+        for a in c.accruals:
+            cls = ' class="unexplained"' if a.difference or a.note else ""
+            p.append(
+                f"<tr{cls}><td>{_e(a.company)}</td><td>{_e(a.reference)}</td>"
+                f"<td>{_e(a.describe())}</td></tr>"
+            )
+        p.append("</table>")
     blocked = c.not_accruable
     if blocked:
         p.append(

@@ -233,6 +233,27 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             confirmed_at TEXT
         )""",
     ),
+    # 3: card spend not yet reported, accrued at close and reversed (console/card_accrual.py)
+    (
+        """CREATE TABLE card_accruals (
+            id INTEGER PRIMARY KEY,
+            period TEXT NOT NULL,
+            company TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            reference TEXT NOT NULL,
+            voucher_date TEXT NOT NULL,
+            amount TEXT NOT NULL,
+            currency TEXT NOT NULL,
+            body_digest TEXT NOT NULL,
+            intent_at TEXT NOT NULL,
+            outcome TEXT NOT NULL DEFAULT 'intent',
+            voucher_no TEXT,
+            posted_at TEXT,
+            error TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX card_accruals_reference ON card_accruals(reference, outcome)",
+        "CREATE INDEX card_accruals_outcome ON card_accruals(outcome, kind)",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -371,6 +392,27 @@ class ReversalRow:
     cause: str  # next-period-start | on-reimbursement | changed | rejected
     company: str
     voucher_date: str
+    body_digest: str
+    intent_at: str
+    outcome: str
+    voucher_no: str | None
+    posted_at: str | None
+    error: str
+
+
+@dataclass(frozen=True)
+class CardAccrualRow:
+    """One card-spend voucher (an accrual of a period's unreported card spend, or its
+    reversal): intent, then outcome, like a posting."""
+
+    id: int
+    period: str  # the accrued period, YYYY-MM
+    company: str
+    kind: str  # accrual | reversal
+    reference: str
+    voucher_date: str
+    amount: str  # Decimal text: the accounting net the expense rows debit (accrual sign)
+    currency: str  # the company's accounting currency
     body_digest: str
     intent_at: str
     outcome: str
@@ -1228,6 +1270,86 @@ class Store:
                 "SELECT * FROM reversals WHERE outcome IN ('intent', 'unknown') ORDER BY id"
             )
         ]
+
+    # -- card spend accruals and their reversals (console/card_accrual.py)
+    def record_card_intent(
+        self,
+        *,
+        period: str,
+        company: str,
+        kind: str,
+        reference: str,
+        voucher_date: str,
+        amount: str,
+        currency: str,
+        body_digest: str,
+    ) -> int:
+        """Write (and commit, unless inside an outer transaction) the intent to post."""
+        if kind not in ("accrual", "reversal"):
+            raise ValueError(f"unknown card voucher kind {kind!r}")
+        with self.transaction():
+            cur = self._x(
+                "INSERT INTO card_accruals (period, company, kind, reference, voucher_date,"
+                " amount, currency, body_digest, intent_at, outcome)"
+                " VALUES (?,?,?,?,?,?,?,?,?, 'intent')",
+                (
+                    period,
+                    company,
+                    kind,
+                    reference,
+                    voucher_date,
+                    amount,
+                    currency,
+                    body_digest,
+                    self.now(),
+                ),
+            )
+            return int(cur.lastrowid or 0)
+
+    def record_card_outcome(
+        self, card_id: int, outcome: str, *, voucher_no: str | None = None, error: str = ""
+    ) -> None:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown card voucher outcome {outcome!r}")
+        now = self.now()
+        with self.transaction():
+            cur = self._x(
+                "UPDATE card_accruals SET outcome=?, voucher_no=?, error=?,"
+                " posted_at = CASE WHEN ?='posted' THEN ? ELSE posted_at END WHERE id=?",
+                (outcome, voucher_no, error, outcome, now, card_id),
+            )
+            if cur.rowcount == 0:
+                raise KeyError(card_id)
+
+    def card_vouchers(
+        self,
+        *,
+        kind: str | None = None,
+        outcomes: Sequence[str] | None = None,
+        reference: str | None = None,
+    ) -> list[CardAccrualRow]:
+        """Card-spend vouchers, oldest first, filtered by kind, outcomes and reference."""
+        where: list[str] = []
+        params: list[Any] = []
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        if outcomes is not None:
+            where.append(f"outcome IN ({','.join('?' * len(outcomes))})")
+            params.extend(outcomes)
+        if reference is not None:
+            where.append("reference = ?")
+            params.append(reference)
+        sql = "SELECT * FROM card_accruals"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [CardAccrualRow(**r) for r in self._rows(sql + " ORDER BY id", params)]
+
+    def live_card_voucher(self, reference: str) -> CardAccrualRow | None:
+        """The newest voucher with this reference that is posted or possibly posted (intent or
+        unknown outcome); None when it was never tried or every try failed."""
+        rows = self.card_vouchers(reference=reference, outcomes=("intent", "unknown", "posted"))
+        return rows[-1] if rows else None
 
     def posted_accruals(self, report_ids: Sequence[str] | None = None) -> list[PostedAccrual]:
         """Reports in status posted with their newest posted accrual."""

@@ -285,6 +285,11 @@ class CloseScreen(Screen[None]):
             )
         if not totals:
             out.append("  nothing to accrue\n", style="dim")
+        for a in cards.accruals:
+            style = "yellow" if a.difference or a.note or a.state == "in-doubt" else ""
+            out.append(f"  company {a.company} accrual: ")
+            out.append(Text(a.describe(), style=style))
+            out.append("\n")
         for ln in cards.not_accruable:
             out.append(f"  {ln.transaction_id} {money(ln.amount)} {ln.currency} {ln.owner}: ")
             out.append(Text(ln.reason or "not accruable", style="bold red"))

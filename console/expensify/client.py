@@ -274,6 +274,20 @@ class ExpensifyClient:
         """Proves the credentials work (one policyList request)."""
         self.list_policies()
 
+    def run_job(
+        self, job: dict[str, Any], *, template: str | None = None, what: str
+    ) -> httpx.Response:
+        """Send one job description (without credentials: they are added here), with a
+        FreeMarker `template` for file jobs, through the limiter and the bounded retries every
+        job gets. Returns the successful response; an error in the body raises as for any job
+        (`what` names the job in that message)."""
+        return self._call(job, what=what, template=template)
+
+    def download(self, file_name: str) -> bytes:
+        """The content of a file a job wrote on the Integration Server, polled (boundedly)
+        until it is ready."""
+        return self._download(file_name)
+
     # ------------------------------------------------------------------ internals
     def _export_input(
         self,

@@ -273,11 +273,9 @@ def export_card_spend(
     template = reconciliation_template()
     for domain in sorted({d.strip().lower() for d in domains if d.strip()}):
         job = reconciliation_job(start=start, end=end, domain=domain, feed=feed, scope=scope)
-        # ExpensifyClient has no public "run a job with a template" / "download a file" yet;
-        # these are its own primitives (limiter, retries, auth) — see the module's report.
-        response = client._call(job, template=template, what="the card reconciliation job")
+        response = client.run_job(job, template=template, what="the card reconciliation job")
         name = _file_name(response.content)
-        part = parse_reconciliation(client._download(name), file_name=name)
+        part = parse_reconciliation(client.download(name), file_name=name)
         known = {s.transaction_id for s in spends}
         spends.extend(s for s in part.spends if s.transaction_id not in known)
         bad.extend(part.unreadable)

@@ -1,0 +1,906 @@
+"""Card spend not yet reported: its accrual at close, and the accrual's reversal.
+
+`ml-console close --period P --accrue-card-spend` builds, per company, ONE balanced voucher of
+the period's accruable card spend (the close's "card spend not yet reported" section,
+console/close.py): a row per expense account, code parts and card currency (a refund-heavy
+group credits its account), and one row per card currency on `posting.card_clearing_account`
+that offsets them in both currencies. Accounting amounts are the section's, each expense
+converted at IFS's rate on the period's last day and rounded half-up to the cent, so the
+voucher's total is the section's total to the cent. Dated the period's last day, voucher type
+as report vouchers; `ReferenceNumber` `CARD:{period}:{company}` (no version: a period is
+accrued once per company). Without `--confirm` it is shown and nothing is posted.
+
+A closed period is refused, not moved as `closed_period = "next-open"` moves a report: an
+accrual dated in the next period would be reversed a period late, leaving that period
+carrying the spend twice over.
+
+Spend that changes after the accrual was posted is never re-accrued: the command says how far
+the posted accrual is from the current figure and leaves it (a top-up voucher is out of scope).
+
+The reversal, `CARD-REV:{period}:{company}`, mirrors the accrual as IFS holds it (read back,
+every row's sides swapped, console.reversal.mirror), dated the first day of the next period,
+posted when `close --accrue-card-spend --confirm` or `close --reverse-card-spend --confirm` runs
+on or after that day (`ML_CONSOLE_TODAY` sets "today" in tests), never before. Where that day's
+period is closed it moves to the first day of the next open period (an accrual must be
+reversed; the move is shown).
+
+Exactly once, as report vouchers (design.md §4): the intent is committed in the store before
+the POST; IFS is looked up by reference before the first POST (another installation, or a
+restored state file, may have posted it) and after an unknown outcome; an intent a crash left
+without outcome is looked up before anything else is posted. All under the posting lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Protocol
+
+from console.audit import AuditLog, digest
+from console.close import (
+    ACCRUAL_IN_DOUBT,
+    ACCRUAL_NONE,
+    ACCRUAL_POSTED,
+    ACCRUAL_REVERSED,
+    CARDS_READ,
+    CardAccrualState,
+    CardSpendLine,
+    CardSpendSection,
+    ClosePeriod,
+)
+from console.errors import AuthError, ConsoleError, ServiceError, UnknownOutcome, Unreachable
+from console.ifs.models import Voucher, VoucherRow
+from console.plan import UnbalancedVoucher, trim_text
+from console.reversal import engine_today, mirror, next_period_start, voucher_label
+from console.store import CardAccrualRow, Store, crash_point
+from console.validate import REFERENCE_MAX
+
+if TYPE_CHECKING:
+    from console.config import PostingConfig
+    from console.validate import CompanyReference, IfsReference
+
+ZERO = Decimal("0.00")
+KIND_ACCRUAL = "accrual"
+KIND_REVERSAL = "reversal"
+PREFIX = "CARD"  # both references start so: one IFS read per company finds them
+
+# Audit event types per kind: (intent committed, posted, failed).
+_EVENTS = {
+    KIND_ACCRUAL: ("card-accrual-planned", "card-accrual-posted", "card-accrual-failed"),
+    KIND_REVERSAL: ("card-reversal-planned", "card-reversal-posted", "card-reversal-failed"),
+}
+
+# Outcomes of one voucher in a run.
+POSTED = "posted"
+ALREADY = "already-posted"
+RECONCILED = "reconciled"  # the answer was lost; IFS holds it: recorded, not posted again
+UNKNOWN = "unknown"
+FAILED = "failed"
+
+
+def accrual_reference(period: str, company: str) -> str:
+    return f"{PREFIX}:{period}:{company}"
+
+
+def reversal_reference(period: str, company: str) -> str:
+    return f"{PREFIX}-REV:{period}:{company}"
+
+
+def _money(value: Decimal | None) -> str:
+    return "" if value is None else f"{value:,.2f}"
+
+
+# ---------------------------------------------------------------- the voucher
+
+
+@dataclass(frozen=True)
+class CardVoucher:
+    """An accrual of a period's unreported card spend in one company, or its reversal."""
+
+    kind: str  # KIND_ACCRUAL or KIND_REVERSAL
+    period: str  # the accrued period, YYYY-MM
+    company: str
+    voucher_type: str
+    voucher_date: date
+    accounting_year: int
+    accounting_period: int
+    reference: str
+    text: str
+    currency: str  # the company's accounting currency
+    amount: Decimal  # what the accrual's expense rows debit, net (accounting currency)
+    rows: tuple[VoucherRow, ...]
+    transaction_ids: tuple[str, ...] = ()  # the card expenses accrued (accrual only)
+    accrual_reference: str = ""  # reversal only
+    accrual_voucher: str = ""
+    moved_from: date | None = None  # reversal due in a closed period: moved from this day
+
+    @property
+    def period_label(self) -> str:
+        return f"{self.accounting_year}-{self.accounting_period:02d}"
+
+    def to_ifs_body(self) -> dict[str, Any]:
+        """The JSON body of the POST to VoucherSet (Decimals stay Decimal: console.money)."""
+        return {
+            "Company": self.company,
+            "VoucherType": self.voucher_type,
+            "VoucherDate": self.voucher_date.isoformat(),
+            "AccountingYear": self.accounting_year,
+            "AccountingPeriod": self.accounting_period,
+            "ReferenceNumber": self.reference,
+            "Text": self.text,
+            "VoucherRowArray": [r.model_dump(mode="python", exclude_none=True) for r in self.rows],
+        }
+
+    def totals(self) -> tuple[Decimal, Decimal]:
+        """(debit, credit) in the accounting currency."""
+        d = sum((r.DebetAmount or ZERO for r in self.rows), ZERO)
+        c = sum((r.CreditAmount or ZERO for r in self.rows), ZERO)
+        return d, c
+
+    def balance_problem(self) -> str:
+        """ "" when debits equal credits in the accounting currency and in each row currency
+        and no amount is negative; else what is wrong."""
+        d, c = self.totals()
+        if d != c:
+            return f"accounting debit {d} != credit {c}"
+        by_currency: dict[str, Decimal] = {}
+        for r in self.rows:
+            for v in (r.CurrencyDebetAmount, r.CurrencyCreditAmount, r.DebetAmount, r.CreditAmount):
+                if v is not None and v < 0:
+                    return f"row {r.RowNo} has a negative amount"
+            net = (r.CurrencyDebetAmount or ZERO) - (r.CurrencyCreditAmount or ZERO)
+            by_currency[r.CurrencyCode] = by_currency.get(r.CurrencyCode, ZERO) + net
+        off = {cur: net for cur, net in by_currency.items() if net}
+        return f"currency amounts do not balance: {off}" if off else ""
+
+    def render_lines(self) -> list[str]:
+        sign = "+" if self.kind == KIND_ACCRUAL else "~"
+        head = f"{sign} {self.kind} {self.reference}"
+        if self.kind == KIND_ACCRUAL:
+            head += f" ({len(self.transaction_ids)} card expense(s))"
+        else:
+            head += f" of {self.accrual_reference} ({self.accrual_voucher or 'voucher'})"
+        out = [
+            head,
+            f"  company {self.company}  type {self.voucher_type}  date {self.voucher_date}  "
+            f"period {self.period_label}",
+        ]
+        if self.moved_from is not None:
+            out.append(
+                f"  ! MOVED: due {self.moved_from} in a closed period; dated {self.voucher_date}"
+            )
+        out.append(
+            f"  {'#':>3} {'account':<10} {'code parts':<24} {'cur':<4} {'rate':>10} "
+            f"{'cur debit':>14} {'cur credit':>14} {'debit':>14} {'credit':>14}  text"
+        )
+        for r in self.rows:
+            parts = " ".join(f"{k[-1]}={v}" for k, v in _code_parts(r)) or "-"
+            out.append(
+                f"  {r.RowNo or '':>3} {r.Account:<10} {parts:<24} {r.CurrencyCode:<4} "
+                f"{format(r.CurrencyRate, 'f'):>10} {_money(r.CurrencyDebetAmount):>14} "
+                f"{_money(r.CurrencyCreditAmount):>14} {_money(r.DebetAmount):>14} "
+                f"{_money(r.CreditAmount):>14}  {r.Text}"
+            )
+        d, c = self.totals()
+        out.append(
+            f"  {'':>3} {'balance':<10} {'':<24} {'':<4} {'':>10} {'':>14} {'':>14} "
+            f"{_money(d):>14} {_money(c):>14}  {self.currency}"
+        )
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        d, c = self.totals()
+        return {
+            "kind": self.kind,
+            "period": self.period,
+            "company": self.company,
+            "referenceNumber": self.reference,
+            "voucherDate": self.voucher_date.isoformat(),
+            "accountingPeriod": self.period_label,
+            "currency": self.currency,
+            "amount": format(self.amount, "f"),
+            "debit": format(d, "f"),
+            "credit": format(c, "f"),
+            "transactionIDs": list(self.transaction_ids),
+            "accrualReference": self.accrual_reference or None,
+            "movedFrom": self.moved_from.isoformat() if self.moved_from else None,
+            "body": _plain(self.to_ifs_body()),
+        }
+
+
+def _code_parts(row: VoucherRow) -> list[tuple[str, str]]:
+    names = ("CodeB", "CodeC", "CodeD", "CodeE", "CodeF", "CodeG", "CodeH", "CodeI", "CodeJ")
+    return [(n, v) for n in names if (v := getattr(row, n))]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------- planning the accrual
+
+
+def _pieces(cur: Decimal, acc: Decimal) -> list[tuple[Decimal, Decimal]]:
+    """Signed (currency, accounting) amounts, debit positive, each on one side: rounding can
+    leave a net of zero in one currency and a cent in the other, or (rarer) nets of opposite
+    signs, which then take a row each so that no amount is negative."""
+    if cur == 0 and acc == 0:
+        return []
+    if cur == 0 or acc == 0 or (cur > 0) == (acc > 0):
+        return [(cur, acc)]
+    return [(cur, ZERO), (ZERO, acc)]
+
+
+def _row(
+    row_no: int,
+    account: str,
+    code_parts: Iterable[tuple[str, str]],
+    currency: str,
+    rate: Decimal,
+    cur: Decimal,
+    acc: Decimal,
+    text: str,
+) -> VoucherRow:
+    debit_side = cur > 0 or (cur == 0 and acc > 0)
+    cur_abs, acc_abs = abs(cur), abs(acc)
+    return VoucherRow(
+        RowNo=row_no,
+        Account=account,
+        **{f"Code{letter}": value for letter, value in code_parts},
+        CurrencyCode=currency,
+        CurrencyRate=rate,
+        CurrencyDebetAmount=cur_abs if debit_side else None,
+        CurrencyCreditAmount=None if debit_side else cur_abs,
+        DebetAmount=acc_abs if debit_side else None,
+        CreditAmount=None if debit_side else acc_abs,
+        Text=text,
+    )
+
+
+def accrual_rows(
+    lines: Sequence[CardSpendLine], clearing_account: str, period: str
+) -> tuple[VoucherRow, ...]:
+    """The rows of one company's accrual: per (account, code parts, card currency) the net of
+    its expenses, then per card currency the clearing row that offsets them. Pure."""
+    groups: dict[tuple[str, tuple[tuple[str, str], ...], str], list[Any]] = {}
+    rates: dict[str, Decimal] = {}
+    for ln in lines:
+        if ln.accounting is None or ln.rate is None:
+            raise ValueError(f"card expense {ln.transaction_id} cannot be accrued: {ln.reason}")
+        g = groups.setdefault((ln.account, ln.code_parts, ln.currency), [ZERO, ZERO, 0])
+        g[0] += ln.amount
+        g[1] += ln.accounting
+        g[2] += 1
+        rates.setdefault(ln.currency, ln.rate)
+    rows: list[VoucherRow] = []
+    nets: dict[str, tuple[Decimal, Decimal, int]] = {}
+    for (account, parts, currency), (cur, acc, n) in sorted(groups.items()):
+        text = trim_text(f"Card spend {period} not yet reported: {n} expense(s)")
+        for c, a in _pieces(cur, acc):
+            rows.append(_row(len(rows) + 1, account, parts, currency, rates[currency], c, a, text))
+        before = nets.get(currency, (ZERO, ZERO, 0))
+        nets[currency] = (before[0] + cur, before[1] + acc, before[2] + n)
+    for currency, (cur, acc, n) in sorted(nets.items()):
+        text = trim_text(f"Card spend {period} not yet reported, {currency}: {n} expense(s)")
+        for c, a in _pieces(-cur, -acc):
+            rows.append(
+                _row(len(rows) + 1, clearing_account, (), currency, rates[currency], c, a, text)
+            )
+    return tuple(rows)
+
+
+@dataclass
+class CardPlan:
+    vouchers: list[CardVoucher] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (company, why)
+    nothing: list[str] = field(default_factory=list)  # companies with nothing to accrue
+
+
+def _refusal(
+    company: str, day: date, period: ClosePeriod, cref: CompanyReference | None, clearing: str
+) -> str:
+    """Why this company's accrual cannot be posted ("" when it can)."""
+    if cref is None:
+        return f"company {company} is not in IFS's reference data"
+    found = cref.period_on(day)
+    if found is None or (found.AccountingYear, found.AccountingPeriod) != (
+        period.year,
+        period.period,
+    ):
+        return f"IFS company {company} has no accounting period {period.label} ending {day}"
+    if not found.is_open:
+        return (
+            f"period {period.label} of company {company} is {found.PeriodStatus.lower()} in IFS;"
+            f" the accrual is dated {day} and is not moved to a later period (its reversal "
+            "would then fall a period late); reopen the period in IFS to accrue"
+        )
+    value = cref.code_part_value("A", clearing)
+    if value is None or not value.valid_on(day):
+        return (
+            f"the card clearing account {clearing} is not a valid account of IFS company "
+            f"{company} on {day}; fix posting.card_clearing_account or IFS"
+        )
+    ref = accrual_reference(period.label, company)
+    if len(reversal_reference(period.label, company)) > REFERENCE_MAX:
+        return f"{ref}: the company ID is too long for IFS's {REFERENCE_MAX}-character reference"
+    return ""
+
+
+def plan_card_accruals(
+    section: CardSpendSection,
+    period: ClosePeriod,
+    reference: IfsReference,
+    posting: PostingConfig,
+) -> CardPlan:
+    """One voucher per company with accruable card spend in the section. Pure."""
+    plan = CardPlan()
+    by_company: dict[str, list[CardSpendLine]] = {}
+    for ln in section.accruable:
+        by_company.setdefault(ln.company, []).append(ln)
+    for company in sorted(section.voucher_dates):
+        lines = by_company.get(company, [])
+        day = section.voucher_dates[company]
+        cref = reference.company(company)
+        if not lines:
+            plan.nothing.append(company)
+            continue
+        why = _refusal(company, day, period, cref, posting.card_clearing_account)
+        if why or cref is None:
+            plan.refused.append((company, why))
+            continue
+        rows = accrual_rows(lines, posting.card_clearing_account, period.label)
+        if not rows:
+            plan.nothing.append(company)  # refunds cancel purchases exactly
+            continue
+        voucher = CardVoucher(
+            kind=KIND_ACCRUAL,
+            period=period.label,
+            company=company,
+            voucher_type=posting.voucher_type,
+            voucher_date=day,
+            accounting_year=period.year,
+            accounting_period=period.period,
+            reference=accrual_reference(period.label, company),
+            text=trim_text(
+                f"Accrual of company-card spend not yet reported in Expensify, {period.label} "
+                f"({len(lines)} expenses)"
+            ),
+            currency=cref.currency,
+            amount=sum((ln.accounting or ZERO for ln in lines), ZERO),
+            rows=rows,
+            transaction_ids=tuple(sorted(ln.transaction_id for ln in lines)),
+        )
+        problem = voucher.balance_problem()
+        if problem:  # a bug here, never posted
+            raise UnbalancedVoucher(f"{voucher.reference} does not balance: {problem}")
+        plan.vouchers.append(voucher)
+    return plan
+
+
+# ---------------------------------------------------------------- planning the reversal
+
+
+def reversal_due(cref: CompanyReference | None, period: str) -> date | None:
+    """The first day of the period after `period` (YYYY-MM) in IFS, or None."""
+    if cref is None:
+        return None
+    p = ClosePeriod.parse(period)
+    return next_period_start(cref, p.year, p.period)
+
+
+def plan_card_reversal(
+    accrual: Voucher,
+    row: CardAccrualRow,
+    cref: CompanyReference | None,
+    today: date,
+) -> CardVoucher | str:
+    """The reversal of a posted card accrual (as IFS holds it), or why it waits: "" when it
+    is simply not due yet."""
+    if cref is None:
+        return f"company {row.company} is not in IFS's reference data"
+    due = next_period_start(cref, accrual.AccountingYear, accrual.AccountingPeriod)
+    if due is None:
+        return (
+            f"IFS has no period after {accrual.AccountingYear}-{accrual.AccountingPeriod:02d} "
+            f"in company {row.company}"
+        )
+    if today < due:
+        return ""
+    target = cref.period_on(due)
+    day, moved = due, None
+    if target is None or not target.is_open:
+        target = cref.next_open_period(due)
+        if target is None:
+            return f"no open period in IFS company {row.company} on or after {due}"
+        day, moved = target.DateFrom, due
+        if day > today:
+            return ""  # moved into a period that has not begun
+    return CardVoucher(
+        kind=KIND_REVERSAL,
+        period=row.period,
+        company=row.company,
+        voucher_type=accrual.VoucherType,
+        voucher_date=day,
+        accounting_year=target.AccountingYear,
+        accounting_period=target.AccountingPeriod,
+        reference=reversal_reference(row.period, row.company),
+        text=trim_text(
+            f"Reversal of {accrual.ReferenceNumber}: company-card spend not yet reported, "
+            f"{row.period}"
+        ),
+        currency=row.currency,
+        amount=Decimal(row.amount),
+        rows=mirror(accrual.VoucherRowArray),
+        accrual_reference=row.reference,
+        accrual_voucher=row.voucher_no or voucher_label(accrual),
+        moved_from=moved,
+    )
+
+
+# ---------------------------------------------------------------- posting exactly once
+
+
+class CardPoster(Protocol):
+    def post_voucher(self, voucher: Mapping[str, Any]) -> Voucher: ...
+
+    def find_vouchers(self, reference: str, company: str | None = None) -> list[Voucher]: ...
+
+
+@dataclass(frozen=True)
+class CardPostResult:
+    voucher: CardVoucher
+    outcome: str  # POSTED, ALREADY, RECONCILED, UNKNOWN or FAILED
+    label: str = ""
+    message: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.voucher.kind,
+            "referenceNumber": self.voucher.reference,
+            "company": self.voucher.company,
+            "outcome": self.outcome,
+            "voucher": self.label or None,
+            "message": self.message,
+        }
+
+
+def reconcile_card_intents(ifs: CardPoster, store: Store, audit: AuditLog) -> list[str]:
+    """Resolve every card voucher intent without an outcome by its reference in IFS: found,
+    recorded as posted; not found, recorded as not posted (it may be posted again)."""
+    found: list[str] = []
+    for intent in store.card_vouchers(outcomes=("intent", "unknown")):
+        vouchers = ifs.find_vouchers(intent.reference, intent.company)
+        with store.transaction():
+            if vouchers:
+                label = voucher_label(vouchers[0])
+                store.record_card_outcome(intent.id, "posted", voucher_no=label)
+                audit.record(
+                    "reconciled",
+                    f"voucher {label} found in IFS for {intent.reference}: recorded as posted,"
+                    " not posted again",
+                    voucher=label,
+                    data={"reference": intent.reference, "matches": len(vouchers)},
+                )
+                found.append(intent.reference)
+            else:
+                store.record_card_outcome(
+                    intent.id, "failed", error="not in IFS after a lost answer"
+                )
+                audit.record(
+                    "reconciled",
+                    f"{intent.reference} is not in IFS: the earlier post did not happen; it may"
+                    " be posted",
+                    data={"reference": intent.reference, "matches": 0},
+                )
+    return found
+
+
+def _intent(store: Store, audit: AuditLog, cv: CardVoucher, body_digest: str) -> int:
+    with store.transaction():
+        card_id = store.record_card_intent(
+            period=cv.period,
+            company=cv.company,
+            kind=cv.kind,
+            reference=cv.reference,
+            voucher_date=cv.voucher_date.isoformat(),
+            amount=format(cv.amount, "f"),
+            currency=cv.currency,
+            body_digest=body_digest,
+        )
+        audit.record(
+            _EVENTS[cv.kind][0],
+            f"posting {cv.reference} to company {cv.company} dated {cv.voucher_date}"
+            f" ({len(cv.rows)} rows, {_money(cv.amount)} {cv.currency})",
+            transaction_ids=list(cv.transaction_ids) or None,
+            request_digest=body_digest,
+            data={"reference": cv.reference, "period": cv.period, "company": cv.company},
+        )
+    return card_id
+
+
+def post_card_voucher(
+    cv: CardVoucher, ifs: CardPoster, store: Store, audit: AuditLog
+) -> CardPostResult:
+    """Post one card voucher once: never when the store or IFS already holds its reference;
+    intent committed before the POST; a lost answer looked up by reference, never retried
+    blind. Raises AuthError/Unreachable (recorded as not posted: nothing reached IFS)."""
+    live = store.live_card_voucher(cv.reference)
+    if live is not None and live.outcome != "posted":
+        reconcile_card_intents(ifs, store, audit)
+        live = store.live_card_voucher(cv.reference)
+    if live is not None:
+        return CardPostResult(cv, ALREADY, live.voucher_no or "")
+    body = cv.to_ifs_body()
+    body_digest = digest(body) or ""
+    existing = ifs.find_vouchers(cv.reference, cv.company)
+    if existing:
+        # Posted by another installation, or before this state file was restored: adopt it.
+        label = voucher_label(existing[0])
+        with store.transaction():
+            card_id = _intent(store, audit, cv, body_digest)
+            store.record_card_outcome(card_id, "posted", voucher_no=label)
+            audit.record(
+                "reconciled",
+                f"{cv.reference} is already in IFS as voucher {label}: recorded, not posted again",
+                voucher=label,
+                data={"reference": cv.reference, "matches": len(existing)},
+            )
+        return CardPostResult(cv, ALREADY, label, "found in IFS before posting")
+    card_id = _intent(store, audit, cv, body_digest)
+    crash_point("card-intent")
+    try:
+        voucher = ifs.post_voucher(body)
+    except UnknownOutcome as exc:
+        store.record_card_outcome(card_id, "unknown", error=str(exc))
+        audit.record(
+            "unknown-outcome",
+            f"{cv.reference}: {exc}; looking it up in IFS before anything else",
+            request_digest=body_digest,
+            data={"reference": cv.reference},
+        )
+        try:
+            reconcile_card_intents(ifs, store, audit)
+        except ConsoleError as lookup:
+            return CardPostResult(
+                cv, UNKNOWN, "", f"{exc}; the lookup failed too ({lookup}): run again"
+            )
+        row = store.live_card_voucher(cv.reference)
+        if row is not None and row.outcome == "posted":
+            return CardPostResult(cv, RECONCILED, row.voucher_no or "", str(exc))
+        return CardPostResult(
+            cv, FAILED, "", f"{exc}; IFS does not hold it: not posted, run again to post"
+        )
+    except ServiceError as exc:
+        message = exc.detail or str(exc)
+        with store.transaction():
+            store.record_card_outcome(card_id, "failed", error=f"IFS: {message}")
+            audit.record(
+                _EVENTS[cv.kind][2],
+                f"IFS rejected {cv.reference}: {message}",
+                request_digest=body_digest,
+                data={"reference": cv.reference, "status": exc.status, "code": exc.code},
+            )
+        return CardPostResult(cv, FAILED, "", message)
+    except (AuthError, Unreachable) as exc:
+        store.record_card_outcome(card_id, "failed", error=str(exc))
+        raise
+    crash_point("card-post")
+    label = voucher_label(voucher)
+    with store.transaction():
+        store.record_card_outcome(card_id, "posted", voucher_no=label)
+        audit.record(
+            _EVENTS[cv.kind][1],
+            f"posted {cv.reference} as voucher {label}",
+            voucher=label,
+            transaction_ids=list(cv.transaction_ids) or None,
+            request_digest=body_digest,
+            response_digest=digest(voucher.model_dump(mode="json")),
+            data={"reference": cv.reference, "accrual": cv.accrual_reference or None},
+        )
+    return CardPostResult(cv, POSTED, label)
+
+
+# ---------------------------------------------------------------- where each accrual stands
+
+
+def accrual_state(
+    company: str,
+    currency: str,
+    current: Decimal,
+    period: ClosePeriod,
+    vouchers: Sequence[Voucher],
+    store_rows: Sequence[CardAccrualRow],
+    clearing_account: str,
+    due: date | None,
+) -> CardAccrualState:
+    """One company's accrual of the period, from IFS's CARD vouchers of the company and the
+    store's rows for its references. Pure."""
+    ref = accrual_reference(period.label, company)
+    rref = reversal_reference(period.label, company)
+    accruals = [v for v in vouchers if v.ReferenceNumber == ref]
+    reversals = [v for v in vouchers if v.ReferenceNumber == rref]
+    base = CardAccrualState(
+        company=company,
+        currency=currency,
+        reference=ref,
+        state=ACCRUAL_NONE,
+        current=current,
+        reversal_reference=rref,
+    )
+    if not accruals:
+        doubt = [r for r in store_rows if r.reference == ref and r.outcome in ("intent", "unknown")]
+        if doubt:
+            return replace(base, state=ACCRUAL_IN_DOUBT)
+        posted = [r for r in store_rows if r.reference == ref and r.outcome == "posted"]
+        if posted:
+            return replace(
+                base,
+                note=f"recorded as posted as voucher {posted[-1].voucher_no}, but IFS does not"
+                " hold it",
+            )
+        return base
+    accrual = accruals[0]
+    accrued = sum(
+        ((r.CreditAmount or ZERO) - (r.DebetAmount or ZERO))
+        for r in accrual.VoucherRowArray
+        if r.Account == clearing_account
+    )
+    notes = []
+    if len(accruals) > 1:
+        notes.append(f"{len(accruals)} vouchers in IFS carry {ref}")
+    if len(reversals) > 1:
+        notes.append(f"{len(reversals)} vouchers in IFS carry {rref}")
+    state = replace(
+        base,
+        state=ACCRUAL_REVERSED if reversals else ACCRUAL_POSTED,
+        voucher=voucher_label(accrual),
+        accrued=Decimal(accrued),
+        reversal_voucher=voucher_label(reversals[0]) if reversals else "",
+        reversal_date=reversals[0].VoucherDate if reversals else due,
+        note="; ".join(notes),
+    )
+    return state
+
+
+def read_accrual_states(
+    engine: Any, section: CardSpendSection, period: ClosePeriod, reference: IfsReference
+) -> list[CardAccrualState]:
+    """Each configured company's accrual of the period, read back from IFS (one read per
+    company: every voucher whose reference starts with CARD)."""
+    from functools import partial
+
+    totals = section.totals()
+    out: list[CardAccrualState] = []
+    for company in sorted(section.voucher_dates):
+        cref = reference.company(company)
+        currency = cref.currency if cref is not None else ""
+        current = sum((v for (c, _cur), v in totals.items() if c == company), ZERO)
+        vouchers = engine.track("ifs", partial(engine.ifs.vouchers_with_prefix, PREFIX, company))
+        refs = (accrual_reference(period.label, company), reversal_reference(period.label, company))
+        rows = [r for ref in refs for r in engine.store.card_vouchers(reference=ref)]
+        out.append(
+            accrual_state(
+                company,
+                currency,
+                current,
+                period,
+                vouchers,
+                rows,
+                section.clearing_account,
+                reversal_due(cref, period.label),
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------- the close command's step
+
+
+@dataclass
+class CardAccrualRun:
+    """What `close --accrue-card-spend` / `--reverse-card-spend` planned and did."""
+
+    period: str
+    confirmed: bool
+    today: date
+    accrue: bool
+    reverse: bool
+    unavailable: str = ""  # why the card spend could not be read (nothing accrued)
+    accruals: list[CardVoucher] = field(default_factory=list)  # to post / posted
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    nothing: list[str] = field(default_factory=list)
+    existing: list[CardAccrualState] = field(default_factory=list)  # accrued before this run
+    reversals: list[CardVoucher] = field(default_factory=list)  # due: to post / posted
+    waiting: list[tuple[str, str]] = field(default_factory=list)  # (reference, why / due)
+    results: list[CardPostResult] = field(default_factory=list)
+
+    @property
+    def needs_attention(self) -> bool:
+        bad = any(r.outcome in (FAILED, UNKNOWN) for r in self.results)
+        return bad or bool(self.refused) or bool(self.unavailable)
+
+    @property
+    def differing(self) -> list[CardAccrualState]:
+        return [s for s in self.existing if s.difference]
+
+    def render_text(self) -> str:
+        mode = "posted" if self.confirmed else "DRY RUN: nothing posted; add --confirm to post"
+        out = [f"Card spend accrual, period {self.period} ({mode}; today {self.today})"]
+        if self.unavailable:
+            out.append(f"  ! card spend could not be read, nothing accrued: {self.unavailable}")
+        for company in self.nothing:
+            out.append(f"  company {company}: nothing to accrue")
+        for company, why in self.refused:
+            out.append(f"  ! company {company}: not accrued: {why}")
+        for s in self.existing:
+            out.append(f"  = company {s.company}: {s.reference} {s.describe()}")
+            if s.difference:
+                out.append(
+                    f"    the posted accrual is {_money(s.accrued)} {s.currency}, the current "
+                    f"figure {_money(s.current)} {s.currency}: it differs by "
+                    f"{s.difference:+,.2f} {s.currency} and is left as posted (no top-up voucher"
+                    " is made; book the difference by hand if it matters)"
+                )
+        results = {r.voucher.reference: r for r in self.results}
+        for cv in self.accruals + self.reversals:
+            out.append("")
+            out.extend(cv.render_lines())
+            if cv.kind == KIND_ACCRUAL:
+                out.append(
+                    f"  reversed as {reversal_reference(cv.period, cv.company)} on the next "
+                    "period's first day"
+                )
+            r = results.get(cv.reference)
+            if r is not None:
+                out.append(f"  => {_describe_result(r)}")
+        for ref, why in self.waiting:
+            out.append(f"  reversal {ref} waits: {why}")
+        return "\n".join(out) + "\n"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "period": self.period,
+            "confirmed": self.confirmed,
+            "today": self.today.isoformat(),
+            "unavailable": self.unavailable or None,
+            "accruals": [cv.to_json() for cv in self.accruals],
+            "reversals": [cv.to_json() for cv in self.reversals],
+            "refused": [{"company": c, "reason": why} for c, why in self.refused],
+            "nothingToAccrue": list(self.nothing),
+            "alreadyAccrued": [s.to_json() for s in self.existing],
+            "waiting": [{"reference": ref, "reason": why} for ref, why in self.waiting],
+            "results": [r.to_json() for r in self.results],
+        }
+
+
+def _describe_result(r: CardPostResult) -> str:
+    if r.outcome == POSTED:
+        return f"posted as voucher {r.label}"
+    if r.outcome == ALREADY:
+        return f"already in IFS as voucher {r.label}: not posted again"
+    if r.outcome == RECONCILED:
+        return f"the answer was lost; found in IFS as voucher {r.label}: recorded, not reposted"
+    return f"{r.outcome.upper()}: {r.message}"
+
+
+def run_card_accrual(
+    engine: Any,
+    section: CardSpendSection,
+    period: ClosePeriod,
+    *,
+    accrue: bool,
+    reverse: bool,
+    confirm: bool,
+) -> CardAccrualRun:
+    """Plan (and with `confirm`, post) the period's card accruals and every card reversal due
+    today. `section` is the close's card spend section of `period`, states included."""
+    today = engine_today(engine.clock)
+    reference = engine.reference()
+    posting = engine.settings.posting
+    run = CardAccrualRun(period.label, confirm, today, accrue, reverse)
+    if accrue:
+        if section.status != CARDS_READ:
+            run.unavailable = section.note
+        else:
+            plan = plan_card_accruals(section, period, reference, posting)
+            run.refused, run.nothing = plan.refused, plan.nothing
+            states = {s.company: s for s in section.accruals}
+            for cv in plan.vouchers:
+                state = states.get(cv.company)
+                if state is not None and state.state in (ACCRUAL_POSTED, ACCRUAL_REVERSED):
+                    run.existing.append(state)
+                else:
+                    run.accruals.append(cv)
+            # Accrued before with nothing to accrue now: the difference is all of it.
+            planned = {cv.company for cv in plan.vouchers}
+            run.existing += [
+                s
+                for s in section.accruals
+                if s.company not in planned and s.state in (ACCRUAL_POSTED, ACCRUAL_REVERSED)
+            ]
+    if not confirm:
+        run.reversals, run.waiting = _due_reversals(engine, reference, today)
+        engine.audit.record(
+            "dry-run",
+            f"card spend {period.label}: {len(run.accruals)} accrual(s) and "
+            f"{len(run.reversals)} reversal(s) would be posted",
+            data={
+                "period": period.label,
+                "accruals": [cv.reference for cv in run.accruals],
+                "reversals": [cv.reference for cv in run.reversals],
+                "refused": [{"company": c, "reason": why} for c, why in run.refused],
+            },
+        )
+        _record_differences(engine, run)
+        return run
+    with engine._cycle_lock, engine.lock:
+        engine.track("ifs", lambda: reconcile_card_intents(engine.ifs, engine.store, engine.audit))
+        for cv in run.accruals:
+            run.results.append(
+                engine.track(
+                    "ifs",
+                    lambda cv=cv: post_card_voucher(cv, engine.ifs, engine.store, engine.audit),
+                )
+            )
+        # After the accruals: one posted late (on or after its reversal day) is reversed now.
+        run.reversals, run.waiting = _due_reversals(engine, reference, today)
+        for rv in run.reversals:
+            run.results.append(
+                engine.track(
+                    "ifs",
+                    lambda rv=rv: post_card_voucher(rv, engine.ifs, engine.store, engine.audit),
+                )
+            )
+    _record_differences(engine, run)
+    return run
+
+
+def _record_differences(engine: Any, run: CardAccrualRun) -> None:
+    for s in run.differing:
+        engine.audit.record(
+            "card-accrual-differs",
+            f"{s.reference} (voucher {s.voucher}) accrued {_money(s.accrued)} {s.currency}; the"
+            f" card spend is now {_money(s.current)} {s.currency} ({s.difference:+,.2f}): left as"
+            " posted, not re-accrued",
+            voucher=s.voucher,
+            data=s.to_json(),
+        )
+
+
+def _due_reversals(
+    engine: Any, reference: IfsReference, today: date
+) -> tuple[list[CardVoucher], list[tuple[str, str]]]:
+    """Reversals due today of every posted card accrual not yet reversed (any period), and
+    those that wait with the reason (or the day they are due)."""
+    store: Store = engine.store
+    due: list[CardVoucher] = []
+    waiting: list[tuple[str, str]] = []
+    for row in store.card_vouchers(kind=KIND_ACCRUAL, outcomes=("posted",)):
+        rref = reversal_reference(row.period, row.company)
+        if store.live_card_voucher(rref) is not None:
+            continue  # reversed (or in doubt: looked up before anything is posted)
+        cref = reference.company(row.company)
+        day = reversal_due(cref, row.period)
+        if day is not None and today < day:
+            waiting.append((rref, f"due {day}"))
+            continue  # not due: no need to read the accrual back
+        found = engine.track(
+            "ifs", lambda row=row: engine.ifs.find_vouchers(row.reference, row.company)
+        )
+        if not found:
+            waiting.append((rref, f"the accrual {row.reference} is not in IFS"))
+            continue
+        planned = plan_card_reversal(found[0], row, cref, today)
+        if isinstance(planned, str):
+            waiting.append((rref, planned or "not due yet"))
+        else:
+            due.append(planned)
+    return due, waiting
