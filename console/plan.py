@@ -145,16 +145,16 @@ class PlannedVoucher:
 
     def to_ifs_body(self) -> dict[str, Any]:
         """The JSON body of the POST to VoucherSet (Decimals stay Decimal: console.money.dumps)."""
-        return {
-            "Company": self.company,
-            "VoucherType": self.voucher_type,
-            "VoucherDate": self.voucher_date.isoformat(),
-            "AccountingYear": self.accounting_year,
-            "AccountingPeriod": self.accounting_period,
-            "ReferenceNumber": self.reference_number,
-            "Text": self.text,
-            "VoucherRowArray": [row.to_ifs() for row in self.rows],
-        }
+        return voucher_body(
+            self.company,
+            self.voucher_type,
+            self.voucher_date,
+            self.accounting_year,
+            self.accounting_period,
+            self.reference_number,
+            self.text,
+            [row.to_ifs() for row in self.rows],
+        )
 
     def to_voucher(self) -> Voucher:
         return Voucher(
@@ -215,6 +215,30 @@ class SkippedReport:
 def _side(amount: Decimal) -> tuple[Decimal | None, Decimal | None]:
     """(debit, credit) for a signed amount, debit positive; the unused side None."""
     return (amount, None) if amount >= 0 else (None, -amount)
+
+
+def voucher_body(
+    company: str,
+    voucher_type: str,
+    voucher_date: date,
+    accounting_year: int,
+    accounting_period: int,
+    reference: str,
+    text: str,
+    rows: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A VoucherSet POST body: the header IFS needs and the rows inline (design.md §3), the one
+    shape every voucher this console posts (accrual or reversal) goes out in."""
+    return {
+        "Company": company,
+        "VoucherType": voucher_type,
+        "VoucherDate": voucher_date.isoformat(),
+        "AccountingYear": accounting_year,
+        "AccountingPeriod": accounting_period,
+        "ReferenceNumber": reference,
+        "Text": text,
+        "VoucherRowArray": rows,
+    }
 
 
 def _line_text(line: MappedLine) -> str:

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from console.audit import AuditLog, Event, digest
 from console.errors import AuthError, ConfigError, ServiceError, UnknownOutcome, Unreachable
 from console.ifs.models import Voucher, VoucherRow
+from console.plan import voucher_body
 from console.store import ChangeRow, PostedAccrual, ReversalRow, Store, crash_point
 
 if TYPE_CHECKING:
@@ -128,16 +129,16 @@ class PlannedReversal:
         return f"{self.accounting_year}-{self.accounting_period:02d}"
 
     def to_ifs_body(self) -> dict[str, Any]:
-        return {
-            "Company": self.company,
-            "VoucherType": self.voucher_type,
-            "VoucherDate": self.voucher_date.isoformat(),
-            "AccountingYear": self.accounting_year,
-            "AccountingPeriod": self.accounting_period,
-            "ReferenceNumber": self.reference,
-            "Text": self.text,
-            "VoucherRowArray": [r.model_dump(mode="python", exclude_none=True) for r in self.rows],
-        }
+        return voucher_body(
+            self.company,
+            self.voucher_type,
+            self.voucher_date,
+            self.accounting_year,
+            self.accounting_period,
+            self.reference,
+            self.text,
+            [r.model_dump(mode="python", exclude_none=True) for r in self.rows],
+        )
 
     def totals(self) -> tuple[Decimal, Decimal]:
         d = sum((r.DebetAmount or Decimal(0) for r in self.rows), Decimal(0))
