@@ -309,3 +309,36 @@ def test_confirm_alone_is_a_usage_error(tmp_path, sims):
     console = fast_console(tmp_path, sims)
     proc = console.run("close", "--period", "2026-11", "--confirm")
     assert proc.returncode == 2 and "--accrue-card-spend" in proc.stderr
+
+
+async def test_close_screen_shows_where_the_accrual_stands(tmp_path, sims, monkeypatch):
+    from textual.app import App
+
+    from console.card_accrual import run_card_accrual
+    from console.close import ClosePeriod, run_close
+    from screens.close import CloseScreen
+    from tests.close.helpers import engine_on
+    from tests.close.test_close_screen import wait_for_tie
+
+    monkeypatch.setenv("ML_CONSOLE_TODAY", "2026-12-01")
+    november = ClosePeriod(2026, 11)
+    engine = engine_on(sims, tmp_path / "tui")
+
+    class CloseApp(App[None]):
+        def on_mount(self) -> None:
+            self.push_screen(CloseScreen(engine, november))
+
+    try:
+        section = run_close(engine, november).card_spend
+        assert section is not None
+        done = run_card_accrual(engine, section, november, accrue=True, reverse=False, confirm=True)
+        labels = {r.voucher.reference: r.label for r in done.results if r.outcome == "posted"}
+        assert set(labels) == {ACCRUAL, REVERSAL}
+        async with CloseApp().run_test(size=(150, 50)) as pilot:
+            screen = await wait_for_tie(pilot)
+            assert screen.error == "" and screen.tie is not None
+            text = str(screen._card_spend_text(screen.tie))
+            assert f"company 10 accrual: accrued as voucher {labels[ACCRUAL]}" in text
+            assert f"reversed as voucher {labels[REVERSAL]} on 2026-12-01" in text
+    finally:
+        engine.close()
