@@ -811,21 +811,17 @@ def run_card_accrual(
             run.unavailable = section.note
         else:
             plan = plan_card_accruals(section, period, reference, posting)
-            run.refused, run.nothing = plan.refused, plan.nothing
-            states = {s.company: s for s in section.accruals}
-            for cv in plan.vouchers:
-                state = states.get(cv.company)
-                if state is not None and state.state in (ACCRUAL_POSTED, ACCRUAL_REVERSED):
-                    run.existing.append(state)
-                else:
-                    run.accruals.append(cv)
-            # Accrued before with nothing to accrue now: the difference is all of it.
-            planned = {cv.company for cv in plan.vouchers}
-            run.existing += [
-                s
+            # Accrued before: shown with any difference, whatever the plan says now (nothing
+            # to accrue, or a period closed since), and never planned again.
+            accrued = {
+                s.company: s
                 for s in section.accruals
-                if s.company not in planned and s.state in (ACCRUAL_POSTED, ACCRUAL_REVERSED)
-            ]
+                if s.state in (ACCRUAL_POSTED, ACCRUAL_REVERSED)
+            }
+            run.existing = list(accrued.values())
+            run.accruals = [cv for cv in plan.vouchers if cv.company not in accrued]
+            run.refused = [(c, why) for c, why in plan.refused if c not in accrued]
+            run.nothing = [c for c in plan.nothing if c not in accrued]
     if not confirm:
         run.reversals, run.waiting = _due_reversals(engine, reference, today)
         engine.audit.record(
