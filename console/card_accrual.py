@@ -900,3 +900,32 @@ def _due_reversals(
         else:
             due.append(planned)
     return due, waiting
+
+
+# ---------------------------------------------------------------- the sync cycle's step
+
+
+def reverse_due_in_cycle(engine: Any, summary: Any) -> None:
+    """Post the card reversals due today into a (posting) cycle's summary. A confirmed card
+    accrual is reversed on schedule by `--auto` too, not only when someone runs close again.
+    Reads only the state file unless a card accrual is posted and its reversal is due."""
+    from console.reversal import FAILED_PREFIX
+
+    if not engine.store.card_vouchers(kind=KIND_ACCRUAL, outcomes=("posted", "intent", "unknown")):
+        return
+    engine.track("ifs", lambda: reconcile_card_intents(engine.ifs, engine.store, engine.audit))
+    due, _waiting = _due_reversals(engine, engine.reference(), engine_today(engine.clock))
+    for rv in due:
+        r: CardPostResult = engine.track(
+            "ifs", lambda rv=rv: post_card_voucher(rv, engine.ifs, engine.store, engine.audit)
+        )
+        if r.outcome in (POSTED, RECONCILED):
+            summary.reversals.append(
+                {"reportID": "", "reference": rv.reference, "voucher": r.label}
+            )
+        elif r.outcome == UNKNOWN:
+            summary.unknown.append(rv.reference)
+        elif r.outcome == FAILED:
+            summary.failed_reports.append(
+                {"reportID": rv.reference, "reason": f"{FAILED_PREFIX}{r.message}"}
+            )

@@ -741,6 +741,10 @@ class Engine:
         if not dry_run:
             reversal.post_due(self, plan, summary)
             reversal.settle_changes(self.store)
+            # Imported here: card spend belongs to close, which a plain sync need not load.
+            from console import card_accrual
+
+            card_accrual.reverse_due_in_cycle(self, summary)
         self._label_warning(summary, outcome)
 
     def _finish(self, summary: CycleSummary, exp0: int, ifs0: int, error: str = "") -> None:

@@ -342,3 +342,21 @@ async def test_close_screen_shows_where_the_accrual_stands(tmp_path, sims, monke
             assert f"reversed as voucher {labels[REVERSAL]} on 2026-12-01" in text
     finally:
         engine.close()
+
+
+def test_the_sync_cycle_posts_a_due_card_reversal_once(tmp_path, sims):
+    """A confirmed accrual is reversed on schedule by `--auto` too, not only by close."""
+    console = fast_console(tmp_path, sims)
+    _, data, err = close(console, "--accrue-card-spend", "--confirm", env=NOV_30)
+    assert data["cardAccrual"]["results"][0]["outcome"] == "posted", err
+    # Nothing approved after this day: the cycles below have no reports to post, only the
+    # reversal to mind.
+    console.write_config(expensify={**FAST_EXPENSIFY, "approved_after": "2026-12-20"})
+    _code, summary, err = console.auto(env=NOV_30)
+    assert summary["reversals"] == [] and REVERSAL not in card_vouchers(sims), err
+    _code, summary, err = console.auto(env=DEC_1)
+    assert [r["reference"] for r in summary["reversals"]] == [REVERSAL], err
+    _code, summary, err = console.auto(env=DEC_1)
+    assert summary["reversals"] == [], err
+    assert len(card_vouchers(sims)[REVERSAL]) == 1
+    assert console.run("audit", "verify").returncode == 0
