@@ -7,7 +7,8 @@ and by cost centre and of what is still held, and the tie-out table per account 
 Below it, on its own, company-card spend not yet on a report (not part of the tie-out).
 
 Keys: `[` / `]` previous / next period, `r` read again, `c` switch the chart (account, cost
-centre, held).
+centre, held, card spend), `p` post the card spend accrual (and the card reversals due): the
+exact vouchers are shown first and nothing posts until `y`.
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ class CloseScreen(Screen[None]):
         Binding("right_square_bracket", "period(1)", "Next period", id="close.next_period"),
         Binding("r", "reload", "Read again", id="close.reload"),
         Binding("c", "chart", "Chart", id="close.chart"),
+        Binding("p", "post_cards", "Post card accrual", id="close.post_card_accrual"),
     ]
 
     def __init__(self, engine: Any, period: ClosePeriod | None = None, **kwargs: Any) -> None:
@@ -109,6 +111,7 @@ class CloseScreen(Screen[None]):
         self.tie: TieOut | None = None
         self.error = ""
         self.chart_index = 0
+        self.posting_cards = False
 
     def compose(self) -> ComposeResult:
         yield Label("", id="close-title")
@@ -307,6 +310,93 @@ class CloseScreen(Screen[None]):
     def action_chart(self) -> None:
         self.chart_index = (self.chart_index + 1) % len(CHARTS)
         self._render_chart()
+
+    # ---------------------------------------------------------------- card spend accrual
+    def action_post_cards(self) -> None:
+        """Plan the card accrual (a dry run, in a worker), show it, post only on `y`."""
+        why = self._why_no_card_post()
+        if why:
+            self.notify(why, severity="warning", markup=False)
+            return
+        self.posting_cards = True
+        self._card_step(self.period, confirm=False)
+
+    def _why_no_card_post(self) -> str:
+        if self.engine is None:
+            return "No systems configured yet."
+        if self.posting_cards:
+            return "The card accrual is already being planned or posted."
+        if self.tie is None or self.tie.period != self.period:
+            return "The tie-out is still being read."
+        if self.tie.card_spend is None or self.tie.card_spend.status != CARDS_READ:
+            return "Card spend could not be read from Expensify: nothing to accrue (r reads again)."
+        return ""
+
+    @work(thread=True, exclusive=True, group="close-cards")
+    def _card_step(self, period: ClosePeriod, confirm: bool) -> None:
+        from console.card_accrual import run_card_accrual
+
+        tie = self.tie
+        assert tie is not None and tie.card_spend is not None
+        try:
+            run = run_card_accrual(
+                self.engine, tie.card_spend, period, accrue=True, reverse=True, confirm=confirm
+            )
+        except Exception as exc:  # shown; the worker never dies silently
+            self.app.call_from_thread(self._card_failed, f"{type(exc).__name__}: {exc}")
+            return
+        done = self._card_posted if confirm else self._card_planned
+        self.app.call_from_thread(done, period, run)
+
+    def _card_failed(self, message: str) -> None:
+        self.posting_cards = False
+        self.notify(message, title="Card accrual", severity="error", markup=False, timeout=15)
+        self.action_reload()
+
+    def _card_planned(self, period: ClosePeriod, run: Any) -> None:
+        from screens.widgets import ConfirmModal
+
+        if not (run.accruals or run.reversals):
+            self.posting_cards = False
+            reasons = [f"company {c}: {why}" for c, why in run.refused]
+            reasons += [f"company {s.company}: {s.describe()}" for s in run.existing]
+            reasons += [f"company {c}: nothing to accrue" for c in run.nothing]
+            reasons += [f"reversal {ref}: {why}" for ref, why in run.waiting]
+            self.notify(
+                "Nothing to post. " + "; ".join(reasons or ["no card spend this period"]),
+                title="Card accrual",
+                severity="warning",
+                markup=False,
+                timeout=12,
+            )
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes and period == self.period:
+                self._card_step(period, confirm=True)
+            else:
+                self.posting_cards = False
+
+        title = (
+            f"Post {len(run.accruals)} card accrual(s) and {len(run.reversals)} reversal(s) "
+            f"for {period.label}?"
+        )
+        self.app.push_screen(ConfirmModal(title, run.render_text(), "Post (y)"), answered)
+
+    def _card_posted(self, period: ClosePeriod, run: Any) -> None:
+        self.posting_cards = False
+        bad = [r for r in run.results if r.outcome in ("failed", "unknown")]
+        lines = [f"{r.voucher.reference}: {r.outcome} {r.label}".strip() for r in run.results]
+        self.notify(
+            "; ".join(lines) or "nothing posted",
+            title="Card accrual",
+            severity="error" if bad else "information",
+            markup=False,
+            timeout=12,
+        )
+        if hasattr(self.app, "core_changed"):
+            self.app.core_changed()  # the audit trail and header
+        self.action_reload()
 
 
 def _card_spend_by_account(tie: TieOut, company: str) -> list[tuple[str, Decimal]]:

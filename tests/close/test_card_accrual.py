@@ -360,3 +360,57 @@ def test_the_sync_cycle_posts_a_due_card_reversal_once(tmp_path, sims):
     assert summary["reversals"] == [], err
     assert len(card_vouchers(sims)[REVERSAL]) == 1
     assert console.run("audit", "verify").returncode == 0
+
+
+async def test_close_screen_posts_the_card_accrual_after_showing_it(tmp_path, sims, monkeypatch):
+    """`p` on the Close screen: the exact voucher first, nothing posted; `n` cancels, `y` posts
+    once, and the screen then shows where the accrual stands."""
+    from textual.app import App
+
+    from console.close import ClosePeriod
+    from screens.close import CloseScreen
+    from screens.widgets import ConfirmModal
+    from tests.close.helpers import engine_on
+    from tests.close.test_close_screen import wait_for_tie
+
+    monkeypatch.setenv("ML_CONSOLE_TODAY", "2026-11-30")
+    engine = engine_on(sims, tmp_path / "tui-post")
+
+    class CloseApp(App[None]):
+        def on_mount(self) -> None:
+            self.push_screen(CloseScreen(engine, ClosePeriod(2026, 11)))
+
+    async def settle(pilot: Any) -> None:
+        for _ in range(4):
+            await pilot.app.workers.wait_for_complete()
+            await pilot.pause()
+
+    try:
+        async with CloseApp().run_test(size=(150, 50)) as pilot:
+            screen = await wait_for_tie(pilot)
+            await pilot.press("p")
+            await settle(pilot)
+            modal = pilot.app.screen
+            assert isinstance(modal, ConfirmModal)
+            shown = str(modal.query_one("#confirm-body").render())
+            assert ACCRUAL in shown and "2940" in shown
+            await pilot.press("n")
+            await settle(pilot)
+            assert ACCRUAL not in card_vouchers(sims)  # cancelled: nothing posted
+            await pilot.press("p")
+            await settle(pilot)
+            await pilot.press("y")
+            await settle(pilot)
+            screen = await wait_for_tie(pilot)
+            [voucher] = card_vouchers(sims)[ACCRUAL]
+            assert_balanced(voucher)
+            label = f"10/X/{voucher['AccountingYear']}/{voucher['VoucherNo']}"
+            text = str(screen._card_spend_text(screen.tie))
+            assert f"company 10 accrual: accrued as voucher {label}" in text
+            # Asked again: nothing left to post, and it says why.
+            await pilot.press("p")
+            await settle(pilot)
+            assert not isinstance(pilot.app.screen, ConfirmModal)
+            assert len(card_vouchers(sims)[ACCRUAL]) == 1
+    finally:
+        engine.close()
