@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--home", help="config, state and logs under this folder (env ML_CONSOLE_HOME)")
     p.add_argument("--config", help="config file (env ML_CONSOLE_CONFIG)")
     p.add_argument("--auto", action="store_true", help="run one headless sync cycle and exit")
-    p.add_argument("--dry-run", action="store_true", help="with --auto: plan only; post and label nothing")
+    p.add_argument("--dry-run", action="store_true", help="with --auto: plan only, post nothing")
     p.add_argument("--json", action="store_true", help="with --auto: print the JSON summary")
     p.add_argument("--every", type=_duration, help="with --auto: repeat every interval (15m)")
     sub = p.add_subparsers(dest="command")
