@@ -500,6 +500,11 @@ class DryRunScreen(ConsoleScreen):
         msg = f"{len(posted)} vouchers posted"
         if posted:
             msg += ": " + ", ".join(str(v["voucher"]) for v in posted[:8])
+        if summary.already_posted:
+            msg += (
+                f"; {summary.already_posted} already in IFS (posted meanwhile, e.g. by a"
+                " scheduled run): not posted again"
+            )
         if summary.reversals:
             msg += f"; {len(summary.reversals)} reversals posted"
         if summary.unknown:
