@@ -52,7 +52,7 @@ from console.close import (
 )
 from console.errors import AuthError, ConsoleError, ServiceError, UnknownOutcome, Unreachable
 from console.ifs.models import Voucher, VoucherRow
-from console.plan import UnbalancedVoucher, trim_text
+from console.plan import UnbalancedVoucher, trim_text, voucher_body
 from console.reversal import engine_today, mirror, next_period_start, voucher_label
 from console.store import CardAccrualRow, Store, crash_point
 from console.validate import REFERENCE_MAX
@@ -122,16 +122,16 @@ class CardVoucher:
 
     def to_ifs_body(self) -> dict[str, Any]:
         """The JSON body of the POST to VoucherSet (Decimals stay Decimal: console.money)."""
-        return {
-            "Company": self.company,
-            "VoucherType": self.voucher_type,
-            "VoucherDate": self.voucher_date.isoformat(),
-            "AccountingYear": self.accounting_year,
-            "AccountingPeriod": self.accounting_period,
-            "ReferenceNumber": self.reference,
-            "Text": self.text,
-            "VoucherRowArray": [r.model_dump(mode="python", exclude_none=True) for r in self.rows],
-        }
+        return voucher_body(
+            self.company,
+            self.voucher_type,
+            self.voucher_date,
+            self.accounting_year,
+            self.accounting_period,
+            self.reference,
+            self.text,
+            [r.model_dump(mode="python", exclude_none=True) for r in self.rows],
+        )
 
     def totals(self) -> tuple[Decimal, Decimal]:
         """(debit, credit) in the accounting currency."""
