@@ -731,8 +731,10 @@ class CardAccrualRun:
     def differing(self) -> list[CardAccrualState]:
         return [s for s in self.existing if s.difference]
 
-    def render_text(self) -> str:
-        mode = "posted" if self.confirmed else "DRY RUN: nothing posted; add --confirm to post"
+    def render_text(self, how_to_post: str = "add --confirm to post") -> str:
+        """The plan (or what was posted) as text; `how_to_post` tells a dry run's reader how to
+        go on (the console passes its own key)."""
+        mode = "posted" if self.confirmed else f"DRY RUN: nothing posted; {how_to_post}"
         out = [f"Card spend accrual, period {self.period} ({mode}; today {self.today})"]
         if self.unavailable:
             out.append(f"  ! card spend could not be read, nothing accrued: {self.unavailable}")

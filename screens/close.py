@@ -381,7 +381,8 @@ class CloseScreen(Screen[None]):
             f"Post {len(run.accruals)} card accrual(s) and {len(run.reversals)} reversal(s) "
             f"for {period.label}?"
         )
-        self.app.push_screen(ConfirmModal(title, run.render_text(), "Post (y)"), answered)
+        body = run.render_text(how_to_post="y posts exactly this, n cancels")
+        self.app.push_screen(ConfirmModal(title, body, "Post (y)", wide=True), answered)
 
     def _card_posted(self, period: ClosePeriod, run: Any) -> None:
         self.posting_cards = False

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, ScrollableContainer, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.timer import Timer
@@ -112,19 +112,34 @@ class ConfirmModal(ModalScreen[bool]):
     ConfirmModal #confirm-body { margin: 1 0; }
     ConfirmModal Horizontal { height: auto; align-horizontal: right; }
     ConfirmModal Button { margin-left: 2; }
+    ConfirmModal.-wide > Vertical { width: 96%; }
+    ConfirmModal.-wide #confirm-body { width: auto; }
     """
 
-    def __init__(self, title: str, body: str | Text, confirm_label: str = "Yes (y)") -> None:
-        super().__init__()
+    def __init__(
+        self,
+        title: str,
+        body: str | Text,
+        confirm_label: str = "Yes (y)",
+        *,
+        wide: bool = False,
+    ) -> None:
+        """`wide`: the body is a table (a voucher's rows): nearly the screen's width, lines
+        kept whole and scrolled sideways rather than wrapped."""
+        super().__init__(classes="-wide" if wide else None)
         self._title = title
         self._body = body
         self._confirm_label = confirm_label
+        self._wide = wide
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(literal(self._title, None), id="confirm-title")
             body = self._body if isinstance(self._body, Text) else Text(self._body)
-            with VerticalScroll(id="confirm-scroll"):
+            if self._wide:
+                body.no_wrap = True
+            scroll = ScrollableContainer if self._wide else VerticalScroll
+            with scroll(id="confirm-scroll"):
                 yield Static(body, id="confirm-body")
             with Horizontal():
                 yield Button("Cancel (n)", id="confirm-no")
