@@ -52,7 +52,7 @@ from console.close import (
 )
 from console.errors import AuthError, ConsoleError, ServiceError, UnknownOutcome, Unreachable
 from console.ifs.models import Voucher, VoucherRow
-from console.plan import UnbalancedVoucher, trim_text, voucher_body
+from console.plan import UnbalancedVoucher, row_pieces, trim_text, voucher_body
 from console.reversal import engine_today, mirror, next_period_start, voucher_label
 from console.store import CardAccrualRow, Store, crash_point
 from console.validate import REFERENCE_MAX
@@ -228,17 +228,6 @@ def _plain(value: Any) -> Any:
 # ---------------------------------------------------------------- planning the accrual
 
 
-def _pieces(cur: Decimal, acc: Decimal) -> list[tuple[Decimal, Decimal]]:
-    """Signed (currency, accounting) amounts, debit positive, each on one side: rounding can
-    leave a net of zero in one currency and a cent in the other, or (rarer) nets of opposite
-    signs, which then take a row each so that no amount is negative."""
-    if cur == 0 and acc == 0:
-        return []
-    if cur == 0 or acc == 0 or (cur > 0) == (acc > 0):
-        return [(cur, acc)]
-    return [(cur, ZERO), (ZERO, acc)]
-
-
 def _row(
     row_no: int,
     account: str,
@@ -284,13 +273,13 @@ def accrual_rows(
     nets: dict[str, tuple[Decimal, Decimal, int]] = {}
     for (account, parts, currency), (cur, acc, n) in sorted(groups.items()):
         text = trim_text(f"Card spend {period} not yet reported: {n} expense(s)")
-        for c, a in _pieces(cur, acc):
+        for c, a in row_pieces(cur, acc):
             rows.append(_row(len(rows) + 1, account, parts, currency, rates[currency], c, a, text))
         before = nets.get(currency, (ZERO, ZERO, 0))
         nets[currency] = (before[0] + cur, before[1] + acc, before[2] + n)
     for currency, (cur, acc, n) in sorted(nets.items()):
         text = trim_text(f"Card spend {period} not yet reported, {currency}: {n} expense(s)")
-        for c, a in _pieces(-cur, -acc):
+        for c, a in row_pieces(-cur, -acc):
             rows.append(
                 _row(len(rows) + 1, clearing_account, (), currency, rates[currency], c, a, text)
             )

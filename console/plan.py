@@ -283,16 +283,22 @@ def _version(
     return hashlib.sha256(text.encode()).hexdigest()[:VERSION_LENGTH]
 
 
-def _balancing_rows(
-    currency_net: Decimal, accounting_net: Decimal
-) -> list[tuple[Decimal, Decimal]]:
-    """Signed (currency, accounting) amounts, debit positive, that offset a group's nets."""
-    cur, acc = -currency_net, -accounting_net
+def row_pieces(cur: Decimal, acc: Decimal) -> list[tuple[Decimal, Decimal]]:
+    """Signed (currency, accounting) amounts, debit positive, as rows on one side each:
+    rounding can leave a net of zero in one currency and a cent in the other, or (rarer) nets
+    of opposite signs, which then take a row each so that no amount is negative."""
     if cur == 0 and acc == 0:
         return []
     if cur == 0 or acc == 0 or (cur > 0) == (acc > 0):
         return [(cur, acc)]
-    return [(cur, ZERO), (ZERO, acc)]  # opposite signs: one row per currency
+    return [(cur, ZERO), (ZERO, acc)]
+
+
+def _balancing_rows(
+    currency_net: Decimal, accounting_net: Decimal
+) -> list[tuple[Decimal, Decimal]]:
+    """The rows that offset a group's nets."""
+    return row_pieces(-currency_net, -accounting_net)
 
 
 def plan_voucher(
