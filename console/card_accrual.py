@@ -52,7 +52,7 @@ from console.close import (
 )
 from console.errors import AuthError, ConsoleError, ServiceError, UnknownOutcome, Unreachable
 from console.ifs.models import Voucher, VoucherRow
-from console.plan import UnbalancedVoucher, row_pieces, trim_text, voucher_body
+from console.plan import RowVoucher, UnbalancedVoucher, row_pieces, trim_text
 from console.reversal import engine_today, mirror, next_period_start, voucher_label
 from console.store import CardAccrualRow, Store, crash_point
 from console.validate import REFERENCE_MAX
@@ -96,7 +96,7 @@ def _money(value: Decimal | None) -> str:
 
 
 @dataclass(frozen=True)
-class CardVoucher:
+class CardVoucher(RowVoucher):
     """An accrual of a period's unreported card spend in one company, or its reversal."""
 
     kind: str  # KIND_ACCRUAL or KIND_REVERSAL
@@ -115,29 +115,6 @@ class CardVoucher:
     accrual_reference: str = ""  # reversal only
     accrual_voucher: str = ""
     moved_from: date | None = None  # reversal due in a closed period: moved from this day
-
-    @property
-    def period_label(self) -> str:
-        return f"{self.accounting_year}-{self.accounting_period:02d}"
-
-    def to_ifs_body(self) -> dict[str, Any]:
-        """The JSON body of the POST to VoucherSet (Decimals stay Decimal: console.money)."""
-        return voucher_body(
-            self.company,
-            self.voucher_type,
-            self.voucher_date,
-            self.accounting_year,
-            self.accounting_period,
-            self.reference,
-            self.text,
-            [r.model_dump(mode="python", exclude_none=True) for r in self.rows],
-        )
-
-    def totals(self) -> tuple[Decimal, Decimal]:
-        """(debit, credit) in the accounting currency."""
-        d = sum((r.DebetAmount or ZERO for r in self.rows), ZERO)
-        c = sum((r.CreditAmount or ZERO for r in self.rows), ZERO)
-        return d, c
 
     def balance_problem(self) -> str:
         """ "" when debits equal credits in the accounting currency and in each row currency

@@ -241,6 +241,44 @@ def voucher_body(
     }
 
 
+class RowVoucher:
+    """What a voucher made of IFS VoucherRow models shares (an accrual reversal, a card
+    accrual): its period label, its POST body and its totals. Mixed into frozen dataclasses
+    that have these fields."""
+
+    company: str
+    voucher_type: str
+    voucher_date: date
+    accounting_year: int
+    accounting_period: int
+    reference: str
+    text: str
+    rows: tuple[VoucherRow, ...]
+
+    @property
+    def period_label(self) -> str:
+        return f"{self.accounting_year}-{self.accounting_period:02d}"
+
+    def to_ifs_body(self) -> dict[str, Any]:
+        """The JSON body of the POST to VoucherSet (Decimals stay Decimal: console.money)."""
+        return voucher_body(
+            self.company,
+            self.voucher_type,
+            self.voucher_date,
+            self.accounting_year,
+            self.accounting_period,
+            self.reference,
+            self.text,
+            [r.model_dump(mode="python", exclude_none=True) for r in self.rows],
+        )
+
+    def totals(self) -> tuple[Decimal, Decimal]:
+        """(debit, credit) in the accounting currency."""
+        d = sum((r.DebetAmount or ZERO for r in self.rows), ZERO)
+        c = sum((r.CreditAmount or ZERO for r in self.rows), ZERO)
+        return d, c
+
+
 def _line_text(line: MappedLine) -> str:
     tid = line.transaction_id
     merchant = " ".join(line.transaction.display_merchant.split())

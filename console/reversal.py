@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from console.audit import AuditLog, Event, digest
 from console.errors import AuthError, ConfigError, ServiceError, UnknownOutcome, Unreachable
 from console.ifs.models import Voucher, VoucherRow
-from console.plan import voucher_body
+from console.plan import RowVoucher
 from console.store import ChangeRow, PostedAccrual, ReversalRow, Store, crash_point
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def reversal_reference(
 
 
 @dataclass(frozen=True)
-class PlannedReversal:
+class PlannedReversal(RowVoucher):
     report_id: str
     accrual_reference: str
     accrual_voucher: str
@@ -123,27 +123,6 @@ class PlannedReversal:
     text: str
     rows: tuple[VoucherRow, ...]
     moved_from: date | None = None
-
-    @property
-    def period_label(self) -> str:
-        return f"{self.accounting_year}-{self.accounting_period:02d}"
-
-    def to_ifs_body(self) -> dict[str, Any]:
-        return voucher_body(
-            self.company,
-            self.voucher_type,
-            self.voucher_date,
-            self.accounting_year,
-            self.accounting_period,
-            self.reference,
-            self.text,
-            [r.model_dump(mode="python", exclude_none=True) for r in self.rows],
-        )
-
-    def totals(self) -> tuple[Decimal, Decimal]:
-        d = sum((r.DebetAmount or Decimal(0) for r in self.rows), Decimal(0))
-        c = sum((r.CreditAmount or Decimal(0) for r in self.rows), Decimal(0))
-        return d, c
 
     def to_json(self) -> dict[str, Any]:
         d, c = self.totals()
