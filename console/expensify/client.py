@@ -155,7 +155,7 @@ class ExpensifyClient:
     ) -> ExportResult:
         """Export reports with the shipped template (no marking), download the file and
         read it leniently: a bad report object becomes a MalformedReport."""
-        input_settings = self._export_input(
+        content, file_name = self._export_file(
             approved_after=approved_after,
             start_date=start_date,
             report_ids=report_ids,
@@ -164,8 +164,7 @@ class ExpensifyClient:
             policy_ids=policy_ids,
             limit=limit,
         )
-        file_name = self._run_export(input_settings, on_finish=None)
-        return parse_export(self._download(file_name), file_name=file_name)
+        return parse_export(content, file_name=file_name)
 
     def export_items(
         self,
@@ -178,7 +177,7 @@ class ExpensifyClient:
         """As export_reports, but the reports one at a time (see iter_export): the export
         runs, downloads and is checked before this returns; only parsing is left to the
         iteration."""
-        input_settings = self._export_input(
+        content, file_name = self._export_file(
             approved_after=approved_after,
             start_date=None,
             report_ids=None,
@@ -187,8 +186,12 @@ class ExpensifyClient:
             policy_ids=policy_ids,
             limit=None,
         )
-        file_name = self._run_export(input_settings, on_finish=None)
-        return iter_export(self._download(file_name), file_name=file_name)
+        return iter_export(content, file_name=file_name)
+
+    def _export_file(self, **filters: Any) -> tuple[bytes, str]:
+        """Run an export with the shipped template (no marking) and download it: (bytes, name)."""
+        file_name = self._run_export(self._export_input(**filters), on_finish=None)
+        return self._download(file_name), file_name
 
     def mark_exported(self, report_ids: Sequence[str], label: str) -> None:
         """Label exactly these reports as exported (an export of their IDs with onFinish
