@@ -31,6 +31,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TextIO
 
 from console.close import report_of_reference, voucher_label
+from console.config import default_approved_after
 from console.errors import ConsoleError
 from console.exitcodes import ExitCode
 from console.expensify.models import ExportReport
@@ -238,7 +239,8 @@ def read_proposal(engine: Engine) -> tuple[AdoptProposal, dict[str, ExportReport
     voucher of each configured company, then match."""
     settings = engine.settings
     posting = settings.posting
-    start = settings.expensify.approved_after - timedelta(days=1)  # Expensify excludes the day
+    first = settings.expensify.approved_after or default_approved_after(engine.today())
+    start = first - timedelta(days=1)  # Expensify excludes the day
     result = engine.track(
         "expensify",
         lambda: engine.expensify.export_reports(

@@ -20,8 +20,8 @@ the posted accrual is from the current figure and leaves it (a top-up voucher is
 The reversal, `CARD-REV:{period}:{company}`, mirrors the accrual as IFS holds it (read back,
 every row's sides swapped, console.reversal.mirror), dated the first day of the next period,
 posted when `close --accrue-card-spend --confirm` or `close --reverse-card-spend --confirm` runs
-on or after that day (`ML_CONSOLE_TODAY` sets "today" in tests), never before. Where that day's
-period is closed it moves to the first day of the next open period (an accrual must be
+on or after that day (`Engine.today`: the as-of date when one is set), never before. Where that
+day's period is closed it moves to the first day of the next open period (an accrual must be
 reversed; the move is shown).
 
 Exactly once, as report vouchers (design.md §4): the intent is committed in the store before
@@ -53,7 +53,7 @@ from console.close import (
 from console.errors import AuthError, ConsoleError, ServiceError, UnknownOutcome, Unreachable
 from console.ifs.models import Voucher, VoucherRow
 from console.plan import RowVoucher, UnbalancedVoucher, row_pieces, trim_text
-from console.reversal import engine_today, mirror, next_period_start, voucher_label
+from console.reversal import mirror, next_period_start, voucher_label
 from console.store import CardAccrualRow, Store, crash_point
 from console.validate import REFERENCE_MAX
 
@@ -770,7 +770,7 @@ def run_card_accrual(
 ) -> CardAccrualRun:
     """Plan (and with `confirm`, post) the period's card accruals and every card reversal due
     today. `section` is the close's card spend section of `period`, states included."""
-    today = engine_today(engine.clock)
+    today = engine.today()
     reference = engine.reference()
     posting = engine.settings.posting
     run = CardAccrualRun(period.label, confirm, today, accrue, reverse)
@@ -882,7 +882,7 @@ def reverse_due_in_cycle(engine: Any, summary: Any) -> None:
     if not engine.store.card_vouchers(kind=KIND_ACCRUAL, outcomes=("posted", "intent", "unknown")):
         return
     engine.track("ifs", lambda: reconcile_card_intents(engine.ifs, engine.store, engine.audit))
-    due, _waiting = _due_reversals(engine, engine.reference(), engine_today(engine.clock))
+    due, _waiting = _due_reversals(engine, engine.reference(), engine.today())
     for rv in due:
         r: CardPostResult = engine.track(
             "ifs", lambda rv=rv: post_card_voucher(rv, engine.ifs, engine.store, engine.audit)

@@ -26,6 +26,15 @@ def _duration(text: str) -> float:
     return value
 
 
+def _as_of(text: str) -> str:
+    from console.clock import AsOfError, parse_as_of
+
+    try:
+        return parse_as_of(text).isoformat()
+    except AsOfError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 class _HelpFormatter(argparse.HelpFormatter):
     """argparse's formatter, sized without `shutil` (which drags in bz2, lzma and zlib: a tenth
     of the start-up budget of `--help`); same rule: $COLUMNS, else the terminal, else 80."""
@@ -56,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"ml-console {__version__}")
     p.add_argument("--home", help="config, state and logs under this folder (env ML_CONSOLE_HOME)")
     p.add_argument("--config", help="config file (env ML_CONSOLE_CONFIG)")
+    p.add_argument(
+        "--as-of",
+        type=_as_of,
+        metavar="YYYY-MM-DD",
+        help="run as on this day: due reversals, periods, the demo's month "
+        "(env ML_CONSOLE_AS_OF; nothing is posted with a future date)",
+    )
     p.add_argument("--auto", action="store_true", help="run one headless sync cycle and exit")
     p.add_argument("--dry-run", action="store_true", help="with --auto: plan only, post nothing")
     p.add_argument("--json", action="store_true", help="with --auto: print the JSON summary")
@@ -148,6 +164,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["ML_CONSOLE_HOME"] = args.home
     if args.config:
         os.environ["ML_CONSOLE_CONFIG"] = args.config
+    if args.as_of:
+        # The environment carries it to everything this process starts (the demo's simulators).
+        os.environ["ML_CONSOLE_AS_OF"] = args.as_of
+    elif os.environ.get("ML_CONSOLE_AS_OF", "").strip():
+        from console.clock import AsOfError, as_of
+
+        try:
+            as_of()
+        except AsOfError as exc:
+            print(f"ml-console: {exc}", file=sys.stderr)
+            sys.exit(2)
     try:
         code = _dispatch(args, parser)
     except KeyboardInterrupt:

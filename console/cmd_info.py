@@ -50,6 +50,8 @@ def _report(out: TextIO) -> int:
     paths = resolve_paths()
     emit(f"ml-console {__version__}")
     emit("")
+    _print_day(emit)
+    emit("")
     _print_paths(emit, paths)
 
     emit("")
@@ -78,6 +80,23 @@ def _report(out: TextIO) -> int:
         _print_config(emit, loaded)
     out.flush()
     return code
+
+
+def _print_day(emit: Callable[[str], None]) -> None:
+    """Which day the console works on, and whether an as-of date moved it."""
+    from console import clock
+
+    machine = clock.machine_now().date()
+    emit("day")
+    day = clock.as_of()
+    if day is None:
+        emit(f"  today        {machine.isoformat()}  (the machine's date, UTC)")
+        return
+    note = "  (set by --as-of / ML_CONSOLE_AS_OF)"
+    if day > machine:
+        note += "; later than the machine's date, so nothing will be posted"
+    emit(f"  as of        {day.isoformat()}{note}")
+    emit(f"  machine      {machine.isoformat()}")
 
 
 def _print_paths(emit: Callable[[str], None], paths: Paths) -> None:
@@ -112,12 +131,23 @@ def _short_source(source: str, loaded: LoadedSettings) -> str:
     return source
 
 
+def _unset(key: str) -> str:
+    """An unset key with a computed default: the value it takes today."""
+    if key == "expensify.approved_after":
+        from console import clock
+        from console.config import default_approved_after
+
+        return f"{default_approved_after(clock.today()).isoformat()}  (unset: month before last)"
+    return "(unset)"
+
+
 def _print_config(emit: Callable[[str], None], loaded: LoadedSettings) -> None:
     state = "" if loaded.exists else " (no config file: defaults and environment only)"
     emit(f"config (effective; the source of each value on the right){state}")
     rows: list[tuple[str, str, str]] = []
     for key, value in settings_items(loaded.settings):
-        rows.append((key, toml_value(value), _short_source(loaded.source_of(key), loaded)))
+        shown = toml_value(value) if value is not None else _unset(key)
+        rows.append((key, shown, _short_source(loaded.source_of(key), loaded)))
     width = max(len(k) + 3 + len(v) for k, v, _ in rows)
     width = min(width, 72)
     for key, value, source in rows:

@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from console import clock
 from console.errors import ConfigError
 
 APP_NAME = "ml-console"
@@ -79,6 +80,12 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def default_approved_after(today: date) -> date:
+    """The first poll's start when `expensify.approved_after` is unset: the first day of the
+    month before last, so a first run sees the month being closed and the one before it."""
+    return clock.month_start(today, -2)
+
+
 class ExpensifyConfig(_Section):
     url: str = Field(
         "https://integrations.expensify.com",
@@ -87,7 +94,10 @@ class ExpensifyConfig(_Section):
     export_label: str = Field(
         "ml-console", min_length=1, description="the markAsExported label set after posting"
     )
-    approved_after: date = Field(date(2026, 10, 1), description="where the first poll starts")
+    approved_after: date | None = Field(
+        None,
+        description="where the first poll starts (unset: the first day of the month before last)",
+    )
     policies: list[str] = Field(
         default_factory=list,
         description="policy IDs to read (default: the keys of [posting] company_by_policy)",
@@ -678,6 +688,9 @@ def _section_lines(model: BaseModel, name: str, settings: Settings) -> list[str]
             subsections.append((f"{name}.{field_name}", value))
             continue
         comment = f"  # {info.description}" if info.description else ""
+        if value is None:  # unset: TOML has no null; the key stays visible, commented out
+            lines.append(f"# {_toml_key(field_name)} ={comment}")
+            continue
         line = f"{_toml_key(field_name)} = {toml_value(value)}"
         if name == "expensify" and field_name == "policies" and settings.policies_are_derived:
             line = "# policies = []"  # derived from company_by_policy; stays so when that changes

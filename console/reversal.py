@@ -28,21 +28,20 @@ version is posted as a new accrual (changed) or nothing more (rejected).
 Every reversal goes through intent → POST → outcome, and after an unknown outcome its
 ReferenceNumber is looked up in IFS before anything is posted again.
 
-`ML_CONSOLE_TODAY=YYYY-MM-DD` overrides the engine's "today" (a test hook, harmless: it can
-only delay or bring forward a reversal's due date; it never changes what is posted).
+"Today" is the engine's (`Engine.today`: the as-of date when one is set, see console.clock);
+a later as-of date can show a reversal as due in a dry run, but never post it.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from console.audit import AuditLog, Event, digest
-from console.errors import AuthError, ConfigError, ServiceError, UnknownOutcome, Unreachable
+from console.errors import AuthError, ServiceError, UnknownOutcome, Unreachable
 from console.ifs.models import Voucher, VoucherRow
 from console.plan import RowVoucher
 from console.store import ChangeRow, PostedAccrual, ReversalRow, Store, crash_point
@@ -52,7 +51,6 @@ if TYPE_CHECKING:
     from console.expensify.models import ExportResult
     from console.validate import CompanyReference, IfsReference
 
-TODAY_ENV = "ML_CONSOLE_TODAY"
 WATCH_CAP = 200  # report IDs re-read per cycle (one export request)
 WATCH_STATES = ("OPEN", "SUBMITTED", "APPROVED", "REIMBURSED", "ARCHIVED")
 APPROVED_STATES = ("APPROVED", "REIMBURSED")
@@ -64,17 +62,6 @@ CAUSE_REIMBURSED = "on-reimbursement"
 CAUSE_CHANGED = "changed"
 CAUSE_REJECTED = "rejected"
 CHANGE_CODE = "changed-after-posting"
-
-
-def engine_today(clock: Callable[[], datetime]) -> date:
-    """Today for due dates: ML_CONSOLE_TODAY when set (tests), else the engine's clock."""
-    raw = os.environ.get(TODAY_ENV, "").strip()
-    if raw:
-        try:
-            return date.fromisoformat(raw)
-        except ValueError:
-            raise ConfigError(f"env {TODAY_ENV}: not a date (YYYY-MM-DD): {raw!r}") from None
-    return clock().date()
 
 
 def change_code(report_id: str) -> str:
@@ -676,7 +663,7 @@ def prepare(engine: Any, plan: Any, priority: Sequence[str], dry_run: bool) -> A
         "expensify",
         lambda: watch_posted(engine.expensify, engine.store, engine.audit, priority=priority),
     )
-    today = engine_today(engine.clock)
+    today = engine.today()
     reference = engine.reference()
     posting = engine.settings.posting
     if not dry_run:
@@ -820,7 +807,7 @@ def confirm_change(engine: Any, report_id: str) -> Any:
             )
         engine._reference = None
         reference = engine.reference()
-        today = engine_today(engine.clock)
+        today = engine.today()
         engine.track("ifs", lambda: reconcile_reversals(engine.ifs, engine.store, engine.audit))
         planned = engine.track(
             "ifs",

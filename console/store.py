@@ -32,7 +32,8 @@ from typing import Any
 
 import sqlite_utils
 
-from console.errors import LockHeld
+from console import clock
+from console.errors import ConfigError, LockHeld
 
 STATUSES = ("pending", "held", "ready", "posting", "posted", "failed", "excluded")
 OUTCOMES = ("intent", "posted", "failed", "unknown")
@@ -1762,6 +1763,11 @@ class PostingLock:
         if self._fd is not None:
             self._depth += 1
             return
+        # Taken only to post: nothing is posted by rules of a day that has not come yet.
+        try:
+            clock.refuse_future_posting()
+        except clock.AsOfError as exc:
+            raise ConfigError(str(exc)) from None
         _private_dir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + max(0.0, self.wait_s)

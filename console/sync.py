@@ -21,8 +21,9 @@ from datetime import date, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from console import reversal
+from console import clock, reversal
 from console.audit import AuditLog, Event, os_user
+from console.config import default_approved_after
 from console.errors import ConfigError, ConsoleError
 from console.expensify.models import ExportReport, MalformedReport, PolicyInfo
 from console.fetch import FetchOutcome, fetch, load_report
@@ -173,6 +174,7 @@ class CycleSummary:
     # console/reversal.py: reversals posted this cycle, vouchers moved out of a closed period
     reversals: list[dict[str, str]] = field(default_factory=list)
     moved: list[dict[str, str]] = field(default_factory=list)
+    as_of: str | None = None  # the as-of date the run worked on, when one was set
 
     @property
     def needs_attention(self) -> bool:
@@ -200,6 +202,8 @@ class CycleSummary:
             "started": self.started,
             "finished": self.finished,
         }
+        if self.as_of:
+            out["as_of"] = self.as_of
         if self.dry_run and self.plan is not None:
             out["plan"] = self.plan.to_json()
         return out
@@ -261,6 +265,14 @@ class Engine:
             actor=who,
             lock_wait_s=LOCK_WAIT_S if lock_wait_s is None else lock_wait_s,
         )
+
+    def today(self) -> date:
+        """The day the engine works on: the as-of date when one is set, else the clock's date.
+        Due reversals, the default close period and the first poll's start follow it."""
+        try:
+            return clock.today(self.clock)
+        except clock.AsOfError as exc:
+            raise ConfigError(str(exc)) from None
 
     def _secrets(self) -> SecretStore:
         if self.secrets is None:
@@ -344,10 +356,10 @@ class Engine:
                     self.expensify,
                     self.store,
                     self.audit,
-                    configured_start=cfg.approved_after,
+                    configured_start=cfg.approved_after or default_approved_after(self.today()),
                     export_label=cfg.export_label,
                     policy_ids=self._policy_ids(),
-                    now=self.clock(),
+                    now=clock.now(self.clock),
                     dry_run=dry_run,
                 ),
             )
@@ -682,11 +694,23 @@ class Engine:
         with self._cycle_lock, _paced_collector():
             self._policies = None
             self._reference = None
-            summary = CycleSummary(dry_run=dry_run, started=iso(self.clock()))
+            as_of = clock.as_of()
+            summary = CycleSummary(
+                dry_run=dry_run,
+                started=iso(self.clock()),
+                as_of=as_of.isoformat() if as_of else None,
+            )
             exp0 = self._expensify.requests_made if self._expensify else 0
             ifs0 = self._ifs.requests_made if self._ifs else 0
             summary.run_id = self.store.start_run(self.actor, mode)
-            self.audit.record("run-started", f"{mode} started", data={"run": summary.run_id})
+            started: dict[str, Any] = {"run": summary.run_id}
+            if summary.as_of:
+                started["as_of"] = summary.as_of
+            self.audit.record(
+                "run-started",
+                f"{mode} started" + (f" as of {summary.as_of}" if summary.as_of else ""),
+                data=started,
+            )
             try:
                 yield summary
             except BaseException as exc:

@@ -28,6 +28,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 from textual.worker import get_current_worker
 
+from console import clock
 from console.close import CARDS_READ, COLUMNS, HELD, IN_IFS, ClosePeriod, TieOut, run_close
 from console.close_report import COLUMN_TITLES, card_spend_heading, money
 
@@ -105,8 +106,10 @@ class CloseScreen(Screen[None]):
         super().__init__(**kwargs)
         self.engine = engine
         if period is None:
-            today: date = engine.clock().date() if engine is not None else date.today()
-            period = ClosePeriod(today.year, today.month)
+            # The month being closed: the one before today's (the as-of day when set).
+            today: date = engine.today() if engine is not None else clock.today()
+            closing = clock.month_start(today, -1)
+            period = ClosePeriod(closing.year, closing.month)
         self.period = period
         self.tie: TieOut | None = None
         self.error = ""

@@ -208,7 +208,7 @@ def plan_for_review(engine: Any, selection: list[str] | None) -> Any:
     from console import reversal
 
     plan = engine.plan(selection)
-    today = reversal.engine_today(engine.clock)
+    today = engine.today()
     reference = engine.reference()
     posting = engine.settings.posting
     due = engine.track(

@@ -289,7 +289,7 @@ class MappingScreen(ConsoleScreen):
         if not value:
             self.query_one("#validation", Static).update(status_text("missing", "empty value"))
             return
-        dates = entry.dates or [self.console_app.clock().date()]
+        dates = entry.dates or [engine.today()]
         self.console_app.run_core(
             engine.check_value,
             entry.company,

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
-from datetime import UTC, date, datetime
+from datetime import date
 from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import Any, Literal, cast
@@ -36,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from console import clock
 from console.sim.dataset import (
     VALID_STATES,
     CardTransaction,
@@ -524,7 +525,8 @@ class ExpensifySim:
         ids = filters.get("reportIDList") if isinstance(filters, dict) else None
         if not isinstance(ids, str) or not ids.strip():
             raise JobError(410, "Required parameter 'filters.reportIDList' is missing")
-        now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        # The as-of day, when one is set: the demo world lives on that day.
+        now = clock.now().strftime("%Y-%m-%d %H:%M:%S")
         done: list[str] = []
         skipped: list[dict[str, str]] = []
         failed: list[dict[str, str]] = []
