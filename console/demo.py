@@ -69,14 +69,16 @@ def _posting_for(dataset: Any) -> dict[str, Any]:
 
 
 def _approved_after(dataset: Any) -> date:
-    from console.sim.demo import DEMO_APPROVED_AFTER
+    """Where the demo's first poll starts: the first day of the month of its earliest
+    approval (the closed month's reports included), else config's own default."""
+    from console import clock
+    from console.config import default_approved_after
 
     days = []
     for r in dataset.expensify.reports:
         with contextlib.suppress(ValueError, TypeError):
             days.append(date.fromisoformat(str(r.approved)[:10]))
-    start = date.fromisoformat(DEMO_APPROVED_AFTER)
-    return min([start, *days])
+    return clock.month_start(min(days)) if days else default_approved_after(clock.today())
 
 
 def prepare_demo_home(home: Path, dataset: Any, expensify_url: str, ifs_url: str) -> None:

@@ -7,7 +7,12 @@ currencies, company-card and out-of-pocket lines, refunds, zero lines, long repo
 non-ASCII and HTML-entity merchants. A handful of reports need attention (DEMO_ATTENTION):
 their report IDs and reasons are fixed, whatever the seed or size, so tests can assert them.
 
-    python -m console.sim.demo [--reports N] [--seed S] [--period YYYY-MM] > demo.json
+The month is relative to a day (`demo_dataset`: the console's today, console.clock): the
+month before it is the one being closed, fully approved; the day's own month is in progress,
+with reports approved on its days before that day (`as_of`). `make demo` on any date shows a
+period close as it would look that day.
+
+    python -m console.sim.demo [--reports N] [--seed S] [--as-of YYYY-MM-DD | --period YYYY-MM]
 """
 
 from __future__ import annotations
@@ -24,10 +29,13 @@ from decimal import ROUND_HALF_UP, Decimal
 from random import Random
 from typing import Any
 
+from console import clock
 from console.sim.dataset import Dataset, parse_dataset
 
 # ---------------------------------------------------------------- public constants
 DEMO_SEED = 2026
+# The month the fixtures' and benchmarks' demo world closes; `make demo` closes the month
+# before today instead (demo_dataset).
 DEMO_PERIOD = "2026-11"
 DEMO_REPORTS = 600
 DEMO_FIRM = "Calder & Finch Advisory"
@@ -36,7 +44,8 @@ DEMO_COMPANY = "10"
 DEMO_POLICY_US = "POL-US"
 DEMO_POLICY_EU = "POL-EU"
 DEMO_EXPORT_LABEL = "ml-console"
-# The first poll starts here; Expensify's approvedAfter excludes the day itself.
+# The first poll starts here (for DEMO_PERIOD: the first day of the month before, whose
+# approvals fall in a closed period); Expensify's approvedAfter excludes the day itself.
 DEMO_APPROVED_AFTER = "2026-10-01"
 
 # Demo credentials: they open only the local simulators.
@@ -191,9 +200,28 @@ _CLOSED_OFFICE_LAST_DAY = 10
 class _ProjectDef:
     code: str
     name: str
+    # Dates as seen from the reference month (DEMO_PERIOD): a world for another month moves
+    # them by as many months, so every month's world has the same projects live.
     valid_from: str  # ISO date or "start:{day}" (that day of the demo month)
     valid_until: str
     enabled: bool = True
+
+
+_REFERENCE_MONTH = 2026 * 12 + 11 - 1  # DEMO_PERIOD as a month index
+_FOREVER_YEARS = (2020, 2099)  # "always valid" bounds stay where they are
+
+
+def _shift_iso(text: str, months: int) -> date:
+    """An ISO date of the reference month's world moved by `months` (a month's last day stays
+    the last day; 2020-01-01 and 2099-12-31 mean "always" and do not move)."""
+    day = date.fromisoformat(text)
+    if months == 0 or day.year in _FOREVER_YEARS:
+        return day
+    last_day = day.day == calendar.monthrange(day.year, day.month)[1]
+    year, month = _add_months(day.year, day.month, months)
+    if last_day:
+        return date(year, month, calendar.monthrange(year, month)[1])
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
 _PROJECTS = (
@@ -430,6 +458,7 @@ class _Builder:
         self.prev_start, self.prev_end = _month_bounds(*prev)
         self.closed_office_last_day = date(self.year, self.month, _CLOSED_OFFICE_LAST_DAY)
         self.kestrel_start = date(self.year, self.month, _KESTREL_START_DAY)
+        self.shift = self.year * 12 + self.month - 1 - _REFERENCE_MONTH
         self.people: list[_Person] = []
 
     # ------------------------------------------------ people
@@ -520,13 +549,15 @@ class _Builder:
         return rng.choice(live)
 
     def _project_valid(self, project: _ProjectDef, when: date) -> bool:
-        start = self.project_start(project)
-        return start <= when <= date.fromisoformat(project.valid_until)
+        return self.project_start(project) <= when <= self.project_end(project)
 
     def project_start(self, project: _ProjectDef) -> date:
         if project.valid_from.startswith("start:"):
             return date(self.year, self.month, int(project.valid_from.split(":")[1]))
-        return date.fromisoformat(project.valid_from)
+        return _shift_iso(project.valid_from, self.shift)
+
+    def project_end(self, project: _ProjectDef) -> date:
+        return _shift_iso(project.valid_until, self.shift)
 
     # ------------------------------------------------ lines
     def amount_in(self, low: int, high: int) -> int:
@@ -811,12 +842,19 @@ def _draft_to_report(d: _Draft, report_id: str, policy_names: dict[str, str]) ->
 
 # ---------------------------------------------------------------- the generator
 def build_demo_dataset(
-    seed: int = DEMO_SEED, *, reports: int = DEMO_REPORTS, period: str = DEMO_PERIOD
+    seed: int = DEMO_SEED,
+    *,
+    reports: int = DEMO_REPORTS,
+    period: str = DEMO_PERIOD,
+    as_of: date | None = None,
 ) -> dict[str, Any]:
     """The demo world as a raw JSON-able dict (design.md §3 shape). Same arguments, same dict.
 
-    `reports` counts the reports the sync fetches (APPROVED or REIMBURSED, the attention cases
-    included); about 5% more in OPEN or SUBMITTED state come on top and must not be fetched.
+    `reports` counts the reports of `period` the sync fetches (APPROVED or REIMBURSED, the
+    attention cases included); about 5% more in OPEN or SUBMITTED state come on top and must
+    not be fetched. With `as_of` in the month after `period`, that month is in progress:
+    in_progress_count() more reports, approved on its days before `as_of`, all postable. The
+    period's reports are the same with or without them.
     """
     if reports < 20:
         raise ValueError("the demo needs at least 20 reports (9 of them need attention)")
@@ -855,7 +893,41 @@ def build_demo_dataset(
     drafts.extend(_attention_drafts(b))
     # Its own random stream, so the reports are the same with or without the card spend.
     cards = _unreported_card_spend(b, Random(f"{seed}:cards"))
+    drafts.extend(_in_progress_drafts(b, Random(f"{seed}:in-progress"), reports, as_of))
     return _assemble(b, drafts, cards)
+
+
+def in_progress_count(reports: int, period: str, as_of: date | None) -> int:
+    """How many reports of the month after `period` are approved before `as_of`: the month's
+    pace, for the days gone (none on its first day, none when `as_of` is elsewhere)."""
+    year, month = _parse_period(period)
+    first = date(*_add_months(year, month, 1), 1)
+    if as_of is None or clock.month_start(as_of) != first:
+        return 0
+    return reports * (as_of - first).days // calendar.monthrange(year, month)[1]
+
+
+def _in_progress_drafts(b: _Builder, rng: Random, reports: int, as_of: date | None) -> list[_Draft]:
+    """This month so far: plain approved reports, approved before `as_of` (its own random
+    stream, so the closing month's world does not change with the day)."""
+    count = in_progress_count(reports, f"{b.year:04d}-{b.month:02d}", as_of)
+    if not count or as_of is None:
+        return []
+    first = clock.month_start(as_of)
+    last = as_of - timedelta(days=1)
+    normal_people = [p for p in b.people if p.cost_centre != NEW_LAB[0]]
+    weights = [p.travel_weight for p in normal_people]
+    saved, b.rng = b.rng, rng
+    try:
+        drafts = []
+        for _ in range(count):
+            person = rng.choices(normal_people, weights)[0]
+            approved = b.approval_time(first, last)
+            wanted = rng.choices(range(1, 9), (9, 12, 14, 13, 11, 9, 8, 6))[0]
+            drafts.append(b.report(person, approved, status="APPROVED", lines_wanted=wanted))
+        return drafts
+    finally:
+        b.rng = saved
 
 
 def _unreported_card_spend(b: _Builder, rng: Random) -> list[dict[str, Any]]:
@@ -1157,7 +1229,8 @@ def _company(b: _Builder) -> dict[str, Any]:
         until = b.closed_office_last_day.isoformat() if code == CLOSED_OFFICE[0] else forever[1]
         values.append(value("B", code, cc_name, ("2020-01-01", until)))
     for p in _PROJECTS:
-        values.append(value("C", p.code, p.name, (b.project_start(p).isoformat(), p.valid_until)))
+        valid = (b.project_start(p).isoformat(), b.project_end(p).isoformat())
+        values.append(value("C", p.code, p.name, valid))
 
     periods = []
     for offset in (-2, -1, 0, 1):
@@ -1200,10 +1273,13 @@ def _company(b: _Builder) -> dict[str, Any]:
 
 
 def demo_dataset(
-    seed: int = DEMO_SEED, *, reports: int = DEMO_REPORTS, period: str = DEMO_PERIOD
+    seed: int = DEMO_SEED, *, reports: int = DEMO_REPORTS, as_of: date | None = None
 ) -> Dataset:
-    """The demo world, parsed: a fresh Dataset each call (simulators may change it)."""
-    return parse_dataset(build_demo_dataset(seed, reports=reports, period=period), "demo dataset")
+    """The demo world as of a day (default: the console's today), parsed: the month before
+    it closing, its own month in progress. A fresh Dataset each call (simulators change it)."""
+    day = as_of or clock.today()
+    raw = build_demo_dataset(seed, reports=reports, period=clock.previous_period(day), as_of=day)
+    return parse_dataset(raw, "demo dataset")
 
 
 def dumps_dataset(raw: dict[str, Any], indent: int | None = None) -> str:
@@ -1224,12 +1300,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="reports the sync fetches (default %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=DEMO_SEED)
-    parser.add_argument("--period", default=DEMO_PERIOD, help="YYYY-MM of the approvals")
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument(
+        "--as-of",
+        type=clock.parse_as_of,
+        help="the world as on this day: the month before closing, its own in progress "
+        "(default: today, or ML_CONSOLE_AS_OF)",
+    )
+    when.add_argument("--period", help="YYYY-MM of the approvals (no month in progress)")
     parser.add_argument("--indent", type=int, default=None, help="pretty-print with N spaces")
     parser.add_argument("--output", "-o", help="file to write (default stdout)")
     args = parser.parse_args(argv)
     try:
-        raw = build_demo_dataset(args.seed, reports=args.reports, period=args.period)
+        if args.period:
+            raw = build_demo_dataset(args.seed, reports=args.reports, period=args.period)
+        else:
+            day = args.as_of or clock.today()
+            period = clock.previous_period(day)
+            raw = build_demo_dataset(args.seed, reports=args.reports, period=period, as_of=day)
     except ValueError as err:
         parser.error(str(err))
     data = (dumps_dataset(raw, args.indent) + "\n").encode("utf-8")
