@@ -1,10 +1,11 @@
 # Every target that runs code sets up what it needs itself: .venv, Python packages and
-# the Debian packages (a JDK and libfreemarker-java for the FreeMarker parity test, tmux).
+# the Debian packages (a JDK and libfreemarker-java for the FreeMarker parity test, tmux,
+# hyperfine, and faketime for the as-of tests that run a year ahead of the machine's clock).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PKGS := default-jdk-headless libfreemarker-java tmux hyperfine
+APT_PKGS := default-jdk-headless libfreemarker-java tmux hyperfine faketime
 
 .PHONY: all setup apt demo test lint typecheck unit chaos bench clean
 
@@ -26,6 +27,7 @@ apt:
 	command -v javac >/dev/null 2>&1 || missing="$$missing default-jdk-headless"; \
 	command -v tmux >/dev/null 2>&1 || missing="$$missing tmux"; \
 	command -v hyperfine >/dev/null 2>&1 || missing="$$missing hyperfine"; \
+	ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || missing="$$missing faketime"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing" >&2; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \

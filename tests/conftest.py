@@ -17,6 +17,7 @@ them.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,14 @@ from console.sim.demo import (
 
 if TYPE_CHECKING:
     from console.sim.server import SimServers
+
+# Every test runs on one fixed day, whatever the calendar says: the hand-made worlds and the
+# demo world of the fixtures approve their reports in November 2026, and this is that
+# month's last day (everything approved, no reversal due yet). The console processes the
+# tests start inherit it. Tests of another day set ML_CONSOLE_AS_OF themselves, and
+# tests/e2e/test_as_of.py builds its worlds relative to three other days.
+SUITE_AS_OF = "2026-11-30"
+os.environ["ML_CONSOLE_AS_OF"] = SUITE_AS_OF
 
 # The reports of the small world that must be held, with their reasons (design.md §4).
 SMALL_ATTENTION = [{"reportID": "90000004", "reason": "missing-dimension:B:CC-410"}]

@@ -61,3 +61,17 @@ def test_version_and_auto_help_stay_light() -> None:
     # Start-up budget (issue 7): these must not pay for Textual, httpx or the simulators.
     assert _modules_loaded_by(["--version"]) == []
     assert _modules_loaded_by(["--auto", "--help"]) == []
+
+
+def test_the_clock_is_a_leaf_the_simulators_can_share() -> None:
+    """console.clock decides "today" for the core and the simulators alike; importing it must
+    load nothing else of the console (a simulator that shares it shares no core code)."""
+    code = (
+        "import sys, json\n"
+        "before = set(sys.modules)\n"
+        "import console.clock\n"
+        "print(json.dumps(sorted(m for m in set(sys.modules) - before "
+        "if m.split('.')[0] == 'console' and m not in ('console', 'console.clock'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []

@@ -144,13 +144,51 @@ class Verdict:
         assert not self.problems, "\n".join(self.problems)
 
 
+def reference_kind(voucher: dict[str, Any]) -> str:
+    """`EXP`, `REV`, `CARD` or `CARD-REV`: what a voucher is, from its ReferenceNumber."""
+    return str(voucher["ReferenceNumber"]).split(":", 1)[0]
+
+
+def ledger_counts(all_vouchers: list[dict[str, Any]]) -> tuple[Counter[str], Counter[str]]:
+    """(accrual vouchers per report, vouchers per ReferenceNumber). A report has one accrual
+    and, once due, its reversal (`REV:` with the accrual's version): two vouchers, no
+    duplicate. A duplicate is a ReferenceNumber IFS holds twice."""
+    accruals = Counter(report_of(v) for v in all_vouchers if reference_kind(v) == "EXP")
+    references = Counter(str(v["ReferenceNumber"]) for v in all_vouchers)
+    return accruals, references
+
+
+def unmatched_reversals(all_vouchers: list[dict[str, Any]]) -> list[str]:
+    """Reversals whose accrual (same report, same version) IFS does not hold."""
+    accrued = {
+        tuple(str(v["ReferenceNumber"]).split(":")[1:3])
+        for v in all_vouchers
+        if reference_kind(v) == "EXP"
+    }
+    return sorted(
+        str(v["ReferenceNumber"])
+        for v in all_vouchers
+        if reference_kind(v) == "REV"
+        and tuple(str(v["ReferenceNumber"]).split(":")[1:3]) not in accrued
+    )
+
+
 def verify_world(world: World, *, audit: bool = True) -> Verdict:
     """Check the end state after the last cycle completed; collects every problem."""
     problems: list[str] = []
-    in_ifs = Counter(report_of(v) for v in vouchers(world.sims))
-    duplicates = sum(n - 1 for n in in_ifs.values() if n > 1)
+    all_vouchers = vouchers(world.sims)
+    in_ifs, references = ledger_counts(all_vouchers)
+    twice = {ref: n for ref, n in references.items() if n > 1}
+    duplicates = sum(n - 1 for n in twice.values())
+    duplicates += sum(n - 1 for n in in_ifs.values() if n > 1)  # a report accrued twice
     if duplicates:
-        problems.append(f"duplicates in IFS: { {r: n for r, n in in_ifs.items() if n > 1} }")
+        problems.append(
+            f"duplicates in IFS: references {twice}, "
+            f"accruals per report { {r: n for r, n in in_ifs.items() if n > 1} }"
+        )
+    orphans = unmatched_reversals(all_vouchers)
+    if orphans:
+        problems.append(f"reversals of accruals IFS does not hold: {orphans}")
     lost = sorted(world.postable - set(in_ifs))
     if lost:
         problems.append(f"postable reports not in IFS: {lost}")

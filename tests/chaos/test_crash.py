@@ -24,11 +24,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 import pytest
 
+from console import clock
 from tests.chaos.harness import World, add_fault, demo_world, record, sim_json, verify_world
 
 POINTS = ("in-migration", "fetched", "intent", "post", "posted", "label")
@@ -63,7 +64,7 @@ def finish_cleanly(world: World, limit: int = 5) -> subprocess.CompletedProcess[
 def add_reports(world: World, n: int, rng: random.Random) -> None:
     """New reports approved just now (so the next poll, which starts a day before the last,
     sees them), cloned from postable ones, so the next cycle has work to do."""
-    now = datetime.now(UTC)
+    now = clock.now()  # the suite's day, whatever the calendar says
     ensure_open_period(world, now.date())
     sources = [
         r for r in world.raw["expensify"]["reports"] if r["reportID"] in sorted(world.postable)

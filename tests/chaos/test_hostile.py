@@ -22,7 +22,6 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -30,7 +29,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.chaos.harness import World, record, report_of, sim_json, vouchers, world_from
+from console import clock
+from tests.chaos.harness import World, ledger_counts, record, sim_json, vouchers, world_from
 from tests.conftest import small_dataset_raw
 
 INJECTIONS = ["' or 1 eq 1", "%27", "x' or '1' eq '1", "$filter=Company eq '10'", "')&$top=1"]
@@ -50,7 +50,7 @@ def base_report(rid: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
         "created": "2026-11-01 09:00:00",
         "submitted": "2026-11-02 10:00:00",
         # Approved now: later cycles poll from a day before the last poll.
-        "approved": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        "approved": clock.now().strftime("%Y-%m-%d %H:%M:%S"),
         "exportLabels": [],
         "transactionList": lines,
     }
@@ -185,7 +185,7 @@ def judge(world: World, cases: list[tuple[str, str, dict[str, Any]]]) -> Counter
     held_proc = world.console.run("held", "--json")
     assert held_proc.returncode in (0, 3), held_proc.stderr
     held = {h["reportID"]: h for h in json.loads(held_proc.stdout)}
-    in_ifs = Counter(report_of(v) for v in vouchers(world.sims))
+    in_ifs = ledger_counts(vouchers(world.sims))[0]
     outcomes: Counter[str] = Counter()
     for kind, expect, rep in cases:
         rid = str(rep["reportID"])
@@ -389,7 +389,7 @@ def test_export_the_template_cannot_render_stops_the_cycle_loudly(tmp_path):
         inject(world, [fixed])
         code, _summary, err = world.console.auto()
         assert code == 3, err  # 90000004 of the small world stays held
-        in_ifs = Counter(report_of(v) for v in vouchers(world.sims))
+        in_ifs = ledger_counts(vouchers(world.sims))[0]
         assert all(in_ifs[r] == 1 for r in ("90000001", "90000002", "90000003", "92990005"))
 
 
@@ -418,7 +418,7 @@ def test_report_without_a_usable_id_is_held_visibly(tmp_path, report_id):
         code, _summary, err = world.console.auto()
         assert code == 3, err
         assert "Traceback" not in err
-        in_ifs = Counter(report_of(v) for v in vouchers(world.sims))
+        in_ifs = ledger_counts(vouchers(world.sims))[0]
         assert all(in_ifs[r] == 1 for r in ("90000001", "90000002", "90000003"))
         held = json.loads(world.console.run("held", "--json").stdout)
         nameless = [h for h in held if h["reportID"] != "90000004"]

@@ -12,13 +12,14 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from pydantic import SecretStr
 
+from console import clock
 from console.credentials import ExpensifyCredentials, IfsCredentials
 from console.sim.dataset import parse_dataset
 from console.sim.demo import DEMO_EXPENSIFY_SECRET, DEMO_EXPENSIFY_USER_ID
@@ -55,7 +56,7 @@ class FakeTime:
 
 
 def ifs_world(*, token_lifetime_s: int = 3600) -> dict[str, Any]:
-    today = date.today()
+    today = clock.today()
     values = [{"CodePart": "A", "CodePartValue": a} for a in ("2930", "2940", "6110", "6120")]
     values += [
         {"CodePart": "B", "CodePartValue": f"CC-{n:03d}", "Description": f"Cost centre {n}"}

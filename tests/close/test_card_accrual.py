@@ -21,8 +21,8 @@ from tests.e2e.conftest import Console, make_console
 D = Decimal
 ACCRUAL = "CARD:2026-11:10"
 REVERSAL = "CARD-REV:2026-11:10"
-NOV_30 = {"ML_CONSOLE_TODAY": "2026-11-30"}
-DEC_1 = {"ML_CONSOLE_TODAY": "2026-12-01"}
+NOV_30 = {"ML_CONSOLE_AS_OF": "2026-11-30"}
+DEC_1 = {"ML_CONSOLE_AS_OF": "2026-12-01"}
 
 
 def fast_console(tmp_path, sims) -> Console:
@@ -320,7 +320,7 @@ async def test_close_screen_shows_where_the_accrual_stands(tmp_path, sims, monke
     from tests.close.helpers import engine_on
     from tests.close.test_close_screen import wait_for_tie
 
-    monkeypatch.setenv("ML_CONSOLE_TODAY", "2026-12-01")
+    monkeypatch.setenv("ML_CONSOLE_AS_OF", "2026-12-01")
     november = ClosePeriod(2026, 11)
     engine = engine_on(sims, tmp_path / "tui")
 
@@ -373,7 +373,7 @@ async def test_close_screen_posts_the_card_accrual_after_showing_it(tmp_path, si
     from tests.close.helpers import engine_on
     from tests.close.test_close_screen import wait_for_tie
 
-    monkeypatch.setenv("ML_CONSOLE_TODAY", "2026-11-30")
+    monkeypatch.setenv("ML_CONSOLE_AS_OF", "2026-11-30")
     engine = engine_on(sims, tmp_path / "tui-post")
 
     class CloseApp(App[None]):

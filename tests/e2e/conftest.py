@@ -87,7 +87,8 @@ def make_console(tmp_path: Path, sims: Any) -> Console:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("ML_CONSOLE_") and k not in ("PYTHON_KEYRING_BACKEND",)
+        if (not k.startswith("ML_CONSOLE_") or k == "ML_CONSOLE_AS_OF")
+        and k not in ("PYTHON_KEYRING_BACKEND",)
     }
     env.update(
         PYTHON_KEYRING_BACKEND="keyrings.alt.file.PlaintextKeyring",

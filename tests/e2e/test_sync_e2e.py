@@ -13,8 +13,8 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
-from console import money
-from console.sim.demo import DEMO_ATTENTION, DEMO_EXPORT_LABEL
+from console import clock, money
+from console.sim.demo import DEMO_ATTENTION, DEMO_EXPORT_LABEL, demo_attention
 from console.store import PostingLock
 from tests.conftest import SMALL_ATTENTION, SMALL_FETCHABLE
 from tests.e2e.conftest import SECRETS, make_console, sim_get, sim_post
@@ -356,7 +356,10 @@ def test_demo_command_runs_one_headless_cycle(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 3, proc.stderr
     summary = json.loads(proc.stdout)
-    assert sorted(summary["held_reports"], key=lambda h: h["reportID"]) == DEMO_ATTENTION
+    # The demo closes the month before the suite's day (tests/conftest.py: SUITE_AS_OF).
+    closing = clock.previous_period(clock.today())
+    assert summary["as_of"] == clock.today().isoformat()
+    assert sorted(summary["held_reports"], key=lambda h: h["reportID"]) == demo_attention(closing)
     assert summary["posted"] > 0
 
 

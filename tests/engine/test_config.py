@@ -15,6 +15,7 @@ from console.config import (
     LoadedSettings,
     Settings,
     SettingsError,
+    default_approved_after,
     ensure_private_dir,
     load_settings,
     render_settings,
@@ -46,7 +47,10 @@ def test_missing_file_gives_defaults_and_says_so(tmp_path: Path) -> None:
     assert loaded.settings == Settings()
     s = loaded.settings
     assert s.expensify.url == "https://integrations.expensify.com"
-    assert s.expensify.approved_after == date(2026, 10, 1)
+    # Unset: the first poll starts on the first day of the month before last, from today.
+    assert s.expensify.approved_after is None
+    assert default_approved_after(date(2026, 12, 4)) == date(2026, 10, 1)
+    assert default_approved_after(date(2027, 1, 31)) == date(2026, 11, 1)
     assert s.ifs.page_size == 1000 and s.ifs.requests_per_minute == 900
     assert s.ifs.entity_sets.vouchers == "ManualVoucherHandling.svc/VoucherSet"
     assert s.posting.code_part_by_tag_level == {"Cost Center": "B", "Project": "C"}

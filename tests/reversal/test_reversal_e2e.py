@@ -11,8 +11,8 @@ from typing import Any
 from tests.conftest import small_dataset_raw
 from tests.e2e.conftest import sim_get, sim_post
 
-DEC_1 = {"ML_CONSOLE_TODAY": "2026-12-01"}
-NOV_30 = {"ML_CONSOLE_TODAY": "2026-11-30"}
+DEC_1 = {"ML_CONSOLE_AS_OF": "2026-12-01"}
+NOV_30 = {"ML_CONSOLE_AS_OF": "2026-11-30"}
 
 
 def vouchers(sims: Any) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from console import clock
 from console.sim.dataset import Company, Dataset, DatasetError, Policy, load_dataset, parse_dataset
 from console.sim.demo import (
     DEMO_ATTENTION,
@@ -29,6 +30,7 @@ from console.sim.demo import (
     demo_attention,
     demo_dataset,
     dumps_dataset,
+    in_progress_count,
 )
 
 FETCHED = ("APPROVED", "REIMBURSED")
@@ -132,12 +134,20 @@ def test_cli_writes_the_same_dataset_twice_and_it_loads(tmp_path: Path) -> None:
     first = subprocess.run(cmd, capture_output=True, check=True, cwd=ROOT, timeout=60)
     second = subprocess.run(cmd, capture_output=True, check=True, cwd=ROOT, timeout=60)
     assert first.stdout == second.stdout
-    assert first.stdout == (dumps_dataset(build_demo_dataset(11, reports=40)) + "\n").encode()
+    # The world as of the console's today: the month before closing, today's in progress.
+    today = clock.today()
+    period = clock.previous_period(today)
+    built = build_demo_dataset(11, reports=40, period=period, as_of=today)
+    assert first.stdout == (dumps_dataset(built) + "\n").encode()
     path = tmp_path / "demo.json"
     path.write_bytes(first.stdout)
     loaded = load_dataset(path)
-    assert sum(r.status in FETCHED for r in loaded.expensify.reports) == 40
-    assert held_reports(loaded) == expected(DEMO_ATTENTION)
+    in_progress = in_progress_count(40, period, today)
+    assert sum(r.status in FETCHED for r in loaded.expensify.reports) == 40 + in_progress
+    assert held_reports(loaded) == expected(demo_attention(period))
+    fixed = subprocess.run([*cmd, "--period", "2026-11"], capture_output=True, check=True,
+                           cwd=ROOT, timeout=60)  # fmt: skip
+    assert fixed.stdout == (dumps_dataset(build_demo_dataset(11, reports=40)) + "\n").encode()
 
 
 def test_too_few_reports_is_refused() -> None:

@@ -45,7 +45,11 @@ def console_command() -> list[str]:
 
 def isolated_env(tmp_path: Path) -> dict[str, str]:
     """No config, no home, no usable keyring: `sim` needs none of them."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ML_CONSOLE_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ML_CONSOLE_") or k == "ML_CONSOLE_AS_OF"  # the suite's fixed day
+    }
     env["HOME"] = str(tmp_path / "no-home")
     env["XDG_CONFIG_HOME"] = str(tmp_path / "no-config")
     env["XDG_DATA_HOME"] = str(tmp_path / "no-data")

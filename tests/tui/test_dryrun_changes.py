@@ -64,7 +64,7 @@ def notifications(pilot: Pilot[Any]) -> list[str]:
 async def test_changed_report_shown_side_by_side_and_confirmed(
     tui_home: Any, make_app: Any, small_sims: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ML_CONSOLE_TODAY", NOV_30)
+    monkeypatch.setenv("ML_CONSOLE_AS_OF", NOV_30)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -127,12 +127,12 @@ async def test_changed_report_shown_side_by_side_and_confirmed(
 async def test_due_reversals_listed_and_confirm_change_says_why_not(
     tui_home: Any, make_app: Any, small_sims: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ML_CONSOLE_TODAY", NOV_30)
+    monkeypatch.setenv("ML_CONSOLE_AS_OF", NOV_30)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         app.engine.run_cycle()
-        monkeypatch.setenv("ML_CONSOLE_TODAY", DEC_1)
+        monkeypatch.setenv("ML_CONSOLE_AS_OF", DEC_1)
         await pilot.press("4")
         await settle(pilot, 6)
         plan = app.screen.plan
