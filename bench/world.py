@@ -4,6 +4,7 @@ and tests/perf drive. No keyring: the clients get the demo credentials directly.
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from console import clock
 from console.config import Settings
 from console.credentials import ExpensifyCredentials, IfsCredentials
 from console.expensify.client import ExpensifyClient
@@ -51,6 +53,26 @@ class World:
 
     def expensify_requests(self) -> int:
         return int(self.sims.expensify.requests.snapshot()["total"])
+
+
+# The benchmarks' worlds close DEMO_PERIOD (November 2026); they run on its last day, when
+# every report is approved and no reversal is due yet, whatever the calendar says.
+BENCH_AS_OF = "2026-11-30"
+REVERSALS_DUE = "2026-12-01"  # the next period's first day: the month's reversals fall due
+
+
+@contextlib.contextmanager
+def as_of(day: str) -> Iterator[None]:
+    """Run the console's engine in this process as on `day` (console.clock's as-of date)."""
+    previous = os.environ.get(clock.AS_OF_ENV)
+    os.environ[clock.AS_OF_ENV] = day
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(clock.AS_OF_ENV, None)
+        else:
+            os.environ[clock.AS_OF_ENV] = previous
 
 
 def demo(reports: int = 0) -> Dataset:
