@@ -146,6 +146,7 @@ class EngineStatus:
     last_run: RunRow | None
     counts: dict[str, int]
     actor: str
+    as_of: str | None = None  # the as-of date the engine works on, when one is set
 
 
 @dataclass
@@ -273,6 +274,15 @@ class Engine:
             return clock.today(self.clock)
         except clock.AsOfError as exc:
             raise ConfigError(str(exc)) from None
+
+    @staticmethod
+    def as_of_text() -> str | None:
+        """The as-of date when one is set (ISO), for run records and the header."""
+        try:
+            day = clock.as_of()
+        except clock.AsOfError as exc:
+            raise ConfigError(str(exc)) from None
+        return day.isoformat() if day else None
 
     def _secrets(self) -> SecretStore:
         if self.secrets is None:
@@ -694,11 +704,8 @@ class Engine:
         with self._cycle_lock, _paced_collector():
             self._policies = None
             self._reference = None
-            as_of = clock.as_of()
             summary = CycleSummary(
-                dry_run=dry_run,
-                started=iso(self.clock()),
-                as_of=as_of.isoformat() if as_of else None,
+                dry_run=dry_run, started=iso(self.clock()), as_of=self.as_of_text()
             )
             exp0 = self._expensify.requests_made if self._expensify else 0
             ifs0 = self._ifs.requests_made if self._ifs else 0
@@ -958,6 +965,7 @@ class Engine:
             last_run=runs[0] if runs else None,
             counts=self.store.status_counts(),
             actor=self.actor,
+            as_of=self.as_of_text(),
         )
 
     def check_services(self) -> dict[str, ServiceState]:

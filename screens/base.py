@@ -115,6 +115,10 @@ def render_header(status: Any, now: datetime, progress: str, mode: str, environm
     env = _get(status, "environment", default=None) or environment or "…"
     line.append(" env ")
     line.append_text(literal(env, 30, style="bold"))
+    as_of = _get(status, "as_of", default=None)
+    if as_of:  # the operator chose another day: say so on every screen
+        line.append("  │ ")
+        line.append(f"as of {as_of}", style=f"bold {ORANGE}")
     services = _get(status, "services", "connections", default=None) or {}
     for label, key in (("Expensify", "expensify"), ("IFS", "ifs")):
         line.append("  │ ")

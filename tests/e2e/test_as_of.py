@@ -59,7 +59,7 @@ def machine_env(day: date) -> dict[str, str]:
         lib = _libfaketime()
         if lib is None:
             pytest.skip("libfaketime is missing (Debian package faketime; `make test` installs it)")
-        env.update(LD_PRELOAD=lib, FAKETIME=f"@{day.isoformat()} 09:00:00", DONT_FAKE_MONOTONIC="1")
+        env.update(LD_PRELOAD=lib, FAKETIME=f"@{day.isoformat()} 09:00:00")
     return env
 
 
@@ -194,7 +194,7 @@ def test_a_future_as_of_date_looks_ahead_but_posts_nothing(tmp_path):
     """An as-of date later than the machine's date: a dry run shows the plan, a posting run
     is refused with exit 2 and IFS receives nothing."""
     day = max(A_YEAR_LATER, date.today() + timedelta(days=400))
-    raw, _period = world_for(A_YEAR_LATER)
+    raw, _period = world_for(day)
     with world_from(tmp_path / "world", raw) as world:
         world.console.env["ML_CONSOLE_AS_OF"] = day.isoformat()
         world.console.write_config(expensify={"approved_after": None})

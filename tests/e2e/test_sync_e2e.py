@@ -313,6 +313,8 @@ def test_malformed_report_is_held_while_the_rest_post(small_console, small_sims)
             "accountEmail": "ana.lee@small.example",
             "currency": "",
             "status": "APPROVED",
+            "created": "2026-11-03 08:00:00",
+            "submitted": "2026-11-03 18:00:00",
             "approved": "2026-11-04 09:00:00",
             "transactionList": [
                 {
