@@ -1099,6 +1099,7 @@ def _read_card_spend(
         )
     except (Unreachable, ProtocolError, ServiceError, ConfigError) as exc:
         return section(CARDS_UNAVAILABLE, f"the card reconciliation export failed: {exc}")
+    engine.note_reconciliation_file_system()
 
     def rate_on(company: str, currency: str, day: date) -> Decimal | None:
         cref = reference.company(company) if reference is not None else None

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 from console import __version__
 from console.config import (
@@ -69,6 +70,7 @@ def _report(out: TextIO) -> int:
             emit(f"  {service:<12} {_credential_state(store, service)}")
 
     emit("")
+    policies: list[str] = []
     try:
         loaded = load_settings(paths)
     except SettingsError as exc:
@@ -78,8 +80,42 @@ def _report(out: TextIO) -> int:
         code = int(ExitCode.USAGE)
     else:
         _print_config(emit, loaded)
+        policies = list(loaded.settings.expensify.policies)
+    _print_learned(emit, paths, policies)
     out.flush()
     return code
+
+
+def _print_learned(emit: Callable[[str], None], paths: Paths, policies: list[str]) -> None:
+    """What the console found out about the services on earlier runs."""
+    from console.store import APPROVAL_MODES, RECONCILIATION_FILE_SYSTEM, peek_cursor
+
+    used = peek_cursor(paths.state_file, RECONCILIATION_FILE_SYSTEM)
+    emit("")
+    emit("learned from the services")
+    emit(
+        "  card reconciliation download  "
+        + (f'fileSystem "{used}" (the last that served the file)' if used else "not run yet")
+    )
+    raw = peek_cursor(paths.state_file, APPROVAL_MODES)
+    read: dict[str, Any] | None = None
+    try:
+        read = json.loads(raw) if raw else None
+        day, modes = (str(read["day"]), dict(read["modes"])) if read else ("", {})
+    except (ValueError, KeyError, TypeError):
+        read, day, modes = None, "", {}
+    emit("  policies (how each is synced" + (f", policy list of {day})" if read else ")"))
+    for pid in policies:
+        if read is None:
+            how = "not read yet (the first cycle reads the policy list)"
+        elif pid not in modes:
+            how = "NOT VISIBLE to the Expensify credentials: its reports cannot be synced"
+        elif modes[pid] == "OPTIONAL":
+            how = "Submit and Close: closed reports, by submission date"
+        else:
+            mode = modes[pid] or "mode not given"
+            how = f"approved and reimbursed reports, by approval date ({mode})"
+        emit(f"    {pid:<12} {how}")
 
 
 def _print_day(emit: Callable[[str], None]) -> None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 from pydantic import (
@@ -102,6 +103,11 @@ class ExpensifyConfig(_Section):
         default_factory=list,
         description="policy IDs to read (default: the keys of [posting] company_by_policy)",
     )
+    timezone: str = Field(
+        "UTC",
+        description="the workspace's time zone: Expensify's approval times (UTC) become "
+        "voucher dates in it",
+    )
     timeout_s: float = Field(60.0, gt=0, allow_inf_nan=False, description="per request")
     limit_10s: int = Field(5, ge=1, description="client rate limit: requests per 10 s")
     limit_60s: int = Field(20, ge=1, description="client rate limit: requests per 60 s")
@@ -113,6 +119,18 @@ class ExpensifyConfig(_Section):
     @classmethod
     def _url(cls, value: str) -> str:
         return _checked_url(value, "expensify")
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"not a time zone: {value!r} (an IANA name such as UTC, Europe/Berlin or "
+                "America/New_York)"
+            ) from None
+        return value
 
 
 class IfsEntitySetsConfig(_Section):

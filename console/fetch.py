@@ -16,7 +16,7 @@ import hashlib
 import html
 import itertools
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
@@ -38,12 +38,17 @@ class ExpensifyReader(Protocol):
         self,
         *,
         approved_after: date | None = None,
+        start_date: date | None = None,
         states: Sequence[str] = ("APPROVED", "REIMBURSED"),
         exclude_label: str | None = None,
         policy_ids: Sequence[str] | None = None,
     ) -> Iterator[ExportReport | MalformedReport]: ...
 
     def get_policies(self, policy_ids: Sequence[str]) -> dict[str, PolicyInfo]: ...
+
+
+# reportState of a report closed on submission (the web UI's "Closed").
+CLOSED_STATES = ("ARCHIVED",)
 
 
 @dataclass
@@ -57,6 +62,8 @@ class FetchOutcome:
     unchanged: list[str] = field(default_factory=list)
     changed_after_post: list[str] = field(default_factory=list)
     malformed: list[str] = field(default_factory=list)
+    # Configured policies the credentials do not see: their reports cannot be synced.
+    unseen_policies: list[str] = field(default_factory=list)
     policies: dict[str, PolicyInfo] = field(default_factory=dict)
     cursor_moved_to: date | None = None
 
@@ -176,20 +183,37 @@ def fetch(
     policy_ids: Sequence[str],
     now: datetime,
     dry_run: bool = False,
+    closed_policy_ids: Sequence[str] = (),
 ) -> FetchOutcome:
     """Poll once, upsert what came back in one transaction, and (unless dry run) move the
     cursor to today. The policy read comes first so a refused key fails before the export.
+
+    Reports of `closed_policy_ids` (Submit-and-Close workspaces) are never approved: they
+    come from a second export of closed reports by submission window (`startDate`, which is
+    inclusive, so the window overlaps the last poll by a day like approvedAfter), each
+    taking its submission as its moment (ExportReport.as_accrued).
 
     The export is stored a report at a time as it is parsed (readable reports in file
     order, then the malformed ones), so only one report is alive as objects at a time."""
     approved_after = poll_start(store, configured_start)
     policies = client.get_policies(list(policy_ids)) if policy_ids else {}
-    items = client.export_items(
-        approved_after=approved_after,
-        states=("APPROVED", "REIMBURSED"),
-        exclude_label=export_label,
-        policy_ids=list(policy_ids) or None,
-    )
+    approving = [p for p in policy_ids if p not in set(closed_policy_ids)]
+    items: Iterable[ExportReport | MalformedReport] = ()
+    if approving or not policy_ids:  # no policy configured: every policy the key sees
+        items = client.export_items(
+            approved_after=approved_after,
+            states=("APPROVED", "REIMBURSED"),
+            exclude_label=export_label,
+            policy_ids=approving or None,
+        )
+    if closed_policy_ids:
+        closed = client.export_items(
+            start_date=approved_after,
+            states=CLOSED_STATES,
+            exclude_label=export_label,
+            policy_ids=list(closed_policy_ids),
+        )
+        items = itertools.chain(items, closed)
     outcome = FetchOutcome(approved_after=approved_after, policies=policies)
     fetched: list[_Fetched] = []
     crash_point("fetched")

@@ -35,6 +35,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
+from console.expensify.models import ExportReport
 from console.ifs.models import CODE_PARTS, Voucher, VoucherRow
 from console.mapping import Hold, MappedLine, PostingRules
 from console.money import minor_to_decimal, round_cents
@@ -134,6 +135,9 @@ class PlannedVoucher:
     moved_from: date | None = None
     moved_from_period: str = ""
     content_hash: str = ""
+    # The approval time and zone, for a report approved within a day of its period's edge
+    # (where the time zone decides the period); empty otherwise.
+    approval_note: str = ""
 
     @property
     def reference_number(self) -> str:
@@ -183,6 +187,19 @@ class PlannedVoucher:
                 f"voucher for report {self.report_id} does not balance: currency {cd} / {cc}, "
                 f"accounting {d} / {c}"
             )
+
+
+def approval_note(report: ExportReport, period_from: date, period_until: date) -> str:
+    """'2026-12-01 00:30:00 Europe/Berlin (Expensify: 2026-11-30 23:30:00 UTC)' when the
+    approval falls on its period's first or last day, where the zone decides the period."""
+    day = report.approved[:10]
+    if day not in (period_from.isoformat(), period_until.isoformat()):
+        return ""
+    zone = report.approvalZone or "UTC"
+    note = f"{report.approved} {zone}"
+    if report.approvedUTC:
+        note += f" (Expensify: {report.approvedUTC} UTC)"
+    return note
 
 
 @dataclass(frozen=True)
@@ -468,6 +485,7 @@ def plan_voucher(
         moved_from=validated.moved_from,
         moved_from_period=validated.moved_from_period,
         content_hash=content_hash(report),
+        approval_note=approval_note(report, period.DateFrom, period.DateUntil),
     )
     voucher.check_balance()
     for row in voucher.rows:
@@ -569,6 +587,8 @@ class Plan:
                     f"  ! MOVED: approved {v.moved_from} in closed period "
                     f"{v.moved_from_period}; posted {v.voucher_date} in period {v.period_label}"
                 )
+            if v.approval_note:
+                out.append(f"  approval {v.approval_note}")
             out.append(
                 f"  {'#':>3} {'account':<10} {'code parts':<24} {'cur debit':>14} "
                 f"{'cur credit':>14} {'debit':>14} {'credit':>14}  text"
@@ -664,6 +684,7 @@ class Plan:
                         "rate": v.rate,
                         "movedFrom": v.moved_from.isoformat() if v.moved_from else None,
                         "movedFromPeriod": v.moved_from_period or None,
+                        "approval": v.approval_note or None,
                         "body": v.to_ifs_body(),
                         "sources": [
                             {

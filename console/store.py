@@ -39,6 +39,30 @@ STATUSES = ("pending", "held", "ready", "posting", "posted", "failed", "excluded
 OUTCOMES = ("intent", "posted", "failed", "unknown")
 
 
+# The cursor key of the file system that served the last card reconciliation download.
+RECONCILIATION_FILE_SYSTEM = "expensify.reconciliation_file_system"
+# The cursor key of the policies' approval modes (JSON {"day", "modes"}), read once a day.
+APPROVAL_MODES = "expensify.approval_modes"
+
+
+def peek_cursor(path: Path, name: str) -> str | None:
+    """One cursor of a state file, read-only: nothing is created or migrated (for `info`).
+    None when the file, the table or the key is not there, or the file cannot be read."""
+    if not Path(path).exists():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        row = db.execute("SELECT value FROM cursor WHERE name = ?", (name,)).fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        db.close()
+    return None if row is None else str(row[0])
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

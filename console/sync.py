@@ -32,6 +32,8 @@ from console.mapping import Hold, MappingOverrides, MappingRule, map_report
 from console.plan import Plan, PlanBuilder, build_plan
 from console.post import PostOutcome, PostProgress, label_posted, post_plan, reconcile
 from console.store import (
+    APPROVAL_MODES,
+    RECONCILIATION_FILE_SYSTEM,
     DimensionRow,
     EvaluationRecord,
     HoldRecord,
@@ -62,6 +64,8 @@ __all__ = [
 ]
 
 EVALUATED_STATUSES = ("pending", "held", "ready")
+# Expensify's approval mode of a Submit-and-Close workspace (reports close on submission).
+SUBMIT_AND_CLOSE = "OPTIONAL"
 LOCK_WAIT_S = 10.0
 
 
@@ -237,6 +241,7 @@ class Engine:
         self._cycle_lock = threading.RLock()
         self._policies: dict[str, PolicyInfo] | None = None
         self._reference: IfsReference | None = None
+        self._modes_read: tuple[str, dict[str, str]] | None = None
         self._service_state: dict[str, ServiceState] = {
             "expensify": ServiceState("unknown"),
             "ifs": ServiceState("unknown"),
@@ -303,8 +308,20 @@ class Engine:
                 limit_60s=cfg.limit_60s,
                 timeout_s=cfg.timeout_s,
                 max_wait_s=cfg.max_wait_s,
+                timezone=cfg.timezone,
             )
+            learned = self.store.cursor(RECONCILIATION_FILE_SYSTEM)
+            if learned:
+                self._expensify.reconciliation_file_system = learned
         return self._expensify
+
+    def note_reconciliation_file_system(self) -> None:
+        """Keep the file system that served the last card reconciliation file (`info` shows
+        it; the next run tries it first)."""
+        if self._expensify is not None:
+            used = self._expensify.reconciliation_file_system
+            if self.store.cursor(RECONCILIATION_FILE_SYSTEM) != used:
+                self.store.set_cursor(used, RECONCILIATION_FILE_SYSTEM)
 
     @property
     def ifs(self) -> IfsClient:
@@ -360,6 +377,12 @@ class Engine:
         REIMBURSED, excluding our export label; one policy read) and store what came back."""
         with self._cycle_lock:
             cfg = self.settings.expensify
+            configured = self._policy_ids()
+            modes = self.approval_modes(keep=not dry_run) if configured else {}
+            # A policy the credentials do not see is neither asked for nor exported (it would
+            # fail the policy read); each cycle's warnings name it instead.
+            ids = [p for p in configured if not modes or p in modes]
+            closed = [p for p in ids if modes.get(p) == SUBMIT_AND_CLOSE]
             outcome: FetchOutcome = self.track(
                 "expensify",
                 lambda: fetch(
@@ -368,13 +391,62 @@ class Engine:
                     self.audit,
                     configured_start=cfg.approved_after or default_approved_after(self.today()),
                     export_label=cfg.export_label,
-                    policy_ids=self._policy_ids(),
+                    policy_ids=ids,
                     now=clock.now(self.clock),
                     dry_run=dry_run,
+                    closed_policy_ids=closed,
                 ),
             )
+            outcome.unseen_policies = [p for p in configured if p not in ids]
             self._policies = outcome.policies
             return outcome
+
+    def approval_modes(self, *, keep: bool = True) -> dict[str, str]:
+        """Each policy the credentials see, with its approval mode (`OPTIONAL`: Submit and
+        Close). Read from Expensify's policy list once a day (one request), kept in the
+        store in between: modes rarely change, and the cycle's budget is 4 requests. A dry
+        run (`keep=False`) writes nothing to the store: it reads the list when none is kept."""
+        today = self.today().isoformat()
+        cached = self._cached_modes()
+        if cached is not None and cached[0] == today:
+            return cached[1]
+        modes: dict[str, str] = self.track("expensify", self.expensify.approval_modes)
+        self._modes_read = (today, modes)
+        if keep:
+            self.store.set_cursor(json.dumps({"day": today, "modes": modes}), APPROVAL_MODES)
+        return modes
+
+    def _cached_modes(self) -> tuple[str, dict[str, str]] | None:
+        """The last policy list read: by this engine (a dry run keeps it only here), else
+        the one kept in the store."""
+        if self._modes_read is not None:
+            return self._modes_read
+        raw = self.store.cursor(APPROVAL_MODES)
+        if not raw:
+            return None
+        try:
+            data = json.loads(raw)
+            return (str(data["day"]), {str(k): str(v) for k, v in data["modes"].items()})
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def policy_sync_states(self) -> dict[str, str]:
+        """How each configured policy is synced, from the last policy list read (no request):
+        `approved` (approved and reimbursed reports, by approval), `closed` (Submit and
+        Close: closed reports, by submission), `not visible` or `not read yet`."""
+        cached = self._cached_modes()
+        return {
+            pid: (
+                "not read yet"
+                if cached is None
+                else "not visible"
+                if pid not in cached[1]
+                else "closed"
+                if cached[1][pid] == SUBMIT_AND_CLOSE
+                else "approved"
+            )
+            for pid in self._policy_ids()
+        }
 
     def policies(self) -> dict[str, PolicyInfo]:
         """The configured Expensify policies, read once per engine (one `get` request)."""
@@ -757,6 +829,12 @@ class Engine:
                     summary.excluded += 1
             summary.unchanged = len([r for r in fo.unchanged if r not in fetched_posted])
             changed_after_post = list(fo.changed_after_post)
+            summary.warnings += [
+                f"policy {pid} is configured but not visible to these Expensify credentials: "
+                "its reports cannot be synced (share the workspace with the API user, or "
+                "remove it from [posting] company_by_policy)"
+                for pid in fo.unseen_policies
+            ]
         plan = self._evaluate_and_plan(report_ids, include_failed=report_ids is not None)
         if report_ids is None:
             # Watch posted reports; reversals due today; changes after posting (dry run too).

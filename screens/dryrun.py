@@ -50,8 +50,10 @@ def plan_rows(plan: Any, flt: str = "") -> list[Row]:
         )
         if v.moved_from is not None:
             info += f" MOVED from {v.moved_from_period}"
+        if v.approval_note:
+            info += f" · approved {v.approval_note}"
         title.append("  ")
-        title.append_text(literal(info, 80, style=ORANGE if v.moved_from else GREY))
+        title.append_text(literal(info, 140, style=ORANGE if v.moved_from else GREY))
         rows.append(Row(key=v.report_id, cells={}, payload=v, selectable=False, span=title))
         for r in v.rows:
             parts = " ".join(f"{k}={val}" for k, val in r.code_parts)

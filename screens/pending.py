@@ -17,7 +17,7 @@ from textual.widgets import Footer, Label, Static
 from console.money import minor_to_decimal
 from screens.base import ConsoleScreen, StatusHeader
 from screens.literal import literal
-from screens.theme import GREY, status_text
+from screens.theme import GREY, VERMILLION, status_text
 from screens.vtable import Column, Row, VirtualTable
 from screens.widgets import FilterBar
 
@@ -80,6 +80,28 @@ PENDING_COLUMNS = [
 ]
 
 
+_STATE_WORDS = {
+    "approved": "approved reports",
+    "closed": "closed reports (Submit and Close)",
+    "not visible": "not visible to the API user: not synced",
+    "not read yet": "not read yet",
+}
+
+
+def sync_states_text(states: dict[str, str]) -> Text:
+    """' · POL-US, POL-EU: approved reports · POL-SC: closed reports (Submit and Close)'."""
+    out = Text()
+    by_state: dict[str, list[str]] = {}
+    for policy, state in states.items():
+        by_state.setdefault(state, []).append(policy)
+    for state, policies in by_state.items():
+        out.append(" · ")
+        out.append_text(literal(", ".join(policies), 40, style="bold"))
+        style = VERMILLION if state == "not visible" else ""
+        out.append(f": {_STATE_WORDS.get(state, state)}", style=style)
+    return out
+
+
 class PendingScreen(ConsoleScreen):
     TITLE = "Pending"
     MODE = "pending"
@@ -109,6 +131,10 @@ class PendingScreen(ConsoleScreen):
     def table(self) -> VirtualTable:
         return self.query_one("#pending-table", VirtualTable)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync_states: dict[str, str] = {}
+
     def on_mount(self) -> None:
         super().on_mount()
         self.table.focus()
@@ -117,6 +143,9 @@ class PendingScreen(ConsoleScreen):
 
     def refresh_data(self) -> None:
         engine = self.console_app.engine
+        # A local read (the last policy list kept in the store): which reports each policy
+        # brings, so a Submit-and-Close workspace is never silently missing.
+        self._sync_states = engine.policy_sync_states()
         table = self.table
         text = self.query_one(FilterBar).applied
         if isinstance(table.source, PendingSource) and table.source.store is engine.store:
@@ -153,6 +182,7 @@ class PendingScreen(ConsoleScreen):
         text.append(" pending reports")
         if table.marked:
             text.append(f" · {len(table.marked):,} marked", style="bold")
+        text.append_text(sync_states_text(self._sync_states))
         self.query_one("#pending-count", Label).update(text)
 
     @on(VirtualTable.Opened)

@@ -49,8 +49,14 @@ SERVICE = "expensify"
 ENDPOINT = "/Integration-Server/ExpensifyIntegrations"
 _AUTH_CODES = {401, 403, 407}
 _AUTH_WORDS = ("authenticat", "credential", "not authorized", "unauthori")
-# "not found" is not here: a file that does not exist will not appear by polling.
-_NOT_READY_WORDS = ("not ready", "in progress", "being generated")
+# "not found" is here only for downloads right after the job that wrote the file: real
+# clients record `{"responseMessage": "File not found"}` for a missing file, and "not ready"
+# is undocumented, so the two cannot be told apart; the polling is bounded either way.
+_NOT_READY_WORDS = ("not ready", "in progress", "being generated", "not found")
+# Where each kind of file is downloaded from: report exports on the Integration Server, card
+# reconciliation files on `reconciliation` (three real clients; reference/expensify.md §0).
+FILE_SYSTEM_EXPORT = "integrationServer"
+FILE_SYSTEM_RECONCILIATION = "reconciliation"
 _TRANSIENT_BODY_CODES = {502, 503, 504}
 # How many times a download is retried while the export file is not ready (each is a
 # request against the 20-a-minute budget), and the pause between tries.
@@ -87,6 +93,7 @@ class ExpensifyClient:
         limit_60s: int = 20,
         timeout_s: float = 60.0,
         max_wait_s: float = 120.0,
+        timezone: str = "UTC",
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         template: str | None = None,
@@ -105,6 +112,10 @@ class ExpensifyClient:
         self._count_lock = threading.Lock()
         self._limiters: dict[str, SlidingWindowLimiter] = {}
         self.requests_made = 0
+        # The workspace's time zone: each exported report's approval time is read in it.
+        self.timezone = timezone
+        # Which file system served the last card reconciliation file (tried first next time).
+        self.reconciliation_file_system = FILE_SYSTEM_RECONCILIATION
 
     def __repr__(self) -> str:
         return f"ExpensifyClient(url={self.base_url!r}, requests_made={self.requests_made})"
@@ -164,12 +175,13 @@ class ExpensifyClient:
             policy_ids=policy_ids,
             limit=limit,
         )
-        return parse_export(content, file_name=file_name)
+        return parse_export(content, file_name=file_name, zone=self.timezone)
 
     def export_items(
         self,
         *,
         approved_after: date | None = None,
+        start_date: date | None = None,
         states: Sequence[str] = ("APPROVED", "REIMBURSED"),
         exclude_label: str | None = None,
         policy_ids: Sequence[str] | None = None,
@@ -179,14 +191,14 @@ class ExpensifyClient:
         iteration."""
         content, file_name = self._export_file(
             approved_after=approved_after,
-            start_date=None,
+            start_date=start_date,
             report_ids=None,
             states=states,
             exclude_label=exclude_label,
             policy_ids=policy_ids,
             limit=None,
         )
-        return iter_export(content, file_name=file_name)
+        return iter_export(content, file_name=file_name, zone=self.timezone)
 
     def _export_file(self, **filters: Any) -> tuple[bytes, str]:
         """Run an export with the shipped template (no marking) and download it: (bytes, name)."""
@@ -211,7 +223,8 @@ class ExpensifyClient:
 
     def mark_reimbursed(self, report_ids: Sequence[str]) -> dict[str, Any]:
         """Set Approved reports to Reimbursed (report status updater). Returns the answer:
-        `reportIDs` done, and on partial success (207) `skippedReports`/`failedReports`."""
+        `reportIDs` done (as strings: Expensify answers numbers), and where reports were
+        skipped or failed `skippedReports`/`failedReports` (207; 200 when all were skipped)."""
         ids = _clean_ids(report_ids)
         if not ids:
             return {}
@@ -225,37 +238,51 @@ class ExpensifyClient:
         }
         response = self._call(job, what="the report status update")
         body = http.parse_json(response, service=SERVICE, what="the report status update")
-        return body if isinstance(body, dict) else {}
+        if not isinstance(body, dict):
+            return {}
+        done = body.get("reportIDs")
+        if isinstance(done, list):  # report IDs are opaque strings here, whatever was sent
+            body["reportIDs"] = [str(i) for i in done]
+        return body
 
     def get_policies(self, policy_ids: Sequence[str]) -> dict[str, PolicyInfo]:
         """Categories, tags and employees of these policies, in one request."""
         ids = _clean_ids(policy_ids)
         if not ids:
             return {}
-        body: dict[str, Any] = {}
-        # One request normally. A policy the user cannot see fails the whole request (404
-        # naming it); it is dropped and the rest asked again, so it becomes the engine's
-        # unknown-policy hold instead of failing every report.
-        for _ in range(len(ids)):
-            job = {
-                "type": "get",
-                "inputSettings": {
-                    "type": "policy",
-                    "policyIDList": ids,
-                    "fields": ["categories", "tags", "employees"],
-                },
-            }
+        # One request normally. A policy the user cannot see fails the whole request: real
+        # clients record 410 (404 elsewhere), and the message need not name the policy. Then
+        # each policy is asked alone, so the one missing becomes the engine's unknown-policy
+        # hold instead of failing every report.
+        try:
+            return self._policy_info(ids)
+        except ServiceError as exc:
+            if not _is_missing_policy(exc):
+                raise
+            if len(ids) == 1:
+                log.info("expensify does not know policy %s", ids[0])
+                return {}
+            log.info("expensify refused a policy of %s (%s); asking one at a time", ids, exc)
+        result: dict[str, PolicyInfo] = {}
+        for policy_id in ids:
             try:
-                body = self._get_json(job, what="the policy request")
-                break
+                result.update(self._policy_info([policy_id]))
             except ServiceError as exc:
-                missing = [i for i in ids if f"'{i}'" in exc.detail or f'"{i}"' in exc.detail]
-                if exc.status != 404 or not missing:
+                if not _is_missing_policy(exc):
                     raise
-                log.info("expensify does not know policy %s; asking without it", missing[0])
-                ids = [i for i in ids if i not in missing]
-                if not ids:
-                    return {}
+                log.info("expensify does not know policy %s", policy_id)
+        return result
+
+    def _policy_info(self, ids: list[str]) -> dict[str, PolicyInfo]:
+        job = {
+            "type": "get",
+            "inputSettings": {
+                "type": "policy",
+                "policyIDList": ids,
+                "fields": ["categories", "tags", "employees"],
+            },
+        }
+        body = self._get_json(job, what="the policy request")
         info = body.get("policyInfo")
         if not isinstance(info, dict):
             raise ProtocolError(SERVICE, "the policy answer has no policyInfo object")
@@ -272,6 +299,15 @@ class ExpensifyClient:
         if not isinstance(policies, list):
             raise ProtocolError(SERVICE, "the policy list answer has no policyList array")
         return [p for p in policies if isinstance(p, dict)]
+
+    def approval_modes(self) -> dict[str, str]:
+        """Each visible policy's approval mode from the policy list (`OPTIONAL` is Submit and
+        Close, `BASIC` and `ADVANCED` approve; "" where the answer does not say)."""
+        return {
+            str(p.get("id")): str(p.get("approvalMode") or "")
+            for p in self.list_policies()
+            if p.get("id")
+        }
 
     def check(self) -> None:
         """Proves the credentials work (one policyList request)."""
@@ -290,6 +326,32 @@ class ExpensifyClient:
         """The content of a file a job wrote on the Integration Server, polled (boundedly)
         until it is ready."""
         return self._download(file_name)
+
+    def download_reconciliation(self, file_name: str) -> bytes:
+        """A card reconciliation file: from the `reconciliation` file system, as real clients
+        download it; where a tenant answers that it has no such file there, from
+        `integrationServer` (the older way). The one that answered is kept in
+        `reconciliation_file_system` (and tried first next time)."""
+        systems = [self.reconciliation_file_system] + [
+            fs
+            for fs in (FILE_SYSTEM_RECONCILIATION, FILE_SYSTEM_EXPORT)
+            if fs != self.reconciliation_file_system
+        ]
+        for attempt in range(1, DOWNLOAD_TRIES + 1):
+            for system in systems:
+                try:
+                    content = self._download_once(file_name, system, "the reconciliation download")
+                except _NotReady:
+                    continue
+                self.reconciliation_file_system = system
+                return content
+            if attempt < DOWNLOAD_TRIES:
+                self.sleep(DOWNLOAD_PAUSE_S * attempt)
+        raise Unreachable(
+            SERVICE,
+            f"the card reconciliation file {file_name} was not found on either file system "
+            f"({', '.join(systems)}) after {DOWNLOAD_TRIES} tries",
+        )
 
     # ------------------------------------------------------------------ internals
     def _export_input(
@@ -354,19 +416,22 @@ class ExpensifyClient:
         return name
 
     def _download(self, file_name: str) -> bytes:
-        job = {"type": "download", "fileName": file_name, "fileSystem": "integrationServer"}
         for attempt in range(1, DOWNLOAD_TRIES + 1):
             try:
-                response = self._call(job, what="the export download", not_ready_ok=True)
+                return self._download_once(file_name, FILE_SYSTEM_EXPORT, "the export download")
             except _NotReady:
                 if attempt == DOWNLOAD_TRIES:
                     break
                 self.sleep(DOWNLOAD_PAUSE_S * attempt)
-                continue
-            return response.content
         raise Unreachable(
-            SERVICE, f"the export file was still not ready after {DOWNLOAD_TRIES} downloads"
+            SERVICE,
+            f"the export file {file_name} was still not there after {DOWNLOAD_TRIES} downloads "
+            "(Expensify answers 'File not found' for a file not written yet)",
         )
+
+    def _download_once(self, file_name: str, file_system: str, what: str) -> bytes:
+        job = {"type": "download", "fileName": file_name, "fileSystem": file_system}
+        return self._call(job, what=what, not_ready_ok=True).content
 
     def _get_json(self, job: dict[str, Any], *, what: str) -> dict[str, Any]:
         response = self._call(job, what=what)
@@ -514,13 +579,19 @@ def _error_in_body(response: httpx.Response) -> tuple[int | None, str]:
         body = money.loads(response.content)
     except ValueError:
         return None, ""
-    if not isinstance(body, dict) or "responseCode" not in body:
+    if not isinstance(body, dict):
+        return None, ""
+    message = str(body.get("responseMessage") or "")[:300]
+    if "responseCode" not in body:
+        # Real clients record errors with no responseCode: `{"responseMessage": "File not
+        # found"}`. An object of nothing but a message is an error, never data.
+        if message and set(body) <= {"responseMessage", "httpCode"}:
+            return (404 if "not found" in message.lower() else 400), message
         return None, ""
     try:
         code = int(body["responseCode"])
     except (TypeError, ValueError):
         return None, ""
-    message = str(body.get("responseMessage") or "")[:300]
     if 200 <= code < 300:  # 207: partial success, the body says what was skipped
         return None, ""
     return code, message
@@ -534,6 +605,11 @@ def _short_text(response: httpx.Response) -> str:
 def _is_auth_failure(code: int, message: str) -> bool:
     lowered = message.lower()
     return code in _AUTH_CODES or any(word in lowered for word in _AUTH_WORDS)
+
+
+def _is_missing_policy(exc: ServiceError) -> bool:
+    """A policy the credentials cannot see: 410 as real clients record it, or 404."""
+    return exc.status in (404, 410) and "polic" in exc.detail.lower()
 
 
 def _is_not_ready(message: str) -> bool:
@@ -568,13 +644,13 @@ _DECODER = json.JSONDecoder(parse_float=Decimal)
 ExportItem = ExportReport | MalformedReport
 
 
-def parse_export(content: bytes, *, file_name: str = "") -> ExportResult:
+def parse_export(content: bytes, *, file_name: str = "", zone: str = "UTC") -> ExportResult:
     """Read the export file: a JSON array with one object per report. Each object that
     cannot be read becomes a MalformedReport (reportID "" when it has none to hold it by);
     a file that is not such an array raises."""
     reports: list[ExportReport] = []
     malformed: list[MalformedReport] = []
-    for item in iter_export(content, file_name=file_name):
+    for item in iter_export(content, file_name=file_name, zone=zone):
         if isinstance(item, ExportReport):
             reports.append(item)
         else:
@@ -582,7 +658,7 @@ def parse_export(content: bytes, *, file_name: str = "") -> ExportResult:
     return ExportResult(reports=reports, malformed=malformed, file_name=file_name)
 
 
-def iter_export(content: bytes, *, file_name: str = "") -> Iterator[ExportItem]:
+def iter_export(content: bytes, *, file_name: str = "", zone: str = "UTC") -> Iterator[ExportItem]:
     """The export file's reports one at a time, so that a caller storing them as they come
     never holds the whole file as objects (at 10,000 reports that is hundreds of MB), nor as
     one string (see _ArrayReader).
@@ -592,7 +668,8 @@ def iter_export(content: bytes, *, file_name: str = "") -> Iterator[ExportItem]:
     of `parse_export`, interleaved in file order: an ExportReport for each readable report,
     a MalformedReport for each object that is not one. A report ID that occurs twice with
     different content is trusted in neither copy: neither is handed out as a report, and
-    the differing copy comes as a `duplicate-reportID` MalformedReport.
+    the differing copy comes as a `duplicate-reportID` MalformedReport. Each report's
+    accrual moment is read in `zone` (ExportReport.as_accrued).
     """
     try:
         ids = [_report_id(item) for item in _ArrayReader(content)]
@@ -615,7 +692,7 @@ def iter_export(content: bytes, *, file_name: str = "") -> Iterator[ExportItem]:
             elif item != copies[report_id]:
                 disagreeing.add(index)
     bad = {ids[i] for i in disagreeing}
-    return _export_items(content, ids, first, disagreeing, bad)
+    return _export_items(content, ids, first, disagreeing, bad, zone)
 
 
 def _export_items(
@@ -624,6 +701,7 @@ def _export_items(
     first: dict[str, int],
     disagreeing: set[int],
     bad: set[str | None],
+    zone: str,
 ) -> Iterator[ExportItem]:
     for index, item in enumerate(_ArrayReader(content)):
         report_id = ids[index]
@@ -651,7 +729,7 @@ def _export_items(
             yield MalformedReport(reportID=report_id, what=_describe_invalid(exc), raw=item)
             continue
         if report_id not in bad:  # a report whose duplicate disagreed is not trusted
-            yield report
+            yield report.as_accrued(zone)
 
 
 def _report_id(item: Any) -> str | None:

@@ -7,7 +7,9 @@ with its `transactions`. Text fields are HTML-unescaped here (Expensify serves `
 from __future__ import annotations
 
 import html
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -92,6 +94,12 @@ class ExportTransaction(_Model):
         return [p for p in self.tag.split(":")] if self.tag else []
 
 
+APPROVED_FORMAT = "%Y-%m-%d %H:%M:%S"  # Expensify's `approved`, observed in real responses
+# Display statuses of a report closed without approval (Submit-and-Close: "Closed"; the
+# reconciliation template calls the state "Archived").
+CLOSED_STATUSES = ("closed", "archived")
+
+
 class ExportReport(_Model):
     reportID: str
     reportName: str = ""
@@ -108,6 +116,12 @@ class ExportReport(_Model):
     approved: str = ""
     reimbursed: str = ""
     transactions: list[ExportTransaction] = Field(default_factory=list)
+    # Set by the client (never by Expensify, see as_accrued): the zone `approved` is written
+    # in, the timestamp as Expensify sent it (UTC) when that changed it, and "submitted" when
+    # a report closed without approval takes its submission as its moment.
+    approvalZone: str = ""
+    approvedUTC: str = ""
+    approvedFrom: str = ""
 
     _unescape_text = field_validator("reportName", "policyName", "submitterName", mode="before")(
         _unescape
@@ -117,6 +131,30 @@ class ExportReport(_Model):
     def approved_date(self) -> str:
         """yyyy-mm-dd part of the approval timestamp."""
         return self.approved[:10]
+
+    def as_accrued(self, zone: str) -> ExportReport:
+        """This report as the console accrues it. Its moment is `approved`, or for a report
+        closed without approval (a Submit-and-Close workspace) `submitted` (then
+        `approvedFrom` says so). The moment is read as UTC, as Expensify sends it, and written
+        in `zone` (IANA name), the workspace's time zone, so that its date is the workspace's
+        day (`approvedUTC` keeps what was sent when that changed it). A value that is not a
+        `yyyy-MM-dd HH:mm:ss` timestamp is left for validation to hold."""
+        if self.approvalZone:  # done already (a stored report read back)
+            return self
+        update: dict[str, str] = {"approvalZone": zone}
+        moment_text = self.approved
+        if not moment_text.strip() and self.status.strip().lower() in CLOSED_STATUSES:
+            moment_text = self.submitted
+            update.update(approved=moment_text, approvedFrom="submitted")
+        if zone != "UTC":
+            try:
+                moment = datetime.strptime(moment_text.strip(), APPROVED_FORMAT)
+            except ValueError:
+                moment = None
+            if moment is not None:
+                local = moment.replace(tzinfo=UTC).astimezone(ZoneInfo(zone))
+                update.update(approved=local.strftime(APPROVED_FORMAT), approvedUTC=moment_text)
+        return self.model_copy(update=update)
 
 
 class MalformedReport(_Model):

@@ -1,8 +1,10 @@
 """Company-card spend from Expensify's reconciliation export (reference/expensify.md §5).
 
 A `reconciliation` job with the project's template (reconciliation.ftl) answers a file name;
-the file is downloaded like a report export. The file is a JSON array of cards, each with its
-reports and their expenses; expenses not yet on a report sit on the report with ID 0.
+the file is downloaded from the `reconciliation` file system, as real clients do (the client
+falls back to `integrationServer` where a tenant has no file there). The file is a JSON array
+of cards, each with its reports and their expenses; expenses not yet on a report sit on the
+report with ID 0.
 
 What this module hands on is `CardSpend`: one expense, text HTML-unescaped, the amount as
 integer minor units in the *spend* sign (a purchase positive, a refund negative), i.e. the
@@ -31,7 +33,8 @@ if TYPE_CHECKING:
 
 SERVICE = "expensify"
 ALL_FEEDS = "export_all_feeds"
-Scope = Literal["Unreported", "Reported", "All"]
+# The two scopes real clients use; "Reported" is not confirmed (reference/expensify.md §0).
+Scope = Literal["Unreported", "All"]
 
 
 def reconciliation_template() -> str:
@@ -275,7 +278,7 @@ def export_card_spend(
         job = reconciliation_job(start=start, end=end, domain=domain, feed=feed, scope=scope)
         response = client.run_job(job, template=template, what="the card reconciliation job")
         name = _file_name(response.content)
-        part = parse_reconciliation(client.download(name), file_name=name)
+        part = parse_reconciliation(client.download_reconciliation(name), file_name=name)
         known = {s.transaction_id for s in spends}
         spends.extend(s for s in part.spends if s.transaction_id not in known)
         bad.extend(part.unreadable)

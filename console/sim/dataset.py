@@ -93,6 +93,9 @@ class Policy(_Model):
     type: str = "corporate"
     owner: str = ""
     role: str = "admin"
+    # The policy list's approvalMode: OPTIONAL (Submit and Close: reports close on submission,
+    # never approved), BASIC (Submit and Approve) or ADVANCED.
+    approvalMode: str = "BASIC"
     categories: list[Category] = Field(default_factory=list)
     tags: list[TagLevel] = Field(default_factory=list)
     employees: list[Employee] = Field(default_factory=list)

@@ -43,6 +43,10 @@ DEMO_DOMAIN = "calderfinch.example"
 DEMO_COMPANY = "10"
 DEMO_POLICY_US = "POL-US"
 DEMO_POLICY_EU = "POL-EU"
+# A Submit-and-Close workspace (the field team, USD): its reports close on submission and are
+# never approved. In the `make demo` world only (demo_dataset), not in the fixed world.
+DEMO_POLICY_SC = "POL-SC"
+DEMO_SC_REPORTS = 12
 DEMO_EXPORT_LABEL = "ml-console"
 # The first poll starts here (for DEMO_PERIOD: the first day of the month before, whose
 # approvals fall in a closed period); Expensify's approvedAfter excludes the day itself.
@@ -847,6 +851,7 @@ def build_demo_dataset(
     reports: int = DEMO_REPORTS,
     period: str = DEMO_PERIOD,
     as_of: date | None = None,
+    submit_and_close: bool = False,
 ) -> dict[str, Any]:
     """The demo world as a raw JSON-able dict (design.md §3 shape). Same arguments, same dict.
 
@@ -854,7 +859,9 @@ def build_demo_dataset(
     attention cases included); about 5% more in OPEN or SUBMITTED state come on top and must
     not be fetched. With `as_of` in the month after `period`, that month is in progress:
     in_progress_count() more reports, approved on its days before `as_of`, all postable. The
-    period's reports are the same with or without them.
+    period's reports are the same with or without them. With `submit_and_close`, a third
+    policy (DEMO_POLICY_SC, Submit and Close) has DEMO_SC_REPORTS closed reports submitted in
+    the period; the other reports are the same with or without it.
     """
     if reports < 20:
         raise ValueError("the demo needs at least 20 reports (9 of them need attention)")
@@ -894,7 +901,52 @@ def build_demo_dataset(
     # Its own random stream, so the reports are the same with or without the card spend.
     cards = _unreported_card_spend(b, Random(f"{seed}:cards"))
     drafts.extend(_in_progress_drafts(b, Random(f"{seed}:in-progress"), reports, as_of))
-    return _assemble(b, drafts, cards)
+    closed = _closed_drafts(b, Random(f"{seed}:submit-and-close")) if submit_and_close else []
+    raw = _assemble(b, drafts + closed, cards)
+    if submit_and_close:
+        _as_submit_and_close(raw, {d.fixed_id for d in closed})
+    return raw
+
+
+def _closed_drafts(b: _Builder, rng: Random) -> list[_Draft]:
+    """The field team's reports: closed on submission in the period, never approved. IDs of
+    their own (52…), so the other reports' IDs do not move."""
+    team = [p for p in b.people if p.policy == DEMO_POLICY_US and p.cost_centre != NEW_LAB[0]]
+    saved, b.rng = b.rng, rng
+    try:
+        drafts = []
+        next_id = 52_000_000
+        for _ in range(DEMO_SC_REPORTS):
+            person = rng.choice(team[:20])
+            draft = b.report(person, None, status="ARCHIVED", lines_wanted=rng.randint(1, 5))
+            next_id += rng.randint(7, 40)
+            draft.fixed_id = str(next_id)
+            drafts.append(draft)
+        return drafts
+    finally:
+        b.rng = saved
+
+
+def _as_submit_and_close(raw: dict[str, Any], report_ids: set[str]) -> None:
+    """Move the field team's reports into the Submit-and-Close policy, and add the policy."""
+    policies = raw["expensify"]["policies"]
+    us = next(p for p in policies if p["id"] == DEMO_POLICY_US)
+    members = set()
+    for report in raw["expensify"]["reports"]:
+        if report["reportID"] in report_ids:
+            report.update(policyID=DEMO_POLICY_SC, policyName=f"{DEMO_FIRM} — Field Services")
+            report["approved"] = None
+            members.add(report["accountEmail"])
+    policies.append(
+        {
+            **us,
+            "id": DEMO_POLICY_SC,
+            "name": f"{DEMO_FIRM} — Field Services",
+            "approvalMode": "OPTIONAL",
+            "employees": [{**e, "submitsTo": ""} for e in us["employees"] if e["email"] in members]
+            + [e for e in us["employees"] if e["role"] == "admin"],
+        }
+    )
 
 
 def in_progress_count(reports: int, period: str, as_of: date | None) -> int:
@@ -1278,7 +1330,8 @@ def demo_dataset(
     """The demo world as of a day (default: the console's today), parsed: the month before
     it closing, its own month in progress. A fresh Dataset each call (simulators change it)."""
     day = as_of or clock.today()
-    raw = build_demo_dataset(seed, reports=reports, period=clock.previous_period(day), as_of=day)
+    period = clock.previous_period(day)
+    raw = build_demo_dataset(seed, reports=reports, period=period, as_of=day, submit_and_close=True)
     return parse_dataset(raw, "demo dataset")
 
 
@@ -1317,7 +1370,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             day = args.as_of or clock.today()
             period = clock.previous_period(day)
-            raw = build_demo_dataset(args.seed, reports=args.reports, period=period, as_of=day)
+            raw = build_demo_dataset(
+                args.seed, reports=args.reports, period=period, as_of=day, submit_and_close=True
+            )
     except ValueError as err:
         parser.error(str(err))
     data = (dumps_dataset(raw, args.indent) + "\n").encode("utf-8")

@@ -5,8 +5,9 @@ One endpoint, `POST /Integration-Server/ExpensifyIntegrations`, takes a form fie
 plus `template` / `data`, urlencoded or multipart. Jobs: `file` (report export rendered for the
 project's export.ftl), `reconciliation` (company-card expenses rendered for the project's
 reconciliation.ftl), `download`, `get` (policyList, policy) and `update` (reportStatus).
-Job errors come back as HTTP 200 with `{"responseCode", "responseMessage"}`; only the rate
-limiter (and injected faults) use the HTTP status. `/__sim/` routes inspect and steer it.
+Job errors come back as HTTP 200 with `{"responseCode", "responseMessage"}` (a missing file,
+as recorded, with no responseCode); only the rate limiter (and injected faults) use the HTTP
+status. `/__sim/` routes inspect and steer it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
-from datetime import date
+from datetime import date, timedelta
 from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import Any, Literal, cast
@@ -68,8 +69,9 @@ POLICY_FIELDS = ("categories", "tags", "employees", "reportFields", "tax")
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _BASENAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 RECONCILIATION_TEMPLATE_PATH = TEMPLATE_PATH.with_name("reconciliation.ftl")
-# inputSettings.type of a reconciliation job: which card expenses.
-RECONCILIATION_TYPES = ("Unreported", "Reported", "All")
+# inputSettings.type of a reconciliation job: which card expenses. Real clients use these two;
+# "Reported" is not confirmed (reference/expensify.md §0), so it is refused.
+RECONCILIATION_TYPES = ("Unreported", "All")
 ALL_FEEDS = "export_all_feeds"
 # Generated files kept for download; the oldest go first, so a long benchmark stays bounded.
 MAX_STORED_FILES = 256
@@ -93,6 +95,17 @@ class ExpensifySimSettings(BaseModel):
     # export fails); "ignore" renders on as FreeMarker's IGNORE_HANDLER does. What the real
     # Integration Server does is undocumented.
     template_errors: Literal["fail", "ignore"] = "fail"
+    # Which `fileSystem` serves a reconciliation job's file: "reconciliation", as three real
+    # clients download it (observed); "integrationServer" for a tenant of the older way;
+    # "either". Report export files are served on integrationServer only.
+    reconciliation_file_system: Literal["reconciliation", "integrationServer", "either"] = (
+        "reconciliation"
+    )
+    # How errors look. "recorded" (what real clients record): a policy the user cannot see
+    # is 410 "Policy not found"; a missing file, and one not written yet (undocumented,
+    # assumed the same), is `{"responseMessage": "File not found"}` with no responseCode.
+    # "alternative": 404 naming the policy, 410 naming the file, 404 "not ready yet".
+    error_shapes: Literal["recorded", "alternative"] = "recorded"
 
     @field_validator("auth_error_code")
     @classmethod
@@ -127,11 +140,19 @@ def _job_error(err: JobError) -> Response:
     )
 
 
+class _FileMissing(Exception):
+    """A download of a file the simulator does not serve (or not yet): answered in the
+    configured error shape."""
+
+
 class _StoredFile:
-    def __init__(self, owner: str, content: bytes, not_ready_polls: int) -> None:
+    def __init__(
+        self, owner: str, content: bytes, not_ready_polls: int, *, reconciliation: bool = False
+    ) -> None:
         self.owner = owner
         self.content = content
         self.not_ready_polls = not_ready_polls
+        self.reconciliation = reconciliation
 
 
 class ExpensifySim:
@@ -227,6 +248,9 @@ class ExpensifySim:
             return self._run(job, form, partner or "")
         except JobError as err:
             return _job_error(err)
+        except _FileMissing:
+            # As real clients record it: no responseCode (reference/expensify.md §0).
+            return JSONResponse({"responseMessage": "File not found"})
 
     def _check_rate_limit(self, partner: str | None) -> None:
         settings = self.settings
@@ -308,7 +332,7 @@ class ExpensifySim:
         test = job.get("test") in ("true", True)
 
         with self._lock:
-            chosen = selection.select(self._reports.values())
+            chosen = selection.select(self._reports.values(), self._policies)
             model = export_model(chosen, self._policies.values())
             try:
                 ignore = self.settings.template_errors == "ignore"
@@ -388,7 +412,9 @@ class ExpensifySim:
             cards = self._card_model(kind, start, end, domain.strip().lower(), feed)
             content = render_reconciliation({"cards": cards}).encode("utf-8")
             name = f"is_reconciliation_{self._rng.getrandbits(48)}.{ext}"
-            self._files[name] = _StoredFile(partner, content, self.settings.download_not_ready)
+            self._files[name] = _StoredFile(
+                partner, content, self.settings.download_not_ready, reconciliation=True
+            )
             while len(self._files) > MAX_STORED_FILES:
                 del self._files[next(iter(self._files))]
         return JSONResponse({"responseCode": 200, "responseMessage": "OK", "filename": name})
@@ -422,7 +448,7 @@ class ExpensifySim:
                         _report_zero(t),
                         _card_expense(t),
                     )
-        if kind in ("Reported", "All"):
+        if kind == "All":
             for r in self._reports.values():
                 if isinstance(r, RawReport):
                     continue
@@ -453,17 +479,28 @@ class ExpensifySim:
         if not isinstance(name, str) or not name:
             raise JobError(410, "Required parameter 'fileName' is missing")
         system = job.get("fileSystem", "integrationServer")
-        if system != "integrationServer":
+        if system not in ("integrationServer", "reconciliation"):
             raise JobError(410, f"Argument 'fileSystem' is malformed: '{system}'")
+        alternative = self.settings.error_shapes == "alternative"
         with self._lock:
             stored = self._files.get(name)
-            if stored is None or stored.owner != partner:
-                raise JobError(410, f"File '{name}' was not found")
+            if stored is None or stored.owner != partner or not self._serves(stored, system):
+                if alternative:
+                    raise JobError(410, f"File '{name}' was not found")
+                raise _FileMissing()
             if stored.not_ready_polls > 0:
                 stored.not_ready_polls -= 1
-                raise JobError(404, f"File '{name}' is not ready yet; try again shortly")
+                if alternative:
+                    raise JobError(404, f"File '{name}' is not ready yet; try again shortly")
+                raise _FileMissing()
             content = stored.content
         return Response(content, media_type="application/json")
+
+    def _serves(self, stored: _StoredFile, system: str) -> bool:
+        if not stored.reconciliation:
+            return system == "integrationServer"
+        wanted = self.settings.reconciliation_file_system
+        return wanted == "either" or system == wanted
 
     # ------------------------------------------------------------ get (policies)
     def _get_job(self, job: dict[str, Any]) -> Response:
@@ -480,6 +517,7 @@ class ExpensifySim:
                         "role": p.role,
                         "owner": p.owner,
                         "outputCurrency": p.outputCurrency,
+                        "approvalMode": p.approvalMode,
                     }
                     for p in self._policies.values()
                     if not admin_only or p.role == "admin"
@@ -507,7 +545,9 @@ class ExpensifySim:
         for pid in ids:
             policy = self._policies.get(pid)
             if policy is None:
-                raise JobError(404, f"Policy '{pid}' not found or not shared with this user")
+                if self.settings.error_shapes == "alternative":
+                    raise JobError(404, f"Policy '{pid}' not found or not shared with this user")
+                raise JobError(410, "Policy not found")
             info[pid] = {f: _policy_field(policy, f) for f in fields}
         return info
 
@@ -542,16 +582,21 @@ class ExpensifySim:
                     report.status = "REIMBURSED"
                     report.reimbursed = now
                     done.append(rid)
-        if skipped or failed:
+        # Real answers list numeric report IDs as JSON numbers (reference/expensify.md §0).
+        ids_done: list[int | str] = [int(r) if r.isdigit() else r for r in done]
+        if failed or (skipped and done):
             return JSONResponse(
                 {
                     "responseCode": 207,
-                    "reportIDs": done,
+                    "reportIDs": ids_done,
                     "skippedReports": skipped,
                     "failedReports": failed,
                 }
             )
-        return JSONResponse({"responseCode": 200, "reportIDs": done})
+        if skipped:
+            # A run that skipped every report was observed answering 200, not 207.
+            return JSONResponse({"responseCode": 200, "reportIDs": [], "skippedReports": skipped})
+        return JSONResponse({"responseCode": 200, "reportIDs": ids_done})
 
     # ------------------------------------------------------------ control routes
     async def _get_requests(self, request: Request) -> Response:
@@ -910,13 +955,21 @@ class _ExportSelection:
             raise JobError(
                 410, "One of the filters 'reportIDList', 'startDate' or 'approvedAfter' is required"
             )
+        # Current docs: endDate is required once the start is more than a year back. "Today"
+        # is the as-of day when one is set, so a test world does not age out.
+        year_ago = (clock.today() - timedelta(days=365)).isoformat()
+        starts = [d for d in (sel.start, sel.approved_after) if d is not None]
+        if sel.end is None and starts and min(starts) < year_ago:
+            raise JobError(410, "Required parameter 'endDate' is missing")
         return sel
 
-    def select(self, reports: Iterable[Report | RawReport]) -> list[Report | RawReport]:
-        chosen = (r for r in reports if self._keeps(r))
+    def select(
+        self, reports: Iterable[Report | RawReport], policies: dict[str, Policy]
+    ) -> list[Report | RawReport]:
+        chosen = (r for r in reports if self._keeps(r, policies))
         return list(itertools.islice(chosen, self.limit))
 
-    def _keeps(self, r: Report | RawReport) -> bool:
+    def _keeps(self, r: Report | RawReport, policies: dict[str, Policy]) -> bool:
         state = "OPEN" if r.status == "REJECTED" else r.status
         if state not in self.states:
             return False
@@ -924,7 +977,7 @@ class _ExportSelection:
             return False
         if self.policy_ids is not None and r.policyID not in self.policy_ids:
             return False
-        if self.employee is not None and r.accountEmail != self.employee:
+        if self.employee is not None and not _visible_to(self.employee, r, policies):
             return False
         if self.start is not None or self.end is not None:
             # startDate/endDate test the later of the submitted and created dates, inclusive.
@@ -943,6 +996,28 @@ class _ExportSelection:
         ):
             return False
         return not (self.not_marked is not None and self.not_marked in r.exportLabels)
+
+
+def _visible_to(account: str, r: Report | RawReport, policies: dict[str, Policy]) -> bool:
+    """Whether `account` (a file job's employeeEmail: "the reports will be exported from that
+    account") sees the report: all of a policy it administers or owns; else the reports it
+    submitted and those its policy's employee list has submitted to it."""
+    me = account.strip().lower()
+    submitter = r.accountEmail.strip().lower()
+    if submitter == me:
+        return True
+    policy = policies.get(r.policyID)
+    if policy is None:
+        return False
+    if policy.owner.strip().lower() == me:
+        return True
+    for e in policy.employees:
+        email = e.email.strip().lower()
+        if email == me and e.role.lower() == "admin":
+            return True
+        if email == submitter and e.submitsTo.strip().lower() == me:
+            return True
+    return False
 
 
 def _date_filter(filters: dict[str, Any], key: str) -> str | None:

@@ -64,16 +64,31 @@ def test_mark_exported_labels_exactly_the_posted_reports(expensify):
     assert c.requests_made == 5
 
 
-def test_download_not_ready_is_polled_a_bounded_number_of_times(expensify):
+@pytest.mark.parametrize("shapes", ["recorded", "alternative"])
+def test_download_not_ready_is_polled_a_bounded_number_of_times(expensify, shapes):
+    """Recorded: `{"responseMessage": "File not found"}` with no responseCode, for a missing
+    and a not-yet-written file alike; alternative: a 404 saying "not ready"."""
     t = FakeTime()
-    expensify.settings(download_not_ready=2)
+    expensify.settings(download_not_ready=2, error_shapes=shapes)
     c = client(expensify, clock=t.clock, sleep=t.sleep)
     assert len(c.export_reports(approved_after=OCT_1).reports) == 4
     assert c.requests_made == 4  # file job + three downloads
     expensify.settings(download_not_ready=50)
-    with pytest.raises(Unreachable, match="not ready"):
+    with pytest.raises(Unreachable, match="still not there after 4 downloads"):
         c.export_reports(approved_after=OCT_1)
     assert c.requests_made == 4 + 1 + 4
+
+
+@pytest.mark.parametrize("shapes", ["recorded", "alternative"])
+def test_a_policy_the_user_cannot_see_is_left_out_in_either_shape(shapes):
+    """Recorded: 410 "Policy not found", naming no policy; alternative: 404 naming it. Either
+    way the others are read and the unknown one becomes the engine's unknown-policy hold."""
+    with running_expensify(error_shapes=shapes) as sim:
+        c = client(sim)
+        assert set(c.get_policies(["POL-NONE", "POL-US", "POL-EU"])) == {"POL-US", "POL-EU"}
+        assert sim.requests()["total"] == 4  # all three, then each alone
+        assert c.get_policies(["POL-NONE"]) == {}
+        assert set(c.get_policies(["POL-US"])) == {"POL-US"}
 
 
 def test_policies_in_one_request_with_both_tag_shapes():

@@ -45,6 +45,7 @@ from console.sim.demo import (
 )
 from console.sim.expensify_app import ENDPOINT
 from tests.close.helpers import FAST_EXPENSIFY, engine_on
+from tests.conftest import sim_control
 from tests.e2e.conftest import make_console
 
 NOVEMBER = ClosePeriod(2026, 11)
@@ -69,7 +70,7 @@ def reconcile(url: str, **settings: Any) -> Any:
     body = answer.json()
     assert answer.status_code == 200 and body["responseCode"] == 200, body
     assert body["filename"].startswith("is_reconciliation_")
-    download = {"type": "download", "fileName": body["filename"], "fileSystem": "integrationServer"}
+    download = {"type": "download", "fileName": body["filename"], "fileSystem": "reconciliation"}
     return loads(post_job(url, download).content)
 
 
@@ -110,8 +111,12 @@ def test_reconciliation_job_serves_unreported_card_spend_with_the_inverted_sign(
     assert len(refunds) == 1 and "Refund" in refunds[0]["comment"]
     assert any("&amp;" in e["merchant"] for _, _, e in got.values())
 
-    # Reported: card lines on reports, the sign inverted against the report export's.
-    reported = expenses(reconcile(sims.expensify_url, type="Reported"))
+    # All: the unreported ones and the card lines on reports, the sign inverted against the
+    # report export's. (Real clients use Unreported and All only.)
+    every = expenses(reconcile(sims.expensify_url, type="All"))
+    assert set(got) <= set(every)
+    # (a deleted expense, on report -1, is in All too: it is no report's line)
+    reported = {tid: v for tid, v in every.items() if int(v[1]["reportID"]) > 0}
     report_lines = {
         ln["transactionID"]: ln
         for r in demo_raw["expensify"]["reports"]
@@ -381,3 +386,30 @@ async def test_close_screen_lists_card_spend_in_its_own_section(tmp_path, sims, 
             assert "Card spend not yet reported, by account" in chart
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize(
+    ("served_on", "tried", "learned"),
+    [
+        ("reconciliation", 1, "reconciliation"),  # as real clients download it
+        ("integrationServer", 2, "integrationServer"),  # an older tenant: asked there next
+        ("either", 1, "reconciliation"),
+    ],
+)
+def test_the_client_downloads_card_files_where_real_clients_do(sims, served_on, tried, learned):
+    from pydantic import SecretStr
+
+    from console.credentials import ExpensifyCredentials
+    from console.expensify.client import ExpensifyClient
+
+    sim_control(sims.expensify_url, "settings", "POST", {"reconciliation_file_system": served_on})
+    creds = ExpensifyCredentials(DEMO_EXPENSIFY_USER_ID, SecretStr(DEMO_EXPENSIFY_SECRET))
+    with ExpensifyClient(sims.expensify_url, lambda: creds, limit_10s=100, limit_60s=600) as c:
+        window = {"start": date(2026, 11, 1), "end": date(2026, 11, 30), "domains": [DEMO_DOMAIN]}
+        first = reconciliation.export_card_spend(c, **window)
+        assert len(first.spends) == DEMO_CARD_SPEND
+        assert c.requests_made == 1 + tried  # the job, then a download per file system tried
+        assert c.reconciliation_file_system == learned
+        again = reconciliation.export_card_spend(c, **window)
+        assert again.spends == first.spends
+        assert c.requests_made == 1 + tried + 2  # the file system that served is asked first

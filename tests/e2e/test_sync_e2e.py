@@ -391,3 +391,71 @@ def test_every_loop_runs_cycles_and_stops_cleanly_on_sigterm(small_console):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("zone", "day", "period"),
+    [
+        ("UTC", "2026-11-30", "2026-11"),
+        ("Europe/Berlin", "2026-12-01", "2026-12"),  # east of UTC: already the next day there
+        ("America/New_York", "2026-11-30", "2026-11"),
+    ],
+)
+def test_the_workspace_time_zone_decides_the_approval_day(
+    small_console, small_sims, zone, day, period
+):
+    """Expensify's `approved` (UTC) is read in `expensify.timezone`: a report approved at
+    23:30 UTC on a month's last day is in the next month's period in Berlin. The dry run
+    shows the time and zone for a report approved on its period's first or last day."""
+    sim_post(
+        small_sims.expensify_url,
+        "/__sim/reports",
+        {
+            "reportID": "90000077",
+            "policyID": "POL-US",
+            "reportName": "Late approval",
+            "accountEmail": "ana.lee@small.example",
+            "currency": "USD",
+            "status": "APPROVED",
+            "created": "2026-11-29 08:00:00",
+            "submitted": "2026-11-30 18:00:00",
+            "approved": "2026-11-30 23:30:00",
+            "transactionList": [
+                {
+                    "transactionID": "7000000000000000777",
+                    "merchant": "Night train",
+                    "amount": 12300,
+                    "currency": "USD",
+                    "convertedAmount": 12300,
+                    "category": "Airfare",
+                    "categoryGlCode": "6110",
+                    "tag": "Advisory:Apollo",
+                    "created": "2026-11-29",
+                    "reimbursable": True,
+                }
+            ],
+        },
+    )
+    small_console.write_config(expensify={"timezone": zone})
+    proc = small_console.run("--auto", "--dry-run", "--json")
+    assert proc.returncode == 3, proc.stderr
+    [voucher] = [
+        v for v in json.loads(proc.stdout)["plan"]["vouchers"] if v["reportID"] == "90000077"
+    ]
+    assert voucher["body"]["VoucherDate"] == day
+    assert (
+        f"{voucher['body']['AccountingYear']}-{voucher['body']['AccountingPeriod']:02d}" == period
+    )
+    assert zone in voucher["approval"]
+    if zone != "UTC":
+        assert "(Expensify: 2026-11-30 23:30:00 UTC)" in voucher["approval"]
+    text = small_console.run("--auto", "--dry-run").stdout
+    assert f"approval {voucher['approval']}" in text
+    code, posted, err = small_console.auto()
+    assert code == 3 and "90000077" in {v["reportID"] for v in posted["vouchers"]}, err
+    [in_ifs] = [
+        v
+        for v in sim_get(small_sims.ifs_url, "/__sim/vouchers")
+        if v["ReferenceNumber"].startswith("EXP:90000077:")
+    ]
+    assert in_ifs["VoucherDate"] == day

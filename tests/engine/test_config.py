@@ -317,3 +317,10 @@ def test_derived_policies_follow_company_by_policy_edited_before_save(tmp_path: 
     save_settings(settings, path)
     reloaded = load_settings(resolve_paths(config=path, environ={}), environ={}).settings
     assert reloaded.expensify.policies == ["A", "B"]
+
+
+def test_the_workspace_time_zone_is_an_iana_name(tmp_path: Path) -> None:
+    loaded = _load(tmp_path / "ok", '[expensify]\ntimezone = "Europe/Berlin"\n')
+    assert loaded.settings.expensify.timezone == "Europe/Berlin"
+    problems = _problems(tmp_path / "bad", '[expensify]\ntimezone = "CEST+1"\n')
+    assert len(problems) == 1 and "[expensify] timezone: not a time zone: 'CEST+1'" in problems[0]

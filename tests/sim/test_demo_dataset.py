@@ -24,8 +24,10 @@ from console.sim.demo import (
     DEMO_EXPENSIFY_USER_ID,
     DEMO_IFS_CLIENT_ID,
     DEMO_IFS_SECRET,
+    DEMO_POLICY_SC,
     DEMO_POSTING,
     DEMO_REALM,
+    DEMO_SC_REPORTS,
     build_demo_dataset,
     demo_attention,
     demo_dataset,
@@ -137,13 +139,18 @@ def test_cli_writes_the_same_dataset_twice_and_it_loads(tmp_path: Path) -> None:
     # The world as of the console's today: the month before closing, today's in progress.
     today = clock.today()
     period = clock.previous_period(today)
-    built = build_demo_dataset(11, reports=40, period=period, as_of=today)
+    built = build_demo_dataset(11, reports=40, period=period, as_of=today, submit_and_close=True)
     assert first.stdout == (dumps_dataset(built) + "\n").encode()
     path = tmp_path / "demo.json"
     path.write_bytes(first.stdout)
     loaded = load_dataset(path)
     in_progress = in_progress_count(40, period, today)
     assert sum(r.status in FETCHED for r in loaded.expensify.reports) == 40 + in_progress
+    closed = [r for r in loaded.expensify.reports if r.policyID == DEMO_POLICY_SC]
+    assert len(closed) == DEMO_SC_REPORTS
+    assert all(r.status == "ARCHIVED" and not r.approved and r.submitted for r in closed)
+    [sc] = [p for p in loaded.expensify.policies if p.id == DEMO_POLICY_SC]
+    assert sc.approvalMode == "OPTIONAL"
     assert held_reports(loaded) == expected(demo_attention(period))
     fixed = subprocess.run([*cmd, "--period", "2026-11"], capture_output=True, check=True,
                            cwd=ROOT, timeout=60)  # fmt: skip

@@ -6,6 +6,7 @@ transport, which exercises the same app in-process.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -14,9 +15,11 @@ import httpx
 import pytest
 
 from console.expensify.models import ExportReport, ExportTransaction
+from console.sim.dataset import parse_dataset
 from console.sim.expensify_app import (
     ENDPOINT,
     RATE_LIMITED_MESSAGE,
+    RECONCILIATION_TEMPLATE_PATH,
     ExpensifySim,
     ExpensifySimSettings,
 )
@@ -33,6 +36,7 @@ from tests.sim.conftest_expensify import (
     form,
     job,
     post,
+    raw_dataset,
 )
 
 FILE_NAME = re.compile(
@@ -72,6 +76,11 @@ def _error(resp: httpx.Response) -> tuple[int, str]:
     return body["responseCode"], body["responseMessage"]
 
 
+FILE_NOT_FOUND = {"responseMessage": "File not found"}  # as real clients record it
+# Set on a report by the client after reading it, never sent by Expensify.
+CLIENT_FIELDS = {"approvalZone", "approvedUTC", "approvedFrom"}
+
+
 # ------------------------------------------------------------------ over real HTTP
 async def test_export_then_download_over_loopback(sim: ExpensifySim, live: str) -> None:
     async with httpx.AsyncClient(base_url=live, timeout=10) as c:
@@ -92,7 +101,8 @@ async def test_export_then_download_over_loopback(sim: ExpensifySim, live: str) 
     assert got.text == render_export(export_model(chosen, d.policies))
     # ...and carries exactly the fields the client's models read.
     for row in rows:
-        assert set(row) - {"transactions"} == set(ExportReport.model_fields) - {"transactions"}
+        read = set(ExportReport.model_fields) - {"transactions"} - CLIENT_FIELDS
+        assert set(row) - {"transactions"} == read
         for t in row["transactions"]:
             assert set(t) == set(ExportTransaction.model_fields)
     r1 = ExportReport.model_validate(rows[0])
@@ -257,6 +267,78 @@ async def test_a_date_or_id_filter_is_required_and_dates_are_checked(
     assert _error(resp) == (410, "Malformed date '2026-02-30'. Expected format is yyyy-MM-dd")
 
 
+async def test_end_date_is_required_when_the_start_is_over_a_year_back(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ML_CONSOLE_AS_OF", "2026-11-30")
+    missing = (410, "Required parameter 'endDate' is missing")
+    for key in ("startDate", "approvedAfter"):
+        # 366 days back needs an endDate; 365 days back does not.
+        resp = await post(client, export_job({key: "2025-11-29"}), template=TEMPLATE)
+        assert _error(resp) == missing, key
+        assert "R1" in await export_ids(client, export_job({key: "2025-11-30"}))
+        ids = await export_ids(client, export_job({key: "2025-11-29", "endDate": "2026-12-01"}))
+        assert "R1" in ids
+    # Either one far back is enough, even beside a recent one or a reportIDList.
+    flt = {"startDate": "2026-11-01", "approvedAfter": "2020-01-01", "reportIDList": "R1"}
+    assert _error(await post(client, export_job(flt), template=TEMPLATE)) == missing
+    # "Today" is the simulator's as-of day: a later one ages the same filter out.
+    monkeypatch.setenv("ML_CONSOLE_AS_OF", "2027-11-02")
+    resp = await post(client, export_job({"startDate": "2026-11-01"}), template=TEMPLATE)
+    assert _error(resp) == missing
+
+
+async def test_employee_email_exports_from_that_account() -> None:
+    raw = raw_dataset()
+    us, eu = raw["expensify"]["policies"]
+    us["employees"] += [
+        {"email": "admin@acme.example", "role": "admin"},
+        {"email": "bob@acme.example", "submitsTo": "ann@acme.example"},
+    ]
+    eu["employees"] = [{"email": "ann@acme.example", "submitsTo": "eu-boss@acme.example"}]
+    raw["expensify"]["reports"] += [
+        {"reportID": "R6", "policyID": "POL-US", "accountEmail": "bob@acme.example",
+         "status": "APPROVED", "submitted": "2026-11-05 09:00:00"},
+        {"reportID": "R7", "policyID": "POL-EU", "accountEmail": "ann@acme.example",
+         "status": "APPROVED", "submitted": "2026-11-05 09:00:00"},
+        {"reportID": "R8", "policyID": "POL-US", "accountEmail": "ann@acme.example",
+         "status": "OPEN", "created": "2026-11-05 09:00:00"},
+    ]  # fmt: skip
+    sim = ExpensifySim(parse_dataset(raw), ExpensifySimSettings.fast())
+    transport = httpx.ASGITransport(app=sim.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://e") as c:
+
+        async def seen_by(account: str) -> list[str]:
+            desc = export_job({"startDate": "2026-01-01"}, input={"employeeEmail": account})
+            return await export_ids(c, desc)
+
+        # Not a submitter filter: an account sees what it submitted and what is submitted to
+        # it (the employee list's submitsTo), in any policy; OPEN reports never.
+        assert await seen_by("ann@acme.example") == ["R1", "R6", "R7"]
+        assert await seen_by("ANN@acme.example ") == ["R1", "R6", "R7"]
+        assert await seen_by("boss@acme.example") == ["R1"]
+        assert await seen_by("eu-boss@acme.example") == ["R7"]
+        assert await seen_by("bob@acme.example") == ["R6"]
+        # The owner and an admin of a policy see every report of it, and only of it.
+        assert await seen_by("cfo@acme.example") == ["R1", "R2", "R4", "R5", "R6"]
+        assert await seen_by("admin@acme.example") == ["R1", "R2", "R4", "R5", "R6"]
+        assert await seen_by("nobody@acme.example") == []
+        # Other filters still apply on top.
+        desc = export_job(
+            {"startDate": "2026-01-01", "policyIDList": "POL-EU"},
+            input={"employeeEmail": "ann@acme.example"},
+        )
+        assert await export_ids(c, desc) == ["R7"]
+        desc = export_job(
+            {"startDate": "2026-01-01"},
+            input={"employeeEmail": "ann@acme.example", "reportState": "OPEN,APPROVED"},
+        )
+        assert _error(await post(c, desc, template=TEMPLATE)) == (
+            410,
+            "OPEN reports cannot be exported with 'employeeEmail'",
+        )
+
+
 async def test_mark_as_exported_then_filter_on_the_label(
     sim: ExpensifySim, client: httpx.AsyncClient
 ) -> None:
@@ -318,19 +400,128 @@ async def test_foreign_template_is_refused_but_line_endings_do_not_matter(
 
 # ------------------------------------------------------------------ download
 async def test_download_not_ready_then_ready_and_unknown_files(client: httpx.AsyncClient) -> None:
+    """Recorded shape (the default): `{"responseMessage": "File not found"}`, no responseCode,
+    for a file not written yet and for one that does not exist alike."""
     await client.post("/__sim/settings", json={"download_not_ready": 2})
+    name = (await post(client, export_job({"reportIDList": "R2"}), template=TEMPLATE)).text
+    dl = job("download", fileName=name)
+    for _ in range(2):
+        answer = await post(client, dl)
+        assert answer.status_code == 200 and answer.json() == FILE_NOT_FOUND
+    assert [r["reportID"] for r in (await post(client, dl)).json()] == ["R2"]
+    assert [r["reportID"] for r in (await post(client, dl)).json()] == ["R2"]  # stays downloadable
+
+    assert (await post(client, job("download", fileName="exportnope.json"))).json() == (
+        FILE_NOT_FOUND
+    )
+    other = {"partnerUserID": "other@example.com", "partnerUserSecret": "x"}
+    assert (await post(client, job("download", other, fileName=name))).json() == FILE_NOT_FOUND
+    # An export file is not on the reconciliation file system.
+    on_reconciliation = job("download", fileName=name, fileSystem="reconciliation")
+    assert (await post(client, on_reconciliation)).json() == FILE_NOT_FOUND
+
+
+async def test_reconciliation_files_are_served_on_the_configured_file_system(
+    client: httpx.AsyncClient,
+) -> None:
+    recon = job(
+        "reconciliation",
+        inputSettings={"type": "Unreported", "startDate": "2026-11-01", "endDate": "2026-11-30",
+                       "domain": "acme.example", "feed": "export_all_feeds"},
+        outputSettings={"fileExtension": "json"},
+    )  # fmt: skip
+    template = RECONCILIATION_TEMPLATE_PATH.read_text(encoding="utf-8")
+    for served_on, answers in (
+        ("reconciliation", {"reconciliation"}),
+        ("integrationServer", {"integrationServer"}),
+        ("either", {"reconciliation", "integrationServer"}),
+    ):
+        await client.post("/__sim/settings", json={"reconciliation_file_system": served_on})
+        name = (await post(client, recon, template=template)).json()["filename"]
+        for system in ("reconciliation", "integrationServer"):
+            got = await post(client, job("download", fileName=name, fileSystem=system))
+            if system in answers:
+                assert isinstance(got.json(), list), (served_on, system)
+            else:
+                assert got.json() == FILE_NOT_FOUND, (served_on, system)
+    # Real clients ask for Unreported or All; "Reported" is not confirmed and refused.
+    reported = copy.deepcopy(recon)
+    reported["inputSettings"]["type"] = "Reported"
+    assert _error(await post(client, reported, template=template))[0] == 410
+
+
+async def test_download_errors_in_the_alternative_shapes(client: httpx.AsyncClient) -> None:
+    await client.post(
+        "/__sim/settings", json={"download_not_ready": 2, "error_shapes": "alternative"}
+    )
     name = (await post(client, export_job({"reportIDList": "R2"}), template=TEMPLATE)).text
     dl = job("download", fileName=name)
     for _ in range(2):
         code, msg = _error(await post(client, dl))
         assert code == 404 and "not ready" in msg
     assert [r["reportID"] for r in (await post(client, dl)).json()] == ["R2"]
-    assert [r["reportID"] for r in (await post(client, dl)).json()] == ["R2"]  # stays downloadable
-
     code, msg = _error(await post(client, job("download", fileName="exportnope.json")))
     assert code == 410 and "exportnope.json" in msg
-    other = {"partnerUserID": "other@example.com", "partnerUserSecret": "x"}
-    assert _error(await post(client, job("download", other, fileName=name)))[0] == 410
+    bad = job("download", fileName=name, fileSystem="sftp")
+    assert _error(await post(client, bad))[0] == 410
+
+
+async def test_file_systems_and_reconciliation_scopes_in_both_error_shapes(
+    client: httpx.AsyncClient,
+) -> None:
+    template = RECONCILIATION_TEMPLATE_PATH.read_text(encoding="utf-8")
+    recon = job(
+        "reconciliation",
+        inputSettings={"type": "All", "startDate": "2026-11-01", "endDate": "2026-11-30",
+                       "domain": "acme.example"},
+    )  # fmt: skip
+    name = (await post(client, recon, template=template)).json()["filename"]
+    export = (await post(client, export_job({"reportIDList": "R2"}), template=TEMPLATE)).text
+    # fileSystem defaults to integrationServer, which serves exports, not reconciliation files.
+    assert (await post(client, job("download", fileName=name))).json() == FILE_NOT_FOUND
+    assert (await post(client, job("download", fileName=export))).json()[0]["reportID"] == "R2"
+    got = await post(client, job("download", fileName=name, fileSystem="reconciliation"))
+    assert got.status_code == 200 and isinstance(got.json(), list)
+    # Any other file system is malformed, whatever the error shape.
+    sftp = job("download", fileName=name, fileSystem="sftp")
+    assert _error(await post(client, sftp)) == (410, "Argument 'fileSystem' is malformed: 'sftp'")
+
+    await client.post("/__sim/settings", json={"error_shapes": "alternative"})
+    wrong = job("download", fileName=name, fileSystem="integrationServer")
+    assert _error(await post(client, wrong)) == (410, f"File '{name}' was not found")
+    wrong = job("download", fileName=export, fileSystem="reconciliation")
+    assert _error(await post(client, wrong)) == (410, f"File '{export}' was not found")
+    assert _error(await post(client, sftp)) == (410, "Argument 'fileSystem' is malformed: 'sftp'")
+
+    # Scopes: Unreported and All only ("Reported" is not confirmed), in either shape.
+    for shape in ("alternative", "recorded"):
+        await client.post("/__sim/settings", json={"error_shapes": shape})
+        for kind in ("Reported", "unreported", None):
+            desc = copy.deepcopy(recon)
+            desc["inputSettings"]["type"] = kind
+            code, msg = _error(await post(client, desc, template=template))
+            assert code == 410, (shape, kind)
+            assert msg.startswith("Argument 'inputSettings.type' is missing or malformed")
+        for kind in ("Unreported", "All"):
+            desc = copy.deepcopy(recon)
+            desc["inputSettings"]["type"] = kind
+            assert (await post(client, desc, template=template)).json()["responseCode"] == 200
+
+
+async def test_not_ready_answers_exactly_in_each_shape(client: httpx.AsyncClient) -> None:
+    await client.post("/__sim/settings", json={"download_not_ready": 1})
+    name = (await post(client, export_job({"reportIDList": "R2"}), template=TEMPLATE)).text
+    first = await post(client, job("download", fileName=name))
+    assert first.status_code == 200 and first.json() == FILE_NOT_FOUND
+    assert "responseCode" not in first.json()
+    await client.post("/__sim/settings", json={"error_shapes": "alternative"})
+    name = (await post(client, export_job({"reportIDList": "R2"}), template=TEMPLATE)).text
+    first = await post(client, job("download", fileName=name))
+    assert first.status_code == 200
+    assert first.json() == {
+        "responseCode": 404,
+        "responseMessage": f"File '{name}' is not ready yet; try again shortly",
+    }
 
 
 # ------------------------------------------------------------------ get (policies)
@@ -344,6 +535,7 @@ async def test_policy_list(client: httpx.AsyncClient) -> None:
         "role": "admin",
         "owner": "cfo@acme.example",
         "outputCurrency": "USD",
+        "approvalMode": "BASIC",  # newer responses carry it (Nango); OPTIONAL: Submit and Close
     }
     assert [p["outputCurrency"] for p in body["policyList"]] == ["USD", "EUR"]
     admin = (
@@ -405,7 +597,11 @@ async def test_policy_getter_errors(client: httpx.AsyncClient) -> None:
     desc = job(
         "get", inputSettings={"type": "policy", "policyIDList": ["NOPE"], "fields": ["tags"]}
     )
-    assert _error(await post(client, desc))[0] == 404
+    # Recorded: 410 naming no policy; the alternative shape: 404 naming it.
+    assert _error(await post(client, desc)) == (410, "Policy not found")
+    await client.post("/__sim/settings", json={"error_shapes": "alternative"})
+    code, msg = _error(await post(client, desc))
+    assert code == 404 and "'NOPE'" in msg
 
 
 # ------------------------------------------------------------------ update (report status)
@@ -432,6 +628,50 @@ async def test_report_status_update_reimburses_approved_reports_only(
 
     desc["inputSettings"]["status"] = "APPROVED"
     assert _error(await post(client, desc)) == (410, "Status 'APPROVED' is not supported")
+
+
+async def test_report_status_update_all_skipped_is_200_and_numeric_ids_are_numbers(
+    sim: ExpensifySim, client: httpx.AsyncClient
+) -> None:
+    for rid in ("1234567", "7654321"):
+        new = {"reportID": rid, "policyID": "POL-US", "status": "APPROVED",
+               "approved": "2026-11-10 10:00:00"}  # fmt: skip
+        assert (await client.post("/__sim/reports", json=new)).status_code == 200
+
+    def update(ids: str) -> dict[str, object]:
+        filters = {"reportIDList": ids}
+        return job(
+            "update",
+            inputSettings={"type": "reportStatus", "status": "REIMBURSED", "filters": filters},
+        )
+
+    # Every report skipped (none done, none failed): 200, as a real run was observed answering.
+    body = (await post(client, update("R4,R3"))).json()
+    assert body == {
+        "responseCode": 200,
+        "reportIDs": [],
+        "skippedReports": [
+            {"reportID": "R4", "reason": "Report is SUBMITTED; only Approved reports can be "
+                                         "Reimbursed"},
+            {"reportID": "R3", "reason": "Report is REIMBURSED; only Approved reports can be "
+                                         "Reimbursed"},
+        ],
+    }  # fmt: skip
+    # All-digit IDs come back as JSON numbers, others as strings.
+    body = (await post(client, update("1234567,R1"))).json()
+    assert body == {"responseCode": 200, "reportIDs": [1234567, "R1"]}
+    assert sim.report("1234567").status == "REIMBURSED"
+    # A mix of done and skipped stays 207; skipped plus failed with none done too.
+    body = (await post(client, update("7654321,1234567"))).json()
+    assert body["responseCode"] == 207 and body["reportIDs"] == [7654321]
+    assert [s["reportID"] for s in body["skippedReports"]] == ["1234567"]
+    assert body["failedReports"] == []
+    body = (await post(client, update("R4,R404"))).json()
+    assert body["responseCode"] == 207 and body["reportIDs"] == []
+    assert [f["reportID"] for f in body["failedReports"]] == ["R404"]
+    # The status updater's shapes do not depend on error_shapes.
+    await client.post("/__sim/settings", json={"error_shapes": "alternative"})
+    assert (await post(client, update("R4"))).json()["responseCode"] == 200
 
 
 # ------------------------------------------------------------------ credentials, limits, parsing
@@ -462,6 +702,27 @@ async def test_bad_credentials(sim: ExpensifySim, client: httpx.AsyncClient) -> 
     assert _error(await post(client, desc))[0] == 407
     bad = await client.post("/__sim/settings", json={"auth_error_code": 200})
     assert bad.status_code == 400 and "auth_error_code" in bad.json()["error"]
+
+
+async def test_new_settings_are_set_through_the_settings_route(
+    client: httpx.AsyncClient,
+) -> None:
+    now = (await client.get("/__sim/settings")).json()
+    assert now["reconciliation_file_system"] == "reconciliation"
+    assert now["error_shapes"] == "recorded"
+    for change in (
+        {"reconciliation_file_system": "integrationServer"},
+        {"reconciliation_file_system": "either"},
+        {"error_shapes": "alternative"},
+        {"reconciliation_file_system": "reconciliation", "error_shapes": "recorded"},
+    ):
+        after = (await client.post("/__sim/settings", json=change)).json()
+        assert after == {**now, **after} and {k: after[k] for k in change} == change
+        assert (await client.get("/__sim/settings")).json() == after
+    for bad in ({"reconciliation_file_system": "sftp"}, {"error_shapes": "real"}):
+        resp = await client.post("/__sim/settings", json=bad)
+        assert resp.status_code == 400 and next(iter(bad)) in resp.json()["error"]
+    assert (await client.get("/__sim/settings")).json() == now
 
 
 async def test_rate_limit_5_per_10s_and_20_per_60s() -> None:
@@ -605,6 +866,6 @@ async def test_stored_files_are_bounded(
         (await post(client, export_job({"reportIDList": "R2"}), template=TEMPLATE)).text
         for _ in range(3)
     ]
-    assert _error(await post(client, job("download", fileName=names[0])))[0] == 410
+    assert (await post(client, job("download", fileName=names[0]))).json() == FILE_NOT_FOUND
     for name in names[1:]:
         assert (await post(client, job("download", fileName=name))).json()[0]["reportID"] == "R2"
