@@ -108,6 +108,11 @@ class ExpensifyConfig(_Section):
         description="the workspace's time zone: Expensify's approval times (UTC) become "
         "voucher dates in it",
     )
+    approval_date: Literal["last-approver", "first-approver", "approved"] = Field(
+        "last-approver",
+        description="with several approval levels, whose date dates the accrual "
+        "('approved': Expensify's own field)",
+    )
     timeout_s: float = Field(60.0, gt=0, allow_inf_nan=False, description="per request")
     limit_10s: int = Field(5, ge=1, description="client rate limit: requests per 10 s")
     limit_60s: int = Field(20, ge=1, description="client rate limit: requests per 60 s")

@@ -309,6 +309,7 @@ class Engine:
                 timeout_s=cfg.timeout_s,
                 max_wait_s=cfg.max_wait_s,
                 timezone=cfg.timezone,
+                approval_date=cfg.approval_date,
             )
             learned = self.store.cursor(RECONCILIATION_FILE_SYSTEM)
             if learned:

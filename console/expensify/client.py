@@ -94,6 +94,7 @@ class ExpensifyClient:
         timeout_s: float = 60.0,
         max_wait_s: float = 120.0,
         timezone: str = "UTC",
+        approval_date: str = "last-approver",
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         template: str | None = None,
@@ -114,6 +115,8 @@ class ExpensifyClient:
         self.requests_made = 0
         # The workspace's time zone: each exported report's approval time is read in it.
         self.timezone = timezone
+        # Whose approval dates a report with several levels (expensify.approval_date).
+        self.approval_date = approval_date
         # Which file system served the last card reconciliation file (tried first next time).
         self.reconciliation_file_system = FILE_SYSTEM_RECONCILIATION
 
@@ -175,7 +178,9 @@ class ExpensifyClient:
             policy_ids=policy_ids,
             limit=limit,
         )
-        return parse_export(content, file_name=file_name, zone=self.timezone)
+        return parse_export(
+            content, file_name=file_name, zone=self.timezone, approval=self.approval_date
+        )
 
     def export_items(
         self,
@@ -198,7 +203,9 @@ class ExpensifyClient:
             policy_ids=policy_ids,
             limit=None,
         )
-        return iter_export(content, file_name=file_name, zone=self.timezone)
+        return iter_export(
+            content, file_name=file_name, zone=self.timezone, approval=self.approval_date
+        )
 
     def _export_file(self, **filters: Any) -> tuple[bytes, str]:
         """Run an export with the shipped template (no marking) and download it: (bytes, name)."""
@@ -644,13 +651,15 @@ _DECODER = json.JSONDecoder(parse_float=Decimal)
 ExportItem = ExportReport | MalformedReport
 
 
-def parse_export(content: bytes, *, file_name: str = "", zone: str = "UTC") -> ExportResult:
+def parse_export(
+    content: bytes, *, file_name: str = "", zone: str = "UTC", approval: str = "last-approver"
+) -> ExportResult:
     """Read the export file: a JSON array with one object per report. Each object that
     cannot be read becomes a MalformedReport (reportID "" when it has none to hold it by);
     a file that is not such an array raises."""
     reports: list[ExportReport] = []
     malformed: list[MalformedReport] = []
-    for item in iter_export(content, file_name=file_name, zone=zone):
+    for item in iter_export(content, file_name=file_name, zone=zone, approval=approval):
         if isinstance(item, ExportReport):
             reports.append(item)
         else:
@@ -658,7 +667,9 @@ def parse_export(content: bytes, *, file_name: str = "", zone: str = "UTC") -> E
     return ExportResult(reports=reports, malformed=malformed, file_name=file_name)
 
 
-def iter_export(content: bytes, *, file_name: str = "", zone: str = "UTC") -> Iterator[ExportItem]:
+def iter_export(
+    content: bytes, *, file_name: str = "", zone: str = "UTC", approval: str = "last-approver"
+) -> Iterator[ExportItem]:
     """The export file's reports one at a time, so that a caller storing them as they come
     never holds the whole file as objects (at 10,000 reports that is hundreds of MB), nor as
     one string (see _ArrayReader).
@@ -692,7 +703,7 @@ def iter_export(content: bytes, *, file_name: str = "", zone: str = "UTC") -> It
             elif item != copies[report_id]:
                 disagreeing.add(index)
     bad = {ids[i] for i in disagreeing}
-    return _export_items(content, ids, first, disagreeing, bad, zone)
+    return _export_items(content, ids, first, disagreeing, bad, zone, approval)
 
 
 def _export_items(
@@ -702,6 +713,7 @@ def _export_items(
     disagreeing: set[int],
     bad: set[str | None],
     zone: str,
+    approval: str,
 ) -> Iterator[ExportItem]:
     for index, item in enumerate(_ArrayReader(content)):
         report_id = ids[index]
@@ -729,7 +741,7 @@ def _export_items(
             yield MalformedReport(reportID=report_id, what=_describe_invalid(exc), raw=item)
             continue
         if report_id not in bad:  # a report whose duplicate disagreed is not trusted
-            yield report.as_accrued(zone)
+            yield report.as_accrued(zone, approval)
 
 
 def _report_id(item: Any) -> str | None:

@@ -24,6 +24,11 @@
 "submitted":"${s(r.submitted!"")?json_string}",<#t>
 "approved":"${s(r.approved!"")?json_string}",<#t>
 "reimbursed":"${s(r.reimbursed!"")?json_string}",<#t>
+"approvers":[<#t>
+<#list (r.approvers![]) as a>
+{"email":"${s(a.email!"")?json_string}","date":"${s(a.date!"")?json_string}"}<#if a?has_next>,</#if><#t>
+</#list>
+],<#t>
 "transactions":[<#t>
 <#list (r.transactionList![]) as e>
 {"transactionID":"${s(e.transactionID!"")?json_string}",<#t>

@@ -94,10 +94,19 @@ class ExportTransaction(_Model):
         return [p for p in self.tag.split(":")] if self.tag else []
 
 
+class ExportApprover(_Model):
+    """One approval level of a report: who approved, and when (UTC, like `approved`)."""
+
+    email: str = ""
+    date: str = ""
+
+
 APPROVED_FORMAT = "%Y-%m-%d %H:%M:%S"  # Expensify's `approved`, observed in real responses
 # Display statuses of a report closed without approval (Submit-and-Close: "Closed"; the
 # reconciliation template calls the state "Archived").
 CLOSED_STATUSES = ("closed", "archived")
+# Which approval dates a report's accrual: `expensify.approval_date`.
+APPROVAL_DATES = ("last-approver", "first-approver", "approved")
 
 
 class ExportReport(_Model):
@@ -115,6 +124,7 @@ class ExportReport(_Model):
     submitted: str = ""
     approved: str = ""
     reimbursed: str = ""
+    approvers: list[ExportApprover] = Field(default_factory=list)
     transactions: list[ExportTransaction] = Field(default_factory=list)
     # Set by the client (never by Expensify, see as_accrued): the zone `approved` is written
     # in, the timestamp as Expensify sent it (UTC) when that changed it, and "submitted" when
@@ -132,17 +142,26 @@ class ExportReport(_Model):
         """yyyy-mm-dd part of the approval timestamp."""
         return self.approved[:10]
 
-    def as_accrued(self, zone: str) -> ExportReport:
-        """This report as the console accrues it. Its moment is `approved`, or for a report
-        closed without approval (a Submit-and-Close workspace) `submitted` (then
-        `approvedFrom` says so). The moment is read as UTC, as Expensify sends it, and written
-        in `zone` (IANA name), the workspace's time zone, so that its date is the workspace's
-        day (`approvedUTC` keeps what was sent when that changed it). A value that is not a
-        `yyyy-MM-dd HH:mm:ss` timestamp is left for validation to hold."""
+    def as_accrued(self, zone: str, approval: str = "last-approver") -> ExportReport:
+        """This report as the console accrues it. Its moment is the approval `approval` names
+        (APPROVAL_DATES: the last approver's date, the first's, or Expensify's `approved`,
+        which is undocumented for several levels; `approved` where the report lists no
+        approvers), or for a report closed without approval (a Submit-and-Close workspace)
+        `submitted`; `approvedFrom` says which when it is not `approved`. The moment is read
+        as UTC, as Expensify sends it, and written in `zone` (IANA name), the workspace's time
+        zone, so that its date is the workspace's day (`approvedUTC` keeps what was sent when
+        that changed it). A value that is not a `yyyy-MM-dd HH:mm:ss` timestamp is left for
+        validation to hold."""
         if self.approvalZone:  # done already (a stored report read back)
             return self
         update: dict[str, str] = {"approvalZone": zone}
         moment_text = self.approved
+        dated = [a for a in self.approvers if a.date.strip()]
+        if approval != "approved" and dated and moment_text.strip():
+            chosen = dated[-1] if approval == "last-approver" else dated[0]
+            if chosen.date != moment_text:
+                moment_text = chosen.date
+                update.update(approved=moment_text, approvedFrom=approval)
         if not moment_text.strip() and self.status.strip().lower() in CLOSED_STATUSES:
             moment_text = self.submitted
             update.update(approved=moment_text, approvedFrom="submitted")

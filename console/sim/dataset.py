@@ -102,6 +102,11 @@ class Policy(_Model):
     reportFields: list[ReportField] = Field(default_factory=list)
 
 
+class Approver(_Model):
+    email: str = ""
+    date: str = ""
+
+
 class Transaction(_Model):
     transactionID: str
     merchant: str = ""
@@ -151,6 +156,8 @@ class Report(_Model):
     submitted: str = ""
     approved: str | None = None
     reimbursed: str | None = None
+    # The approval levels, first to last (each with its date); none: one, at `approved`.
+    approvers: list[Approver] = Field(default_factory=list)
     exportLabels: list[str] = Field(default_factory=list)
     transactionList: list[Transaction] = Field(default_factory=list)
 

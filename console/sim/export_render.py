@@ -61,6 +61,11 @@ REPORT_FIELDS: tuple[tuple[str, tuple[str, ...], Kind], ...] = (
     ("approved", ("approved",), "s"),
     ("reimbursed", ("reimbursed",), "s"),
 )
+# Each approval level in order, the last approver last (reference/expensify.md §0).
+APPROVER_FIELDS: tuple[tuple[str, tuple[str, ...], Kind], ...] = (
+    ("email", ("email",), "s"),
+    ("date", ("date",), "s"),
+)
 TRANSACTION_FIELDS: tuple[tuple[str, tuple[str, ...], Kind], ...] = (
     ("transactionID", ("transactionID",), "s"),
     ("reportID", ("reportID",), "s"),
@@ -219,11 +224,22 @@ def _report_hash(
         "submitted": report.submitted,
         "approved": report.approved,
         "reimbursed": report.reimbursed,
+        "approvers": _approvers(report, submits_to),
         "transactionList": [
             _transaction_hash(report, t, categories) for t in report.transactionList
         ],
     }
     return h
+
+
+def _approvers(report: Report, submits_to: str) -> list[dict[str, Any]]:
+    """The dataset's approval levels; a report that names none but is approved had one, its
+    last approver at the approval time."""
+    if report.approvers:
+        return [{"email": a.email, "date": a.date} for a in report.approvers]
+    if report.approved:
+        return [{"email": report.managerEmail or submits_to or None, "date": report.approved}]
+    return []
 
 
 def _transaction_hash(
@@ -289,6 +305,15 @@ def render_export(model: Mapping[str, Any], on_error: OnError = "rethrow") -> st
         out.append("{")
         for key, path, kind in REPORT_FIELDS:
             out.append(f'"{key}":{field(r, path, kind)},')
+        out.append('"approvers":[')
+        approvers = seq(r, "approvers")
+        out.append(
+            ",".join(
+                "{" + ",".join(f'"{k}":{field(a, p, kd)}' for k, p, kd in APPROVER_FIELDS) + "}"
+                for a in approvers
+            )
+        )
+        out.append("],")
         out.append('"transactions":[')
         txs = seq(r, "transactionList")
         for j, e in enumerate(txs):

@@ -459,3 +459,53 @@ def test_the_workspace_time_zone_decides_the_approval_day(
         if v["ReferenceNumber"].startswith("EXP:90000077:")
     ]
     assert in_ifs["VoucherDate"] == day
+
+
+@pytest.mark.parametrize(
+    ("approval_date", "day"),
+    [("last-approver", "2026-12-01"), ("first-approver", "2026-11-27"), ("approved", "2026-11-28")],
+)
+def test_with_several_approval_levels_the_chosen_approver_dates_the_accrual(
+    small_console, small_sims, approval_date, day
+):
+    """Expensify exports each approval level with its date; which one `approved` holds is
+    undocumented. `expensify.approval_date` chooses (the last approver by default)."""
+    sim_post(
+        small_sims.expensify_url,
+        "/__sim/reports",
+        {
+            "reportID": "90000078",
+            "policyID": "POL-US",
+            "reportName": "Two levels",
+            "accountEmail": "ana.lee@small.example",
+            "currency": "USD",
+            "status": "APPROVED",
+            "created": "2026-11-25 08:00:00",
+            "submitted": "2026-11-26 18:00:00",
+            "approved": "2026-11-28 12:00:00",
+            "approvers": [
+                {"email": "lead@small.example", "date": "2026-11-27 09:15:00"},
+                {"email": "cfo@small.example", "date": "2026-12-01 08:30:00"},
+            ],
+            "transactionList": [
+                {
+                    "transactionID": "7000000000000000788",
+                    "merchant": "Conference",
+                    "amount": 45000,
+                    "currency": "USD",
+                    "convertedAmount": 45000,
+                    "category": "Airfare",
+                    "categoryGlCode": "6110",
+                    "tag": "Advisory:Apollo",
+                    "created": "2026-11-24",
+                    "reimbursable": True,
+                }
+            ],
+        },
+    )
+    small_console.write_config(expensify={"approval_date": approval_date})
+    proc = small_console.run("--auto", "--dry-run", "--json")
+    assert proc.returncode == 3, proc.stderr
+    plan = json.loads(proc.stdout)["plan"]
+    [voucher] = [v for v in plan["vouchers"] if v["reportID"] == "90000078"]
+    assert voucher["body"]["VoucherDate"] == day
