@@ -787,6 +787,10 @@ def tie_out(inputs: CloseInputs) -> TieOut:
     )
 
 
+# Display statuses of a closed (Submit-and-Close) report, whose submission dates its accrual.
+ACCRUED_CLOSED = ("CLOSED", "ARCHIVED")
+
+
 def _day(text: str) -> date | None:
     try:
         return date.fromisoformat(text[:10])
@@ -1193,7 +1197,7 @@ def read_close_inputs(engine: Engine, period: ClosePeriod) -> CloseInputs:
     window (re-read; the local fetched copy only when Expensify cannot be reached), and the
     store's holds, exclusions and postings. Raises the clients' ConsoleErrors for IFS."""
     from console.errors import ProtocolError, Unreachable
-    from console.fetch import load_report
+    from console.fetch import CLOSED_STATES, load_report
     from console.mapping import MappingOverrides
     from console.plan import cost_centre_code_part
 
@@ -1251,6 +1255,16 @@ def read_close_inputs(engine: Engine, period: ClosePeriod) -> CloseInputs:
                 ),
             )
             reports = list(result.reports)
+            # Submit-and-Close policies: closed reports by submission window, as the sync.
+            closed = [p for p, how in engine.policy_sync_states().items() if how == "closed"]
+            if closed:
+                closed_result = engine.track(
+                    "expensify",
+                    lambda: engine.expensify.export_reports(
+                        start_date=start, states=CLOSED_STATES, policy_ids=closed
+                    ),
+                )
+                reports += list(closed_result.reports)
         except (Unreachable, ProtocolError) as exc:
             if getattr(exc, "service", "") != "expensify":
                 raise
@@ -1266,7 +1280,7 @@ def read_close_inputs(engine: Engine, period: ClosePeriod) -> CloseInputs:
     cc_letter = cost_centre_code_part(posting)
     approved: list[ApprovedReport] = []
     for rep in reports:
-        if rep.status and rep.status.upper() not in ("APPROVED", "REIMBURSED"):
+        if rep.status and rep.status.upper() not in ("APPROVED", "REIMBURSED", *ACCRUED_CLOSED):
             continue
         day = _day(rep.approved or "")
         if day is None or not start <= day <= until:

@@ -192,6 +192,11 @@ ReversalRule = Literal["next-period-start", "on-reimbursement", "none"]
 
 class PostingConfig(_Section):
     voucher_type: str = Field("X", min_length=1)
+    voucher_date: Literal["approval", "submission", "last-expense"] = Field(
+        "approval",
+        description="what dates a voucher: the approval, the submission or the last expense "
+        "(a Submit-and-Close report, never approved, takes its submission)",
+    )
     accrued_expenses_account: str = Field(
         "2930", min_length=1, description="credit account for reimbursable lines"
     )

@@ -25,7 +25,7 @@ from console import clock, reversal
 from console.audit import AuditLog, Event, os_user
 from console.config import default_approved_after
 from console.errors import ConfigError, ConsoleError
-from console.expensify.models import ExportReport, MalformedReport, PolicyInfo
+from console.expensify.models import AccrualRule, ExportReport, MalformedReport, PolicyInfo
 from console.fetch import FetchOutcome, fetch, load_report
 from console.ifs.models import AccountingPeriod, CodePartValue, CurrencyRate
 from console.mapping import Hold, MappingOverrides, MappingRule, map_report
@@ -308,8 +308,9 @@ class Engine:
                 limit_60s=cfg.limit_60s,
                 timeout_s=cfg.timeout_s,
                 max_wait_s=cfg.max_wait_s,
-                timezone=cfg.timezone,
-                approval_date=cfg.approval_date,
+                accrual=AccrualRule(
+                    cfg.timezone, cfg.approval_date, self.settings.posting.voucher_date
+                ),
             )
             learned = self.store.cursor(RECONCILIATION_FILE_SYSTEM)
             if learned:

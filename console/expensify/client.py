@@ -33,6 +33,7 @@ from console.credentials import ExpensifyCredentials, ExpensifyCredentialSource
 from console.errors import AuthError, ConfigError, ProtocolError, ServiceError, Unreachable
 from console.expensify.limiter import MemoryWindowStore, RequestWindowStore, SlidingWindowLimiter
 from console.expensify.models import (
+    AccrualRule,
     ExportReport,
     ExportResult,
     MalformedReport,
@@ -93,8 +94,7 @@ class ExpensifyClient:
         limit_60s: int = 20,
         timeout_s: float = 60.0,
         max_wait_s: float = 120.0,
-        timezone: str = "UTC",
-        approval_date: str = "last-approver",
+        accrual: AccrualRule | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         template: str | None = None,
@@ -113,10 +113,8 @@ class ExpensifyClient:
         self._count_lock = threading.Lock()
         self._limiters: dict[str, SlidingWindowLimiter] = {}
         self.requests_made = 0
-        # The workspace's time zone: each exported report's approval time is read in it.
-        self.timezone = timezone
-        # Whose approval dates a report with several levels (expensify.approval_date).
-        self.approval_date = approval_date
+        # How each exported report's moment is read: zone, approver, what dates a voucher.
+        self.accrual = accrual or AccrualRule()
         # Which file system served the last card reconciliation file (tried first next time).
         self.reconciliation_file_system = FILE_SYSTEM_RECONCILIATION
 
@@ -178,9 +176,7 @@ class ExpensifyClient:
             policy_ids=policy_ids,
             limit=limit,
         )
-        return parse_export(
-            content, file_name=file_name, zone=self.timezone, approval=self.approval_date
-        )
+        return parse_export(content, file_name=file_name, rule=self.accrual)
 
     def export_items(
         self,
@@ -203,9 +199,7 @@ class ExpensifyClient:
             policy_ids=policy_ids,
             limit=None,
         )
-        return iter_export(
-            content, file_name=file_name, zone=self.timezone, approval=self.approval_date
-        )
+        return iter_export(content, file_name=file_name, rule=self.accrual)
 
     def _export_file(self, **filters: Any) -> tuple[bytes, str]:
         """Run an export with the shipped template (no marking) and download it: (bytes, name)."""
@@ -652,14 +646,14 @@ ExportItem = ExportReport | MalformedReport
 
 
 def parse_export(
-    content: bytes, *, file_name: str = "", zone: str = "UTC", approval: str = "last-approver"
+    content: bytes, *, file_name: str = "", rule: AccrualRule | None = None
 ) -> ExportResult:
     """Read the export file: a JSON array with one object per report. Each object that
     cannot be read becomes a MalformedReport (reportID "" when it has none to hold it by);
     a file that is not such an array raises."""
     reports: list[ExportReport] = []
     malformed: list[MalformedReport] = []
-    for item in iter_export(content, file_name=file_name, zone=zone, approval=approval):
+    for item in iter_export(content, file_name=file_name, rule=rule):
         if isinstance(item, ExportReport):
             reports.append(item)
         else:
@@ -668,7 +662,7 @@ def parse_export(
 
 
 def iter_export(
-    content: bytes, *, file_name: str = "", zone: str = "UTC", approval: str = "last-approver"
+    content: bytes, *, file_name: str = "", rule: AccrualRule | None = None
 ) -> Iterator[ExportItem]:
     """The export file's reports one at a time, so that a caller storing them as they come
     never holds the whole file as objects (at 10,000 reports that is hundreds of MB), nor as
@@ -680,7 +674,7 @@ def iter_export(
     a MalformedReport for each object that is not one. A report ID that occurs twice with
     different content is trusted in neither copy: neither is handed out as a report, and
     the differing copy comes as a `duplicate-reportID` MalformedReport. Each report's
-    accrual moment is read in `zone` (ExportReport.as_accrued).
+    moment is read by `rule` (ExportReport.as_accrued; default: UTC, Expensify's approval).
     """
     try:
         ids = [_report_id(item) for item in _ArrayReader(content)]
@@ -703,7 +697,7 @@ def iter_export(
             elif item != copies[report_id]:
                 disagreeing.add(index)
     bad = {ids[i] for i in disagreeing}
-    return _export_items(content, ids, first, disagreeing, bad, zone, approval)
+    return _export_items(content, ids, first, disagreeing, bad, rule or AccrualRule())
 
 
 def _export_items(
@@ -712,8 +706,7 @@ def _export_items(
     first: dict[str, int],
     disagreeing: set[int],
     bad: set[str | None],
-    zone: str,
-    approval: str,
+    rule: AccrualRule,
 ) -> Iterator[ExportItem]:
     for index, item in enumerate(_ArrayReader(content)):
         report_id = ids[index]
@@ -741,7 +734,7 @@ def _export_items(
             yield MalformedReport(reportID=report_id, what=_describe_invalid(exc), raw=item)
             continue
         if report_id not in bad:  # a report whose duplicate disagreed is not trusted
-            yield report.as_accrued(zone, approval)
+            yield report.as_accrued(rule)
 
 
 def _report_id(item: Any) -> str | None:

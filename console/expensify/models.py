@@ -7,6 +7,7 @@ with its `transactions`. Text fields are HTML-unescaped here (Expensify serves `
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -94,6 +95,17 @@ class ExportTransaction(_Model):
         return [p for p in self.tag.split(":")] if self.tag else []
 
 
+@dataclass(frozen=True)
+class AccrualRule:
+    """How the client reads a report's moment (ExportReport.as_accrued): the workspace's
+    time zone (expensify.timezone), whose approval counts (expensify.approval_date) and
+    what dates the voucher (posting.voucher_date)."""
+
+    zone: str = "UTC"
+    approval: str = "last-approver"
+    dated_by: str = "approval"
+
+
 class ExportApprover(_Model):
     """One approval level of a report: who approved, and when (UTC, like `approved`)."""
 
@@ -142,29 +154,27 @@ class ExportReport(_Model):
         """yyyy-mm-dd part of the approval timestamp."""
         return self.approved[:10]
 
-    def as_accrued(self, zone: str, approval: str = "last-approver") -> ExportReport:
-        """This report as the console accrues it. Its moment is the approval `approval` names
-        (APPROVAL_DATES: the last approver's date, the first's, or Expensify's `approved`,
-        which is undocumented for several levels; `approved` where the report lists no
-        approvers), or for a report closed without approval (a Submit-and-Close workspace)
-        `submitted`; `approvedFrom` says which when it is not `approved`. The moment is read
-        as UTC, as Expensify sends it, and written in `zone` (IANA name), the workspace's time
-        zone, so that its date is the workspace's day (`approvedUTC` keeps what was sent when
-        that changed it). A value that is not a `yyyy-MM-dd HH:mm:ss` timestamp is left for
-        validation to hold."""
+    def as_accrued(self, rule: AccrualRule) -> ExportReport:
+        """This report as the console accrues it: `approved` becomes the moment that dates
+        its voucher, in the workspace's day.
+
+        The moment (`rule.dated_by`, posting.voucher_date): the approval, whose date
+        `rule.approval` picks (APPROVAL_DATES: the last approver's, the first's, or
+        Expensify's `approved`, which is undocumented for several levels; `approved` where no
+        approver is listed); the submission; or the last expense's date. A report closed
+        without approval (a Submit-and-Close workspace) takes its submission. `approvedFrom`
+        names the source when it is not Expensify's `approved`.
+
+        A timestamp is read as UTC, as Expensify sends it, and written in `rule.zone` (IANA),
+        the workspace's time zone (`approvedUTC` keeps what was sent when that changed it). A
+        value that is not a `yyyy-MM-dd HH:mm:ss` timestamp is left for validation to hold."""
         if self.approvalZone:  # done already (a stored report read back)
             return self
+        zone = rule.zone
         update: dict[str, str] = {"approvalZone": zone}
-        moment_text = self.approved
-        dated = [a for a in self.approvers if a.date.strip()]
-        if approval != "approved" and dated and moment_text.strip():
-            chosen = dated[-1] if approval == "last-approver" else dated[0]
-            if chosen.date != moment_text:
-                moment_text = chosen.date
-                update.update(approved=moment_text, approvedFrom=approval)
-        if not moment_text.strip() and self.status.strip().lower() in CLOSED_STATUSES:
-            moment_text = self.submitted
-            update.update(approved=moment_text, approvedFrom="submitted")
+        moment_text, source = self._moment(rule.approval, rule.dated_by)
+        if source:
+            update.update(approved=moment_text, approvedFrom=source)
         if zone != "UTC":
             try:
                 moment = datetime.strptime(moment_text.strip(), APPROVED_FORMAT)
@@ -174,6 +184,27 @@ class ExportReport(_Model):
                 local = moment.replace(tzinfo=UTC).astimezone(ZoneInfo(zone))
                 update.update(approved=local.strftime(APPROVED_FORMAT), approvedUTC=moment_text)
         return self.model_copy(update=update)
+
+    def _moment(self, approval: str, dated_by: str) -> tuple[str, str]:
+        """(the timestamp that dates the voucher, its source; "" for `approved` itself)."""
+        closed = self.status.strip().lower() in CLOSED_STATUSES
+        if not self.approved.strip() and closed and self.submitted.strip():
+            return self.submitted, "submitted"
+        if not self.approved.strip():
+            return self.approved, ""  # not approved: validation holds it
+        if dated_by == "submission" and self.submitted.strip():
+            return self.submitted, "submitted"
+        if dated_by == "last-expense":
+            days = sorted(t.expense_date[:10] for t in self.transactions if t.expense_date)
+            if days:
+                # A date, no time: the expense's own day, nothing to convert.
+                return f"{days[-1]}", "last-expense"
+        dated = [a for a in self.approvers if a.date.strip()]
+        if approval != "approved" and dated:
+            chosen = dated[-1] if approval == "last-approver" else dated[0]
+            if chosen.date != self.approved:
+                return chosen.date, approval
+        return self.approved, ""
 
 
 class MalformedReport(_Model):

@@ -77,3 +77,11 @@ def test_closed_reports_of_a_submit_and_close_policy_post_dated_by_submission(tm
         assert "POL-US       approved and reimbursed reports" in info
         held = json.loads(console.run("held", "--json").stdout)
         assert "90000070" not in json.dumps(held)
+
+        # The month ties out with the closed report in it, read back by submission window.
+        close = console.run("close", "--period", "2026-11", "--json")
+        assert close.returncode == 0, close.stderr
+        tie = json.loads(close.stdout)
+        assert tie["unexplained"] == []
+        reports = {r["reportID"]: r for r in tie["reports"]}
+        assert reports["90000070"]["disposition"] == "posted"

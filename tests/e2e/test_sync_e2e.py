@@ -462,14 +462,21 @@ def test_the_workspace_time_zone_decides_the_approval_day(
 
 
 @pytest.mark.parametrize(
-    ("approval_date", "day"),
-    [("last-approver", "2026-12-01"), ("first-approver", "2026-11-27"), ("approved", "2026-11-28")],
+    ("approval_date", "voucher_date", "day"),
+    [
+        ("last-approver", "approval", "2026-12-01"),
+        ("first-approver", "approval", "2026-11-27"),
+        ("approved", "approval", "2026-11-28"),
+        ("last-approver", "submission", "2026-11-26"),
+        ("last-approver", "last-expense", "2026-11-24"),
+    ],
 )
 def test_with_several_approval_levels_the_chosen_approver_dates_the_accrual(
-    small_console, small_sims, approval_date, day
+    small_console, small_sims, approval_date, voucher_date, day
 ):
     """Expensify exports each approval level with its date; which one `approved` holds is
-    undocumented. `expensify.approval_date` chooses (the last approver by default)."""
+    undocumented. `expensify.approval_date` chooses (the last approver by default), and
+    `posting.voucher_date` may date vouchers by submission or last expense instead."""
     sim_post(
         small_sims.expensify_url,
         "/__sim/reports",
@@ -503,7 +510,9 @@ def test_with_several_approval_levels_the_chosen_approver_dates_the_accrual(
             ],
         },
     )
-    small_console.write_config(expensify={"approval_date": approval_date})
+    small_console.write_config(
+        expensify={"approval_date": approval_date}, posting={"voucher_date": voucher_date}
+    )
     proc = small_console.run("--auto", "--dry-run", "--json")
     assert proc.returncode == 3, proc.stderr
     plan = json.loads(proc.stdout)["plan"]
