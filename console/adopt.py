@@ -37,6 +37,7 @@ from console.exitcodes import ExitCode
 from console.expensify.models import ExportReport
 from console.ifs.models import Voucher
 from console.money import minor_to_decimal
+from console.reference import parse as parse_reference
 
 if TYPE_CHECKING:
     from console.sync import Engine
@@ -212,7 +213,8 @@ def propose(
             continue
         v, how, why = candidates[0]
         reference = v.ReferenceNumber or ""
-        version = reference.split(":", 2)[2] if how == BY_REFERENCE else "adopted"
+        parsed = parse_reference(reference) if how == BY_REFERENCE else None
+        version = parsed.version if parsed is not None else "adopted"
         out.links.append(
             AdoptLink(
                 report_id=rid,

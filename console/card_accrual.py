@@ -38,6 +38,7 @@ from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
+from console import reference
 from console.audit import AuditLog, digest
 from console.close import (
     ACCRUAL_IN_DOUBT,
@@ -53,9 +54,9 @@ from console.close import (
 from console.errors import AuthError, ConsoleError, ServiceError, UnknownOutcome, Unreachable
 from console.ifs.models import Voucher, VoucherRow
 from console.plan import RowVoucher, UnbalancedVoucher, row_pieces, trim_text
+from console.reference import REFERENCE_MAX
 from console.reversal import mirror, next_period_start, voucher_label
 from console.store import CardAccrualRow, Store, crash_point
-from console.validate import REFERENCE_MAX
 
 if TYPE_CHECKING:
     from console.config import PostingConfig
@@ -81,11 +82,11 @@ FAILED = "failed"
 
 
 def accrual_reference(period: str, company: str) -> str:
-    return f"{PREFIX}:{period}:{company}"
+    return reference.Reference("card-accrual", period=period, company=company).encode()
 
 
 def reversal_reference(period: str, company: str) -> str:
-    return f"{PREFIX}-REV:{period}:{company}"
+    return reference.Reference("card-reversal", period=period, company=company).encode()
 
 
 def _money(value: Decimal | None) -> str:

@@ -33,6 +33,7 @@ from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from console import reference
 from console.expensify.models import ExportReport, ExportTransaction, PolicyInfo
 from console.expensify.reconciliation import CardSpend, Unreadable
 from console.ifs.models import Voucher, VoucherRow
@@ -55,7 +56,6 @@ MOVED_OUT = "moved_out"
 COLUMNS = (APPROVED, MOVED_IN, IN_IFS, HELD, EXCLUDED, MOVED_OUT)
 
 _PERIOD_RE = re.compile(r"^(\d{4})-(\d{1,2})$")
-_REFERENCE_RE = re.compile(r"^EXP:([^:]+):")
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -571,9 +571,9 @@ def voucher_label(v: Voucher) -> str:
     return f"{v.Company}/{v.VoucherType}/{v.AccountingYear}/{v.VoucherNo}"
 
 
-def report_of_reference(reference: str) -> str | None:
-    m = _REFERENCE_RE.match(reference or "")
-    return m.group(1) if m else None
+def report_of_reference(text: str | None) -> str | None:
+    """The report an accrual's ReferenceNumber names (console.reference parses it)."""
+    return reference.report_of(text)
 
 
 @dataclass(frozen=True)

@@ -35,12 +35,14 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
+from console import reference
 from console.expensify.models import ExportReport
 from console.ifs.models import CODE_PARTS, Voucher, VoucherRow
 from console.mapping import Hold, MappedLine, PostingRules
 from console.money import minor_to_decimal, round_cents
+from console.reference import VERSION_LENGTH
 from console.report_hash import content_hash
-from console.validate import TEXT_MAX, VERSION_LENGTH, ValidatedReport
+from console.validate import TEXT_MAX, ValidatedReport
 
 ZERO = Decimal("0.00")
 ONE = Decimal(1)
@@ -141,7 +143,7 @@ class PlannedVoucher:
 
     @property
     def reference_number(self) -> str:
-        return f"EXP:{self.report_id}:{self.version}"
+        return reference.accrual(self.report_id, self.version)
 
     @property
     def period_label(self) -> str:

@@ -40,6 +40,7 @@ from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
+from console import reference
 from console.audit import AuditLog, Event, digest
 from console.errors import AuthError, ServiceError, UnknownOutcome, Unreachable
 from console.ifs.models import Voucher, VoucherRow
@@ -78,17 +79,14 @@ def reversal_rules(posting: PostingConfig) -> dict[str, str]:
     }
 
 
-def accrual_version(reference: str) -> str:
-    return reference.rsplit(":", 1)[-1]
-
-
 def reversal_reference(
     report_id: str, accrual_reference: str, groups: Sequence[str], accrual_groups: Iterable[str]
 ) -> str:
-    base = f"REV:{report_id}:{accrual_version(accrual_reference)}"
-    if GROUP_REIMBURSABLE not in groups and GROUP_REIMBURSABLE in set(accrual_groups):
-        return base + ":card"
-    return base
+    parsed = reference.parse(accrual_reference)
+    if parsed is None or parsed.kind != "accrual" or parsed.report_id != report_id:
+        raise ValueError(f"{accrual_reference!r} is not the accrual reference of {report_id!r}")
+    card_only = GROUP_REIMBURSABLE not in groups and GROUP_REIMBURSABLE in set(accrual_groups)
+    return reference.reversal(report_id, parsed.version, card_only=card_only)
 
 
 # ---------------------------------------------------------------- the reversal voucher

@@ -32,10 +32,9 @@ from decimal import Decimal
 from console.expensify.models import MalformedReport
 from console.ifs.models import AccountingPeriod, CodePartValue, CurrencyRate
 from console.mapping import Hold, MappedLine, MappedReport, PostingRules
+from console.reference import REFERENCE_MAX, fits, max_report_id_length
 
 TEXT_MAX = 200  # IFS voucher and voucher row Text
-REFERENCE_MAX = 50  # IFS ReferenceNumber
-VERSION_LENGTH = 8  # hex digits of the content version in ReferenceNumber
 # 15 significant digits: IFS NUMBER holds more, but its web client and every JSON consumer
 # that reads numbers as doubles keep 15 exactly. 9,999,999,999,999.99 is far beyond any expense.
 MAX_AMOUNT_MINOR = 10**15 - 1
@@ -234,10 +233,12 @@ def _malformed(mapped: MappedReport) -> list[Hold]:
 
     if not rid:
         add("report-id-missing", "the export has no report ID; it cannot be traced in IFS.")
-    elif len(f"EXP:{rid}:") + VERSION_LENGTH > REFERENCE_MAX:
+    elif not fits(rid):
         add(
             "report-id-too-long",
-            f"its ID is too long for IFS's {REFERENCE_MAX}-character ReferenceNumber.",
+            f"its ID has {len(rid)} characters; IFS's ReferenceNumber holds"
+            f" {REFERENCE_MAX}, which leaves {max_report_id_length()} for a report ID"
+            " (the reference is never cut: a cut one would name another report).",
         )
     if not report.transactions:
         add("empty-report", "it has no expense lines; there is nothing to post.")
