@@ -30,12 +30,13 @@ from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any, TextIO
 
-from console.close import report_of_reference, voucher_label
+from console.close import report_of_reference
 from console.config import default_approved_after
 from console.errors import ConsoleError
 from console.exitcodes import ExitCode
 from console.expensify.models import ExportReport
 from console.ifs.models import Voucher
+from console.ledger import voucher_label
 from console.money import minor_to_decimal
 from console.reference import parse as parse_reference
 
@@ -293,16 +294,19 @@ def record_links(
                     continue  # changed since the proposal was read
                 if status is None:
                     engine.store.upsert_reports([report_record(report)])
-                # The store's own posting primitives, in one transaction: intent and outcome
+                # The ledger's own primitives, in one transaction: intent and outcome
                 # "posted" land together, so no half-adopted report is ever visible.
-                posting_id = engine.store.record_intent(
-                    link.report_id,
-                    link.reference,
-                    link.version,
-                    link.company,
-                    digest({"adopted": link.voucher, "reference": link.reference}) or "",
+                entry_id = engine.store.ledger_intent(
+                    kind="accrual",
+                    reference=link.reference,
+                    company=link.company,
+                    body_digest=digest({"adopted": link.voucher, "reference": link.reference})
+                    or "",
+                    report_id=link.report_id,
+                    version=link.version,
+                    voucher_date=link.voucher_date,
                 )
-                engine.store.record_outcome(posting_id, "posted", voucher_no=link.voucher)
+                engine.store.ledger_outcome(entry_id, "posted", voucher_no=link.voucher)
                 engine.audit.record(
                     "adopted",
                     f"voucher {link.voucher} already in IFS linked to report {link.report_id} "

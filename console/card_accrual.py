@@ -32,14 +32,14 @@ without outcome is looked up before anything else is posted. All under the posti
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from console import reference
-from console.audit import AuditLog, digest
+from console.audit import AuditLog
 from console.close import (
     ACCRUAL_IN_DOUBT,
     ACCRUAL_NONE,
@@ -51,12 +51,12 @@ from console.close import (
     CardSpendSection,
     ClosePeriod,
 )
-from console.errors import AuthError, ConsoleError, ServiceError, UnknownOutcome, Unreachable
 from console.ifs.models import Voucher, VoucherRow
+from console.ledger import LIVE, Intent, Ledger, VoucherSender, voucher_label
 from console.plan import RowVoucher, UnbalancedVoucher, row_pieces, trim_text
 from console.reference import REFERENCE_MAX
-from console.reversal import mirror, next_period_start, voucher_label
-from console.store import CardAccrualRow, Store, crash_point
+from console.reversal import mirror, next_period_start
+from console.store import LedgerEntry, Store
 
 if TYPE_CHECKING:
     from console.config import PostingConfig
@@ -68,10 +68,7 @@ KIND_REVERSAL = "reversal"
 PREFIX = "CARD"  # both references start so: one IFS read per company finds them
 
 # Audit event types per kind: (intent committed, posted, failed).
-_EVENTS = {
-    KIND_ACCRUAL: ("card-accrual-planned", "card-accrual-posted", "card-accrual-failed"),
-    KIND_REVERSAL: ("card-reversal-planned", "card-reversal-posted", "card-reversal-failed"),
-}
+LEDGER_KINDS = ("card-accrual", "card-reversal")
 
 # Outcomes of one voucher in a run.
 POSTED = "posted"
@@ -365,7 +362,7 @@ def reversal_due(cref: CompanyReference | None, period: str) -> date | None:
 
 def plan_card_reversal(
     accrual: Voucher,
-    row: CardAccrualRow,
+    row: LedgerEntry,
     cref: CompanyReference | None,
     today: date,
 ) -> CardVoucher | str:
@@ -415,12 +412,6 @@ def plan_card_reversal(
 # ---------------------------------------------------------------- posting exactly once
 
 
-class CardPoster(Protocol):
-    def post_voucher(self, voucher: Mapping[str, Any]) -> Voucher: ...
-
-    def find_vouchers(self, reference: str, company: str | None = None) -> list[Voucher]: ...
-
-
 @dataclass(frozen=True)
 class CardPostResult:
     voucher: CardVoucher
@@ -439,140 +430,55 @@ class CardPostResult:
         }
 
 
-def reconcile_card_intents(ifs: CardPoster, store: Store, audit: AuditLog) -> list[str]:
-    """Resolve every card voucher intent without an outcome by its reference in IFS: found,
-    recorded as posted; not found, recorded as not posted (it may be posted again)."""
-    found: list[str] = []
-    for intent in store.card_vouchers(outcomes=("intent", "unknown")):
-        vouchers = ifs.find_vouchers(intent.reference, intent.company)
-        with store.transaction():
-            if vouchers:
-                label = voucher_label(vouchers[0])
-                store.record_card_outcome(intent.id, "posted", voucher_no=label)
-                audit.record(
-                    "reconciled",
-                    f"voucher {label} found in IFS for {intent.reference}: recorded as posted,"
-                    " not posted again",
-                    voucher=label,
-                    data={"reference": intent.reference, "matches": len(vouchers)},
-                )
-                found.append(intent.reference)
-            else:
-                store.record_card_outcome(
-                    intent.id, "failed", error="not in IFS after a lost answer"
-                )
-                audit.record(
-                    "reconciled",
-                    f"{intent.reference} is not in IFS: the earlier post did not happen; it may"
-                    " be posted",
-                    data={"reference": intent.reference, "matches": 0},
-                )
-    return found
-
-
-def _intent(store: Store, audit: AuditLog, cv: CardVoucher, body_digest: str) -> int:
-    with store.transaction():
-        card_id = store.record_card_intent(
-            period=cv.period,
-            company=cv.company,
-            kind=cv.kind,
-            reference=cv.reference,
-            voucher_date=cv.voucher_date.isoformat(),
-            amount=format(cv.amount, "f"),
-            currency=cv.currency,
-            body_digest=body_digest,
-        )
-        audit.record(
-            _EVENTS[cv.kind][0],
-            f"posting {cv.reference} to company {cv.company} dated {cv.voucher_date}"
-            f" ({len(cv.rows)} rows, {_money(cv.amount)} {cv.currency})",
-            transaction_ids=list(cv.transaction_ids) or None,
-            request_digest=body_digest,
-            data={"reference": cv.reference, "period": cv.period, "company": cv.company},
-        )
-    return card_id
+def _intent(cv: CardVoucher) -> Intent:
+    return Intent(
+        kind="card-accrual" if cv.kind == KIND_ACCRUAL else "card-reversal",
+        reference=cv.reference,
+        company=cv.company,
+        body=cv.to_ifs_body(),
+        summary=f"posting {cv.reference} to company {cv.company} dated {cv.voucher_date}"
+        f" ({len(cv.rows)} rows, {_money(cv.amount)} {cv.currency})",
+        period=cv.period,
+        accrual_reference=cv.accrual_reference or "",
+        voucher_date=cv.voucher_date.isoformat(),
+        amount=format(cv.amount, "f"),
+        currency=cv.currency,
+        transaction_ids=tuple(cv.transaction_ids),
+        data={"period": cv.period, "company": cv.company},
+    )
 
 
 def post_card_voucher(
-    cv: CardVoucher, ifs: CardPoster, store: Store, audit: AuditLog
+    cv: CardVoucher, ifs: VoucherSender, store: Store, audit: AuditLog
 ) -> CardPostResult:
-    """Post one card voucher once: never when the store or IFS already holds its reference;
-    intent committed before the POST; a lost answer looked up by reference, never retried
-    blind. Raises AuthError/Unreachable (recorded as not posted: nothing reached IFS)."""
-    live = store.live_card_voucher(cv.reference)
+    """Post one card voucher once, through the posting ledger: never when the store or IFS
+    already holds its reference; a lost answer looked up by reference, never retried blind.
+    Raises AuthError/Unreachable (recorded as not posted: nothing reached IFS)."""
+    ledger = Ledger(store, audit, ifs)
+    live = ledger.live(cv.reference)
     if live is not None and live.outcome != "posted":
-        reconcile_card_intents(ifs, store, audit)
-        live = store.live_card_voucher(cv.reference)
+        ledger.reconcile(kinds=LEDGER_KINDS)
+        live = ledger.live(cv.reference)
     if live is not None:
         return CardPostResult(cv, ALREADY, live.voucher_no or "")
-    body = cv.to_ifs_body()
-    body_digest = digest(body) or ""
     existing = ifs.find_vouchers(cv.reference, cv.company)
     if existing:
         # Posted by another installation, or before this state file was restored: adopt it.
-        label = voucher_label(existing[0])
-        with store.transaction():
-            card_id = _intent(store, audit, cv, body_digest)
-            store.record_card_outcome(card_id, "posted", voucher_no=label)
-            audit.record(
-                "reconciled",
-                f"{cv.reference} is already in IFS as voucher {label}: recorded, not posted again",
-                voucher=label,
-                data={"reference": cv.reference, "matches": len(existing)},
-            )
+        label = ledger.adopt_existing(_intent(cv), existing)
         return CardPostResult(cv, ALREADY, label, "found in IFS before posting")
-    card_id = _intent(store, audit, cv, body_digest)
-    crash_point("card-intent")
-    try:
-        voucher = ifs.post_voucher(body)
-    except UnknownOutcome as exc:
-        store.record_card_outcome(card_id, "unknown", error=str(exc))
-        audit.record(
-            "unknown-outcome",
-            f"{cv.reference}: {exc}; looking it up in IFS before anything else",
-            request_digest=body_digest,
-            data={"reference": cv.reference},
-        )
-        try:
-            reconcile_card_intents(ifs, store, audit)
-        except ConsoleError as lookup:
-            return CardPostResult(
-                cv, UNKNOWN, "", f"{exc}; the lookup failed too ({lookup}): run again"
-            )
-        row = store.live_card_voucher(cv.reference)
-        if row is not None and row.outcome == "posted":
-            return CardPostResult(cv, RECONCILED, row.voucher_no or "", str(exc))
+    settled = ledger.send(_intent(cv))
+    if settled.outcome == "reconciled":
+        return CardPostResult(cv, RECONCILED, settled.voucher, settled.message)
+    if settled.outcome == "unknown":
         return CardPostResult(
-            cv, FAILED, "", f"{exc}; IFS does not hold it: not posted, run again to post"
+            cv,
+            FAILED,
+            "",
+            f"{settled.message}; IFS does not hold it: not posted, run again to post",
         )
-    except ServiceError as exc:
-        message = exc.detail or str(exc)
-        with store.transaction():
-            store.record_card_outcome(card_id, "failed", error=f"IFS: {message}")
-            audit.record(
-                _EVENTS[cv.kind][2],
-                f"IFS rejected {cv.reference}: {message}",
-                request_digest=body_digest,
-                data={"reference": cv.reference, "status": exc.status, "code": exc.code},
-            )
-        return CardPostResult(cv, FAILED, "", message)
-    except (AuthError, Unreachable) as exc:
-        store.record_card_outcome(card_id, "failed", error=str(exc))
-        raise
-    crash_point("card-post")
-    label = voucher_label(voucher)
-    with store.transaction():
-        store.record_card_outcome(card_id, "posted", voucher_no=label)
-        audit.record(
-            _EVENTS[cv.kind][1],
-            f"posted {cv.reference} as voucher {label}",
-            voucher=label,
-            transaction_ids=list(cv.transaction_ids) or None,
-            request_digest=body_digest,
-            response_digest=digest(voucher.model_dump(mode="json")),
-            data={"reference": cv.reference, "accrual": cv.accrual_reference or None},
-        )
-    return CardPostResult(cv, POSTED, label)
+    if settled.outcome == "failed":
+        return CardPostResult(cv, FAILED, "", settled.message)
+    return CardPostResult(cv, POSTED, settled.voucher)
 
 
 # ---------------------------------------------------------------- where each accrual stands
@@ -584,7 +490,7 @@ def accrual_state(
     current: Decimal,
     period: ClosePeriod,
     vouchers: Sequence[Voucher],
-    store_rows: Sequence[CardAccrualRow],
+    store_rows: Sequence[LedgerEntry],
     clearing_account: str,
     due: date | None,
 ) -> CardAccrualState:
@@ -652,7 +558,7 @@ def read_accrual_states(
         current = sum((v for (c, _cur), v in totals.items() if c == company), ZERO)
         vouchers = engine.track("ifs", partial(engine.ifs.vouchers_with_prefix, PREFIX, company))
         refs = (accrual_reference(period.label, company), reversal_reference(period.label, company))
-        rows = [r for ref in refs for r in engine.store.card_vouchers(reference=ref)]
+        rows = [r for ref in refs for r in engine.store.ledger_entries(reference=ref)]
         out.append(
             accrual_state(
                 company,
@@ -807,7 +713,7 @@ def run_card_accrual(
         _record_differences(engine, run)
         return run
     with engine._cycle_lock, engine.lock:
-        engine.track("ifs", lambda: reconcile_card_intents(engine.ifs, engine.store, engine.audit))
+        engine.track("ifs", lambda: engine.ledger().reconcile(kinds=LEDGER_KINDS))
         for cv in run.accruals:
             run.results.append(
                 engine.track(
@@ -848,9 +754,9 @@ def _due_reversals(
     store: Store = engine.store
     due: list[CardVoucher] = []
     waiting: list[tuple[str, str]] = []
-    for row in store.card_vouchers(kind=KIND_ACCRUAL, outcomes=("posted",)):
+    for row in store.ledger_entries(kinds=("card-accrual",), outcomes=("posted",)):
         rref = reversal_reference(row.period, row.company)
-        if store.live_card_voucher(rref) is not None:
+        if store.ledger_entries(reference=rref, outcomes=LIVE):
             continue  # reversed (or in doubt: looked up before anything is posted)
         cref = reference.company(row.company)
         day = reversal_due(cref, row.period)
@@ -880,9 +786,9 @@ def reverse_due_in_cycle(engine: Any, summary: Any) -> None:
     Reads only the state file unless a card accrual is posted and its reversal is due."""
     from console.reversal import FAILED_PREFIX
 
-    if not engine.store.card_vouchers(kind=KIND_ACCRUAL, outcomes=("posted", "intent", "unknown")):
+    if not engine.store.ledger_entries(kinds=("card-accrual",), outcomes=LIVE):
         return
-    engine.track("ifs", lambda: reconcile_card_intents(engine.ifs, engine.store, engine.audit))
+    engine.track("ifs", lambda: engine.ledger().reconcile(kinds=LEDGER_KINDS))
     due, _waiting = _due_reversals(engine, engine.reference(), engine.today())
     for rv in due:
         r: CardPostResult = engine.track(

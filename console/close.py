@@ -37,6 +37,7 @@ from console import reference
 from console.expensify.models import ExportReport, ExportTransaction, PolicyInfo
 from console.expensify.reconciliation import CardSpend, Unreadable
 from console.ifs.models import Voucher, VoucherRow
+from console.ledger import voucher_label
 from console.money import minor_to_decimal, round_cents
 
 if TYPE_CHECKING:
@@ -565,10 +566,6 @@ class TieOut:
 
 
 # ---------------------------------------------------------------------------- computation
-
-
-def voucher_label(v: Voucher) -> str:
-    return f"{v.Company}/{v.VoucherType}/{v.AccountingYear}/{v.VoucherNo}"
 
 
 def report_of_reference(text: str | None) -> str | None:

@@ -16,22 +16,17 @@ Expensify unreachable) are labelled on the next cycle.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-from console.audit import AuditLog, Event, digest
+from console.audit import AuditLog, Event
 from console.errors import AuthError, ServiceError, UnknownOutcome, Unreachable
 from console.ifs.models import Voucher
+from console.ledger import Attempt, Intent, Ledger, VoucherSender
 from console.plan import Plan, PlannedVoucher
 from console.store import Store, crash_point
-
-# Test-only hook (documented in the e2e tests): when set to 1, the process exits with 137
-# right after a voucher POST returns and before its outcome is recorded, as a SIGKILL
-# between POST and local commit would. Never set in production.
-CRASH_AFTER_POST_ENV = "ML_CONSOLE_TEST_CRASH_AFTER_POST"
 
 
 @dataclass(frozen=True)
@@ -55,77 +50,14 @@ class PostOutcome:
     label_error: str = ""
 
 
-class VoucherPoster(Protocol):
-    """The IfsClient methods the post stage uses."""
-
-    def post_voucher(self, voucher: Mapping[str, Any]) -> Voucher: ...
-
-    def find_vouchers(self, reference: str, company: str | None = None) -> list[Voucher]: ...
-
-
-def voucher_label(v: Voucher) -> str:
-    """How a voucher is named to people: company, type, year and number."""
-    return f"{v.Company}/{v.VoucherType}/{v.AccountingYear}/{v.VoucherNo}"
-
-
-def reconcile(
-    ifs: VoucherPoster,
-    store: Store,
-    audit: AuditLog,
-    only: Collection[int] | None = None,
-) -> list[tuple[str, str]]:
-    """Resolve every intent without an outcome (or just the postings `only` names) by looking
-    its ReferenceNumber up in IFS.
-
-    Found → recorded as posted (no second POST). Not found → recorded as failed with
-    'not posted', which makes the report postable again in this cycle.
-    """
-    found: list[tuple[str, str]] = []
-    for intent in store.open_intents():
-        if only is not None and intent.id not in only:
-            continue
-        vouchers = ifs.find_vouchers(intent.reference, intent.company)
-        if vouchers:
-            v = vouchers[0]
-            label = voucher_label(v)
-            with store.transaction():
-                store.record_outcome(intent.id, "posted", voucher_no=label)
-                audit.record(
-                    "reconciled",
-                    f"voucher {label} found in IFS for {intent.reference}: recorded as posted,"
-                    " not posted again",
-                    report_id=intent.report_id,
-                    voucher=label,
-                    data={"reference": intent.reference, "matches": len(vouchers)},
-                )
-            found.append((intent.report_id, label))
-        else:
-            with store.transaction():
-                store.record_outcome(intent.id, "failed", error="not in IFS after a lost answer")
-                store.set_status(intent.report_id, "ready")
-                audit.record(
-                    "reconciled",
-                    f"{intent.reference} is not in IFS: the earlier post did not happen; the"
-                    " report may be posted",
-                    report_id=intent.report_id,
-                    data={"reference": intent.reference, "matches": 0},
-                )
-    return found
-
-
-@dataclass
-class _Attempt:
-    """One voucher whose intent is committed and whose request is about to go out."""
-
-    pv: PlannedVoucher
-    posting_id: int
-    body: dict[str, Any]
-    body_digest: str
+# The IFS client methods the post stage uses: the ledger's.
+VoucherPoster = VoucherSender
 
 
 class _Poster:
-    """The per-voucher steps shared by the sequential, concurrent and `$batch` paths. Every
-    store write happens on the calling thread; only the IFS requests run in parallel."""
+    """The per-voucher steps shared by the sequential, concurrent and `$batch` paths, on the
+    posting ledger. Every store write happens on the calling thread; only the IFS requests
+    run in parallel."""
 
     def __init__(
         self,
@@ -137,23 +69,26 @@ class _Poster:
     ) -> None:
         self.ifs = ifs
         self.store = store
-        self.audit = audit
+        self.ledger = Ledger(store, audit, ifs)
         self.progress = progress
         self.total = len(plan.vouchers)
         self.done = 0
         self.outcome = PostOutcome()
-        self.crash_hook = os.environ.get(CRASH_AFTER_POST_ENV) == "1"
+        self.planned: dict[int, PlannedVoucher] = {}
+
+    @property
+    def crash_hook(self) -> bool:
+        return self.ledger.crash_after_post
 
     def tell(self, rid: str, what: str, voucher: str | None = None, message: str = "") -> None:
         self.done += 1
         _tell(self.progress, PostProgress(self.done, self.total, rid, what, voucher, message))
 
-    def begin(self, pv: PlannedVoucher) -> _Attempt | None:
+    def begin(self, pv: PlannedVoucher) -> Attempt | None:
         """Skip a voucher already posted; otherwise commit its intent (before any request)."""
         rid = pv.report_id
-        ref = pv.reference_number
         # A confirmed change after posting: the old accrual is reversed, the new one posts.
-        done = None if self.store.awaiting_new_accrual(rid) else self.store.posted_posting(rid)
+        done = None if self.store.awaiting_new_accrual(rid) else self.store.posted_accrual(rid)
         if done is not None and (
             done.version == pv.version or self.store.content_hash(rid) == pv.content_hash
         ):
@@ -164,92 +99,47 @@ class _Poster:
             self.outcome.already_posted.append(rid)
             self.done += 1
             return None
-        body = pv.to_ifs_body()
-        body_digest = digest(body) or ""
-        with self.store.transaction():
-            posting_id = self.store.record_intent(rid, ref, pv.version, pv.company, body_digest)
-            self.audit.record(
-                "intent",
-                f"posting {ref} to company {pv.company} ({len(pv.rows)} rows)",
+        ref = pv.reference_number
+        attempt = self.ledger.begin(
+            Intent(
+                kind="accrual",
+                reference=ref,
+                company=pv.company,
+                body=pv.to_ifs_body(),
+                summary=f"posting {ref} to company {pv.company} ({len(pv.rows)} rows)",
                 report_id=rid,
-                request_digest=body_digest,
-                data={"reference": ref, "company": pv.company, "version": pv.version},
+                version=pv.version,
+                voucher_date=pv.voucher_date.isoformat(),
+                transaction_ids=tuple(
+                    r.source.transaction_id for r in pv.rows if r.source.transaction_id
+                ),
+                data={"company": pv.company, "version": pv.version},
             )
-        crash_point("intent")
-        return _Attempt(pv, posting_id, body, body_digest)
+        )
+        self.planned[attempt.entry_id] = pv
+        return attempt
 
-    def finish(self, att: _Attempt, result: Voucher | BaseException) -> None:
+    def finish(self, att: Attempt, result: Voucher | BaseException) -> None:
         """Record what IFS answered for one voucher. Raises AuthError/Unreachable (after
         recording the voucher as not posted) and anything unexpected."""
-        rid, ref = att.pv.report_id, att.pv.reference_number
-        if isinstance(result, UnknownOutcome):
-            self.store.record_outcome(att.posting_id, "unknown", error=str(result))
-            self.audit.record(
-                "unknown-outcome",
-                f"{ref}: {result}; looking it up in IFS before anything else",
-                report_id=rid,
-                request_digest=att.body_digest,
-            )
-            # Resolve now, by this voucher's ReferenceNumber: the lookup decides, never a
-            # blind retry.
-            found = reconcile(self.ifs, self.store, self.audit, only=(att.posting_id,))
-            label = next((lbl for r, lbl in found if r == rid), None)
-            if label is not None:
-                self.outcome.reconciled.append((rid, label))
-                self.outcome.posted.append((rid, label))
-                self.tell(rid, "reconciled", label)
-            else:
-                self.outcome.unknown.append(rid)
-                self.tell(rid, "unknown", None, str(result))
-            return
-        if isinstance(result, ServiceError):
-            message = result.detail or str(result)
-            with self.store.transaction():
-                self.store.record_outcome(att.posting_id, "failed", error=f"IFS: {message}")
-                self.audit.record(
-                    "post-failed",
-                    f"IFS rejected {ref}: {message}",
-                    report_id=rid,
-                    request_digest=att.body_digest,
-                    data={"status": result.status, "code": result.code},
-                )
-            self.outcome.failed.append((rid, message))
-            self.tell(rid, "failed", None, message)
-            return
-        if isinstance(result, (AuthError, Unreachable)):
-            # Refused before anything was sent (token) or never reached IFS: not posted.
-            with self.store.transaction():
-                self.store.record_outcome(att.posting_id, "failed", error=str(result))
-                self.store.set_status(rid, "ready")
-            raise result
-        if isinstance(result, BaseException):
-            raise result
-        if self.crash_hook:
-            os._exit(137)
-        crash_point("post")
-        label = voucher_label(result)
-        with self.store.transaction():
-            self.store.record_outcome(att.posting_id, "posted", voucher_no=label)
-            self.audit.record(
-                "posted",
-                f"posted {ref} as voucher {label}",
-                report_id=rid,
-                voucher=label,
-                transaction_ids=[
-                    r.source.transaction_id for r in att.pv.rows if r.source.transaction_id
-                ],
-                request_digest=att.body_digest,
-                response_digest=digest(result.model_dump(mode="json")),
-            )
-        crash_point("posted")
-        self.outcome.posted.append((rid, label))
-        self.tell(rid, "posted", label)
+        rid = att.intent.report_id
+        settled = self.ledger.finish(att, result)
+        if settled.outcome == "reconciled":
+            self.outcome.reconciled.append((rid, settled.voucher))
+            self.outcome.posted.append((rid, settled.voucher))
+            self.tell(rid, "reconciled", settled.voucher)
+        elif settled.outcome == "unknown":
+            self.outcome.unknown.append(rid)
+            self.tell(rid, "unknown", None, settled.message)
+        elif settled.outcome == "failed":
+            self.outcome.failed.append((rid, settled.message))
+            self.tell(rid, "failed", None, settled.message)
+        else:
+            self.outcome.posted.append((rid, settled.voucher))
+            self.tell(rid, "posted", settled.voucher)
 
-    def post_one(self, att: _Attempt) -> Voucher | BaseException:
-        try:
-            return self.ifs.post_voucher(att.body)
-        except (UnknownOutcome, ServiceError, AuthError, Unreachable) as exc:
-            return exc
+    def post_one(self, att: Attempt) -> Voucher | BaseException:
+        return self.ledger.request(att)
 
 
 def post_plan(
@@ -295,7 +185,7 @@ def _post_concurrently(
 ) -> None:
     stop: BaseException | None = None
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ifs-post") as pool:
-        inflight: dict[Future[Voucher | BaseException], _Attempt] = {}
+        inflight: dict[Future[Voucher | BaseException], Attempt] = {}
 
         def drain(block_until_below: int) -> None:
             nonlocal stop
@@ -331,7 +221,7 @@ def _post_batches(poster: _Poster, vouchers: Sequence[PlannedVoucher], batch_siz
             continue
         results: list[Voucher | BaseException]
         try:
-            answers = send([a.body for a in attempts])
+            answers = send([a.intent.body for a in attempts])
             results = [r.voucher if r.voucher is not None else r.error for r in answers]
         except (UnknownOutcome, ServiceError) as exc:
             # The whole answer was lost (each voucher is looked up on its own), or IFS
@@ -357,7 +247,9 @@ class Labeller(Protocol):
 
 def label_posted(expensify: Labeller, store: Store, audit: AuditLog, label: str) -> list[str]:
     """Mark every posted-but-unlabelled report with the export label, in one request."""
-    pending = sorted({p.report_id for p in store.unlabelled_postings()})
+    pending = sorted(
+        {p.report_id for p in store.ledger_entries(kinds=("accrual",), unlabelled=True)}
+    )
     if not pending:
         return []
     expensify.mark_exported(pending, label)

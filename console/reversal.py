@@ -41,11 +41,11 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from console import reference
-from console.audit import AuditLog, Event, digest
-from console.errors import AuthError, ServiceError, UnknownOutcome, Unreachable
+from console.audit import AuditLog, Event
 from console.ifs.models import Voucher, VoucherRow
+from console.ledger import LIVE, Intent, Ledger, VoucherSender
 from console.plan import RowVoucher
-from console.store import ChangeRow, PostedAccrual, ReversalRow, Store, crash_point
+from console.store import ChangeRow, PostedAccrual, Store
 
 if TYPE_CHECKING:
     from console.config import PostingConfig
@@ -263,20 +263,10 @@ def plan_reversal(
 # ---------------------------------------------------------------- IFS and Expensify ports
 
 
-class ReversalPoster(Protocol):
-    def post_voucher(self, voucher: Mapping[str, Any]) -> Voucher: ...
-
-    def find_vouchers(self, reference: str, company: str | None = None) -> list[Voucher]: ...
-
-
 class ReportReader(Protocol):
     def export_reports(
         self, *, report_ids: Sequence[str] | None = None, states: Sequence[str] = ...
     ) -> ExportResult: ...
-
-
-def voucher_label(v: Voucher) -> str:
-    return f"{v.Company}/{v.VoucherType}/{v.AccountingYear}/{v.VoucherNo}"
 
 
 # ---------------------------------------------------------------- watching posted reports
@@ -378,7 +368,7 @@ class ReversalPlan:
 def reversed_groups(store: Store) -> dict[str, set[str]]:
     """accrual reference → credit groups reversed (or possibly reversed: open intents)."""
     out: dict[str, set[str]] = {}
-    for r in store.live_reversals():
+    for r in store.ledger_entries(kinds=("reversal",), outcomes=LIVE):
         out.setdefault(r.accrual_reference, set()).update(g for g in r.groups.split(",") if g)
     return out
 
@@ -388,7 +378,7 @@ def _first_of_next_month(day: date) -> date:
 
 
 def due_reversals(
-    ifs: ReversalPoster,
+    ifs: VoucherSender,
     store: Store,
     reference: IfsReference,
     posting: PostingConfig,
@@ -444,13 +434,13 @@ def _approved_day(acc: PostedAccrual) -> date | None:
         return None
 
 
-def _read_accrual(ifs: ReversalPoster, acc: PostedAccrual) -> Voucher | None:
+def _read_accrual(ifs: VoucherSender, acc: PostedAccrual) -> Voucher | None:
     found = ifs.find_vouchers(acc.reference, acc.company)
     return found[0] if found else None
 
 
 def _plan_for(
-    ifs: ReversalPoster,
+    ifs: VoucherSender,
     store: Store,
     reference: IfsReference,
     posting: PostingConfig,
@@ -500,7 +490,7 @@ def _plan_for(
 
 
 def change_reversal(
-    ifs: ReversalPoster,
+    ifs: VoucherSender,
     store: Store,
     reference: IfsReference,
     posting: PostingConfig,
@@ -536,115 +526,38 @@ class ReversalOutcome:
     unknown: list[str] = field(default_factory=list)
 
 
-def reconcile_reversals(ifs: ReversalPoster, store: Store, audit: AuditLog) -> list[ReversalRow]:
-    """Resolve reversal intents without an outcome by looking their reference up in IFS."""
-    found: list[ReversalRow] = []
-    for intent in store.open_reversal_intents():
-        vouchers = ifs.find_vouchers(intent.reference, intent.company)
-        with store.transaction():
-            if vouchers:
-                label = voucher_label(vouchers[0])
-                store.record_reversal_outcome(intent.id, "posted", voucher_no=label)
-                audit.record(
-                    "reconciled",
-                    f"reversal {label} found in IFS for {intent.reference}: recorded as posted,"
-                    " not posted again",
-                    report_id=intent.report_id,
-                    voucher=label,
-                    data={"reference": intent.reference, "matches": len(vouchers)},
-                )
-                found.append(intent)
-            else:
-                store.record_reversal_outcome(
-                    intent.id, "failed", error="not in IFS after a lost answer"
-                )
-                audit.record(
-                    "reconciled",
-                    f"{intent.reference} is not in IFS: the earlier post did not happen; the"
-                    " reversal may be posted",
-                    report_id=intent.report_id,
-                    data={"reference": intent.reference, "matches": 0},
-                )
-    return found
-
-
 def post_reversals(
-    reversals: Sequence[PlannedReversal], ifs: ReversalPoster, store: Store, audit: AuditLog
+    reversals: Sequence[PlannedReversal], ifs: VoucherSender, store: Store, audit: AuditLog
 ) -> ReversalOutcome:
-    """Post each reversal once: intent, POST, outcome; an unknown outcome is looked up."""
+    """Post each reversal once through the posting ledger: intent, POST, outcome; an unknown
+    outcome is looked up by reference."""
     outcome = ReversalOutcome()
+    ledger = Ledger(store, audit, ifs)
     for rv in reversals:
-        live = {r.reference for r in store.live_reversals()}
-        if rv.reference in live:
+        if ledger.live(rv.reference) is not None:
             continue  # posted (or in doubt) already
-        body = rv.to_ifs_body()
-        body_digest = digest(body) or ""
-        with store.transaction():
-            rid_ = store.record_reversal_intent(
-                rv.report_id,
-                rv.accrual_reference,
-                rv.reference,
-                rv.groups,
-                rv.cause,
-                rv.company,
-                rv.voucher_date.isoformat(),
-                body_digest,
-            )
-            audit.record(
-                "reversal-planned",
-                f"reversing {rv.accrual_reference} as {rv.reference} on {rv.voucher_date}"
-                f" ({rv.cause}; {', '.join(rv.groups)})",
+        settled = ledger.send(
+            Intent(
+                kind="reversal",
+                reference=rv.reference,
+                company=rv.company,
+                body=rv.to_ifs_body(),
+                summary=f"reversing {rv.accrual_reference} as {rv.reference} on"
+                f" {rv.voucher_date} ({rv.cause}; {', '.join(rv.groups)})",
                 report_id=rv.report_id,
-                request_digest=body_digest,
+                accrual_reference=rv.accrual_reference,
+                groups=tuple(rv.groups),
+                cause=rv.cause,
+                voucher_date=rv.voucher_date.isoformat(),
                 data=rv.to_json(),
             )
-        crash_point("reversal-intent")
-        try:
-            voucher = ifs.post_voucher(body)
-        except UnknownOutcome as exc:
-            store.record_reversal_outcome(rid_, "unknown", error=str(exc))
-            audit.record(
-                "unknown-outcome",
-                f"{rv.reference}: {exc}; looking it up in IFS before anything else",
-                report_id=rv.report_id,
-                request_digest=body_digest,
-            )
-            found = reconcile_reversals(ifs, store, audit)
-            match = next((f for f in found if f.id == rid_), None)
-            if match is not None:
-                row = next(r for r in store.reversals_for(rv.report_id) if r.id == rid_)
-                outcome.posted.append((rv.report_id, rv.reference, row.voucher_no or ""))
-            else:
-                outcome.unknown.append(rv.report_id)
-            continue
-        except ServiceError as exc:
-            message = exc.detail or str(exc)
-            with store.transaction():
-                store.record_reversal_outcome(rid_, "failed", error=f"IFS: {message}")
-                audit.record(
-                    "reversal-failed",
-                    f"IFS rejected {rv.reference}: {message}",
-                    report_id=rv.report_id,
-                    request_digest=body_digest,
-                )
-            outcome.failed.append((rv.report_id, message))
-            continue
-        except (AuthError, Unreachable) as exc:
-            store.record_reversal_outcome(rid_, "failed", error=str(exc))
-            raise
-        label = voucher_label(voucher)
-        with store.transaction():
-            store.record_reversal_outcome(rid_, "posted", voucher_no=label)
-            audit.record(
-                "reversal-posted",
-                f"posted reversal {rv.reference} as voucher {label}",
-                report_id=rv.report_id,
-                voucher=label,
-                request_digest=body_digest,
-                response_digest=digest(voucher.model_dump(mode="json")),
-                data={"reference": rv.reference, "accrual": rv.accrual_reference},
-            )
-        outcome.posted.append((rv.report_id, rv.reference, label))
+        )
+        if settled.outcome in ("posted", "reconciled"):
+            outcome.posted.append((rv.report_id, rv.reference, settled.voucher))
+        elif settled.outcome == "unknown":
+            outcome.unknown.append(rv.report_id)
+        else:
+            outcome.failed.append((rv.report_id, settled.message))
     return outcome
 
 
@@ -665,7 +578,7 @@ def prepare(engine: Any, plan: Any, priority: Sequence[str], dry_run: bool) -> A
     reference = engine.reference()
     posting = engine.settings.posting
     if not dry_run:
-        engine.track("ifs", lambda: reconcile_reversals(engine.ifs, engine.store, engine.audit))
+        engine.track("ifs", lambda: engine.ledger().reconcile(kinds=("reversal",)))
     due: ReversalPlan = engine.track(
         "ifs", lambda: due_reversals(engine.ifs, engine.store, reference, posting, today)
     )
@@ -777,7 +690,7 @@ def settle_changes(store: Store) -> None:
     """A confirmed change is done once its new accrual is posted (changed) or at once
     (rejected: the reversal is all there is)."""
     for change in store.report_changes(("confirmed",)):
-        latest = store.posted_posting(change.report_id)
+        latest = store.posted_accrual(change.report_id)
         if change.kind == CAUSE_REJECTED or (
             latest is not None and latest.reference != change.accrual_reference
         ):
@@ -806,7 +719,7 @@ def confirm_change(engine: Any, report_id: str) -> Any:
         engine._reference = None
         reference = engine.reference()
         today = engine.today()
-        engine.track("ifs", lambda: reconcile_reversals(engine.ifs, engine.store, engine.audit))
+        engine.track("ifs", lambda: engine.ledger().reconcile(kinds=("reversal",)))
         planned = engine.track(
             "ifs",
             lambda: change_reversal(

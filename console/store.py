@@ -34,6 +34,7 @@ import sqlite_utils
 
 from console import clock
 from console.errors import ConfigError, LockHeld
+from console.reference import KINDS
 
 STATUSES = ("pending", "held", "ready", "posting", "posted", "failed", "excluded")
 OUTCOMES = ("intent", "posted", "failed", "unknown")
@@ -279,6 +280,57 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX card_accruals_reference ON card_accruals(reference, outcome)",
         "CREATE INDEX card_accruals_outcome ON card_accruals(outcome, kind)",
     ),
+    # 4: one posting ledger for every voucher kind (console/ledger.py): the three tables of
+    # versions 1-3 become rows of one, in the order their intents were written.
+    (
+        """CREATE TABLE ledger (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            reference TEXT NOT NULL,
+            company TEXT NOT NULL,
+            report_id TEXT NOT NULL DEFAULT '',
+            period TEXT NOT NULL DEFAULT '',
+            version TEXT NOT NULL DEFAULT '',
+            accrual_reference TEXT NOT NULL DEFAULT '',
+            groups TEXT NOT NULL DEFAULT '',
+            cause TEXT NOT NULL DEFAULT '',
+            voucher_date TEXT NOT NULL DEFAULT '',
+            amount TEXT NOT NULL DEFAULT '',
+            currency TEXT NOT NULL DEFAULT '',
+            body_digest TEXT NOT NULL,
+            intent_at TEXT NOT NULL,
+            outcome TEXT NOT NULL DEFAULT 'intent',
+            voucher_no TEXT,
+            posted_at TEXT,
+            labelled_at TEXT,
+            error TEXT NOT NULL DEFAULT ''
+        )""",
+        """INSERT INTO ledger (kind, reference, company, report_id, period, version,
+            accrual_reference, groups, cause, voucher_date, amount, currency, body_digest,
+            intent_at, outcome, voucher_no, posted_at, labelled_at, error)
+        SELECT kind, reference, company, report_id, period, version, accrual_reference, groups,
+            cause, voucher_date, amount, currency, body_digest, intent_at, outcome, voucher_no,
+            posted_at, labelled_at, error FROM (
+            SELECT 'accrual' AS kind, reference, company, report_id, '' AS period, version,
+                '' AS accrual_reference, '' AS groups, '' AS cause, '' AS voucher_date,
+                '' AS amount, '' AS currency, body_digest, intent_at, outcome, voucher_no,
+                posted_at, labelled_at, error, 1 AS src, id FROM postings
+            UNION ALL
+            SELECT 'reversal', reference, company, report_id, '', '', accrual_reference, groups,
+                cause, voucher_date, '', '', body_digest, intent_at, outcome, voucher_no,
+                posted_at, NULL, error, 2, id FROM reversals
+            UNION ALL
+            SELECT 'card-' || kind, reference, company, '', period, '', '', '', '',
+                voucher_date, amount, currency, body_digest, intent_at, outcome, voucher_no,
+                posted_at, NULL, error, 3, id FROM card_accruals
+        ) ORDER BY intent_at, src, id""",
+        "DROP TABLE postings",
+        "DROP TABLE reversals",
+        "DROP TABLE card_accruals",
+        "CREATE INDEX ledger_report ON ledger(report_id, kind)",
+        "CREATE INDEX ledger_reference ON ledger(reference, outcome)",
+        "CREATE INDEX ledger_outcome ON ledger(outcome, kind, labelled_at)",
+    ),
 )
 
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -390,59 +442,29 @@ class StoredHold:
 
 
 @dataclass(frozen=True)
-class PostingRow:
+class LedgerEntry:
+    """One voucher the console sent or meant to send (console/ledger.py): intent, then
+    outcome. Report vouchers name their report; card vouchers their period."""
+
     id: int
-    report_id: str
+    kind: str  # accrual | reversal | card-accrual | card-reversal (console.reference.KINDS)
     reference: str
-    version: str
     company: str
+    report_id: str
+    period: str  # card vouchers: the accrued period, YYYY-MM
+    version: str  # accruals: the content version in the reference
+    accrual_reference: str  # reversals: the accrual they mirror
+    groups: str  # reversals: comma list of credit groups reversed (reimbursable, card)
+    cause: str  # reversals: next-period-start | on-reimbursement | changed | rejected
+    voucher_date: str
+    amount: str  # card vouchers: Decimal text of the expense net (accrual sign)
+    currency: str
     body_digest: str
     intent_at: str
     outcome: str
     voucher_no: str | None
     posted_at: str | None
     labelled_at: str | None
-    error: str
-
-
-@dataclass(frozen=True)
-class ReversalRow:
-    """One reversal voucher of an accrual: intent, then outcome (like a posting)."""
-
-    id: int
-    report_id: str
-    accrual_reference: str
-    reference: str
-    groups: str  # comma list of credit groups reversed: reimbursable, card
-    cause: str  # next-period-start | on-reimbursement | changed | rejected
-    company: str
-    voucher_date: str
-    body_digest: str
-    intent_at: str
-    outcome: str
-    voucher_no: str | None
-    posted_at: str | None
-    error: str
-
-
-@dataclass(frozen=True)
-class CardAccrualRow:
-    """One card-spend voucher (an accrual of a period's unreported card spend, or its
-    reversal): intent, then outcome, like a posting."""
-
-    id: int
-    period: str  # the accrued period, YYYY-MM
-    company: str
-    kind: str  # accrual | reversal
-    reference: str
-    voucher_date: str
-    amount: str  # Decimal text: the accounting net the expense rows debit (accrual sign)
-    currency: str  # the company's accounting currency
-    body_digest: str
-    intent_at: str
-    outcome: str
-    voucher_no: str | None
-    posted_at: str | None
     error: str
 
 
@@ -496,7 +518,7 @@ class ReportDetail:
     raw: dict[str, Any]
     lines: list[StoredLine]
     holds: list[StoredHold]
-    postings: list[PostingRow]
+    postings: list[LedgerEntry]  # the report's accruals, oldest first
     exclusion: Exclusion | None
 
 
@@ -986,7 +1008,7 @@ class Store:
             raw=raw,
             lines=lines,
             holds=holds,
-            postings=self.postings_for(report_id),
+            postings=self.ledger_entries(kinds=("accrual",), report_id=report_id),
             exclusion=Exclusion(**excl[0]) if excl else None,
         )
 
@@ -1141,187 +1163,43 @@ class Store:
         params.append(int(limit))
         return [DimensionRow(**r) for r in self._rows(sql, params)]
 
-    # -- postings
-    def record_intent(
-        self, report_id: str, reference: str, version: str, company: str, body_digest: str
-    ) -> int:
-        """Write (and commit, unless inside an outer transaction) the intent to post."""
-        with self.transaction():
-            cur = self._x(
-                "INSERT INTO postings (report_id, reference, version, company, body_digest,"
-                " intent_at, outcome) VALUES (?,?,?,?,?,?, 'intent')",
-                (report_id, reference, version, company, body_digest, self.now()),
-            )
-            self._x(
-                "UPDATE reports SET status='posting', updated=? WHERE report_id=?",
-                (self.now(), report_id),
-            )
-            return int(cur.lastrowid or 0)
-
-    def record_outcome(
-        self,
-        posting_id: int,
-        outcome: str,
-        *,
-        voucher_no: str | None = None,
-        error: str = "",
-    ) -> None:
-        if outcome not in OUTCOMES:
-            raise ValueError(f"unknown posting outcome {outcome!r}")
-        now = self.now()
-        with self.transaction():
-            row = self._x("SELECT report_id FROM postings WHERE id = ?", (posting_id,)).fetchone()
-            if row is None:
-                raise KeyError(posting_id)
-            self._x(
-                "UPDATE postings SET outcome=?, voucher_no=?, error=?,"
-                " posted_at = CASE WHEN ?='posted' THEN ? ELSE posted_at END WHERE id=?",
-                (outcome, voucher_no, error, outcome, now, posting_id),
-            )
-            status = {"posted": "posted", "failed": "failed", "unknown": "posting"}.get(outcome)
-            if status:
-                self.set_status(row[0], status, error if outcome == "failed" else "")
-
-    def postings_for(self, report_id: str) -> list[PostingRow]:
-        return [
-            PostingRow(**r)
-            for r in self._rows(
-                "SELECT * FROM postings WHERE report_id = ? ORDER BY id", (report_id,)
-            )
-        ]
-
-    def open_intents(self) -> list[PostingRow]:
-        """Postings whose outcome is not known: a crash or a dropped connection after send."""
-        return [
-            PostingRow(**r)
-            for r in self._rows(
-                "SELECT * FROM postings WHERE outcome IN ('intent', 'unknown') ORDER BY id"
-            )
-        ]
-
-    def posted_posting(self, report_id: str, version: str | None = None) -> PostingRow | None:
-        sql = "SELECT * FROM postings WHERE report_id = ? AND outcome = 'posted'"
-        params: list[Any] = [report_id]
-        if version is not None:
-            sql += " AND version = ?"
-            params.append(version)
-        rows = self._rows(sql + " ORDER BY id DESC LIMIT 1", params)
-        return PostingRow(**rows[0]) if rows else None
-
-    def unlabelled_postings(self) -> list[PostingRow]:
-        return [
-            PostingRow(**r)
-            for r in self._rows(
-                "SELECT * FROM postings WHERE outcome = 'posted' AND labelled_at IS NULL"
-                " ORDER BY id"
-            )
-        ]
-
-    def mark_labelled(self, report_ids: Sequence[str]) -> None:
-        now = self.now()
-        with self.transaction():
-            self._conn.executemany(
-                "UPDATE postings SET labelled_at = ? WHERE report_id = ? AND outcome = 'posted'"
-                " AND labelled_at IS NULL",
-                [(now, rid) for rid in report_ids],
-            )
-
-    # -- reversals, watching posted reports, changes after posting (console/reversal.py)
-    def record_reversal_intent(
-        self,
-        report_id: str,
-        accrual_reference: str,
-        reference: str,
-        groups: Sequence[str],
-        cause: str,
-        company: str,
-        voucher_date: str,
-        body_digest: str,
-    ) -> int:
-        with self.transaction():
-            cur = self._x(
-                "INSERT INTO reversals (report_id, accrual_reference, reference, groups, cause,"
-                " company, voucher_date, body_digest, intent_at, outcome)"
-                " VALUES (?,?,?,?,?,?,?,?,?, 'intent')",
-                (
-                    report_id,
-                    accrual_reference,
-                    reference,
-                    ",".join(groups),
-                    cause,
-                    company,
-                    voucher_date,
-                    body_digest,
-                    self.now(),
-                ),
-            )
-            return int(cur.lastrowid or 0)
-
-    def record_reversal_outcome(
-        self, reversal_id: int, outcome: str, *, voucher_no: str | None = None, error: str = ""
-    ) -> None:
-        if outcome not in OUTCOMES:
-            raise ValueError(f"unknown reversal outcome {outcome!r}")
-        now = self.now()
-        with self.transaction():
-            self._x(
-                "UPDATE reversals SET outcome=?, voucher_no=?, error=?,"
-                " posted_at = CASE WHEN ?='posted' THEN ? ELSE posted_at END WHERE id=?",
-                (outcome, voucher_no, error, outcome, now, reversal_id),
-            )
-
-    def reversals_for(self, report_id: str) -> list[ReversalRow]:
-        return [
-            ReversalRow(**r)
-            for r in self._rows(
-                "SELECT * FROM reversals WHERE report_id = ? ORDER BY id", (report_id,)
-            )
-        ]
-
-    def live_reversals(self) -> list[ReversalRow]:
-        """Reversals posted or possibly posted (intent or unknown outcome), oldest first."""
-        return [
-            ReversalRow(**r)
-            for r in self._rows(
-                "SELECT * FROM reversals WHERE outcome IN ('intent', 'unknown', 'posted')"
-                " ORDER BY id"
-            )
-        ]
-
-    def open_reversal_intents(self) -> list[ReversalRow]:
-        return [
-            ReversalRow(**r)
-            for r in self._rows(
-                "SELECT * FROM reversals WHERE outcome IN ('intent', 'unknown') ORDER BY id"
-            )
-        ]
-
-    # -- card spend accruals and their reversals (console/card_accrual.py)
-    def record_card_intent(
+    # -- the posting ledger (console/ledger.py)
+    def ledger_intent(
         self,
         *,
-        period: str,
-        company: str,
         kind: str,
         reference: str,
-        voucher_date: str,
-        amount: str,
-        currency: str,
+        company: str,
         body_digest: str,
+        report_id: str = "",
+        period: str = "",
+        version: str = "",
+        accrual_reference: str = "",
+        groups: Sequence[str] = (),
+        cause: str = "",
+        voucher_date: str = "",
+        amount: str = "",
+        currency: str = "",
     ) -> int:
-        """Write (and commit, unless inside an outer transaction) the intent to post."""
-        if kind not in ("accrual", "reversal"):
-            raise ValueError(f"unknown card voucher kind {kind!r}")
+        """Write (and commit, unless inside an outer transaction) the intent to post. An
+        accrual's report goes to status posting with it."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown voucher kind {kind!r}")
         with self.transaction():
             cur = self._x(
-                "INSERT INTO card_accruals (period, company, kind, reference, voucher_date,"
-                " amount, currency, body_digest, intent_at, outcome)"
-                " VALUES (?,?,?,?,?,?,?,?,?, 'intent')",
+                "INSERT INTO ledger (kind, reference, company, report_id, period, version,"
+                " accrual_reference, groups, cause, voucher_date, amount, currency,"
+                " body_digest, intent_at, outcome) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,'intent')",
                 (
-                    period,
-                    company,
                     kind,
                     reference,
+                    company,
+                    report_id,
+                    period,
+                    version,
+                    accrual_reference,
+                    ",".join(groups),
+                    cause,
                     voucher_date,
                     amount,
                     currency,
@@ -1329,60 +1207,90 @@ class Store:
                     self.now(),
                 ),
             )
+            if kind == "accrual":
+                self._x(
+                    "UPDATE reports SET status='posting', updated=? WHERE report_id=?",
+                    (self.now(), report_id),
+                )
             return int(cur.lastrowid or 0)
 
-    def record_card_outcome(
-        self, card_id: int, outcome: str, *, voucher_no: str | None = None, error: str = ""
-    ) -> None:
+    def ledger_outcome(
+        self, entry_id: int, outcome: str, *, voucher_no: str | None = None, error: str = ""
+    ) -> LedgerEntry:
+        """Record what became of an intent; an accrual's report status follows it."""
         if outcome not in OUTCOMES:
-            raise ValueError(f"unknown card voucher outcome {outcome!r}")
+            raise ValueError(f"unknown posting outcome {outcome!r}")
         now = self.now()
         with self.transaction():
             cur = self._x(
-                "UPDATE card_accruals SET outcome=?, voucher_no=?, error=?,"
+                "UPDATE ledger SET outcome=?, voucher_no=?, error=?,"
                 " posted_at = CASE WHEN ?='posted' THEN ? ELSE posted_at END WHERE id=?",
-                (outcome, voucher_no, error, outcome, now, card_id),
+                (outcome, voucher_no, error, outcome, now, entry_id),
             )
             if cur.rowcount == 0:
-                raise KeyError(card_id)
+                raise KeyError(entry_id)
+            entry = self.ledger_entries(entry_ids=(entry_id,))[0]
+            if entry.kind == "accrual":
+                status = {"posted": "posted", "failed": "failed", "unknown": "posting"}.get(outcome)
+                if status:
+                    self.set_status(entry.report_id, status, error if outcome == "failed" else "")
+            return entry
 
-    def card_vouchers(
+    def ledger_entries(
         self,
         *,
-        kind: str | None = None,
+        kinds: Sequence[str] | None = None,
         outcomes: Sequence[str] | None = None,
         reference: str | None = None,
-    ) -> list[CardAccrualRow]:
-        """Card-spend vouchers, oldest first, filtered by kind, outcomes and reference."""
+        report_id: str | None = None,
+        entry_ids: Sequence[int] | None = None,
+        unlabelled: bool = False,
+    ) -> list[LedgerEntry]:
+        """Ledger entries, oldest first, filtered by kind, outcome, reference, report or id."""
         where: list[str] = []
         params: list[Any] = []
-        if kind is not None:
-            where.append("kind = ?")
-            params.append(kind)
-        if outcomes is not None:
-            where.append(f"outcome IN ({','.join('?' * len(outcomes))})")
-            params.extend(outcomes)
-        if reference is not None:
-            where.append("reference = ?")
-            params.append(reference)
-        sql = "SELECT * FROM card_accruals"
+        for column, values in (("kind", kinds), ("outcome", outcomes), ("id", entry_ids)):
+            if values is not None:
+                where.append(f"{column} IN ({','.join('?' * len(values))})")
+                params.extend(values)
+        for column, value in (("reference", reference), ("report_id", report_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if unlabelled:
+            where.append("outcome = 'posted' AND labelled_at IS NULL")
+        sql = "SELECT * FROM ledger"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        return [CardAccrualRow(**r) for r in self._rows(sql + " ORDER BY id", params)]
+        return [LedgerEntry(**r) for r in self._rows(sql + " ORDER BY id", params)]
 
-    def live_card_voucher(self, reference: str) -> CardAccrualRow | None:
-        """The newest voucher with this reference that is posted or possibly posted (intent or
-        unknown outcome); None when it was never tried or every try failed."""
-        rows = self.card_vouchers(reference=reference, outcomes=("intent", "unknown", "posted"))
+    def posted_accrual(self, report_id: str, version: str | None = None) -> LedgerEntry | None:
+        """The report's newest posted accrual (of that version)."""
+        rows = [
+            e
+            for e in self.ledger_entries(
+                kinds=("accrual",), outcomes=("posted",), report_id=report_id
+            )
+            if version is None or e.version == version
+        ]
         return rows[-1] if rows else None
+
+    def mark_labelled(self, report_ids: Sequence[str]) -> None:
+        now = self.now()
+        with self.transaction():
+            self._conn.executemany(
+                "UPDATE ledger SET labelled_at = ? WHERE report_id = ? AND kind = 'accrual'"
+                " AND outcome = 'posted' AND labelled_at IS NULL",
+                [(now, rid) for rid in report_ids],
+            )
 
     def posted_accruals(self, report_ids: Sequence[str] | None = None) -> list[PostedAccrual]:
         """Reports in status posted with their newest posted accrual."""
         sql = (
             "SELECT r.report_id, p.reference, p.version, p.company, COALESCE(p.voucher_no, '')"
             " AS voucher_no, r.approved, COALESCE(p.posted_at, '') AS posted_at"
-            " FROM reports r JOIN postings p ON p.id = (SELECT MAX(id) FROM postings q"
-            " WHERE q.report_id = r.report_id AND q.outcome = 'posted')"
+            " FROM reports r JOIN ledger p ON p.id = (SELECT MAX(id) FROM ledger q"
+            " WHERE q.report_id = r.report_id AND q.kind = 'accrual' AND q.outcome = 'posted')"
             " WHERE r.status = 'posted'"
         )
         rows = self._rows(sql + " ORDER BY r.approved, r.report_id")
@@ -1572,7 +1480,11 @@ class Store:
         )
 
     def posted_count(self) -> int:
-        return int(self._x("SELECT COUNT(*) FROM postings WHERE outcome = 'posted'").fetchone()[0])
+        return int(
+            self._x(
+                "SELECT COUNT(*) FROM ledger WHERE kind = 'accrual' AND outcome = 'posted'"
+            ).fetchone()[0]
+        )
 
     # -- cursor and request window
     def cursor(self, name: str = "approved_after") -> str | None:

@@ -28,9 +28,10 @@ from console.errors import ConfigError, ConsoleError
 from console.expensify.models import AccrualRule, ExportReport, MalformedReport, PolicyInfo
 from console.fetch import FetchOutcome, fetch, load_report
 from console.ifs.models import AccountingPeriod, CodePartValue, CurrencyRate
+from console.ledger import Ledger
 from console.mapping import Hold, MappingOverrides, MappingRule, map_report
 from console.plan import Plan, PlanBuilder, build_plan
-from console.post import PostOutcome, PostProgress, label_posted, post_plan, reconcile
+from console.post import PostOutcome, PostProgress, label_posted, post_plan
 from console.store import (
     APPROVAL_MODES,
     RECONCILIATION_FILE_SYSTEM,
@@ -345,6 +346,10 @@ class Engine:
                 batch_counts_parts=cfg.batch_counts_parts,
             )
         return self._ifs
+
+    def ledger(self) -> Ledger:
+        """The posting ledger on this engine's store, audit log and IFS client."""
+        return Ledger(self.store, self.audit, self.ifs)
 
     def close(self) -> None:
         for client in (self._expensify, self._ifs):
@@ -697,7 +702,7 @@ class Engine:
                 )
                 return PostOutcome()
             with self.lock:
-                self.track("ifs", lambda: reconcile(self.ifs, self.store, self.audit))
+                self.track("ifs", lambda: self.ledger().reconcile())
                 if plan.vouchers:
                     self.audit.record(
                         "planned",
@@ -817,7 +822,7 @@ class Engine:
     ) -> None:
         if not dry_run:
             # Intents without outcome (a crash between POST and commit) first, before any post.
-            self.track("ifs", lambda: reconcile(self.ifs, self.store, self.audit))
+            self.track("ifs", lambda: self.ledger().reconcile())
         fetched_posted: set[str] = set()
         changed_after_post: list[str] = []
         if do_fetch:

@@ -213,13 +213,15 @@ def verify_world(world: World, *, audit: bool = True) -> Verdict:
     try:
         status = dict(db.execute("SELECT report_id, status FROM reports").fetchall())
         posted_rows = db.execute(
-            "SELECT report_id, COUNT(*) FROM postings WHERE outcome = 'posted' GROUP BY report_id"
+            "SELECT report_id, COUNT(*) FROM ledger WHERE kind = 'accrual' AND outcome = 'posted'"
+            " GROUP BY report_id"
         ).fetchall()
         open_intents = db.execute(
-            "SELECT COUNT(*) FROM postings WHERE outcome IN ('intent', 'unknown')"
+            "SELECT COUNT(*) FROM ledger WHERE outcome IN ('intent', 'unknown')"
         ).fetchone()[0]
         unlabelled_local = db.execute(
-            "SELECT COUNT(*) FROM postings WHERE outcome = 'posted' AND labelled_at IS NULL"
+            "SELECT COUNT(*) FROM ledger WHERE kind = 'accrual' AND outcome = 'posted'"
+            " AND labelled_at IS NULL"
         ).fetchone()[0]
     finally:
         db.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 
 from console.errors import LockHeld
 from console.store import (
+    _MIGRATIONS,
     SCHEMA_VERSION,
     EvaluationRecord,
     HoldRecord,
@@ -113,17 +115,78 @@ def test_hold_queue_keeps_first_held_and_groups(store):
     assert [h.report_id for h in store.holds()] == ["2"]
 
 
-def test_postings_intent_then_outcome(store):
+def test_ledger_intent_then_outcome(store):
     store.upsert_reports([_report("1")])
-    pid = store.record_intent("1", "EXP:1:abc", "abc", "10", "d" * 64)
-    assert [p.id for p in store.open_intents()] == [pid]
+    pid = store.ledger_intent(
+        kind="accrual", reference="EXP:1:0000abcd", company="10", body_digest="d" * 64,
+        report_id="1", version="0000abcd",
+    )  # fmt: skip
+    assert [p.id for p in store.ledger_entries(outcomes=("intent", "unknown"))] == [pid]
     assert store.report_status("1") == "posting"
-    store.record_outcome(pid, "posted", voucher_no="42")
-    assert store.open_intents() == []
+    store.ledger_outcome(pid, "posted", voucher_no="42")
+    assert store.ledger_entries(outcomes=("intent", "unknown")) == []
     assert store.report_status("1") == "posted"
-    assert [p.report_id for p in store.unlabelled_postings()] == ["1"]
+    assert [p.report_id for p in store.ledger_entries(unlabelled=True)] == ["1"]
     store.mark_labelled(["1"])
-    assert store.unlabelled_postings() == []
+    assert store.ledger_entries(unlabelled=True) == []
+    # A reversal's outcome leaves its report's status alone.
+    rid = store.ledger_intent(
+        kind="reversal", reference="REV:1:0000abcd", company="10", body_digest="e" * 64,
+        report_id="1", accrual_reference="EXP:1:0000abcd", groups=("reimbursable",),
+    )  # fmt: skip
+    store.ledger_outcome(rid, "failed", error="IFS: period closed")
+    assert store.report_status("1") == "posted"
+    assert store.posted_accrual("1").voucher_no == "42"
+    with pytest.raises(ValueError, match="unknown voucher kind"):
+        store.ledger_intent(kind="refund", reference="X", company="10", body_digest="")
+
+
+def test_a_version_3_state_file_moves_its_three_tables_into_the_ledger(tmp_path):
+    """Homes written before the one ledger keep every intent and outcome, in order."""
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    for statements in _MIGRATIONS[:3]:
+        for statement in statements:
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 3")
+    db.execute(
+        "INSERT INTO postings (report_id, reference, version, company, body_digest, intent_at,"
+        " outcome, voucher_no, posted_at, labelled_at) VALUES ('R:1', 'EXP:R:1:0000abcd',"
+        " '0000abcd', '10', 'a', '2026-11-03T10:00:00Z', 'posted', '10/X/2026/1',"
+        " '2026-11-03T10:00:01Z', '2026-11-03T10:00:02Z')"
+    )
+    db.execute(
+        "INSERT INTO reversals (report_id, accrual_reference, reference, groups, cause, company,"
+        " voucher_date, body_digest, intent_at, outcome) VALUES ('R:1', 'EXP:R:1:0000abcd',"
+        " 'REV:R:1:0000abcd', 'reimbursable', 'next-period-start', '10', '2026-12-01', 'b',"
+        " '2026-12-01T08:00:00Z', 'unknown')"
+    )
+    db.execute(
+        "INSERT INTO card_accruals (period, company, kind, reference, voucher_date, amount,"
+        " currency, body_digest, intent_at, outcome, voucher_no) VALUES ('2026-11', '10',"
+        " 'accrual', 'CARD:2026-11:10', '2026-11-30', '12.50', 'USD', 'c',"
+        " '2026-11-30T18:00:00Z', 'posted', '10/X/2026/2')"
+    )
+    db.commit()
+    db.close()
+    store = Store(path)
+    try:
+        assert store.schema_version == SCHEMA_VERSION
+        entries = store.ledger_entries()
+        assert [(e.kind, e.reference, e.outcome) for e in entries] == [
+            ("accrual", "EXP:R:1:0000abcd", "posted"),
+            ("card-accrual", "CARD:2026-11:10", "posted"),
+            ("reversal", "REV:R:1:0000abcd", "unknown"),
+        ]
+        accrual, card, reversal = entries
+        assert accrual.labelled_at == "2026-11-03T10:00:02Z" and accrual.version == "0000abcd"
+        assert card.period == "2026-11" and card.amount == "12.50"
+        assert reversal.groups == "reimbursable" and reversal.accrual_reference.startswith("EXP:")
+    finally:
+        store.close()
+    with sqlite3.connect(path) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+    assert "ledger" in tables and not tables & {"postings", "reversals", "card_accruals"}
 
 
 def test_exclusion_refused_for_posted(store):

@@ -173,3 +173,24 @@ def test_reversal_refused_by_ifs_fails_the_run_and_is_retried(small_console, sma
     assert [r["reportID"] for r in s["reversals"]] == [refused[0]["reportID"]], s
     assert not [f for f in s["failed_reports"] if f["reason"].startswith("reversal: ")]
     assert refs(small_sims, "REV:") == Counter(["90000001", "90000002", "90000003"])
+
+
+def test_a_kill_at_every_step_of_a_reversal_posts_it_once(small_console, small_sims):
+    """The posting ledger's exactly-once, proved for reversals as the crash suite proves it for
+    accruals and test_card_accrual for card vouchers: SIGKILL after the intent is committed,
+    after IFS answered (outcome not recorded), and after the outcome; then clean cycles."""
+    small_console.auto(env=NOV_30)
+    kills = []
+    for point in ("reversal-intent", "reversal-post:2", "reversal-posted"):
+        proc = small_console.run(
+            "--auto", "--json", env={**DEC_1, "ML_CONSOLE_TEST_CRASH_AT": point}
+        )
+        kills.append(proc.returncode)
+    assert kills == [-9, -9, -9]
+    for _ in range(2):
+        code, _s, err = small_console.auto(env=DEC_1)
+        assert code == 3, err  # 90000004 stays held
+    assert refs(small_sims, "REV:") == Counter(["90000001", "90000002", "90000003"])
+    audit = small_console.run("audit", "export").stdout
+    assert "found in IFS for REV:" in audit  # the answer lost at the kill was looked up
+    assert small_console.run("audit", "verify").returncode == 0
