@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import datetime
 from decimal import Decimal
@@ -203,27 +202,6 @@ def new_side_text(ch: dict[str, Any]) -> Text:
     return out
 
 
-def plan_for_review(engine: Any, selection: list[str] | None) -> Any:
-    """The plan the operator reviews: the vouchers to post, plus the reversals due today and
-    every report changed after posting (what `--auto --dry-run` shows). Reads only: the
-    changes themselves are detected by a sync (watching posted reports)."""
-    from console import reversal
-
-    plan = engine.plan(selection)
-    today = engine.today()
-    reference = engine.reference()
-    posting = engine.settings.posting
-    due = engine.track(
-        "ifs",
-        lambda: reversal.due_reversals(engine.ifs, engine.store, reference, posting, today),
-    )
-    changes = [
-        reversal.preview_change(engine, change, reference, today)
-        for change in engine.store.report_changes(("open", "confirmed"))
-    ]
-    return dataclasses.replace(plan, reversals=due.reversals, changes=changes)
-
-
 PLAN_COLUMNS = [
     Column("row", "#", 3, justify="right"),
     Column("account", "Account", 10),
@@ -352,11 +330,13 @@ class DryRunScreen(ConsoleScreen):
         if self.posting:
             return
         engine = self.console_app.engine
+        if engine is None:
+            return
         selection = self.console_app.dry_run_selection
         self.query_one("#plan-summary", Label).update(Text("planning…", style=GREY))
+        # The core's review plan: what `--auto --dry-run` prints, with the reversals due.
         self.console_app.run_core(
-            plan_for_review,
-            engine,
+            engine.plan_for_review,
             selection,
             on_done=self._show_plan,
             label="planning",

@@ -7,7 +7,7 @@ reports again); `p` replays it, or config `sync.auto_replay` does it alone.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -16,12 +16,16 @@ from textual.binding import Binding, BindingType
 from textual.timer import Timer
 from textual.widgets import Label, Static
 
+from console.views import HoldGroup, ReportRow
 from screens.base import ConsoleScreen, ago
 from screens.literal import literal
 from screens.pending import money, report_row
 from screens.theme import GREY, status_text
 from screens.vtable import Column, ListSource, Row, VirtualTable
 from screens.widgets import ConfirmModal, FilterBar, ReasonModal
+
+if TYPE_CHECKING:
+    from console.sync import Engine
 
 KIND_WORDS = {
     "missing-dimension": "missing",
@@ -138,13 +142,13 @@ class MissingScreen(ConsoleScreen):
             self._load, engine, on_done=self._show, label="hold queue", exclusive=True
         )
 
-    def _load(self, engine: Any) -> tuple[list[Any], dict[str, str]]:
-        groups = engine.store.hold_groups()
+    def _load(self, engine: Engine) -> tuple[list[HoldGroup], dict[str, str]]:
+        groups = engine.hold_groups()
         # Which reports of previously shown groups are ready now (their group vanished).
-        statuses: dict[str, str] = {}
-        for g in list(self.groups) + list(self.released.values()):
-            for rid in g.report_ids:
-                statuses[rid] = engine.store.report_status(rid) or ""
+        shown = [
+            rid for g in list(self.groups) + list(self.released.values()) for rid in g.report_ids
+        ]
+        statuses = {rid: status or "" for rid, status in engine.report_statuses(shown).items()}
         return groups, statuses
 
     def _show(self, loaded: tuple[list[Any], dict[str, str]]) -> None:
@@ -220,7 +224,7 @@ class MissingScreen(ConsoleScreen):
         self._explain(group)
         ids = list(group.report_ids)
         self.console_app.run_core(
-            lambda: [report_row(engine.store.report_detail(r).report) for r in ids],
+            lambda: [report_row(engine_report(engine, r)) for r in ids],
             on_done=self._show_reports,
             label="group reports",
             exclusive=True,
@@ -370,3 +374,11 @@ class MissingScreen(ConsoleScreen):
     def _excluded(self, report_id: str) -> None:
         self.notify(f"Report {report_id} excluded.")
         self.console_app.core_changed()
+
+
+def engine_report(engine: Engine, report_id: str) -> ReportRow:
+    """One stored report's row (a report of a hold group is always stored)."""
+    detail = engine.report_detail(report_id)
+    if detail is None:
+        raise LookupError(f"report {report_id} is not in the local store")
+    return detail.report
