@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import partial
 from importlib.resources import files
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
@@ -18,8 +18,15 @@ from textual.worker import Worker
 
 from screens.base import SCREEN_TABS
 from screens.literal import sanitize
+from screens.messages import CycleDone, CycleFailed
 from screens.theme import CONSOLE_THEME
 from screens.widgets import HelpModal, help_for
+
+if TYPE_CHECKING:
+    from console.sync import CycleSummary
+
+
+R = TypeVar("R")
 
 
 def _load_css() -> str:
@@ -121,7 +128,7 @@ class MlConsoleApp(App[int]):
         self.status_interval = status_interval
         self.environment_name = environment_name
         self.engine_status: Any = None
-        self.last_cycle: Any = None
+        self.last_cycle: CycleSummary | None = None
         self.mapping_preselect: tuple[str, str] | None = None
         self.dry_run_selection: list[str] | None = None
 
@@ -167,17 +174,19 @@ class MlConsoleApp(App[int]):
 
     def run_core(
         self,
-        fn: Callable[..., Any],
+        fn: Callable[..., R],
         *args: Any,
-        on_done: Callable[[Any], Any] | None = None,
-        on_error: Callable[[BaseException], Any] | None = None,
+        on_done: Callable[[R], object] | None = None,
+        on_error: Callable[[BaseException], object] | None = None,
         label: str = "",
         group: str | None = None,
         exclusive: bool = False,
         **kwargs: Any,
     ) -> Worker[None]:
         """Runs a blocking core call in a thread; the result (or the error) comes back on the
-        UI thread. Errors become notifications, never a crash."""
+        UI thread, typed as `fn` returns it: to `on_done`, which usually posts it as the
+        message of its kind (screens/messages.py). Errors become notifications (or go to
+        `on_error`), never a crash."""
 
         def job() -> None:
             try:
@@ -198,7 +207,7 @@ class MlConsoleApp(App[int]):
         )
 
     def _core_failed(
-        self, label: str, exc: BaseException, on_error: Callable[[BaseException], Any] | None
+        self, label: str, exc: BaseException, on_error: Callable[[BaseException], object] | None
     ) -> None:
         if on_error is not None:
             on_error(exc)
@@ -277,21 +286,30 @@ class MlConsoleApp(App[int]):
             self.engine.run_cycle,
             dry_run=True,
             progress=progress,
-            on_done=self._sync_done,
-            on_error=self._sync_failed,
+            on_done=self.cycle_done,
+            on_error=self.cycle_failed,
             label="sync",
             exclusive=True,
         )
 
-    def _sync_done(self, summary: Any) -> None:
+    def cycle_done(self, summary: CycleSummary) -> None:
+        """A worker's cycle (sync, replay) finished: hand the summary back as CycleDone."""
+        self.post_message(CycleDone(summary))
+
+    def cycle_failed(self, error: BaseException) -> None:
+        self.post_message(CycleFailed(error))
+
+    def on_cycle_done(self, message: CycleDone) -> None:
         self.sync_progress = ""
-        self.last_cycle = summary
-        self.notify(sanitize(describe_cycle(summary)), title="Sync finished", markup=False)
+        self.last_cycle = message.summary
+        self.notify(sanitize(describe_cycle(message.summary)), title="Sync finished", markup=False)
         self.core_changed()
 
-    def _sync_failed(self, exc: BaseException) -> None:
+    def on_cycle_failed(self, message: CycleFailed) -> None:
         self.sync_progress = ""
-        self.notify(sanitize(str(exc)), title="Sync failed", severity="error", markup=False)
+        self.notify(
+            sanitize(str(message.error)), title="Sync failed", severity="error", markup=False
+        )
         self.core_changed()
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:

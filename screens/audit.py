@@ -251,12 +251,12 @@ def replay_report(screen: Screen[Any], report_id: str) -> None:
         if not ok:
             return
         app.sync_progress = f"replaying {report_id}…"
-
-        def done(summary: Any) -> None:
-            app._sync_done(summary)
-
         app.run_core(
-            engine.replay, [report_id], on_done=done, on_error=app._sync_failed, label="replay"
+            engine.replay,
+            [report_id],
+            on_done=app.cycle_done,
+            on_error=app.cycle_failed,
+            label="replay",
         )
 
     screen.app.push_screen(

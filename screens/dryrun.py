@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -17,9 +17,14 @@ from textual.widgets import Label, ProgressBar, Static
 
 from screens.base import ConsoleScreen
 from screens.literal import literal
+from screens.messages import ChangeConfirmed, PlanPosted, PlanReady
 from screens.theme import BLUE, GREY, ORANGE, SKY, VERMILLION, status_text
 from screens.vtable import Column, ListSource, Row, VirtualTable
 from screens.widgets import ConfirmModal, FilterBar
+
+if TYPE_CHECKING:
+    from console.plan import Plan
+    from console.sync import CycleSummary
 
 
 def amount(value: Decimal | None) -> str:
@@ -316,7 +321,7 @@ class DryRunScreen(ConsoleScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.plan: Any = None
+        self.plan: Plan | None = None
         self.posting = False
         self.landed: list[str] = []
         self.confirming = False
@@ -338,7 +343,7 @@ class DryRunScreen(ConsoleScreen):
         self.console_app.run_core(
             engine.plan_for_review,
             selection,
-            on_done=self._show_plan,
+            on_done=lambda plan: self.post_message(PlanReady(plan)),
             label="planning",
             exclusive=True,
         )
@@ -347,7 +352,10 @@ class DryRunScreen(ConsoleScreen):
         if self.console_app.engine is not None:
             self.refresh_data()
 
-    def _show_plan(self, plan: Any) -> None:
+    def on_plan_ready(self, message: PlanReady) -> None:
+        self._show_plan(message.plan)
+
+    def _show_plan(self, plan: Plan) -> None:
         self.plan = plan
         self._render_rows()
         summary = Text()
@@ -454,7 +462,7 @@ class DryRunScreen(ConsoleScreen):
             engine.post_reviewed,
             plan,
             progress=progress,
-            on_done=self._posted,
+            on_done=lambda summary: self.post_message(PlanPosted(summary)),
             on_error=self._post_failed,
             label="posting",
         )
@@ -474,7 +482,10 @@ class DryRunScreen(ConsoleScreen):
             landed.append("\n")
         self.query_one("#landed", Static).update(landed)
 
-    def _posted(self, summary: Any) -> None:
+    def on_plan_posted(self, message: PlanPosted) -> None:
+        self._posted(message.summary)
+
+    def _posted(self, summary: CycleSummary) -> None:
         self.posting = False
         self.console_app.sync_progress = ""
         posted = summary.vouchers
@@ -581,16 +592,19 @@ class DryRunScreen(ConsoleScreen):
         self.console_app.run_core(
             self.console_app.engine.confirm_change,
             report_id,
-            on_done=lambda summary: self._change_done(report_id, summary),
+            on_done=lambda summary: self.post_message(ChangeConfirmed(report_id, summary)),
             on_error=self._change_failed,
             label="confirm change",
         )
 
-    def _change_done(self, report_id: str, summary: Any) -> None:
+    def on_change_confirmed(self, message: ChangeConfirmed) -> None:
+        self._change_done(message.report_id, message.summary)
+
+    def _change_done(self, report_id: str, summary: CycleSummary) -> None:
         self.confirming = False
         self.console_app.sync_progress = ""
-        reversals = getattr(summary, "reversals", [])
-        vouchers = getattr(summary, "vouchers", [])
+        reversals = summary.reversals
+        vouchers = summary.vouchers
         msg = f"report {report_id}: {len(reversals)} reversal(s) and {len(vouchers)} accrual(s)"
         msg += " posted"
         refs = [str(r.get("reference", "")) for r in reversals] + [

@@ -302,8 +302,8 @@ class MissingScreen(ConsoleScreen):
         self.console_app.run_core(
             engine.replay,
             ids,
-            on_done=self.console_app._sync_done,
-            on_error=self.console_app._sync_failed,
+            on_done=self.console_app.cycle_done,
+            on_error=self.console_app.cycle_failed,
             label="replay",
         )
 
