@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import partial
@@ -23,7 +22,9 @@ from screens.theme import CONSOLE_THEME
 from screens.widgets import HelpModal, help_for
 
 if TYPE_CHECKING:
-    from console.sync import CycleSummary
+    from console.config import Settings
+    from console.sync import CycleSummary, Engine, EngineStatus
+    from screens.protocols import ConsoleApp, EngineOpener
 
 
 R = TypeVar("R")
@@ -109,9 +110,9 @@ class MlConsoleApp(App[int]):
     def __init__(
         self,
         *,
-        settings: Any = None,
-        engine: Any = None,
-        engine_opener: Callable[[], Any] | None = None,
+        settings: Settings | None = None,
+        engine: Engine | None = None,
+        engine_opener: EngineOpener | None = None,
         needs_setup: bool = False,
         clock: Callable[[], datetime] = _now,
         status_interval: float | None = 5.0,
@@ -121,13 +122,13 @@ class MlConsoleApp(App[int]):
         super().__init__()
         self.sync_on_open = sync_on_open
         self.settings = settings
-        self.engine: Any = engine
+        self.engine: Engine | None = engine
         self._engine_opener = engine_opener
         self.needs_setup = needs_setup
         self.clock = clock
         self.status_interval = status_interval
         self.environment_name = environment_name
-        self.engine_status: Any = None
+        self.engine_status: EngineStatus | None = None
         self.last_cycle: CycleSummary | None = None
         self.mapping_preselect: tuple[str, str] | None = None
         self.dry_run_selection: list[str] | None = None
@@ -153,14 +154,14 @@ class MlConsoleApp(App[int]):
         if keys:
             self.set_keymap(dict(keys))
 
-    def open_engine(self, opener: Callable[[], Any] | None = None) -> None:
+    def open_engine(self, opener: EngineOpener | None = None) -> None:
         opener = opener or self._engine_opener
         if opener is None:
             return
         self._engine_opener = opener
         self.run_core(opener, on_done=self._engine_ready, label="opening the engine")
 
-    def _engine_ready(self, engine: Any) -> None:
+    def _engine_ready(self, engine: Engine) -> None:
         self.engine = engine
         self.data_version += 1
         self.refresh_status()
@@ -231,7 +232,7 @@ class MlConsoleApp(App[int]):
             exclusive=True,
         )
 
-    def _status_arrived(self, status: Any) -> None:
+    def _status_arrived(self, status: EngineStatus) -> None:
         self.engine_status = status
         self.status_version += 1
 
@@ -340,10 +341,8 @@ def describe_cycle(summary: Any) -> str:
     return text
 
 
-def run_tui(args: argparse.Namespace | None = None) -> int:
-    """Opens the console on the configured systems (the setup screen on first run)."""
-    from screens.startup import build_app
+if TYPE_CHECKING:
 
-    app = build_app(args)
-    result = app.run()
-    return int(result or 0)
+    def _provides_what_screens_use(app: MlConsoleApp) -> ConsoleApp:
+        """mypy checks here that MlConsoleApp is the ConsoleApp the screens are typed against."""
+        return app

@@ -20,7 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
 from console.views import AuditFilter
-from screens.base import ConsoleScreen, StatusHeader
+from screens.base import ConsoleScreen, StatusHeader, console_app
 from screens.literal import literal
 from screens.theme import BLUE, GREY, ORANGE, SKY, VERMILLION, status_text
 from screens.vtable import Column, ListSource, Row, VirtualTable
@@ -242,7 +242,7 @@ class AuditScreen(ConsoleScreen):
 
 def replay_report(screen: Screen[Any], report_id: str) -> None:
     """Re-check one report against IFS and post it if it is now valid (confirm first)."""
-    app: Any = screen.app
+    app = console_app(screen)
     engine = app.engine
     if engine is None:
         return
@@ -303,7 +303,7 @@ class TimelineScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        app: Any = self.app
+        app = console_app(self)
         self.query_one("#timeline", VirtualTable).focus()
         if app.engine is not None:
             app.run_core(self._load, app.engine, on_done=self._show, label="timeline")

@@ -443,10 +443,10 @@ class DryRunScreen(ConsoleScreen):
         )
 
     def _confirmed(self, ok: bool | None) -> None:
-        if not ok or self.plan is None:
+        engine = self.console_app.engine
+        if not ok or self.plan is None or engine is None:
             return
         plan = self.plan
-        engine = self.console_app.engine
         self.posting = True
         self.landed = []
         bar = self.query_one("#post-bar", ProgressBar)
@@ -585,12 +585,13 @@ class DryRunScreen(ConsoleScreen):
         )
 
     def _change_confirmed(self, report_id: str, ok: bool | None) -> None:
-        if not ok:
+        engine = self.console_app.engine
+        if not ok or engine is None:
             return
         self.confirming = True
         self.console_app.sync_progress = f"confirming the change of {report_id}"
         self.console_app.run_core(
-            self.console_app.engine.confirm_change,
+            engine.confirm_change,
             report_id,
             on_done=lambda summary: self.post_message(ChangeConfirmed(report_id, summary)),
             on_error=self._change_failed,

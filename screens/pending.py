@@ -15,14 +15,15 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
 from console.money import minor_to_decimal
-from screens.base import ConsoleScreen, StatusHeader
+from screens.base import ConsoleScreen, StatusHeader, console_app
 from screens.literal import literal
 from screens.theme import GREY, VERMILLION, status_text
 from screens.vtable import Column, Row, VirtualTable
 from screens.widgets import FilterBar
 
 if TYPE_CHECKING:
-    from console.sync import Engine
+    from console.sync import Engine, ReportEvaluation
+    from console.views import ReportDetail
 
 PENDING_STATUSES = ("pending", "ready", "held", "posting", "failed")
 
@@ -266,16 +267,18 @@ class ReportDetailScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        app: Any = self.app
+        app = console_app(self)
         engine = app.engine
         self.query_one("#lines-table", VirtualTable).focus()
         if engine is None:
             return
         app.run_core(self._load, engine, on_done=self._show, label=f"report {self.report_id}")
 
-    def _load(self, engine: Any) -> tuple[Any, Any]:
+    def _load(
+        self, engine: Engine
+    ) -> tuple[ReportDetail | None, ReportEvaluation | Exception | None]:
         detail = engine.report_detail(self.report_id)
-        evaluation = None
+        evaluation: ReportEvaluation | Exception | None = None
         try:
             found = engine.evaluate([self.report_id])
             evaluation = found[0] if found else None
@@ -283,7 +286,9 @@ class ReportDetailScreen(Screen[None]):
             evaluation = exc
         return detail, evaluation
 
-    def _show(self, loaded: tuple[Any, Any]) -> None:
+    def _show(
+        self, loaded: tuple[ReportDetail | None, ReportEvaluation | Exception | None]
+    ) -> None:
         from screens.lines import line_rows
 
         detail, evaluation = loaded

@@ -87,3 +87,29 @@ def f(self, engine, app):
             "getattr(engine, 'audit')",
         ]
     )
+
+
+def test_screens_import_no_circle() -> None:
+    """No import circle among the screen modules, counting imports inside functions and under
+    TYPE_CHECKING (import-linter's contract names the app; this covers every module)."""
+    import grimp
+
+    graph = grimp.build_graph("screens")
+    modules = sorted(m for m in graph.modules if m.startswith("screens."))
+    edges = {m: sorted(graph.find_modules_directly_imported_by(m) & set(modules)) for m in modules}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles: list[list[str]] = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in edges[module]:
+            if state.get(target) == 1:
+                cycles.append([*path[path.index(target) :], target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[module] = 2
+
+    for module in modules:
+        if module not in state:
+            visit(module, [module])
+    assert cycles == [], "import circles in screens/: " + "; ".join(" → ".join(c) for c in cycles)
