@@ -19,7 +19,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
-from console.views import AuditFilter
+from console.views import AuditFilter, AuditRow, VerifyResult
 from screens.base import ConsoleScreen, StatusHeader, console_app
 from screens.literal import literal
 from screens.theme import BLUE, GREY, ORANGE, SKY, VERMILLION, status_text
@@ -65,7 +65,7 @@ def parse_audit_filter(text: str) -> AuditFilter:
     return AuditFilter(types=tuple(types), text=" ".join(words), **kwargs)
 
 
-def event_row(ev: Any) -> Row:
+def event_row(ev: AuditRow) -> Row:
     colour = next((c for k, c in TYPE_COLOURS.items() if k in ev.type), "")
     return Row(
         key=str(ev.seq),
@@ -222,7 +222,7 @@ class AuditScreen(ConsoleScreen):
         self.chain = Text("chain: verifying…", style=GREY)
         self.console_app.run_core(engine.verify_audit, on_done=self._verified, label="verify")
 
-    def _verified(self, result: Any) -> None:
+    def _verified(self, result: VerifyResult) -> None:
         if result.ok:
             self.chain = Text(f"✔ chain intact ({result.checked:,} events)", style=f"bold {SKY}")
         else:

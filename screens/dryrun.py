@@ -24,7 +24,8 @@ from screens.widgets import ConfirmModal, FilterBar
 
 if TYPE_CHECKING:
     from console.plan import Plan
-    from console.sync import CycleSummary
+    from console.reversal import PlannedReversal
+    from console.sync import CycleSummary, PostProgress
 
 
 def amount(value: Decimal | None) -> str:
@@ -39,7 +40,7 @@ def progress_text(event: Any) -> str:
     return str(event)
 
 
-def plan_rows(plan: Any, flt: str = "") -> list[Row]:
+def plan_rows(plan: Plan, flt: str = "") -> list[Row]:
     rows: list[Row] = []
     flt = flt.lower()
     for v in plan.vouchers:
@@ -99,7 +100,7 @@ def plan_rows(plan: Any, flt: str = "") -> list[Row]:
     return rows
 
 
-def reversal_heading(rv: Any, prefix: str = "↺ ") -> Text:
+def reversal_heading(rv: PlannedReversal, prefix: str = "↺ ") -> Text:
     title = Text(f"{prefix}{rv.reference} ", style=f"bold {ORANGE}")
     info = (
         f"reverses {rv.accrual_reference} ({rv.accrual_voucher or 'voucher'}) · {rv.cause} "
@@ -112,7 +113,7 @@ def reversal_heading(rv: Any, prefix: str = "↺ ") -> Text:
     return title
 
 
-def reversal_rows(rv: Any, key: str) -> list[Row]:
+def reversal_rows(rv: PlannedReversal, key: str) -> list[Row]:
     """A due reversal as table rows: a heading, then its mirrored rows (IFS VoucherRow)."""
     rows = [Row(key=key, cells={}, payload=rv, selectable=False, span=reversal_heading(rv))]
     for r in rv.rows:
@@ -221,7 +222,7 @@ PLAN_COLUMNS = [
 ]
 
 
-def balance_text(plan: Any) -> Text:
+def balance_text(plan: Plan) -> Text:
     bad = []
     for v in plan.vouchers:
         cd, cc, d, c = v.totals()
@@ -232,7 +233,7 @@ def balance_text(plan: Any) -> Text:
     return Text(f"✔ every voucher balances ({len(plan.vouchers)} checked)", style=f"bold {SKY}")
 
 
-def totals_text(plan: Any) -> Text:
+def totals_text(plan: Plan) -> Text:
     out = Text()
     out.append("Totals per account\n", style="bold")
     for t in plan.totals_by_account():
@@ -455,7 +456,7 @@ class DryRunScreen(ConsoleScreen):
         self.query_one("#landed", Static).update(Text("posting…", style=GREY))
         self.console_app.sync_progress = f"posting {len(plan.vouchers)} vouchers"
 
-        def progress(event: Any) -> None:
+        def progress(event: PostProgress) -> None:
             self.app.call_from_thread(self._progress, event)
 
         self.console_app.run_core(
@@ -467,7 +468,7 @@ class DryRunScreen(ConsoleScreen):
             label="posting",
         )
 
-    def _progress(self, event: Any) -> None:
+    def _progress(self, event: PostProgress) -> None:
         bar = self.query_one("#post-bar", ProgressBar)
         done = getattr(event, "done", None)
         if done is not None:

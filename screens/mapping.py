@@ -4,7 +4,7 @@ beside the operator's override, with live IFS validation while typing."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -22,6 +22,9 @@ from screens.literal import literal
 from screens.theme import GREY, ORANGE, SKY, VERMILLION, status_text
 from screens.vtable import Column, ListSource, Row, VirtualTable
 from screens.widgets import FilterBar
+
+if TYPE_CHECKING:
+    from console.sync import ValueCheck
 
 
 def entry_row(e: MappingEntry) -> Row:
@@ -210,7 +213,7 @@ class MappingScreen(ConsoleScreen):
             exclusive=True,
         )
 
-    def _checked(self, value: str, check: Any) -> None:
+    def _checked(self, value: str, check: ValueCheck) -> None:
         if self.query_one("#mapping-input", Input).value.strip() != value:
             return  # an older answer; the newer check is on its way
         out = Text()

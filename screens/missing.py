@@ -7,7 +7,7 @@ reports again); `p` replays it, or config `sync.auto_replay` does it alone.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -25,7 +25,7 @@ from screens.vtable import Column, ListSource, Row, VirtualTable
 from screens.widgets import ConfirmModal, FilterBar, ReasonModal
 
 if TYPE_CHECKING:
-    from console.sync import Engine
+    from console.sync import Engine, ReportEvaluation
 
 KIND_WORDS = {
     "missing-dimension": "missing",
@@ -46,7 +46,7 @@ def _parse_time(text: str) -> datetime | None:
         return None
 
 
-def describe_group(group: Any) -> str:
+def describe_group(group: HoldGroup) -> str:
     """`CC-410 missing in company 10 — blocks 12 reports, 4,310.00 USD`."""
     kind = group.code.split(":", 1)[0]
     value = group.value
@@ -59,7 +59,7 @@ def describe_group(group: Any) -> str:
     return f"{value} {words}{where} — blocks {n} report{'s' if n != 1 else ''}, {totals}"
 
 
-def group_key(group: Any) -> str:
+def group_key(group: HoldGroup) -> str:
     return f"{group.code}@{group.company}"
 
 
@@ -117,8 +117,8 @@ class MissingScreen(ConsoleScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.groups: list[Any] = []
-        self.released: dict[str, Any] = {}  # groups whose reports all turned ready
+        self.groups: list[HoldGroup] = []
+        self.released: dict[str, HoldGroup] = {}  # groups whose reports all turned ready
         self._recheck_timer: Timer | None = None
         self.query_one("#groups", VirtualTable).focus()
         if self.console_app.engine is not None:
@@ -151,7 +151,7 @@ class MissingScreen(ConsoleScreen):
         statuses = {rid: status or "" for rid, status in engine.report_statuses(shown).items()}
         return groups, statuses
 
-    def _show(self, loaded: tuple[list[Any], dict[str, str]]) -> None:
+    def _show(self, loaded: tuple[list[HoldGroup], dict[str, str]]) -> None:
         groups, statuses = loaded
         live = {group_key(g) for g in groups}
         for g in list(self.groups) + list(self.released.values()):
@@ -211,7 +211,7 @@ class MissingScreen(ConsoleScreen):
     def _filter_done(self) -> None:
         self.query_one("#groups", VirtualTable).focus()
 
-    def _current_group(self) -> tuple[str, Any] | None:
+    def _current_group(self) -> tuple[str, HoldGroup] | None:
         row = self.query_one("#groups", VirtualTable).cursor
         return row.payload if row is not None else None
 
@@ -233,7 +233,7 @@ class MissingScreen(ConsoleScreen):
     def _show_reports(self, rows: list[Row]) -> None:
         self.query_one("#group-reports", VirtualTable).set_source(ListSource(rows))
 
-    def _explain(self, group: Any) -> None:
+    def _explain(self, group: HoldGroup) -> None:
         why = Text()
         why.append_text(literal(group.message, 200))
         if group.kind != "closed-period":
@@ -265,7 +265,7 @@ class MissingScreen(ConsoleScreen):
             return
         self.query_one("#missing-count", Label).update(Text("re-checking against IFS…"))
 
-        def recheck() -> Any:
+        def recheck() -> list[ReportEvaluation]:
             engine.reference(refresh=True)  # read IFS again: the value may exist now
             return engine.evaluate(held)
 

@@ -23,7 +23,7 @@ from screens.widgets import FilterBar
 
 if TYPE_CHECKING:
     from console.sync import Engine, ReportEvaluation
-    from console.views import ReportDetail
+    from console.views import ReportDetail, ReportRow
 
 PENDING_STATUSES = ("pending", "ready", "held", "posting", "failed")
 
@@ -35,7 +35,7 @@ def money(minor: int | None, currency: str = "") -> str:
     return f"{text} {currency}".strip()
 
 
-def report_row(r: Any) -> Row:
+def report_row(r: ReportRow) -> Row:
     status = str(r.status)
     return Row(
         key=str(r.report_id),
