@@ -27,17 +27,44 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from console.audit import AuditLog, Event
-from console.store import LineRecord, ReportRecord, Store
+from console.store import AuditFilter, AuditRow, LineRecord, ReportRecord, ReportRow, Store
 
 
 class BenchEngine:
-    """Just enough engine for the screens to read the store (no services)."""
+    """Just enough engine for the Pending and Audit screens: the Engine methods they call,
+    over the seeded store (no services)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
     def status(self) -> None:
         return None
+
+    def policy_sync_states(self) -> dict[str, str]:
+        return {}
+
+    def pending_reports(
+        self,
+        filter_text: str = "",
+        status: str | Sequence[str] | None = None,
+        *,
+        offset: int = 0,
+        limit: int = 200,
+    ) -> list[ReportRow]:
+        return self.store.pending_reports(filter_text, status, offset=offset, limit=limit)
+
+    def count_reports(
+        self, filter_text: str = "", status: str | Sequence[str] | None = None
+    ) -> int:
+        return self.store.count_reports(filter_text, status)
+
+    def audit_page(
+        self, flt: AuditFilter | None = None, *, before_seq: int | None = None, limit: int = 200
+    ) -> list[AuditRow]:
+        return self.store.audit_page(flt, before_seq=before_seq, limit=limit)
+
+    def audit_count(self, flt: AuditFilter | None = None) -> int:
+        return self.store.audit_count(flt)
 
 
 QUICK_SIZES: dict[str, tuple[int, ...]] = {"pending": (1000, 10_000), "audit": (1000, 10_000)}

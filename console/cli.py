@@ -223,7 +223,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # depends on `screens` (import-linter contract) and the headless paths never load Textual.
     import importlib
 
-    app_module = importlib.import_module("screens.app")
+    app_module = importlib.import_module("screens.startup")
     return int(app_module.run_tui(args))
 
 

@@ -152,7 +152,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
 
             return run_auto_command(cycle_args)
         try:
-            app_module = importlib.import_module("screens.app")
+            app_module = importlib.import_module("screens.startup")
             run_tui = app_module.run_tui
         except (ImportError, AttributeError) as exc:
             print(

@@ -21,7 +21,7 @@ from datetime import date, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from console import clock, reversal
+from console import clock, reversal, views
 from console.audit import AuditLog, Event, os_user
 from console.config import default_approved_after
 from console.errors import ConfigError, ConsoleError
@@ -1061,3 +1061,86 @@ class Engine:
             except ConsoleError:
                 pass
         return dict(self._service_state)
+
+    # ------------------------------------------------------------------ the TUI's seam
+    # What the screens read and call instead of reaching into the store, IFS or the settings
+    # (tests/tui/test_seam.py keeps it so). None of these posts or writes to Expensify.
+
+    def pending_reports(
+        self,
+        filter_text: str = "",
+        status: str | Sequence[str] | None = None,
+        *,
+        offset: int = 0,
+        limit: int = 200,
+    ) -> list[views.ReportRow]:
+        """One page of stored reports in these statuses, newest approval first, filtered."""
+        return self.store.pending_reports(filter_text, status, offset=offset, limit=limit)
+
+    def count_reports(
+        self, filter_text: str = "", status: str | Sequence[str] | None = None
+    ) -> int:
+        """How many stored reports pending_reports() pages through."""
+        return self.store.count_reports(filter_text, status)
+
+    def report_detail(self, report_id: str) -> views.ReportDetail | None:
+        """One stored report with its lines, holds, postings and exclusion (None: unknown)."""
+        return self.store.report_detail(report_id)
+
+    def report_statuses(self, report_ids: Iterable[str]) -> dict[str, str | None]:
+        """Each report's stored status (None: not known to this console)."""
+        return {rid: self.store.report_status(rid) for rid in report_ids}
+
+    def hold_groups(self) -> list[views.HoldGroup]:
+        """Held reports grouped by reason code and company (the Missing dimensions queue)."""
+        return self.store.hold_groups()
+
+    def audit_page(
+        self,
+        flt: views.AuditFilter | None = None,
+        *,
+        before_seq: int | None = None,
+        limit: int = 200,
+    ) -> list[views.AuditRow]:
+        """One page of audit events, newest first; pass the last row's seq as before_seq."""
+        return self.store.audit_page(flt, before_seq=before_seq, limit=limit)
+
+    def audit_count(self, flt: views.AuditFilter | None = None) -> int:
+        """How many audit events match the filter."""
+        return self.store.audit_count(flt)
+
+    def verify_audit(self) -> views.VerifyResult:
+        """Walk the audit log's hash chain; name the first event edited, deleted or moved."""
+        return self.audit.verify()
+
+    def mapping_view(self) -> views.MappingView:
+        """The mapping editor's rows: every category and tag value of the configured policies
+        (one policy read) with default, override and the reports still to post that use it,
+        and the IFS values cached per code part as hints. IFS's reference data is read first
+        (once per cycle) to refresh that cache; offline, the cached values still hint."""
+        policies = self.policies()
+        with contextlib.suppress(Exception):
+            self.reference()
+        return views.mapping_view(self.store, policies, self.settings.posting)
+
+    def plan_for_review(self, selection: Sequence[str] | None = None) -> Plan:
+        """The plan the operator reviews before `post_reviewed`: the vouchers of the selected
+        ready reports (all of them without a selection), plus the reversals due today and
+        every report changed after posting, as a cycle's plan has them (what `--auto
+        --dry-run` prints for the same store). Posts nothing and asks Expensify nothing; like
+        plan() it records the evaluations. Watching posted reports and reconciling reversal
+        intents stay a cycle's (reversal.prepare): this adds what prepare adds, without them."""
+        with self._cycle_lock:
+            plan = self.plan(selection)
+            today = self.today()
+            reference = self.reference()
+            posting = self.settings.posting
+            due: reversal.ReversalPlan = self.track(
+                "ifs",
+                lambda: reversal.due_reversals(self.ifs, self.store, reference, posting, today),
+            )
+            changes = [
+                reversal.preview_change(self, change, reference, today)
+                for change in self.store.report_changes(("open", "confirmed"))
+            ]
+            return replace(plan, reversals=due.reversals, changes=changes)

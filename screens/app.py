@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import partial
 from importlib.resources import files
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
@@ -18,8 +17,17 @@ from textual.worker import Worker
 
 from screens.base import SCREEN_TABS
 from screens.literal import sanitize
+from screens.messages import CycleDone, CycleFailed
 from screens.theme import CONSOLE_THEME
 from screens.widgets import HelpModal, help_for
+
+if TYPE_CHECKING:
+    from console.config import Settings
+    from console.sync import CycleSummary, Engine, EngineStatus
+    from screens.protocols import ConsoleApp, EngineOpener
+
+
+R = TypeVar("R")
 
 
 def _load_css() -> str:
@@ -102,9 +110,9 @@ class MlConsoleApp(App[int]):
     def __init__(
         self,
         *,
-        settings: Any = None,
-        engine: Any = None,
-        engine_opener: Callable[[], Any] | None = None,
+        settings: Settings | None = None,
+        engine: Engine | None = None,
+        engine_opener: EngineOpener | None = None,
         needs_setup: bool = False,
         clock: Callable[[], datetime] = _now,
         status_interval: float | None = 5.0,
@@ -114,14 +122,14 @@ class MlConsoleApp(App[int]):
         super().__init__()
         self.sync_on_open = sync_on_open
         self.settings = settings
-        self.engine: Any = engine
+        self.engine: Engine | None = engine
         self._engine_opener = engine_opener
         self.needs_setup = needs_setup
         self.clock = clock
         self.status_interval = status_interval
         self.environment_name = environment_name
-        self.engine_status: Any = None
-        self.last_cycle: Any = None
+        self.engine_status: EngineStatus | None = None
+        self.last_cycle: CycleSummary | None = None
         self.mapping_preselect: tuple[str, str] | None = None
         self.dry_run_selection: list[str] | None = None
 
@@ -146,14 +154,14 @@ class MlConsoleApp(App[int]):
         if keys:
             self.set_keymap(dict(keys))
 
-    def open_engine(self, opener: Callable[[], Any] | None = None) -> None:
+    def open_engine(self, opener: EngineOpener | None = None) -> None:
         opener = opener or self._engine_opener
         if opener is None:
             return
         self._engine_opener = opener
         self.run_core(opener, on_done=self._engine_ready, label="opening the engine")
 
-    def _engine_ready(self, engine: Any) -> None:
+    def _engine_ready(self, engine: Engine) -> None:
         self.engine = engine
         self.data_version += 1
         self.refresh_status()
@@ -167,17 +175,19 @@ class MlConsoleApp(App[int]):
 
     def run_core(
         self,
-        fn: Callable[..., Any],
+        fn: Callable[..., R],
         *args: Any,
-        on_done: Callable[[Any], Any] | None = None,
-        on_error: Callable[[BaseException], Any] | None = None,
+        on_done: Callable[[R], object] | None = None,
+        on_error: Callable[[BaseException], object] | None = None,
         label: str = "",
         group: str | None = None,
         exclusive: bool = False,
         **kwargs: Any,
     ) -> Worker[None]:
         """Runs a blocking core call in a thread; the result (or the error) comes back on the
-        UI thread. Errors become notifications, never a crash."""
+        UI thread, typed as `fn` returns it: to `on_done`, which usually posts it as the
+        message of its kind (screens/messages.py). Errors become notifications (or go to
+        `on_error`), never a crash."""
 
         def job() -> None:
             try:
@@ -198,7 +208,7 @@ class MlConsoleApp(App[int]):
         )
 
     def _core_failed(
-        self, label: str, exc: BaseException, on_error: Callable[[BaseException], Any] | None
+        self, label: str, exc: BaseException, on_error: Callable[[BaseException], object] | None
     ) -> None:
         if on_error is not None:
             on_error(exc)
@@ -222,7 +232,7 @@ class MlConsoleApp(App[int]):
             exclusive=True,
         )
 
-    def _status_arrived(self, status: Any) -> None:
+    def _status_arrived(self, status: EngineStatus) -> None:
         self.engine_status = status
         self.status_version += 1
 
@@ -277,21 +287,30 @@ class MlConsoleApp(App[int]):
             self.engine.run_cycle,
             dry_run=True,
             progress=progress,
-            on_done=self._sync_done,
-            on_error=self._sync_failed,
+            on_done=self.cycle_done,
+            on_error=self.cycle_failed,
             label="sync",
             exclusive=True,
         )
 
-    def _sync_done(self, summary: Any) -> None:
+    def cycle_done(self, summary: CycleSummary) -> None:
+        """A worker's cycle (sync, replay) finished: hand the summary back as CycleDone."""
+        self.post_message(CycleDone(summary))
+
+    def cycle_failed(self, error: BaseException) -> None:
+        self.post_message(CycleFailed(error))
+
+    def on_cycle_done(self, message: CycleDone) -> None:
         self.sync_progress = ""
-        self.last_cycle = summary
-        self.notify(sanitize(describe_cycle(summary)), title="Sync finished", markup=False)
+        self.last_cycle = message.summary
+        self.notify(sanitize(describe_cycle(message.summary)), title="Sync finished", markup=False)
         self.core_changed()
 
-    def _sync_failed(self, exc: BaseException) -> None:
+    def on_cycle_failed(self, message: CycleFailed) -> None:
         self.sync_progress = ""
-        self.notify(sanitize(str(exc)), title="Sync failed", severity="error", markup=False)
+        self.notify(
+            sanitize(str(message.error)), title="Sync failed", severity="error", markup=False
+        )
         self.core_changed()
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
@@ -322,10 +341,8 @@ def describe_cycle(summary: Any) -> str:
     return text
 
 
-def run_tui(args: argparse.Namespace | None = None) -> int:
-    """Opens the console on the configured systems (the setup screen on first run)."""
-    from screens.startup import build_app
+if TYPE_CHECKING:
 
-    app = build_app(args)
-    result = app.run()
-    return int(result or 0)
+    def _provides_what_screens_use(app: MlConsoleApp) -> ConsoleApp:
+        """mypy checks here that MlConsoleApp is the ConsoleApp the screens are typed against."""
+        return app

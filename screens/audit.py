@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 import threading
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -19,12 +19,15 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
-from console.store import AuditFilter
-from screens.base import ConsoleScreen, StatusHeader
+from console.views import AuditFilter, AuditRow, VerifyResult
+from screens.base import ConsoleScreen, StatusHeader, console_app
 from screens.literal import literal
 from screens.theme import BLUE, GREY, ORANGE, SKY, VERMILLION, status_text
 from screens.vtable import Column, ListSource, Row, VirtualTable
 from screens.widgets import ConfirmModal, FilterBar
+
+if TYPE_CHECKING:
+    from console.sync import Engine
 
 FILTER_KEYS = {"type", "actor", "report", "since", "until", "voucher", "tx"}
 
@@ -62,7 +65,7 @@ def parse_audit_filter(text: str) -> AuditFilter:
     return AuditFilter(types=tuple(types), text=" ".join(words), **kwargs)
 
 
-def event_row(ev: Any) -> Row:
+def event_row(ev: AuditRow) -> Row:
     colour = next((c for k, c in TYPE_COLOURS.items() if k in ev.type), "")
     return Row(
         key=str(ev.seq),
@@ -81,14 +84,14 @@ def event_row(ev: Any) -> Row:
 
 @dataclass
 class AuditSource:
-    store: Any
+    engine: Engine
     flt: AuditFilter = field(default_factory=AuditFilter)
     # offset of a page's first row -> the seq to page before (None: the newest event)
     _starts: dict[int, int | None] = field(default_factory=lambda: {0: None})
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def count(self) -> int:
-        return int(self.store.audit_count(self.flt))
+        return self.engine.audit_count(self.flt)
 
     def fetch(self, offset: int, limit: int) -> list[Row]:
         with self._lock:
@@ -96,7 +99,7 @@ class AuditSource:
             page: list[Any] = []
             while True:
                 before = self._starts[known]
-                page = self.store.audit_page(self.flt, before_seq=before, limit=limit)
+                page = self.engine.audit_page(self.flt, before_seq=before, limit=limit)
                 if page:
                     self._starts[known + len(page)] = page[-1].seq
                 if known >= offset or len(page) < limit:
@@ -154,9 +157,11 @@ class AuditScreen(ConsoleScreen):
             self.refresh_data()
 
     def refresh_data(self) -> None:
-        store = self.console_app.engine.store
+        engine = self.console_app.engine
+        if engine is None:
+            return
         flt = parse_audit_filter(self.query_one(FilterBar).applied)
-        self.table.set_source(AuditSource(store, flt))
+        self.table.set_source(AuditSource(engine, flt))
 
     @on(FilterBar.Applied)
     def _filter(self, event: FilterBar.Applied) -> None:
@@ -215,9 +220,9 @@ class AuditScreen(ConsoleScreen):
         if engine is None:
             return
         self.chain = Text("chain: verifying…", style=GREY)
-        self.console_app.run_core(verify_chain, engine, on_done=self._verified, label="verify")
+        self.console_app.run_core(engine.verify_audit, on_done=self._verified, label="verify")
 
-    def _verified(self, result: Any) -> None:
+    def _verified(self, result: VerifyResult) -> None:
         if result.ok:
             self.chain = Text(f"✔ chain intact ({result.checked:,} events)", style=f"bold {SKY}")
         else:
@@ -235,18 +240,9 @@ class AuditScreen(ConsoleScreen):
         replay_report(self, row.payload.report_id)
 
 
-def verify_chain(engine: Any) -> Any:
-    audit = getattr(engine, "audit", None)
-    if audit is None or not hasattr(audit, "verify"):
-        from console.audit import AuditLog
-
-        audit = AuditLog(engine.store, "tui")
-    return audit.verify()
-
-
 def replay_report(screen: Screen[Any], report_id: str) -> None:
     """Re-check one report against IFS and post it if it is now valid (confirm first)."""
-    app: Any = screen.app
+    app = console_app(screen)
     engine = app.engine
     if engine is None:
         return
@@ -255,12 +251,12 @@ def replay_report(screen: Screen[Any], report_id: str) -> None:
         if not ok:
             return
         app.sync_progress = f"replaying {report_id}…"
-
-        def done(summary: Any) -> None:
-            app._sync_done(summary)
-
         app.run_core(
-            engine.replay, [report_id], on_done=done, on_error=app._sync_failed, label="replay"
+            engine.replay,
+            [report_id],
+            on_done=app.cycle_done,
+            on_error=app.cycle_failed,
+            label="replay",
         )
 
     screen.app.push_screen(
@@ -307,13 +303,13 @@ class TimelineScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        app: Any = self.app
+        app = console_app(self)
         self.query_one("#timeline", VirtualTable).focus()
         if app.engine is not None:
-            app.run_core(self._load, app.engine.store, on_done=self._show, label="timeline")
+            app.run_core(self._load, app.engine, on_done=self._show, label="timeline")
 
-    def _load(self, store: Any) -> list[Row]:
-        events = store.audit_page(AuditFilter(report_id=self.report_id), limit=5000)
+    def _load(self, engine: Engine) -> list[Row]:
+        events = engine.audit_page(AuditFilter(report_id=self.report_id), limit=5000)
         rows = []
         for ev in reversed(events):
             row = event_row(ev)

@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.dom import DOMNode
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
@@ -19,7 +20,7 @@ from screens.literal import literal, sanitize
 from screens.theme import GREY, ORANGE, SKY, VERMILLION, status_text
 
 if TYPE_CHECKING:
-    from screens.app import MlConsoleApp
+    from screens.protocols import ConsoleApp
 
 SCREEN_TABS = (
     ("1", "pending", "Pending"),
@@ -52,6 +53,12 @@ def ago(then: datetime | None, now: datetime) -> str:
     return f"{days}d {hours}h"
 
 
+def console_app(node: DOMNode) -> ConsoleApp:
+    """The running app as screens see it: MlConsoleApp through its ConsoleApp Protocol
+    (screens/protocols.py), so no screen imports screens/app.py."""
+    return cast("ConsoleApp", node.app)
+
+
 def _get(obj: Any, *names: str, default: Any = None) -> Any:
     """Reads a field from a dataclass/pydantic object or a dict."""
     for name in names:
@@ -76,12 +83,11 @@ class StatusHeader(Static):
     """
 
     def on_mount(self) -> None:
-        app: MlConsoleApp = self.app  # type: ignore[assignment]
-        self.watch(app, "status_version", self._redraw)
-        self.watch(app, "sync_progress", self._redraw)
+        self.watch(self.app, "status_version", self._redraw)
+        self.watch(self.app, "sync_progress", self._redraw)
 
     def _redraw(self, _: object = None) -> None:
-        app: MlConsoleApp = self.app  # type: ignore[assignment]
+        app = console_app(self)
         self.update(
             render_header(
                 app.engine_status,
@@ -212,8 +218,8 @@ class ConsoleScreen(Screen[None]):
     ]
 
     @property
-    def console_app(self) -> MlConsoleApp:
-        return self.app  # type: ignore[return-value]
+    def console_app(self) -> ConsoleApp:
+        return console_app(self)
 
     def compose_header(self) -> ComposeResult:
         yield StatusHeader(id="status-header")
@@ -222,7 +228,7 @@ class ConsoleScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.watch(self.console_app, "data_version", self._data_changed, init=False)
+        self.watch(self.app, "data_version", self._data_changed, init=False)
 
     def _data_changed(self, _: object = None) -> None:
         if self.console_app.engine is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.table import Table
 from rich.text import Text
@@ -31,6 +31,10 @@ from textual.worker import get_current_worker
 from console import clock
 from console.close import CARDS_READ, COLUMNS, HELD, IN_IFS, ClosePeriod, TieOut, run_close
 from console.close_report import COLUMN_TITLES, card_spend_heading, money
+
+if TYPE_CHECKING:
+    from console.card_accrual import CardAccrualRun
+    from console.sync import Engine
 
 BLOCKS = " ▏▎▍▌▋▊▉█"
 CHARTS = ("account", "cost centre", "held", "card spend")
@@ -102,7 +106,9 @@ class CloseScreen(Screen[None]):
         Binding("p", "post_cards", "Post card accrual", id="close.post_card_accrual"),
     ]
 
-    def __init__(self, engine: Any, period: ClosePeriod | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, engine: Engine | None, period: ClosePeriod | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.engine = engine
         if period is None:
@@ -148,12 +154,12 @@ class CloseScreen(Screen[None]):
                 Text("No systems configured yet.", style="yellow")
             )
             return
-        self._compute(self.period)
+        self._compute(self.engine, self.period)
 
     @work(thread=True, exclusive=True, group="close")
-    def _compute(self, period: ClosePeriod) -> None:
+    def _compute(self, engine: Engine, period: ClosePeriod) -> None:
         try:
-            tie = run_close(self.engine, period)
+            tie = run_close(engine, period)
         except Exception as exc:  # shown on screen; the worker never dies silently
             if not get_current_worker().is_cancelled:
                 self.app.call_from_thread(self._failed, period, f"{type(exc).__name__}: {exc}")
@@ -356,7 +362,7 @@ class CloseScreen(Screen[None]):
         self.notify(message, title="Card accrual", severity="error", markup=False, timeout=15)
         self.action_reload()
 
-    def _card_planned(self, period: ClosePeriod, run: Any) -> None:
+    def _card_planned(self, period: ClosePeriod, run: CardAccrualRun) -> None:
         from screens.widgets import ConfirmModal
 
         if not (run.accruals or run.reversals):
@@ -387,7 +393,7 @@ class CloseScreen(Screen[None]):
         body = run.render_text(how_to_post="y posts exactly this, n cancels")
         self.app.push_screen(ConfirmModal(title, body, "Post (y)", wide=True), answered)
 
-    def _card_posted(self, period: ClosePeriod, run: Any) -> None:
+    def _card_posted(self, period: ClosePeriod, run: CardAccrualRun) -> None:
         self.posting_cards = False
         bad = [r for r in run.results if r.outcome in ("failed", "unknown")]
         lines = [f"{r.voucher.reference}: {r.outcome} {r.label}".strip() for r in run.results]

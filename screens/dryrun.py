@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -18,9 +17,15 @@ from textual.widgets import Label, ProgressBar, Static
 
 from screens.base import ConsoleScreen
 from screens.literal import literal
+from screens.messages import ChangeConfirmed, PlanPosted, PlanReady
 from screens.theme import BLUE, GREY, ORANGE, SKY, VERMILLION, status_text
 from screens.vtable import Column, ListSource, Row, VirtualTable
 from screens.widgets import ConfirmModal, FilterBar
+
+if TYPE_CHECKING:
+    from console.plan import Plan
+    from console.reversal import PlannedReversal
+    from console.sync import CycleSummary, PostProgress
 
 
 def amount(value: Decimal | None) -> str:
@@ -35,7 +40,7 @@ def progress_text(event: Any) -> str:
     return str(event)
 
 
-def plan_rows(plan: Any, flt: str = "") -> list[Row]:
+def plan_rows(plan: Plan, flt: str = "") -> list[Row]:
     rows: list[Row] = []
     flt = flt.lower()
     for v in plan.vouchers:
@@ -95,7 +100,7 @@ def plan_rows(plan: Any, flt: str = "") -> list[Row]:
     return rows
 
 
-def reversal_heading(rv: Any, prefix: str = "↺ ") -> Text:
+def reversal_heading(rv: PlannedReversal, prefix: str = "↺ ") -> Text:
     title = Text(f"{prefix}{rv.reference} ", style=f"bold {ORANGE}")
     info = (
         f"reverses {rv.accrual_reference} ({rv.accrual_voucher or 'voucher'}) · {rv.cause} "
@@ -108,7 +113,7 @@ def reversal_heading(rv: Any, prefix: str = "↺ ") -> Text:
     return title
 
 
-def reversal_rows(rv: Any, key: str) -> list[Row]:
+def reversal_rows(rv: PlannedReversal, key: str) -> list[Row]:
     """A due reversal as table rows: a heading, then its mirrored rows (IFS VoucherRow)."""
     rows = [Row(key=key, cells={}, payload=rv, selectable=False, span=reversal_heading(rv))]
     for r in rv.rows:
@@ -203,27 +208,6 @@ def new_side_text(ch: dict[str, Any]) -> Text:
     return out
 
 
-def plan_for_review(engine: Any, selection: list[str] | None) -> Any:
-    """The plan the operator reviews: the vouchers to post, plus the reversals due today and
-    every report changed after posting (what `--auto --dry-run` shows). Reads only: the
-    changes themselves are detected by a sync (watching posted reports)."""
-    from console import reversal
-
-    plan = engine.plan(selection)
-    today = engine.today()
-    reference = engine.reference()
-    posting = engine.settings.posting
-    due = engine.track(
-        "ifs",
-        lambda: reversal.due_reversals(engine.ifs, engine.store, reference, posting, today),
-    )
-    changes = [
-        reversal.preview_change(engine, change, reference, today)
-        for change in engine.store.report_changes(("open", "confirmed"))
-    ]
-    return dataclasses.replace(plan, reversals=due.reversals, changes=changes)
-
-
 PLAN_COLUMNS = [
     Column("row", "#", 3, justify="right"),
     Column("account", "Account", 10),
@@ -238,7 +222,7 @@ PLAN_COLUMNS = [
 ]
 
 
-def balance_text(plan: Any) -> Text:
+def balance_text(plan: Plan) -> Text:
     bad = []
     for v in plan.vouchers:
         cd, cc, d, c = v.totals()
@@ -249,7 +233,7 @@ def balance_text(plan: Any) -> Text:
     return Text(f"✔ every voucher balances ({len(plan.vouchers)} checked)", style=f"bold {SKY}")
 
 
-def totals_text(plan: Any) -> Text:
+def totals_text(plan: Plan) -> Text:
     out = Text()
     out.append("Totals per account\n", style="bold")
     for t in plan.totals_by_account():
@@ -338,7 +322,7 @@ class DryRunScreen(ConsoleScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.plan: Any = None
+        self.plan: Plan | None = None
         self.posting = False
         self.landed: list[str] = []
         self.confirming = False
@@ -352,13 +336,15 @@ class DryRunScreen(ConsoleScreen):
         if self.posting:
             return
         engine = self.console_app.engine
+        if engine is None:
+            return
         selection = self.console_app.dry_run_selection
         self.query_one("#plan-summary", Label).update(Text("planning…", style=GREY))
+        # The core's review plan: what `--auto --dry-run` prints, with the reversals due.
         self.console_app.run_core(
-            plan_for_review,
-            engine,
+            engine.plan_for_review,
             selection,
-            on_done=self._show_plan,
+            on_done=lambda plan: self.post_message(PlanReady(plan)),
             label="planning",
             exclusive=True,
         )
@@ -367,7 +353,10 @@ class DryRunScreen(ConsoleScreen):
         if self.console_app.engine is not None:
             self.refresh_data()
 
-    def _show_plan(self, plan: Any) -> None:
+    def on_plan_ready(self, message: PlanReady) -> None:
+        self._show_plan(message.plan)
+
+    def _show_plan(self, plan: Plan) -> None:
         self.plan = plan
         self._render_rows()
         summary = Text()
@@ -455,10 +444,10 @@ class DryRunScreen(ConsoleScreen):
         )
 
     def _confirmed(self, ok: bool | None) -> None:
-        if not ok or self.plan is None:
+        engine = self.console_app.engine
+        if not ok or self.plan is None or engine is None:
             return
         plan = self.plan
-        engine = self.console_app.engine
         self.posting = True
         self.landed = []
         bar = self.query_one("#post-bar", ProgressBar)
@@ -467,19 +456,19 @@ class DryRunScreen(ConsoleScreen):
         self.query_one("#landed", Static).update(Text("posting…", style=GREY))
         self.console_app.sync_progress = f"posting {len(plan.vouchers)} vouchers"
 
-        def progress(event: Any) -> None:
+        def progress(event: PostProgress) -> None:
             self.app.call_from_thread(self._progress, event)
 
         self.console_app.run_core(
             engine.post_reviewed,
             plan,
             progress=progress,
-            on_done=self._posted,
+            on_done=lambda summary: self.post_message(PlanPosted(summary)),
             on_error=self._post_failed,
             label="posting",
         )
 
-    def _progress(self, event: Any) -> None:
+    def _progress(self, event: PostProgress) -> None:
         bar = self.query_one("#post-bar", ProgressBar)
         done = getattr(event, "done", None)
         if done is not None:
@@ -494,7 +483,10 @@ class DryRunScreen(ConsoleScreen):
             landed.append("\n")
         self.query_one("#landed", Static).update(landed)
 
-    def _posted(self, summary: Any) -> None:
+    def on_plan_posted(self, message: PlanPosted) -> None:
+        self._posted(message.summary)
+
+    def _posted(self, summary: CycleSummary) -> None:
         self.posting = False
         self.console_app.sync_progress = ""
         posted = summary.vouchers
@@ -594,23 +586,27 @@ class DryRunScreen(ConsoleScreen):
         )
 
     def _change_confirmed(self, report_id: str, ok: bool | None) -> None:
-        if not ok:
+        engine = self.console_app.engine
+        if not ok or engine is None:
             return
         self.confirming = True
         self.console_app.sync_progress = f"confirming the change of {report_id}"
         self.console_app.run_core(
-            self.console_app.engine.confirm_change,
+            engine.confirm_change,
             report_id,
-            on_done=lambda summary: self._change_done(report_id, summary),
+            on_done=lambda summary: self.post_message(ChangeConfirmed(report_id, summary)),
             on_error=self._change_failed,
             label="confirm change",
         )
 
-    def _change_done(self, report_id: str, summary: Any) -> None:
+    def on_change_confirmed(self, message: ChangeConfirmed) -> None:
+        self._change_done(message.report_id, message.summary)
+
+    def _change_done(self, report_id: str, summary: CycleSummary) -> None:
         self.confirming = False
         self.console_app.sync_progress = ""
-        reversals = getattr(summary, "reversals", [])
-        vouchers = getattr(summary, "vouchers", [])
+        reversals = summary.reversals
+        vouchers = summary.vouchers
         msg = f"report {report_id}: {len(reversals)} reversal(s) and {len(vouchers)} accrual(s)"
         msg += " posted"
         refs = [str(r.get("reference", "")) for r in reversals] + [

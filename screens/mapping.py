@@ -3,11 +3,8 @@ beside the operator's override, with live IFS validation while typing."""
 
 from __future__ import annotations
 
-import contextlib
-from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import date
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -18,106 +15,16 @@ from textual.suggester import SuggestFromList
 from textual.timer import Timer
 from textual.widgets import Input, Label, Static
 
-from console.expensify.models import ExportReport
-from console.fetch import load_report
-from console.mapping import CATEGORY, TAG_PREFIX, MappingRule, split_tag, suggest_defaults
+from console.mapping import MappingRule
+from console.views import MappingEntry, MappingView
 from screens.base import ConsoleScreen
 from screens.literal import literal
 from screens.theme import GREY, ORANGE, SKY, VERMILLION, status_text
 from screens.vtable import Column, ListSource, Row, VirtualTable
 from screens.widgets import FilterBar
 
-
-@dataclass
-class MappingEntry:
-    policy_id: str
-    company: str
-    kind: str
-    source: str
-    code_part: str  # "A" for categories
-    default: str
-    override: str
-    enabled: bool
-    affects: int = 0
-    dates: list[date] = field(default_factory=list)
-
-    @property
-    def effective(self) -> str:
-        return self.override or self.default
-
-    @property
-    def label(self) -> str:
-        return "category" if self.kind == CATEGORY else self.kind.removeprefix(TAG_PREFIX)
-
-
-def load_mapping(engine: Any) -> tuple[list[MappingEntry], dict[tuple[str, str], list[str]]]:
-    """Every mappable source of every configured policy, with its default, the override, how
-    many pending reports use it and their voucher dates; plus cached IFS values for hints."""
-    policies = engine.policies()
-    posting = engine.settings.posting
-    rules = {
-        (r.policy_id, r.kind, r.source): str(r.rule.get("target", ""))
-        for r in engine.store.mapping_rules()
-    }
-    usage: dict[tuple[str, str, str], set[date]] = defaultdict(set)
-    counts: dict[tuple[str, str, str], int] = defaultdict(int)
-    for _rid, _status, raw in engine.store.reports_raw(("pending", "held", "ready")):
-        try:
-            report = load_report(raw)
-        except ValueError:
-            continue
-        if not isinstance(report, ExportReport):
-            continue
-        policy = policies.get(report.policyID)
-        levels = [lv.name for lv in policy.tag_levels] if policy else []
-        try:
-            day = date.fromisoformat(report.approved_date)
-        except ValueError:
-            day = None
-        keys: set[tuple[str, str, str]] = set()
-        for tx in report.transactions:
-            keys.add((report.policyID, CATEGORY, tx.category))
-            for pos, name in enumerate(split_tag(tx.tag)):
-                if name and pos < len(levels):
-                    keys.add((report.policyID, TAG_PREFIX + levels[pos], name))
-        for key in keys:
-            counts[key] += 1
-            if day is not None:
-                usage[key].add(day)
-    entries: list[MappingEntry] = []
-    for policy_id, policy in sorted(policies.items()):
-        company = posting.company_by_policy.get(policy_id, "")
-        for d in suggest_defaults(policy):
-            if d.kind == CATEGORY:
-                part = "A"
-            else:
-                level = d.kind.removeprefix(TAG_PREFIX)
-                part = rules.get(
-                    (policy_id, "tag-level", level)
-                ) or posting.code_part_by_tag_level.get(level, "")
-            key = (policy_id, d.kind, d.source)
-            entries.append(
-                MappingEntry(
-                    policy_id,
-                    company,
-                    d.kind,
-                    d.source,
-                    part,
-                    d.default_target,
-                    rules.get(key, ""),
-                    d.enabled,
-                    counts.get(key, 0),
-                    sorted(usage.get(key, ())),
-                )
-            )
-    hints: dict[tuple[str, str], list[str]] = defaultdict(list)
-    # Fills the store's cache of IFS values (once per cycle); offline, the cache still hints.
-    with contextlib.suppress(Exception):
-        engine.reference()
-    for company in sorted(set(posting.company_by_policy.values())):
-        for dim in engine.store.dimensions(company, limit=100_000):
-            hints[(company, dim.code_part)].append(dim.value)
-    return entries, dict(hints)
+if TYPE_CHECKING:
+    from console.sync import ValueCheck
 
 
 def entry_row(e: MappingEntry) -> Row:
@@ -182,7 +89,7 @@ class MappingScreen(ConsoleScreen):
     def on_mount(self) -> None:
         super().on_mount()
         self.entries: list[MappingEntry] = []
-        self.hints: dict[tuple[str, str], list[str]] = {}
+        self.hints: Mapping[tuple[str, str], Sequence[str]] = {}
         self.editing: MappingEntry | None = None
         self._check_timer: Timer | None = None
         self.query_one("#mapping-editor").display = False
@@ -191,9 +98,11 @@ class MappingScreen(ConsoleScreen):
             self.refresh_data()
 
     def refresh_data(self) -> None:
+        engine = self.console_app.engine
+        if engine is None:
+            return
         self.console_app.run_core(
-            load_mapping,
-            self.console_app.engine,
+            engine.mapping_view,
             on_done=self._loaded,
             label="mapping",
             exclusive=True,
@@ -209,8 +118,9 @@ class MappingScreen(ConsoleScreen):
             bar.add_class("-active")
             bar.flush()
 
-    def _loaded(self, result: tuple[list[MappingEntry], dict[tuple[str, str], list[str]]]) -> None:
-        self.entries, self.hints = result
+    def _loaded(self, view: MappingView) -> None:
+        self.entries = list(view.entries)
+        self.hints = view.hints
         self._render_entries()
 
     def _render_entries(self) -> None:
@@ -289,7 +199,7 @@ class MappingScreen(ConsoleScreen):
         if not value:
             self.query_one("#validation", Static).update(status_text("missing", "empty value"))
             return
-        dates = entry.dates or [engine.today()]
+        dates = list(entry.dates) or [engine.today()]
         self.console_app.run_core(
             engine.check_value,
             entry.company,
@@ -303,7 +213,7 @@ class MappingScreen(ConsoleScreen):
             exclusive=True,
         )
 
-    def _checked(self, value: str, check: Any) -> None:
+    def _checked(self, value: str, check: ValueCheck) -> None:
         if self.query_one("#mapping-input", Input).value.strip() != value:
             return  # an older answer; the newer check is on its way
         out = Text()

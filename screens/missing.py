@@ -7,7 +7,7 @@ reports again); `p` replays it, or config `sync.auto_replay` does it alone.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -16,12 +16,16 @@ from textual.binding import Binding, BindingType
 from textual.timer import Timer
 from textual.widgets import Label, Static
 
+from console.views import HoldGroup, ReportRow
 from screens.base import ConsoleScreen, ago
 from screens.literal import literal
 from screens.pending import money, report_row
 from screens.theme import GREY, status_text
 from screens.vtable import Column, ListSource, Row, VirtualTable
 from screens.widgets import ConfirmModal, FilterBar, ReasonModal
+
+if TYPE_CHECKING:
+    from console.sync import Engine, ReportEvaluation
 
 KIND_WORDS = {
     "missing-dimension": "missing",
@@ -42,7 +46,7 @@ def _parse_time(text: str) -> datetime | None:
         return None
 
 
-def describe_group(group: Any) -> str:
+def describe_group(group: HoldGroup) -> str:
     """`CC-410 missing in company 10 — blocks 12 reports, 4,310.00 USD`."""
     kind = group.code.split(":", 1)[0]
     value = group.value
@@ -55,7 +59,7 @@ def describe_group(group: Any) -> str:
     return f"{value} {words}{where} — blocks {n} report{'s' if n != 1 else ''}, {totals}"
 
 
-def group_key(group: Any) -> str:
+def group_key(group: HoldGroup) -> str:
     return f"{group.code}@{group.company}"
 
 
@@ -113,8 +117,8 @@ class MissingScreen(ConsoleScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.groups: list[Any] = []
-        self.released: dict[str, Any] = {}  # groups whose reports all turned ready
+        self.groups: list[HoldGroup] = []
+        self.released: dict[str, HoldGroup] = {}  # groups whose reports all turned ready
         self._recheck_timer: Timer | None = None
         self.query_one("#groups", VirtualTable).focus()
         if self.console_app.engine is not None:
@@ -138,16 +142,16 @@ class MissingScreen(ConsoleScreen):
             self._load, engine, on_done=self._show, label="hold queue", exclusive=True
         )
 
-    def _load(self, engine: Any) -> tuple[list[Any], dict[str, str]]:
-        groups = engine.store.hold_groups()
+    def _load(self, engine: Engine) -> tuple[list[HoldGroup], dict[str, str]]:
+        groups = engine.hold_groups()
         # Which reports of previously shown groups are ready now (their group vanished).
-        statuses: dict[str, str] = {}
-        for g in list(self.groups) + list(self.released.values()):
-            for rid in g.report_ids:
-                statuses[rid] = engine.store.report_status(rid) or ""
+        shown = [
+            rid for g in list(self.groups) + list(self.released.values()) for rid in g.report_ids
+        ]
+        statuses = {rid: status or "" for rid, status in engine.report_statuses(shown).items()}
         return groups, statuses
 
-    def _show(self, loaded: tuple[list[Any], dict[str, str]]) -> None:
+    def _show(self, loaded: tuple[list[HoldGroup], dict[str, str]]) -> None:
         groups, statuses = loaded
         live = {group_key(g) for g in groups}
         for g in list(self.groups) + list(self.released.values()):
@@ -207,7 +211,7 @@ class MissingScreen(ConsoleScreen):
     def _filter_done(self) -> None:
         self.query_one("#groups", VirtualTable).focus()
 
-    def _current_group(self) -> tuple[str, Any] | None:
+    def _current_group(self) -> tuple[str, HoldGroup] | None:
         row = self.query_one("#groups", VirtualTable).cursor
         return row.payload if row is not None else None
 
@@ -220,7 +224,7 @@ class MissingScreen(ConsoleScreen):
         self._explain(group)
         ids = list(group.report_ids)
         self.console_app.run_core(
-            lambda: [report_row(engine.store.report_detail(r).report) for r in ids],
+            lambda: [report_row(engine_report(engine, r)) for r in ids],
             on_done=self._show_reports,
             label="group reports",
             exclusive=True,
@@ -229,7 +233,7 @@ class MissingScreen(ConsoleScreen):
     def _show_reports(self, rows: list[Row]) -> None:
         self.query_one("#group-reports", VirtualTable).set_source(ListSource(rows))
 
-    def _explain(self, group: Any) -> None:
+    def _explain(self, group: HoldGroup) -> None:
         why = Text()
         why.append_text(literal(group.message, 200))
         if group.kind != "closed-period":
@@ -261,7 +265,7 @@ class MissingScreen(ConsoleScreen):
             return
         self.query_one("#missing-count", Label).update(Text("re-checking against IFS…"))
 
-        def recheck() -> Any:
+        def recheck() -> list[ReportEvaluation]:
             engine.reference(refresh=True)  # read IFS again: the value may exist now
             return engine.evaluate(held)
 
@@ -298,8 +302,8 @@ class MissingScreen(ConsoleScreen):
         self.console_app.run_core(
             engine.replay,
             ids,
-            on_done=self.console_app._sync_done,
-            on_error=self.console_app._sync_failed,
+            on_done=self.console_app.cycle_done,
+            on_error=self.console_app.cycle_failed,
             label="replay",
         )
 
@@ -370,3 +374,11 @@ class MissingScreen(ConsoleScreen):
     def _excluded(self, report_id: str) -> None:
         self.notify(f"Report {report_id} excluded.")
         self.console_app.core_changed()
+
+
+def engine_report(engine: Engine, report_id: str) -> ReportRow:
+    """One stored report's row (a report of a hold group is always stored)."""
+    detail = engine.report_detail(report_id)
+    if detail is None:
+        raise LookupError(f"report {report_id} is not in the local store")
+    return detail.report

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -15,11 +15,15 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
 from console.money import minor_to_decimal
-from screens.base import ConsoleScreen, StatusHeader
+from screens.base import ConsoleScreen, StatusHeader, console_app
 from screens.literal import literal
 from screens.theme import GREY, VERMILLION, status_text
 from screens.vtable import Column, Row, VirtualTable
 from screens.widgets import FilterBar
+
+if TYPE_CHECKING:
+    from console.sync import Engine, ReportEvaluation
+    from console.views import ReportDetail, ReportRow
 
 PENDING_STATUSES = ("pending", "ready", "held", "posting", "failed")
 
@@ -31,7 +35,7 @@ def money(minor: int | None, currency: str = "") -> str:
     return f"{text} {currency}".strip()
 
 
-def report_row(r: Any) -> Row:
+def report_row(r: ReportRow) -> Row:
     status = str(r.status)
     return Row(
         key=str(r.report_id),
@@ -52,17 +56,17 @@ def report_row(r: Any) -> Row:
 
 @dataclass
 class PendingSource:
-    """store.pending_reports/count_reports with the filter, newest approval first."""
+    """The engine's pending_reports/count_reports with the filter, newest approval first."""
 
-    store: Any
+    engine: Engine
     filter_text: str = ""
     statuses: Sequence[str] = PENDING_STATUSES
 
     def count(self) -> int:
-        return int(self.store.count_reports(self.filter_text, list(self.statuses)))
+        return self.engine.count_reports(self.filter_text, list(self.statuses))
 
     def fetch(self, offset: int, limit: int) -> list[Row]:
-        rows = self.store.pending_reports(
+        rows = self.engine.pending_reports(
             self.filter_text, list(self.statuses), offset=offset, limit=limit
         )
         return [report_row(r) for r in rows]
@@ -143,16 +147,18 @@ class PendingScreen(ConsoleScreen):
 
     def refresh_data(self) -> None:
         engine = self.console_app.engine
+        if engine is None:
+            return
         # A local read (the last policy list kept in the store): which reports each policy
         # brings, so a Submit-and-Close workspace is never silently missing.
         self._sync_states = engine.policy_sync_states()
         table = self.table
         text = self.query_one(FilterBar).applied
-        if isinstance(table.source, PendingSource) and table.source.store is engine.store:
+        if isinstance(table.source, PendingSource) and table.source.engine is engine:
             table.source.filter_text = text
             table.reload()
         else:
-            table.set_source(PendingSource(engine.store, text))
+            table.set_source(PendingSource(engine, text))
 
     @on(FilterBar.Applied)
     def _filter(self, event: FilterBar.Applied) -> None:
@@ -196,8 +202,8 @@ class PendingScreen(ConsoleScreen):
         text = self.query_one(FilterBar).applied
 
         def ready_rows() -> list[Row]:
-            total = engine.store.count_reports(text, ["ready"])
-            rows = engine.store.pending_reports(text, ["ready"], offset=0, limit=total)
+            total = engine.count_reports(text, ["ready"])
+            rows = engine.pending_reports(text, ["ready"], offset=0, limit=total)
             return [report_row(r) for r in rows]
 
         def done(rows: list[Row]) -> None:
@@ -261,16 +267,18 @@ class ReportDetailScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        app: Any = self.app
+        app = console_app(self)
         engine = app.engine
         self.query_one("#lines-table", VirtualTable).focus()
         if engine is None:
             return
         app.run_core(self._load, engine, on_done=self._show, label=f"report {self.report_id}")
 
-    def _load(self, engine: Any) -> tuple[Any, Any]:
-        detail = engine.store.report_detail(self.report_id)
-        evaluation = None
+    def _load(
+        self, engine: Engine
+    ) -> tuple[ReportDetail | None, ReportEvaluation | Exception | None]:
+        detail = engine.report_detail(self.report_id)
+        evaluation: ReportEvaluation | Exception | None = None
         try:
             found = engine.evaluate([self.report_id])
             evaluation = found[0] if found else None
@@ -278,7 +286,9 @@ class ReportDetailScreen(Screen[None]):
             evaluation = exc
         return detail, evaluation
 
-    def _show(self, loaded: tuple[Any, Any]) -> None:
+    def _show(
+        self, loaded: tuple[ReportDetail | None, ReportEvaluation | Exception | None]
+    ) -> None:
         from screens.lines import line_rows
 
         detail, evaluation = loaded

@@ -17,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static
 
 from console.credentials import ExpensifyCredentials, IfsCredentials
+from screens.base import console_app
 from screens.literal import literal
 from screens.theme import GREY, ORANGE, SKY, VERMILLION
 
@@ -104,7 +105,7 @@ class SetupScreen(Screen[bool]):
         yield Footer()
 
     def on_mount(self) -> None:
-        app: Any = self.app
+        app = console_app(self)
         app.run_core(self._load, on_done=self._fill, label="reading config")
 
     def _load(self) -> tuple[Any, Any, str]:
@@ -177,7 +178,7 @@ class SetupScreen(Screen[bool]):
         self._result(Text("testing both services…", style=GREY))
         loaded = replace(self.loaded, settings=settings, exists=True)
         secrets = FormSecrets(self.form(), self.secrets)
-        app: Any = self.app
+        app = console_app(self)
         app.run_core(test_connections, loaded, secrets, on_done=self._tested, label="test")
 
     def _tested(self, results: list[tuple[int, str]]) -> None:
@@ -217,7 +218,7 @@ class SetupScreen(Screen[bool]):
                     Text(f"✖ not saved: the {service} secret is not set yet", style=VERMILLION)
                 )
                 return
-        app: Any = self.app
+        app = console_app(self)
         app.run_core(
             save_setup,
             self.loaded.paths.config_file,
@@ -233,20 +234,22 @@ class SetupScreen(Screen[bool]):
         for name, _, password in FIELDS:
             if password:
                 self.query_one(f"#f-{name}", Input).value = ""
-        app: Any = self.app
+        app = console_app(self)
         app.settings = settings
         app.apply_keymap()
-        app.notify("Setup saved: config written, secrets in the keyring.")
+        self.app.notify("Setup saved: config written, secrets in the keyring.")
         if app.engine is None:
-            from screens.startup import engine_opener
+            from screens.opener import engine_opener
 
             app.open_engine(engine_opener())
         self.dismiss(True)
 
     def action_cancel(self) -> None:
-        app: Any = self.app
+        app = console_app(self)
         if self.first_run and app.engine is None:
-            app.notify("The console needs a config and credentials; q quits.", severity="warning")
+            self.app.notify(
+                "The console needs a config and credentials; q quits.", severity="warning"
+            )
         self.dismiss(False)
 
 

@@ -1,23 +1,17 @@
-"""From the command line to a running app: settings, keyring, and the engine opener."""
+"""From the command line to a running app: settings, keyring, and the engine opener.
+
+The top of the TUI: `ml-console` (console/cli.py, console/demo.py) calls run_tui here; this
+module builds MlConsoleApp, which nothing else in screens/ imports."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import Any
 
 from screens.app import MlConsoleApp
+from screens.opener import engine_opener
 
-
-def engine_opener(actor: str | None = None) -> Callable[[], Any]:
-    """Opens the same Engine `--auto` uses (in a worker: it reads files and the keyring)."""
-
-    def open_engine() -> Any:
-        from console.sync import Engine
-
-        return Engine.open(actor=actor)
-
-    return open_engine
+__all__ = ["build_app", "engine_opener", "needs_setup", "run_tui"]
 
 
 def needs_setup() -> tuple[Any, bool]:
@@ -55,3 +49,10 @@ def build_app(args: argparse.Namespace | None = None, **overrides: Any) -> MlCon
     }
     options.update(overrides)
     return MlConsoleApp(**options)
+
+
+def run_tui(args: argparse.Namespace | None = None) -> int:
+    """Opens the console on the configured systems (the setup screen on first run)."""
+    app = build_app(args)
+    result = app.run()
+    return int(result or 0)

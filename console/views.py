@@ -1,0 +1,201 @@
+"""Read models: what the console's screens (and any command) show, as typed, frozen rows.
+
+Nothing here writes. The functions take the store and the configuration they read, so a
+command can reuse them as well as `Engine`, whose methods are the TUI's one way in (screens
+never reach into `engine.store`, `engine.ifs` or `engine.settings`).
+
+The store's own read rows (`ReportRow`, `ReportDetail`, `HoldGroup`, `AuditRow`) are frozen
+dataclasses already; they are re-exported here so a screen imports its read models from one
+place, never from the store.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from console.audit import VerifyResult
+from console.expensify.models import ExportReport, PolicyInfo
+from console.fetch import load_report
+from console.mapping import CATEGORY, TAG_PREFIX, suggest_defaults
+from console.mapping import mapping_usage as _usage_keys
+from console.store import (
+    AuditFilter,
+    AuditRow,
+    HoldGroup,
+    MappingRuleRow,
+    ReportDetail,
+    ReportRow,
+    Store,
+)
+
+if TYPE_CHECKING:
+    from console.config import PostingConfig
+
+__all__ = [
+    "MAPPED_STATUSES",
+    "AuditFilter",
+    "AuditRow",
+    "HoldGroup",
+    "MappingEntry",
+    "MappingUsage",
+    "MappingView",
+    "ReportDetail",
+    "ReportRow",
+    "VerifyResult",
+    "mapping_entries",
+    "mapping_usage",
+    "mapping_view",
+]
+
+# The reports a mapping still affects: fetched and not yet posted, failed or excluded.
+MAPPED_STATUSES = ("pending", "held", "ready")
+
+UsageKey = tuple[str, str, str]  # (policy_id, kind, source)
+
+
+# ---------------------------------------------------------------- mapping usage
+
+
+@dataclass(frozen=True, slots=True)
+class MappingUsage:
+    """How many stored reports use one mappable source, and on which approval days.
+
+    `kind` is `category` or `tag:<level name>` (`tag:level N` where the policy does not name
+    the level); a report counts once however many of its lines use the source."""
+
+    policy_id: str
+    kind: str
+    source: str
+    reports: int
+    dates: tuple[date, ...]  # the distinct approval days of those reports, ascending
+
+    @property
+    def key(self) -> UsageKey:
+        return (self.policy_id, self.kind, self.source)
+
+
+def mapping_usage(
+    raw_reports: Iterable[dict[str, Any]], policies: Mapping[str, PolicyInfo]
+) -> list[MappingUsage]:
+    """Parse stored reports (the raw JSON the store keeps) and count, per (policy, kind,
+    source), the reports using it and their approval days; sorted by that key. Reports that do
+    not parse, and malformed reports, are skipped: they map nothing."""
+    counts: Counter[UsageKey] = Counter()
+    days: dict[UsageKey, set[date]] = {}
+    for raw in raw_reports:
+        try:
+            report = load_report(raw)
+        except ValueError:  # pydantic's ValidationError is a ValueError
+            continue
+        if not isinstance(report, ExportReport):
+            continue
+        try:
+            day: date | None = date.fromisoformat(report.approved_date)
+        except ValueError:
+            day = None
+        # One keying rule for the whole console: console.mapping's, one report at a time.
+        for key in _usage_keys([report], policies):
+            counts[key] += 1
+            if day is not None:
+                days.setdefault(key, set()).add(day)
+    return [
+        MappingUsage(*key, reports=n, dates=tuple(sorted(days.get(key, ()))))
+        for key, n in sorted(counts.items())
+    ]
+
+
+# ---------------------------------------------------------------- the mapping editor
+
+
+@dataclass(frozen=True, slots=True)
+class MappingEntry:
+    """One mappable source of one policy: Expensify's default, the operator's override, and
+    how many reports (on which voucher days) it affects."""
+
+    policy_id: str
+    company: str
+    kind: str
+    source: str
+    code_part: str  # "A" for categories; "" where the tag level maps to no code part
+    default: str
+    override: str
+    enabled: bool
+    affects: int = 0
+    dates: tuple[date, ...] = ()
+
+    @property
+    def effective(self) -> str:
+        return self.override or self.default
+
+    @property
+    def label(self) -> str:
+        return "category" if self.kind == CATEGORY else self.kind.removeprefix(TAG_PREFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class MappingView:
+    """The mapping screen: every entry, and the IFS values kept in the store per (company,
+    code part) as hints while typing."""
+
+    entries: tuple[MappingEntry, ...]
+    hints: Mapping[tuple[str, str], Sequence[str]]
+
+
+def mapping_entries(
+    policies: Mapping[str, PolicyInfo],
+    posting: PostingConfig,
+    rules: Iterable[MappingRuleRow],
+    usage: Iterable[MappingUsage],
+) -> list[MappingEntry]:
+    """Every category and tag value of every policy (sorted by policy), with its default,
+    the override and its usage."""
+    targets = {(r.policy_id, r.kind, r.source): str(r.rule.get("target", "")) for r in rules}
+    used = {u.key: u for u in usage}
+    entries: list[MappingEntry] = []
+    for policy_id, policy in sorted(policies.items()):
+        company = posting.company_by_policy.get(policy_id, "")
+        for d in suggest_defaults(policy):
+            if d.kind == CATEGORY:
+                part = "A"
+            else:
+                level = d.kind.removeprefix(TAG_PREFIX)
+                part = targets.get(
+                    (policy_id, "tag-level", level)
+                ) or posting.code_part_by_tag_level.get(level, "")
+            key = (policy_id, d.kind, d.source)
+            u = used.get(key)
+            entries.append(
+                MappingEntry(
+                    policy_id,
+                    company,
+                    d.kind,
+                    d.source,
+                    part,
+                    d.default_target,
+                    targets.get(key, ""),
+                    d.enabled,
+                    u.reports if u is not None else 0,
+                    u.dates if u is not None else (),
+                )
+            )
+    return entries
+
+
+def mapping_view(
+    store: Store, policies: Mapping[str, PolicyInfo], posting: PostingConfig
+) -> MappingView:
+    """The mapping screen from the store: the entries with the usage of the reports still to
+    post, and the cached IFS values per (company, code part)."""
+    usage = mapping_usage(
+        (raw for _rid, _status, raw in store.reports_raw(MAPPED_STATUSES)), policies
+    )
+    entries = mapping_entries(policies, posting, store.mapping_rules(), usage)
+    hints: dict[tuple[str, str], list[str]] = {}
+    for company in sorted(set(posting.company_by_policy.values())):
+        for dim in store.dimensions(company, limit=100_000):
+            hints.setdefault((company, dim.code_part), []).append(dim.value)
+    return MappingView(tuple(entries), {k: tuple(v) for k, v in hints.items()})
