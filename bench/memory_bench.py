@@ -72,6 +72,7 @@ def child(expensify_url: str, ifs_url: str, home: str, dry_run: bool) -> None:
 
     from console.credentials import ExpensifyCredentials, IfsCredentials
     from console.expensify.client import ExpensifyClient
+    from console.flows.cycle import Engine
     from console.ifs.client import IfsClient
     from console.sim.demo import (
         DEMO_EXPENSIFY_SECRET,
@@ -81,7 +82,6 @@ def child(expensify_url: str, ifs_url: str, home: str, dry_run: bool) -> None:
         DEMO_REALM,
     )
     from console.store import Store
-    from console.sync import Engine
 
     store = Store(Path(home) / "state.sqlite3")
     exp = ExpensifyClient(

@@ -20,8 +20,8 @@ def _commands() -> dict[str, list[str]]:
     py = sys.executable
     return {
         "python -c pass": [py, "-c", "pass"],
-        "ml-console --version": [py, "-m", "console.cli", "--version"],
-        "ml-console --auto --help": [py, "-m", "console.cli", "--auto", "--help"],
+        "ml-console --version": [py, "-m", "console.commands.main", "--version"],
+        "ml-console --auto --help": [py, "-m", "console.commands.main", "--auto", "--help"],
     }
 
 
@@ -69,7 +69,7 @@ def run(quick: bool = False) -> list[Row]:
             sys.executable,
             "-c",
             "import sys, runpy; sys.argv=['ml-console','--version']\n"
-            "try:\n runpy.run_module('console.cli', run_name='__main__')\n"
+            "try:\n runpy.run_module('console.commands.main', run_name='__main__')\n"
             "except SystemExit: pass\n"
             "print('TEXTUAL', 'textual' in sys.modules)",
         ],

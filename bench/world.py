@@ -17,6 +17,7 @@ from console import clock
 from console.config import Settings
 from console.credentials import ExpensifyCredentials, IfsCredentials
 from console.expensify.client import ExpensifyClient
+from console.flows.cycle import Engine
 from console.ifs.client import IfsClient
 from console.sim.dataset import Dataset, parse_dataset
 from console.sim.demo import (
@@ -34,7 +35,6 @@ from console.sim.expensify_app import ExpensifySimSettings
 from console.sim.ifs_app import IfsSimSettings
 from console.sim.server import SimServers
 from console.store import Store
-from console.sync import Engine
 
 
 @dataclass

@@ -20,20 +20,13 @@ Exit codes: 0 done (or nothing to adopt), 3 ambiguous matches were left for the 
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from decimal import Decimal
-from functools import partial
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from console.close import report_of_reference
-from console.config import default_approved_after
-from console.errors import ConsoleError
-from console.exitcodes import ExitCode
 from console.expensify.models import ExportReport
 from console.ifs.models import Voucher
 from console.ledger import voucher_label
@@ -41,7 +34,7 @@ from console.money import minor_to_decimal
 from console.reference import parse as parse_reference
 
 if TYPE_CHECKING:
-    from console.sync import Engine
+    pass
 
 ZERO = Decimal("0.00")
 BY_REFERENCE = "reference"
@@ -237,158 +230,4 @@ def propose(
 # ------------------------------------------------------------------------------ reading
 
 
-def read_proposal(engine: Engine) -> tuple[AdoptProposal, dict[str, ExportReport]]:
-    """Re-read Expensify (approved and reimbursed since the configured start) and every
-    voucher of each configured company, then match."""
-    settings = engine.settings
-    posting = settings.posting
-    first = settings.expensify.approved_after or default_approved_after(engine.today())
-    start = first - timedelta(days=1)  # Expensify excludes the day
-    result = engine.track(
-        "expensify",
-        lambda: engine.expensify.export_reports(
-            approved_after=start,
-            states=("APPROVED", "REIMBURSED"),
-            policy_ids=list(posting.company_by_policy) or None,
-        ),
-    )
-    reports = {r.reportID: r for r in result.reports}
-    vouchers: list[Voucher] = []
-    for company in sorted(set(posting.company_by_policy.values())):
-        # Every voucher of the company: a manual process's references are not ours.
-        vouchers.extend(engine.track("ifs", partial(engine.ifs.vouchers_with_prefix, "", company)))
-    statuses = {rid: s for rid in reports if (s := engine.store.report_status(rid)) is not None}
-    for v in vouchers:
-        rid = report_of_reference(v.ReferenceNumber)
-        if rid is not None and rid not in statuses:
-            status = engine.store.report_status(rid)
-            if status is not None:
-                statuses[rid] = status
-    proposal = propose(
-        reports.values(),
-        vouchers,
-        company_by_policy=posting.company_by_policy,
-        credit_accounts=frozenset(
-            {posting.accrued_expenses_account, posting.card_clearing_account}
-        ),
-        local_status=statuses,
-    )
-    return proposal, reports
-
-
-def record_links(
-    engine: Engine, links: Sequence[AdoptLink], reports: Mapping[str, ExportReport]
-) -> int:
-    """Record each link (report row, posting "posted", `adopted` event), under the posting
-    lock, one transaction per link. Returns how many were recorded."""
-    from console.audit import digest
-    from console.fetch import report_record
-
-    recorded = 0
-    with engine.lock:
-        for link in links:
-            report = reports[link.report_id]
-            with engine.store.transaction():
-                status = engine.store.report_status(link.report_id)
-                if status in ("posted", "posting", "excluded"):
-                    continue  # changed since the proposal was read
-                if status is None:
-                    engine.store.upsert_reports([report_record(report)])
-                # The ledger's own primitives, in one transaction: intent and outcome
-                # "posted" land together, so no half-adopted report is ever visible.
-                entry_id = engine.store.ledger_intent(
-                    kind="accrual",
-                    reference=link.reference,
-                    company=link.company,
-                    body_digest=digest({"adopted": link.voucher, "reference": link.reference})
-                    or "",
-                    report_id=link.report_id,
-                    version=link.version,
-                    voucher_date=link.voucher_date,
-                )
-                engine.store.ledger_outcome(entry_id, "posted", voucher_no=link.voucher)
-                engine.audit.record(
-                    "adopted",
-                    f"voucher {link.voucher} already in IFS linked to report {link.report_id} "
-                    f"by {link.how} ({link.why}); it is never posted again",
-                    report_id=link.report_id,
-                    voucher=link.voucher,
-                    data={
-                        "reference": link.reference,
-                        "how": link.how,
-                        "why": link.why,
-                        "company": link.company,
-                    },
-                )
-            recorded += 1
-    return recorded
-
-
 # ------------------------------------------------------------------------------ command
-
-
-def render_text(p: AdoptProposal, *, confirmed: bool, recorded: int) -> str:
-    out = [
-        f"Adopt: {len(p.links)} link(s) proposed, {len(p.ambiguous)} ambiguous, "
-        f"{len(p.already_linked)} already linked ({p.reports_read} approved report(s) in "
-        f"Expensify, {p.vouchers_read} voucher(s) in IFS)"
-    ]
-    if p.links:
-        out.append(f"  {'report':<12} {'voucher':<22} {'how':<9} {'date':<10} {'amount':>14}  why")
-        for lk in p.links:
-            out.append(
-                f"  {lk.report_id:<12} {lk.voucher:<22} {lk.how:<9} {lk.voucher_date:<10} "
-                f"{lk.amount:>14,.2f} {lk.currency}  {lk.why}"
-            )
-    for a in p.ambiguous:
-        out.append(f"  ? {a.report_id}: {a.why}: {', '.join(a.vouchers)} (not linked)")
-    for rid, why in p.skipped:
-        out.append(f"  - {rid}: {why}")
-    if confirmed:
-        out.append(f"Recorded {recorded} link(s); they are labelled in Expensify on the next sync.")
-    elif p.links:
-        out.append("Dry run: nothing recorded. Run `ml-console adopt --confirm` to record these.")
-    return "\n".join(out) + "\n"
-
-
-def run_adopt_command(
-    args: argparse.Namespace,
-    *,
-    stdout: TextIO | None = None,
-    stderr: TextIO | None = None,
-    opener: Callable[[], Any] | None = None,
-) -> int:
-    import json
-
-    from console.auto import exit_code_for, open_engine
-    from console.close_cmd import _actor
-
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
-    confirm = bool(getattr(args, "confirm", False))
-    try:
-        engine = (opener or (lambda: open_engine(actor=_actor())))()
-    except ConsoleError as exc:
-        print(f"ml-console: {exc}", file=err)
-        return int(exit_code_for(exc))
-    recorded = 0
-    try:
-        proposal, reports = read_proposal(engine)
-        if confirm and proposal.links:
-            recorded = record_links(engine, proposal.links, reports)
-    except ConsoleError as exc:
-        print(f"ml-console: {exc}", file=err)
-        return int(exit_code_for(exc))
-    finally:
-        engine.close()
-    if getattr(args, "adopt_json", False):
-        out.write(json.dumps(proposal.to_json(confirmed=confirm, recorded=recorded)) + "\n")
-    else:
-        out.write(render_text(proposal, confirmed=confirm, recorded=recorded))
-    out.flush()
-    for a in proposal.ambiguous:
-        print(
-            f"ml-console: ambiguous: report {a.report_id}: {a.why} ({', '.join(a.vouchers)})",
-            file=err,
-        )
-    return int(ExitCode.ATTENTION if proposal.ambiguous else ExitCode.OK)

@@ -45,14 +45,14 @@ from console.close import (
     ACCRUAL_NONE,
     ACCRUAL_POSTED,
     ACCRUAL_REVERSED,
-    CARDS_READ,
     CardAccrualState,
     CardSpendLine,
     CardSpendSection,
     ClosePeriod,
 )
 from console.ifs.models import Voucher, VoucherRow
-from console.ledger import LIVE, Intent, Ledger, VoucherSender, voucher_label
+from console.ledger import Intent, Ledger, VoucherSender, voucher_label
+from console.money import fmt_decimal
 from console.plan import RowVoucher, UnbalancedVoucher, row_pieces, trim_text
 from console.reference import REFERENCE_MAX
 from console.reversal import mirror, next_period_start
@@ -84,10 +84,6 @@ def accrual_reference(period: str, company: str) -> str:
 
 def reversal_reference(period: str, company: str) -> str:
     return reference.Reference("card-reversal", period=period, company=company).encode()
-
-
-def _money(value: Decimal | None) -> str:
-    return "" if value is None else f"{value:,.2f}"
 
 
 # ---------------------------------------------------------------- the voucher
@@ -154,14 +150,14 @@ class CardVoucher(RowVoucher):
             parts = " ".join(f"{k[-1]}={v}" for k, v in _code_parts(r)) or "-"
             out.append(
                 f"  {r.RowNo or '':>3} {r.Account:<10} {parts:<24} {r.CurrencyCode:<4} "
-                f"{format(r.CurrencyRate, 'f'):>10} {_money(r.CurrencyDebetAmount):>14} "
-                f"{_money(r.CurrencyCreditAmount):>14} {_money(r.DebetAmount):>14} "
-                f"{_money(r.CreditAmount):>14}  {r.Text}"
+                f"{format(r.CurrencyRate, 'f'):>10} {fmt_decimal(r.CurrencyDebetAmount):>14} "
+                f"{fmt_decimal(r.CurrencyCreditAmount):>14} {fmt_decimal(r.DebetAmount):>14} "
+                f"{fmt_decimal(r.CreditAmount):>14}  {r.Text}"
             )
         d, c = self.totals()
         out.append(
             f"  {'':>3} {'balance':<10} {'':<24} {'':<4} {'':>10} {'':>14} {'':>14} "
-            f"{_money(d):>14} {_money(c):>14}  {self.currency}"
+            f"{fmt_decimal(d):>14} {fmt_decimal(c):>14}  {self.currency}"
         )
         return out
 
@@ -437,7 +433,7 @@ def _intent(cv: CardVoucher) -> Intent:
         company=cv.company,
         body=cv.to_ifs_body(),
         summary=f"posting {cv.reference} to company {cv.company} dated {cv.voucher_date}"
-        f" ({len(cv.rows)} rows, {_money(cv.amount)} {cv.currency})",
+        f" ({len(cv.rows)} rows, {fmt_decimal(cv.amount)} {cv.currency})",
         period=cv.period,
         accrual_reference=cv.accrual_reference or "",
         voucher_date=cv.voucher_date.isoformat(),
@@ -543,37 +539,6 @@ def accrual_state(
     return state
 
 
-def read_accrual_states(
-    engine: Any, section: CardSpendSection, period: ClosePeriod, reference: IfsReference
-) -> list[CardAccrualState]:
-    """Each configured company's accrual of the period, read back from IFS (one read per
-    company: every voucher whose reference starts with CARD)."""
-    from functools import partial
-
-    totals = section.totals()
-    out: list[CardAccrualState] = []
-    for company in sorted(section.voucher_dates):
-        cref = reference.company(company)
-        currency = cref.currency if cref is not None else ""
-        current = sum((v for (c, _cur), v in totals.items() if c == company), ZERO)
-        vouchers = engine.track("ifs", partial(engine.ifs.vouchers_with_prefix, PREFIX, company))
-        refs = (accrual_reference(period.label, company), reversal_reference(period.label, company))
-        rows = [r for ref in refs for r in engine.store.ledger_entries(reference=ref)]
-        out.append(
-            accrual_state(
-                company,
-                currency,
-                current,
-                period,
-                vouchers,
-                rows,
-                section.clearing_account,
-                reversal_due(cref, period.label),
-            )
-        )
-    return out
-
-
 # ---------------------------------------------------------------- the close command's step
 
 
@@ -619,8 +584,8 @@ class CardAccrualRun:
             out.append(f"  = company {s.company}: {s.reference} {s.describe()}")
             if s.difference:
                 out.append(
-                    f"    the posted accrual is {_money(s.accrued)} {s.currency}, the current "
-                    f"figure {_money(s.current)} {s.currency}: it differs by "
+                    f"    the posted accrual is {fmt_decimal(s.accrued)} {s.currency}, the current "
+                    f"figure {fmt_decimal(s.current)} {s.currency}: it differs by "
                     f"{s.difference:+,.2f} {s.currency} and is left as posted (no top-up voucher"
                     " is made; book the difference by hand if it matters)"
                 )
@@ -666,141 +631,4 @@ def _describe_result(r: CardPostResult) -> str:
     return f"{r.outcome.upper()}: {r.message}"
 
 
-def run_card_accrual(
-    engine: Any,
-    section: CardSpendSection,
-    period: ClosePeriod,
-    *,
-    accrue: bool,
-    reverse: bool,
-    confirm: bool,
-) -> CardAccrualRun:
-    """Plan (and with `confirm`, post) the period's card accruals and every card reversal due
-    today. `section` is the close's card spend section of `period`, states included."""
-    today = engine.today()
-    reference = engine.reference()
-    posting = engine.settings.posting
-    run = CardAccrualRun(period.label, confirm, today, accrue, reverse)
-    if accrue:
-        if section.status != CARDS_READ:
-            run.unavailable = section.note
-        else:
-            plan = plan_card_accruals(section, period, reference, posting)
-            # Accrued before: shown with any difference, whatever the plan says now (nothing
-            # to accrue, or a period closed since), and never planned again.
-            accrued = {
-                s.company: s
-                for s in section.accruals
-                if s.state in (ACCRUAL_POSTED, ACCRUAL_REVERSED)
-            }
-            run.existing = list(accrued.values())
-            run.accruals = [cv for cv in plan.vouchers if cv.company not in accrued]
-            run.refused = [(c, why) for c, why in plan.refused if c not in accrued]
-            run.nothing = [c for c in plan.nothing if c not in accrued]
-    if not confirm:
-        run.reversals, run.waiting = _due_reversals(engine, reference, today)
-        engine.audit.record(
-            "dry-run",
-            f"card spend {period.label}: {len(run.accruals)} accrual(s) and "
-            f"{len(run.reversals)} reversal(s) would be posted",
-            data={
-                "period": period.label,
-                "accruals": [cv.reference for cv in run.accruals],
-                "reversals": [cv.reference for cv in run.reversals],
-                "refused": [{"company": c, "reason": why} for c, why in run.refused],
-            },
-        )
-        _record_differences(engine, run)
-        return run
-    with engine._cycle_lock, engine.lock:
-        engine.track("ifs", lambda: engine.ledger().reconcile(kinds=LEDGER_KINDS))
-        for cv in run.accruals:
-            run.results.append(
-                engine.track(
-                    "ifs",
-                    lambda cv=cv: post_card_voucher(cv, engine.ifs, engine.store, engine.audit),
-                )
-            )
-        # After the accruals: one posted late (on or after its reversal day) is reversed now.
-        run.reversals, run.waiting = _due_reversals(engine, reference, today)
-        for rv in run.reversals:
-            run.results.append(
-                engine.track(
-                    "ifs",
-                    lambda rv=rv: post_card_voucher(rv, engine.ifs, engine.store, engine.audit),
-                )
-            )
-    _record_differences(engine, run)
-    return run
-
-
-def _record_differences(engine: Any, run: CardAccrualRun) -> None:
-    for s in run.differing:
-        engine.audit.record(
-            "card-accrual-differs",
-            f"{s.reference} (voucher {s.voucher}) accrued {_money(s.accrued)} {s.currency}; the"
-            f" card spend is now {_money(s.current)} {s.currency} ({s.difference:+,.2f}): left as"
-            " posted, not re-accrued",
-            voucher=s.voucher,
-            data=s.to_json(),
-        )
-
-
-def _due_reversals(
-    engine: Any, reference: IfsReference, today: date
-) -> tuple[list[CardVoucher], list[tuple[str, str]]]:
-    """Reversals due today of every posted card accrual not yet reversed (any period), and
-    those that wait with the reason (or the day they are due)."""
-    store: Store = engine.store
-    due: list[CardVoucher] = []
-    waiting: list[tuple[str, str]] = []
-    for row in store.ledger_entries(kinds=("card-accrual",), outcomes=("posted",)):
-        rref = reversal_reference(row.period, row.company)
-        if store.ledger_entries(reference=rref, outcomes=LIVE):
-            continue  # reversed (or in doubt: looked up before anything is posted)
-        cref = reference.company(row.company)
-        day = reversal_due(cref, row.period)
-        if day is not None and today < day:
-            waiting.append((rref, f"due {day}"))
-            continue  # not due: no need to read the accrual back
-        found = engine.track(
-            "ifs", lambda row=row: engine.ifs.find_vouchers(row.reference, row.company)
-        )
-        if not found:
-            waiting.append((rref, f"the accrual {row.reference} is not in IFS"))
-            continue
-        planned = plan_card_reversal(found[0], row, cref, today)
-        if isinstance(planned, str):
-            waiting.append((rref, planned or "not due yet"))
-        else:
-            due.append(planned)
-    return due, waiting
-
-
 # ---------------------------------------------------------------- the sync cycle's step
-
-
-def reverse_due_in_cycle(engine: Any, summary: Any) -> None:
-    """Post the card reversals due today into a (posting) cycle's summary. A confirmed card
-    accrual is reversed on schedule by `--auto` too, not only when someone runs close again.
-    Reads only the state file unless a card accrual is posted and its reversal is due."""
-    from console.reversal import FAILED_PREFIX
-
-    if not engine.store.ledger_entries(kinds=("card-accrual",), outcomes=LIVE):
-        return
-    engine.track("ifs", lambda: engine.ledger().reconcile(kinds=LEDGER_KINDS))
-    due, _waiting = _due_reversals(engine, engine.reference(), engine.today())
-    for rv in due:
-        r: CardPostResult = engine.track(
-            "ifs", lambda rv=rv: post_card_voucher(rv, engine.ifs, engine.store, engine.audit)
-        )
-        if r.outcome in (POSTED, RECONCILED):
-            summary.reversals.append(
-                {"reportID": "", "reference": rv.reference, "voucher": r.label}
-            )
-        elif r.outcome == UNKNOWN:
-            summary.unknown.append(rv.reference)
-        elif r.outcome == FAILED:
-            summary.failed_reports.append(
-                {"reportID": rv.reference, "reason": f"{FAILED_PREFIX}{r.message}"}
-            )

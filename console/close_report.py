@@ -25,6 +25,7 @@ from console.close import (
     CardSpendSection,
     TieOut,
 )
+from console.money import fmt_decimal
 
 COLUMN_TITLES = {
     APPROVED: "approved",
@@ -36,8 +37,7 @@ COLUMN_TITLES = {
 }
 
 
-def money(v: Decimal | None) -> str:
-    return "" if v is None else f"{v:,.2f}"
+money = fmt_decimal
 
 
 def plain(v: Decimal | None) -> str:

@@ -50,6 +50,13 @@ def round_cents(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
+def fmt_decimal(value: Decimal | None, currency: str = "") -> str:
+    """Decimal('1234.5') -> '1,234.50'; None -> ''; with a currency: '1,234.50 USD'."""
+    if value is None:
+        return ""
+    return f"{value:,.2f} {currency}".rstrip()
+
+
 def fmt(minor: int, currency: str = "") -> str:
     """12345 -> '123.45', -5 -> '-0.05'; with a currency: '123.45 USD'."""
     text = f"{minor_to_decimal(minor):,.2f}"

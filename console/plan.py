@@ -39,7 +39,7 @@ from console import reference
 from console.expensify.models import ExportReport
 from console.ifs.models import CODE_PARTS, Voucher, VoucherRow
 from console.mapping import Hold, MappedLine, PostingRules
-from console.money import minor_to_decimal, round_cents
+from console.money import fmt_decimal, minor_to_decimal, round_cents
 from console.reference import VERSION_LENGTH
 from console.report_hash import content_hash
 from console.validate import TEXT_MAX, ValidatedReport
@@ -534,10 +534,6 @@ def _totals(vouchers: Iterable[PlannedVoucher], key_of: Any) -> list[AccountTota
     return [AccountTotal(c, cur, k, d, cr) for (c, cur, k), (d, cr) in sorted(sums.items())]
 
 
-def _money(value: Decimal | None) -> str:
-    return "" if value is None else f"{value:,.2f}"
-
-
 @dataclass(frozen=True)
 class Plan:
     vouchers: list[PlannedVoucher]
@@ -599,13 +595,13 @@ class Plan:
                 parts = " ".join(f"{k}={val}" for k, val in row.code_parts) or "-"
                 out.append(
                     f"  {row.row_no:>3} {row.account:<10} {parts:<24} "
-                    f"{_money(row.currency_debit):>14} {_money(row.currency_credit):>14} "
-                    f"{_money(row.debit):>14} {_money(row.credit):>14}  {row.text}"
+                    f"{fmt_decimal(row.currency_debit):>14} {fmt_decimal(row.currency_credit):>14} "
+                    f"{fmt_decimal(row.debit):>14} {fmt_decimal(row.credit):>14}  {row.text}"
                 )
             cd, cc, d, c = v.totals()
             out.append(
-                f"  {'':>3} {'balance':<10} {'':<24} {_money(cd):>14} {_money(cc):>14} "
-                f"{_money(d):>14} {_money(c):>14}  {v.currency} / {v.company_currency}"
+                f"  {'':>3} {'balance':<10} {'':<24} {fmt_decimal(cd):>14} {fmt_decimal(cc):>14} "
+                f"{fmt_decimal(d):>14} {fmt_decimal(c):>14}  {v.currency} / {v.company_currency}"
             )
             for s in v.skipped_lines:
                 out.append(f"  (skipped line {s.transaction_id} {s.merchant}: {s.reason})")
@@ -642,8 +638,8 @@ class Plan:
                 )
                 for row in new_voucher.rows:
                     out.append(
-                        f"    {row.row_no:>3} {row.account:<10} {_money(row.debit):>14} "
-                        f"{_money(row.credit):>14}  {row.text}"
+                        f"    {row.row_no:>3} {row.account:<10} {fmt_decimal(row.debit):>14} "
+                        f"{fmt_decimal(row.credit):>14}  {row.text}"
                     )
             for code in ch.get("holds", []):
                 out.append(f"    new version held: {code}")
@@ -662,8 +658,8 @@ class Plan:
         lines = [f"  {'company':<8} {what:<14} {'debit':>16} {'credit':>16} {'net':>16}"]
         for t in totals:
             lines.append(
-                f"  {t.company:<8} {t.key or '(none)':<14} {_money(t.debit):>16} "
-                f"{_money(t.credit):>16} {_money(t.net):>16} {t.currency}"
+                f"  {t.company:<8} {t.key or '(none)':<14} {fmt_decimal(t.debit):>16} "
+                f"{fmt_decimal(t.credit):>16} {fmt_decimal(t.net):>16} {t.currency}"
             )
         return lines
 
@@ -671,7 +667,7 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         """The whole plan as JSON-ready data; Decimals as exact strings."""
-        return _canonical(
+        data: dict[str, Any] = _canonical(
             {
                 "vouchers": [
                     {
@@ -736,7 +732,8 @@ class Plan:
                     "costCentreCodePart": self.cost_centre_code_part,
                 },
             }
-        )  # type: ignore[no-any-return]
+        )
+        return data
 
     CSV_COLUMNS = (
         "status",

@@ -37,14 +37,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from console import reference
 from console.audit import AuditLog, Event
 from console.ifs.models import Voucher, VoucherRow
 from console.ledger import LIVE, Intent, Ledger, VoucherSender
-from console.plan import RowVoucher
+from console.money import fmt_decimal
+from console.plan import Plan, RowVoucher
 from console.store import ChangeRow, PostedAccrual, Store
 
 if TYPE_CHECKING:
@@ -146,15 +146,11 @@ class PlannedReversal(RowVoucher):
             )
             out.append(
                 f"  {r.RowNo or '':>3} {r.Account:<10} {parts or '-':<24} "
-                f"{_money(r.DebetAmount):>14} {_money(r.CreditAmount):>14}  {r.Text}"
+                f"{fmt_decimal(r.DebetAmount):>14} {fmt_decimal(r.CreditAmount):>14}  {r.Text}"
             )
         d, c = self.totals()
-        out.append(f"  {'':>3} {'balance':<10} {'':<24} {_money(d):>14} {_money(c):>14}")
+        out.append(f"  {'':>3} {'balance':<10} {'':<24} {fmt_decimal(d):>14} {fmt_decimal(c):>14}")
         return out
-
-
-def _money(value: Decimal | None) -> str:
-    return "" if value is None else f"{value:,.2f}"
 
 
 def classify_rows(
@@ -561,95 +557,15 @@ def post_reversals(
     return outcome
 
 
-# ---------------------------------------------------------------- the engine's steps
-# `engine` is console.sync.Engine (typed Any: sync imports this module).
-
-
-def prepare(engine: Any, plan: Any, priority: Sequence[str], dry_run: bool) -> Any:
-    """Watch posted reports, then add to the cycle's plan the reversals due today and every
-    report changed after posting (reversal of the old accrual beside the new accrual)."""
-    import dataclasses
-
-    engine.track(
-        "expensify",
-        lambda: watch_posted(engine.expensify, engine.store, engine.audit, priority=priority),
-    )
-    today = engine.today()
-    reference = engine.reference()
-    posting = engine.settings.posting
-    if not dry_run:
-        engine.track("ifs", lambda: engine.ledger().reconcile(kinds=("reversal",)))
-    due: ReversalPlan = engine.track(
-        "ifs", lambda: due_reversals(engine.ifs, engine.store, reference, posting, today)
-    )
-    changes = [
-        preview_change(engine, change, reference, today)
-        for change in engine.store.report_changes(("open", "confirmed"))
-    ]
-    return dataclasses.replace(plan, reversals=due.reversals, changes=changes)
-
-
-def preview_change(
-    engine: Any, change: ChangeRow, reference: IfsReference, today: date
-) -> dict[str, Any]:
-    """The reversal of the old accrual and the accrual of the new version, side by side."""
-    from console.expensify.models import ExportReport
-    from console.fetch import load_report
-    from console.mapping import map_report
-    from console.plan import plan_voucher
-    from console.validate import validate
-
-    posting = engine.settings.posting
-    reversal = engine.track(
-        "ifs",
-        lambda: change_reversal(engine.ifs, engine.store, reference, posting, change, today),
-    )
-    out: dict[str, Any] = {
-        "reportID": change.report_id,
-        "kind": change.kind,
-        "reversal": reversal if isinstance(reversal, PlannedReversal) else None,
-        "accrual": None,
-        "holds": [reversal] if isinstance(reversal, str) else [],
-    }
-    if change.kind == CAUSE_CHANGED and change.new_raw:
-        report = load_report(change.new_raw)
-        if isinstance(report, ExportReport):
-            mapped = map_report(report, engine.policies(), posting, engine._overrides())
-            validated = validate(mapped, reference, posting)
-            if validated.holds:
-                out["holds"] += [h.code for h in validated.holds]
-            else:
-                out["accrual"] = plan_voucher(validated, posting)
-    return out
-
-
-def post_due(engine: Any, plan: Any, summary: Any) -> None:
-    """Post the plan's scheduled reversals (under the posting lock) into the summary."""
-    if not plan.reversals:
-        return
-    with engine.lock:
-        done: ReversalOutcome = engine.track(
-            "ifs",
-            lambda: post_reversals(plan.reversals, engine.ifs, engine.store, engine.audit),
-        )
-    _into_summary(done, summary)
+# ---------------------------------------------------------------- a cycle's summary
+# The flow (console/flows/reversals.py) runs these steps; these helpers shape their results.
 
 
 FAILED_PREFIX = "reversal: "
 """How a refused reversal reads in a run's failed reports."""
 
 
-def _into_summary(done: ReversalOutcome, summary: Any) -> None:
-    summary.reversals += [
-        {"reportID": rid, "reference": ref, "voucher": v} for rid, ref, v in done.posted
-    ]
-    summary.unknown += done.unknown
-    summary.failed_reports += [
-        {"reportID": rid, "reason": f"{FAILED_PREFIX}{msg}"} for rid, msg in done.failed
-    ]
-
-
-def moved(plan: Any) -> list[dict[str, str]]:
+def moved(plan: Plan) -> list[dict[str, str]]:
     """Vouchers moved out of a closed period (closed_period = "next-open"), for the summary."""
     out = [
         {
@@ -695,56 +611,3 @@ def settle_changes(store: Store) -> None:
             latest is not None and latest.reference != change.accrual_reference
         ):
             store.set_change_state(change.report_id, "done")
-
-
-def confirm_change(engine: Any, report_id: str) -> Any:
-    """The operator's confirmation: reverse what is left of the old accrual, then (changed)
-    post the new version as a new accrual. Returns the cycle summary."""
-    from console.errors import ConsoleError
-    from console.fetch import load_report, report_record
-
-    with engine._cycle_lock, engine.lock:
-        change = engine.store.report_change(report_id)
-        if change is None or change.state not in ("open", "confirmed"):
-            raise ConsoleError(f"report {report_id} has no change after posting to confirm")
-        if change.state == "open":
-            engine.store.set_change_state(report_id, "confirmed", engine.actor)
-            engine.audit.record(
-                "change-confirmed",
-                f"confirmed: reverse {change.accrual_reference}"
-                + (" and post the new version" if change.kind == CAUSE_CHANGED else ""),
-                report_id=report_id,
-                data={"kind": change.kind, "accrual": change.accrual_reference},
-            )
-        engine._reference = None
-        reference = engine.reference()
-        today = engine.today()
-        engine.track("ifs", lambda: engine.ledger().reconcile(kinds=("reversal",)))
-        planned = engine.track(
-            "ifs",
-            lambda: change_reversal(
-                engine.ifs, engine.store, reference, engine.settings.posting, change, today
-            ),
-        )
-        if isinstance(planned, str):
-            raise ConsoleError(f"the reversal of {change.accrual_reference} waits: {planned}")
-        done = ReversalOutcome()
-        if planned is not None:
-            done = engine.track(
-                "ifs", lambda: post_reversals([planned], engine.ifs, engine.store, engine.audit)
-            )
-            if done.unknown or done.failed:
-                raise ConsoleError(
-                    f"the reversal of {change.accrual_reference} did not post; the new version"
-                    " waits (run the confirmation again)"
-                )
-        if change.kind == CAUSE_CHANGED:
-            report = load_report(change.new_raw)
-            if hasattr(report, "transactions"):
-                engine.store.replace_report_content(report_record(report))  # type: ignore[arg-type]
-            summary = engine.run_cycle(report_ids=[report_id], fetch=False, mode="confirm-change")
-        else:
-            summary = engine.run_cycle(report_ids=[], fetch=False, mode="confirm-change")
-        settle_changes(engine.store)
-        _into_summary(done, summary)
-        return summary

@@ -617,8 +617,12 @@ class Store:
     """The SQLite state file. Thread-safe (one connection behind a re-entrant lock)."""
 
     def __init__(
-        self, path: str | Path, *, clock: Callable[[], datetime] = utc_now, busy_timeout_s=30.0
-    ):
+        self,
+        path: str | Path,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        busy_timeout_s: float = 30.0,
+    ) -> None:
         self.path = Path(path)
         self.clock = clock
         _private_dir(self.path.parent)

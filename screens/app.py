@@ -23,7 +23,7 @@ from screens.widgets import HelpModal, help_for
 
 if TYPE_CHECKING:
     from console.config import Settings
-    from console.sync import CycleSummary, Engine, EngineStatus
+    from console.flows.cycle import CycleSummary, Engine, EngineStatus
     from screens.protocols import ConsoleApp, EngineOpener
 
 
@@ -318,7 +318,7 @@ class MlConsoleApp(App[int]):
         yield SystemCommand("Setup", "Rotate credentials or change URLs", self.action_setup)
 
 
-def describe_cycle(summary: Any) -> str:
+def describe_cycle(summary: CycleSummary) -> str:
     """One line: what a cycle did ("fetched 12 · posted 9 · held 3 · failed 0")."""
     parts = []
     dry_run = getattr(summary, "dry_run", None)

@@ -27,7 +27,7 @@ from screens.vtable import Column, ListSource, Row, VirtualTable
 from screens.widgets import ConfirmModal, FilterBar
 
 if TYPE_CHECKING:
-    from console.sync import Engine
+    from console.flows.cycle import Engine
 
 FILTER_KEYS = {"type", "actor", "report", "since", "until", "voucher", "tx"}
 

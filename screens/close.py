@@ -29,12 +29,13 @@ from textual.widgets import DataTable, Footer, Label, Static
 from textual.worker import get_current_worker
 
 from console import clock
-from console.close import CARDS_READ, COLUMNS, HELD, IN_IFS, ClosePeriod, TieOut, run_close
+from console.close import CARDS_READ, COLUMNS, HELD, IN_IFS, ClosePeriod, TieOut
 from console.close_report import COLUMN_TITLES, card_spend_heading, money
+from console.flows.close import run_close
 
 if TYPE_CHECKING:
     from console.card_accrual import CardAccrualRun
-    from console.sync import Engine
+    from console.flows.cycle import Engine
 
 BLOCKS = " ▏▎▍▌▋▊▉█"
 CHARTS = ("account", "cost centre", "held", "card spend")
@@ -343,13 +344,13 @@ class CloseScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="close-cards")
     def _card_step(self, period: ClosePeriod, confirm: bool) -> None:
-        from console.card_accrual import run_card_accrual
+        from console.flows.card_accrual import run_card_accrual
 
-        tie = self.tie
-        assert tie is not None and tie.card_spend is not None
+        tie, engine = self.tie, self.engine
+        assert tie is not None and tie.card_spend is not None and engine is not None
         try:
             run = run_card_accrual(
-                self.engine, tie.card_spend, period, accrue=True, reverse=True, confirm=confirm
+                engine, tie.card_spend, period, accrue=True, reverse=True, confirm=confirm
             )
         except Exception as exc:  # shown; the worker never dies silently
             self.app.call_from_thread(self._card_failed, f"{type(exc).__name__}: {exc}")

@@ -23,9 +23,9 @@ from screens.vtable import Column, ListSource, Row, VirtualTable
 from screens.widgets import ConfirmModal, FilterBar
 
 if TYPE_CHECKING:
+    from console.flows.cycle import CycleSummary, PostProgress
     from console.plan import Plan
     from console.reversal import PlannedReversal
-    from console.sync import CycleSummary, PostProgress
 
 
 def amount(value: Decimal | None) -> str:

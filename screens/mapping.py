@@ -24,7 +24,7 @@ from screens.vtable import Column, ListSource, Row, VirtualTable
 from screens.widgets import FilterBar
 
 if TYPE_CHECKING:
-    from console.sync import ValueCheck
+    from console.flows.cycle import ValueCheck
 
 
 def entry_row(e: MappingEntry) -> Row:

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:
+    from console.flows.cycle import CycleSummary
     from console.plan import Plan
-    from console.sync import CycleSummary
 
 
 class PlanReady(Message):

@@ -25,7 +25,7 @@ from screens.vtable import Column, ListSource, Row, VirtualTable
 from screens.widgets import ConfirmModal, FilterBar, ReasonModal
 
 if TYPE_CHECKING:
-    from console.sync import Engine, ReportEvaluation
+    from console.flows.cycle import Engine, ReportEvaluation
 
 KIND_WORDS = {
     "missing-dimension": "missing",

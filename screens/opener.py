@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from console.sync import Engine
+    from console.flows.cycle import Engine
     from screens.protocols import EngineOpener
 
 
@@ -14,7 +14,7 @@ def engine_opener(actor: str | None = None) -> EngineOpener:
     """Opens the same Engine `--auto` uses (in a worker: it reads files and the keyring)."""
 
     def open_engine() -> Engine:
-        from console.sync import Engine
+        from console.flows.cycle import Engine
 
         return Engine.open(actor=actor)
 

@@ -22,7 +22,7 @@ from screens.vtable import Column, Row, VirtualTable
 from screens.widgets import FilterBar
 
 if TYPE_CHECKING:
-    from console.sync import Engine, ReportEvaluation
+    from console.flows.cycle import Engine, ReportEvaluation
     from console.views import ReportDetail, ReportRow
 
 PENDING_STATUSES = ("pending", "ready", "held", "posting", "failed")

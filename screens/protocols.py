@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from textual.worker import Worker
 
     from console.config import Settings
-    from console.sync import CycleSummary, Engine, EngineStatus
+    from console.flows.cycle import CycleSummary, Engine, EngineStatus
 
 R = TypeVar("R")
 

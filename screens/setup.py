@@ -5,7 +5,7 @@ anything is saved, and says precisely what failed. Secrets are masked and never 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import SecretStr
 from rich.text import Text
@@ -21,12 +21,15 @@ from screens.base import console_app
 from screens.literal import literal
 from screens.theme import GREY, ORANGE, SKY, VERMILLION
 
+if TYPE_CHECKING:
+    from console.secrets import SecretStore
+
 
 class FormSecrets:
     """The credentials as typed (falling back to the keyring for a secret left empty), shaped
     like SecretStore for the core's connection checks."""
 
-    def __init__(self, form: dict[str, str], stored: Any) -> None:
+    def __init__(self, form: dict[str, str], stored: SecretStore | None) -> None:
         self.form = form
         self.stored = stored
         self.expensify_source = self.expensify
@@ -255,11 +258,11 @@ class SetupScreen(Screen[bool]):
 
 def test_connections(loaded: Any, secrets: Any) -> list[tuple[int, str]]:
     """Both services' connection checks, as `ml-console credentials check` runs them."""
-    from console import cmd_credentials
+    from console.flows import connections
 
     return [
-        cmd_credentials.check_expensify(loaded, secrets),
-        cmd_credentials.check_ifs(loaded, secrets),
+        connections.check_expensify(loaded, secrets),
+        connections.check_ifs(loaded, secrets),
     ]
 
 

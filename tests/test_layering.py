@@ -38,7 +38,7 @@ def test_every_core_module_imports_without_textual() -> None:
 
 def test_core_package_is_not_empty() -> None:
     names = {m.name for m in pkgutil.walk_packages(console.__path__, "console.")}
-    assert "console.cli" in names and "console.sim.dataset" in names
+    assert "console.commands.main" in names and "console.sim.dataset" in names
 
 
 def _modules_loaded_by(argv: list[str]) -> list[str]:
@@ -46,7 +46,7 @@ def _modules_loaded_by(argv: list[str]) -> list[str]:
         "import sys, runpy\n"
         f"sys.argv = {['ml-console', *argv]!r}\n"
         "try:\n"
-        "    runpy.run_module('console.cli', run_name='__main__')\n"
+        "    runpy.run_module('console.commands.main', run_name='__main__')\n"
         "except SystemExit:\n"
         "    pass\n"
         "import json\n"

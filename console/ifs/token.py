@@ -172,11 +172,12 @@ class TokenManager:
             lifetime = 300.0
         lifetime = max(1.0, lifetime)
         now = self.clock()
-        self._token = SecretStr(body["access_token"])
+        token = str(body["access_token"])
+        self._token = SecretStr(token)
         self._expires_at = now + lifetime
         self._refresh_at = now + lifetime * REFRESH_FRACTION
         self.refreshes += 1
-        return body["access_token"]
+        return token
 
 
 def _safe_json(response: httpx.Response) -> Any:

@@ -33,7 +33,7 @@ ROTATED_IFS = "rotated-ifs-93d1c7e0a4b54c2e"
 def popen(world: World, *args: str) -> subprocess.Popen[str]:
     c = world.console
     return subprocess.Popen(
-        [sys.executable, "-m", "console.cli", "--home", str(c.home), *args],
+        [sys.executable, "-m", "console.commands.main", "--home", str(c.home), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -44,7 +44,7 @@ def run_auto(world: World, env: dict[str, str] | None = None) -> subprocess.Comp
 def start_auto(world: World) -> subprocess.Popen[str]:
     c = world.console
     return subprocess.Popen(
-        [sys.executable, "-m", "console.cli", "--home", str(c.home), "--auto", "--json"],
+        [sys.executable, "-m", "console.commands.main", "--home", str(c.home), "--auto", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -72,7 +72,15 @@ def settle(world: World, during: Callable[[subprocess.Popen[str]], None] | None 
     for cycle in range(1, MAX_CYCLES + 1):
         c = world.console
         proc = subprocess.Popen(
-            [sys.executable, "-m", "console.cli", "--home", str(c.home), "--auto", "--json"],
+            [
+                sys.executable,
+                "-m",
+                "console.commands.main",
+                "--home",
+                str(c.home),
+                "--auto",
+                "--json",
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from console.config import Settings
 from console.credentials import ExpensifyCredentials, IfsCredentials
 from console.expensify.client import ExpensifyClient
+from console.flows.cycle import Engine
 from console.ifs.client import IfsClient
 from console.plan import PlannedVoucher
 from console.sim.demo import (
@@ -23,7 +24,6 @@ from console.sim.demo import (
     DEMO_REALM,
 )
 from console.store import Store
-from console.sync import Engine
 
 FAST_EXPENSIFY = {"limit_10s": 1000, "limit_60s": 6000}
 

@@ -314,8 +314,9 @@ def test_confirm_alone_is_a_usage_error(tmp_path, sims):
 async def test_close_screen_shows_where_the_accrual_stands(tmp_path, sims, monkeypatch):
     from textual.app import App
 
-    from console.card_accrual import run_card_accrual
-    from console.close import ClosePeriod, run_close
+    from console.close import ClosePeriod
+    from console.flows.card_accrual import run_card_accrual
+    from console.flows.close import run_close
     from screens.close import CloseScreen
     from tests.close.helpers import engine_on
     from tests.close.test_close_screen import wait_for_tie

@@ -20,7 +20,6 @@ from console.close import (
     ClosePeriod,
     CompanyWindow,
     card_spend_lines,
-    read_close_inputs,
     tie_out,
 )
 from console.close_report import render_csv, render_html, render_text
@@ -33,6 +32,7 @@ from console.expensify.reconciliation import (
     parse_reconciliation,
     reconciliation_template,
 )
+from console.flows.close import read_close_inputs
 from console.mapping import NO_OVERRIDES
 from console.money import loads
 from console.sim.demo import (

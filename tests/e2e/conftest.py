@@ -42,7 +42,7 @@ class Console:
         self, *args: str, input: str | None = None, timeout: float = 120, env: dict | None = None
     ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            [sys.executable, "-m", "console.cli", "--home", str(self.home), *args],
+            [sys.executable, "-m", "console.commands.main", "--home", str(self.home), *args],
             input=input,
             capture_output=True,
             text=True,

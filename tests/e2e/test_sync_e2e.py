@@ -352,7 +352,7 @@ def test_demo_command_runs_one_headless_cycle(tmp_path):
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "-m", "console.cli", "demo", "--auto", "--json", "--keep",
+        [sys.executable, "-m", "console.commands.main", "demo", "--auto", "--json", "--keep",
          str(tmp_path / "demo")],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -372,7 +372,7 @@ def test_every_loop_runs_cycles_and_stops_cleanly_on_sigterm(small_console):
     import time
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "console.cli", "--home", str(small_console.home), "--auto",
+        [sys.executable, "-m", "console.commands.main", "--home", str(small_console.home), "--auto",
          "--json", "--every", "1s"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=small_console.env,
     )  # fmt: skip

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from keyrings.alt.file import PlaintextKeyring
 
-from console.cmd_credentials import run_credentials
-from console.cmd_info import run_info
+from console.commands.credentials import run_credentials
+from console.commands.info import run_info
 from console.errors import AuthError, Unreachable
 from console.secrets import SecretStore
 
@@ -244,7 +244,7 @@ def test_info_reports_a_bad_config_with_exit_2(
 
 
 @pytest.mark.skipif(
-    importlib.util.find_spec("console.commands") is None,
+    importlib.util.find_spec("console.commands.state") is None,
     reason="console.commands (which routes `credentials` to run_credentials) is not written yet",
 )
 def test_cli_subprocess_stores_the_secret_and_prints_nothing_of_it(tmp_path: Path) -> None:
@@ -255,7 +255,7 @@ def test_cli_subprocess_stores_the_secret_and_prints_nothing_of_it(tmp_path: Pat
         "XDG_DATA_HOME": str(data),
         "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
     }
-    argv = [sys.executable, "-m", "console.cli", "--home", str(home), "credentials"]
+    argv = [sys.executable, "-m", "console.commands.main", "--home", str(home), "credentials"]
     proc = subprocess.run(
         [*argv, "set", "expensify", "--user-id", "partner_1", "--secret-stdin"],
         input=SECRET + "\n",

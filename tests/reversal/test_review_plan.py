@@ -33,7 +33,7 @@ def test_review_plan_is_the_dry_run_plan(
     for name, value in {**small_console.env, **DEC_1}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("ML_CONSOLE_HOME", str(small_console.home))
-    from console.sync import Engine
+    from console.flows.cycle import Engine
 
     with Engine.open(actor="tester") as engine:
         plan = engine.plan_for_review()

@@ -40,7 +40,7 @@ URL = re.compile(r"http://127\.0\.0\.1:(\d+)")
 
 def console_command() -> list[str]:
     script = Path(sys.executable).parent / "ml-console"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "console.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "console.commands.main"]
 
 
 def isolated_env(tmp_path: Path) -> dict[str, str]:

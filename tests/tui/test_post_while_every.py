@@ -52,7 +52,7 @@ async def test_console_post_while_every_runs_posts_each_report_once(
         plan = app.screen.plan
         assert plan is not None and plan.vouchers
         loop = subprocess.Popen(
-            [sys.executable, "-m", "console.cli", "--auto", "--every", "1s"],
+            [sys.executable, "-m", "console.commands.main", "--auto", "--every", "1s"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

@@ -17,9 +17,9 @@ SIZE = (160, 48)
 @pytest.fixture
 def frozen_engine(tui_home: Any) -> Any:
     from console.config import load_settings
+    from console.flows.cycle import Engine
     from console.secrets import SecretStore
     from console.store import Store
-    from console.sync import Engine
 
     loaded = load_settings()
     loaded.paths.ensure_dirs()

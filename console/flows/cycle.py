@@ -14,43 +14,33 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
-from functools import partial
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from console import clock, reversal, views
-from console.audit import AuditLog, Event, os_user
+from console.audit import Event
 from console.config import default_approved_after
 from console.errors import ConfigError, ConsoleError
-from console.expensify.models import AccrualRule, ExportReport, MalformedReport, PolicyInfo
+from console.expensify.models import ExportReport, MalformedReport
 from console.fetch import FetchOutcome, fetch, load_report
-from console.ifs.models import AccountingPeriod, CodePartValue, CurrencyRate
-from console.ledger import Ledger
-from console.mapping import Hold, MappingOverrides, MappingRule, map_report
+from console.flows import card_accrual, reversals
+from console.flows.results import CycleSummary
+from console.mapping import Hold, MappingRule, map_report
 from console.plan import Plan, PlanBuilder, build_plan
 from console.post import PostOutcome, PostProgress, label_posted, post_plan
+from console.session import EngineStatus, ServiceState, Session
 from console.store import (
-    APPROVAL_MODES,
-    RECONCILIATION_FILE_SYSTEM,
     DimensionRow,
     EvaluationRecord,
     HoldRecord,
-    PostingLock,
-    RunRow,
-    Store,
     iso,
-    utc_now,
 )
-from console.validate import IfsReference, ValidatedReport, validate, validate_malformed
+from console.validate import ValidatedReport, validate, validate_malformed
 
 if TYPE_CHECKING:
-    from console.config import Settings
-    from console.expensify.client import ExpensifyClient
-    from console.ifs.client import IfsClient
-    from console.secrets import SecretStore
+    pass
 
 __all__ = [
     "CycleSummary",
@@ -67,7 +57,6 @@ __all__ = [
 EVALUATED_STATUSES = ("pending", "held", "ready")
 # Expensify's approval mode of a Submit-and-Close workspace (reports close on submission).
 SUBMIT_AND_CLOSE = "OPTIONAL"
-LOCK_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -117,12 +106,6 @@ class ValueCheck:
         return self.exists and all(self.valid_on.values())
 
 
-@dataclass(frozen=True)
-class ServiceState:
-    state: str  # ok | error | unknown
-    message: str = ""
-
-
 # Objects a cycle allocates before the young generation is collected. A cycle holds every
 # report it evaluates and plans, so with the default (700) the collector walked that growing
 # heap in full again and again (8 full collections at 5,000 reports) and its cost grew faster
@@ -142,247 +125,16 @@ def _paced_collector() -> Iterator[None]:
         gc.set_threshold(*saved)
 
 
-@dataclass(frozen=True)
-class EngineStatus:
-    environment: str
-    services: dict[str, ServiceState]
-    ifs_token_refresh_s: float | None
-    rate_budget_in_use: float  # 0..1 of the IFS per-minute budget
-    last_run: RunRow | None
-    counts: dict[str, int]
-    actor: str
-    as_of: str | None = None  # the as-of date the engine works on, when one is set
-
-
-@dataclass
-class CycleSummary:
-    """The outcome of one cycle; `to_json()` is the `--json` object of design.md §2."""
-
-    dry_run: bool = False
-    fetched: int = 0
-    posted: int = 0
-    already_posted: int = 0
-    held: int = 0
-    failed: int = 0
-    unchanged: int = 0
-    excluded: int = 0
-    held_reports: list[dict[str, str]] = field(default_factory=list)
-    failed_reports: list[dict[str, str]] = field(default_factory=list)
-    vouchers: list[dict[str, str]] = field(default_factory=list)
-    requests: dict[str, int] = field(default_factory=lambda: {"expensify": 0, "ifs": 0})
-    planned: int = 0
-    unknown: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    started: str = ""
-    finished: str = ""
-    run_id: int | None = None
-    plan: Plan | None = None
-    # console/reversal.py: reversals posted this cycle, vouchers moved out of a closed period
-    reversals: list[dict[str, str]] = field(default_factory=list)
-    moved: list[dict[str, str]] = field(default_factory=list)
-    as_of: str | None = None  # the as-of date the run worked on, when one was set
-
-    @property
-    def needs_attention(self) -> bool:
-        return bool(self.held or self.failed or self.unknown)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "dry_run": self.dry_run,
-            "fetched": self.fetched,
-            "posted": self.posted,
-            "already_posted": self.already_posted,
-            "held": self.held,
-            "failed": self.failed,
-            "unchanged": self.unchanged,
-            "excluded": self.excluded,
-            "planned": self.planned,
-            "held_reports": self.held_reports,
-            "failed_reports": self.failed_reports,
-            "unknown_outcome": self.unknown,
-            "vouchers": self.vouchers,
-            "reversals": self.reversals,
-            "moved": self.moved,
-            "requests": dict(self.requests),
-            "warnings": self.warnings,
-            "started": self.started,
-            "finished": self.finished,
-        }
-        if self.as_of:
-            out["as_of"] = self.as_of
-        if self.dry_run and self.plan is not None:
-            out["plan"] = self.plan.to_json()
-        return out
-
-
-class Engine:
-    """The sync core behind one store, one keyring and the configured services."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        secrets: SecretStore | None,
-        *,
-        actor: str,
-        clock: Callable[[], datetime] = utc_now,
-        expensify: ExpensifyClient | None = None,
-        ifs: IfsClient | None = None,
-        lock_wait_s: float = LOCK_WAIT_S,
-    ) -> None:
-        self.settings = settings
-        self.store = store
-        self.secrets = secrets
-        self.actor = actor
-        self.clock = clock
-        self.audit = AuditLog(store, actor)
-        self.lock = PostingLock(str(store.path) + ".lock", actor, wait_s=lock_wait_s)
-        self._expensify = expensify
-        self._ifs = ifs
-        self._cycle_lock = threading.RLock()
-        self._policies: dict[str, PolicyInfo] | None = None
-        self._reference: IfsReference | None = None
-        self._modes_read: tuple[str, dict[str, str]] | None = None
-        self._service_state: dict[str, ServiceState] = {
-            "expensify": ServiceState("unknown"),
-            "ifs": ServiceState("unknown"),
-        }
-
-    # ------------------------------------------------------------------ construction
-    @classmethod
-    def open(cls, *, actor: str | None = None, lock_wait_s: float | None = None) -> Engine:
-        """From the configured paths (--home / ML_CONSOLE_HOME) and the OS keyring."""
-        from console.config import load_settings
-        from console.secrets import SecretStore
-
-        loaded = load_settings()
-        loaded.paths.ensure_dirs()
-        settings = loaded.settings
-        who = actor or settings.operator.name or os_user()
-        store = Store(loaded.paths.state_file)
-        try:
-            secrets = SecretStore()
-        except BaseException:
-            store.close()
-            raise
-        return cls(
-            settings,
-            store,
-            secrets,
-            actor=who,
-            lock_wait_s=LOCK_WAIT_S if lock_wait_s is None else lock_wait_s,
-        )
-
-    def today(self) -> date:
-        """The day the engine works on: the as-of date when one is set, else the clock's date.
-        Due reversals, the default close period and the first poll's start follow it."""
-        try:
-            return clock.today(self.clock)
-        except clock.AsOfError as exc:
-            raise ConfigError(str(exc)) from None
-
-    @staticmethod
-    def as_of_text() -> str | None:
-        """The as-of date when one is set (ISO), for run records and the header."""
-        try:
-            day = clock.as_of()
-        except clock.AsOfError as exc:
-            raise ConfigError(str(exc)) from None
-        return day.isoformat() if day else None
-
-    def _secrets(self) -> SecretStore:
-        if self.secrets is None:
-            raise ConfigError("this command was opened without the keyring")
-        return self.secrets
-
-    @property
-    def expensify(self) -> ExpensifyClient:
-        if self._expensify is None:
-            from console.expensify.client import ExpensifyClient
-
-            cfg = self.settings.expensify
-            self._expensify = ExpensifyClient(
-                cfg.url,
-                self._secrets().expensify_source,
-                window=self.store,
-                limit_10s=cfg.limit_10s,
-                limit_60s=cfg.limit_60s,
-                timeout_s=cfg.timeout_s,
-                max_wait_s=cfg.max_wait_s,
-                accrual=AccrualRule(
-                    cfg.timezone, cfg.approval_date, self.settings.posting.voucher_date
-                ),
-            )
-            learned = self.store.cursor(RECONCILIATION_FILE_SYSTEM)
-            if learned:
-                self._expensify.reconciliation_file_system = learned
-        return self._expensify
-
-    def note_reconciliation_file_system(self) -> None:
-        """Keep the file system that served the last card reconciliation file (`info` shows
-        it; the next run tries it first)."""
-        if self._expensify is not None:
-            used = self._expensify.reconciliation_file_system
-            if self.store.cursor(RECONCILIATION_FILE_SYSTEM) != used:
-                self.store.set_cursor(used, RECONCILIATION_FILE_SYSTEM)
-
-    @property
-    def ifs(self) -> IfsClient:
-        if self._ifs is None:
-            from console.ifs.client import IfsClient, IfsEntitySets
-
-            cfg = self.settings.ifs
-            self._ifs = IfsClient(
-                cfg.url,
-                cfg.realm,
-                self._secrets().ifs_source,
-                page_size=cfg.page_size,
-                requests_per_minute=cfg.requests_per_minute,
-                concurrency=cfg.concurrency,
-                timeout_s=cfg.timeout_s,
-                scope=cfg.scope,
-                entity_sets=IfsEntitySets(**cfg.entity_sets.model_dump()),
-                # Not in every config yet: counting each $batch part is the safe default.
-                batch_counts_parts=cfg.batch_counts_parts,
-            )
-        return self._ifs
-
-    def ledger(self) -> Ledger:
-        """The posting ledger on this engine's store, audit log and IFS client."""
-        return Ledger(self.store, self.audit, self.ifs)
-
-    def close(self) -> None:
-        for client in (self._expensify, self._ifs):
-            if client is not None:
-                client.close()
-        self.lock.release()
-        self.store.close()
-
-    def __enter__(self) -> Engine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # ------------------------------------------------------------------ stages
-    def _policy_ids(self) -> list[str]:
-        return list(self.settings.expensify.policies or self.settings.posting.company_by_policy)
-
-    def track(self, service: str, call: Callable[[], Any]) -> Any:
-        """Run a service call, remembering the service's connection state for status()."""
-        try:
-            result = call()
-        except ConsoleError as exc:
-            if getattr(exc, "service", service) == service:
-                self._service_state[service] = ServiceState("error", str(exc))
-            raise
-        self._service_state[service] = ServiceState("ok")
-        return result
+class Engine(Session):
+    """The console's facade on a session: what the TUI and every command call. Each method
+    is one flow (a cycle, a reviewed post, a replay, a mapping change, a value check) or one
+    read model; the flows of reversals, card accruals, close and adopt are modules beside
+    this one and take the session."""
 
     def fetch(self, *, dry_run: bool = False) -> FetchOutcome:
         """Poll Expensify once (approvedAfter overlapping the last poll by a day, APPROVED and
         REIMBURSED, excluding our export label; one policy read) and store what came back."""
-        with self._cycle_lock:
+        with self.cycle_lock:
             cfg = self.settings.expensify
             configured = self._policy_ids()
             modes = self.approval_modes(keep=not dry_run) if configured else {}
@@ -408,149 +160,12 @@ class Engine:
             self._policies = outcome.policies
             return outcome
 
-    def approval_modes(self, *, keep: bool = True) -> dict[str, str]:
-        """Each policy the credentials see, with its approval mode (`OPTIONAL`: Submit and
-        Close). Read from Expensify's policy list once a day (one request), kept in the
-        store in between: modes rarely change, and the cycle's budget is 4 requests. A dry
-        run (`keep=False`) writes nothing to the store: it reads the list when none is kept."""
-        today = self.today().isoformat()
-        cached = self._cached_modes()
-        if cached is not None and cached[0] == today:
-            return cached[1]
-        modes: dict[str, str] = self.track("expensify", self.expensify.approval_modes)
-        self._modes_read = (today, modes)
-        if keep:
-            self.store.set_cursor(json.dumps({"day": today, "modes": modes}), APPROVAL_MODES)
-        return modes
-
-    def _cached_modes(self) -> tuple[str, dict[str, str]] | None:
-        """The last policy list read: by this engine (a dry run keeps it only here), else
-        the one kept in the store."""
-        if self._modes_read is not None:
-            return self._modes_read
-        raw = self.store.cursor(APPROVAL_MODES)
-        if not raw:
-            return None
-        try:
-            data = json.loads(raw)
-            return (str(data["day"]), {str(k): str(v) for k, v in data["modes"].items()})
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return None
-
-    def policy_sync_states(self) -> dict[str, str]:
-        """How each configured policy is synced, from the last policy list read (no request):
-        `approved` (approved and reimbursed reports, by approval), `closed` (Submit and
-        Close: closed reports, by submission), `not visible` or `not read yet`."""
-        cached = self._cached_modes()
-        return {
-            pid: (
-                "not read yet"
-                if cached is None
-                else "not visible"
-                if pid not in cached[1]
-                else "closed"
-                if cached[1][pid] == SUBMIT_AND_CLOSE
-                else "approved"
-            )
-            for pid in self._policy_ids()
-        }
-
-    def policies(self) -> dict[str, PolicyInfo]:
-        """The configured Expensify policies, read once per engine (one `get` request)."""
-        if self._policies is None:
-            ids = self._policy_ids()
-            self._policies = (
-                self.track("expensify", lambda: self.expensify.get_policies(ids)) if ids else {}
-            )
-        return self._policies
-
-    def _company_currencies(
-        self, policies: dict[str, PolicyInfo], rates: Sequence[CurrencyRate]
-    ) -> dict[str, str]:
-        """Each configured company's accounting currency. IFS's API as configured does not
-        serve it, so: the config table posting.currency_by_company wins; otherwise, of the
-        currencies of the mapped policies (their output
-        currency and the currencies of their reports), the one IFS quotes no exchange rate for
-        (IFS quotes rates against the accounting currency); failing that, the first mapped
-        policy's output currency."""
-        explicit = self.settings.posting.currency_by_company
-        quoted: dict[str, set[str]] = {}
-        for r in rates:
-            if r.CurrencyRate != 1:
-                quoted.setdefault(r.Company, set()).add(r.CurrencyCode)
-        candidates: dict[str, list[str]] = {}
-        seen = self.store.currencies_by_policy()
-        for policy_id, company in self.settings.posting.company_by_policy.items():
-            policy = policies.get(policy_id)
-            options = candidates.setdefault(company, [])
-            if policy is not None and policy.outputCurrency:
-                options.append(policy.outputCurrency)
-            options.extend(sorted(seen.get(policy_id, set()) - set(options)))
-        out: dict[str, str] = {}
-        for company in set(self.settings.posting.company_by_policy.values()):
-            if company in explicit:
-                out[company] = explicit[company]
-                continue
-            options = candidates.get(company, [])
-            unquoted = [c for c in options if c not in quoted.get(company, set())]
-            if unquoted:
-                out[company] = unquoted[0]
-            elif options:
-                out[company] = options[0]
-        return out
-
-    def reference(self, *, refresh: bool = False) -> IfsReference:
-        """IFS's reference data (code part values, periods, rates) for every configured
-        company: read once per cycle (paged), cached in the store's dimension table."""
-        with self._cycle_lock:
-            if self._reference is not None and not refresh:
-                return self._reference
-            policies = self.policies()
-            values: list[CodePartValue] = []
-            periods: list[AccountingPeriod] = []
-            rates: list[CurrencyRate] = []
-            fetched_at = self.store.now()
-            for company in sorted(set(self.settings.posting.company_by_policy.values())):
-                company_values, company_periods, company_rates = self.track(
-                    "ifs", partial(self._read_company, company)
-                )
-                values.extend(company_values)
-                periods.extend(company_periods)
-                rates.extend(company_rates)
-                self.store.replace_dimensions(
-                    company,
-                    (
-                        DimensionRow(
-                            company=company,
-                            code_part=v.CodePart,
-                            value=v.CodePartValue,
-                            description=v.Description,
-                            valid_from=v.ValidFrom.isoformat(),
-                            valid_until=v.ValidUntil.isoformat(),
-                            fetched_at=fetched_at,
-                        )
-                        for v in company_values
-                    ),
-                )
-            currencies = self._company_currencies(policies, rates)
-            self._reference = IfsReference.build(currencies, values, periods, rates)
-            return self._reference
-
-    def _read_company(
-        self, company: str
-    ) -> tuple[list[CodePartValue], list[AccountingPeriod], list[CurrencyRate]]:
-        ifs = self.ifs
-        return ifs.code_part_values(company), ifs.periods(company), ifs.currency_rates(company)
-
-    def _overrides(self) -> MappingOverrides:
-        return MappingOverrides.from_store_rows(self.store.mapping_rules())
-
     def evaluate(
         self, report_ids: Sequence[str] | None = None, *, include_failed: bool = False
     ) -> list[ReportEvaluation]:
         """Map and validate pending, ready and held reports (or just `report_ids`) against one
         IfsReference read; update the hold queue (first_held kept) and statuses."""
-        with self._cycle_lock:
+        with self.cycle_lock:
             evaluations: list[ReportEvaluation] = []
             self._evaluate(report_ids, include_failed, evaluations.append)
             return evaluations
@@ -571,7 +186,7 @@ class Engine:
             return
         policies = self.policies()
         ref = self.reference()
-        overrides = self._overrides()
+        overrides = self.overrides()
         posting = self.settings.posting
         verdicts: list[_Verdict] = []
         previous = dict(keys)
@@ -653,7 +268,7 @@ class Engine:
     ) -> Plan:
         """The exact vouchers this cycle would post (what the dry run prints and post()
         executes unchanged), with every held report and its reasons."""
-        with self._cycle_lock:
+        with self.cycle_lock:
             if evaluations is None:
                 return self._evaluate_and_plan(report_ids, include_failed=False)
             # Only reports still to post: a posted or excluded report is never planned.
@@ -689,7 +304,7 @@ class Engine:
     ) -> PostOutcome:
         """Execute the plan unchanged, under the posting lock, then label what was posted.
         With dry_run: nothing is sent anywhere; a dry-run event records what would have been."""
-        with self._cycle_lock:
+        with self.cycle_lock:
             if dry_run:
                 self.audit.record(
                     "dry-run",
@@ -772,7 +387,7 @@ class Engine:
                 summary.already_posted = len(outcome.already_posted)
                 summary.unknown = list(outcome.unknown)
                 self._label_warning(summary, outcome)
-            reversal.post_due(self, plan, summary)
+            reversals.post_due(self, plan, summary)
             reversal.settle_changes(self.store)
         return summary
 
@@ -780,7 +395,7 @@ class Engine:
     def _run(self, mode: str, dry_run: bool) -> Iterator[CycleSummary]:
         """One recorded run: the runs row, run-started/run-finished events and the summary's
         requests, holds and failures, also when the body raises."""
-        with self._cycle_lock, _paced_collector():
+        with self.cycle_lock, _paced_collector():
             self._policies = None
             self._reference = None
             summary = CycleSummary(
@@ -845,7 +460,7 @@ class Engine:
         plan = self._evaluate_and_plan(report_ids, include_failed=report_ids is not None)
         if report_ids is None:
             # Watch posted reports; reversals due today; changes after posting (dry run too).
-            plan = reversal.prepare(self, plan, changed_after_post, dry_run)
+            plan = reversals.prepare(self, plan, changed_after_post, dry_run)
         summary.moved = reversal.moved(plan)
         summary.plan = plan
         summary.planned = len(plan.vouchers)
@@ -855,11 +470,9 @@ class Engine:
         summary.already_posted = len(fetched_posted | set(outcome.already_posted))
         summary.unknown = list(outcome.unknown)
         if not dry_run:
-            reversal.post_due(self, plan, summary)
+            reversals.post_due(self, plan, summary)
             reversal.settle_changes(self.store)
             # Imported here: card spend belongs to close, which a plain sync need not load.
-            from console import card_accrual
-
             card_accrual.reverse_due_in_cycle(self, summary)
         self._label_warning(summary, outcome)
 
@@ -955,12 +568,20 @@ class Engine:
     def confirm_change(self, report_id: str) -> CycleSummary:
         """The operator confirms a report changed (or rejected) after posting: its old accrual
         is reversed once and, when changed, the new version posts as a new accrual."""
-        return reversal.confirm_change(self, report_id)  # type: ignore[no-any-return]
+        with self.cycle_lock, self.lock:
+            change, done = reversals.reverse_for_change(self, report_id)
+            changed = change.kind == reversal.CAUSE_CHANGED
+            summary = self.run_cycle(
+                report_ids=[report_id] if changed else [], fetch=False, mode="confirm-change"
+            )
+            reversal.settle_changes(self.store)
+            reversals.into_summary(done, summary)
+            return summary
 
     def set_mapping(self, rule: MappingRule) -> list[str]:
         """Save an operator override (audited) and re-evaluate the reports it may affect;
         returns their IDs."""
-        with self._cycle_lock:
+        with self.cycle_lock:
             self.store.save_mapping_rule(
                 rule.kind, rule.policy_id, rule.source, {"target": rule.target}, self.actor
             )
@@ -1031,37 +652,6 @@ class Engine:
             message,
         )
 
-    def status(self) -> EngineStatus:
-        """Environment, each service's last known state, token and rate budget, last run."""
-        token_s: float | None = None
-        budget = 0.0
-        if self._ifs is not None:
-            try:
-                token_s = self._ifs.token.seconds_to_refresh()
-            except ConsoleError:
-                token_s = None
-            budget = float(self._ifs.limiter.budget_in_use())
-        runs = self.store.runs(1)
-        return EngineStatus(
-            environment=self.settings.environment or "production",
-            services=dict(self._service_state),
-            ifs_token_refresh_s=token_s,
-            rate_budget_in_use=max(0.0, min(1.0, budget)),
-            last_run=runs[0] if runs else None,
-            counts=self.store.status_counts(),
-            actor=self.actor,
-            as_of=self.as_of_text(),
-        )
-
-    def check_services(self) -> dict[str, ServiceState]:
-        """Prove both connections (the TUI's header and `credentials check` use this)."""
-        for name, call in (("expensify", self.expensify.check), ("ifs", self.ifs.check)):
-            try:
-                self.track(name, call)
-            except ConsoleError:
-                pass
-        return dict(self._service_state)
-
     # ------------------------------------------------------------------ the TUI's seam
     # What the screens read and call instead of reaching into the store, IFS or the settings
     # (tests/tui/test_seam.py keeps it so). None of these posts or writes to Expensify.
@@ -1129,18 +719,6 @@ class Engine:
         every report changed after posting, as a cycle's plan has them (what `--auto
         --dry-run` prints for the same store). Posts nothing and asks Expensify nothing; like
         plan() it records the evaluations. Watching posted reports and reconciling reversal
-        intents stay a cycle's (reversal.prepare): this adds what prepare adds, without them."""
-        with self._cycle_lock:
-            plan = self.plan(selection)
-            today = self.today()
-            reference = self.reference()
-            posting = self.settings.posting
-            due: reversal.ReversalPlan = self.track(
-                "ifs",
-                lambda: reversal.due_reversals(self.ifs, self.store, reference, posting, today),
-            )
-            changes = [
-                reversal.preview_change(self, change, reference, today)
-                for change in self.store.report_changes(("open", "confirmed"))
-            ]
-            return replace(plan, reversals=due.reversals, changes=changes)
+        intents stay a cycle's (reversals.prepare): this adds what prepare adds, without them."""
+        with self.cycle_lock:
+            return reversals.review_additions(self, self.plan(selection))

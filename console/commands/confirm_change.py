@@ -13,7 +13,7 @@ from console.exitcodes import ExitCode
 
 
 def run_confirm_change_command(args: argparse.Namespace) -> int:
-    from console.auto import exit_code_for, open_engine
+    from console.commands.auto import exit_code_for, open_engine
     from console.config import load_settings
 
     ids = list(dict.fromkeys(args.report_ids or []))

@@ -148,7 +148,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
             every=None,
         )
         if auto:
-            from console.auto import run_auto_command
+            from console.commands.auto import run_auto_command
 
             return run_auto_command(cycle_args)
         try:
@@ -159,7 +159,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
                 f"ml-console: the TUI is not available ({exc}); running one headless cycle",
                 file=sys.stderr,
             )
-            from console.auto import run_auto_command
+            from console.commands.auto import run_auto_command
 
             return run_auto_command(cycle_args)
         return int(run_tui(args))

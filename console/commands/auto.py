@@ -135,9 +135,9 @@ def open_engine(actor: str = "auto") -> Any:
     """The engine for a headless run: config must exist and both credentials be set."""
     from console.config import load_settings
     from console.errors import MissingCredential
+    from console.flows.cycle import Engine
     from console.secrets import SecretStore
     from console.store import Store
-    from console.sync import Engine
 
     loaded = load_settings()
     if not loaded.exists:

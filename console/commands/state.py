@@ -20,11 +20,11 @@ from console.exitcodes import ExitCode
 def run_command(args: argparse.Namespace) -> int:
     cmd = args.command
     if cmd == "credentials":
-        from console.cmd_credentials import run_credentials
+        from console.commands.credentials import run_credentials
 
         return int(run_credentials(args))
     if cmd == "info":
-        from console.cmd_info import run_info
+        from console.commands.info import run_info
 
         return int(run_info(args))
     handlers = {
@@ -40,7 +40,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         return handler(args)
     except ConsoleError as exc:
-        from console.auto import exit_code_for
+        from console.commands.auto import exit_code_for
 
         print(f"ml-console: {exc}", file=sys.stderr)
         return int(exit_code_for(exc))
@@ -136,7 +136,7 @@ def _held(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def _exclude(args: argparse.Namespace) -> int:
-    from console.sync import Engine
+    from console.flows.cycle import Engine
 
     loaded, store = _open_store()
     # Excluding touches only local state: no keyring or network is needed.
@@ -150,7 +150,7 @@ def _exclude(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from console.auto import ProgressLine, open_engine
+    from console.commands.auto import ProgressLine, open_engine
     from console.config import load_settings
 
     ids = list(args.report_ids or [])

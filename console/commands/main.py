@@ -194,27 +194,27 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         return run_sim_command(args)
     if cmd == "demo":
-        from console.demo import run_demo_command
+        from console.commands.demo import run_demo_command
 
         return run_demo_command(args)
     if cmd == "close":
-        from console.close_cmd import run_close_command
+        from console.commands.close import run_close_command
 
         return run_close_command(args)
     if cmd == "adopt":
-        from console.adopt import run_adopt_command
+        from console.commands.adopt import run_adopt_command
 
         return run_adopt_command(args)
     if cmd == "replay" and args.confirm_change:
-        from console.reversal_cmd import run_confirm_change_command
+        from console.commands.confirm_change import run_confirm_change_command
 
         return run_confirm_change_command(args)
     if cmd is not None:
-        from console.commands import run_command
+        from console.commands.state import run_command
 
         return run_command(args)
     if args.auto:
-        from console.auto import run_auto_command
+        from console.commands.auto import run_auto_command
 
         return run_auto_command(args)
     if args.dry_run or args.json or args.every:

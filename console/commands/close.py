@@ -24,7 +24,12 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from console.card_accrual import CardAccrualRun
+    from console.close import TieOut
+    from console.session import Session
 
 from console.errors import ConsoleError
 from console.exitcodes import ExitCode
@@ -44,9 +49,10 @@ def run_close_command(
     stderr: TextIO | None = None,
     opener: Callable[[], Any] | None = None,
 ) -> int:
-    from console.auto import exit_code_for, open_engine
-    from console.close import CARDS_UNAVAILABLE, ClosePeriod, run_close
+    from console.close import CARDS_UNAVAILABLE, ClosePeriod
     from console.close_report import render_csv, render_html, render_text
+    from console.commands.auto import exit_code_for, open_engine
+    from console.flows.close import run_close
 
     out = stdout or sys.stdout
     err = stderr or sys.stderr
@@ -123,14 +129,14 @@ def run_close_command(
 
 
 def _card_spend_step(
-    engine: Any, tie: Any, accrue: bool, reverse: bool, confirm: bool
-) -> tuple[Any, Any]:
+    engine: Session, tie: TieOut, accrue: bool, reverse: bool, confirm: bool
+) -> tuple[TieOut, CardAccrualRun]:
     """Plan (with confirm: post) the card accrual and due reversals; the tie-out again with
     each company's accrual state as it now stands."""
     from dataclasses import replace
 
-    from console.card_accrual import read_accrual_states, run_card_accrual
     from console.close import CARDS_NOT_READ, CARDS_READ, CardSpendSection
+    from console.flows.card_accrual import read_accrual_states, run_card_accrual
 
     section = tie.card_spend or CardSpendSection(
         CARDS_NOT_READ, "card spend not read", engine.settings.posting.card_clearing_account, {}
