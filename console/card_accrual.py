@@ -95,16 +95,8 @@ class CardVoucher(RowVoucher):
 
     kind: str  # KIND_ACCRUAL or KIND_REVERSAL
     period: str  # the accrued period, YYYY-MM
-    company: str
-    voucher_type: str
-    voucher_date: date
-    accounting_year: int
-    accounting_period: int
-    reference: str
-    text: str
     currency: str  # the company's accounting currency
     amount: Decimal  # what the accrual's expense rows debit, net (accounting currency)
-    rows: tuple[VoucherRow, ...]
     transaction_ids: tuple[str, ...] = ()  # the card expenses accrued (accrual only)
     accrual_reference: str = ""  # reversal only
     accrual_voucher: str = ""

@@ -260,10 +260,11 @@ def voucher_body(
     }
 
 
+@dataclass(frozen=True)
 class RowVoucher:
     """What a voucher made of IFS VoucherRow models shares (an accrual reversal, a card
-    accrual): its period label, its POST body and its totals. Mixed into frozen dataclasses
-    that have these fields."""
+    accrual): its fields, its period label, its POST body and its totals. Subclasses add
+    their own fields (constructed by keyword)."""
 
     company: str
     voucher_type: str

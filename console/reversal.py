@@ -99,14 +99,6 @@ class PlannedReversal(RowVoucher):
     accrual_voucher: str
     cause: str
     groups: tuple[str, ...]
-    company: str
-    voucher_type: str
-    voucher_date: date
-    accounting_year: int
-    accounting_period: int
-    reference: str
-    text: str
-    rows: tuple[VoucherRow, ...]
     moved_from: date | None = None
 
     def to_json(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from console import clock
 from console.audit import AuditLog, os_user
@@ -37,6 +37,7 @@ T = TypeVar("T")
 
 if TYPE_CHECKING:
     from console.config import Settings
+    from console.credentials import ExpensifyCredentials, IfsCredentials
     from console.expensify.client import ExpensifyClient
     from console.ifs.client import IfsClient
     from console.secrets import SecretStore
@@ -63,6 +64,45 @@ class EngineStatus:
     counts: dict[str, int]
     actor: str
     as_of: str | None = None  # the as-of date the engine works on, when one is set
+
+
+def expensify_client(
+    settings: Settings, source: Callable[[], ExpensifyCredentials], window: Store, **extra: Any
+) -> ExpensifyClient:
+    """An Expensify client as configured; `window` keeps the request window shared by every
+    process on the state file."""
+    from console.expensify.client import ExpensifyClient
+
+    cfg = settings.expensify
+    return ExpensifyClient(
+        cfg.url,
+        source,
+        window=window,
+        limit_10s=cfg.limit_10s,
+        limit_60s=cfg.limit_60s,
+        timeout_s=cfg.timeout_s,
+        max_wait_s=cfg.max_wait_s,
+        **extra,
+    )
+
+
+def ifs_client(settings: Settings, source: Callable[[], IfsCredentials], **extra: Any) -> IfsClient:
+    """An IFS client as configured."""
+    from console.ifs.client import IfsClient, IfsEntitySets
+
+    cfg = settings.ifs
+    return IfsClient(
+        cfg.url,
+        cfg.realm,
+        source,
+        page_size=cfg.page_size,
+        requests_per_minute=cfg.requests_per_minute,
+        concurrency=cfg.concurrency,
+        timeout_s=cfg.timeout_s,
+        scope=cfg.scope,
+        entity_sets=IfsEntitySets(**cfg.entity_sets.model_dump()),
+        **extra,
+    )
 
 
 class Session:
@@ -151,17 +191,11 @@ class Session:
     @property
     def expensify(self) -> ExpensifyClient:
         if self._expensify is None:
-            from console.expensify.client import ExpensifyClient
-
             cfg = self.settings.expensify
-            self._expensify = ExpensifyClient(
-                cfg.url,
+            self._expensify = expensify_client(
+                self.settings,
                 self._secrets().expensify_source,
-                window=self.store,
-                limit_10s=cfg.limit_10s,
-                limit_60s=cfg.limit_60s,
-                timeout_s=cfg.timeout_s,
-                max_wait_s=cfg.max_wait_s,
+                self.store,
                 accrual=AccrualRule(
                     cfg.timezone, cfg.approval_date, self.settings.posting.voucher_date
                 ),
@@ -182,21 +216,10 @@ class Session:
     @property
     def ifs(self) -> IfsClient:
         if self._ifs is None:
-            from console.ifs.client import IfsClient, IfsEntitySets
-
-            cfg = self.settings.ifs
-            self._ifs = IfsClient(
-                cfg.url,
-                cfg.realm,
+            self._ifs = ifs_client(
+                self.settings,
                 self._secrets().ifs_source,
-                page_size=cfg.page_size,
-                requests_per_minute=cfg.requests_per_minute,
-                concurrency=cfg.concurrency,
-                timeout_s=cfg.timeout_s,
-                scope=cfg.scope,
-                entity_sets=IfsEntitySets(**cfg.entity_sets.model_dump()),
-                # Not in every config yet: counting each $batch part is the safe default.
-                batch_counts_parts=cfg.batch_counts_parts,
+                batch_counts_parts=self.settings.ifs.batch_counts_parts,
             )
         return self._ifs
 

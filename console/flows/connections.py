@@ -16,6 +16,7 @@ from console.errors import (
 )
 from console.exitcodes import ExitCode
 from console.secrets import ID_LABEL, SecretStore, abbreviate
+from console.session import expensify_client, ifs_client
 
 if TYPE_CHECKING:
     from console.store import Store
@@ -45,24 +46,13 @@ def _check(service: str, run: Callable[[], None], ident: list[str]) -> tuple[int
 
 
 def check_expensify(loaded: LoadedSettings, store: SecretStore) -> tuple[int, str]:
-    cfg = loaded.settings.expensify
     ident: list[str] = []
 
     def run() -> None:
         ident.append(store.expensify().partner_user_id)
-        from console.expensify.client import ExpensifyClient
-
         window = _request_window(loaded)
         try:
-            with ExpensifyClient(
-                cfg.url,
-                store.expensify_source,
-                window=window,
-                limit_10s=cfg.limit_10s,
-                limit_60s=cfg.limit_60s,
-                timeout_s=cfg.timeout_s,
-                max_wait_s=cfg.max_wait_s,
-            ) as client:
+            with expensify_client(loaded.settings, store.expensify_source, window) as client:
                 client.check()
         finally:
             window.close()
@@ -71,25 +61,12 @@ def check_expensify(loaded: LoadedSettings, store: SecretStore) -> tuple[int, st
 
 
 def check_ifs(loaded: LoadedSettings, store: SecretStore) -> tuple[int, str]:
-    cfg = loaded.settings.ifs
     ident: list[str] = []
 
     def run() -> None:
         ident.append(store.ifs().client_id)
-        from console.ifs.client import IfsClient, IfsEntitySets
-
-        with IfsClient(
-            cfg.url,
-            cfg.realm,
-            store.ifs_source,
-            page_size=cfg.page_size,
-            requests_per_minute=cfg.requests_per_minute,
-            concurrency=cfg.concurrency,
-            timeout_s=cfg.timeout_s,
-            scope=cfg.scope,
-            entity_sets=IfsEntitySets(**cfg.entity_sets.model_dump()),
-            max_retry_s=min(60.0, cfg.timeout_s * 2),
-        ) as client:
+        retry_s = min(60.0, loaded.settings.ifs.timeout_s * 2)
+        with ifs_client(loaded.settings, store.ifs_source, max_retry_s=retry_s) as client:
             client.check()
 
     return _check("ifs", run, ident)
