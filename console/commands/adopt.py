@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from console.errors import ConsoleError
 from console.exitcodes import ExitCode
 
 if TYPE_CHECKING:
+    from console.flows.cycle import Engine
+
     pass
 from console.adopt import AdoptProposal
 from console.flows.adopt import read_proposal, record_links
@@ -46,7 +48,7 @@ def run_adopt_command(
     *,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
-    opener: Callable[[], Any] | None = None,
+    opener: Callable[[], Engine] | None = None,
 ) -> int:
     import json
 

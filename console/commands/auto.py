@@ -29,10 +29,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from console.errors import AuthError, ConfigError, ConsoleError, LockHeld, Unreachable
 from console.exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from console.flows.cycle import Engine
 
 LOCK_WAIT_ENV = "ML_CONSOLE_LOCK_WAIT_S"
 log = logging.getLogger("ml_console")
@@ -131,7 +134,7 @@ def lock_wait_s() -> float:
         ) from None
 
 
-def open_engine(actor: str = "auto") -> Any:
+def open_engine(actor: str = "auto") -> Engine:
     """The engine for a headless run: config must exist and both credentials be set."""
     from console.config import load_settings
     from console.errors import MissingCredential
@@ -163,7 +166,7 @@ def run_once(
     *,
     stdout: TextIO,
     stderr: TextIO,
-    opener: Callable[[], Any] = open_engine,
+    opener: Callable[[], Engine] = open_engine,
 ) -> int:
     """One cycle; prints its data on stdout and returns the exit code."""
     dry_run = bool(getattr(args, "dry_run", False))
@@ -230,7 +233,7 @@ def run_auto_command(
     *,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
-    opener: Callable[[], Any] = open_engine,
+    opener: Callable[[], Engine] = open_engine,
 ) -> int:
     out = stdout or sys.stdout
     err = stderr or sys.stderr
@@ -258,7 +261,7 @@ def _loop(
     every_s: float,
     out: TextIO,
     err: TextIO,
-    opener: Callable[[], Any],
+    opener: Callable[[], Engine],
 ) -> int:
     stop = threading.Event()
 

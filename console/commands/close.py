@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from console.card_accrual import CardAccrualRun
     from console.close import TieOut
+    from console.flows.cycle import Engine
     from console.session import Session
 
 from console.errors import ConsoleError
@@ -47,7 +48,7 @@ def run_close_command(
     *,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
-    opener: Callable[[], Any] | None = None,
+    opener: Callable[[], Engine] | None = None,
 ) -> int:
     from console.close import CARDS_UNAVAILABLE, ClosePeriod
     from console.close_report import render_csv, render_html, render_text
