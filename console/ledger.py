@@ -20,12 +20,14 @@ from __future__ import annotations
 import os
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Literal, Protocol
 
 from console.audit import AuditLog, digest
 from console.errors import AuthError, ConsoleError, ServiceError, UnknownOutcome, Unreachable
 from console.ifs.models import Voucher
-from console.reference import Kind
+from console.reference import PREFIXES, Kind
+from console.reference import parse as parse_reference
 from console.store import LedgerEntry, Store, crash_point
 
 # Test-only hook (documented in the e2e tests): when set to 1, the process exits with 137
@@ -61,6 +63,10 @@ class VoucherSender(Protocol):
     def post_voucher(self, voucher: Mapping[str, Any]) -> Voucher: ...
 
     def find_vouchers(self, reference: str, company: str | None = None) -> list[Voucher]: ...
+
+    def vouchers_dated(
+        self, company: str, prefix: str, first: date, last: date
+    ) -> list[Voucher]: ...
 
 
 def voucher_label(v: Voucher) -> str:
@@ -246,10 +252,30 @@ class Ledger:
         attempt = self.begin(intent)
         return self.finish(attempt, self.request(attempt))
 
-    def adopt_existing(self, intent: Intent, existing: Sequence[Voucher]) -> str:
+    def held_by_ifs(self, wanted: Sequence[tuple[str, str, date]]) -> dict[str, str]:
+        """Which of these (reference, company, voucher date) IFS already holds, as reference →
+        voucher label: one read per company and reference prefix over the dates wanted,
+        before anything is sent. Exactly once must not rest on the state file alone: a state
+        file restored from a backup, or lost, would otherwise post again."""
+        spans: dict[tuple[str, str], tuple[date, date]] = {}
+        refs: set[str] = set()
+        for ref, company, day in wanted:
+            parsed = parse_reference(ref)
+            key = (company, PREFIXES[parsed.kind] if parsed is not None else ref)
+            first, last = spans.get(key, (day, day))
+            spans[key] = (min(first, day), max(last, day))
+            refs.add(ref)
+        found: dict[str, str] = {}
+        for (company, prefix), (first, last) in sorted(spans.items()):
+            for v in self.ifs.vouchers_dated(company, prefix, first, last):
+                if v.ReferenceNumber in refs and v.ReferenceNumber not in found:
+                    found[v.ReferenceNumber] = voucher_label(v)
+        return found
+
+    def adopt_existing(self, intent: Intent, existing: Sequence[Voucher] | str) -> str:
         """IFS already holds this reference (another installation, a restored state file):
         record it as posted without sending anything. Returns the voucher label."""
-        label = voucher_label(existing[0])
+        label = existing if isinstance(existing, str) else voucher_label(existing[0])
         with self.store.transaction():
             attempt = self.begin(intent)
             self.store.ledger_outcome(attempt.entry_id, "posted", voucher_no=label)
@@ -259,7 +285,7 @@ class Ledger:
                 " posted again",
                 report_id=intent.report_id or None,
                 voucher=label,
-                data={"reference": intent.reference, "matches": len(existing)},
+                data={"reference": intent.reference, "found_before_posting": True},
             )
         return label
 

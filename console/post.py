@@ -75,6 +75,18 @@ class _Poster:
         self.done = 0
         self.outcome = PostOutcome()
         self.planned: dict[int, PlannedVoucher] = {}
+        self.in_ifs: dict[str, str] = {}  # reference -> voucher, read before anything is sent
+
+    def look_up(self, vouchers: Sequence[PlannedVoucher]) -> None:
+        """One read per company: which of the vouchers this state file would send IFS already
+        holds (a state file restored from a backup, or lost, must not post them again)."""
+        fresh = [
+            (pv.reference_number, pv.company, pv.voucher_date)
+            for pv in vouchers
+            if self.ledger.live(pv.reference_number) is None
+        ]
+        if fresh:
+            self.in_ifs = self.ledger.held_by_ifs(fresh)
 
     @property
     def crash_hook(self) -> bool:
@@ -100,22 +112,27 @@ class _Poster:
             self.done += 1
             return None
         ref = pv.reference_number
-        attempt = self.ledger.begin(
-            Intent(
-                kind="accrual",
-                reference=ref,
-                company=pv.company,
-                body=pv.to_ifs_body(),
-                summary=f"posting {ref} to company {pv.company} ({len(pv.rows)} rows)",
-                report_id=rid,
-                version=pv.version,
-                voucher_date=pv.voucher_date.isoformat(),
-                transaction_ids=tuple(
-                    r.source.transaction_id for r in pv.rows if r.source.transaction_id
-                ),
-                data={"company": pv.company, "version": pv.version},
-            )
+        intent = Intent(
+            kind="accrual",
+            reference=ref,
+            company=pv.company,
+            body=pv.to_ifs_body(),
+            summary=f"posting {ref} to company {pv.company} ({len(pv.rows)} rows)",
+            report_id=rid,
+            version=pv.version,
+            voucher_date=pv.voucher_date.isoformat(),
+            transaction_ids=tuple(
+                r.source.transaction_id for r in pv.rows if r.source.transaction_id
+            ),
+            data={"company": pv.company, "version": pv.version},
         )
+        held = self.in_ifs.get(ref)
+        if held is not None:
+            self.ledger.adopt_existing(intent, held)
+            self.outcome.already_posted.append(rid)
+            self.tell(rid, "already-posted", held, "already in IFS: recorded, not posted again")
+            return None
+        attempt = self.ledger.begin(intent)
         self.planned[attempt.entry_id] = pv
         return attempt
 
@@ -164,6 +181,7 @@ def post_plan(
     - otherwise one POST after another.
     """
     poster = _Poster(plan, ifs, store, audit, progress)
+    poster.look_up(plan.vouchers)
     if poster.crash_hook:
         # The test hook stands for a kill right after one POST returns: one at a time, so
         # exactly one voucher is posted in IFS and unrecorded here.

@@ -36,6 +36,12 @@ CARD_ONLY_SUFFIX = ":card"
 
 Kind = Literal["accrual", "reversal", "card-accrual", "card-reversal"]
 KINDS: tuple[Kind, ...] = ("accrual", "reversal", "card-accrual", "card-reversal")
+PREFIXES: dict[Kind, str] = {
+    "accrual": ACCRUAL_PREFIX,
+    "reversal": REVERSAL_PREFIX,
+    "card-accrual": CARD_PREFIX,
+    "card-reversal": CARD_REVERSAL_PREFIX,
+}
 
 _VERSION_RE = re.compile(rf"[0-9a-f]{{{VERSION_LENGTH}}}")
 _PERIOD_RE = re.compile(r"\d{4}-\d{2}")

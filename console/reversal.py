@@ -521,25 +521,35 @@ def post_reversals(
     outcome is looked up by reference."""
     outcome = ReversalOutcome()
     ledger = Ledger(store, audit, ifs)
+    fresh = [rv for rv in reversals if ledger.live(rv.reference) is None]
+    in_ifs = (
+        ledger.held_by_ifs([(rv.reference, rv.company, rv.voucher_date) for rv in fresh])
+        if fresh
+        else {}
+    )
     for rv in reversals:
         if ledger.live(rv.reference) is not None:
             continue  # posted (or in doubt) already
-        settled = ledger.send(
-            Intent(
-                kind="reversal",
-                reference=rv.reference,
-                company=rv.company,
-                body=rv.to_ifs_body(),
-                summary=f"reversing {rv.accrual_reference} as {rv.reference} on"
-                f" {rv.voucher_date} ({rv.cause}; {', '.join(rv.groups)})",
-                report_id=rv.report_id,
-                accrual_reference=rv.accrual_reference,
-                groups=tuple(rv.groups),
-                cause=rv.cause,
-                voucher_date=rv.voucher_date.isoformat(),
-                data=rv.to_json(),
-            )
+        intent = Intent(
+            kind="reversal",
+            reference=rv.reference,
+            company=rv.company,
+            body=rv.to_ifs_body(),
+            summary=f"reversing {rv.accrual_reference} as {rv.reference} on"
+            f" {rv.voucher_date} ({rv.cause}; {', '.join(rv.groups)})",
+            report_id=rv.report_id,
+            accrual_reference=rv.accrual_reference,
+            groups=tuple(rv.groups),
+            cause=rv.cause,
+            voucher_date=rv.voucher_date.isoformat(),
+            data=rv.to_json(),
         )
+        held = in_ifs.get(rv.reference)
+        if held is not None:
+            # Posted before this state file was restored (or by another installation).
+            ledger.adopt_existing(intent, held)
+            continue
+        settled = ledger.send(intent)
         if settled.outcome in ("posted", "reconciled"):
             outcome.posted.append((rv.report_id, rv.reference, settled.voucher))
         elif settled.outcome == "unknown":

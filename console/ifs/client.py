@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from datetime import date
 from typing import Any, TypeVar
 from urllib.parse import quote, urljoin
 
@@ -42,6 +43,7 @@ from console.ifs.odata import (
     clamp_page_size,
     eq_filter,
     key_predicate,
+    odata_literal,
     same_origin,
     startswith_filter,
 )
@@ -229,6 +231,25 @@ class IfsClient:
             filter=eq_filter({"ReferenceNumber": reference, "Company": company}),
             orderby="Company,AccountingYear,VoucherType,VoucherNo",
             expand="VoucherRowArray",
+        )
+        return self._models(Voucher, rows, "voucher")
+
+    def vouchers_dated(self, company: str, prefix: str, first: date, last: date) -> list[Voucher]:
+        """The company's vouchers dated `first`..`last` whose ReferenceNumber starts with
+        `prefix`, without rows: one paged read, how the ledger learns before posting which
+        references IFS already holds (a lost or restored state file must not post twice)."""
+        flt = " and ".join(
+            (
+                eq_filter({"Company": company}),
+                startswith_filter("ReferenceNumber", prefix),
+                f"VoucherDate ge {odata_literal(first)}",
+                f"VoucherDate le {odata_literal(last)}",
+            )
+        )
+        rows = self._get_all(
+            self.entity_sets.vouchers,
+            filter=flt,
+            orderby="Company,AccountingYear,VoucherType,VoucherNo",
         )
         return self._models(Voucher, rows, "voucher")
 
