@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import partial
@@ -274,11 +275,26 @@ class MlConsoleApp(App[int]):
         if self.sync_progress:
             self.notify("A sync is already running.", severity="warning")
             return
-        self.sync_progress = "starting…"
+        started = time.monotonic()
+        stage = ["fetching from Expensify, then checking every report against IFS"]
+
+        def show() -> None:
+            if not self.sync_progress:
+                return
+            self.sync_progress = f"{stage[0]}… {int(time.monotonic() - started)}s elapsed"
+
+        self.sync_progress = f"{stage[0]}… 0s elapsed"
+        # The cycle reports nothing until it posts (and the console's sync posts nothing): a
+        # ticker says it is alive and for how long, so the header never sits at "starting".
+        ticker = self.set_interval(1.0, show, name="sync-progress")
 
         def progress(*parts: Any) -> None:
-            text = " ".join(str(p) for p in parts if p is not None)
-            self.call_from_thread(setattr, self, "sync_progress", text or "working…")
+            stage[0] = " ".join(str(p) for p in parts if p is not None) or stage[0]
+            self.call_from_thread(show)
+
+        def finished(result: Any, handler: Callable[[Any], object]) -> None:
+            ticker.stop()
+            handler(result)
 
         # The console's sync reads and checks (fetch, map, validate, plan) and posts nothing:
         # posting is the operator's decision, taken on the Dry run screen after review.
@@ -287,8 +303,8 @@ class MlConsoleApp(App[int]):
             self.engine.run_cycle,
             dry_run=True,
             progress=progress,
-            on_done=self.cycle_done,
-            on_error=self.cycle_failed,
+            on_done=partial(finished, handler=self.cycle_done),
+            on_error=partial(finished, handler=self.cycle_failed),
             label="sync",
             exclusive=True,
         )

@@ -1,0 +1,101 @@
+"""Issue 15, the operator's path: no stale plan with a live post key, guarded writes, Close on
+the period being closed, filters that find what the screen shows, money as money."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from textual.pilot import Pilot
+
+from tests.conftest import sim_control
+from tests.tui.test_screens import SIZE, settle, table
+
+
+async def wait_until(pilot: Pilot[Any], condition: Callable[[], bool], rounds: int = 400) -> None:
+    """Let the app run (workers, messages) until `condition` holds; never sleeps a fixed time."""
+    for _ in range(rounds):
+        if condition():
+            return
+        await pilot.pause()
+    raise AssertionError("the screen never got there")
+
+
+def noting(app: Any) -> list[str]:
+    notes: list[str] = []
+    real_notify = app.notify
+
+    def notify(message: str, **kwargs: Any) -> None:
+        notes.append(f"{kwargs.get('title', '')}: {message}")
+        real_notify(message, **kwargs)
+
+    app.notify = notify
+    return notes
+
+
+async def test_after_posting_no_key_acts_on_the_posted_plan(
+    tui_home, make_app, small_sims
+) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        notes = noting(app)
+        await settle(pilot)
+        app.engine.fetch()
+        await pilot.press("4")
+        await settle(pilot, 6)
+        screen = app.screen
+        assert screen.plan is not None and screen.plan.vouchers
+        assert screen.check_action("confirm_post", ()) is True
+        posted = len(screen.plan.vouchers)
+        # Hold the re-plan after posting: the window in which a stale plan used to stay live.
+        gate = threading.Event()
+        real_plan = app.engine.plan_for_review
+
+        def gated(*args: Any, **kwargs: Any) -> Any:
+            gate.wait(30)
+            return real_plan(*args, **kwargs)
+
+        app.engine.plan_for_review = gated
+        await pilot.press("c")
+        await settle(pilot)
+        await pilot.press("y")
+        await wait_until(pilot, lambda: not screen.posting and screen.plan is None)
+        # Posted; the plan on screen is gone and `c` is disabled, with the reason shown.
+        assert screen.check_action("confirm_post", ()) is None
+        summary = str(screen.query_one("#plan-summary").render())
+        assert "re-planning" in summary and "c waits" in summary, summary
+        await pilot.press("c")
+        await pilot.pause()
+        assert len(sim_control(small_sims.ifs_url, "vouchers")) == posted
+        gate.set()
+        await settle(pilot, 6)
+        # The new plan: nothing left to post, `c` stays disabled and says why.
+        assert screen.plan is not None and not screen.plan.vouchers
+        assert screen.why_no_post() == "nothing to post"
+        assert screen.check_action("confirm_post", ()) is None
+        await pilot.press("c")
+        await settle(pilot)
+        assert len(sim_control(small_sims.ifs_url, "vouchers")) == posted
+        assert not any("posted meanwhile" in n for n in notes), notes
+
+
+async def test_sync_shows_progress_while_it_runs(tui_home, make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        gate = threading.Event()
+        real_cycle = app.engine.run_cycle
+
+        def gated(*args: Any, **kwargs: Any) -> Any:
+            gate.wait(30)
+            return real_cycle(*args, **kwargs)
+
+        app.engine.run_cycle = gated
+        await pilot.press("s")
+        await wait_until(pilot, lambda: "elapsed" in app.sync_progress)
+        header = str(app.screen.query_one("#status-header").render())
+        assert "sync: " in header and "starting" not in header, header
+        gate.set()
+        await settle(pilot, 6)
+        assert app.sync_progress == ""
