@@ -91,6 +91,8 @@ class MappingScreen(ConsoleScreen):
         self.entries: list[MappingEntry] = []
         self.hints: Mapping[tuple[str, str], Sequence[str]] = {}
         self.editing: MappingEntry | None = None
+        # The last IFS answer for a value: its check, or why IFS could not be asked.
+        self.checked: tuple[str, ValueCheck | str] | None = None
         self._check_timer: Timer | None = None
         self.query_one("#mapping-editor").display = False
         self.query_one("#mapping-table", VirtualTable).focus()
@@ -216,6 +218,7 @@ class MappingScreen(ConsoleScreen):
     def _checked(self, value: str, check: ValueCheck) -> None:
         if self.query_one("#mapping-input", Input).value.strip() != value:
             return  # an older answer; the newer check is on its way
+        self.checked = (value, check)
         out = Text()
         if not check.exists:
             out.append_text(status_text("missing"))
@@ -233,6 +236,7 @@ class MappingScreen(ConsoleScreen):
         self.query_one("#validation", Static).update(out)
 
     def _check_failed(self, value: str, exc: BaseException) -> None:
+        self.checked = (value, f"IFS could not be asked whether {value} exists ({exc})")
         out = status_text("down", "IFS could not be asked: ")
         out.append_text(literal(str(exc), 200))
         self.query_one("#validation", Static).update(out)
@@ -244,6 +248,14 @@ class MappingScreen(ConsoleScreen):
         value = event.value.strip()
         if entry is None or engine is None or not value:
             return
+        why = self.why_not_saved(value)
+        if why:
+            # Refused where it is typed: the editor stays open with the value and the reason.
+            self.notify(why, title="Not saved", severity="error", markup=False, timeout=10)
+            out = status_text("missing", "not saved: ")
+            out.append_text(literal(why, 200))
+            self.query_one("#validation", Static).update(out)
+            return
         rule = MappingRule(entry.policy_id, entry.kind, entry.source, value)
         self._close_editor()
         self.console_app.run_core(
@@ -252,6 +264,19 @@ class MappingScreen(ConsoleScreen):
             on_done=lambda ids: self._saved(entry, value, ids),
             label="saving mapping",
         )
+
+    def why_not_saved(self, value: str) -> str:
+        """Why `value` cannot be saved ("" when it can): IFS must have answered for exactly
+        this value, and have it as a code part value of the company."""
+        checked = self.checked
+        if checked is None or checked[0] != value:
+            return f"{value} is still being checked against IFS: press enter once it shows ✔"
+        check = checked[1]
+        if isinstance(check, str):
+            return check
+        if not check.exists:
+            return f"{check.message}: add it in IFS first, or type a value IFS has"
+        return ""
 
     def _saved(self, entry: MappingEntry, value: str, affected: list[str]) -> None:
         self.notify(
@@ -266,6 +291,7 @@ class MappingScreen(ConsoleScreen):
 
     def _close_editor(self) -> None:
         self.editing = None
+        self.checked = None
         self.query_one("#mapping-editor").display = False
         self.query_one("#mapping-table", VirtualTable).focus()
 

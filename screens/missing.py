@@ -296,6 +296,26 @@ class MissingScreen(ConsoleScreen):
                 )
                 return
             ids = list(group.report_ids)
+            # A post to IFS: say what it will post and wait for `y`, like a timeline replay.
+            body = Text()
+            body.append_text(literal(describe_group(group), 200))
+            body.append("\n\nThe reports are re-checked against IFS and those valid now ")
+            body.append("post to IFS", style="bold")
+            body.append(" as accrual vouchers (once: a voucher IFS already has is not posted ")
+            body.append("again):\n")
+            body.append_text(literal(", ".join(ids[:40]) + (" …" if len(ids) > 40 else ""), 600))
+            body.append("\n\nThis cannot be undone from here.")
+            self.app.push_screen(
+                ConfirmModal(f"Post {len(ids)} report(s) of this group to IFS?", body, "Post (y)"),
+                lambda ok: self._replay(ids) if ok else None,
+            )
+            return
+        self._replay(ids)
+
+    def _replay(self, ids: list[str]) -> None:
+        engine = self.console_app.engine
+        if engine is None:
+            return
         for key in [k for k, g in self.released.items() if set(g.report_ids) <= set(ids)]:
             self.released.pop(key)
         self.console_app.sync_progress = f"replaying {len(ids)} reports…"

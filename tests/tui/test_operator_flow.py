@@ -99,3 +99,30 @@ async def test_sync_shows_progress_while_it_runs(tui_home, make_app) -> None:
         gate.set()
         await settle(pilot, 6)
         assert app.sync_progress == ""
+
+
+async def test_mapping_refuses_a_value_ifs_does_not_have(tui_home, make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot, 6)
+        await pilot.press("2")
+        await settle(pilot)
+        await pilot.press("slash", *"New Lab", "enter")
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        field = app.screen.query_one("#mapping-input")
+        field.value = "9999"
+        await wait_until(pilot, lambda: app.screen.checked is not None)
+        validation = str(app.screen.query_one("#validation").render())
+        assert "missing" in validation and "not a code part" in validation, validation
+        await pilot.press("enter")
+        await settle(pilot)
+        # Refused where it was typed: nothing saved, the editor still open with the reason.
+        assert app.engine.mapping_view() is not None
+        assert not [e for e in app.engine.mapping_view().entries if e.override]
+        assert app.screen.query_one("#mapping-editor").display
+        validation = str(app.screen.query_one("#validation").render())
+        assert "not saved" in validation and "not a code part" in validation, validation
