@@ -150,7 +150,7 @@ class AuditScreen(ConsoleScreen):
         return self.query_one("#audit-table", VirtualTable)
 
     def on_mount(self) -> None:
-        super().on_mount()
+        # ConsoleScreen.on_mount runs too (Textual calls handlers down the MRO): not again.
         self.chain = Text("chain: not verified yet (v)", style=GREY)
         self.table.focus()
         if self.console_app.engine is not None:

@@ -334,7 +334,7 @@ class DryRunScreen(ConsoleScreen):
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
-        super().on_mount()
+        # ConsoleScreen.on_mount runs too (Textual calls handlers down the MRO): not again.
         self.plan: Plan | None = None
         self.posting = False
         self.landed: list[str] = []

@@ -87,7 +87,7 @@ class MappingScreen(ConsoleScreen):
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
-        super().on_mount()
+        # ConsoleScreen.on_mount runs too (Textual calls handlers down the MRO): not again.
         self.entries: list[MappingEntry] = []
         self.hints: Mapping[tuple[str, str], Sequence[str]] = {}
         self.editing: MappingEntry | None = None
@@ -111,7 +111,7 @@ class MappingScreen(ConsoleScreen):
         )
 
     def on_screen_resume(self) -> None:
-        super().on_screen_resume()
+        # ConsoleScreen.on_screen_resume runs too (handlers run down the MRO): not again.
         pre = self.console_app.mapping_preselect
         if pre is not None:
             self.console_app.mapping_preselect = None

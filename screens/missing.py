@@ -116,7 +116,7 @@ class MissingScreen(ConsoleScreen):
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
-        super().on_mount()
+        # ConsoleScreen.on_mount runs too (Textual calls handlers down the MRO): not again.
         self.groups: list[HoldGroup] = []
         self.released: dict[str, HoldGroup] = {}  # groups whose reports all turned ready
         self._recheck_timer: Timer | None = None

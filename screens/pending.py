@@ -140,7 +140,7 @@ class PendingScreen(ConsoleScreen):
         self._sync_states: dict[str, str] = {}
 
     def on_mount(self) -> None:
-        super().on_mount()
+        # ConsoleScreen.on_mount runs too (Textual calls handlers down the MRO): not again.
         self.table.focus()
         if self.console_app.engine is not None:
             self.refresh_data()
