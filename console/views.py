@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from console.config import PostingConfig
 
 __all__ = [
+    "CLOSE_PERIOD_CURSOR",
     "MAPPED_STATUSES",
     "AuditFilter",
     "AuditRow",
@@ -46,6 +47,8 @@ __all__ = [
     "ReportDetail",
     "ReportRow",
     "VerifyResult",
+    "close_period_choice",
+    "default_close_period",
     "mapping_entries",
     "mapping_usage",
     "mapping_view",
@@ -199,3 +202,26 @@ def mapping_view(
         for dim in store.dimensions(company, limit=100_000):
             hints.setdefault((company, dim.code_part), []).append(dim.value)
     return MappingView(tuple(entries), {k: tuple(v) for k, v in hints.items()})
+
+
+# ---------------------------------------------------------------- the Close screen's period
+
+CLOSE_PERIOD_CURSOR = "tui.close_period"  # the store cursor keeping the operator's last choice
+
+
+def default_close_period(today: date, until_day: int) -> tuple[int, int]:
+    """(year, month) the Close screen opens on: the previous month through day `until_day` of
+    a month (the books of the month just ended are being closed), then the current one."""
+    if today.day <= until_day:
+        index = today.year * 12 + today.month - 2
+        return index // 12, index % 12 + 1
+    return today.year, today.month
+
+
+def close_period_choice(remembered: str | None, today: date, until_day: int) -> tuple[int, int]:
+    """The remembered `YYYY-MM` when it reads as a month, else the default for `today`."""
+    if remembered:
+        year, sep, month = remembered.partition("-")
+        if sep and year.isdigit() and month.isdigit() and 1 <= int(month) <= 12:
+            return int(year), int(month)
+    return default_close_period(today, until_day)

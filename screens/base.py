@@ -79,7 +79,8 @@ class StatusHeader(Static):
     )
 
     DEFAULT_CSS = """
-    StatusHeader { dock: top; height: 2; background: $panel; padding: 0 1; }
+    StatusHeader { dock: top; height: 2; background: $panel; padding: 0 1;
+        text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def on_mount(self) -> None:

@@ -14,7 +14,6 @@ exact vouchers are shown first and nothing posts until `y`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -112,11 +111,15 @@ class CloseScreen(Screen[None]):
     ) -> None:
         super().__init__(**kwargs)
         self.engine = engine
+        # Until the engine says which period is being closed (CloseTab opens without one).
+        self.period_chosen = period is not None or engine is not None
         if period is None:
-            # The month being closed: the one before today's (the as-of day when set).
-            today: date = engine.today() if engine is not None else clock.today()
-            closing = clock.month_start(today, -1)
-            period = ClosePeriod(closing.year, closing.month)
+            if engine is not None:
+                # The operator's last choice, else the month being closed (engine.today()).
+                period = ClosePeriod(*engine.close_period())
+            else:
+                closing = clock.month_start(clock.today(), -1)
+                period = ClosePeriod(closing.year, closing.month)
         self.period = period
         self.tie: TieOut | None = None
         self.error = ""
@@ -136,6 +139,8 @@ class CloseScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#close-table", DataTable)
+        if table.columns:
+            return
         table.add_columns(
             "company", "account", "cost centre", *(COLUMN_TITLES[c] for c in COLUMNS), "diff"
         )
@@ -312,6 +317,15 @@ class CloseScreen(Screen[None]):
     # ---------------------------------------------------------------- actions
     def action_period(self, step: int) -> None:
         self.period = next_period(self.period) if step > 0 else previous_period(self.period)
+        engine = self.engine
+        if engine is not None:  # remembered for the next time Close opens
+            period = self.period
+            self.run_worker(
+                lambda: engine.remember_close_period(period.year, period.period),
+                thread=True,
+                group="close-remember",
+                exit_on_error=False,
+            )
         self.action_reload()
 
     def on_resize(self) -> None:
@@ -436,7 +450,8 @@ class CloseTab(CloseScreen):
         yield from super().compose()
 
     def on_mount(self) -> None:
-        super().on_mount()
+        # Textual runs CloseScreen.on_mount itself (handlers run down the MRO): calling it
+        # again here added the tie-out's columns twice, the table header beside itself.
         self.watch(self.app, "data_version", self._data_changed, init=False)
 
     def _data_changed(self, _: object = None) -> None:
@@ -452,4 +467,7 @@ class CloseTab(CloseScreen):
         self.engine = getattr(self.app, "engine", None) or self.engine
         if self.engine is not None:
             self._stale = False
+            if not self.period_chosen:
+                self.period_chosen = True
+                self.period = ClosePeriod(*self.engine.close_period())
         super().action_reload()

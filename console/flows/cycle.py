@@ -722,3 +722,17 @@ class Engine(Session):
         intents stay a cycle's (reversals.prepare): this adds what prepare adds, without them."""
         with self.cycle_lock:
             return reversals.review_additions(self, self.plan(selection))
+
+    def close_period(self) -> tuple[int, int]:
+        """(year, month) the Close screen opens on: the operator's last choice, else the
+        previous month through `tui.close_previous_month_until_day` of today's month (the
+        engine's today: the as-of date when set), then the current month."""
+        return views.close_period_choice(
+            self.store.cursor(views.CLOSE_PERIOD_CURSOR),
+            self.today(),
+            self.settings.tui.close_previous_month_until_day,
+        )
+
+    def remember_close_period(self, year: int, month: int) -> None:
+        """Keep the period the operator chose on Close for the next time it opens."""
+        self.store.set_cursor(f"{year:04d}-{month:02d}", views.CLOSE_PERIOD_CURSOR)

@@ -126,3 +126,61 @@ async def test_mapping_refuses_a_value_ifs_does_not_have(tui_home, make_app) -> 
         assert app.screen.query_one("#mapping-editor").display
         validation = str(app.screen.query_one("#validation").render())
         assert "not saved" in validation and "not a code part" in validation, validation
+
+
+def test_close_opens_on_the_month_being_closed() -> None:
+    from datetime import date
+
+    from console.views import close_period_choice, default_close_period
+
+    assert default_close_period(date(2026, 12, 4), 10) == (2026, 11)
+    assert default_close_period(date(2026, 12, 10), 10) == (2026, 11)
+    assert default_close_period(date(2026, 12, 11), 10) == (2026, 12)
+    assert default_close_period(date(2027, 1, 3), 10) == (2026, 12)
+    assert default_close_period(date(2026, 12, 1), 0) == (2026, 12)
+    assert close_period_choice("2026-09", date(2026, 12, 4), 10) == (2026, 9)
+    assert close_period_choice("garbage", date(2026, 12, 4), 10) == (2026, 11)
+
+
+def test_close_setting_is_validated() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from console.config import Settings
+
+    assert Settings().tui.close_previous_month_until_day == 10
+    with pytest.raises(ValidationError):
+        Settings.model_validate({"tui": {"close_previous_month_until_day": 32}})
+
+
+async def test_close_remembers_the_period_and_has_one_header(
+    isolated_env, small_sims, make_app
+) -> None:
+    from tests.tui.conftest import write_home
+
+    write_home(isolated_env, small_sims.expensify_url, small_sims.ifs_url)
+    config = isolated_env / "config.toml"
+    # The tests run as of 2026-11-30: through the 30th of a month, the previous month.
+    config.write_text(
+        config.read_text().replace(
+            "close_previous_month_until_day = 10", "close_previous_month_until_day = 30"
+        )
+    )
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("6")
+        await settle(pilot, 6)
+        assert app.screen.period.label == "2026-10"
+        table = app.screen.query_one("#close-table")
+        titles = [str(c.label) for c in table.columns.values()]
+        assert titles.count("company") == 1 and titles[-1] == "diff", titles
+        await pilot.press("left_square_bracket")
+        await settle(pilot, 6)
+        assert app.screen.period.label == "2026-09"
+    app2 = make_app()
+    async with app2.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("6")
+        await settle(pilot, 6)
+        assert app2.screen.period.label == "2026-09"
