@@ -11,6 +11,7 @@ place, never from the store.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from console.expensify.models import ExportReport, PolicyInfo
 from console.fetch import load_report
 from console.mapping import CATEGORY, TAG_PREFIX, suggest_defaults
 from console.mapping import mapping_usage as _usage_keys
+from console.money import fmt
 from console.store import (
     AuditFilter,
     AuditRow,
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CLOSE_PERIOD_CURSOR",
     "MAPPED_STATUSES",
+    "STATUS_WORDS",
     "AuditFilter",
     "AuditRow",
     "HoldGroup",
@@ -49,6 +52,7 @@ __all__ = [
     "VerifyResult",
     "close_period_choice",
     "default_close_period",
+    "event_summary",
     "mapping_entries",
     "mapping_usage",
     "mapping_view",
@@ -225,3 +229,29 @@ def close_period_choice(remembered: str | None, today: date, until_day: int) -> 
         if sep and year.isdigit() and month.isdigit() and 1 <= int(month) <= 12:
             return int(year), int(month)
     return default_close_period(today, until_day)
+
+
+# ---------------------------------------------------------------- what the screens show
+
+# The word the console shows for each report status (screens/theme.py draws it with its
+# symbol): a filter for "new" finds the pending reports, "held" the held ones.
+STATUS_WORDS: Mapping[str, str] = {
+    "ready": "ready",
+    "pending": "new",
+    "held": "held",
+    "posting": "posting",
+    "failed": "failed",
+    "posted": "posted",
+    "excluded": "excluded",
+}
+
+# "fetched" events up to now wrote the report total in minor units ("…: 2 line(s), 35740 USD").
+_MINOR_TOTAL = re.compile(r"(\d+ line\(s\)), (-?\d+) ([A-Z]{3})$")
+
+
+def event_summary(event: AuditRow) -> str:
+    """An audit event's summary as the screens show it: money as money ("357.40 USD"), also
+    in events recorded with the total in minor units (the log itself is never rewritten)."""
+    if event.type == "fetched":
+        return _MINOR_TOTAL.sub(lambda m: f"{m[1]}, {fmt(int(m[2]), m[3])}", event.summary)
+    return event.summary

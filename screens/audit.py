@@ -19,7 +19,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
-from console.views import AuditFilter, AuditRow, VerifyResult
+from console.views import AuditFilter, AuditRow, VerifyResult, event_summary
 from screens.base import ConsoleScreen, StatusHeader, console_app
 from screens.literal import literal
 from screens.theme import BLUE, GREY, ORANGE, SKY, VERMILLION, status_text
@@ -76,7 +76,7 @@ def event_row(ev: AuditRow) -> Row:
             "type": literal(ev.type, 24, style=colour),
             "report": literal(ev.report_id or "", 20),
             "voucher": literal(ev.voucher or "", 12),
-            "summary": literal(ev.summary, 200),
+            "summary": literal(event_summary(ev), 200),
         },
         payload=ev,
     )
@@ -91,7 +91,7 @@ class AuditSource:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def count(self) -> int:
-        return self.engine.audit_count(self.flt)
+        return self.engine.count_found_audit(self.flt)
 
     def fetch(self, offset: int, limit: int) -> list[Row]:
         with self._lock:
@@ -99,7 +99,7 @@ class AuditSource:
             page: list[Any] = []
             while True:
                 before = self._starts[known]
-                page = self.engine.audit_page(self.flt, before_seq=before, limit=limit)
+                page = self.engine.find_audit(self.flt, before_seq=before, limit=limit)
                 if page:
                     self._starts[known + len(page)] = page[-1].seq
                 if known >= offset or len(page) < limit:
@@ -124,9 +124,10 @@ class AuditScreen(ConsoleScreen):
     TITLE = "Audit"
     MODE = "audit"
     HELP = (
-        "The audit trail, newest first. `/` filters: free words search the summary, report and "
-        "voucher; `type:posted`, `actor:auto`, `report:R123`, `voucher:42`, `tx:T9`, "
-        "`since:2026-11-01`, `until:2026-12-01` narrow it. Enter opens the report's timeline; "
+        "The audit trail, newest first. `/` filters: free words search every column shown "
+        "(event type, actor, time, summary with its amounts, report, voucher); `type:posted`, "
+        "`actor:auto`, `report:R123`, `voucher:42`, `tx:T9`, `since:2026-11-01`, "
+        "`until:2026-12-01` narrow it. Enter opens the report's timeline; "
         "`v` verifies the hash chain; `r` replays the highlighted failed or held report."
     )
 
@@ -195,7 +196,7 @@ class AuditScreen(ConsoleScreen):
             detail.append(" at ")
             detail.append(str(ev.at))
             detail.append("\n")
-            detail.append_text(literal(ev.summary, 400))
+            detail.append_text(literal(event_summary(ev), 400))
             if ev.transaction_ids:
                 detail.append("\ntransactions ", style=GREY)
                 detail.append_text(literal(", ".join(ev.transaction_ids), 200))

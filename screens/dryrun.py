@@ -15,6 +15,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Label, ProgressBar, Static
 
+from console.money import fmt_decimal
 from screens.base import ConsoleScreen
 from screens.literal import literal
 from screens.messages import ChangeConfirmed, PlanPosted, PlanReady
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
 
 
 def amount(value: Decimal | None) -> str:
-    return "" if value is None else f"{value:,.2f}"
+    """As the console shows money everywhere (console.money.fmt_decimal)."""
+    return fmt_decimal(value)
 
 
 def progress_text(event: Any) -> str:

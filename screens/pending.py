@@ -14,7 +14,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
-from console.money import minor_to_decimal
+from console.money import fmt
 from screens.base import ConsoleScreen, StatusHeader, console_app
 from screens.literal import literal
 from screens.theme import GREY, VERMILLION, status_text
@@ -29,10 +29,8 @@ PENDING_STATUSES = ("pending", "ready", "held", "posting", "failed")
 
 
 def money(minor: int | None, currency: str = "") -> str:
-    if minor is None:
-        return ""
-    text = f"{minor_to_decimal(int(minor)):,.2f}"
-    return f"{text} {currency}".strip()
+    """Minor units as the console shows money everywhere (console.money.fmt)."""
+    return "" if minor is None else fmt(int(minor), currency)
 
 
 def report_row(r: ReportRow) -> Row:
@@ -56,17 +54,17 @@ def report_row(r: ReportRow) -> Row:
 
 @dataclass
 class PendingSource:
-    """The engine's pending_reports/count_reports with the filter, newest approval first."""
+    """The engine's find_reports/count_found_reports with the filter, newest approval first."""
 
     engine: Engine
     filter_text: str = ""
     statuses: Sequence[str] = PENDING_STATUSES
 
     def count(self) -> int:
-        return self.engine.count_reports(self.filter_text, list(self.statuses))
+        return self.engine.count_found_reports(self.filter_text, list(self.statuses))
 
     def fetch(self, offset: int, limit: int) -> list[Row]:
-        rows = self.engine.pending_reports(
+        rows = self.engine.find_reports(
             self.filter_text, list(self.statuses), offset=offset, limit=limit
         )
         return [report_row(r) for r in rows]
@@ -202,8 +200,8 @@ class PendingScreen(ConsoleScreen):
         text = self.query_one(FilterBar).applied
 
         def ready_rows() -> list[Row]:
-            total = engine.count_reports(text, ["ready"])
-            rows = engine.pending_reports(text, ["ready"], offset=0, limit=total)
+            total = engine.count_found_reports(text, ["ready"])
+            rows = engine.find_reports(text, ["ready"], offset=0, limit=total)
             return [report_row(r) for r in rows]
 
         def done(rows: list[Row]) -> None:

@@ -736,3 +736,39 @@ class Engine(Session):
     def remember_close_period(self, year: int, month: int) -> None:
         """Keep the period the operator chose on Close for the next time it opens."""
         self.store.set_cursor(f"{year:04d}-{month:02d}", views.CLOSE_PERIOD_CURSOR)
+
+    def find_reports(
+        self,
+        filter_text: str = "",
+        status: str | Sequence[str] | None = None,
+        *,
+        offset: int = 0,
+        limit: int = 200,
+    ) -> list[views.ReportRow]:
+        """pending_reports() with the text searched in every column the Pending screen shows:
+        status as shown ("held", "new"), reason, approval date, amount as shown, IDs, names."""
+        return self.store.search_reports(
+            filter_text, status, views.STATUS_WORDS, offset=offset, limit=limit
+        )
+
+    def count_found_reports(
+        self, filter_text: str = "", status: str | Sequence[str] | None = None
+    ) -> int:
+        """How many stored reports find_reports() pages through."""
+        return self.store.count_search_reports(filter_text, status, views.STATUS_WORDS)
+
+    def find_audit(
+        self,
+        flt: views.AuditFilter | None = None,
+        *,
+        before_seq: int | None = None,
+        limit: int = 200,
+    ) -> list[views.AuditRow]:
+        """audit_page() with free words searched in every column the Audit screen shows:
+        event type ("mapping" finds mapping-changed), actor, time, summary, amounts as shown."""
+        return self.store.search_audit_page(flt, before_seq=before_seq, limit=limit)
+
+    def count_found_audit(self, flt: views.AuditFilter | None = None) -> int:
+        """How many audit events find_audit() pages through."""
+        return self.store.count_search_audit(flt)
+

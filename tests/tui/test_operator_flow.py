@@ -184,3 +184,61 @@ async def test_close_remembers_the_period_and_has_one_header(
         await pilot.press("6")
         await settle(pilot, 6)
         assert app2.screen.period.label == "2026-09"
+
+
+async def test_filters_find_what_the_rows_show(tui_home, make_app) -> None:
+    from console.mapping import MappingRule
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot, 6)
+        pending = table(pilot, "#pending-table")
+        assert pending.total == 4
+
+        async def pending_filter(text: str) -> set[str]:
+            await pilot.press("slash", "ctrl+u", *text, "enter")
+            await settle(pilot)
+            return {pending.row_at(i).key for i in range(pending.total)}
+
+        # Rows say "⏸ held …" and "✔ ready": the status as shown is searched.
+        assert await pending_filter("held") == {"90000004"}
+        assert await pending_filter("ready") == {"90000001", "90000002", "90000003"}
+        # Amounts as shown (with or without the thousands separator) and dates.
+        assert await pending_filter("689.99") == {"90000002"}
+        assert await pending_filter("2026-11-05") == {"90000002"}
+        app.engine.set_mapping(MappingRule("POL-US", "tag:Cost Center", "New Lab", "CC-100"))
+        await pilot.press("5")
+        await settle(pilot)
+        audit = table(pilot, "#audit-table")
+
+        async def audit_filter(text: str) -> list[Any]:
+            await pilot.press("slash", "ctrl+u", *text, "enter")
+            await settle(pilot)
+            return [audit.row_at(i).payload for i in range(audit.total)]
+
+        # "mapping" names no summary word, but the event type the Event column shows.
+        found = await audit_filter("mapping")
+        assert found and {e.type for e in found} == {"mapping-changed"}
+        # The fetched event's total as shown, not in cents; and found by that amount.
+        found = await audit_filter("505.60")
+        assert [e.type for e in found] == ["fetched"]
+        shown = str(audit.row_at(0).cells["summary"])
+        assert "505.60 USD" in shown and "50560" not in shown, shown
+
+
+async def test_report_timeline_shows_money_not_cents(tui_home, make_app) -> None:
+    from screens.audit import TimelineScreen
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot, 6)
+        app.push_screen(TimelineScreen("90000001"))
+        await settle(pilot)
+        timeline = table(pilot, "#timeline")
+        summaries = [str(timeline.row_at(i).cells["summary"]) for i in range(timeline.total)]
+        assert any("505.60 USD" in s for s in summaries), summaries
+        assert not any("50560" in s for s in summaries), summaries
