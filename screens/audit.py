@@ -110,12 +110,12 @@ class AuditSource:
 
 
 AUDIT_COLUMNS = [
-    Column("seq", "Seq", 8, justify="right"),
+    Column("seq", "Seq", 8, justify="right", drop=4),
     Column("at", "When", 19),
-    Column("actor", "Actor", 10),
+    Column("actor", "Actor", 10, drop=3),
     Column("type", "Event", 16),
     Column("report", "Report", 14),
-    Column("voucher", "Voucher", 9),
+    Column("voucher", "Voucher", 9, drop=2),
     Column("summary", "What", 0, min_width=20),
 ]
 
@@ -290,13 +290,13 @@ class TimelineScreen(Screen[None]):
         yield Label(literal(f"Timeline of report {self.report_id}", 80), classes="screen-title")
         yield VirtualTable(
             [
-                Column("seq", "Seq", 8, justify="right"),
+                Column("seq", "Seq", 8, justify="right", drop=4),
                 Column("at", "When", 19),
                 Column("type", "Event", 18),
-                Column("actor", "Actor", 10),
-                Column("voucher", "Voucher", 9),
+                Column("actor", "Actor", 10, drop=3),
+                Column("voucher", "Voucher", 9, drop=2),
                 Column("summary", "What", 0, min_width=20),
-                Column("digests", "Request → response", 35),
+                Column("digests", "Request → response", 35, drop=5),
             ],
             id="timeline",
             markable=False,

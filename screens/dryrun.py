@@ -213,14 +213,14 @@ def new_side_text(ch: dict[str, Any]) -> Text:
 PLAN_COLUMNS = [
     Column("row", "#", 3, justify="right"),
     Column("account", "Account", 10),
-    Column("parts", "Code parts", 22),
+    Column("parts", "Code parts", 22, drop=1),
     Column("cur", "Cur", 4),
-    Column("cdebit", "Cur debit", 12, justify="right"),
-    Column("ccredit", "Cur credit", 12, justify="right"),
-    Column("rate", "Rate", 8, justify="right"),
+    Column("cdebit", "Cur debit", 12, justify="right", drop=3),
+    Column("ccredit", "Cur credit", 12, justify="right", drop=3),
+    Column("rate", "Rate", 8, justify="right", drop=4),
     Column("debit", "Debit", 12, justify="right"),
     Column("credit", "Credit", 12, justify="right"),
-    Column("text", "Text", 0, min_width=10),
+    Column("text", "Text", 0, min_width=10, drop=2),
 ]
 
 
@@ -383,7 +383,7 @@ class DryRunScreen(ConsoleScreen):
             return None
         if action == "confirm_change":
             plan: Plan | None = getattr(self, "plan", None)
-            if plan is None or self.posting or not plan.changes:
+            if plan is None or self.posting:
                 return None
         return True
 
@@ -398,6 +398,11 @@ class DryRunScreen(ConsoleScreen):
         if not self.plan.vouchers and not self.plan.reversals:
             return "nothing to post"
         return ""
+
+    def on_resize(self) -> None:
+        # Under 120 columns the totals panel would squeeze the amounts out of the plan: it
+        # goes (the grand totals stay in the summary line above the plan).
+        self.query_one(".side-panel").display = self.size.width >= 120
 
     def action_replan(self) -> None:
         if self.console_app.engine is not None:

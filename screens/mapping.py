@@ -69,13 +69,13 @@ class MappingScreen(ConsoleScreen):
         yield Label("loading…", id="mapping-count", classes="count-label")
         yield VirtualTable(
             [
-                Column("policy", "Policy", 10),
+                Column("policy", "Policy", 10, drop=1),
                 Column("kind", "Kind", 14),
                 Column("source", "Expensify value", 0, min_width=16),
                 Column("part", "Part", 4),
                 Column("default", "Default (GL code)", 17),
                 Column("override", "Override", 14),
-                Column("affects", "Affects", 7, justify="right"),
+                Column("affects", "Affects", 7, justify="right", drop=2),
             ],
             id="mapping-table",
             markable=False,

@@ -93,7 +93,7 @@ class MissingScreen(ConsoleScreen):
             [
                 Column("state", "State", 10),
                 Column("what", "What blocks", 0, min_width=30),
-                Column("code", "Reason code", 30),
+                Column("code", "Reason code", 30, drop=1),
                 Column("wait", "Oldest wait", 11, justify="right"),
             ],
             id="groups",
@@ -103,11 +103,11 @@ class MissingScreen(ConsoleScreen):
         yield VirtualTable(
             [
                 Column("id", "Report", 14),
-                Column("employee", "Employee", 0, min_width=16),
-                Column("approved", "Approved", 10),
+                Column("employee", "Employee", 0, min_width=12),
+                Column("approved", "Approved", 10, drop=1),
                 Column("amount", "Amount", 14, justify="right"),
                 Column("currency", "Cur", 4),
-                Column("status", "Status", 0, min_width=20),
+                Column("status", "Status", 0, min_width=16),
             ],
             id="group-reports",
             markable=False,

@@ -72,13 +72,13 @@ class PendingSource:
 
 PENDING_COLUMNS = [
     Column("id", "Report", 14),
-    Column("employee", "Employee", 0, min_width=16),
-    Column("policy", "Policy", 10),
-    Column("approved", "Approved", 10),
+    Column("employee", "Employee", 0, min_width=12),
+    Column("policy", "Policy", 10, drop=2),
+    Column("approved", "Approved", 10, drop=1),
     Column("amount", "Amount", 14, justify="right"),
     Column("currency", "Cur", 4),
-    Column("lines", "Lines", 5, justify="right"),
-    Column("status", "Status", 0, min_width=20),
+    Column("lines", "Lines", 5, justify="right", drop=3),
+    Column("status", "Status", 0, min_width=16),
 ]
 
 
@@ -250,13 +250,13 @@ class ReportDetailScreen(Screen[None]):
             yield Static("", id="report-holds")
             yield VirtualTable(
                 [
-                    Column("tx", "Transaction", 14),
+                    Column("tx", "Transaction", 14, drop=4),
                     Column("merchant", "Merchant", 0, min_width=14),
-                    Column("category", "Category", 16),
-                    Column("tag", "Tags", 20),
+                    Column("category", "Category", 16, drop=1),
+                    Column("tag", "Tags", 20, drop=2),
                     Column("amount", "Amount", 13, justify="right"),
                     Column("account", "Account", 8),
-                    Column("parts", "Code parts", 18),
+                    Column("parts", "Code parts", 18, drop=3),
                     Column("state", "Validation", 0, min_width=14),
                 ],
                 id="lines-table",

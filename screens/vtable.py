@@ -38,6 +38,9 @@ class Column:
     width: int = 0  # 0: takes the width the fixed columns leave (at least `min_width`)
     min_width: int = 8
     justify: str = "left"
+    # Narrow terminals drop columns, highest `drop` first, until the rest fit whole (an
+    # amount is never cut mid-number); 0: never dropped.
+    drop: int = 0
 
 
 @dataclass
@@ -256,13 +259,23 @@ class VirtualTable(ScrollView, can_focus=True):
     # ---- layout and drawing ---------------------------------------------------------------------
 
     def _column_widths(self, width: int) -> list[int]:
+        """Each column's width; 0 for a column dropped because the terminal is too narrow."""
         gutter = 2 if self.markable else 0
-        fixed = sum(c.width for c in self.columns if c.width) + len(self.columns) - 1 + gutter
-        flex = [c for c in self.columns if not c.width]
+        shown = list(self.columns)
+
+        def needed(cols: list[Column]) -> int:
+            return sum(c.width or c.min_width for c in cols) + len(cols) - 1 + gutter
+
+        while needed(shown) > width and any(c.drop for c in shown):
+            shown.remove(max((c for c in shown if c.drop), key=lambda c: c.drop))
+        fixed = sum(c.width for c in shown if c.width) + len(shown) - 1 + gutter
+        flex = [c for c in shown if not c.width]
         spare = max(0, width - fixed)
         widths = []
         for c in self.columns:
-            if c.width:
+            if c not in shown:
+                widths.append(0)
+            elif c.width:
                 widths.append(c.width)
             else:
                 widths.append(max(c.min_width, spare // max(1, len(flex))))
@@ -277,9 +290,13 @@ class VirtualTable(ScrollView, can_focus=True):
         line = Text(no_wrap=True)
         if self.markable:
             line.append("◉ " if marked else "  ")
+        first = True
         for i, (cell, width) in enumerate(zip(cells, self._widths, strict=False)):
-            if i:
+            if not width:
+                continue  # dropped at this width
+            if not first:
                 line.append(" ")
+            first = False
             cell = cell.copy()
             cell.truncate(width, overflow="ellipsis")
             cell.align(self.columns[i].justify, width)  # type: ignore[arg-type]

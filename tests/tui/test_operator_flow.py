@@ -242,3 +242,25 @@ async def test_report_timeline_shows_money_not_cents(tui_home, make_app) -> None
         summaries = [str(timeline.row_at(i).cells["summary"]) for i in range(timeline.total)]
         assert any("505.60 USD" in s for s in summaries), summaries
         assert not any("50560" in s for s in summaries), summaries
+
+
+def screen_text(app: Any) -> str:
+    return "\n".join(
+        "".join(seg.text for seg in strip) for strip in app.screen._compositor.render_strips()
+    )
+
+
+async def test_amounts_are_whole_at_80_by_24(tui_home, make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot, 6)
+        shown = screen_text(app)
+        # Columns drop by priority; the amount and the status stay whole.
+        assert "689.99 USD" in shown and "⏸ held" in shown, shown
+        assert "1 Pending" in shown.splitlines()[1], shown  # the header's own two lines
+        await pilot.press("4")
+        await settle(pilot, 6)
+        shown = screen_text(app)
+        assert "482.10" in shown and "1,619.84 USD" in shown, shown
