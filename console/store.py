@@ -1744,6 +1744,17 @@ class Store:
         where, params = self._audit_search_where(flt or AuditFilter())
         return int(self._x(f"SELECT COUNT(*) FROM audit_events{where}", params).fetchone()[0])
 
+    def include(self, report_id: str) -> Exclusion | None:
+        """Undo an exclusion: the report is pending again (evaluated on the next look).
+        Returns the exclusion undone; None when the report is not excluded."""
+        with self.transaction():
+            found = self.exclusion(report_id)
+            if found is None or self.report_status(report_id) != "excluded":
+                return None
+            self._x("DELETE FROM exclusions WHERE report_id = ?", (report_id,))
+            self.set_status(report_id, "pending", "")
+        return found
+
 
 def _change_row(r: dict[str, Any]) -> ChangeRow:
     return ChangeRow(**{**r, "new_raw": json.loads(r["new_raw"] or "{}")})

@@ -10,17 +10,18 @@ from importlib.resources import files
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from textual.app import App, SystemCommand
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.worker import Worker
 
 from screens.base import SCREEN_TABS
+from screens.keys import KEYS, bind
 from screens.literal import sanitize
 from screens.messages import CycleDone, CycleFailed
 from screens.theme import CONSOLE_THEME
-from screens.widgets import HelpModal, help_for
+from screens.widgets import HelpModal, colours_legend, help_for
 
 if TYPE_CHECKING:
     from console.config import Settings
@@ -93,15 +94,15 @@ class MlConsoleApp(App[int]):
     COMMANDS = App.COMMANDS | {ConsoleCommands}
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("1", "goto('pending')", "Pending", show=False, id="app.pending"),
-        Binding("2", "goto('mapping')", "Mapping", show=False, id="app.mapping"),
-        Binding("3", "goto('missing')", "Missing", show=False, id="app.missing"),
-        Binding("4", "goto('dryrun')", "Dry run", show=False, id="app.dryrun"),
-        Binding("5", "goto('audit')", "Audit", show=False, id="app.audit"),
-        Binding("6", "goto('close')", "Close", show=False, id="app.close"),
-        Binding("s", "sync", "Sync (posts nothing)", id="app.sync"),
-        Binding("question_mark,f1", "help", "Help", id="app.help"),
-        Binding("q", "quit", "Quit", id="app.quit"),
+        bind("1", "goto('pending')", "app.pending", show=False),
+        bind("2", "goto('mapping')", "app.mapping", show=False),
+        bind("3", "goto('missing')", "app.missing", show=False),
+        bind("4", "goto('dryrun')", "app.dryrun", show=False),
+        bind("5", "goto('audit')", "app.audit", show=False),
+        bind("6", "goto('close')", "app.close", show=False),
+        bind("s", "sync", "app.sync"),
+        bind("question_mark,f1", "help", "app.help"),
+        bind("q", "quit", "app.quit"),
     ]
 
     status_version: reactive[int] = reactive(0)
@@ -253,15 +254,27 @@ class MlConsoleApp(App[int]):
         self.status_version += 1
 
     def action_help(self) -> None:
+        """F1/?: the screen's purpose, then the focused list's, every key that acts here (from
+        the one key table, screens/keys.py) and what the colours mean."""
         screen = self.screen
-        title, text = help_for(self.focused, getattr(screen, "HELP", "") or "")
+        purpose = str(getattr(screen, "HELP", "") or "")
+        _, widget_help = help_for(self.focused, "")
+        text = purpose
+        if widget_help and widget_help != purpose:
+            text += ("\n\n" if text else "") + widget_help
         keys: list[tuple[str, str]] = []
+        seen: set[str] = set()
         for active in screen.active_bindings.values():
             binding = active.binding
-            if binding.description and active.enabled:
-                keys.append((self.get_key_display(binding), binding.description))
-        keys.sort()
-        self.push_screen(HelpModal(f"Help — {title}", text, keys))
+            found = KEYS.get(binding.key)
+            if found is None or not active.enabled or found.key in seen:
+                continue  # Textual's own keys (copy, palette) are not the console's
+            seen.add(found.key)
+            keys.append((found.shown, f"{found.verb} — {found.means}"))
+        order = list(KEYS)
+        keys.sort(key=lambda k: next(i for i, n in enumerate(order) if KEYS[n].shown == k[0]))
+        title = str(getattr(screen, "TITLE", "") or "") or "ml-console"
+        self.push_screen(HelpModal(f"Help — {title}", text, keys, colours_legend()))
 
     def action_setup(self, first_run: bool = False) -> None:
         from screens.setup import SetupScreen

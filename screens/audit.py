@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
 from console.views import AuditFilter, AuditRow, VerifyResult, event_summary
 from screens.base import ConsoleScreen, StatusHeader, console_app
+from screens.keys import bind
 from screens.literal import literal
 from screens.theme import BLUE, GREY, ORANGE, SKY, VERMILLION, status_text
 from screens.vtable import Column, ListSource, Row, VirtualTable
@@ -128,13 +129,14 @@ class AuditScreen(ConsoleScreen):
         "(event type, actor, time, summary with its amounts, report, voucher); `type:posted`, "
         "`actor:auto`, `report:R123`, `voucher:42`, `tx:T9`, `since:2026-11-01`, "
         "`until:2026-12-01` narrow it. Enter opens the report's timeline; "
-        "`v` verifies the hash chain; `r` replays the highlighted failed or held report."
+        "`v` verifies the hash chain; `p` re-checks and posts (replays) the highlighted failed "
+        "or held report, after asking."
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
         *ConsoleScreen.BINDINGS,
-        Binding("v", "verify", "Verify chain", id="audit.verify"),
-        Binding("r", "replay", "Replay report", id="audit.replay"),
+        bind("v", "verify", "audit.verify"),
+        bind("p", "replay", "audit.replay"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -275,10 +277,11 @@ def replay_report(screen: Screen[Any], report_id: str) -> None:
 class TimelineScreen(Screen[None]):
     """One report's whole story: fetched, mapped, held, replayed, posted as voucher N."""
 
+    TITLE = "Timeline"
     HELP = "Every audit event of one report, oldest first, with request/response digests."
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "app.pop_screen", "Back", id="timeline.back"),
-        Binding("r", "replay", "Replay report", id="timeline.replay"),
+        bind("escape", "app.pop_screen", "timeline.back"),
+        bind("p", "replay", "timeline.replay"),
     ]
 
     def __init__(self, report_id: str) -> None:
@@ -300,12 +303,18 @@ class TimelineScreen(Screen[None]):
             ],
             id="timeline",
             markable=False,
+            openable=False,
         )
         yield Footer()
 
     def on_mount(self) -> None:
-        app = console_app(self)
         self.query_one("#timeline", VirtualTable).focus()
+        # After any write (a replay, a post) the timeline is read again.
+        self.watch(self.app, "data_version", self._reload, init=False)
+        self._reload()
+
+    def _reload(self, _: object = None) -> None:
+        app = console_app(self)
         if app.engine is not None:
             app.run_core(self._load, app.engine, on_done=self._show, label="timeline")
 

@@ -6,7 +6,7 @@ state (balanced, or what is unexplained), a terminal bar chart of the accrued sp
 and by cost centre and of what is still held, and the tie-out table per account and cost centre.
 Below it, on its own, company-card spend not yet on a report (not part of the tie-out).
 
-Keys: `[` / `]` previous / next period, `r` read again, `c` switch the chart (account, cost
+Keys: `[` / `]` previous / next period, `r` read again, `b` switch the chart (account, cost
 centre, held, card spend), `p` post the card spend accrual (and the card reversals due): the
 exact vouchers are shown first and nothing posts until `y`.
 """
@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
@@ -31,6 +31,7 @@ from console import clock
 from console.close import CARDS_READ, COLUMNS, HELD, IN_IFS, ClosePeriod, TieOut
 from console.close_report import COLUMN_TITLES, card_spend_heading, money
 from console.flows.close import run_close
+from screens.keys import bind
 
 if TYPE_CHECKING:
     from console.card_accrual import CardAccrualRun
@@ -89,6 +90,16 @@ def next_period(p: ClosePeriod) -> ClosePeriod:
 class CloseScreen(Screen[None]):
     """The tie-out of one period, computed in a worker."""
 
+    TITLE = "Close"
+    HELP = (
+        "The period close: does what Expensify approved for the period equal what is in IFS, "
+        "plus what is held, excluded or moved? BALANCED means every difference is explained; "
+        "UNEXPLAINED lists the reports that are not. Opens on the period being closed (the "
+        "previous month through the 10th, configurable as tui.close_previous_month_until_day) "
+        "or the one you chose last. `[`/`]` change the period, `r` reads again, `b` switches "
+        "the chart, `p` posts the card spend accrual after showing the exact vouchers."
+    )
+
     DEFAULT_CSS = """
     CloseScreen #close-state { height: auto; padding: 0 1; }
     CloseScreen #close-body { height: 1fr; }
@@ -99,11 +110,11 @@ class CloseScreen(Screen[None]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("left_square_bracket", "period(-1)", "Prev period", id="close.prev_period"),
-        Binding("right_square_bracket", "period(1)", "Next period", id="close.next_period"),
-        Binding("r", "reload", "Read again", id="close.reload"),
-        Binding("c", "chart", "Chart", id="close.chart"),
-        Binding("p", "post_cards", "Post card accrual", id="close.post_card_accrual"),
+        bind("left_square_bracket", "period(-1)", "close.prev_period"),
+        bind("right_square_bracket", "period(1)", "close.next_period"),
+        bind("r", "reload", "close.reload"),
+        bind("b", "chart", "close.chart"),
+        bind("p", "post_cards", "close.post_card_accrual"),
     ]
 
     def __init__(
@@ -262,7 +273,7 @@ class CloseScreen(Screen[None]):
             for reason, n, amounts in held:
                 text = ", ".join(f"{money(v)} {cur}" for cur, v in sorted(amounts.items()))
                 chart.append(f"  {reason:<20} {n:>4} report(s)  {text}\n")
-        chart.append("\n[c] next chart  [ ] period  [r] read again", style="dim")
+        chart.append("\n[b] next chart  [ ] period  [r] read again", style="dim")
         self.query_one("#close-chart-body", Static).update(chart)
 
     @staticmethod

@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Label, ProgressBar, Static
 
 from console.money import fmt_decimal
 from screens.base import ConsoleScreen
+from screens.keys import bind
 from screens.literal import literal
 from screens.messages import ChangeConfirmed, PlanPosted, PlanReady
 from screens.theme import BLUE, GREY, ORANGE, SKY, VERMILLION, status_text
@@ -156,7 +157,7 @@ def change_heading(ch: dict[str, Any]) -> Text:
     if ch.get("holds"):
         what += f" · waits: {', '.join(ch['holds'])}"
     title.append_text(literal(what, 110, style=ORANGE))
-    title.append("  a confirms", style=GREY)
+    title.append("  c confirms", style=GREY)
     return title
 
 
@@ -279,7 +280,7 @@ def totals_text(plan: Plan) -> Text:
     if plan.changes:
         out.append(f"\nChanged after posting ({len(plan.changes)})\n", style=f"bold {VERMILLION}")
         for ch in plan.changes:
-            out.append_text(literal(f"{ch['reportID']} ({ch['kind']}): confirm with a", 44))
+            out.append_text(literal(f"{ch['reportID']} ({ch['kind']}): confirm with c", 44))
             out.append("\n")
     if plan.skipped:
         out.append(f"\nSkipped ({len(plan.skipped)})\n", style="bold")
@@ -297,9 +298,10 @@ class DryRunScreen(ConsoleScreen):
         "currency and accounting amounts and rate, the totals per account and cost centre, the "
         "balance check, moved periods and what is held; then the accrual reversals due today "
         "(REV: vouchers mirroring the accrual) and the reports changed after posting, with the "
-        "reversal of the old accrual beside the new accrual. `c` posts exactly this plan and "
-        "its due reversals (after a confirmation), `a` confirms the changed report under the "
-        "cursor, `e` exports the plan as CSV and JSON to your home folder, `r` plans again."
+        "reversal of the old accrual beside the new accrual. `p` posts exactly this plan and "
+        "its due reversals (after a confirmation; disabled while a newer plan is on its way), "
+        "`c` confirms the changed report under the cursor, `w` writes the plan as CSV and JSON "
+        "to your home folder, `r` plans again."
     )
 
     DEFAULT_CSS = """
@@ -310,10 +312,10 @@ class DryRunScreen(ConsoleScreen):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         *ConsoleScreen.BINDINGS,
-        Binding("c", "confirm_post", "Confirm & post", id="dryrun.confirm"),
-        Binding("a", "confirm_change", "Confirm change", id="dryrun.confirm_change"),
-        Binding("e", "export", "Export CSV/JSON", id="dryrun.export"),
-        Binding("r", "replan", "Plan again", id="dryrun.replan"),
+        bind("p", "confirm_post", "dryrun.confirm"),
+        bind("c", "confirm_change", "dryrun.confirm_change"),
+        bind("w", "export", "dryrun.export"),
+        bind("r", "replan", "dryrun.replan"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -322,7 +324,7 @@ class DryRunScreen(ConsoleScreen):
         yield FilterBar("filter: report, employee, company…")
         yield Label("planning…", id="plan-summary", classes="count-label")
         with Horizontal(id="plan-view"):
-            yield VirtualTable(PLAN_COLUMNS, id="plan-table", markable=False)
+            yield VirtualTable(PLAN_COLUMNS, id="plan-table", markable=False, openable=False)
             with VerticalScroll(classes="side-panel"):
                 yield Static("", id="plan-totals")
         with Horizontal(id="change-compare"):
@@ -365,7 +367,7 @@ class DryRunScreen(ConsoleScreen):
             # The store changed (or the operator asked): the plan on screen may be stale.
             self.stale_reason = "re-planning: the plan on screen may be out of date"
         self.query_one("#plan-summary", Label).update(
-            Text(f"planning… ({self.stale_reason}; c waits for the new plan)", style=GREY)
+            Text(f"planning… ({self.stale_reason}; p waits for the new plan)", style=GREY)
         )
         self.refresh_bindings()
         # The core's review plan: what `--auto --dry-run` prints, with the reversals due.
@@ -383,7 +385,7 @@ class DryRunScreen(ConsoleScreen):
             return None
         if action == "confirm_change":
             plan: Plan | None = getattr(self, "plan", None)
-            if plan is None or self.posting:
+            if plan is None or self.posting or not plan.changes:
                 return None
         return True
 
@@ -601,7 +603,7 @@ class DryRunScreen(ConsoleScreen):
         self.query_one("#plan-totals", Static).update("")
         self.query_one("#change-compare").display = False
         self.query_one("#plan-summary", Label).update(
-            Text(f"{reason}… (c waits for the new plan)", style=GREY)
+            Text(f"{reason}… (p waits for the new plan)", style=GREY)
         )
         self.refresh_bindings()
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, ClassVar
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Vertical
 from textual.suggester import SuggestFromList
 from textual.timer import Timer
@@ -18,6 +18,7 @@ from textual.widgets import Input, Label, Static
 from console.mapping import MappingRule
 from console.views import MappingEntry, MappingView
 from screens.base import ConsoleScreen
+from screens.keys import bind
 from screens.literal import literal
 from screens.theme import GREY, ORANGE, SKY, VERMILLION, status_text
 from screens.vtable import Column, ListSource, Row, VirtualTable
@@ -59,7 +60,7 @@ class MappingScreen(ConsoleScreen):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         *ConsoleScreen.BINDINGS,
-        Binding("e", "edit", "Edit mapping", id="mapping.edit"),
+        bind("e", "edit", "mapping.edit"),
     ]
 
     def compose(self) -> ComposeResult:

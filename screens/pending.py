@@ -9,23 +9,25 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
 from console.money import fmt
 from screens.base import ConsoleScreen, StatusHeader, console_app
+from screens.keys import bind
 from screens.literal import literal
 from screens.theme import GREY, VERMILLION, status_text
 from screens.vtable import Column, Row, VirtualTable
-from screens.widgets import FilterBar
+from screens.widgets import ConfirmModal, FilterBar, ReasonModal
 
 if TYPE_CHECKING:
     from console.flows.cycle import Engine, ReportEvaluation
     from console.views import ReportDetail, ReportRow
 
-PENDING_STATUSES = ("pending", "ready", "held", "posting", "failed")
+# Excluded reports stay listed (⊘ excluded) so an exclusion can be undone here with `i`.
+PENDING_STATUSES = ("pending", "ready", "held", "posting", "failed", "excluded")
 
 
 def money(minor: int | None, currency: str = "") -> str:
@@ -109,16 +111,18 @@ class PendingScreen(ConsoleScreen):
     MODE = "pending"
     HELP = (
         "Every report fetched from Expensify and not yet posted, newest approval first. "
-        "Space marks a ready report, `a` marks every ready report, `d` sends the marked "
+        "Space marks a ready report, `a` marks every ready report, `u` clears the marks, `d` "
+        "sends the marked "
         "reports (or all ready ones) to the dry run. Enter shows the report's lines with their "
         "mapped account, code parts and validation state."
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
         *ConsoleScreen.BINDINGS,
-        Binding("a", "mark_ready", "Mark all ready", id="pending.mark_ready"),
-        Binding("x", "clear_marks", "Clear marks", id="pending.clear_marks"),
-        Binding("d", "dry_run", "Dry run marked", id="pending.dry_run"),
+        bind("a", "mark_ready", "pending.mark_ready"),
+        bind("u", "clear_marks", "pending.clear_marks"),
+        bind("d", "dry_run", "pending.dry_run"),
+        bind("i", "include", "pending.include"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -218,6 +222,58 @@ class PendingScreen(ConsoleScreen):
         self.table.clear_marks()
         self._show_count()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`i` is offered only on an excluded report."""
+        if action == "include":
+            if not self.is_mounted:
+                return False
+            row = self.table.cursor
+            return row is not None and getattr(row.payload, "status", "") == "excluded"
+        return True
+
+    @on(VirtualTable.Highlighted, "#pending-table")
+    def _highlighted(self) -> None:
+        self.refresh_bindings()
+
+    def action_include(self) -> None:
+        """Undo an exclusion: asks why, confirms, audited; the report is evaluated again."""
+        engine = self.console_app.engine
+        row = self.table.cursor
+        if engine is None or row is None or getattr(row.payload, "status", "") != "excluded":
+            return
+        report_id = row.key
+
+        def with_reason(reason: str | None) -> None:
+            if not reason:
+                return
+
+            def confirmed(ok: bool | None) -> None:
+                if ok:
+                    self.console_app.run_core(
+                        engine.include,
+                        report_id,
+                        reason,
+                        on_done=lambda _: self._included(report_id),
+                        label="include",
+                    )
+
+            body = Text()
+            body.append_text(literal(f"Report {report_id} was {row.payload.reason}.", 300))
+            body.append("\nIt is checked again and posts like any other report once ready. ")
+            body.append_text(literal(f"Reason: {reason}", 300))
+            self.app.push_screen(
+                ConfirmModal(f"Include report {report_id} again?", body, "Include (y)"),
+                confirmed,
+            )
+
+        self.app.push_screen(
+            ReasonModal(f"Include report {report_id} again", "Why? (audit trail)"), with_reason
+        )
+
+    def _included(self, report_id: str) -> None:
+        self.notify(f"Report {report_id} is included again.")
+        self.console_app.core_changed()
+
     def action_dry_run(self) -> None:
         marked = list(self.table.marked)
         self.console_app.dry_run_selection = marked or None
@@ -229,13 +285,14 @@ class PendingScreen(ConsoleScreen):
 class ReportDetailScreen(Screen[None]):
     """One report: header facts, its holds, and each line as mapped and validated."""
 
+    TITLE = "Report"
     HELP = (
         "One report: every line with its merchant, category, tags, the account and code parts "
         "it maps to and whether IFS accepts them on the voucher date. esc goes back."
     )
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "app.pop_screen", "Back", id="detail.back"),
-        Binding("t", "timeline", "Audit timeline", id="detail.timeline"),
+        bind("escape", "app.pop_screen", "detail.back"),
+        bind("t", "timeline", "detail.timeline"),
     ]
 
     def __init__(self, report_id: str) -> None:
@@ -261,13 +318,19 @@ class ReportDetailScreen(Screen[None]):
                 ],
                 id="lines-table",
                 markable=False,
+                openable=False,
             )
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#lines-table", VirtualTable).focus()
+        # After any write (post, exclude, remap) the report is read again, never stale.
+        self.watch(self.app, "data_version", self._reload, init=False)
+        self._reload()
+
+    def _reload(self, _: object = None) -> None:
         app = console_app(self)
         engine = app.engine
-        self.query_one("#lines-table", VirtualTable).focus()
         if engine is None:
             return
         app.run_core(self._load, engine, on_done=self._show, label=f"report {self.report_id}")

@@ -18,13 +18,14 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import work
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from screens.keys import bind
 from screens.literal import literal
 
 PAGE_SIZE = 200
@@ -85,14 +86,14 @@ class VirtualTable(ScrollView, can_focus=True):
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up,k", "cursor(-1)", "Up", show=False, id="table.up"),
-        Binding("down,j", "cursor(1)", "Down", show=False, id="table.down"),
-        Binding("pageup", "page(-1)", "Page up", show=False, id="table.page_up"),
-        Binding("pagedown", "page(1)", "Page down", show=False, id="table.page_down"),
-        Binding("home,g", "jump(0)", "Top", show=False, id="table.top"),
-        Binding("end,G", "jump(-1)", "Bottom", show=False, id="table.bottom"),
-        Binding("enter", "open_row", "Open", id="table.open"),
-        Binding("space", "toggle_mark", "Mark", id="table.mark"),
+        bind("up,k", "cursor(-1)", "table.up", show=False),
+        bind("down,j", "cursor(1)", "table.down", show=False),
+        bind("pageup", "page(-1)", "table.page_up", show=False),
+        bind("pagedown", "page(1)", "table.page_down", show=False),
+        bind("home,g", "jump(0)", "table.top", show=False),
+        bind("end,G", "jump(-1)", "table.bottom", show=False),
+        bind("enter", "open_row", "table.open"),
+        bind("space", "toggle_mark", "table.mark"),
     ]
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
@@ -161,6 +162,7 @@ class VirtualTable(ScrollView, can_focus=True):
         source: RowSource | None = None,
         *,
         markable: bool = True,
+        openable: bool = True,
         page_size: int = PAGE_SIZE,
         name: str | None = None,
         id: str | None = None,
@@ -170,6 +172,7 @@ class VirtualTable(ScrollView, can_focus=True):
         self.columns = list(columns)
         self.source: RowSource = source or ListSource()
         self.markable = markable
+        self.openable = openable  # False: enter opens nothing here, so it is not offered
         self.page_size = page_size
         self.marked: dict[str, Row] = {}
         self._pages: OrderedDict[int, Sequence[Row]] = OrderedDict()
@@ -390,6 +393,14 @@ class VirtualTable(ScrollView, can_focus=True):
     def action_jump(self, where: int) -> None:
         if self.total:
             self.cursor_row = 0 if where == 0 else self.total - 1
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Keys that cannot act on this table are not offered (footer, help)."""
+        if action == "open_row":
+            return self.openable
+        if action == "toggle_mark":
+            return self.markable
+        return True
 
     def action_open_row(self) -> None:
         row = self.cursor

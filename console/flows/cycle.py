@@ -772,3 +772,24 @@ class Engine(Session):
         """How many audit events find_audit() pages through."""
         return self.store.count_search_audit(flt)
 
+    def include(self, report_id: str, reason: str) -> None:
+        """Undo an exclusion, with a reason (audited with the exclusion it undoes); the report
+        is evaluated again at once and posts like any other once ready."""
+        if not reason.strip():
+            raise ConfigError("including a report again needs a reason")
+        with self.cycle_lock:
+            with self.store.transaction():
+                undone = self.store.include(report_id)
+                if undone is None:
+                    raise ConsoleError(f"report {report_id} is not excluded")
+                self.audit.record(
+                    "included",
+                    f"included again: {reason.strip()}",
+                    report_id=report_id,
+                    data={
+                        "excluded_reason": undone.reason,
+                        "excluded_by": undone.actor,
+                        "excluded_at": undone.at,
+                    },
+                )
+            self.evaluate([report_id])

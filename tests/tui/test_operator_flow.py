@@ -34,9 +34,7 @@ def noting(app: Any) -> list[str]:
     return notes
 
 
-async def test_after_posting_no_key_acts_on_the_posted_plan(
-    tui_home, make_app, small_sims
-) -> None:
+async def test_after_posting_no_key_acts_on_the_posted_plan(tui_home, make_app, small_sims) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         notes = noting(app)
@@ -57,15 +55,15 @@ async def test_after_posting_no_key_acts_on_the_posted_plan(
             return real_plan(*args, **kwargs)
 
         app.engine.plan_for_review = gated
-        await pilot.press("c")
+        await pilot.press("p")
         await settle(pilot)
         await pilot.press("y")
         await wait_until(pilot, lambda: not screen.posting and screen.plan is None)
         # Posted; the plan on screen is gone and `c` is disabled, with the reason shown.
         assert screen.check_action("confirm_post", ()) is None
         summary = str(screen.query_one("#plan-summary").render())
-        assert "re-planning" in summary and "c waits" in summary, summary
-        await pilot.press("c")
+        assert "re-planning" in summary and "p waits" in summary, summary
+        await pilot.press("p")
         await pilot.pause()
         assert len(sim_control(small_sims.ifs_url, "vouchers")) == posted
         gate.set()
@@ -74,7 +72,7 @@ async def test_after_posting_no_key_acts_on_the_posted_plan(
         assert screen.plan is not None and not screen.plan.vouchers
         assert screen.why_no_post() == "nothing to post"
         assert screen.check_action("confirm_post", ()) is None
-        await pilot.press("c")
+        await pilot.press("p")
         await settle(pilot)
         assert len(sim_control(small_sims.ifs_url, "vouchers")) == posted
         assert not any("posted meanwhile" in n for n in notes), notes
@@ -264,3 +262,80 @@ async def test_amounts_are_whole_at_80_by_24(tui_home, make_app) -> None:
         await settle(pilot, 6)
         shown = screen_text(app)
         assert "482.10" in shown and "1,619.84 USD" in shown, shown
+
+
+async def test_help_explains_the_screen_not_the_widget(tui_home, make_app) -> None:
+    from screens.widgets import HelpModal
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("3")
+        await settle(pilot)
+        await pilot.press("f1")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpModal)
+        text = screen_text(app)
+        assert "Help — Missing dimensions" in text and "VirtualTable" not in text, text
+        assert "Held reports grouped by what blocks them" in text, text
+        assert "Post…" in text and "Colours" in text and "⏸ held" in text, text
+        assert "super+c" not in text and "Next open period" not in text, text
+        # Keys that cannot act here are not offered: nothing opens a group, nothing marks.
+        assert "Mark —" not in text, text
+
+
+async def test_exclude_undone_drill_down_and_header_follow(tui_home, make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot, 6)
+        header = app.screen.query_one("#status-header")
+        assert "held 1" in str(header.render())
+        # Exclude the held report from Missing (asks why, then confirms).
+        await pilot.press("3")
+        await settle(pilot)
+        await pilot.press("tab")
+        await settle(pilot)
+        await pilot.press("x")
+        await settle(pilot)
+        await pilot.press(*"duplicate", "enter")
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot, 6)
+        assert app.engine.report_statuses(["90000004"]) == {"90000004": "excluded"}
+        await pilot.press("1")
+        await settle(pilot)
+        header = app.screen.query_one("#status-header")
+        assert "held 0" in str(header.render()), str(header.render())
+        # Pending lists it as excluded; `i` is offered on it alone and undoes it, audited.
+        pending = table(pilot, "#pending-table")
+        keys = [pending.row_at(i).key for i in range(pending.total)]
+        pending.cursor_row = keys.index("90000001")
+        await pilot.pause()
+        assert app.screen.check_action("include", ()) is False
+        pending.cursor_row = keys.index("90000004")
+        await pilot.pause()
+        assert app.screen.check_action("include", ()) is True
+        await pilot.press("i")
+        await settle(pilot)
+        await pilot.press(*"wrong report", "enter")
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot, 6)
+        assert app.engine.report_statuses(["90000004"]) == {"90000004": "held"}
+        from console.views import AuditFilter
+
+        events = app.engine.audit_page(AuditFilter(report_id="90000004", types=("included",)))
+        assert events and events[0].data["excluded_reason"] == "duplicate"
+        # A drill-down follows a write made while it is open.
+        await pilot.press("escape")
+        pending.cursor_row = keys.index("90000001")
+        await pilot.press("enter")
+        await settle(pilot)
+        facts = app.screen.query_one("#report-facts")
+        assert "ready" in str(facts.render())
+        app.engine.post_reviewed(app.engine.plan_for_review(["90000001"]))
+        app.core_changed()
+        await settle(pilot, 6)
+        assert "posted" in str(facts.render()), str(facts.render())

@@ -179,7 +179,7 @@ async def test_dry_run_confirm_posts_exactly_the_plan(tui_home, make_app, small_
         assert plan is not None and plan.vouchers
         expected = sorted(v.reference_number for v in plan.vouchers)
         assert sim_control(small_sims.ifs_url, "vouchers") == []
-        await pilot.press("c")
+        await pilot.press("p")
         await settle(pilot)
         await pilot.press("y")
         await settle(pilot, 8)
