@@ -38,6 +38,7 @@ EVENT_TYPES = (
     "reconciled",
     "labelled",
     "excluded",
+    "included",  # an exclusion undone by the operator (with the exclusion it undoes)
     "replayed",
     "mapping-changed",
     "run-started",

@@ -276,6 +276,13 @@ class TuiConfig(_Section):
         default_factory=dict, description="binding id -> key, remaps the TUI's bindings"
     )
     theme: str = Field("ml-console", min_length=1)
+    close_previous_month_until_day: int = Field(
+        10,
+        ge=0,
+        le=31,
+        description="Close opens on the previous month through this day, then on the current"
+        " one (0: always the current one)",
+    )
 
     @field_validator("keys")
     @classmethod

@@ -16,6 +16,7 @@ holder dies, even by SIGKILL. The file's content only says who holds it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import json
@@ -24,7 +25,7 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -1640,6 +1641,119 @@ class Store:
             for r in rows:
                 yield _audit_row(r)
             last = rows[-1]["seq"]
+
+    # -- searches over what the screens show (issue 15): every visible column
+    # The amount as the console shows it, without thousands separators ("1234.56", "-0.05").
+    _AMOUNT_SHOWN = (
+        "(CASE WHEN total_minor < 0 THEN '-' ELSE '' END || (ABS(total_minor) / 100) || '.'"
+        " || printf('%02d', ABS(total_minor) % 100))"
+    )
+
+    def _report_search_where(
+        self,
+        filter_text: str,
+        status: str | Sequence[str] | None,
+        status_words: Mapping[str, str],
+    ) -> tuple[str, list[Any]]:
+        """_report_where's statuses, and the text searched in every column a report row
+        shows: ID, employee, name, policy, company, reason, the status (its code and the word
+        shown for it, `status_words`), the approval date and the amount as shown (with or
+        without thousands separators)."""
+        where, params = self._report_where("", status)
+        text = filter_text.strip()
+        if not text:
+            return where, params
+        like = "%" + _escape_like(text) + "%"
+        columns = ("report_id", "employee", "report_name", "policy_id", "reason", "company")
+        clauses = [f"{c} LIKE ? ESCAPE '\\'" for c in columns]
+        clauses += ["status LIKE ? ESCAPE '\\'", "substr(approved, 1, 10) LIKE ? ESCAPE '\\'"]
+        args: list[Any] = [like] * (len(columns) + 2)
+        shown = [code for code, word in status_words.items() if text.lower() in word.lower()]
+        if shown:
+            clauses.append(f"status IN ({','.join('?' for _ in shown)})")
+            args.extend(shown)
+        bare = text.replace(",", "")
+        if any(ch.isdigit() for ch in bare):
+            clauses.append(f"{self._AMOUNT_SHOWN} LIKE ? ESCAPE '\\'")
+            args.append("%" + _escape_like(bare) + "%")
+        joined = "(" + " OR ".join(clauses) + ")"
+        where = f"{where} AND {joined}" if where else f" WHERE {joined}"
+        return where, [*params, *args]
+
+    def search_reports(
+        self,
+        filter_text: str = "",
+        status: str | Sequence[str] | None = None,
+        status_words: Mapping[str, str] | None = None,
+        offset: int = 0,
+        limit: int = 200,
+    ) -> list[ReportRow]:
+        """pending_reports() with the text searched in every shown column (newest first)."""
+        where, params = self._report_search_where(filter_text, status, status_words or {})
+        rows = self._rows(
+            f"SELECT {self._REPORT_COLS} FROM reports{where}"
+            " ORDER BY approved DESC, report_id LIMIT ? OFFSET ?",
+            [*params, int(limit), int(offset)],
+        )
+        return [ReportRow(**r) for r in rows]
+
+    def count_search_reports(
+        self,
+        filter_text: str = "",
+        status: str | Sequence[str] | None = None,
+        status_words: Mapping[str, str] | None = None,
+    ) -> int:
+        where, params = self._report_search_where(filter_text, status, status_words or {})
+        return int(self._x(f"SELECT COUNT(*) FROM reports{where}", params).fetchone()[0])
+
+    def _audit_search_where(self, flt: AuditFilter) -> tuple[str, list[Any]]:
+        """_audit_where's fields, and free words searched in every column the audit shows:
+        summary, report, voucher, transactions, the event type, the actor and the time."""
+        where, params = self._audit_where(dataclasses.replace(flt, text=""))
+        text = flt.text.strip()
+        if not text:
+            return where, params
+        like = "%" + _escape_like(text) + "%"
+        columns = ("summary", "report_id", "voucher", "transaction_ids", "type", "actor", "at")
+        clauses = [f"{c} LIKE ? ESCAPE '\\'" for c in columns]
+        args: list[Any] = [like] * len(columns)
+        # An amount as shown ("357.40") also finds a summary written in minor units ("35740 ").
+        bare = text.replace(",", "")
+        whole, dot, cents = bare.partition(".")
+        if dot and whole.lstrip("-").isdigit() and cents.isdigit() and len(cents) == 2:
+            clauses.append("summary LIKE ? ESCAPE '\\'")
+            args.append("%" + _escape_like(str(int(whole + cents))) + " %")
+        joined = "(" + " OR ".join(clauses) + ")"
+        where = f"{where} AND {joined}" if where else f" WHERE {joined}"
+        return where, [*params, *args]
+
+    def search_audit_page(
+        self, flt: AuditFilter | None = None, before_seq: int | None = None, limit: int = 200
+    ) -> list[AuditRow]:
+        """audit_page() with free words searched in every shown column, newest first."""
+        where, params = self._audit_search_where(flt or AuditFilter())
+        if before_seq is not None:
+            where += (" AND " if where else " WHERE ") + "seq < ?"
+            params.append(before_seq)
+        rows = self._rows(
+            f"SELECT * FROM audit_events{where} ORDER BY seq DESC LIMIT ?", [*params, int(limit)]
+        )
+        return [_audit_row(r) for r in rows]
+
+    def count_search_audit(self, flt: AuditFilter | None = None) -> int:
+        where, params = self._audit_search_where(flt or AuditFilter())
+        return int(self._x(f"SELECT COUNT(*) FROM audit_events{where}", params).fetchone()[0])
+
+    def include(self, report_id: str) -> Exclusion | None:
+        """Undo an exclusion: the report is pending again (evaluated on the next look).
+        Returns the exclusion undone; None when the report is not excluded."""
+        with self.transaction():
+            found = self.exclusion(report_id)
+            if found is None or self.report_status(report_id) != "excluded":
+                return None
+            self._x("DELETE FROM exclusions WHERE report_id = ?", (report_id,))
+            self.set_status(report_id, "pending", "")
+        return found
 
 
 def _change_row(r: dict[str, Any]) -> ChangeRow:

@@ -11,6 +11,7 @@ place, never from the store.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from console.expensify.models import ExportReport, PolicyInfo
 from console.fetch import load_report
 from console.mapping import CATEGORY, TAG_PREFIX, suggest_defaults
 from console.mapping import mapping_usage as _usage_keys
+from console.money import fmt
 from console.store import (
     AuditFilter,
     AuditRow,
@@ -36,7 +38,9 @@ if TYPE_CHECKING:
     from console.config import PostingConfig
 
 __all__ = [
+    "CLOSE_PERIOD_CURSOR",
     "MAPPED_STATUSES",
+    "STATUS_WORDS",
     "AuditFilter",
     "AuditRow",
     "HoldGroup",
@@ -46,6 +50,9 @@ __all__ = [
     "ReportDetail",
     "ReportRow",
     "VerifyResult",
+    "close_period_choice",
+    "default_close_period",
+    "event_summary",
     "mapping_entries",
     "mapping_usage",
     "mapping_view",
@@ -199,3 +206,52 @@ def mapping_view(
         for dim in store.dimensions(company, limit=100_000):
             hints.setdefault((company, dim.code_part), []).append(dim.value)
     return MappingView(tuple(entries), {k: tuple(v) for k, v in hints.items()})
+
+
+# ---------------------------------------------------------------- the Close screen's period
+
+CLOSE_PERIOD_CURSOR = "tui.close_period"  # the store cursor keeping the operator's last choice
+
+
+def default_close_period(today: date, until_day: int) -> tuple[int, int]:
+    """(year, month) the Close screen opens on: the previous month through day `until_day` of
+    a month (the books of the month just ended are being closed), then the current one."""
+    if today.day <= until_day:
+        index = today.year * 12 + today.month - 2
+        return index // 12, index % 12 + 1
+    return today.year, today.month
+
+
+def close_period_choice(remembered: str | None, today: date, until_day: int) -> tuple[int, int]:
+    """The remembered `YYYY-MM` when it reads as a month, else the default for `today`."""
+    if remembered:
+        year, sep, month = remembered.partition("-")
+        if sep and year.isdigit() and month.isdigit() and 1 <= int(month) <= 12:
+            return int(year), int(month)
+    return default_close_period(today, until_day)
+
+
+# ---------------------------------------------------------------- what the screens show
+
+# The word the console shows for each report status (screens/theme.py draws it with its
+# symbol): a filter for "new" finds the pending reports, "held" the held ones.
+STATUS_WORDS: Mapping[str, str] = {
+    "ready": "ready",
+    "pending": "new",
+    "held": "held",
+    "posting": "posting",
+    "failed": "failed",
+    "posted": "posted",
+    "excluded": "excluded",
+}
+
+# "fetched" events up to now wrote the report total in minor units ("…: 2 line(s), 35740 USD").
+_MINOR_TOTAL = re.compile(r"(\d+ line\(s\)), (-?\d+) ([A-Z]{3})$")
+
+
+def event_summary(event: AuditRow) -> str:
+    """An audit event's summary as the screens show it: money as money ("357.40 USD"), also
+    in events recorded with the total in minor units (the log itself is never rewritten)."""
+    if event.type == "fetched":
+        return _MINOR_TOTAL.sub(lambda m: f"{m[1]}, {fmt(int(m[2]), m[3])}", event.summary)
+    return event.summary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import partial
@@ -9,17 +10,18 @@ from importlib.resources import files
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from textual.app import App, SystemCommand
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.worker import Worker
 
 from screens.base import SCREEN_TABS
+from screens.keys import KEYS, bind
 from screens.literal import sanitize
 from screens.messages import CycleDone, CycleFailed
 from screens.theme import CONSOLE_THEME
-from screens.widgets import HelpModal, help_for
+from screens.widgets import HelpModal, colours_legend, help_for
 
 if TYPE_CHECKING:
     from console.config import Settings
@@ -92,15 +94,15 @@ class MlConsoleApp(App[int]):
     COMMANDS = App.COMMANDS | {ConsoleCommands}
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("1", "goto('pending')", "Pending", show=False, id="app.pending"),
-        Binding("2", "goto('mapping')", "Mapping", show=False, id="app.mapping"),
-        Binding("3", "goto('missing')", "Missing", show=False, id="app.missing"),
-        Binding("4", "goto('dryrun')", "Dry run", show=False, id="app.dryrun"),
-        Binding("5", "goto('audit')", "Audit", show=False, id="app.audit"),
-        Binding("6", "goto('close')", "Close", show=False, id="app.close"),
-        Binding("s", "sync", "Sync (posts nothing)", id="app.sync"),
-        Binding("question_mark,f1", "help", "Help", id="app.help"),
-        Binding("q", "quit", "Quit", id="app.quit"),
+        bind("1", "goto('pending')", "app.pending", show=False),
+        bind("2", "goto('mapping')", "app.mapping", show=False),
+        bind("3", "goto('missing')", "app.missing", show=False),
+        bind("4", "goto('dryrun')", "app.dryrun", show=False),
+        bind("5", "goto('audit')", "app.audit", show=False),
+        bind("6", "goto('close')", "app.close", show=False),
+        bind("s", "sync", "app.sync"),
+        bind("question_mark,f1", "help", "app.help"),
+        bind("q", "quit", "app.quit"),
     ]
 
     status_version: reactive[int] = reactive(0)
@@ -252,15 +254,27 @@ class MlConsoleApp(App[int]):
         self.status_version += 1
 
     def action_help(self) -> None:
+        """F1/?: the screen's purpose, then the focused list's, every key that acts here (from
+        the one key table, screens/keys.py) and what the colours mean."""
         screen = self.screen
-        title, text = help_for(self.focused, getattr(screen, "HELP", "") or "")
+        purpose = str(getattr(screen, "HELP", "") or "")
+        _, widget_help = help_for(self.focused, "")
+        text = purpose
+        if widget_help and widget_help != purpose:
+            text += ("\n\n" if text else "") + widget_help
         keys: list[tuple[str, str]] = []
+        seen: set[str] = set()
         for active in screen.active_bindings.values():
             binding = active.binding
-            if binding.description and active.enabled:
-                keys.append((self.get_key_display(binding), binding.description))
-        keys.sort()
-        self.push_screen(HelpModal(f"Help — {title}", text, keys))
+            found = KEYS.get(binding.key)
+            if found is None or not active.enabled or found.key in seen:
+                continue  # Textual's own keys (copy, palette) are not the console's
+            seen.add(found.key)
+            keys.append((found.shown, f"{found.verb} — {found.means}"))
+        order = list(KEYS)
+        keys.sort(key=lambda k: next(i for i, n in enumerate(order) if KEYS[n].shown == k[0]))
+        title = str(getattr(screen, "TITLE", "") or "") or "ml-console"
+        self.push_screen(HelpModal(f"Help — {title}", text, keys, colours_legend()))
 
     def action_setup(self, first_run: bool = False) -> None:
         from screens.setup import SetupScreen
@@ -274,11 +288,26 @@ class MlConsoleApp(App[int]):
         if self.sync_progress:
             self.notify("A sync is already running.", severity="warning")
             return
-        self.sync_progress = "starting…"
+        started = time.monotonic()
+        stage = ["fetching from Expensify, then checking every report against IFS"]
+
+        def show() -> None:
+            if not self.sync_progress:
+                return
+            self.sync_progress = f"{stage[0]}… {int(time.monotonic() - started)}s elapsed"
+
+        self.sync_progress = f"{stage[0]}… 0s elapsed"
+        # The cycle reports nothing until it posts (and the console's sync posts nothing): a
+        # ticker says it is alive and for how long, so the header never sits at "starting".
+        ticker = self.set_interval(1.0, show, name="sync-progress")
 
         def progress(*parts: Any) -> None:
-            text = " ".join(str(p) for p in parts if p is not None)
-            self.call_from_thread(setattr, self, "sync_progress", text or "working…")
+            stage[0] = " ".join(str(p) for p in parts if p is not None) or stage[0]
+            self.call_from_thread(show)
+
+        def finished(result: Any, handler: Callable[[Any], object]) -> None:
+            ticker.stop()
+            handler(result)
 
         # The console's sync reads and checks (fetch, map, validate, plan) and posts nothing:
         # posting is the operator's decision, taken on the Dry run screen after review.
@@ -287,8 +316,8 @@ class MlConsoleApp(App[int]):
             self.engine.run_cycle,
             dry_run=True,
             progress=progress,
-            on_done=self.cycle_done,
-            on_error=self.cycle_failed,
+            on_done=partial(finished, handler=self.cycle_done),
+            on_error=partial(finished, handler=self.cycle_failed),
             label="sync",
             exclusive=True,
         )

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
-from console.views import AuditFilter, AuditRow, VerifyResult
+from console.views import AuditFilter, AuditRow, VerifyResult, event_summary
 from screens.base import ConsoleScreen, StatusHeader, console_app
+from screens.keys import bind
 from screens.literal import literal
 from screens.theme import BLUE, GREY, ORANGE, SKY, VERMILLION, status_text
 from screens.vtable import Column, ListSource, Row, VirtualTable
@@ -76,7 +77,7 @@ def event_row(ev: AuditRow) -> Row:
             "type": literal(ev.type, 24, style=colour),
             "report": literal(ev.report_id or "", 20),
             "voucher": literal(ev.voucher or "", 12),
-            "summary": literal(ev.summary, 200),
+            "summary": literal(event_summary(ev), 200),
         },
         payload=ev,
     )
@@ -91,7 +92,7 @@ class AuditSource:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def count(self) -> int:
-        return self.engine.audit_count(self.flt)
+        return self.engine.count_found_audit(self.flt)
 
     def fetch(self, offset: int, limit: int) -> list[Row]:
         with self._lock:
@@ -99,7 +100,7 @@ class AuditSource:
             page: list[Any] = []
             while True:
                 before = self._starts[known]
-                page = self.engine.audit_page(self.flt, before_seq=before, limit=limit)
+                page = self.engine.find_audit(self.flt, before_seq=before, limit=limit)
                 if page:
                     self._starts[known + len(page)] = page[-1].seq
                 if known >= offset or len(page) < limit:
@@ -110,12 +111,12 @@ class AuditSource:
 
 
 AUDIT_COLUMNS = [
-    Column("seq", "Seq", 8, justify="right"),
+    Column("seq", "Seq", 8, justify="right", drop=4),
     Column("at", "When", 19),
-    Column("actor", "Actor", 10),
+    Column("actor", "Actor", 10, drop=3),
     Column("type", "Event", 16),
     Column("report", "Report", 14),
-    Column("voucher", "Voucher", 9),
+    Column("voucher", "Voucher", 9, drop=2),
     Column("summary", "What", 0, min_width=20),
 ]
 
@@ -124,16 +125,18 @@ class AuditScreen(ConsoleScreen):
     TITLE = "Audit"
     MODE = "audit"
     HELP = (
-        "The audit trail, newest first. `/` filters: free words search the summary, report and "
-        "voucher; `type:posted`, `actor:auto`, `report:R123`, `voucher:42`, `tx:T9`, "
-        "`since:2026-11-01`, `until:2026-12-01` narrow it. Enter opens the report's timeline; "
-        "`v` verifies the hash chain; `r` replays the highlighted failed or held report."
+        "The audit trail, newest first. `/` filters: free words search every column shown "
+        "(event type, actor, time, summary with its amounts, report, voucher); `type:posted`, "
+        "`actor:auto`, `report:R123`, `voucher:42`, `tx:T9`, `since:2026-11-01`, "
+        "`until:2026-12-01` narrow it. Enter opens the report's timeline; "
+        "`v` verifies the hash chain; `p` re-checks and posts (replays) the highlighted failed "
+        "or held report, after asking."
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
         *ConsoleScreen.BINDINGS,
-        Binding("v", "verify", "Verify chain", id="audit.verify"),
-        Binding("r", "replay", "Replay report", id="audit.replay"),
+        bind("v", "verify", "audit.verify"),
+        bind("p", "replay", "audit.replay"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -150,7 +153,7 @@ class AuditScreen(ConsoleScreen):
         return self.query_one("#audit-table", VirtualTable)
 
     def on_mount(self) -> None:
-        super().on_mount()
+        # ConsoleScreen.on_mount runs too (Textual calls handlers down the MRO): not again.
         self.chain = Text("chain: not verified yet (v)", style=GREY)
         self.table.focus()
         if self.console_app.engine is not None:
@@ -195,7 +198,7 @@ class AuditScreen(ConsoleScreen):
             detail.append(" at ")
             detail.append(str(ev.at))
             detail.append("\n")
-            detail.append_text(literal(ev.summary, 400))
+            detail.append_text(literal(event_summary(ev), 400))
             if ev.transaction_ids:
                 detail.append("\ntransactions ", style=GREY)
                 detail.append_text(literal(", ".join(ev.transaction_ids), 200))
@@ -274,10 +277,11 @@ def replay_report(screen: Screen[Any], report_id: str) -> None:
 class TimelineScreen(Screen[None]):
     """One report's whole story: fetched, mapped, held, replayed, posted as voucher N."""
 
+    TITLE = "Timeline"
     HELP = "Every audit event of one report, oldest first, with request/response digests."
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "app.pop_screen", "Back", id="timeline.back"),
-        Binding("r", "replay", "Replay report", id="timeline.replay"),
+        bind("escape", "app.pop_screen", "timeline.back"),
+        bind("p", "replay", "timeline.replay"),
     ]
 
     def __init__(self, report_id: str) -> None:
@@ -289,22 +293,28 @@ class TimelineScreen(Screen[None]):
         yield Label(literal(f"Timeline of report {self.report_id}", 80), classes="screen-title")
         yield VirtualTable(
             [
-                Column("seq", "Seq", 8, justify="right"),
+                Column("seq", "Seq", 8, justify="right", drop=4),
                 Column("at", "When", 19),
                 Column("type", "Event", 18),
-                Column("actor", "Actor", 10),
-                Column("voucher", "Voucher", 9),
+                Column("actor", "Actor", 10, drop=3),
+                Column("voucher", "Voucher", 9, drop=2),
                 Column("summary", "What", 0, min_width=20),
-                Column("digests", "Request → response", 35),
+                Column("digests", "Request → response", 35, drop=5),
             ],
             id="timeline",
             markable=False,
+            openable=False,
         )
         yield Footer()
 
     def on_mount(self) -> None:
-        app = console_app(self)
         self.query_one("#timeline", VirtualTable).focus()
+        # After any write (a replay, a post) the timeline is read again.
+        self.watch(self.app, "data_version", self._reload, init=False)
+        self._reload()
+
+    def _reload(self, _: object = None) -> None:
+        app = console_app(self)
         if app.engine is not None:
             app.run_core(self._load, app.engine, on_done=self._show, label="timeline")
 

@@ -16,6 +16,7 @@ from textual.dom import DOMNode
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from screens.keys import bind
 from screens.literal import literal, sanitize
 from screens.theme import GREY, ORANGE, SKY, VERMILLION, status_text
 
@@ -79,7 +80,8 @@ class StatusHeader(Static):
     )
 
     DEFAULT_CSS = """
-    StatusHeader { dock: top; height: 2; background: $panel; padding: 0 1; }
+    StatusHeader { dock: top; height: 2; background: $panel; padding: 0 1;
+        text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def on_mount(self) -> None:
@@ -169,7 +171,7 @@ def render_header(status: Any, now: datetime, progress: str, mode: str, environm
             summary = _get(last, "summary", default=None) or {}
             what = " ".join(
                 f"{k.replace('_', ' ')} {summary[k]}"
-                for k in ("fetched", "posted", "held", "failed")
+                for k in ("fetched", "posted", "failed")
                 if isinstance(summary, dict)
                 and k in summary
                 and not (posted_review and k == "fetched")
@@ -179,6 +181,14 @@ def render_header(status: Any, now: datetime, progress: str, mode: str, environm
             if what:
                 tabs.append(" · ")
                 tabs.append_text(literal(what, 70))
+    # What the store holds now (refreshed after every write), not what the last sync saw.
+    counts = _get(status, "counts", default=None) or {}
+    if isinstance(counts, dict) and counts:
+        tabs.append("  │ now ")
+        tabs.append(f"ready {counts.get('ready', 0)}", style=SKY)
+        tabs.append(f" held {counts.get('held', 0)}", style=ORANGE if counts.get("held") else "")
+        if counts.get("failed"):
+            tabs.append(f" failed {counts['failed']}", style=VERMILLION)
     line.append_text(tabs)
     return line
 
@@ -213,8 +223,8 @@ class ConsoleScreen(Screen[None]):
     COMMANDS = {ScreenCommands}
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "open_filter", "Filter", id="screen.filter"),
-        Binding("escape", "back", "Back", show=False, id="screen.back"),
+        bind("slash", "open_filter", "screen.filter"),
+        bind("escape", "back", "screen.back", show=False),
     ]
 
     @property

@@ -6,7 +6,7 @@ state (balanced, or what is unexplained), a terminal bar chart of the accrued sp
 and by cost centre and of what is still held, and the tie-out table per account and cost centre.
 Below it, on its own, company-card spend not yet on a report (not part of the tie-out).
 
-Keys: `[` / `]` previous / next period, `r` read again, `c` switch the chart (account, cost
+Keys: `[` / `]` previous / next period, `r` read again, `b` switch the chart (account, cost
 centre, held, card spend), `p` post the card spend accrual (and the card reversals due): the
 exact vouchers are shown first and nothing posts until `y`.
 """
@@ -14,7 +14,6 @@ exact vouchers are shown first and nothing posts until `y`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
@@ -32,6 +31,7 @@ from console import clock
 from console.close import CARDS_READ, COLUMNS, HELD, IN_IFS, ClosePeriod, TieOut
 from console.close_report import COLUMN_TITLES, card_spend_heading, money
 from console.flows.close import run_close
+from screens.keys import bind
 
 if TYPE_CHECKING:
     from console.card_accrual import CardAccrualRun
@@ -90,6 +90,16 @@ def next_period(p: ClosePeriod) -> ClosePeriod:
 class CloseScreen(Screen[None]):
     """The tie-out of one period, computed in a worker."""
 
+    TITLE = "Close"
+    HELP = (
+        "The period close: does what Expensify approved for the period equal what is in IFS, "
+        "plus what is held, excluded or moved? BALANCED means every difference is explained; "
+        "UNEXPLAINED lists the reports that are not. Opens on the period being closed (the "
+        "previous month through the 10th, configurable as tui.close_previous_month_until_day) "
+        "or the one you chose last. `[`/`]` change the period, `r` reads again, `b` switches "
+        "the chart, `p` posts the card spend accrual after showing the exact vouchers."
+    )
+
     DEFAULT_CSS = """
     CloseScreen #close-state { height: auto; padding: 0 1; }
     CloseScreen #close-body { height: 1fr; }
@@ -100,11 +110,11 @@ class CloseScreen(Screen[None]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("left_square_bracket", "period(-1)", "Prev period", id="close.prev_period"),
-        Binding("right_square_bracket", "period(1)", "Next period", id="close.next_period"),
-        Binding("r", "reload", "Read again", id="close.reload"),
-        Binding("c", "chart", "Chart", id="close.chart"),
-        Binding("p", "post_cards", "Post card accrual", id="close.post_card_accrual"),
+        bind("left_square_bracket", "period(-1)", "close.prev_period"),
+        bind("right_square_bracket", "period(1)", "close.next_period"),
+        bind("r", "reload", "close.reload"),
+        bind("b", "chart", "close.chart"),
+        bind("p", "post_cards", "close.post_card_accrual"),
     ]
 
     def __init__(
@@ -112,11 +122,15 @@ class CloseScreen(Screen[None]):
     ) -> None:
         super().__init__(**kwargs)
         self.engine = engine
+        # Until the engine says which period is being closed (CloseTab opens without one).
+        self.period_chosen = period is not None or engine is not None
         if period is None:
-            # The month being closed: the one before today's (the as-of day when set).
-            today: date = engine.today() if engine is not None else clock.today()
-            closing = clock.month_start(today, -1)
-            period = ClosePeriod(closing.year, closing.month)
+            if engine is not None:
+                # The operator's last choice, else the month being closed (engine.today()).
+                period = ClosePeriod(*engine.close_period())
+            else:
+                closing = clock.month_start(clock.today(), -1)
+                period = ClosePeriod(closing.year, closing.month)
         self.period = period
         self.tie: TieOut | None = None
         self.error = ""
@@ -136,6 +150,8 @@ class CloseScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#close-table", DataTable)
+        if table.columns:
+            return
         table.add_columns(
             "company", "account", "cost centre", *(COLUMN_TITLES[c] for c in COLUMNS), "diff"
         )
@@ -257,7 +273,7 @@ class CloseScreen(Screen[None]):
             for reason, n, amounts in held:
                 text = ", ".join(f"{money(v)} {cur}" for cur, v in sorted(amounts.items()))
                 chart.append(f"  {reason:<20} {n:>4} report(s)  {text}\n")
-        chart.append("\n[c] next chart  [ ] period  [r] read again", style="dim")
+        chart.append("\n[b] next chart  [ ] period  [r] read again", style="dim")
         self.query_one("#close-chart-body", Static).update(chart)
 
     @staticmethod
@@ -312,6 +328,15 @@ class CloseScreen(Screen[None]):
     # ---------------------------------------------------------------- actions
     def action_period(self, step: int) -> None:
         self.period = next_period(self.period) if step > 0 else previous_period(self.period)
+        engine = self.engine
+        if engine is not None:  # remembered for the next time Close opens
+            period = self.period
+            self.run_worker(
+                lambda: engine.remember_close_period(period.year, period.period),
+                thread=True,
+                group="close-remember",
+                exit_on_error=False,
+            )
         self.action_reload()
 
     def on_resize(self) -> None:
@@ -436,7 +461,8 @@ class CloseTab(CloseScreen):
         yield from super().compose()
 
     def on_mount(self) -> None:
-        super().on_mount()
+        # Textual runs CloseScreen.on_mount itself (handlers run down the MRO): calling it
+        # again here added the tie-out's columns twice, the table header beside itself.
         self.watch(self.app, "data_version", self._data_changed, init=False)
 
     def _data_changed(self, _: object = None) -> None:
@@ -452,4 +478,7 @@ class CloseTab(CloseScreen):
         self.engine = getattr(self.app, "engine", None) or self.engine
         if self.engine is not None:
             self._stale = False
+            if not self.period_chosen:
+                self.period_chosen = True
+                self.period = ClosePeriod(*self.engine.close_period())
         super().action_reload()

@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Label, ProgressBar, Static
 
+from console.money import fmt_decimal
 from screens.base import ConsoleScreen
+from screens.keys import bind
 from screens.literal import literal
 from screens.messages import ChangeConfirmed, PlanPosted, PlanReady
 from screens.theme import BLUE, GREY, ORANGE, SKY, VERMILLION, status_text
@@ -29,7 +31,8 @@ if TYPE_CHECKING:
 
 
 def amount(value: Decimal | None) -> str:
-    return "" if value is None else f"{value:,.2f}"
+    """As the console shows money everywhere (console.money.fmt_decimal)."""
+    return fmt_decimal(value)
 
 
 def progress_text(event: Any) -> str:
@@ -154,7 +157,7 @@ def change_heading(ch: dict[str, Any]) -> Text:
     if ch.get("holds"):
         what += f" · waits: {', '.join(ch['holds'])}"
     title.append_text(literal(what, 110, style=ORANGE))
-    title.append("  a confirms", style=GREY)
+    title.append("  c confirms", style=GREY)
     return title
 
 
@@ -211,14 +214,14 @@ def new_side_text(ch: dict[str, Any]) -> Text:
 PLAN_COLUMNS = [
     Column("row", "#", 3, justify="right"),
     Column("account", "Account", 10),
-    Column("parts", "Code parts", 22),
+    Column("parts", "Code parts", 22, drop=1),
     Column("cur", "Cur", 4),
-    Column("cdebit", "Cur debit", 12, justify="right"),
-    Column("ccredit", "Cur credit", 12, justify="right"),
-    Column("rate", "Rate", 8, justify="right"),
+    Column("cdebit", "Cur debit", 12, justify="right", drop=3),
+    Column("ccredit", "Cur credit", 12, justify="right", drop=3),
+    Column("rate", "Rate", 8, justify="right", drop=4),
     Column("debit", "Debit", 12, justify="right"),
     Column("credit", "Credit", 12, justify="right"),
-    Column("text", "Text", 0, min_width=10),
+    Column("text", "Text", 0, min_width=10, drop=2),
 ]
 
 
@@ -233,9 +236,22 @@ def balance_text(plan: Plan) -> Text:
     return Text(f"✔ every voucher balances ({len(plan.vouchers)} checked)", style=f"bold {SKY}")
 
 
+def grand_totals(plan: Plan) -> list[tuple[str, str, Decimal, Decimal]]:
+    """(company, currency, debit, credit) over every voucher of the plan."""
+    sums: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
+    for t in plan.totals_by_account():
+        d, c = sums.get((t.company, t.currency), (Decimal(0), Decimal(0)))
+        sums[(t.company, t.currency)] = (d + t.debit, c + t.credit)
+    return [(co, cur, d, c) for (co, cur), (d, c) in sorted(sums.items())]
+
+
 def totals_text(plan: Plan) -> Text:
     out = Text()
-    out.append("Totals per account\n", style="bold")
+    out.append(f"Grand total ({len(plan.vouchers)} vouchers)\n", style=f"bold {BLUE}")
+    for company, currency, d, c in grand_totals(plan):
+        out.append_text(literal(f"{company:<3} {'all':<9}", 13))
+        out.append(f" {amount(d):>11} {amount(c):>11} {currency}\n", style="bold")
+    out.append("\nTotals per account\n", style="bold")
     for t in plan.totals_by_account():
         out.append_text(literal(f"{t.company:<3} {t.key or '(none)':<9}", 13))
         out.append(f" {amount(t.debit):>11} {amount(t.credit):>11} {t.currency}\n")
@@ -264,7 +280,7 @@ def totals_text(plan: Plan) -> Text:
     if plan.changes:
         out.append(f"\nChanged after posting ({len(plan.changes)})\n", style=f"bold {VERMILLION}")
         for ch in plan.changes:
-            out.append_text(literal(f"{ch['reportID']} ({ch['kind']}): confirm with a", 44))
+            out.append_text(literal(f"{ch['reportID']} ({ch['kind']}): confirm with c", 44))
             out.append("\n")
     if plan.skipped:
         out.append(f"\nSkipped ({len(plan.skipped)})\n", style="bold")
@@ -282,9 +298,10 @@ class DryRunScreen(ConsoleScreen):
         "currency and accounting amounts and rate, the totals per account and cost centre, the "
         "balance check, moved periods and what is held; then the accrual reversals due today "
         "(REV: vouchers mirroring the accrual) and the reports changed after posting, with the "
-        "reversal of the old accrual beside the new accrual. `c` posts exactly this plan and "
-        "its due reversals (after a confirmation), `a` confirms the changed report under the "
-        "cursor, `e` exports the plan as CSV and JSON to your home folder, `r` plans again."
+        "reversal of the old accrual beside the new accrual. `p` posts exactly this plan and "
+        "its due reversals (after a confirmation; disabled while a newer plan is on its way), "
+        "`c` confirms the changed report under the cursor, `w` writes the plan as CSV and JSON "
+        "to your home folder, `r` plans again."
     )
 
     DEFAULT_CSS = """
@@ -295,10 +312,10 @@ class DryRunScreen(ConsoleScreen):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         *ConsoleScreen.BINDINGS,
-        Binding("c", "confirm_post", "Confirm & post", id="dryrun.confirm"),
-        Binding("a", "confirm_change", "Confirm change", id="dryrun.confirm_change"),
-        Binding("e", "export", "Export CSV/JSON", id="dryrun.export"),
-        Binding("r", "replan", "Plan again", id="dryrun.replan"),
+        bind("p", "confirm_post", "dryrun.confirm"),
+        bind("c", "confirm_change", "dryrun.confirm_change"),
+        bind("w", "export", "dryrun.export"),
+        bind("r", "replan", "dryrun.replan"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -307,7 +324,7 @@ class DryRunScreen(ConsoleScreen):
         yield FilterBar("filter: report, employee, company…")
         yield Label("planning…", id="plan-summary", classes="count-label")
         with Horizontal(id="plan-view"):
-            yield VirtualTable(PLAN_COLUMNS, id="plan-table", markable=False)
+            yield VirtualTable(PLAN_COLUMNS, id="plan-table", markable=False, openable=False)
             with VerticalScroll(classes="side-panel"):
                 yield Static("", id="plan-totals")
         with Horizontal(id="change-compare"):
@@ -321,11 +338,16 @@ class DryRunScreen(ConsoleScreen):
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
-        super().on_mount()
+        # ConsoleScreen.on_mount runs too (Textual calls handlers down the MRO): not again.
         self.plan: Plan | None = None
         self.posting = False
         self.landed: list[str] = []
         self.confirming = False
+        # Bumped on every write and every re-plan: a plan from before it is never shown and
+        # `c` acts only on the plan of the latest generation, once it is on screen.
+        self.plan_generation = 0
+        self.stale_reason = "no plan yet: planning…"
+        self.own_references: set[str] = set()  # what this console posted from here
         self.query_one("#post-progress").display = False
         self.query_one("#change-compare").display = False
         self.query_one("#plan-table", VirtualTable).focus()
@@ -339,22 +361,62 @@ class DryRunScreen(ConsoleScreen):
         if engine is None:
             return
         selection = self.console_app.dry_run_selection
-        self.query_one("#plan-summary", Label).update(Text("planning…", style=GREY))
+        self.plan_generation += 1
+        generation = self.plan_generation
+        if self.plan is not None:
+            # The store changed (or the operator asked): the plan on screen may be stale.
+            self.stale_reason = "re-planning: the plan on screen may be out of date"
+        self.query_one("#plan-summary", Label).update(
+            Text(f"planning… ({self.stale_reason}; p waits for the new plan)", style=GREY)
+        )
+        self.refresh_bindings()
         # The core's review plan: what `--auto --dry-run` prints, with the reversals due.
         self.console_app.run_core(
             engine.plan_for_review,
             selection,
-            on_done=lambda plan: self.post_message(PlanReady(plan)),
+            on_done=lambda plan: self.post_message(PlanReady(plan, generation)),
             label="planning",
             exclusive=True,
         )
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`c` and `a` act only on the newest plan, once it is shown (None: shown disabled)."""
+        if action == "confirm_post" and self.why_no_post():
+            return None
+        if action == "confirm_change":
+            plan: Plan | None = getattr(self, "plan", None)
+            if plan is None or self.posting or not plan.changes:
+                return None
+        return True
+
+    def why_no_post(self) -> str:
+        """Why `c` cannot post now ("" when it can)."""
+        if not self.is_mounted or not hasattr(self, "plan_generation"):
+            return "no plan yet"
+        if self.posting:
+            return "posting"
+        if self.plan is None:
+            return self.stale_reason
+        if not self.plan.vouchers and not self.plan.reversals:
+            return "nothing to post"
+        return ""
+
+    def on_resize(self) -> None:
+        # Under 120 columns the totals panel would squeeze the amounts out of the plan: it
+        # goes (the grand totals stay in the summary line above the plan).
+        self.query_one(".side-panel").display = self.size.width >= 120
 
     def action_replan(self) -> None:
         if self.console_app.engine is not None:
             self.refresh_data()
 
     def on_plan_ready(self, message: PlanReady) -> None:
+        if message.generation is not None and message.generation != self.plan_generation:
+            return  # planned before the last write or re-plan: never shown, never posted
+        if self.posting:
+            return
         self._show_plan(message.plan)
+        self.refresh_bindings()
 
     def _show_plan(self, plan: Plan) -> None:
         self.plan = plan
@@ -362,6 +424,8 @@ class DryRunScreen(ConsoleScreen):
         summary = Text()
         sel = self.console_app.dry_run_selection
         summary.append(f"{len(plan.vouchers)} vouchers to post", style=f"bold {BLUE}")
+        for _company, currency, debit, _credit in grand_totals(plan):
+            summary.append(f" · {amount(debit)} {currency}", style="bold")
         summary.append(f" · {len(plan.held)} held · {len(plan.skipped)} skipped")
         if plan.reversals:
             summary.append(f" · {len(plan.reversals)} reversals due", style=f"bold {ORANGE}")
@@ -449,6 +513,7 @@ class DryRunScreen(ConsoleScreen):
             return
         plan = self.plan
         self.posting = True
+        self.refresh_bindings()
         self.landed = []
         bar = self.query_one("#post-bar", ProgressBar)
         bar.update(total=max(1, len(plan.vouchers)), progress=0)
@@ -491,14 +556,24 @@ class DryRunScreen(ConsoleScreen):
         self.console_app.sync_progress = ""
         posted = summary.vouchers
         failed = summary.failed_reports
+        plan = summary.plan
+        planned = {v.reference_number for v in plan.vouchers} if plan is not None else set()
+        own_before = planned & self.own_references
+        self.own_references |= planned
         msg = f"{len(posted)} vouchers posted"
         if posted:
             msg += ": " + ", ".join(str(v["voucher"]) for v in posted[:8])
         if summary.already_posted:
-            msg += (
-                f"; {summary.already_posted} already in IFS (posted meanwhile, e.g. by a"
-                " scheduled run): not posted again"
-            )
+            if own_before:
+                msg += (
+                    f"; {summary.already_posted} already in IFS (posted from this console"
+                    " earlier): not posted again"
+                )
+            else:
+                msg += (
+                    f"; {summary.already_posted} already in IFS (posted meanwhile, e.g. by a"
+                    " scheduled run): not posted again"
+                )
         if summary.reversals:
             msg += f"; {len(summary.reversals)} reversals posted"
         if summary.unknown:
@@ -516,11 +591,26 @@ class DryRunScreen(ConsoleScreen):
         self.landed.append(msg)
         self.query_one("#landed", Static).update(literal(msg, 300))
         self.console_app.dry_run_selection = None
+        self._drop_plan("posted: re-planning what is left")
         self.console_app.core_changed()
+
+    def _drop_plan(self, reason: str) -> None:
+        """After a write the plan on screen is history: clear it, so nothing acts on it, and
+        say so until the new plan (core_changed re-plans) is shown."""
+        self.plan = None
+        self.stale_reason = reason
+        self.query_one("#plan-table", VirtualTable).set_source(ListSource([]))
+        self.query_one("#plan-totals", Static).update("")
+        self.query_one("#change-compare").display = False
+        self.query_one("#plan-summary", Label).update(
+            Text(f"{reason}… (p waits for the new plan)", style=GREY)
+        )
+        self.refresh_bindings()
 
     def _post_failed(self, exc: BaseException) -> None:
         self.posting = False
         self.console_app.sync_progress = ""
+        self._drop_plan("posting failed: re-planning")
         self.notify(
             literal(str(exc), 300).plain,
             title="Posting failed",
@@ -615,11 +705,13 @@ class DryRunScreen(ConsoleScreen):
         if any(refs):
             msg += ": " + ", ".join(r for r in refs if r)
         self.notify(literal(msg, 300).plain, title="Change confirmed", markup=False)
+        self._drop_plan("change confirmed: re-planning")
         self.console_app.core_changed()
 
     def _change_failed(self, exc: BaseException) -> None:
         self.confirming = False
         self.console_app.sync_progress = ""
+        self._drop_plan("confirming failed: re-planning")
         self.notify(
             literal(str(exc), 300).plain,
             title="Confirming the change failed",

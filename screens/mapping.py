@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, ClassVar
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Vertical
 from textual.suggester import SuggestFromList
 from textual.timer import Timer
@@ -18,6 +18,7 @@ from textual.widgets import Input, Label, Static
 from console.mapping import MappingRule
 from console.views import MappingEntry, MappingView
 from screens.base import ConsoleScreen
+from screens.keys import bind
 from screens.literal import literal
 from screens.theme import GREY, ORANGE, SKY, VERMILLION, status_text
 from screens.vtable import Column, ListSource, Row, VirtualTable
@@ -59,7 +60,7 @@ class MappingScreen(ConsoleScreen):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         *ConsoleScreen.BINDINGS,
-        Binding("e", "edit", "Edit mapping", id="mapping.edit"),
+        bind("e", "edit", "mapping.edit"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -69,13 +70,13 @@ class MappingScreen(ConsoleScreen):
         yield Label("loading…", id="mapping-count", classes="count-label")
         yield VirtualTable(
             [
-                Column("policy", "Policy", 10),
+                Column("policy", "Policy", 10, drop=1),
                 Column("kind", "Kind", 14),
                 Column("source", "Expensify value", 0, min_width=16),
                 Column("part", "Part", 4),
                 Column("default", "Default (GL code)", 17),
                 Column("override", "Override", 14),
-                Column("affects", "Affects", 7, justify="right"),
+                Column("affects", "Affects", 7, justify="right", drop=2),
             ],
             id="mapping-table",
             markable=False,
@@ -87,10 +88,12 @@ class MappingScreen(ConsoleScreen):
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
-        super().on_mount()
+        # ConsoleScreen.on_mount runs too (Textual calls handlers down the MRO): not again.
         self.entries: list[MappingEntry] = []
         self.hints: Mapping[tuple[str, str], Sequence[str]] = {}
         self.editing: MappingEntry | None = None
+        # The last IFS answer for a value: its check, or why IFS could not be asked.
+        self.checked: tuple[str, ValueCheck | str] | None = None
         self._check_timer: Timer | None = None
         self.query_one("#mapping-editor").display = False
         self.query_one("#mapping-table", VirtualTable).focus()
@@ -109,7 +112,7 @@ class MappingScreen(ConsoleScreen):
         )
 
     def on_screen_resume(self) -> None:
-        super().on_screen_resume()
+        # ConsoleScreen.on_screen_resume runs too (handlers run down the MRO): not again.
         pre = self.console_app.mapping_preselect
         if pre is not None:
             self.console_app.mapping_preselect = None
@@ -216,6 +219,7 @@ class MappingScreen(ConsoleScreen):
     def _checked(self, value: str, check: ValueCheck) -> None:
         if self.query_one("#mapping-input", Input).value.strip() != value:
             return  # an older answer; the newer check is on its way
+        self.checked = (value, check)
         out = Text()
         if not check.exists:
             out.append_text(status_text("missing"))
@@ -233,6 +237,7 @@ class MappingScreen(ConsoleScreen):
         self.query_one("#validation", Static).update(out)
 
     def _check_failed(self, value: str, exc: BaseException) -> None:
+        self.checked = (value, f"IFS could not be asked whether {value} exists ({exc})")
         out = status_text("down", "IFS could not be asked: ")
         out.append_text(literal(str(exc), 200))
         self.query_one("#validation", Static).update(out)
@@ -244,6 +249,14 @@ class MappingScreen(ConsoleScreen):
         value = event.value.strip()
         if entry is None or engine is None or not value:
             return
+        why = self.why_not_saved(value)
+        if why:
+            # Refused where it is typed: the editor stays open with the value and the reason.
+            self.notify(why, title="Not saved", severity="error", markup=False, timeout=10)
+            out = status_text("missing", "not saved: ")
+            out.append_text(literal(why, 200))
+            self.query_one("#validation", Static).update(out)
+            return
         rule = MappingRule(entry.policy_id, entry.kind, entry.source, value)
         self._close_editor()
         self.console_app.run_core(
@@ -252,6 +265,19 @@ class MappingScreen(ConsoleScreen):
             on_done=lambda ids: self._saved(entry, value, ids),
             label="saving mapping",
         )
+
+    def why_not_saved(self, value: str) -> str:
+        """Why `value` cannot be saved ("" when it can): IFS must have answered for exactly
+        this value, and have it as a code part value of the company."""
+        checked = self.checked
+        if checked is None or checked[0] != value:
+            return f"{value} is still being checked against IFS: press enter once it shows ✔"
+        check = checked[1]
+        if isinstance(check, str):
+            return check
+        if not check.exists:
+            return f"{check.message}: add it in IFS first, or type a value IFS has"
+        return ""
 
     def _saved(self, entry: MappingEntry, value: str, affected: list[str]) -> None:
         self.notify(
@@ -266,6 +292,7 @@ class MappingScreen(ConsoleScreen):
 
     def _close_editor(self) -> None:
         self.editing = None
+        self.checked = None
         self.query_one("#mapping-editor").display = False
         self.query_one("#mapping-table", VirtualTable).focus()
 

@@ -21,9 +21,10 @@ class PlanReady(Message):
 
     bubble = False  # for the screen that asked, not the app
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, generation: int | None = None) -> None:
         super().__init__()
         self.plan = plan
+        self.generation = generation  # the Dry run's plan generation it was asked for
 
 
 class PlanPosted(Message):

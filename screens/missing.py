@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, ClassVar
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.timer import Timer
 from textual.widgets import Label, Static
 
 from console.views import HoldGroup, ReportRow
 from screens.base import ConsoleScreen, ago
+from screens.keys import bind
 from screens.literal import literal
 from screens.pending import money, report_row
 from screens.theme import GREY, status_text
@@ -69,19 +70,19 @@ class MissingScreen(ConsoleScreen):
     HELP = (
         "Held reports grouped by what blocks them. The groups are re-checked against IFS in the "
         "background (and now with `r`); a group whose value IFS now has turns ready, and `p` "
-        "posts it. `m` remaps the value instead (opens Mapping with it preselected), `x` "
-        "excludes the highlighted report with a reason, `n` moves a closed-period report to "
-        "the next open period where the posting config allows it."
+        "posts it after showing what it posts. `m` remaps the value instead (opens Mapping "
+        "with it preselected), `x` excludes the highlighted report with a reason (tab moves "
+        "to the reports). Closed-period holds move to the next open period by config "
+        '([posting] closed_period = "next-open").'
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
         *ConsoleScreen.BINDINGS,
-        Binding("r", "recheck", "Re-check now", id="missing.recheck"),
-        Binding("p", "replay_group", "Replay group", id="missing.replay"),
-        Binding("m", "remap", "Remap value", id="missing.remap"),
-        Binding("x", "exclude", "Exclude report", id="missing.exclude"),
-        Binding("n", "next_period", "Next open period", id="missing.next_period"),
-        Binding("tab", "app.focus_next", "Groups/reports", show=False, id="missing.focus"),
+        bind("r", "recheck", "missing.recheck"),
+        bind("p", "replay_group", "missing.replay"),
+        bind("m", "remap", "missing.remap"),
+        bind("x", "exclude", "missing.exclude"),
+        bind("tab", "app.focus_next", "missing.focus", show=False),
     ]
 
     def compose(self) -> ComposeResult:
@@ -93,21 +94,22 @@ class MissingScreen(ConsoleScreen):
             [
                 Column("state", "State", 10),
                 Column("what", "What blocks", 0, min_width=30),
-                Column("code", "Reason code", 30),
+                Column("code", "Reason code", 30, drop=1),
                 Column("wait", "Oldest wait", 11, justify="right"),
             ],
             id="groups",
             markable=False,
+            openable=False,
         )
         yield Label("Reports in the group", classes="screen-title")
         yield VirtualTable(
             [
                 Column("id", "Report", 14),
-                Column("employee", "Employee", 0, min_width=16),
-                Column("approved", "Approved", 10),
+                Column("employee", "Employee", 0, min_width=12),
+                Column("approved", "Approved", 10, drop=1),
                 Column("amount", "Amount", 14, justify="right"),
                 Column("currency", "Cur", 4),
-                Column("status", "Status", 0, min_width=20),
+                Column("status", "Status", 0, min_width=16),
             ],
             id="group-reports",
             markable=False,
@@ -116,7 +118,7 @@ class MissingScreen(ConsoleScreen):
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
-        super().on_mount()
+        # ConsoleScreen.on_mount runs too (Textual calls handlers down the MRO): not again.
         self.groups: list[HoldGroup] = []
         self.released: dict[str, HoldGroup] = {}  # groups whose reports all turned ready
         self._recheck_timer: Timer | None = None
@@ -236,13 +238,10 @@ class MissingScreen(ConsoleScreen):
     def _explain(self, group: HoldGroup) -> None:
         why = Text()
         why.append_text(literal(group.message, 200))
-        if group.kind != "closed-period":
-            why.append("\n`n` (next open period) applies to closed-period holds only.", GREY)
-        elif not hasattr(self.console_app.engine, "move_to_next_period"):
+        if group.kind == "closed-period":
             why.append(
-                "\n`n` is unavailable: the core offers no per-report period move; set "
-                '[posting] closed_period = "next-open" to move closed-period reports on the '
-                "next cycle (shown in the dry run).",
+                '\nSet [posting] closed_period = "next-open" to move closed-period reports to '
+                "the next open period on the next cycle (shown in the dry run).",
                 GREY,
             )
         self.query_one("#missing-why", Static).update(why)
@@ -296,6 +295,26 @@ class MissingScreen(ConsoleScreen):
                 )
                 return
             ids = list(group.report_ids)
+            # A post to IFS: say what it will post and wait for `y`, like a timeline replay.
+            body = Text()
+            body.append_text(literal(describe_group(group), 200))
+            body.append("\n\nThe reports are re-checked against IFS and those valid now ")
+            body.append("post to IFS", style="bold")
+            body.append(" as accrual vouchers (once: a voucher IFS already has is not posted ")
+            body.append("again):\n")
+            body.append_text(literal(", ".join(ids[:40]) + (" …" if len(ids) > 40 else ""), 600))
+            body.append("\n\nThis cannot be undone from here.")
+            self.app.push_screen(
+                ConfirmModal(f"Post {len(ids)} report(s) of this group to IFS?", body, "Post (y)"),
+                lambda ok: self._replay(ids) if ok else None,
+            )
+            return
+        self._replay(ids)
+
+    def _replay(self, ids: list[str]) -> None:
+        engine = self.console_app.engine
+        if engine is None:
+            return
         for key in [k for k, g in self.released.items() if set(g.report_ids) <= set(ids)]:
             self.released.pop(key)
         self.console_app.sync_progress = f"replaying {len(ids)} reports…"
@@ -319,21 +338,6 @@ class MissingScreen(ConsoleScreen):
             self.console_app.action_goto("mapping")
         else:
             self.notify(f"A {kind} hold is not fixed by a mapping.", severity="warning")
-
-    def action_next_period(self) -> None:
-        current = self._current_group()
-        if current is None:
-            return
-        _, group = current
-        if group.kind != "closed-period":
-            self.notify("Only closed-period holds can move to the next open period.")
-            return
-        self.notify(
-            "Disabled: the core moves closed-period reports only by config ([posting] "
-            'closed_period = "next-open"), not one report at a time.',
-            severity="warning",
-            timeout=8,
-        )
 
     def action_exclude(self) -> None:
         engine = self.console_app.engine
@@ -372,7 +376,10 @@ class MissingScreen(ConsoleScreen):
         )
 
     def _excluded(self, report_id: str) -> None:
-        self.notify(f"Report {report_id} excluded.")
+        self.notify(
+            f"Report {report_id} excluded. It stays listed on 1 Pending (⊘ excluded), where "
+            "i includes it again."
+        )
         self.console_app.core_changed()
 
 

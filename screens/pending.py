@@ -9,30 +9,30 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
-from console.money import minor_to_decimal
+from console.money import fmt
 from screens.base import ConsoleScreen, StatusHeader, console_app
+from screens.keys import bind
 from screens.literal import literal
 from screens.theme import GREY, VERMILLION, status_text
 from screens.vtable import Column, Row, VirtualTable
-from screens.widgets import FilterBar
+from screens.widgets import ConfirmModal, FilterBar, ReasonModal
 
 if TYPE_CHECKING:
     from console.flows.cycle import Engine, ReportEvaluation
     from console.views import ReportDetail, ReportRow
 
-PENDING_STATUSES = ("pending", "ready", "held", "posting", "failed")
+# Excluded reports stay listed (⊘ excluded) so an exclusion can be undone here with `i`.
+PENDING_STATUSES = ("pending", "ready", "held", "posting", "failed", "excluded")
 
 
 def money(minor: int | None, currency: str = "") -> str:
-    if minor is None:
-        return ""
-    text = f"{minor_to_decimal(int(minor)):,.2f}"
-    return f"{text} {currency}".strip()
+    """Minor units as the console shows money everywhere (console.money.fmt)."""
+    return "" if minor is None else fmt(int(minor), currency)
 
 
 def report_row(r: ReportRow) -> Row:
@@ -56,17 +56,17 @@ def report_row(r: ReportRow) -> Row:
 
 @dataclass
 class PendingSource:
-    """The engine's pending_reports/count_reports with the filter, newest approval first."""
+    """The engine's find_reports/count_found_reports with the filter, newest approval first."""
 
     engine: Engine
     filter_text: str = ""
     statuses: Sequence[str] = PENDING_STATUSES
 
     def count(self) -> int:
-        return self.engine.count_reports(self.filter_text, list(self.statuses))
+        return self.engine.count_found_reports(self.filter_text, list(self.statuses))
 
     def fetch(self, offset: int, limit: int) -> list[Row]:
-        rows = self.engine.pending_reports(
+        rows = self.engine.find_reports(
             self.filter_text, list(self.statuses), offset=offset, limit=limit
         )
         return [report_row(r) for r in rows]
@@ -74,13 +74,13 @@ class PendingSource:
 
 PENDING_COLUMNS = [
     Column("id", "Report", 14),
-    Column("employee", "Employee", 0, min_width=16),
-    Column("policy", "Policy", 10),
-    Column("approved", "Approved", 10),
+    Column("employee", "Employee", 0, min_width=12),
+    Column("policy", "Policy", 10, drop=2),
+    Column("approved", "Approved", 10, drop=1),
     Column("amount", "Amount", 14, justify="right"),
     Column("currency", "Cur", 4),
-    Column("lines", "Lines", 5, justify="right"),
-    Column("status", "Status", 0, min_width=20),
+    Column("lines", "Lines", 5, justify="right", drop=3),
+    Column("status", "Status", 0, min_width=16),
 ]
 
 
@@ -111,16 +111,18 @@ class PendingScreen(ConsoleScreen):
     MODE = "pending"
     HELP = (
         "Every report fetched from Expensify and not yet posted, newest approval first. "
-        "Space marks a ready report, `a` marks every ready report, `d` sends the marked "
+        "Space marks a ready report, `a` marks every ready report, `u` clears the marks, `d` "
+        "sends the marked "
         "reports (or all ready ones) to the dry run. Enter shows the report's lines with their "
         "mapped account, code parts and validation state."
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
         *ConsoleScreen.BINDINGS,
-        Binding("a", "mark_ready", "Mark all ready", id="pending.mark_ready"),
-        Binding("x", "clear_marks", "Clear marks", id="pending.clear_marks"),
-        Binding("d", "dry_run", "Dry run marked", id="pending.dry_run"),
+        bind("a", "mark_ready", "pending.mark_ready"),
+        bind("u", "clear_marks", "pending.clear_marks"),
+        bind("d", "dry_run", "pending.dry_run"),
+        bind("i", "include", "pending.include"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -140,7 +142,7 @@ class PendingScreen(ConsoleScreen):
         self._sync_states: dict[str, str] = {}
 
     def on_mount(self) -> None:
-        super().on_mount()
+        # ConsoleScreen.on_mount runs too (Textual calls handlers down the MRO): not again.
         self.table.focus()
         if self.console_app.engine is not None:
             self.refresh_data()
@@ -202,8 +204,8 @@ class PendingScreen(ConsoleScreen):
         text = self.query_one(FilterBar).applied
 
         def ready_rows() -> list[Row]:
-            total = engine.count_reports(text, ["ready"])
-            rows = engine.pending_reports(text, ["ready"], offset=0, limit=total)
+            total = engine.count_found_reports(text, ["ready"])
+            rows = engine.find_reports(text, ["ready"], offset=0, limit=total)
             return [report_row(r) for r in rows]
 
         def done(rows: list[Row]) -> None:
@@ -220,6 +222,58 @@ class PendingScreen(ConsoleScreen):
         self.table.clear_marks()
         self._show_count()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`i` is offered only on an excluded report."""
+        if action == "include":
+            if not self.is_mounted:
+                return False
+            row = self.table.cursor
+            return row is not None and getattr(row.payload, "status", "") == "excluded"
+        return True
+
+    @on(VirtualTable.Highlighted, "#pending-table")
+    def _highlighted(self) -> None:
+        self.refresh_bindings()
+
+    def action_include(self) -> None:
+        """Undo an exclusion: asks why, confirms, audited; the report is evaluated again."""
+        engine = self.console_app.engine
+        row = self.table.cursor
+        if engine is None or row is None or getattr(row.payload, "status", "") != "excluded":
+            return
+        report_id = row.key
+
+        def with_reason(reason: str | None) -> None:
+            if not reason:
+                return
+
+            def confirmed(ok: bool | None) -> None:
+                if ok:
+                    self.console_app.run_core(
+                        engine.include,
+                        report_id,
+                        reason,
+                        on_done=lambda _: self._included(report_id),
+                        label="include",
+                    )
+
+            body = Text()
+            body.append_text(literal(f"Report {report_id} was {row.payload.reason}.", 300))
+            body.append("\nIt is checked again and posts like any other report once ready. ")
+            body.append_text(literal(f"Reason: {reason}", 300))
+            self.app.push_screen(
+                ConfirmModal(f"Include report {report_id} again?", body, "Include (y)"),
+                confirmed,
+            )
+
+        self.app.push_screen(
+            ReasonModal(f"Include report {report_id} again", "Why? (audit trail)"), with_reason
+        )
+
+    def _included(self, report_id: str) -> None:
+        self.notify(f"Report {report_id} is included again.")
+        self.console_app.core_changed()
+
     def action_dry_run(self) -> None:
         marked = list(self.table.marked)
         self.console_app.dry_run_selection = marked or None
@@ -231,13 +285,14 @@ class PendingScreen(ConsoleScreen):
 class ReportDetailScreen(Screen[None]):
     """One report: header facts, its holds, and each line as mapped and validated."""
 
+    TITLE = "Report"
     HELP = (
         "One report: every line with its merchant, category, tags, the account and code parts "
         "it maps to and whether IFS accepts them on the voucher date. esc goes back."
     )
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "app.pop_screen", "Back", id="detail.back"),
-        Binding("t", "timeline", "Audit timeline", id="detail.timeline"),
+        bind("escape", "app.pop_screen", "detail.back"),
+        bind("t", "timeline", "detail.timeline"),
     ]
 
     def __init__(self, report_id: str) -> None:
@@ -252,24 +307,30 @@ class ReportDetailScreen(Screen[None]):
             yield Static("", id="report-holds")
             yield VirtualTable(
                 [
-                    Column("tx", "Transaction", 14),
+                    Column("tx", "Transaction", 14, drop=4),
                     Column("merchant", "Merchant", 0, min_width=14),
-                    Column("category", "Category", 16),
-                    Column("tag", "Tags", 20),
+                    Column("category", "Category", 16, drop=1),
+                    Column("tag", "Tags", 20, drop=2),
                     Column("amount", "Amount", 13, justify="right"),
                     Column("account", "Account", 8),
-                    Column("parts", "Code parts", 18),
+                    Column("parts", "Code parts", 18, drop=3),
                     Column("state", "Validation", 0, min_width=14),
                 ],
                 id="lines-table",
                 markable=False,
+                openable=False,
             )
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#lines-table", VirtualTable).focus()
+        # After any write (post, exclude, remap) the report is read again, never stale.
+        self.watch(self.app, "data_version", self._reload, init=False)
+        self._reload()
+
+    def _reload(self, _: object = None) -> None:
         app = console_app(self)
         engine = app.engine
-        self.query_one("#lines-table", VirtualTable).focus()
         if engine is None:
             return
         app.run_core(self._load, engine, on_done=self._show, label=f"report {self.report_id}")

@@ -11,13 +11,14 @@ from pydantic import SecretStr
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static
 
 from console.credentials import ExpensifyCredentials, IfsCredentials
 from screens.base import console_app
+from screens.keys import bind
 from screens.literal import literal
 from screens.theme import GREY, ORANGE, SKY, VERMILLION
 
@@ -80,9 +81,9 @@ class SetupScreen(Screen[bool]):
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "save", "Save", id="setup.save"),
-        Binding("ctrl+t", "test", "Test connection", id="setup.test"),
-        Binding("escape", "cancel", "Cancel", id="setup.cancel"),
+        bind("ctrl+s", "save", "setup.save"),
+        bind("ctrl+t", "test", "setup.test"),
+        bind("escape", "cancel", "setup.cancel"),
     ]
 
     def __init__(self, *, first_run: bool = False) -> None:

@@ -18,13 +18,14 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import work
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from screens.keys import bind
 from screens.literal import literal
 
 PAGE_SIZE = 200
@@ -38,6 +39,9 @@ class Column:
     width: int = 0  # 0: takes the width the fixed columns leave (at least `min_width`)
     min_width: int = 8
     justify: str = "left"
+    # Narrow terminals drop columns, highest `drop` first, until the rest fit whole (an
+    # amount is never cut mid-number); 0: never dropped.
+    drop: int = 0
 
 
 @dataclass
@@ -82,14 +86,14 @@ class VirtualTable(ScrollView, can_focus=True):
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up,k", "cursor(-1)", "Up", show=False, id="table.up"),
-        Binding("down,j", "cursor(1)", "Down", show=False, id="table.down"),
-        Binding("pageup", "page(-1)", "Page up", show=False, id="table.page_up"),
-        Binding("pagedown", "page(1)", "Page down", show=False, id="table.page_down"),
-        Binding("home,g", "jump(0)", "Top", show=False, id="table.top"),
-        Binding("end,G", "jump(-1)", "Bottom", show=False, id="table.bottom"),
-        Binding("enter", "open_row", "Open", id="table.open"),
-        Binding("space", "toggle_mark", "Mark", id="table.mark"),
+        bind("up,k", "cursor(-1)", "table.up", show=False),
+        bind("down,j", "cursor(1)", "table.down", show=False),
+        bind("pageup", "page(-1)", "table.page_up", show=False),
+        bind("pagedown", "page(1)", "table.page_down", show=False),
+        bind("home,g", "jump(0)", "table.top", show=False),
+        bind("end,G", "jump(-1)", "table.bottom", show=False),
+        bind("enter", "open_row", "table.open"),
+        bind("space", "toggle_mark", "table.mark"),
     ]
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
@@ -158,6 +162,7 @@ class VirtualTable(ScrollView, can_focus=True):
         source: RowSource | None = None,
         *,
         markable: bool = True,
+        openable: bool = True,
         page_size: int = PAGE_SIZE,
         name: str | None = None,
         id: str | None = None,
@@ -167,6 +172,7 @@ class VirtualTable(ScrollView, can_focus=True):
         self.columns = list(columns)
         self.source: RowSource = source or ListSource()
         self.markable = markable
+        self.openable = openable  # False: enter opens nothing here, so it is not offered
         self.page_size = page_size
         self.marked: dict[str, Row] = {}
         self._pages: OrderedDict[int, Sequence[Row]] = OrderedDict()
@@ -256,13 +262,23 @@ class VirtualTable(ScrollView, can_focus=True):
     # ---- layout and drawing ---------------------------------------------------------------------
 
     def _column_widths(self, width: int) -> list[int]:
+        """Each column's width; 0 for a column dropped because the terminal is too narrow."""
         gutter = 2 if self.markable else 0
-        fixed = sum(c.width for c in self.columns if c.width) + len(self.columns) - 1 + gutter
-        flex = [c for c in self.columns if not c.width]
+        shown = list(self.columns)
+
+        def needed(cols: list[Column]) -> int:
+            return sum(c.width or c.min_width for c in cols) + len(cols) - 1 + gutter
+
+        while needed(shown) > width and any(c.drop for c in shown):
+            shown.remove(max((c for c in shown if c.drop), key=lambda c: c.drop))
+        fixed = sum(c.width for c in shown if c.width) + len(shown) - 1 + gutter
+        flex = [c for c in shown if not c.width]
         spare = max(0, width - fixed)
         widths = []
         for c in self.columns:
-            if c.width:
+            if c not in shown:
+                widths.append(0)
+            elif c.width:
                 widths.append(c.width)
             else:
                 widths.append(max(c.min_width, spare // max(1, len(flex))))
@@ -277,9 +293,13 @@ class VirtualTable(ScrollView, can_focus=True):
         line = Text(no_wrap=True)
         if self.markable:
             line.append("◉ " if marked else "  ")
+        first = True
         for i, (cell, width) in enumerate(zip(cells, self._widths, strict=False)):
-            if i:
+            if not width:
+                continue  # dropped at this width
+            if not first:
                 line.append(" ")
+            first = False
             cell = cell.copy()
             cell.truncate(width, overflow="ellipsis")
             cell.align(self.columns[i].justify, width)  # type: ignore[arg-type]
@@ -373,6 +393,14 @@ class VirtualTable(ScrollView, can_focus=True):
     def action_jump(self, where: int) -> None:
         if self.total:
             self.cursor_row = 0 if where == 0 else self.total - 1
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Keys that cannot act on this table are not offered (footer, help)."""
+        if action == "open_row":
+            return self.openable
+        if action == "toggle_mark":
+            return self.markable
+        return True
 
     def action_open_row(self) -> None:
         row = self.cursor

@@ -206,11 +206,18 @@ class HelpModal(ModalScreen[None]):
         border: thick $primary; background: $surface; padding: 1 2; }
     """
 
-    def __init__(self, title: str, help_text: str, keys: list[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        title: str,
+        help_text: str,
+        keys: list[tuple[str, str]],
+        colours: Text | None = None,
+    ) -> None:
         super().__init__()
         self._title = title
         self._help = help_text
         self._keys = keys
+        self._colours = colours
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
@@ -218,9 +225,11 @@ class HelpModal(ModalScreen[None]):
             yield Static(Text(self._help or "No help for this widget."), classes="help-body")
             keys = Text("\nKeys here\n", style="bold")
             for key, description in self._keys:
-                keys.append(f"  {key:<14}", style="bold")
+                keys.append(f"  {key:<10}", style="bold")
                 keys.append(f"{description}\n")
-            yield Static(keys)
+            yield Static(keys, classes="help-keys")
+            if self._colours is not None:
+                yield Static(self._colours, classes="help-colours")
 
     def action_close(self) -> None:
         self.dismiss(None)
@@ -236,3 +245,28 @@ def help_for(widget: Widget | None, screen_help: str) -> tuple[str, str]:
         parent = node.parent
         node = parent if isinstance(parent, Widget) else None
     return "This screen", screen_help
+
+
+def colours_legend() -> Text:
+    """What the colours and symbols of a status mean, for the help screen."""
+    from screens.theme import STATUS
+
+    meaning = {
+        "ready": "checked against IFS, will post",
+        "pending": "fetched, not checked yet",
+        "held": "waits for a fix (the reason follows)",
+        "posting": "being posted now",
+        "failed": "IFS refused it",
+        "posted": "in IFS as a voucher",
+        "excluded": "taken out of posting",
+        "unknown": "outcome unknown; settled on the next sync",
+        "ok": "value valid in IFS",
+        "missing": "value IFS does not have",
+        "invalid": "value not valid on the voucher date",
+    }
+    out = Text("\nColours\n", style="bold")
+    for name, what in meaning.items():
+        out.append("  ")
+        out.append_text(STATUS[name].text())
+        out.append(f"  {what}\n")
+    return out

@@ -722,3 +722,74 @@ class Engine(Session):
         intents stay a cycle's (reversals.prepare): this adds what prepare adds, without them."""
         with self.cycle_lock:
             return reversals.review_additions(self, self.plan(selection))
+
+    def close_period(self) -> tuple[int, int]:
+        """(year, month) the Close screen opens on: the operator's last choice, else the
+        previous month through `tui.close_previous_month_until_day` of today's month (the
+        engine's today: the as-of date when set), then the current month."""
+        return views.close_period_choice(
+            self.store.cursor(views.CLOSE_PERIOD_CURSOR),
+            self.today(),
+            self.settings.tui.close_previous_month_until_day,
+        )
+
+    def remember_close_period(self, year: int, month: int) -> None:
+        """Keep the period the operator chose on Close for the next time it opens."""
+        self.store.set_cursor(f"{year:04d}-{month:02d}", views.CLOSE_PERIOD_CURSOR)
+
+    def find_reports(
+        self,
+        filter_text: str = "",
+        status: str | Sequence[str] | None = None,
+        *,
+        offset: int = 0,
+        limit: int = 200,
+    ) -> list[views.ReportRow]:
+        """pending_reports() with the text searched in every column the Pending screen shows:
+        status as shown ("held", "new"), reason, approval date, amount as shown, IDs, names."""
+        return self.store.search_reports(
+            filter_text, status, views.STATUS_WORDS, offset=offset, limit=limit
+        )
+
+    def count_found_reports(
+        self, filter_text: str = "", status: str | Sequence[str] | None = None
+    ) -> int:
+        """How many stored reports find_reports() pages through."""
+        return self.store.count_search_reports(filter_text, status, views.STATUS_WORDS)
+
+    def find_audit(
+        self,
+        flt: views.AuditFilter | None = None,
+        *,
+        before_seq: int | None = None,
+        limit: int = 200,
+    ) -> list[views.AuditRow]:
+        """audit_page() with free words searched in every column the Audit screen shows:
+        event type ("mapping" finds mapping-changed), actor, time, summary, amounts as shown."""
+        return self.store.search_audit_page(flt, before_seq=before_seq, limit=limit)
+
+    def count_found_audit(self, flt: views.AuditFilter | None = None) -> int:
+        """How many audit events find_audit() pages through."""
+        return self.store.count_search_audit(flt)
+
+    def include(self, report_id: str, reason: str) -> None:
+        """Undo an exclusion, with a reason (audited with the exclusion it undoes); the report
+        is evaluated again at once and posts like any other once ready."""
+        if not reason.strip():
+            raise ConfigError("including a report again needs a reason")
+        with self.cycle_lock:
+            with self.store.transaction():
+                undone = self.store.include(report_id)
+                if undone is None:
+                    raise ConsoleError(f"report {report_id} is not excluded")
+                self.audit.record(
+                    "included",
+                    f"included again: {reason.strip()}",
+                    report_id=report_id,
+                    data={
+                        "excluded_reason": undone.reason,
+                        "excluded_by": undone.actor,
+                        "excluded_at": undone.at,
+                    },
+                )
+            self.evaluate([report_id])

@@ -381,7 +381,7 @@ async def test_close_screen_lists_card_spend_in_its_own_section(tmp_path, sims, 
             text = str(screen._card_spend_text(screen.tie))
             assert all(tid in text for tid in unmapped)
             for _ in range(3):
-                await pilot.press("c")
+                await pilot.press("b")
             chart = str(screen.query_one("#close-chart-body").render())
             assert "Card spend not yet reported, by account" in chart
     finally:

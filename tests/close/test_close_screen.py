@@ -64,9 +64,9 @@ async def test_close_screen_ties_out_in_a_worker_and_charts_the_month(synced_eng
         assert table.row_count == len(screen.tie.rows) + 1  # + the company total
         chart = str(screen.query_one("#close-chart-body").render())
         assert "Accrued in IFS by account" in chart and "6120" in chart
-        await pilot.press("c")
+        await pilot.press("b")
         assert "by cost centre" in str(screen.query_one("#close-chart-body").render())
-        await pilot.press("c")
+        await pilot.press("b")
         held_chart = str(screen.query_one("#close-chart-body").render())
         assert "Still held" in held_chart and "missing-dimension" in held_chart
         console = Console(record=True, width=150)

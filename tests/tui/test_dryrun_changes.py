@@ -101,11 +101,11 @@ async def test_changed_report_shown_side_by_side_and_confirmed(
         assert "CHANGED AFTER POSTING 90000001" in table_text(pilot)
         # Nothing posts before the operator confirms.
         assert refs(small_sims, "REV:")["90000001"] == 0
-        # The change row is the table's last: End, then a, then y.
+        # The change row is the table's last: End, then c, then y.
         await pilot.press("end")
         await settle(pilot)
         assert app.screen.selected_change() is not None
-        await pilot.press("a")
+        await pilot.press("c")
         await settle(pilot)
         modal_text = static_text(pilot, "#confirm-body")
         assert "90000001" in modal_text and old_ref in modal_text and new_ref in modal_text
@@ -147,13 +147,13 @@ async def test_due_reversals_listed_and_confirm_change_says_why_not(
         assert "3 reversals due" in static_text(pilot, "#plan-summary")
         # Listed, not posted: reviewing reads only.
         assert refs(small_sims, "REV:") == Counter()
-        # No changed report: `a` says so instead of doing anything.
-        await pilot.press("a")
-        await settle(pilot)
-        assert any("nothing to confirm" in m for m in notifications(pilot))
-        assert len(app.screen_stack) == 1
-        # `c` posts the plan as shown: here only its due reversals, each exactly once.
+        # No changed report: `c` is not offered (shown disabled) and does nothing.
+        assert app.screen.check_action("confirm_change", ()) is None
         await pilot.press("c")
+        await settle(pilot)
+        assert len(app.screen_stack) == 1
+        # `p` posts the plan as shown: here only its due reversals, each exactly once.
+        await pilot.press("p")
         await settle(pilot)
         assert "REV:90000001:" in static_text(pilot, "#confirm-body")
         await pilot.press("y")

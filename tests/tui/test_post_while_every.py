@@ -65,7 +65,7 @@ async def test_console_post_while_every_runs_posts_each_report_once(
                     break
                 await asyncio.sleep(0.05)
             assert loop.poll() is None, loop.stderr.read() if loop.stderr else ""
-            await pilot.press("c")
+            await pilot.press("p")
             await settle(pilot)
             await pilot.press("y")
             await settle(pilot, 10)

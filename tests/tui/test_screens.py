@@ -149,7 +149,19 @@ async def test_held_group_turns_ready_and_replays(tui_home, make_app, small_sims
         ready = [r for r in rows if r and "CC-410" in r.payload[1].code]
         assert ready and ready[0].payload[0] == "ready"
         groups.cursor_row = rows.index(ready[0])
+        # `p` posts: it asks first and shows what; `n` posts nothing.
         await pilot.press("p")
+        await settle(pilot)
+        from screens.widgets import ConfirmModal
+
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("n")
+        await settle(pilot)
+        assert sim_control(small_sims.ifs_url, "vouchers") == []
+        await pilot.press("p")
+        await settle(pilot)
+        assert "90000004" in str(app.screen.query_one("#confirm-body").render())
+        await pilot.press("y")
         await settle(pilot, 8)
         vouchers = sim_control(small_sims.ifs_url, "vouchers")
         refs = [v["ReferenceNumber"] for v in vouchers]
@@ -167,7 +179,7 @@ async def test_dry_run_confirm_posts_exactly_the_plan(tui_home, make_app, small_
         assert plan is not None and plan.vouchers
         expected = sorted(v.reference_number for v in plan.vouchers)
         assert sim_control(small_sims.ifs_url, "vouchers") == []
-        await pilot.press("c")
+        await pilot.press("p")
         await settle(pilot)
         await pilot.press("y")
         await settle(pilot, 8)
