@@ -164,6 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     login.add_argument("--user", required=True, help="SMTP user name")
     login.add_argument("--secret-stdin", action="store_true", help="read the password from stdin")
 
+    serve = sub.add_parser("serve", help="the console in a browser (textual-serve)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    serve.add_argument("--port", type=int, default=8566, help="0: any free port")
+    serve.add_argument(
+        "--token",
+        help="required off loopback: TOKEN, or 'auto' to generate one (env ML_CONSOLE_SERVE_TOKEN)",
+    )
+    serve.add_argument("--public-url", help="the URL browsers use (behind a reverse proxy)")
+
     adopt = sub.add_parser("adopt", help="link vouchers IFS already holds for Expensify reports")
     adopt.add_argument("--confirm", action="store_true", help="record the links (default: show)")
     adopt.add_argument("--json", action="store_true", dest="adopt_json", help="print JSON")
@@ -226,6 +235,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from console.commands.alerts import run_alerts_command
 
         return run_alerts_command(args)
+    if cmd == "serve":
+        from console.commands.serve import run_serve_command
+
+        return run_serve_command(args)
     if cmd == "replay" and args.confirm_change:
         from console.commands.confirm_change import run_confirm_change_command
 
