@@ -1,11 +1,14 @@
 # Every target that runs code sets up what it needs itself: .venv, Python packages and
 # the Debian packages (a JDK and libfreemarker-java for the FreeMarker parity test, tmux,
-# hyperfine, and faketime for the as-of tests that run a year ahead of the machine's clock).
+# hyperfine, faketime for the as-of tests that run a year ahead of the machine's clock,
+# chromium and chromium-driver for the browser test of `serve`, systemd for
+# `systemd-analyze verify` of deploy/systemd, openssl for the SMTP STARTTLS test).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PKGS := default-jdk-headless libfreemarker-java tmux hyperfine faketime
+APT_PKGS := default-jdk-headless libfreemarker-java tmux hyperfine faketime chromium chromium-driver \
+	systemd openssl
 
 .PHONY: all setup apt demo test lint typecheck unit chaos bench clean
 
@@ -28,6 +31,10 @@ apt:
 	command -v tmux >/dev/null 2>&1 || missing="$$missing tmux"; \
 	command -v hyperfine >/dev/null 2>&1 || missing="$$missing hyperfine"; \
 	ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || missing="$$missing faketime"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing" >&2; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \

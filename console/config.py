@@ -293,6 +293,74 @@ class TuiConfig(_Section):
         return value
 
 
+class AlertsConfig(_Section):
+    """Where the team hears about trouble (console/alerts.py). Nothing is sent while neither
+    a webhook nor an e-mail recipient is set. The SMTP password is never here: it lives in the
+    keyring (`ml-console alerts smtp-login`)."""
+
+    webhook_url: str = Field(
+        "",
+        description="Slack/Teams incoming webhook (JSON {text}); it is a credential: "
+        "keep this file private",
+    )
+    email_to: list[str] = Field(default_factory=list, description="e-mail recipients")
+    email_from: str = Field("", description="sender address (default: ml-console@<host>)")
+    smtp_host: str = Field("", description="SMTP server for e-mail alerts")
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_starttls: bool = Field(
+        True,
+        description="upgrade with STARTTLS before logging in (a password is only sent "
+        "over TLS or to a loopback server)",
+    )
+    timeout_s: float = Field(10.0, gt=0, allow_inf_nan=False, description="per alert sent")
+    held_after: float = Field(
+        72.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="hours a report may stay held before an alert (once per report)",
+    )
+    stale_after: str = Field(
+        "2h", description="no successful cycle for this long: alert, and `status` exits 7"
+    )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.match(r"^https?://[^/\s]+", value):
+            # Never echo the URL: a webhook URL carries its token.
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("email_to")
+    @classmethod
+    def _recipients(cls, value: list[str]) -> list[str]:
+        for address in value:
+            if not re.match(r"^[^@\s]+@[^@\s]+$", address):
+                raise ValueError(f"not an e-mail address: {address!r}")
+        return value
+
+    @field_validator("stale_after")
+    @classmethod
+    def _stale(cls, value: str) -> str:
+        parse_duration(value)
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _smtp_needed(self) -> AlertsConfig:
+        if self.email_to and not self.smtp_host:
+            raise ValueError("email_to is set but smtp_host is not")
+        return self
+
+    @property
+    def stale_after_s(self) -> float:
+        return parse_duration(self.stale_after)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.webhook_url or self.email_to)
+
+
 class Settings(_Section):
     environment: str = Field("", description='"demo" for the demo')
     expensify: ExpensifyConfig = Field(default_factory=ExpensifyConfig)
@@ -301,6 +369,7 @@ class Settings(_Section):
     operator: OperatorConfig = Field(default_factory=OperatorConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
     tui: TuiConfig = Field(default_factory=TuiConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     # The policy list as derived at validation, to tell "still the default" from "edited"
     # after a setup screen changes company_by_policy in place.

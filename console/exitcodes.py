@@ -1,5 +1,6 @@
 """Exit codes of ml-console (design.md §2). The first that applies wins, in this order:
-USAGE, AUTH, UNREACHABLE, LOCKED, ATTENTION, OK; UNEXPECTED for anything else."""
+USAGE, AUTH, UNREACHABLE, LOCKED, ATTENTION, OK; UNEXPECTED for anything else. STALE is
+`ml-console status`'s own: no successful cycle for `alerts.stale_after`."""
 
 from __future__ import annotations
 
@@ -14,3 +15,4 @@ class ExitCode(IntEnum):
     AUTH = 4  # authentication refused
     UNREACHABLE = 5  # a service stayed unreachable after bounded retries
     LOCKED = 6  # another run holds the posting lock
+    STALE = 7  # `status`: no successful sync cycle for alerts.stale_after (for monitors)

@@ -50,8 +50,11 @@ SERVICES: tuple[Service, ...] = ("expensify", "ifs")
 _LAYOUT: dict[str, tuple[str, str, str, str]] = {
     "expensify": ("partnerUserID", "partnerUserSecret", "Expensify", "--user-id"),
     "ifs": ("client_id", "client_secret", "IFS Cloud", "--client-id"),
+    # The SMTP login of e-mail alerts (console/alerts.py): not one of SERVICES, a sync runs
+    # without it; set with `ml-console alerts smtp-login --user NAME --secret-stdin`.
+    "smtp": ("username", "password", "SMTP", "--user"),
 }
-ID_LABEL = {"expensify": "partnerUserID", "ifs": "client id"}
+ID_LABEL = {"expensify": "partnerUserID", "ifs": "client id", "smtp": "user name"}
 
 HOW_TO_CONFIGURE = (
     "ml-console keeps secrets only in a keyring and never falls back to a plain file by "
@@ -213,6 +216,11 @@ class SecretStore:
     def ifs(self) -> IfsCredentials:
         entry = self._require("ifs")
         return IfsCredentials(client_id=entry.ident, client_secret=entry.secret)
+
+    def smtp(self) -> tuple[str, SecretStr] | None:
+        """The SMTP login for e-mail alerts (user name, password), or None when none is set."""
+        entry = self._read("smtp")
+        return None if entry is None else (entry.ident, entry.secret)
 
     def has(self, service: str) -> bool:
         _check_service(service)

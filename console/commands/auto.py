@@ -29,7 +29,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from console.errors import AuthError, ConfigError, ConsoleError, LockHeld, Unreachable
 from console.exitcodes import ExitCode
@@ -248,12 +248,26 @@ def run_auto_command(
     try:
         every = getattr(args, "every", None)
         if not every:
-            return run_once(args, stdout=out, stderr=err, opener=opener)
+            return run_alerted(args, out, err, opener)
         return _loop(args, float(every), out, err, opener)
     finally:
         if handler is not None:
             logging.getLogger().removeHandler(handler)
             handler.close()
+
+
+def run_alerted(
+    args: argparse.Namespace, out: TextIO, err: TextIO, opener: Callable[[], Any]
+) -> int:
+    """One cycle, then the alerts (console/alerts.py: [alerts] in config); an alert never
+    changes the exit code."""
+    from console.alerts import Transcript, after_cycle
+
+    started = datetime.now(UTC)
+    transcript = Transcript(err)
+    code = run_once(args, stdout=out, stderr=cast(TextIO, transcript), opener=opener)
+    after_cycle(code, transcript.lines, started=started, stderr=err)
+    return code
 
 
 def _loop(
@@ -275,7 +289,7 @@ def _loop(
     try:
         while not stop.is_set():
             cycles += 1
-            code = run_once(args, stdout=out, stderr=err, opener=opener)
+            code = run_alerted(args, out, err, opener)
             log.info("loop cycle done", extra={"fields": {"cycle": cycles, "exit_code": code}})
             if code == ExitCode.USAGE and cycles == 1:
                 return code  # a config that never worked will not start working by waiting

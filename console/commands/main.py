@@ -151,6 +151,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --accrue-card-spend / --reverse-card-spend: post (default: show)",
     )
 
+    status = sub.add_parser(
+        "status", help="last cycle, its age, held counts, oldest wait (exit 7 when stale)"
+    )
+    status.add_argument("--json", action="store_true", dest="status_json", help="print JSON")
+
+    alerts = sub.add_parser("alerts", help="test the alert channels, run the checks, SMTP login")
+    alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
+    alerts_sub.add_parser("test", help="send a test alert on every configured channel")
+    alerts_sub.add_parser("check", help="alert on refusals, long holds and staleness now")
+    login = alerts_sub.add_parser("smtp-login", help="store the SMTP login in the keyring")
+    login.add_argument("--user", required=True, help="SMTP user name")
+    login.add_argument("--secret-stdin", action="store_true", help="read the password from stdin")
+
+    serve = sub.add_parser("serve", help="the console in a browser (textual-serve)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    serve.add_argument("--port", type=int, default=8566, help="0: any free port")
+    serve.add_argument(
+        "--token",
+        help="required off loopback: TOKEN, or 'auto' to generate one (env ML_CONSOLE_SERVE_TOKEN)",
+    )
+    serve.add_argument("--public-url", help="the URL browsers use (behind a reverse proxy)")
+
     adopt = sub.add_parser("adopt", help="link vouchers IFS already holds for Expensify reports")
     adopt.add_argument("--confirm", action="store_true", help="record the links (default: show)")
     adopt.add_argument("--json", action="store_true", dest="adopt_json", help="print JSON")
@@ -205,6 +227,18 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from console.commands.adopt import run_adopt_command
 
         return run_adopt_command(args)
+    if cmd == "status":
+        from console.commands.status import run_status_command
+
+        return run_status_command(args)
+    if cmd == "alerts":
+        from console.commands.alerts import run_alerts_command
+
+        return run_alerts_command(args)
+    if cmd == "serve":
+        from console.commands.serve import run_serve_command
+
+        return run_serve_command(args)
     if cmd == "replay" and args.confirm_change:
         from console.commands.confirm_change import run_confirm_change_command
 
