@@ -864,21 +864,7 @@ def _tie_report(
             target = _period_of(elsewhere[0]).label
             disposition = "moved-out"
             reason = f"posted in period {target} (voucher {voucher_label(elsewhere[0])}){note}"
-        return ReportLine(
-            report_id=report.report_id,
-            company=company,
-            employee=report.employee,
-            approved=report.approved.isoformat(),
-            disposition=disposition,
-            reason=reason,
-            currency=report.currency,
-            company_currency=report.company_currency,
-            approved_amount=report.total,
-            ifs_amount=posted.currency_total,
-            approved_accounting=expected.accounting_total if expected.accounting else None,
-            ifs_accounting=posted.accounting_total,
-            vouchers=tuple(voucher_label(v) for v in vouchers),
-        )
+        return _report_line(report, disposition, reason, expected, posted, vouchers)
 
     expected = _expected_amounts(report, report.rate)
     b.add(company, APPROVED, expected, report.currency)
@@ -906,9 +892,22 @@ def _tie_report(
         reason = f"approved in Expensify, no voucher in IFS, not held or excluded (status {status})"
         if state.reason:
             reason += f": {state.reason}"
+    return _report_line(report, disposition, reason, expected)
+
+
+def _report_line(
+    report: ApprovedReport,
+    disposition: str,
+    reason: str,
+    expected: _Amounts,
+    posted: _Amounts | None = None,
+    vouchers: Sequence[Voucher] = (),
+) -> ReportLine:
+    """An approved report's line: what was approved, and what IFS holds for it (`posted`,
+    None when IFS holds no voucher for it)."""
     return ReportLine(
         report_id=report.report_id,
-        company=company,
+        company=report.company,
         employee=report.employee,
         approved=report.approved.isoformat(),
         disposition=disposition,
@@ -916,9 +915,10 @@ def _tie_report(
         currency=report.currency,
         company_currency=report.company_currency,
         approved_amount=report.total,
-        ifs_amount=None,
+        ifs_amount=None if posted is None else posted.currency_total,
         approved_accounting=expected.accounting_total if expected.accounting else None,
-        ifs_accounting=None,
+        ifs_accounting=None if posted is None else posted.accounting_total,
+        vouchers=tuple(voucher_label(v) for v in vouchers),
     )
 
 

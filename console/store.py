@@ -567,6 +567,18 @@ class AuditRow:
     prev_hash: str
     hash: str
 
+    @classmethod
+    def from_db(cls, row: Mapping[str, Any]) -> AuditRow:
+        """An `audit_events` row as stored (its JSON columns still text)."""
+        ids = row["transaction_ids"]
+        return cls(
+            **{
+                **row,
+                "transaction_ids": json.loads(ids) if ids else None,
+                "data": json.loads(row["data"] or "{}"),
+            }
+        )
+
 
 @dataclass(frozen=True)
 class MappingRuleRow:
@@ -743,24 +755,12 @@ class Store:
                     "SELECT content_hash, status FROM reports WHERE report_id = ?",
                     (rec.report_id,),
                 ).fetchone()
-                raw = json.dumps(rec.raw, sort_keys=True, default=str)
-                values = (
-                    rec.policy_id,
-                    rec.employee,
-                    rec.report_name,
-                    rec.approved,
-                    rec.currency,
-                    rec.total_minor,
-                    len(rec.lines),
-                    rec.content_hash,
-                    raw,
-                )
                 if row is None:
                     self._conn.execute(
                         "INSERT INTO reports (policy_id, employee, report_name, approved, currency,"
                         " total_minor, line_count, content_hash, raw, report_id, status,"
                         " first_seen, updated) VALUES (?,?,?,?,?,?,?,?,?,?, 'pending', ?, ?)",
-                        (*values, rec.report_id, now, now),
+                        (*_report_values(rec), rec.report_id, now, now),
                     )
                     result.new.append(rec.report_id)
                 elif row[0] == rec.content_hash:
@@ -770,14 +770,9 @@ class Store:
                     result.changed_after_post.append(rec.report_id)
                     continue
                 else:
-                    self._conn.execute(
-                        "UPDATE reports SET policy_id=?, employee=?, report_name=?, approved=?,"
-                        " currency=?, total_minor=?, line_count=?, content_hash=?, raw=?,"
-                        " status='pending', reason='', updated=? WHERE report_id=?",
-                        (*values, now, rec.report_id),
-                    )
-                    self._conn.execute("DELETE FROM lines WHERE report_id = ?", (rec.report_id,))
+                    self._replace_content(rec, now)
                     result.changed.append(rec.report_id)
+                    continue
                 self._insert_lines(rec)
         return result
 
@@ -968,6 +963,11 @@ class Store:
     ) -> list[ReportRow]:
         """One page of reports (newest approval first), filtered in SQL."""
         where, params = self._report_where(filter_text, status)
+        return self._report_page(where, params, offset, limit)
+
+    def _report_page(
+        self, where: str, params: list[Any], offset: int, limit: int
+    ) -> list[ReportRow]:
         rows = self._rows(
             f"SELECT {self._REPORT_COLS} FROM reports{where}"
             " ORDER BY approved DESC, report_id LIMIT ? OFFSET ?",
@@ -975,11 +975,13 @@ class Store:
         )
         return [ReportRow(**r) for r in rows]
 
+    def _count(self, table: str, where: str, params: list[Any]) -> int:
+        return int(self._x(f"SELECT COUNT(*) FROM {table}{where}", params).fetchone()[0])
+
     def count_reports(
         self, filter_text: str = "", status: str | Sequence[str] | None = None
     ) -> int:
-        where, params = self._report_where(filter_text, status)
-        return int(self._x(f"SELECT COUNT(*) FROM reports{where}", params).fetchone()[0])
+        return self._count("reports", *self._report_where(filter_text, status))
 
     def status_counts(self) -> dict[str, int]:
         return {
@@ -1116,42 +1118,24 @@ class Store:
         ]
 
     # -- IFS dimension cache
+    _DIMENSION_INSERT = (
+        "INSERT OR REPLACE INTO ifs_dimensions (company, code_part, value, description,"
+        " valid_from, valid_until, fetched_at) VALUES (?,?,?,?,?,?,?)"
+    )
+
     def replace_dimensions(self, company: str, rows: Iterable[DimensionRow]) -> int:
+        """The company's cached dimensions become `rows` (stored under `company`)."""
         with self.transaction():
             self._x("DELETE FROM ifs_dimensions WHERE company = ?", (company,))
             cur = self._conn.executemany(
-                "INSERT OR REPLACE INTO ifs_dimensions (company, code_part, value, description,"
-                " valid_from, valid_until, fetched_at) VALUES (?,?,?,?,?,?,?)",
-                [
-                    (
-                        company,
-                        d.code_part,
-                        d.value,
-                        d.description,
-                        d.valid_from,
-                        d.valid_until,
-                        d.fetched_at,
-                    )
-                    for d in rows
-                ],
+                self._DIMENSION_INSERT,
+                [_dimension_values(company, d) for d in rows],
             )
             return cur.rowcount
 
     def upsert_dimension(self, d: DimensionRow) -> None:
         with self.transaction():
-            self._x(
-                "INSERT OR REPLACE INTO ifs_dimensions (company, code_part, value, description,"
-                " valid_from, valid_until, fetched_at) VALUES (?,?,?,?,?,?,?)",
-                (
-                    d.company,
-                    d.code_part,
-                    d.value,
-                    d.description,
-                    d.valid_from,
-                    d.valid_until,
-                    d.fetched_at,
-                ),
-            )
+            self._x(self._DIMENSION_INSERT, _dimension_values(d.company, d))
 
     def dimensions(
         self, company: str, code_part: str | None = None, prefix: str = "", limit: int = 500
@@ -1437,28 +1421,20 @@ class Store:
     def replace_report_content(self, rec: ReportRecord) -> None:
         """A confirmed change: the report's stored content becomes the new version, to be
         evaluated and posted like a new report."""
-        now = self.now()
         with self.transaction():
-            self._x(
-                "UPDATE reports SET policy_id=?, employee=?, report_name=?, approved=?,"
-                " currency=?, total_minor=?, line_count=?, content_hash=?, raw=?,"
-                " status='pending', reason='', updated=? WHERE report_id=?",
-                (
-                    rec.policy_id,
-                    rec.employee,
-                    rec.report_name,
-                    rec.approved,
-                    rec.currency,
-                    rec.total_minor,
-                    len(rec.lines),
-                    rec.content_hash,
-                    json.dumps(rec.raw, sort_keys=True, default=str),
-                    now,
-                    rec.report_id,
-                ),
-            )
-            self._x("DELETE FROM lines WHERE report_id = ?", (rec.report_id,))
-            self._insert_lines(rec)
+            self._replace_content(rec, self.now())
+
+    def _replace_content(self, rec: ReportRecord, now: str) -> None:
+        """A stored report's content and lines become `rec`'s, pending evaluation again (the
+        caller holds the transaction)."""
+        self._conn.execute(
+            "UPDATE reports SET policy_id=?, employee=?, report_name=?, approved=?,"
+            " currency=?, total_minor=?, line_count=?, content_hash=?, raw=?,"
+            " status='pending', reason='', updated=? WHERE report_id=?",
+            (*_report_values(rec), now, rec.report_id),
+        )
+        self._conn.execute("DELETE FROM lines WHERE report_id = ?", (rec.report_id,))
+        self._insert_lines(rec)
 
     def _insert_lines(self, rec: ReportRecord) -> None:
         """Writes a report's lines (the caller holds the transaction and cleared old lines)."""
@@ -1612,18 +1588,21 @@ class Store:
         self, flt: AuditFilter | None = None, before_seq: int | None = None, limit: int = 200
     ) -> list[AuditRow]:
         """One page of events, newest first; pass the last row's seq as before_seq for more."""
-        where, params = self._audit_where(flt or AuditFilter())
+        return self._audit_page(*self._audit_where(flt or AuditFilter()), before_seq, limit)
+
+    def _audit_page(
+        self, where: str, params: list[Any], before_seq: int | None, limit: int
+    ) -> list[AuditRow]:
         if before_seq is not None:
             where += (" AND " if where else " WHERE ") + "seq < ?"
-            params.append(before_seq)
+            params = [*params, before_seq]
         rows = self._rows(
             f"SELECT * FROM audit_events{where} ORDER BY seq DESC LIMIT ?", [*params, int(limit)]
         )
-        return [_audit_row(r) for r in rows]
+        return [AuditRow.from_db(r) for r in rows]
 
     def audit_count(self, flt: AuditFilter | None = None) -> int:
-        where, params = self._audit_where(flt or AuditFilter())
-        return int(self._x(f"SELECT COUNT(*) FROM audit_events{where}", params).fetchone()[0])
+        return self._count("audit_events", *self._audit_where(flt or AuditFilter()))
 
     def audit_rows_for_export(
         self, report_id: str | None = None, batch: int = 2000
@@ -1639,7 +1618,7 @@ class Store:
             if not rows:
                 return
             for r in rows:
-                yield _audit_row(r)
+                yield AuditRow.from_db(r)
             last = rows[-1]["seq"]
 
     # -- searches over what the screens show (issue 15): every visible column
@@ -1676,9 +1655,7 @@ class Store:
         if any(ch.isdigit() for ch in bare):
             clauses.append(f"{self._AMOUNT_SHOWN} LIKE ? ESCAPE '\\'")
             args.append("%" + _escape_like(bare) + "%")
-        joined = "(" + " OR ".join(clauses) + ")"
-        where = f"{where} AND {joined}" if where else f" WHERE {joined}"
-        return where, [*params, *args]
+        return _and_any_of(where, params, clauses, args)
 
     def search_reports(
         self,
@@ -1690,12 +1667,7 @@ class Store:
     ) -> list[ReportRow]:
         """pending_reports() with the text searched in every shown column (newest first)."""
         where, params = self._report_search_where(filter_text, status, status_words or {})
-        rows = self._rows(
-            f"SELECT {self._REPORT_COLS} FROM reports{where}"
-            " ORDER BY approved DESC, report_id LIMIT ? OFFSET ?",
-            [*params, int(limit), int(offset)],
-        )
-        return [ReportRow(**r) for r in rows]
+        return self._report_page(where, params, offset, limit)
 
     def count_search_reports(
         self,
@@ -1704,7 +1676,7 @@ class Store:
         status_words: Mapping[str, str] | None = None,
     ) -> int:
         where, params = self._report_search_where(filter_text, status, status_words or {})
-        return int(self._x(f"SELECT COUNT(*) FROM reports{where}", params).fetchone()[0])
+        return self._count("reports", where, params)
 
     def _audit_search_where(self, flt: AuditFilter) -> tuple[str, list[Any]]:
         """_audit_where's fields, and free words searched in every column the audit shows:
@@ -1723,26 +1695,16 @@ class Store:
         if dot and whole.lstrip("-").isdigit() and cents.isdigit() and len(cents) == 2:
             clauses.append("summary LIKE ? ESCAPE '\\'")
             args.append("%" + _escape_like(str(int(whole + cents))) + " %")
-        joined = "(" + " OR ".join(clauses) + ")"
-        where = f"{where} AND {joined}" if where else f" WHERE {joined}"
-        return where, [*params, *args]
+        return _and_any_of(where, params, clauses, args)
 
     def search_audit_page(
         self, flt: AuditFilter | None = None, before_seq: int | None = None, limit: int = 200
     ) -> list[AuditRow]:
         """audit_page() with free words searched in every shown column, newest first."""
-        where, params = self._audit_search_where(flt or AuditFilter())
-        if before_seq is not None:
-            where += (" AND " if where else " WHERE ") + "seq < ?"
-            params.append(before_seq)
-        rows = self._rows(
-            f"SELECT * FROM audit_events{where} ORDER BY seq DESC LIMIT ?", [*params, int(limit)]
-        )
-        return [_audit_row(r) for r in rows]
+        return self._audit_page(*self._audit_search_where(flt or AuditFilter()), before_seq, limit)
 
     def count_search_audit(self, flt: AuditFilter | None = None) -> int:
-        where, params = self._audit_search_where(flt or AuditFilter())
-        return int(self._x(f"SELECT COUNT(*) FROM audit_events{where}", params).fetchone()[0])
+        return self._count("audit_events", *self._audit_search_where(flt or AuditFilter()))
 
     def include(self, report_id: str) -> Exclusion | None:
         """Undo an exclusion: the report is pending again (evaluated on the next look).
@@ -1760,25 +1722,36 @@ def _change_row(r: dict[str, Any]) -> ChangeRow:
     return ChangeRow(**{**r, "new_raw": json.loads(r["new_raw"] or "{}")})
 
 
+def _dimension_values(company: str, d: DimensionRow) -> tuple[str, ...]:
+    """A cached dimension's columns, in the order _DIMENSION_INSERT names them."""
+    return (company, d.code_part, d.value, d.description, d.valid_from, d.valid_until, d.fetched_at)
+
+
+def _and_any_of(
+    where: str, params: list[Any], clauses: list[str], args: list[Any]
+) -> tuple[str, list[Any]]:
+    """`where` (a WHERE clause or "") narrowed to rows that match any of `clauses`."""
+    joined = "(" + " OR ".join(clauses) + ")"
+    where = f"{where} AND {joined}" if where else f" WHERE {joined}"
+    return where, [*params, *args]
+
+
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _audit_row(r: dict[str, Any]) -> AuditRow:
-    return AuditRow(
-        seq=r["seq"],
-        at=r["at"],
-        actor=r["actor"],
-        type=r["type"],
-        report_id=r["report_id"],
-        transaction_ids=json.loads(r["transaction_ids"]) if r["transaction_ids"] else None,
-        voucher=r["voucher"],
-        summary=r["summary"],
-        request_digest=r["request_digest"],
-        response_digest=r["response_digest"],
-        data=json.loads(r["data"] or "{}"),
-        prev_hash=r["prev_hash"],
-        hash=r["hash"],
+def _report_values(rec: ReportRecord) -> tuple[Any, ...]:
+    """A report's stored columns, in the order the INSERT and the UPDATE name them."""
+    return (
+        rec.policy_id,
+        rec.employee,
+        rec.report_name,
+        rec.approved,
+        rec.currency,
+        rec.total_minor,
+        len(rec.lines),
+        rec.content_hash,
+        json.dumps(rec.raw, sort_keys=True, default=str),
     )
 
 
