@@ -6,7 +6,7 @@ exclusions and postings) and tie them out. The tie-out itself is console/close.p
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from functools import partial
@@ -37,25 +37,33 @@ from console.expensify.models import ExportReport, PolicyInfo
 from console.flows.card_accrual import read_accrual_states
 from console.ifs.models import Voucher
 from console.ledger import voucher_label
+from console.mapping import MappingOverrides
 from console.money import minor_to_decimal
 from console.session import Session
+from console.validate import IfsReference
 
 
-def _read_card_spend(
-    session: Session,
-    policies: Mapping[str, PolicyInfo],
-    overrides: Any,
-    windows: Mapping[str, CompanyWindow],
-    reference: Any,
-    cc_letter: str,
-    source: str,
-    period: ClosePeriod,
-) -> CardSpendSection:
+@dataclass(frozen=True)
+class _Mapper:
+    """What mapping an approved report or a card expense of this close takes, read once:
+    the policies, the operator's overrides, each company's window in the period, IFS's
+    reference data and the code part that holds the cost centre."""
+
+    session: Session
+    policies: Mapping[str, PolicyInfo]
+    overrides: MappingOverrides
+    windows: Mapping[str, CompanyWindow]
+    reference: IfsReference
+    cc_letter: str
+
+
+def _read_card_spend(m: _Mapper, source: str, period: ClosePeriod) -> CardSpendSection:
     """The card spend section: Expensify's reconciliation export for the windows (unreported
     expenses), mapped. A failure to read it is shown, never fatal: it is not the tie-out."""
     from console.errors import ConfigError, ProtocolError, ServiceError, Unreachable
     from console.expensify.reconciliation import export_card_spend
 
+    session, policies, windows, reference = m.session, m.policies, m.windows, m.reference
     posting = session.settings.posting
     dates = {c: w.date_until for c, w in windows.items()}
     clearing = posting.card_clearing_account
@@ -80,13 +88,13 @@ def _read_card_spend(
     session.note_reconciliation_file_system()
 
     def rate_on(company: str, currency: str, day: date) -> Decimal | None:
-        cref = reference.company(company) if reference is not None else None
+        cref = reference.company(company)
         return cref.rate_on(currency, day) if cref is not None else None
 
     def dimension_issue(company: str, letter: str, value: str, day: date) -> Any:
         from console.validate import _check_dimension
 
-        cref = reference.company(company) if reference is not None else None
+        cref = reference.company(company)
         if cref is None:
             return None
         where = f"card expense on {day}"
@@ -97,10 +105,10 @@ def _read_card_spend(
         result.spends,
         policies=policies,
         posting=posting,
-        overrides=overrides,
+        overrides=m.overrides,
         windows=windows,
         rate_on=rate_on,
-        cc_letter=cc_letter,
+        cc_letter=m.cc_letter,
         dimension_issue=dimension_issue,
     )
     note = f"unreported company-card expenses posted {start} to {until} ({', '.join(domains)})"
@@ -109,26 +117,18 @@ def _read_card_spend(
     return replace(read, accruals=tuple(read_accrual_states(session, read, period, reference)))
 
 
-def _approved_report(
-    report: ExportReport,
-    session: Session,
-    policies: Mapping[str, Any],
-    overrides: Any,
-    windows: Mapping[str, CompanyWindow],
-    reference: Any,
-    cc_letter: str,
-) -> ApprovedReport | None:
+def _approved_report(report: ExportReport, m: _Mapper) -> ApprovedReport | None:
     from console.mapping import map_report
 
-    posting = session.settings.posting
+    posting = m.session.settings.posting
     day = day_of(report.approved or "")
     if day is None:
         return None
     company = posting.company_by_policy.get(report.policyID, "")
-    window = windows.get(company)
+    window = m.windows.get(company)
     if window is None or not window.date_from <= day <= window.date_until:
         return None
-    mapped = map_report(report, policies, posting, overrides)
+    mapped = map_report(report, m.policies, posting, m.overrides)
     lines = []
     for ml in mapped.lines:
         account = ml.account or f"?{ml.transaction.category or 'uncategorised'}"
@@ -136,11 +136,11 @@ def _approved_report(
             ExpectedLine(
                 transaction_id=ml.transaction_id,
                 account=account,
-                cost_centre=ml.code_parts.get(cc_letter, ""),
+                cost_centre=ml.code_parts.get(m.cc_letter, ""),
                 amount=minor_to_decimal(ml.amount_minor),
             )
         )
-    cref = reference.company(company) if reference is not None else None
+    cref = m.reference.company(company)
     rate: Decimal | None = None
     if report.currency == window.currency:
         rate = Decimal(1)
@@ -166,7 +166,6 @@ def read_close_inputs(session: Session, period: ClosePeriod) -> CloseInputs:
     store's holds, exclusions and postings. Raises the clients' ConsoleErrors for IFS."""
     from console.errors import ProtocolError, Unreachable
     from console.fetch import CLOSED_STATES, load_report
-    from console.mapping import MappingOverrides
     from console.plan import cost_centre_code_part
 
     settings = session.settings
@@ -244,8 +243,14 @@ def read_close_inputs(session: Session, period: ClosePeriod) -> CloseInputs:
             if isinstance(loaded, ExportReport):
                 reports.append(loaded)
 
-    overrides = MappingOverrides.from_store_rows(session.store.mapping_rules())
-    cc_letter = cost_centre_code_part(posting)
+    mapper = _Mapper(
+        session,
+        policies,
+        MappingOverrides.from_store_rows(session.store.mapping_rules()),
+        windows,
+        reference,
+        cost_centre_code_part(posting),
+    )
     approved: list[ApprovedReport] = []
     for rep in reports:
         if rep.status and rep.status.upper() not in ("APPROVED", "REIMBURSED", *ACCRUED_CLOSED):
@@ -253,7 +258,7 @@ def read_close_inputs(session: Session, period: ClosePeriod) -> CloseInputs:
         day = day_of(rep.approved or "")
         if day is None or not start <= day <= until:
             continue
-        ar = _approved_report(rep, session, policies, overrides, windows, reference, cc_letter)
+        ar = _approved_report(rep, mapper)
         if ar is not None:
             approved.append(ar)
 
@@ -292,9 +297,7 @@ def read_close_inputs(session: Session, period: ClosePeriod) -> CloseInputs:
         )
         vouchers.extend(v for v in more if voucher_label(v) not in seen)
 
-    card_spend = _read_card_spend(
-        session, policies, overrides, windows, reference, cc_letter, source, period
-    )
+    card_spend = _read_card_spend(mapper, source, period)
     return CloseInputs(
         period=period,
         windows=windows,
@@ -304,7 +307,7 @@ def read_close_inputs(session: Session, period: ClosePeriod) -> CloseInputs:
         credit_accounts=frozenset(
             {posting.accrued_expenses_account, posting.card_clearing_account}
         ),
-        cost_centre_code_part=cc_letter,
+        cost_centre_code_part=mapper.cc_letter,
         source=source,
         source_note=note,
         read_at=session.store.now(),
