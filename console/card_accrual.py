@@ -52,7 +52,7 @@ from console.close import (
 )
 from console.ifs.models import Voucher, VoucherRow
 from console.ledger import Intent, Ledger, VoucherSender, voucher_label
-from console.money import fmt_decimal
+from console.money import fmt_decimal, row_sides
 from console.plan import RowVoucher, UnbalancedVoucher, row_pieces, trim_text
 from console.reference import REFERENCE_MAX
 from console.reversal import mirror, next_period_start
@@ -201,18 +201,17 @@ def _row(
     acc: Decimal,
     text: str,
 ) -> VoucherRow:
-    debit_side = cur > 0 or (cur == 0 and acc > 0)
-    cur_abs, acc_abs = abs(cur), abs(acc)
+    cur_debit, cur_credit, debit, credit = row_sides(cur, acc)
     return VoucherRow(
         RowNo=row_no,
         Account=account,
         **{f"Code{letter}": value for letter, value in code_parts},
         CurrencyCode=currency,
         CurrencyRate=rate,
-        CurrencyDebetAmount=cur_abs if debit_side else None,
-        CurrencyCreditAmount=None if debit_side else cur_abs,
-        DebetAmount=acc_abs if debit_side else None,
-        CreditAmount=None if debit_side else acc_abs,
+        CurrencyDebetAmount=cur_debit,
+        CurrencyCreditAmount=cur_credit,
+        DebetAmount=debit,
+        CreditAmount=credit,
         Text=text,
     )
 

@@ -61,3 +61,16 @@ def fmt(minor: int, currency: str = "") -> str:
     """12345 -> '123.45', -5 -> '-0.05'; with a currency: '123.45 USD'."""
     text = f"{minor_to_decimal(minor):,.2f}"
     return f"{text} {currency}".rstrip()
+
+
+Sides = tuple[Decimal | None, Decimal | None, Decimal | None, Decimal | None]
+
+
+def row_sides(cur: Decimal, acc: Decimal) -> Sides:
+    """A voucher row's (currency debit, currency credit, debit, credit) for signed amounts,
+    debit positive, on one side (console.plan.row_pieces splits them so): the side follows
+    the currency amount, and a currency-zero rounding row follows the accounting amount.
+    Amounts are non-negative; the unused side is None."""
+    if cur > 0 or (cur == 0 and acc > 0):
+        return abs(cur), None, abs(acc), None
+    return None, abs(cur), None, abs(acc)
