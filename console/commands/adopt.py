@@ -4,18 +4,12 @@ them with --confirm (console/flows/adopt.py)."""
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TextIO
+import json
 
+from console.adopt import AdoptProposal
+from console.commands.terminal import Terminal
 from console.errors import ConsoleError
 from console.exitcodes import ExitCode
-
-if TYPE_CHECKING:
-    from console.flows.cycle import Engine
-
-    pass
-from console.adopt import AdoptProposal
 from console.flows.adopt import read_proposal, record_links
 
 
@@ -43,34 +37,21 @@ def render_text(p: AdoptProposal, *, confirmed: bool, recorded: int) -> str:
     return "\n".join(out) + "\n"
 
 
-def run_adopt_command(
-    args: argparse.Namespace,
-    *,
-    stdout: TextIO | None = None,
-    stderr: TextIO | None = None,
-    opener: Callable[[], Engine] | None = None,
-) -> int:
-    import json
-
-    from console.commands.auto import exit_code_for, open_engine
-    from console.commands.close import _actor
-
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
+def run_adopt_command(args: argparse.Namespace, term: Terminal | None = None) -> int:
+    term = term or Terminal()
+    out, err = term.out, term.err
     confirm = bool(getattr(args, "confirm", False))
     try:
-        engine = (opener or (lambda: open_engine(actor=_actor())))()
+        engine = term.open_engine()
     except ConsoleError as exc:
-        print(f"ml-console: {exc}", file=err)
-        return int(exit_code_for(exc))
+        return term.failed(exc)
     recorded = 0
     try:
         proposal, reports = read_proposal(engine)
         if confirm and proposal.links:
             recorded = record_links(engine, proposal.links, reports)
     except ConsoleError as exc:
-        print(f"ml-console: {exc}", file=err)
-        return int(exit_code_for(exc))
+        return term.failed(exc)
     finally:
         engine.close()
     if getattr(args, "adopt_json", False):

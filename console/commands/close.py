@@ -21,17 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from console.card_accrual import CardAccrualRun
     from console.close import TieOut
-    from console.flows.cycle import Engine
     from console.session import Session
 
+from console.commands.terminal import Terminal
 from console.errors import ConsoleError
 from console.exitcodes import ExitCode
 
@@ -43,20 +41,13 @@ def _write(path: str, text: str) -> None:
     target.write_text(text, encoding="utf-8")
 
 
-def run_close_command(
-    args: argparse.Namespace,
-    *,
-    stdout: TextIO | None = None,
-    stderr: TextIO | None = None,
-    opener: Callable[[], Engine] | None = None,
-) -> int:
+def run_close_command(args: argparse.Namespace, term: Terminal | None = None) -> int:
     from console.close import CARDS_UNAVAILABLE, ClosePeriod
     from console.close_report import render_csv, render_html, render_text
-    from console.commands.auto import exit_code_for, open_engine
     from console.flows.close import run_close
 
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
+    term = term or Terminal()
+    out, err = term.out, term.err
     accrue = bool(getattr(args, "accrue_card_spend", False))
     reverse = bool(getattr(args, "reverse_card_spend", False))
     confirm = bool(getattr(args, "close_confirm", False))
@@ -71,18 +62,16 @@ def run_close_command(
         print(f"ml-console: {exc}", file=err)
         return int(ExitCode.USAGE)
     try:
-        engine = (opener or (lambda: open_engine(actor=_actor())))()
+        engine = term.open_engine()
     except ConsoleError as exc:
-        print(f"ml-console: {exc}", file=err)
-        return int(exit_code_for(exc))
+        return term.failed(exc)
     card_run = None
     try:
         tie = run_close(engine, period)
         if accrue or reverse:
             tie, card_run = _card_spend_step(engine, tie, accrue, reverse, confirm)
     except ConsoleError as exc:
-        print(f"ml-console: {exc}", file=err)
-        return int(exit_code_for(exc))
+        return term.failed(exc)
     except ValueError as exc:  # e.g. no company configured, or a period that is no month
         print(f"ml-console: {exc}", file=err)
         return int(ExitCode.USAGE)
@@ -165,14 +154,3 @@ def _card_warnings(card_run: Any, err: TextIO) -> None:
     for r in card_run.results:
         if r.outcome in ("failed", "unknown"):
             print(f"ml-console: {r.voucher.reference}: {r.outcome}: {r.message}", file=err)
-
-
-def _actor() -> str:
-    from console.audit import os_user
-    from console.config import load_settings
-
-    try:
-        name = load_settings().settings.operator.name
-    except ConsoleError:
-        name = ""
-    return str(name or os_user())
