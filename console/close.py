@@ -58,6 +58,11 @@ COLUMNS = (APPROVED, MOVED_IN, IN_IFS, HELD, EXCLUDED, MOVED_OUT)
 _PERIOD_RE = re.compile(r"^(\d{4})-(\d{1,2})$")
 
 
+def _json_amount(v: Decimal | None) -> str | None:
+    """An amount in the JSON of the close: exact decimal text, or null."""
+    return None if v is None else format(v, "f")
+
+
 # ---------------------------------------------------------------------------- inputs
 
 
@@ -238,18 +243,15 @@ class CardAccrualState:
         return text + (f"; {self.note}" if self.note else "")
 
     def to_json(self) -> dict[str, Any]:
-        def money(v: Decimal | None) -> str | None:
-            return None if v is None else format(v, "f")
-
         return {
             "company": self.company,
             "currency": self.currency,
             "reference": self.reference,
             "state": self.state,
-            "current": money(self.current),
+            "current": _json_amount(self.current),
             "voucher": self.voucher or None,
-            "accrued": money(self.accrued),
-            "difference": money(self.difference),
+            "accrued": _json_amount(self.accrued),
+            "difference": _json_amount(self.difference),
             "reversalReference": self.reversal_reference,
             "reversalVoucher": self.reversal_voucher or None,
             "reversalDate": self.reversal_date.isoformat() if self.reversal_date else None,
@@ -304,9 +306,6 @@ class CardSpendSection:
         return dict(sorted(out.items()))
 
     def to_json(self) -> dict[str, Any]:
-        def money(v: Decimal | None) -> str | None:
-            return None if v is None else format(v, "f")
-
         return {
             "status": self.status,
             "note": self.note,
@@ -319,17 +318,17 @@ class CardSpendSection:
                     "currency": r.currency,
                     "account": r.account,
                     "costCentre": r.cost_centre,
-                    "amount": money(r.amount),
+                    "amount": _json_amount(r.amount),
                     "count": r.count,
                 }
                 for r in self.rows()
             ],
             "totals": [
-                {"company": c, "currency": cur, "amount": money(v)}
+                {"company": c, "currency": cur, "amount": _json_amount(v)}
                 for (c, cur), v in sorted(self.totals().items())
             ],
             "notAccruable": [
-                {"currency": cur, "amount": money(v)}
+                {"currency": cur, "amount": _json_amount(v)}
                 for cur, v in self.not_accruable_totals().items()
             ],
             "lines": [
@@ -344,11 +343,11 @@ class CardSpendSection:
                     "tag": ln.tag,
                     "company": ln.company,
                     "currency": ln.currency,
-                    "amount": money(ln.amount),
+                    "amount": _json_amount(ln.amount),
                     "account": ln.account,
                     "costCentre": ln.cost_centre,
-                    "rate": money(ln.rate),
-                    "accounting": money(ln.accounting),
+                    "rate": _json_amount(ln.rate),
+                    "accounting": _json_amount(ln.accounting),
                     "accruable": ln.accruable,
                     "reason": ln.reason,
                     "message": ln.message,
@@ -487,9 +486,6 @@ class TieOut:
         )
 
     def to_json(self) -> dict[str, Any]:
-        def money(v: Decimal | None) -> str | None:
-            return None if v is None else format(v, "f")
-
         return {
             "period": self.period.label,
             "balanced": self.balanced,
@@ -513,8 +509,8 @@ class TieOut:
                     "currency": r.currency,
                     "account": r.account,
                     "costCentre": r.cost_centre,
-                    **{c: money(r.amounts[c]) for c in COLUMNS},
-                    "difference": money(r.difference),
+                    **{c: _json_amount(r.amounts[c]) for c in COLUMNS},
+                    "difference": _json_amount(r.difference),
                 }
                 for r in self.rows
             ],
@@ -522,8 +518,8 @@ class TieOut:
                 {
                     "company": company,
                     "currency": currency,
-                    **{c: money(t[c]) for c in COLUMNS},
-                    "difference": money(t["diff"]),
+                    **{c: _json_amount(t[c]) for c in COLUMNS},
+                    "difference": _json_amount(t["diff"]),
                 }
                 for (company, currency), t in sorted(self.totals().items())
             ],
@@ -531,12 +527,12 @@ class TieOut:
                 {
                     "company": c.company,
                     "currency": c.currency,
-                    **{k: money(c.amounts[k]) for k in COLUMNS},
+                    **{k: _json_amount(c.amounts[k]) for k in COLUMNS},
                 }
                 for c in self.currencies
             ],
             "unconverted": [
-                {"company": c, "currency": cur, "amount": money(v)}
+                {"company": c, "currency": cur, "amount": _json_amount(v)}
                 for (c, cur), v in sorted(self.unconverted.items())
             ],
             "reports": [
@@ -549,10 +545,10 @@ class TieOut:
                     "reason": r.reason,
                     "currency": r.currency,
                     "companyCurrency": r.company_currency,
-                    "approvedAmount": money(r.approved_amount),
-                    "ifsAmount": money(r.ifs_amount),
-                    "approvedAccounting": money(r.approved_accounting),
-                    "ifsAccounting": money(r.ifs_accounting),
+                    "approvedAmount": _json_amount(r.approved_amount),
+                    "ifsAmount": _json_amount(r.ifs_amount),
+                    "approvedAccounting": _json_amount(r.approved_accounting),
+                    "ifsAccounting": _json_amount(r.ifs_accounting),
                     "vouchers": list(r.vouchers),
                 }
                 for r in self.reports
