@@ -35,6 +35,7 @@ import sqlite_utils
 
 from console import clock
 from console.errors import ConfigError, LockHeld
+from console.nesting import Nesting
 from console.reference import KINDS
 
 STATUSES = ("pending", "held", "ready", "posting", "posted", "failed", "excluded")
@@ -649,7 +650,7 @@ class Store:
         self.db = sqlite_utils.Database(conn)
         self._conn = conn
         self._lock = threading.RLock()
-        self._depth = 0
+        self._nesting = Nesting(self._lock)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -694,24 +695,18 @@ class Store:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """One write transaction (BEGIN IMMEDIATE); nested calls join the outer one."""
-        with self._lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield
-                finally:
-                    self._depth -= 1
-                return
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._depth = 1
-            try:
-                yield
-            except BaseException:
-                self._depth = 0
-                self._conn.execute("ROLLBACK")
-                raise
-            self._depth = 0
-            self._conn.execute("COMMIT")
+        with self._nesting.enter(self._begin_commit):
+            yield
+
+    @contextlib.contextmanager
+    def _begin_commit(self) -> Iterator[None]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
 
     def _x(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
         with self._lock:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from console.errors import Unreachable
+from console.nesting import Nesting
 
 # Longest window we track; older stamps are dropped before saving.
 _HORIZON_S = 60.0
@@ -55,28 +56,22 @@ class FileWindowStore:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._lock_path = self.path.with_name(self.path.name + ".lock")
-        self._thread_lock = threading.RLock()
-        self._depth = 0
+        self._nesting = Nesting()
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        with self._thread_lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield
-                finally:
-                    self._depth -= 1
-                return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self._lock_path, "a+") as handle:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-                self._depth = 1
-                try:
-                    yield
-                finally:
-                    self._depth = 0
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        with self._nesting.enter(self._file_lock):
+            yield
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._lock_path, "a+") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def _read_all(self) -> dict[str, list[float]]:
         try:
