@@ -26,6 +26,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -692,11 +693,9 @@ class Store:
     def schema_version(self) -> int:
         return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> AbstractContextManager[None]:
         """One write transaction (BEGIN IMMEDIATE); nested calls join the outer one."""
-        with self._nesting.enter(self._begin_commit):
-            yield
+        return self._nesting.enter(self._begin_commit)
 
     @contextlib.contextmanager
     def _begin_commit(self) -> Iterator[None]:

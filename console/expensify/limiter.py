@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -58,10 +59,9 @@ class FileWindowStore:
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._nesting = Nesting()
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        with self._nesting.enter(self._file_lock):
-            yield
+    def locked(self) -> AbstractContextManager[None]:
+        """The file lock, held across a load and a save; nested calls join the outer one."""
+        return self._nesting.enter(self._file_lock)
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
