@@ -3,7 +3,7 @@ restarted until a cycle completes, then the end state is proved (tests/chaos/har
 `verify_world`): every postable report in IFS exactly once, held reports held, local state
 agrees with IFS, labels only on posted reports, the audit chain verifies.
 
-Exact moments use the engine's test-only hook ML_CONSOLE_TEST_CRASH_AT (console/store.py):
+Exact moments use the engine's test-only hook ML_CONSOLE_TEST_CRASH_AT (console/store/base.py):
 in-migration, fetched, intent (intent committed, POST not sent), post (POST answered, outcome
 not committed), posted, label (label set in Expensify, not recorded). Random moments are a
 SIGKILL from outside after a random delay, with a little latency on the voucher POST so the
