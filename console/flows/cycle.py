@@ -522,6 +522,7 @@ class Engine(Session):
             ),
             data={"run": summary.run_id, "requests": summary.requests, "error": error},
         )
+        self.audit.seal()  # the cycle's events end with a signed checkpoint
 
     # ------------------------------------------------------------------ operator actions
     def exclude(self, report_id: str, reason: str) -> None:
