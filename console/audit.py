@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 # Event types (design.md §4: every step leaves one).
 EVENT_TYPES = (
     "fetched",
+    "fetched-late",  # approved before the poll window, found by the daily check (fetch.py)
     "mapped",
     "held",
     "released",

@@ -195,6 +195,7 @@ class ExpensifyClient:
         states: Sequence[str] = ("APPROVED", "REIMBURSED"),
         exclude_label: str | None = None,
         policy_ids: Sequence[str] | None = None,
+        report_ids: Sequence[str] | None = None,
     ) -> Iterator[ExportItem]:
         """As export_reports, but the reports one at a time (see iter_export): the export
         runs, downloads and is checked before this returns; only parsing is left to the
@@ -209,22 +210,52 @@ class ExpensifyClient:
         filters: dict[str, Any] = {
             "approved_after": approved_after,
             "start_date": start_date,
+            "report_ids": report_ids,
             "states": states,
             "exclude_label": exclude_label,
             "policy_ids": policy_ids,
             "limit": None,
         }
         try:
-            content, file_name = self._export_file(report_ids=None, **filters)
+            content, file_name = self._export_file(**filters)
         except ServiceError as exc:
             if not is_template_error(exc):
                 raise
             return self._isolate(filters, exc)
         return iter_export(content, file_name=file_name, rule=self.accrual)
 
-    def export_report_ids(self, **filters: Any) -> list[str]:
-        """The IDs of the reports an export with these filters selects (report_ids.ftl)."""
-        input_settings = self._export_input(report_ids=None, **{**filters, "limit": None})
+    def export_reports_by_id(
+        self,
+        report_ids: Sequence[str],
+        *,
+        states: Sequence[str] = ("APPROVED", "REIMBURSED"),
+        exclude_label: str | None = None,
+    ) -> Iterator[ExportItem]:
+        """export_items of exactly these reports (reportIDList)."""
+        return self.export_items(report_ids=report_ids, states=states, exclude_label=exclude_label)
+
+    def export_report_ids(
+        self,
+        *,
+        approved_after: date | None = None,
+        start_date: date | None = None,
+        report_ids: Sequence[str] | None = None,
+        states: Sequence[str] = ("APPROVED", "REIMBURSED"),
+        exclude_label: str | None = None,
+        policy_ids: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[str]:
+        """The IDs of the reports an export with these filters selects (report_ids.ftl: one
+        job and one download, whatever the reports hold)."""
+        input_settings = self._export_input(
+            approved_after=approved_after,
+            start_date=start_date,
+            report_ids=report_ids,
+            states=states,
+            exclude_label=exclude_label,
+            policy_ids=policy_ids,
+            limit=limit,
+        )
         name = self._run_export(
             input_settings, on_finish=None, template=default_template("report_ids.ftl")
         )
@@ -242,7 +273,7 @@ class ExpensifyClient:
         export's error when the IDs cannot be listed or the isolation needs more than
         MAX_ISOLATION_EXPORTS exports (nothing is lost: the cursor does not move)."""
         try:
-            ids = self.export_report_ids(**{k: v for k, v in filters.items() if k != "limit"})
+            ids = self.export_report_ids(**filters)
         except ServiceError as exc:
             raise ServiceError(
                 SERVICE,
@@ -286,7 +317,7 @@ class ExpensifyClient:
                 )
             budget[0] -= 1
             try:
-                content, file_name = self._export_file(report_ids=group, **filters)
+                content, file_name = self._export_file(**{**filters, "report_ids": group})
             except ServiceError as exc:
                 if not is_template_error(exc):
                     raise
