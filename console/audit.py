@@ -195,6 +195,10 @@ class VerifyResult:
     unproven_from: int | None = None  # the first event no good checkpoint proves
     key_fingerprint: str = ""
     text: str = ""
+    # False when the hash chain itself breaks (an event edited, deleted or moved); an
+    # unproven or mis-signed chain is intact but not ok. For screens that show one event,
+    # first_bad_seq also names the first bad checkpoint (or unproven event) then.
+    chain_intact: bool = True
 
     def describe(self) -> str:
         if self.text:
@@ -213,6 +217,7 @@ class AuditLog:
         # Why the last checkpoint could not be signed ("" when it could).
         self.seal_problem = ""
         self._signing_failed = False
+        self._wrote = False  # this log appended events: seal() has something to sign
 
     def record(self, type: str, summary: str = "", **fields: Any) -> AuditRow:
         return self.record_many([Event(type=type, summary=summary, **fields)])[-1]
@@ -277,6 +282,7 @@ class AuditLog:
                     chunk = []
             self.store.append_audit_rows(chunk)
             count += len(chunk)
+        self._wrote = self._wrote or count > 0
         return count
 
     def _checkpoint_row(
@@ -308,7 +314,7 @@ class AuditLog:
             "report_id": None,
             "transaction_ids": None,
             "voucher": None,
-            "summary": f"checkpoint: events up to {seq} signed with key {key[:23]}…",
+            "summary": f"checkpoint: events up to {seq} signed",
             "request_digest": None,
             "response_digest": None,
             "data": canonical(evidence_check.sign_fields(signature, key, seq, prev)),
@@ -317,11 +323,13 @@ class AuditLog:
         row["hash"] = _chain_hash(prev, row)
         return row
 
-    def seal(self) -> AuditRow | None:
-        """Sign a checkpoint over the chain as it stands, unless the newest event already is
-        one (or this log has no key). Never raises for a keyring problem: `seal_problem` says
-        it, and the events stay unproven until a later checkpoint. Returns the checkpoint."""
-        if self.keys is None:
+    def seal(self, *, always: bool = False) -> AuditRow | None:
+        """Sign a checkpoint over the chain as it stands, when this log wrote events (or
+        `always`), unless the newest event already is a checkpoint or this log has no key. A
+        command that only read never writes (nor waits for the write lock) here. Never raises
+        for a keyring problem: `seal_problem` says it, and the events stay unproven until a
+        later checkpoint. Returns the checkpoint."""
+        if self.keys is None or not (self._wrote or always):
             return None
         with self.store.transaction():
             newest = self.store.audit_page(limit=1)
@@ -332,6 +340,7 @@ class AuditLog:
             if row is None:
                 return None
             self.store.append_audit_rows([row])
+        self._wrote = False
         return _audit_row_of(row)
 
     def verify(self, public_key: Ed25519PublicKey | None = None) -> VerifyResult:
@@ -345,7 +354,9 @@ class AuditLog:
                 return self._no_key_result()
         report = evidence_check.walk(self.store.iter_audit_rows(), public_key)
         if not report.intact:
-            return VerifyResult(False, report.checked, report.first_bad_seq, report.problem)
+            return VerifyResult(
+                False, report.checked, report.first_bad_seq, report.problem, chain_intact=False
+            )
         checked = report.checked
         expected_prev = self._last_hash(report)
         head_seq, head_hash = self.store.audit_head()
@@ -357,12 +368,14 @@ class AuditLog:
                     checked + 1,
                     f"the log ends at event {checked} but the chain head says {head_seq}:"
                     " the newest events were deleted",
+                    chain_intact=False,
                 )
             return VerifyResult(
                 False,
                 checked,
                 head_seq + 1 if head_seq < checked else head_seq,
                 "the chain head does not match the last event",
+                chain_intact=False,
             )
         if public_key is None:
             text = (
@@ -373,6 +386,8 @@ class AuditLog:
         return VerifyResult(
             report.ok,
             checked,
+            None if report.ok else (report.bad_checkpoint or report.unproven_from),
+            "" if report.ok else report.describe(),
             signatures_checked=True,
             signed_through=report.signed_through,
             checkpoints=report.checkpoints,
@@ -386,20 +401,25 @@ class AuditLog:
         """The keyring holds no audit key: nothing can be proven (hashes still checked)."""
         report = evidence_check.walk(self.store.iter_audit_rows(), None)
         if not report.intact:
-            return VerifyResult(False, report.checked, report.first_bad_seq, report.problem)
+            return VerifyResult(
+                False, report.checked, report.first_bad_seq, report.problem, chain_intact=False
+            )
         if report.checked == 0:
             return VerifyResult(True, 0, text="audit chain empty: nothing to verify")
+        text = (
+            "audit chain unproven from event 1: the keyring holds no audit signing key, so "
+            f"no checkpoint can be checked ({report.checked} events hash-checked); "
+            "`ml-console audit key` creates one, or check with the auditor's copy: "
+            "`ml-console audit verify --public-key FILE`"
+        )
         return VerifyResult(
             False,
             report.checked,
+            1,
+            text,
             signatures_checked=True,
             unproven_from=1,
-            text=(
-                "audit chain unproven from event 1: the keyring holds no audit signing key, so "
-                f"no checkpoint can be checked ({report.checked} events hash-checked); "
-                "`ml-console audit key` creates one, or check with the auditor's copy: "
-                "`ml-console audit verify --public-key FILE`"
-            ),
+            text=text,
         )
 
     def _last_hash(self, report: evidence_check.ChainReport) -> str:

@@ -123,11 +123,11 @@ def build_evidence(
     store = log.store
     result = log.verify(public_key)
     sealed = False
-    if result.first_bad_seq is not None or result.bad_checkpoint is not None:
+    if not result.chain_intact or result.bad_checkpoint is not None:
         raise EvidenceRefused(f"no evidence from a chain that does not verify: {result.describe()}")
     if result.unproven_from is not None:
         # Unsigned newest events (a command that could not reach the keyring): sign them now.
-        if log.seal() is None:
+        if log.seal(always=True) is None:
             raise EvidenceRefused(
                 f"events from {result.unproven_from} on are not signed and cannot be now"
                 + (f" ({log.seal_problem})" if log.seal_problem else "")

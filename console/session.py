@@ -135,13 +135,14 @@ class Session:
         expensify: ExpensifyClient | None = None,
         ifs: IfsClient | None = None,
         lock_wait_s: float = LOCK_WAIT_S,
+        audit_keys: AuditKeys | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.secrets = secrets
         self.actor = actor
         self.clock = clock
-        self.audit = AuditLog(store, actor, keys=_audit_keys(secrets))
+        self.audit = AuditLog(store, actor, keys=audit_keys or _audit_keys(secrets))
         self.lock = PostingLock(str(store.path) + ".lock", actor, wait_s=lock_wait_s)
         self._expensify = expensify
         self._ifs = ifs

@@ -135,11 +135,13 @@ def _held(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def _exclude(args: argparse.Namespace) -> int:
+    from console.audit_keys import AuditKeys
     from console.flows.cycle import Engine
 
     loaded, store = _open_store()
-    # Excluding touches only local state: no keyring or network is needed.
-    engine = Engine(loaded.settings, store, None, actor=_actor(loaded))
+    # Excluding touches only local state: no credential or network is needed. The keyring is
+    # asked only for the audit key, to sign the event (without it the next run signs it).
+    engine = Engine(loaded.settings, store, None, actor=_actor(loaded), audit_keys=AuditKeys())
     try:
         engine.exclude(args.report_id, args.reason)
     finally:

@@ -48,6 +48,10 @@ def test_cycle_is_signed_and_a_rewrite_is_caught(small_console):
     proc = small_console.run("audit", "verify")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "intact and signed" in proc.stdout
+    # A command outside a cycle signs its own events when it ends.
+    assert small_console.run("exclude", "90000004", "--reason", "duplicate").returncode == 0
+    proc = small_console.run("audit", "verify")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
     db = sqlite3.connect(small_console.home / "state.sqlite3")
     db.row_factory = sqlite3.Row

@@ -154,8 +154,11 @@ def test_no_key_in_the_keyring_proves_nothing(tmp_path, keyring_backend):
     result = AuditLog(store, "ann", keys=AuditKeys(keyring_backend)).verify()
     assert not result.ok and result.unproven_from == 1
     assert "no audit signing key" in result.describe()
-    # The next command with a keyring signs everything before it.
+    # A command that only reads signs nothing (and never waits for the write lock)...
     log = AuditLog(store, "ann", keys=AuditKeys(keyring_backend))
+    assert log.seal() is None
+    # ...the next one that writes, with a keyring, signs everything before it too.
+    log.record("fetched", "report 2")
     assert log.seal() is not None
     assert log.verify().ok
     store.close()
