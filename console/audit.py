@@ -5,6 +5,14 @@ event, so editing, deleting or reordering any stored event breaks the chain at t
 the chain head kept beside the log catches deletion of the newest events. `verify()` names
 the first bad event.
 
+A hash chain alone proves nothing against whoever can write the file: they can edit an event
+and recompute every hash and the head. So the chain carries signed checkpoints: `checkpoint`
+events whose Ed25519 signature (key in the OS keyring, console/audit_keys.py) covers the hash
+of the event before them, and so every event up to there. One follows every
+CHECKPOINT_EVERY-th event, and `seal()` adds one at the end of every cycle and command that
+wrote events. `verify()` checks hashes and signatures and says from which event on the chain
+is unproven; console/evidence_check.py holds the rules (also shipped in evidence bundles).
+
 Digests of requests and responses are SHA-256 of the body with secrets taken out first
 (the Expensify job description carries the partner secret: its `credentials` are redacted
 before digesting). No secret is ever stored here.
@@ -16,16 +24,27 @@ import csv
 import getpass
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
+from console import evidence_check
+from console.errors import ConsoleError
 from console.store import AuditRow, Store
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from console.audit_keys import AuditKeys
+
+log = logging.getLogger(__name__)
 
 # Event types (design.md §4: every step leaves one).
 EVENT_TYPES = (
     "fetched",
+    "fetched-late",  # approved before the poll window, found by the daily check (fetch.py)
     "mapped",
     "held",
     "released",
@@ -61,9 +80,16 @@ EVENT_TYPES = (
     "card-reversal-planned",
     "card-reversal-posted",
     "card-reversal-failed",
+    # a signed checkpoint over the chain so far (console/evidence_check.py)
+    evidence_check.CHECKPOINT,
 )
 
-GENESIS = "0" * 64
+GENESIS = evidence_check.GENESIS
+# A checkpoint follows every event whose seq is a multiple of this, besides the one at the end
+# of each cycle and command: a crash or a kill mid-cycle leaves at most this many events
+# unsigned (until the next run's checkpoint signs them). 200 events are a few reports' worth
+# in a large cycle; a checkpoint costs one signature (~50 µs) and one row.
+CHECKPOINT_EVERY = 200
 # Rows written per INSERT batch when appending many events (AuditLog.append).
 APPEND_CHUNK = 1000
 _SECRET_KEYS = frozenset(
@@ -78,19 +104,7 @@ _SECRET_KEYS = frozenset(
         "authorization",
     }
 )
-_FIELDS = (
-    "seq",
-    "at",
-    "actor",
-    "type",
-    "report_id",
-    "transaction_ids",
-    "voucher",
-    "summary",
-    "request_digest",
-    "response_digest",
-    "data",
-)
+_FIELDS = evidence_check.CHAIN_FIELDS
 
 
 def os_user() -> str:
@@ -147,8 +161,7 @@ def digest(body: Any) -> str | None:
 
 
 def _chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
-    payload = {"prev_hash": prev_hash, **{k: row[k] for k in _FIELDS}}
-    return hashlib.sha256(canonical(payload).encode()).hexdigest()
+    return evidence_check.chain_hash(prev_hash, row)
 
 
 @dataclass(frozen=True)
@@ -168,21 +181,43 @@ class Event:
 
 @dataclass(frozen=True)
 class VerifyResult:
+    """What `verify()` found. `ok`: the hash chain is intact and, where a key was there to
+    check them with, every event is proven by a good signed checkpoint."""
+
     ok: bool
     checked: int
     first_bad_seq: int | None = None
     problem: str = ""
+    signatures_checked: bool = False
+    signed_through: int = 0  # the last event a good checkpoint proves
+    checkpoints: int = 0  # good checkpoints (before the first bad one)
+    bad_checkpoint: int | None = None  # the first unsigned or mis-signed checkpoint
+    unproven_from: int | None = None  # the first event no good checkpoint proves
+    key_fingerprint: str = ""
+    text: str = ""
+    # False when the hash chain itself breaks (an event edited, deleted or moved); an
+    # unproven or mis-signed chain is intact but not ok. For screens that show one event,
+    # first_bad_seq also names the first bad checkpoint (or unproven event) then.
+    chain_intact: bool = True
 
     def describe(self) -> str:
+        if self.text:
+            return self.text
         if self.ok:
             return f"audit chain intact: {self.checked} events verified"
         return f"audit chain broken at event {self.first_bad_seq}: {self.problem}"
 
 
 class AuditLog:
-    def __init__(self, store: Store, actor: str) -> None:
+    def __init__(self, store: Store, actor: str, keys: AuditKeys | None = None) -> None:
         self.store = store
         self.actor = actor
+        # The signing key (None: no checkpoints are written, e.g. a session without keyring).
+        self.keys = keys
+        # Why the last checkpoint could not be signed ("" when it could).
+        self.seal_problem = ""
+        self._signing_failed = False
+        self._wrote = False  # this log appended events: seal() has something to sign
 
     def record(self, type: str, summary: str = "", **fields: Any) -> AuditRow:
         return self.record_many([Event(type=type, summary=summary, **fields)])[-1]
@@ -235,42 +270,95 @@ class AuditLog:
                 chunk.append(row)
                 if keep is not None:
                     keep(row)
+                if seq % CHECKPOINT_EVERY == 0 and self.keys is not None:
+                    checkpoint = self._checkpoint_row(seq, prev, now, periodic=True)
+                    if checkpoint is not None:
+                        seq += 1
+                        prev = checkpoint["hash"]
+                        chunk.append(checkpoint)
                 if len(chunk) >= APPEND_CHUNK:
                     self.store.append_audit_rows(chunk)
                     count += len(chunk)
                     chunk = []
             self.store.append_audit_rows(chunk)
             count += len(chunk)
+        self._wrote = self._wrote or count > 0
         return count
 
-    def verify(self) -> VerifyResult:
-        """Walk the chain in seq order; name the first event that was edited, deleted or moved."""
-        expected_prev = GENESIS
-        expected_seq = 1
-        checked = 0
-        for row in self.store.iter_audit_rows():
-            seq = row["seq"]
-            if seq != expected_seq:
-                return VerifyResult(
-                    False,
-                    checked,
-                    expected_seq,
-                    f"event {expected_seq} is missing (next stored event is {seq}): deleted",
-                )
-            if row["prev_hash"] != expected_prev:
-                return VerifyResult(
-                    False,
-                    checked,
-                    seq,
-                    "does not follow the event before it (deleted, inserted or reordered)",
-                )
-            if _chain_hash(row["prev_hash"], row) != row["hash"]:
-                return VerifyResult(
-                    False, checked, seq, f"its content was edited ({row['type']} event)"
-                )
-            expected_prev = row["hash"]
-            expected_seq += 1
-            checked += 1
+    def _checkpoint_row(
+        self, seq: int, prev: str, now: str, *, periodic: bool = False
+    ) -> dict[str, Any] | None:
+        """A signed checkpoint after event `seq` (hash `prev`), or None when the key cannot
+        be had (said once in the log; the next checkpoint that can be signed covers these
+        events too)."""
+        assert self.keys is not None
+        if periodic and self._signing_failed:
+            return None  # asked the keyring once this run already; seal() tries again
+        try:
+            signature, key = self.keys.sign(evidence_check.checkpoint_message(seq, prev, now))
+        except ConsoleError as exc:
+            self._signing_failed = True
+            self.seal_problem = (
+                f"audit checkpoint not signed: {exc}; events from the last checkpoint on stay "
+                "unproven until a checkpoint can be signed"
+            )
+            log.warning("%s", self.seal_problem)
+            return None
+        self._signing_failed = False
+        self.seal_problem = ""
+        row: dict[str, Any] = {
+            "seq": seq + 1,
+            "at": now,
+            "actor": self.actor,
+            "type": evidence_check.CHECKPOINT,
+            "report_id": None,
+            "transaction_ids": None,
+            "voucher": None,
+            "summary": f"checkpoint: events up to {seq} signed",
+            "request_digest": None,
+            "response_digest": None,
+            "data": canonical(evidence_check.sign_fields(signature, key, seq, prev)),
+            "prev_hash": prev,
+        }
+        row["hash"] = _chain_hash(prev, row)
+        return row
+
+    def seal(self, *, always: bool = False) -> AuditRow | None:
+        """Sign a checkpoint over the chain as it stands, when this log wrote events (or
+        `always`), unless the newest event already is a checkpoint or this log has no key. A
+        command that only read never writes (nor waits for the write lock) here. Never raises
+        for a keyring problem: `seal_problem` says it, and the events stay unproven until a
+        later checkpoint. Returns the checkpoint."""
+        if self.keys is None or not (self._wrote or always):
+            return None
+        with self.store.transaction():
+            newest = self.store.audit_page(limit=1)
+            if not newest or newest[0].type == evidence_check.CHECKPOINT:
+                return None
+            seq, prev = self.store.audit_head()
+            row = self._checkpoint_row(seq, prev or GENESIS, self.store.now())
+            if row is None:
+                return None
+            self.store.append_audit_rows([row])
+        self._wrote = False
+        return _audit_row_of(row)
+
+    def verify(self, public_key: Ed25519PublicKey | None = None) -> VerifyResult:
+        """Walk the chain in seq order: name the first event that was edited, deleted or
+        moved, and check every checkpoint's signature with `public_key` (default: this log's
+        key, read from the keyring, never created here). Without any key only the hashes are
+        checked, and the result says so."""
+        if public_key is None and self.keys is not None:
+            public_key = self.keys.public_key(create=False)
+            if public_key is None:
+                return self._no_key_result()
+        report = evidence_check.walk(self.store.iter_audit_rows(), public_key)
+        if not report.intact:
+            return VerifyResult(
+                False, report.checked, report.first_bad_seq, report.problem, chain_intact=False
+            )
+        checked = report.checked
+        expected_prev = self._last_hash(report)
         head_seq, head_hash = self.store.audit_head()
         if head_seq != checked or (head_seq and head_hash != expected_prev):
             if head_seq > checked:
@@ -280,14 +368,65 @@ class AuditLog:
                     checked + 1,
                     f"the log ends at event {checked} but the chain head says {head_seq}:"
                     " the newest events were deleted",
+                    chain_intact=False,
                 )
             return VerifyResult(
                 False,
                 checked,
                 head_seq + 1 if head_seq < checked else head_seq,
                 "the chain head does not match the last event",
+                chain_intact=False,
             )
-        return VerifyResult(True, checked)
+        if public_key is None:
+            text = (
+                f"audit chain intact: {checked} events verified (hashes only: no audit key to "
+                "check the signed checkpoints with)"
+            )
+            return VerifyResult(True, checked, text=text)
+        return VerifyResult(
+            report.ok,
+            checked,
+            None if report.ok else (report.bad_checkpoint or report.unproven_from),
+            "" if report.ok else report.describe(),
+            signatures_checked=True,
+            signed_through=report.signed_through,
+            checkpoints=report.checkpoints,
+            bad_checkpoint=report.bad_checkpoint,
+            unproven_from=report.unproven_from,
+            key_fingerprint=report.key_fingerprint,
+            text=report.describe(),
+        )
+
+    def _no_key_result(self) -> VerifyResult:
+        """The keyring holds no audit key: nothing can be proven (hashes still checked)."""
+        report = evidence_check.walk(self.store.iter_audit_rows(), None)
+        if not report.intact:
+            return VerifyResult(
+                False, report.checked, report.first_bad_seq, report.problem, chain_intact=False
+            )
+        if report.checked == 0:
+            return VerifyResult(True, 0, text="audit chain empty: nothing to verify")
+        text = (
+            "audit chain unproven from event 1: the keyring holds no audit signing key, so "
+            f"no checkpoint can be checked ({report.checked} events hash-checked); "
+            "`ml-console audit key` creates one, or check with the auditor's copy: "
+            "`ml-console audit verify --public-key FILE`"
+        )
+        return VerifyResult(
+            False,
+            report.checked,
+            1,
+            text,
+            signatures_checked=True,
+            unproven_from=1,
+            text=text,
+        )
+
+    def _last_hash(self, report: evidence_check.ChainReport) -> str:
+        if report.checked == 0:
+            return GENESIS
+        rows = self.store.audit_page(limit=1)
+        return rows[0].hash if rows else GENESIS
 
     def export(self, out: IO[str], fmt: str = "jsonl", report_id: str | None = None) -> int:
         """Write events (oldest first) as JSON lines or CSV; returns how many."""

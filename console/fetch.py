@@ -22,6 +22,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 from console.audit import AuditLog, Event
+from console.errors import AuthError, ConsoleError
 from console.expensify.models import ExportReport, MalformedReport, PolicyInfo
 from console.report_hash import content_hash
 from console.store import LineRecord, ReportRecord, Store, crash_point
@@ -44,11 +45,30 @@ class ExpensifyReader(Protocol):
         policy_ids: Sequence[str] | None = None,
     ) -> Iterator[ExportReport | MalformedReport]: ...
 
+    def export_report_ids(
+        self,
+        *,
+        start_date: date | None = None,
+        states: Sequence[str] = ("APPROVED", "REIMBURSED"),
+        exclude_label: str | None = None,
+        policy_ids: Sequence[str] | None = None,
+    ) -> list[str]: ...
+
+    def export_reports_by_id(
+        self,
+        report_ids: Sequence[str],
+        *,
+        states: Sequence[str] = ("APPROVED", "REIMBURSED"),
+        exclude_label: str | None = None,
+    ) -> Iterator[ExportReport | MalformedReport]: ...
+
     def get_policies(self, policy_ids: Sequence[str]) -> dict[str, PolicyInfo]: ...
 
 
 # reportState of a report closed on submission (the web UI's "Closed").
 CLOSED_STATES = ("ARCHIVED",)
+# The cursor key of the day the last sweep for reports approved before the cursor ran.
+LATE_SWEEP = "expensify.late_sweep"
 
 
 @dataclass
@@ -66,6 +86,10 @@ class FetchOutcome:
     unseen_policies: list[str] = field(default_factory=list)
     policies: dict[str, PolicyInfo] = field(default_factory=dict)
     cursor_moved_to: date | None = None
+    # Reports approved before the poll window, found by the daily sweep and fetched now.
+    late: list[str] = field(default_factory=list)
+    # Lines for the cycle's summary (each said once).
+    notices: list[str] = field(default_factory=list)
 
     @property
     def count(self) -> int:
@@ -215,8 +239,46 @@ def fetch(
         )
         items = itertools.chain(items, closed)
     outcome = FetchOutcome(approved_after=approved_after, policies=policies)
-    fetched: list[_Fetched] = []
     crash_point("fetched")
+
+    first_poll = store.cursor() is None
+    with store.transaction():
+        _store_items(items, store, audit, outcome)
+        if not dry_run:
+            today = now.date()
+            old = store.cursor()
+            if old is None or date.fromisoformat(old) < today:
+                store.set_cursor(today.isoformat())
+                outcome.cursor_moved_to = today
+            if first_poll:
+                # The first poll's window starts at the configured start: nothing approved
+                # since then can be behind it, so today's check is done.
+                store.set_cursor(today.isoformat(), LATE_SWEEP)
+    if not dry_run and not first_poll and (approving or not policy_ids):
+        sweep_late(
+            client,
+            store,
+            audit,
+            outcome,
+            configured_start=configured_start,
+            export_label=export_label,
+            policy_ids=approving,
+            today=now.date(),
+        )
+    return outcome
+
+
+def _store_items(
+    items: Iterable[ExportReport | MalformedReport],
+    store: Store,
+    audit: AuditLog,
+    outcome: FetchOutcome,
+    *,
+    late: bool = False,
+) -> None:
+    """Upsert what an export brought (readable reports in file order, then the malformed
+    ones) with their audit events, in the caller's transaction; fill `outcome`."""
+    fetched: list[_Fetched] = []
 
     def records() -> Iterator[ReportRecord]:
         malformed: list[ReportRecord] = []
@@ -227,53 +289,106 @@ def fetch(
             record = report_record(item)
             fetched.append(_summary(record))
             yield record
-        outcome.malformed = [r.report_id for r in malformed]
+        outcome.malformed += [r.report_id for r in malformed]
         for record in malformed:
             fetched.append(_summary(record))
             yield record
 
-    with store.transaction():
-        up = store.upsert_reports(records())
-        outcome.fetched = [f.report_id for f in fetched]
-        outcome.new, outcome.changed = up.new, up.changed
-        outcome.unchanged, outcome.changed_after_post = up.unchanged, up.changed_after_post
-        new_ids, changed_ids = set(up.new), set(up.changed)  # membership per report: no scans
-        events = (
-            Event(
-                type="fetched",
-                report_id=f.report_id,
-                summary=(
-                    f"{'new' if f.report_id in new_ids else 'changed'} report "
-                    f"{f.report_id}: {f.lines} line(s), {f.total_minor} {f.currency}"
-                ),
-                transaction_ids=list(f.transaction_ids),
-                data={"content_hash": f.content_hash, "approved": f.approved},
-            )
-            for f in fetched
-            if f.report_id in new_ids or f.report_id in changed_ids
+    up = store.upsert_reports(records())
+    outcome.fetched += [f.report_id for f in fetched]
+    outcome.new += up.new
+    outcome.changed += up.changed
+    outcome.unchanged += up.unchanged
+    outcome.changed_after_post += up.changed_after_post
+    new_ids, changed_ids = set(up.new), set(up.changed)  # membership per report: no scans
+    events = (
+        Event(
+            type="fetched",
+            report_id=f.report_id,
+            summary=(
+                f"{'new' if f.report_id in new_ids else 'changed'} report "
+                f"{f.report_id}: {f.lines} line(s), {f.total_minor} {f.currency}"
+            ),
+            transaction_ids=list(f.transaction_ids),
+            data={"content_hash": f.content_hash, "approved": f.approved},
         )
-        audit.append(
-            itertools.chain(
-                events,
-                (
-                    Event(
-                        type="changed-after-post",
-                        report_id=rid,
-                        summary=(
-                            f"report {rid} changed in Expensify after it was posted; not reposted"
-                        ),
-                    )
-                    for rid in up.changed_after_post
-                ),
-            )
+        for f in fetched
+        if f.report_id in new_ids or f.report_id in changed_ids
+    )
+    late_events = (
+        Event(
+            type="fetched-late",
+            report_id=f.report_id,
+            summary=_late_line(f, outcome.approved_after),
+            data={"approved": f.approved, "poll_window_after": outcome.approved_after},
         )
-        if not dry_run:
-            today = now.date()
-            old = store.cursor()
-            if old is None or date.fromisoformat(old) < today:
-                store.set_cursor(today.isoformat())
-                outcome.cursor_moved_to = today
-    return outcome
+        for f in (fetched if late else ())
+    )
+    audit.append(
+        itertools.chain(
+            events,
+            late_events,
+            (
+                Event(
+                    type="changed-after-post",
+                    report_id=rid,
+                    summary=(
+                        f"report {rid} changed in Expensify after it was posted; not reposted"
+                    ),
+                )
+                for rid in up.changed_after_post
+            ),
+        )
+    )
+    if late:
+        outcome.late += [f.report_id for f in fetched]
+        outcome.notices += [_late_line(f, outcome.approved_after) for f in fetched]
+
+
+def _late_line(f: _Fetched, window_after: date) -> str:
+    approved = f"approved {f.approved[:10]}" if f.approved else "with no approval date"
+    return (
+        f"report {f.report_id} ({approved}) was approved before the poll window (after "
+        f"{window_after.isoformat()}) and never fetched: found by the daily check for such "
+        "reports and fetched now"
+    )
+
+
+def sweep_late(
+    client: ExpensifyReader,
+    store: Store,
+    audit: AuditLog,
+    outcome: FetchOutcome,
+    *,
+    configured_start: date,
+    export_label: str,
+    policy_ids: Sequence[str],
+    today: date,
+) -> None:
+    """Once a day: fetch the unlabelled approved reports the store has never seen (see the
+    module doc). Two requests when nothing is missing. A failure leaves a notice and the
+    check runs again next cycle; it never fails the cycle."""
+    if store.cursor(LATE_SWEEP) == today.isoformat():
+        return
+    try:
+        ids = client.export_report_ids(
+            start_date=configured_start,
+            states=("APPROVED", "REIMBURSED"),
+            exclude_label=export_label,
+            policy_ids=list(policy_ids) or None,
+        )
+        missing = [rid for rid in ids if store.report_status(rid) is None]
+        items = client.export_reports_by_id(missing, exclude_label=export_label) if missing else ()
+        with store.transaction():
+            _store_items(items, store, audit, outcome, late=True)
+            store.set_cursor(today.isoformat(), LATE_SWEEP)
+    except AuthError:
+        raise
+    except ConsoleError as exc:
+        outcome.notices.append(
+            "the daily check for reports approved before the poll window could not run "
+            f"({exc}); it runs again next cycle"
+        )
 
 
 def _summary(record: ReportRecord) -> _Fetched:

@@ -8,6 +8,8 @@ lock, on top of the cross-process posting lock).
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,8 +36,10 @@ from console.store import (
 from console.validate import IfsReference
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from console.audit_keys import AuditKeys
     from console.config import Settings
     from console.credentials import ExpensifyCredentials, IfsCredentials
     from console.expensify.client import ExpensifyClient
@@ -105,6 +109,15 @@ def ifs_client(settings: Settings, source: Callable[[], IfsCredentials], **extra
     )
 
 
+def _audit_keys(secrets: SecretStore | None) -> AuditKeys | None:
+    """The audit signing key in the session's keyring; none without a keyring."""
+    if secrets is None:
+        return None
+    from console.audit_keys import AuditKeys
+
+    return AuditKeys(secrets.backend, secrets.service)
+
+
 class Session:
     """What every flow works with: the settings, the store and its audit log, the posting
     lock, the clients (built lazily from the keyring), the IFS reference data read once per
@@ -122,13 +135,14 @@ class Session:
         expensify: ExpensifyClient | None = None,
         ifs: IfsClient | None = None,
         lock_wait_s: float = LOCK_WAIT_S,
+        audit_keys: AuditKeys | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.secrets = secrets
         self.actor = actor
         self.clock = clock
-        self.audit = AuditLog(store, actor)
+        self.audit = AuditLog(store, actor, keys=audit_keys or _audit_keys(secrets))
         self.lock = PostingLock(str(store.path) + ".lock", actor, wait_s=lock_wait_s)
         self._expensify = expensify
         self._ifs = ifs
@@ -228,6 +242,11 @@ class Session:
         return Ledger(self.store, self.audit, self.ifs)
 
     def close(self) -> None:
+        # Every command that wrote events ends with a signed checkpoint over them.
+        try:
+            self.audit.seal()
+        except (ConsoleError, sqlite3.Error, OSError) as exc:
+            log.warning("audit checkpoint not written: %s", exc)
         for client in (self._expensify, self._ifs):
             if client is not None:
                 client.close()

@@ -120,11 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="verify or export the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    audit_sub.add_parser("verify", help="check the hash chain (exit 0 intact, 3 broken)")
-    exp = audit_sub.add_parser("export", help="export events")
+    ver = audit_sub.add_parser(
+        "verify", help="check hashes and signed checkpoints (exit 0 intact and signed, 3 not)"
+    )
+    ver.add_argument("--evidence", metavar="BUNDLE", help="verify an evidence bundle instead")
+    ver.add_argument("--public-key", metavar="FILE", help="check with this public key (PEM)")
+    audit_sub.add_parser("key", help="print the audit key's public half and fingerprint")
+    exp = audit_sub.add_parser("export", help="export events, or a period's evidence bundle")
     exp.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
-    exp.add_argument("--output", "-o", help="file (default stdout)")
+    exp.add_argument("--output", "--out", "-o", help="file (default stdout)")
     exp.add_argument("--report", help="only this report's events")
+    exp.add_argument("--evidence", action="store_true", help="a signed evidence bundle (zip)")
+    exp.add_argument("--period", metavar="YYYY-MM", help="with --evidence: the period")
 
     sub.add_parser("info", help="paths, effective config and where each value came from")
 
@@ -239,6 +246,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from console.commands.serve import run_serve_command
 
         return run_serve_command(args)
+    if cmd == "audit":
+        from console.commands.audit import run_audit_command
+
+        return run_audit_command(args)
     if cmd == "replay" and args.confirm_change:
         from console.commands.confirm_change import run_confirm_change_command
 

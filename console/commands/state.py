@@ -1,6 +1,7 @@
-"""Subcommands without the TUI: credentials, info, the hold queue, replay, the audit trail.
+"""Subcommands without the TUI: credentials, info, the hold queue, replay (the audit trail:
+console/commands/audit.py).
 
-`held`, `exclude` and `audit` need only the state file (no keyring, no network); `replay`
+`held` and `exclude` need only the state file (no keyring, no network); `replay`
 posts, so it needs the services and takes the posting lock like `--auto` (same exit codes).
 """
 
@@ -10,7 +11,6 @@ import argparse
 import json
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TextIO
 
 from console.errors import ConfigError, ConsoleError
@@ -31,7 +31,6 @@ def run_command(args: argparse.Namespace) -> int:
         "held": _held,
         "exclude": _exclude,
         "replay": _replay,
-        "audit": _audit,
     }
     handler = handlers.get(cmd)
     if handler is None:
@@ -136,11 +135,13 @@ def _held(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def _exclude(args: argparse.Namespace) -> int:
+    from console.audit_keys import AuditKeys
     from console.flows.cycle import Engine
 
     loaded, store = _open_store()
-    # Excluding touches only local state: no keyring or network is needed.
-    engine = Engine(loaded.settings, store, None, actor=_actor(loaded))
+    # Excluding touches only local state: no credential or network is needed. The keyring is
+    # asked only for the audit key, to sign the event (without it the next run signs it).
+    engine = Engine(loaded.settings, store, None, actor=_actor(loaded), audit_keys=AuditKeys())
     try:
         engine.exclude(args.report_id, args.reason)
     finally:
@@ -170,33 +171,3 @@ def _replay(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return int(ExitCode.ATTENTION if summary.needs_attention else ExitCode.OK)
-
-
-def _audit(args: argparse.Namespace) -> int:
-    from console.audit import AuditLog
-
-    loaded, store = _open_store()
-    try:
-        log = AuditLog(store, _actor(loaded))
-        if args.audit_command == "verify":
-            result = log.verify()
-            if result.ok:
-                sys.stdout.write(result.describe() + "\n")
-                return int(ExitCode.OK)
-            sys.stdout.write(result.describe() + "\n")
-            print(f"ml-console: {result.describe()}", file=sys.stderr)
-            return int(ExitCode.ATTENTION)
-        if args.audit_command == "export":
-            if args.output:
-                from console.config import secure_file
-
-                path = secure_file(Path(args.output))
-                with path.open("w", encoding="utf-8", newline="") as fh:
-                    n = log.export(fh, args.format, report_id=args.report)
-            else:
-                n = log.export(sys.stdout, args.format, report_id=args.report)
-            print(f"ml-console: exported {n} event(s)", file=sys.stderr)
-            return int(ExitCode.OK)
-    finally:
-        store.close()
-    raise ConfigError(f"unknown audit command {args.audit_command!r}")

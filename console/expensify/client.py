@@ -65,13 +65,22 @@ DOWNLOAD_TRIES = 4
 DOWNLOAD_PAUSE_S = 2.0
 
 
-def default_template() -> str:
-    """The project's report export template, shipped inside the package."""
+# Isolating reports that stop the export template (export_items): words by which the export
+# job's error is told to be the template's (the simulator: "Error while processing the
+# template"; FreeMarker's own messages name the template), and the most exports one isolation
+# may run (each is the job and its download: two requests against 20 a minute). One bad report
+# among n takes about 2·log2(n) exports; 60 isolate a handful among thousands.
+TEMPLATE_ERROR_WORDS = ("template", "freemarker")
+MAX_ISOLATION_EXPORTS = 60
+
+
+def default_template(name: str = "export.ftl") -> str:
+    """One of the project's report templates, shipped inside the package."""
     try:
-        return resources.files("console.expensify").joinpath("export.ftl").read_text("utf-8")
+        return resources.files("console.expensify").joinpath(name).read_text("utf-8")
     except (FileNotFoundError, OSError) as exc:
         raise ConfigError(
-            f"{SERVICE}: the export template console/expensify/export.ftl is missing ({exc})"
+            f"{SERVICE}: the export template console/expensify/{name} is missing ({exc})"
         ) from None
 
 
@@ -186,20 +195,147 @@ class ExpensifyClient:
         states: Sequence[str] = ("APPROVED", "REIMBURSED"),
         exclude_label: str | None = None,
         policy_ids: Sequence[str] | None = None,
+        report_ids: Sequence[str] | None = None,
     ) -> Iterator[ExportItem]:
         """As export_reports, but the reports one at a time (see iter_export): the export
         runs, downloads and is checked before this returns; only parsing is left to the
-        iteration."""
-        content, file_name = self._export_file(
+        iteration.
+
+        One report whose data stops the export template fails the whole job (FreeMarker
+        renders all or nothing). Then the reports are isolated: the IDs the same filters
+        select come from report_ids.ftl (which reads nothing but reportID), and halves of
+        them are exported again by reportIDList until each failing export holds one report.
+        That report comes back as a MalformedReport naming the export's error (held as
+        `malformed:export-template:…`); every other report comes back as usual."""
+        filters: dict[str, Any] = {
+            "approved_after": approved_after,
+            "start_date": start_date,
+            "report_ids": report_ids,
+            "states": states,
+            "exclude_label": exclude_label,
+            "policy_ids": policy_ids,
+            "limit": None,
+        }
+        try:
+            content, file_name = self._export_file(**filters)
+        except ServiceError as exc:
+            if not is_template_error(exc):
+                raise
+            return self._isolate(filters, exc)
+        return iter_export(content, file_name=file_name, rule=self.accrual)
+
+    def export_reports_by_id(
+        self,
+        report_ids: Sequence[str],
+        *,
+        states: Sequence[str] = ("APPROVED", "REIMBURSED"),
+        exclude_label: str | None = None,
+    ) -> Iterator[ExportItem]:
+        """export_items of exactly these reports (reportIDList)."""
+        return self.export_items(report_ids=report_ids, states=states, exclude_label=exclude_label)
+
+    def export_report_ids(
+        self,
+        *,
+        approved_after: date | None = None,
+        start_date: date | None = None,
+        report_ids: Sequence[str] | None = None,
+        states: Sequence[str] = ("APPROVED", "REIMBURSED"),
+        exclude_label: str | None = None,
+        policy_ids: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[str]:
+        """The IDs of the reports an export with these filters selects (report_ids.ftl: one
+        job and one download, whatever the reports hold)."""
+        input_settings = self._export_input(
             approved_after=approved_after,
             start_date=start_date,
-            report_ids=None,
+            report_ids=report_ids,
             states=states,
             exclude_label=exclude_label,
             policy_ids=policy_ids,
-            limit=None,
+            limit=limit,
         )
-        return iter_export(content, file_name=file_name, rule=self.accrual)
+        name = self._run_export(
+            input_settings, on_finish=None, template=default_template("report_ids.ftl")
+        )
+        content = self._download(name)
+        try:
+            ids = money.loads(content)
+        except ValueError:
+            ids = None
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise ProtocolError(SERVICE, f"the report ID export {name!r} is not a list of IDs")
+        return _clean_ids([i for i in ids if "," not in i])
+
+    def _isolate(self, filters: dict[str, Any], failure: ServiceError) -> Iterator[ExportItem]:
+        """The reports of a failed export, found by halves (see export_items). Raises the
+        export's error when the IDs cannot be listed or the isolation needs more than
+        MAX_ISOLATION_EXPORTS exports (nothing is lost: the cursor does not move)."""
+        try:
+            ids = self.export_report_ids(**filters)
+        except ServiceError as exc:
+            raise ServiceError(
+                SERVICE,
+                failure.status,
+                failure.code,
+                f"{failure.detail}; the reports could not be listed to find the one that "
+                f"breaks it ({exc.detail})",
+            ) from None
+        log.warning(
+            "expensify: the export template failed (%s); isolating the report(s) that break "
+            "it among %d by exporting halves",
+            failure.detail,
+            len(ids),
+        )
+        budget = [MAX_ISOLATION_EXPORTS]
+        items: list[ExportItem] = []
+        self._resolve(ids, failure.detail, filters, budget, items)
+        return iter(items)
+
+    def _resolve(
+        self,
+        group: list[str],
+        error: str | None,
+        filters: dict[str, Any],
+        budget: list[int],
+        out: list[ExportItem],
+    ) -> bool:
+        """Export `group` (unless `error` says it fails already); on a template error split
+        it in halves. Appends what it reads to `out`; True when the group held a culprit."""
+        if not group:
+            return False
+        if error is None:
+            if budget[0] <= 0:
+                raise ServiceError(
+                    SERVICE,
+                    500,
+                    "500",
+                    f"the export template fails and {MAX_ISOLATION_EXPORTS} exports did not "
+                    "isolate every report that breaks it; fix the reports named in the log, "
+                    "or run again",
+                )
+            budget[0] -= 1
+            try:
+                content, file_name = self._export_file(**{**filters, "report_ids": group})
+            except ServiceError as exc:
+                if not is_template_error(exc):
+                    raise
+                error = exc.detail
+            else:
+                out.extend(iter_export(content, file_name=file_name, rule=self.accrual))
+                return False
+        if len(group) == 1:
+            what = "export-template:" + " ".join(error.split())[:160]
+            log.warning("expensify: report %s breaks the export template: %s", group[0], error)
+            out.append(MalformedReport(reportID=group[0], what=what))
+            return True
+        half = len(group) // 2
+        first, second = group[:half], group[half:]
+        first_bad = self._resolve(first, None, filters, budget, out)
+        # The whole group fails: with a clean first half, the culprit is in the second.
+        self._resolve(second, None if first_bad else error, filters, budget, out)
+        return True
 
     def _export_file(self, **filters: Any) -> tuple[bytes, str]:
         """Run an export with the shipped template (no marking) and download it: (bytes, name)."""
@@ -396,7 +532,11 @@ class ExpensifyClient:
         return settings
 
     def _run_export(
-        self, input_settings: dict[str, Any], *, on_finish: list[dict[str, Any]] | None
+        self,
+        input_settings: dict[str, Any],
+        *,
+        on_finish: list[dict[str, Any]] | None,
+        template: str | None = None,
     ) -> str:
         job: dict[str, Any] = {
             "type": "file",
@@ -406,15 +546,10 @@ class ExpensifyClient:
         }
         if on_finish:
             job["onFinish"] = on_finish
-        response = self._call(job, template=self.template, what="the export job")
-        name = response.text.strip()
-        if not name or len(name) > 255 or any(c in name for c in "<>{}\n\r\"' /\\"):
-            raise ProtocolError(
-                SERVICE,
-                "the export job did not answer with a file name "
-                f"(HTTP {response.status_code}, {len(response.content)} bytes)",
-            )
-        return name
+        response = self._call(
+            job, template=template or self.template, what="the export job", file_name=True
+        )
+        return response.text.strip()
 
     def _download(self, file_name: str) -> bytes:
         for attempt in range(1, DOWNLOAD_TRIES + 1):
@@ -455,9 +590,12 @@ class ExpensifyClient:
         what: str,
         template: str | None = None,
         not_ready_ok: bool = False,
+        file_name: bool = False,
     ) -> httpx.Response:
         """Send one job: limiter, bounded retries of transient failures and 429s, and one
-        re-read of the credentials after a refusal. Returns a successful response."""
+        re-read of the credentials after a refusal. Returns a successful response (with
+        `file_name`, one whose body is a file name: anything else, such as a JSON body cut by
+        a proxy, is retried like a 5xx; a file job without onFinish only writes a file)."""
         creds = self._read_credentials()
         reread = False
         start = self.clock()
@@ -474,9 +612,12 @@ class ExpensifyClient:
             try:
                 for attempt in policy:
                     with attempt:
-                        return self._send_once(
+                        response = self._send_once(
                             creds, job, template, what, start, seen_429, not_ready_ok=not_ready_ok
                         )
+                        if file_name:
+                            _check_file_name(response, what)
+                        return response
             except http.TransientError as exc:
                 raise Unreachable(SERVICE, f"{what}: {exc.message}") from None
             except _Refused as exc:
@@ -567,6 +708,28 @@ class ExpensifyClient:
                 SERVICE, code or status, str(code or status), message or f"{what} failed"
             )
         return response
+
+
+def _check_file_name(response: httpx.Response, what: str) -> None:
+    """The export job answers a bare file name; anything else (a truncated JSON body, a page)
+    is a broken answer, retried."""
+    name = response.text.strip()
+    if not name or len(name) > 255 or any(c in name for c in "<>{}\n\r\"' /\\"):
+        raise http.TransientError(
+            f"{what} did not answer with a file name "
+            f"(HTTP {response.status_code}, {len(response.content)} bytes)"
+        )
+
+
+def is_template_error(exc: ServiceError) -> bool:
+    """The export job failed on the template (on a report's data it stops at), not on the
+    request (a 4xx: a missing parameter, a template the service refuses)."""
+    text = exc.detail.lower()
+    return (
+        exc.service == SERVICE
+        and not 400 <= exc.status < 500
+        and any(word in text for word in TEMPLATE_ERROR_WORDS)
+    )
 
 
 def _error_in_body(response: httpx.Response) -> tuple[int | None, str]:

@@ -457,6 +457,7 @@ class Engine(Session):
                 "remove it from [posting] company_by_policy)"
                 for pid in fo.unseen_policies
             ]
+            summary.warnings += fo.notices  # e.g. reports approved before the poll window
         plan = self._evaluate_and_plan(report_ids, include_failed=report_ids is not None)
         if report_ids is None:
             # Watch posted reports; reversals due today; changes after posting (dry run too).
@@ -522,6 +523,7 @@ class Engine(Session):
             ),
             data={"run": summary.run_id, "requests": summary.requests, "error": error},
         )
+        self.audit.seal()  # the cycle's events end with a signed checkpoint
 
     # ------------------------------------------------------------------ operator actions
     def exclude(self, report_id: str, reason: str) -> None:

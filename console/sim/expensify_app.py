@@ -49,13 +49,16 @@ from console.sim.dataset import (
 )
 from console.sim.export_render import (
     DISPLAY_STATUS,
+    REPORT_IDS_TEMPLATE_PATH,
     TEMPLATE_PATH,
     Kind,
+    OnError,
     RawReport,
     TemplateRenderError,
     export_model,
     render_export,
     render_fields,
+    render_report_ids,
 )
 from console.sim.faults import FaultBook, FaultSpec, RequestLog, SimMiddleware
 
@@ -186,6 +189,9 @@ class ExpensifySim:
         self._emails: list[dict[str, Any]] = []
         self._calls: dict[str, deque[float]] = {}
         self._template = _normalise_template(TEMPLATE_PATH.read_text(encoding="utf-8"))
+        self._ids_template = _normalise_template(
+            REPORT_IDS_TEMPLATE_PATH.read_text(encoding="utf-8")
+        )
         self._reconciliation_template = _normalise_template(
             RECONCILIATION_TEMPLATE_PATH.read_text(encoding="utf-8")
         )
@@ -322,11 +328,12 @@ class ExpensifySim:
             raise JobError(410, "Argument 'outputSettings.fileBasename' is malformed")
         if template is None:
             raise JobError(410, "Required parameter 'template' is missing")
-        if _normalise_template(template) != self._template:
+        ids_only = _normalise_template(template) == self._ids_template
+        if _normalise_template(template) != self._template and not ids_only:
             raise JobError(
                 410,
-                "The simulator renders only the project's report export template "
-                "(console/expensify/export.ftl); this template differs from it",
+                "The simulator renders only the project's report export templates "
+                "(console/expensify/export.ftl, report_ids.ftl); this template differs from them",
             )
         actions = _on_finish_actions(job.get("onFinish"))
         test = job.get("test") in ("true", True)
@@ -336,7 +343,11 @@ class ExpensifySim:
             model = export_model(chosen, self._policies.values())
             try:
                 ignore = self.settings.template_errors == "ignore"
-                content = render_export(model, "ignore" if ignore else "rethrow").encode("utf-8")
+                if ids_only:
+                    content = render_report_ids(model).encode("utf-8")
+                else:
+                    mode: OnError = "ignore" if ignore else "rethrow"
+                    content = render_export(model, mode).encode("utf-8")
             except TemplateRenderError as err:
                 raise JobError(500, f"Error while processing the template: {err}") from None
             name = f"{basename}{uuid.UUID(int=self._rng.getrandbits(128), version=4)}.{ext}"

@@ -31,6 +31,8 @@ from typing import Any, Literal, cast
 from console.sim.dataset import Policy, Report, Transaction
 
 TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "expensify" / "export.ftl"
+# The project's second report template: the IDs an export selects (isolating a broken report).
+REPORT_IDS_TEMPLATE_PATH = TEMPLATE_PATH.with_name("report_ids.ftl")
 
 # reportState values (the API's vocabulary) -> the display status a template sees.
 DISPLAY_STATUS = {
@@ -331,6 +333,14 @@ def render_export(model: Mapping[str, Any], on_error: OnError = "rethrow") -> st
             out.append(",")
     out.append("]")
     return "".join(out)
+
+
+def render_report_ids(model: Mapping[str, Any]) -> str:
+    """What FreeMarker writes for console/expensify/report_ids.ftl: the reports' IDs as a JSON
+    array of strings. It reads nothing but `reportID`, so a report that stops export.ftl
+    elsewhere renders here (one whose reportID is a hash or a list still stops it)."""
+    reports = _seq(_lookup(model, ("reports",)), "reports")
+    return "[" + ",".join(_field(r, ("reportID",), "s") for r in reports) + "]"
 
 
 def render_fields(h: Any, fields: Sequence[tuple[str, tuple[str, ...], Kind]]) -> str:

@@ -207,7 +207,8 @@ async def test_audit_filter_timeline_and_chain(tui_home, make_app) -> None:
         total = audit.total
         assert total > 4
         first = audit.cursor
-        assert first is not None and first.payload.type == "run-finished"  # newest first
+        # Newest first: the checkpoint that signs the cycle, after its run-finished event.
+        assert first is not None and first.payload.type == "checkpoint"
         await pilot.press("slash", *"type:fetched", "enter")
         await settle(pilot)
         assert audit.total == 4

@@ -3,7 +3,9 @@ token and rate figures, no notifications, real simulators behind it."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 from typing import Any
 
 import pytest
@@ -16,15 +18,23 @@ SIZE = (160, 48)
 
 @pytest.fixture
 def frozen_engine(tui_home: Any) -> Any:
+    from console.audit_keys import KEY_ENTRY
     from console.config import load_settings
     from console.flows.cycle import Engine
-    from console.secrets import SecretStore
+    from console.secrets import KEYRING_SERVICE, SecretStore
     from console.store import Store
 
     loaded = load_settings()
     loaded.paths.ensure_dirs()
     store = Store(loaded.paths.state_file, clock=fixed_clock)
-    engine = Engine(loaded.settings, store, SecretStore(), actor="tester", clock=fixed_clock)
+    secrets = SecretStore()
+    # A fixed audit signing key: the checkpoint's hash (shown on the Audit screen) is fixed too.
+    secrets.backend.set_password(
+        KEYRING_SERVICE,
+        KEY_ENTRY,
+        json.dumps({"algorithm": "Ed25519", "private_key": base64.b64encode(b"k" * 32).decode()}),
+    )
+    engine = Engine(loaded.settings, store, secrets, actor="tester", clock=fixed_clock)
     real_status = engine.status
 
     def status() -> Any:

@@ -1,0 +1,41 @@
+"""CI's template-breaking report: the real `ml-console --auto` against both simulators over
+loopback HTTP, the Expensify simulator on its DEFAULT template behaviour (a report the
+template stops on fails the whole export job, as real FreeMarker does). The report is held
+naming what is wrong; every other report posts."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import SMALL_ATTENTION, sim_control
+from tests.e2e.conftest import sim_get
+from tests.evidence.test_export_isolation import broken_report
+
+
+def test_a_template_breaking_report_is_held_and_the_rest_post(small_console, small_sims):
+    settings = sim_control(small_sims.expensify_url, "/__sim/settings")
+    assert settings["template_errors"] == "fail"  # the default, unchanged
+    sim_control(small_sims.expensify_url, "/__sim/reports", "POST", broken_report("91000001"))
+
+    code, summary, err = small_console.auto()
+    assert code == 3, err
+    assert summary["posted"] == 3
+    held = {h["reportID"]: h["reason"] for h in summary["held_reports"]}
+    assert set(held) == {"91000001", *(a["reportID"] for a in SMALL_ATTENTION)}
+    reason = held["91000001"]
+    assert reason.startswith("malformed:export-template:")
+    assert "transactionList" in reason
+    in_ifs = sim_get(small_sims.ifs_url, "/__sim/vouchers")
+    refs = {v["ReferenceNumber"].split(":")[1] for v in in_ifs}
+    assert refs == {"90000001", "90000002", "90000003"}
+
+    # The hold queue says which report and what the export said.
+    proc = small_console.run("held", "--json")
+    items = {i["reportID"]: i for i in json.loads(proc.stdout)}
+    assert "91000001" in items["91000001"]["message"]
+    assert "transactionList" in items["91000001"]["message"]
+
+    # The next cycle posts nothing twice and still holds it.
+    code, again, err = small_console.auto()
+    assert again["posted"] == 0
+    assert "91000001" in {h["reportID"] for h in again["held_reports"]}
