@@ -33,7 +33,7 @@ from typing import Any
 
 import sqlite_utils
 
-from console import clock
+from console import clock, state_check
 from console.errors import ConfigError, LockHeld
 from console.reference import KINDS
 
@@ -626,6 +626,7 @@ class Store:
     ) -> None:
         self.path = Path(path)
         self.clock = clock
+        state_check.check(self.path, SCHEMA_VERSION)  # damaged, read-only, newer: exit 7
         _private_dir(self.path.parent)
         _private_file(self.path)
         conn = sqlite3.connect(

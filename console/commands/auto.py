@@ -5,8 +5,9 @@ diagnostic goes to stderr; a progress line only when stderr is a terminal. Struc
 (one JSON object each, never a secret) go to the log file, created 0600.
 
 Exit codes (design.md §2), the first that applies: 2 configuration (a missing credential
-included), 4 authentication refused, 5 unreachable after bounded retries, 6 the posting lock is
-held, 3 reports held or failed, 0 nothing needs attention, 1 unexpected.
+included), 7 the state file is damaged (console/state_check.py), 4 authentication refused,
+5 unreachable after bounded retries, 6 the posting lock is held, 3 reports held or failed,
+0 nothing needs attention, 1 unexpected.
 
 `--every` runs a cycle per interval until SIGTERM or SIGINT, which stop it cleanly between
 cycles; a failed cycle is logged and the loop goes on; each cycle opens the engine afresh, so
@@ -111,8 +112,12 @@ class ProgressLine:
 
 # ------------------------------------------------------------------ one cycle
 def exit_code_for(exc: BaseException) -> ExitCode:
+    from console.state_check import DamagedState
+
     if isinstance(exc, ConfigError):
         return ExitCode.USAGE
+    if isinstance(exc, DamagedState):
+        return ExitCode.DAMAGED_STATE
     if isinstance(exc, AuthError):
         return ExitCode.AUTH
     if isinstance(exc, Unreachable):
@@ -187,6 +192,13 @@ def run_once(
         return int(exit_code_for(exc))
     except Exception as exc:
         progress.close()
+        from console.state_check import classify
+
+        damaged = classify(exc, engine.store.path)
+        if damaged is not None:  # the disk filled up, the file turned read-only or bad
+            print(f"ml-console: {damaged}", file=stderr)
+            log.error("cycle failed", extra={"fields": {"error": str(damaged)}})
+            return int(ExitCode.DAMAGED_STATE)
         print(f"ml-console: unexpected error: {type(exc).__name__}: {exc}", file=stderr)
         log.error("cycle failed unexpectedly", exc_info=True)
         return int(ExitCode.UNEXPECTED)

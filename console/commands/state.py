@@ -1,7 +1,9 @@
-"""Subcommands without the TUI: credentials, info, the hold queue, replay, the audit trail.
+"""Subcommands without the TUI: credentials, info, the hold queue, replay, the audit trail,
+`state backup`.
 
-`held`, `exclude` and `audit` need only the state file (no keyring, no network); `replay`
-posts, so it needs the services and takes the posting lock like `--auto` (same exit codes).
+`held`, `exclude`, `audit` and `state` need only the state file (no keyring, no network);
+`replay` posts, so it needs the services and takes the posting lock like `--auto` (same exit
+codes). A damaged state file is exit 7 from each (console/state_check.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def run_command(args: argparse.Namespace) -> int:
         "exclude": _exclude,
         "replay": _replay,
         "audit": _audit,
+        "state": _state,
     }
     handler = handlers.get(cmd)
     if handler is None:
@@ -200,3 +203,33 @@ def _audit(args: argparse.Namespace) -> int:
     finally:
         store.close()
     raise ConfigError(f"unknown audit command {args.audit_command!r}")
+
+
+def _state(args: argparse.Namespace) -> int:
+    """`state backup FILE`: SQLite's online backup of the state file into a new file (0600)."""
+    import sqlite3
+
+    from console.config import load_settings
+    from console.state_check import backup
+    from console.store import SCHEMA_VERSION
+
+    if args.state_command != "backup":
+        raise ConfigError(f"unknown state command {args.state_command!r}")
+    state_file = load_settings().paths.state_file
+    target = Path(args.file).expanduser().absolute()
+    if target.exists():
+        raise ConfigError(f"{target} already exists: name a new file for the backup")
+    if not target.parent.is_dir():
+        raise ConfigError(f"no folder {target.parent} for the backup")
+    try:
+        size = backup(state_file, target, SCHEMA_VERSION)
+    except (OSError, sqlite3.Error) as exc:
+        if isinstance(exc, OSError) and exc.filename and Path(exc.filename) == state_file:
+            raise
+        raise ConfigError(f"cannot write the backup {target}: {exc}") from exc
+    print(
+        f"ml-console: state backed up to {target} ({size} bytes); "
+        "to restore it, see docs/reliability.md",
+        file=sys.stderr,
+    )
+    return int(ExitCode.OK)
