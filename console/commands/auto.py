@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from console.errors import AuthError, ConfigError, ConsoleError, LockHeld, Unreachable
 from console.exitcodes import ExitCode
+from console.textsafe import visible_text
 
 if TYPE_CHECKING:
     from console.flows.cycle import Engine
@@ -187,7 +188,7 @@ def run_once(
         summary = engine.run_cycle(dry_run=dry_run, progress=progress)
     except ConsoleError as exc:
         progress.close()
-        print(f"ml-console: {exc}", file=stderr)
+        print(f"ml-console: {visible_text(str(exc))}", file=stderr)
         log.error("cycle failed", extra={"fields": {"error": str(exc), "kind": type(exc).__name__}})
         return int(exit_code_for(exc))
     except Exception as exc:
@@ -199,7 +200,8 @@ def run_once(
             print(f"ml-console: {damaged}", file=stderr)
             log.error("cycle failed", extra={"fields": {"error": str(damaged)}})
             return int(ExitCode.DAMAGED_STATE)
-        print(f"ml-console: unexpected error: {type(exc).__name__}: {exc}", file=stderr)
+        said = visible_text(str(exc))
+        print(f"ml-console: unexpected error: {type(exc).__name__}: {said}", file=stderr)
         log.error("cycle failed unexpectedly", exc_info=True)
         return int(ExitCode.UNEXPECTED)
     finally:
@@ -209,10 +211,11 @@ def run_once(
     if as_json:
         stdout.write(json.dumps(data, default=str) + "\n")
     elif dry_run and summary.plan is not None:
-        stdout.write(summary.plan.render_text().rstrip("\n") + "\n")
+        # The diff shows names, categories and tags from Expensify: never a live escape.
+        stdout.write(visible_text(summary.plan.render_text().rstrip("\n")) + "\n")
     stdout.flush()
     for warning in summary.warnings:
-        print(f"ml-console: warning: {warning}", file=stderr)
+        print(f"ml-console: warning: {visible_text(warning)}", file=stderr)
     print(
         f"ml-console: {'dry run: ' if dry_run else ''}fetched {summary.fetched}, "
         f"{'planned ' + str(summary.planned) if dry_run else 'posted ' + str(summary.posted)}, "

@@ -44,8 +44,9 @@ def run_command(args: argparse.Namespace) -> int:
         return handler(args)
     except ConsoleError as exc:
         from console.commands.auto import exit_code_for
+        from console.textsafe import visible_text
 
-        print(f"ml-console: {exc}", file=sys.stderr)
+        print(f"ml-console: {visible_text(str(exc))}", file=sys.stderr)
         return int(exit_code_for(exc))
 
 
@@ -90,6 +91,7 @@ def held_for(first_held: str | None, now: datetime | None = None) -> tuple[int, 
 
 def _held(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from console.money import fmt
+    from console.textsafe import json_text, visible
 
     out = out or sys.stdout
     _loaded, store = _open_store()
@@ -121,7 +123,7 @@ def _held(args: argparse.Namespace, out: TextIO | None = None) -> int:
             }
         )
     if getattr(args, "held_json", False):
-        out.write(json.dumps(items, ensure_ascii=False) + "\n")
+        out.write(json_text(items) + "\n")
         return int(ExitCode.OK)
     if not items:
         print("ml-console: nothing is held", file=sys.stderr)
@@ -130,11 +132,11 @@ def _held(args: argparse.Namespace, out: TextIO | None = None) -> int:
     for it in items:
         total = fmt(int(it["total_minor"]), str(it["currency"]))
         out.write(
-            f"{it['reportID']:<12} {it['held_for']:>9}  {total:>14}  {it['reason']:<44} "
-            f"{it['employee']}\n"
+            f"{visible(it['reportID']):<12} {it['held_for']:>9}  {visible(total):>14}  "
+            f"{visible(it['reason']):<44} {visible(it['employee'])}\n"
         )
         if it["message"]:
-            out.write(f"{'':<12} {it['message']}\n")
+            out.write(f"{'':<12} {visible(it['message'])}\n")
     return int(ExitCode.OK)
 
 
@@ -148,7 +150,12 @@ def _exclude(args: argparse.Namespace) -> int:
         engine.exclude(args.report_id, args.reason)
     finally:
         engine.close()
-    print(f"ml-console: report {args.report_id} excluded: {args.reason.strip()}", file=sys.stderr)
+    from console.textsafe import visible
+
+    print(
+        f"ml-console: report {visible(args.report_id)} excluded: {visible(args.reason.strip())}",
+        file=sys.stderr,
+    )
     return int(ExitCode.OK)
 
 
@@ -182,12 +189,14 @@ def _audit(args: argparse.Namespace) -> int:
     try:
         log = AuditLog(store, _actor(loaded))
         if args.audit_command == "verify":
+            from console.textsafe import visible_text
+
             result = log.verify()
+            said = visible_text(result.describe())
+            sys.stdout.write(said + "\n")
             if result.ok:
-                sys.stdout.write(result.describe() + "\n")
                 return int(ExitCode.OK)
-            sys.stdout.write(result.describe() + "\n")
-            print(f"ml-console: {result.describe()}", file=sys.stderr)
+            print(f"ml-console: {said}", file=sys.stderr)
             return int(ExitCode.ATTENTION)
         if args.audit_command == "export":
             if args.output:

@@ -54,6 +54,8 @@ def run_status_command(
     if getattr(args, "status_json", False):
         out.write(json.dumps(result.to_json(), default=str) + "\n")
     else:
-        out.write(result.render_text())
+        from console.textsafe import visible_text
+
+        out.write(visible_text(result.render_text()))
     out.flush()
     return int(ExitCode.STALE if result.stale else ExitCode.OK)
