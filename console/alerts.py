@@ -62,6 +62,7 @@ EXIT_MEANING = {
     ExitCode.AUTH: "authentication refused",
     ExitCode.UNREACHABLE: "a service stayed unreachable",
     ExitCode.LOCKED: "another run holds the posting lock",
+    ExitCode.DAMAGED_STATE: "the local state file is damaged",
     ExitCode.STALE: "no successful cycle recently",
 }
 REDACTED = "[redacted]"
@@ -588,7 +589,7 @@ def _after_cycle(
     if failed is not None:
         alerts.append(failed)
     state_file = loaded.paths.state_file
-    if state_file.exists():
+    if state_file.exists() and code != ExitCode.DAMAGED_STATE:
         with Store(state_file) as store:
             alerts += state_alerts(store, cfg, now, started)
     Alerter(cfg, secrets, err).send(alerts)

@@ -429,11 +429,15 @@ class AuditLog:
         return rows[0].hash if rows else GENESIS
 
     def export(self, out: IO[str], fmt: str = "jsonl", report_id: str | None = None) -> int:
-        """Write events (oldest first) as JSON lines or CSV; returns how many."""
+        """Write events (oldest first) as JSON lines or CSV; returns how many. Outside data is
+        shown, never executed (console/textsafe.py): JSON lines carry no raw control character
+        (the same JSON values), CSV cells are made visible and neutralised against formulas."""
+        from console.textsafe import csv_cell, escape_json_text
+
         n = 0
         if fmt == "jsonl":
             for ev in self.store.audit_rows_for_export(report_id):
-                out.write(canonical(_export_dict(ev)) + "\n")
+                out.write(escape_json_text(canonical(_export_dict(ev))) + "\n")
                 n += 1
         elif fmt == "csv":
             cols = [*_FIELDS, "prev_hash", "hash"]
@@ -443,7 +447,7 @@ class AuditLog:
                 d = _export_dict(ev)
                 d["transaction_ids"] = " ".join(ev.transaction_ids or [])
                 d["data"] = canonical(ev.data)
-                writer.writerow(d)
+                writer.writerow({k: csv_cell(v) for k, v in d.items()})
                 n += 1
         else:
             raise ValueError(f"unknown export format {fmt!r} (jsonl or csv)")

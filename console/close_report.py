@@ -2,6 +2,9 @@
 inline SVG charts (accrued spend by account and by cost centre, and what is still held).
 
 Pure rendering of a `console.close.TieOut`; nothing here reads a service or the store.
+Outside data (report IDs, employees, merchants, reasons) is shown, never executed: control
+characters made visible in every form, CSV cells neutralised against spreadsheet formulas,
+HTML escaped (console/textsafe.py).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from console.close import (
     TieOut,
 )
 from console.money import fmt_decimal
+from console.textsafe import csv_cell, visible, visible_text
 
 COLUMN_TITLES = {
     APPROVED: "approved",
@@ -129,7 +133,7 @@ def render_text(t: TieOut) -> str:
     if t.card_spend is not None:
         out.append("")
         out.extend(card_spend_text(t.card_spend))
-    return "\n".join(out) + "\n"
+    return visible_text("\n".join(out)) + "\n"
 
 
 def card_spend_heading(c: CardSpendSection) -> str:
@@ -215,7 +219,7 @@ def render_csv(t: TieOut) -> str:
     """One CSV: a `tie-out` row per (company, account, cost centre), a `total` row per company,
     a `report-currency` row per foreign currency, then a `report` row per report."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    w = _SafeCsvWriter(buf)
     w.writeheader()
     for r in t.rows:
         w.writerow(
@@ -316,6 +320,19 @@ def render_csv(t: TieOut) -> str:
     return buf.getvalue()
 
 
+class _SafeCsvWriter:
+    """csv.DictWriter over CSV_COLUMNS whose every cell goes through `csv_cell`."""
+
+    def __init__(self, buf: io.StringIO) -> None:
+        self._w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+
+    def writeheader(self) -> None:
+        self._w.writeheader()
+
+    def writerow(self, row: dict[str, object]) -> None:
+        self._w.writerow({k: csv_cell(v) for k, v in row.items()})
+
+
 # ------------------------------------------------------------------------------ HTML
 
 _PALETTE = ("#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#718096")
@@ -342,9 +359,9 @@ def bar_chart_svg(
     peak = max((abs(v) for _, v in shown), default=ZERO) or Decimal(1)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" '
-        f'height="{height}" viewBox="0 0 {width} {height}" aria-label="{html.escape(title)}">',
-        f"<title>{html.escape(title)}</title>",
-        f'<text x="0" y="16" font-size="14" font-weight="bold">{html.escape(title)}</text>',
+        f'height="{height}" viewBox="0 0 {width} {height}" aria-label="{_e(title)}">',
+        f"<title>{_e(title)}</title>",
+        f'<text x="0" y="16" font-size="14" font-weight="bold">{_e(title)}</text>',
     ]
     if not shown:
         parts.append(f'<text x="0" y="{top + 12}" font-size="12" fill="#555">nothing</text>')
@@ -354,11 +371,11 @@ def bar_chart_svg(
         fill = colour if value >= 0 else "#c53030"
         parts.append(
             f'<text x="{label_w - 6}" y="{y + 13}" font-size="12" text-anchor="end">'
-            f"{html.escape(label[:24])}</text>"
+            f"{_e(label[:24])}</text>"
             f'<rect x="{label_w}" y="{y}" width="{max(length, 1)}" height="{bar_h}" '
-            f'fill="{fill}"><title>{html.escape(label)}: {money(value)} {unit}</title></rect>'
+            f'fill="{fill}"><title>{_e(label)}: {money(value)} {_e(unit)}</title></rect>'
             f'<text x="{label_w + max(length, 1) + 6}" y="{y + 13}" font-size="12">'
-            f"{money(value)} {html.escape(unit)}</text>"
+            f"{money(value)} {_e(unit)}</text>"
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -383,7 +400,8 @@ tr.unexplained td { background: #fff5f5; }
 
 
 def _e(text: object) -> str:
-    return html.escape(str(text))
+    """Escaped for HTML text and attributes (quotes included), controls made visible."""
+    return html.escape(visible(text), quote=True)
 
 
 def _card_spend_html(c: CardSpendSection) -> list[str]:

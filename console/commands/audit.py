@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from console.errors import ConfigError, ConsoleError
 from console.exitcodes import ExitCode
+from console.textsafe import visible_text
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -76,7 +77,7 @@ def _verify(args: argparse.Namespace) -> int:
             from console.audit import AuditLog
 
             result = AuditLog(log.store, log.actor).verify()
-            text = (
+            text = visible_text(
                 f"{result.describe()}; the signed checkpoints could not be checked ({exc}); "
                 "pass the auditor's copy of the key with --public-key FILE"
             )
@@ -85,10 +86,11 @@ def _verify(args: argparse.Namespace) -> int:
             return int(ExitCode.ATTENTION)
     finally:
         log.store.close()
-    sys.stdout.write(result.describe() + "\n")
+    said = visible_text(result.describe())  # event text is outside data: never raw
+    sys.stdout.write(said + "\n")
     if result.ok:
         return int(ExitCode.OK)
-    print(f"ml-console: {result.describe()}", file=sys.stderr)
+    print(f"ml-console: {said}", file=sys.stderr)
     return int(ExitCode.ATTENTION)
 
 
@@ -102,7 +104,7 @@ def _verify_bundle(args: argparse.Namespace) -> int:
         report = verify_bundle(path, _given_key(args))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read the evidence bundle {path}: {exc}") from None
-    sys.stdout.write(report.describe() + "\n")
+    sys.stdout.write(visible_text(report.describe()) + "\n")
     if report.ok:
         return int(ExitCode.OK)
     print(f"ml-console: evidence bundle {path} NOT verified", file=sys.stderr)

@@ -5,8 +5,9 @@ diagnostic goes to stderr; a progress line only when stderr is a terminal. Struc
 (one JSON object each, never a secret) go to the log file, created 0600.
 
 Exit codes (design.md §2), the first that applies: 2 configuration (a missing credential
-included), 4 authentication refused, 5 unreachable after bounded retries, 6 the posting lock is
-held, 3 reports held or failed, 0 nothing needs attention, 1 unexpected.
+included), 7 the state file is damaged (console/state_check.py), 4 authentication refused,
+5 unreachable after bounded retries, 6 the posting lock is held, 3 reports held or failed,
+0 nothing needs attention, 1 unexpected.
 
 `--every` runs a cycle per interval until SIGTERM or SIGINT, which stop it cleanly between
 cycles; a failed cycle is logged and the loop goes on; each cycle opens the engine afresh, so
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from console.errors import AuthError, ConfigError, ConsoleError, LockHeld, Unreachable
 from console.exitcodes import ExitCode
+from console.textsafe import visible_text
 
 if TYPE_CHECKING:
     from console.flows.cycle import Engine
@@ -111,8 +113,12 @@ class ProgressLine:
 
 # ------------------------------------------------------------------ one cycle
 def exit_code_for(exc: BaseException) -> ExitCode:
+    from console.state_check import DamagedState
+
     if isinstance(exc, ConfigError):
         return ExitCode.USAGE
+    if isinstance(exc, DamagedState):
+        return ExitCode.DAMAGED_STATE
     if isinstance(exc, AuthError):
         return ExitCode.AUTH
     if isinstance(exc, Unreachable):
@@ -182,12 +188,20 @@ def run_once(
         summary = engine.run_cycle(dry_run=dry_run, progress=progress)
     except ConsoleError as exc:
         progress.close()
-        print(f"ml-console: {exc}", file=stderr)
+        print(f"ml-console: {visible_text(str(exc))}", file=stderr)
         log.error("cycle failed", extra={"fields": {"error": str(exc), "kind": type(exc).__name__}})
         return int(exit_code_for(exc))
     except Exception as exc:
         progress.close()
-        print(f"ml-console: unexpected error: {type(exc).__name__}: {exc}", file=stderr)
+        from console.state_check import classify
+
+        damaged = classify(exc, engine.store.path)
+        if damaged is not None:  # the disk filled up, the file turned read-only or bad
+            print(f"ml-console: {damaged}", file=stderr)
+            log.error("cycle failed", extra={"fields": {"error": str(damaged)}})
+            return int(ExitCode.DAMAGED_STATE)
+        said = visible_text(str(exc))
+        print(f"ml-console: unexpected error: {type(exc).__name__}: {said}", file=stderr)
         log.error("cycle failed unexpectedly", exc_info=True)
         return int(ExitCode.UNEXPECTED)
     finally:
@@ -197,10 +211,11 @@ def run_once(
     if as_json:
         stdout.write(json.dumps(data, default=str) + "\n")
     elif dry_run and summary.plan is not None:
-        stdout.write(summary.plan.render_text().rstrip("\n") + "\n")
+        # The diff shows names, categories and tags from Expensify: never a live escape.
+        stdout.write(visible_text(summary.plan.render_text().rstrip("\n")) + "\n")
     stdout.flush()
     for warning in summary.warnings:
-        print(f"ml-console: warning: {warning}", file=stderr)
+        print(f"ml-console: warning: {visible_text(warning)}", file=stderr)
     print(
         f"ml-console: {'dry run: ' if dry_run else ''}fetched {summary.fetched}, "
         f"{'planned ' + str(summary.planned) if dry_run else 'posted ' + str(summary.posted)}, "

@@ -20,7 +20,6 @@ posting lock; 1 unexpected.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
 from console.commands.terminal import Terminal
 from console.errors import ConsoleError
 from console.exitcodes import ExitCode
+from console.textsafe import json_text, visible, visible_text
 
 
 def _write(path: str, text: str) -> None:
@@ -90,11 +90,11 @@ def run_close_command(args: argparse.Namespace, term: Terminal | None = None) ->
         data = tie.to_json()
         if card_run is not None:
             data["cardAccrual"] = card_run.to_json()
-        out.write(json.dumps(data, ensure_ascii=False) + "\n")
+        out.write(json_text(data) + "\n")
     else:
         out.write(render_text(tie))
         if card_run is not None:
-            out.write("\n" + card_run.render_text())
+            out.write("\n" + visible_text(card_run.render_text()))
     out.flush()
     if tie.source != "expensify":
         print(f"ml-console: warning: {tie.source_note}; the local copy was used", file=err)
@@ -102,7 +102,8 @@ def run_close_command(args: argparse.Namespace, term: Terminal | None = None) ->
     if cards is not None and cards.status == CARDS_UNAVAILABLE:
         print(f"ml-console: warning: card spend not yet reported: {cards.note}", file=err)
     for item in tie.unexplained:
-        print(f"ml-console: unexplained: report {item.report_id}: {item.reason}", file=err)
+        said = visible(f"report {item.report_id}: {item.reason}")
+        print(f"ml-console: unexplained: {said}", file=err)
     undiff = [r for r in tie.rows if r.difference]
     if not tie.unexplained and undiff:  # cannot happen by construction; never hide it
         for r in undiff:

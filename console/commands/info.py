@@ -29,6 +29,7 @@ from console.config import (
 from console.errors import ConfigError, ConsoleError
 from console.exitcodes import ExitCode
 from console.secrets import ID_LABEL, SERVICES, SecretStore, abbreviate
+from console.textsafe import visible_text
 
 
 def run_info(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
@@ -46,7 +47,7 @@ def _report(out: TextIO) -> int:
     code = int(ExitCode.OK)
 
     def emit(text: str) -> None:
-        print(text, file=out)
+        print(visible_text(text), file=out)  # config values are outside data too
 
     paths = resolve_paths()
     emit(f"ml-console {__version__}")

@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from console import __version__
 
@@ -135,6 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("info", help="paths, effective config and where each value came from")
 
+    state = sub.add_parser("state", help="the local state file: a safe copy of it")
+    state_sub = state.add_subparsers(dest="state_command", required=True)
+    backup = state_sub.add_parser(
+        "backup",
+        help="copy the state file to FILE (a new file), consistent even while a cycle runs; "
+        "restore: docs/reliability.md",
+    )
+    backup.add_argument("file", metavar="FILE")
+
     close = sub.add_parser("close", help="period-close tie-out: Expensify approved vs IFS posted")
     close.add_argument("--period", required=True, help="accounting period, YYYY-MM")
     close.add_argument("--json", action="store_true", dest="close_json", help="print JSON")
@@ -159,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     status = sub.add_parser(
-        "status", help="last cycle, its age, held counts, oldest wait (exit 7 when stale)"
+        "status", help="last cycle, its age, held counts, oldest wait (exit 8 when stale)"
     )
     status.add_argument("--json", action="store_true", dest="status_json", help="print JSON")
 
@@ -213,7 +223,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         code = 0
+    except Exception as exc:
+        damaged = _damaged_state(exc)
+        if damaged is None:
+            raise
+        print(f"ml-console: {damaged}", file=sys.stderr)
+        code = int(damaged.exit_code)
     sys.exit(int(code))
+
+
+def _damaged_state(exc: BaseException) -> Any:
+    """The DamagedState (exit 7) an error met while using the state file stands for, or None:
+    a full disk, a read-only or damaged file is one sentence, never a traceback."""
+    from console.config import resolve_paths
+    from console.errors import ConsoleError
+    from console.state_check import classify
+
+    try:
+        state_file = resolve_paths().state_file
+    except ConsoleError:
+        return None
+    return classify(exc, state_file)
 
 
 def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

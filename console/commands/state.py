@@ -1,8 +1,9 @@
-"""Subcommands without the TUI: credentials, info, the hold queue, replay (the audit trail:
-console/commands/audit.py).
+"""Subcommands without the TUI: credentials, info, the hold queue, replay, `state backup` (the
+audit trail: console/commands/audit.py).
 
-`held` and `exclude` need only the state file (no keyring, no network); `replay`
+`held`, `exclude` and `state` need only the state file (no keyring, no network); `replay`
 posts, so it needs the services and takes the posting lock like `--auto` (same exit codes).
+A damaged state file is exit 7 from each (console/state_check.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def run_command(args: argparse.Namespace) -> int:
         "held": _held,
         "exclude": _exclude,
         "replay": _replay,
+        "state": _state,
     }
     handler = handlers.get(cmd)
     if handler is None:
@@ -40,8 +42,9 @@ def run_command(args: argparse.Namespace) -> int:
         return handler(args)
     except ConsoleError as exc:
         from console.commands.auto import exit_code_for
+        from console.textsafe import visible_text
 
-        print(f"ml-console: {exc}", file=sys.stderr)
+        print(f"ml-console: {visible_text(str(exc))}", file=sys.stderr)
         return int(exit_code_for(exc))
 
 
@@ -86,6 +89,7 @@ def held_for(first_held: str | None, now: datetime | None = None) -> tuple[int, 
 
 def _held(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from console.money import fmt
+    from console.textsafe import json_text, visible
 
     out = out or sys.stdout
     _loaded, store = _open_store()
@@ -117,7 +121,7 @@ def _held(args: argparse.Namespace, out: TextIO | None = None) -> int:
             }
         )
     if getattr(args, "held_json", False):
-        out.write(json.dumps(items, ensure_ascii=False) + "\n")
+        out.write(json_text(items) + "\n")
         return int(ExitCode.OK)
     if not items:
         print("ml-console: nothing is held", file=sys.stderr)
@@ -126,11 +130,11 @@ def _held(args: argparse.Namespace, out: TextIO | None = None) -> int:
     for it in items:
         total = fmt(int(it["total_minor"]), str(it["currency"]))
         out.write(
-            f"{it['reportID']:<12} {it['held_for']:>9}  {total:>14}  {it['reason']:<44} "
-            f"{it['employee']}\n"
+            f"{visible(it['reportID']):<12} {it['held_for']:>9}  {visible(total):>14}  "
+            f"{visible(it['reason']):<44} {visible(it['employee'])}\n"
         )
         if it["message"]:
-            out.write(f"{'':<12} {it['message']}\n")
+            out.write(f"{'':<12} {visible(it['message'])}\n")
     return int(ExitCode.OK)
 
 
@@ -146,7 +150,12 @@ def _exclude(args: argparse.Namespace) -> int:
         engine.exclude(args.report_id, args.reason)
     finally:
         engine.close()
-    print(f"ml-console: report {args.report_id} excluded: {args.reason.strip()}", file=sys.stderr)
+    from console.textsafe import visible
+
+    print(
+        f"ml-console: report {visible(args.report_id)} excluded: {visible(args.reason.strip())}",
+        file=sys.stderr,
+    )
     return int(ExitCode.OK)
 
 
@@ -171,3 +180,33 @@ def _replay(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return int(ExitCode.ATTENTION if summary.needs_attention else ExitCode.OK)
+
+
+def _state(args: argparse.Namespace) -> int:
+    """`state backup FILE`: SQLite's online backup of the state file into a new file (0600)."""
+    import sqlite3
+
+    from console.config import load_settings
+    from console.state_check import backup
+    from console.store import SCHEMA_VERSION
+
+    if args.state_command != "backup":
+        raise ConfigError(f"unknown state command {args.state_command!r}")
+    state_file = load_settings().paths.state_file
+    target = Path(args.file).expanduser().absolute()
+    if target.exists():
+        raise ConfigError(f"{target} already exists: name a new file for the backup")
+    if not target.parent.is_dir():
+        raise ConfigError(f"no folder {target.parent} for the backup")
+    try:
+        size = backup(state_file, target, SCHEMA_VERSION)
+    except (OSError, sqlite3.Error) as exc:
+        if isinstance(exc, OSError) and exc.filename and Path(exc.filename) == state_file:
+            raise
+        raise ConfigError(f"cannot write the backup {target}: {exc}") from exc
+    print(
+        f"ml-console: state backed up to {target} ({size} bytes); "
+        "to restore it, see docs/reliability.md",
+        file=sys.stderr,
+    )
+    return int(ExitCode.OK)

@@ -3,9 +3,10 @@
 Reads only the state file (no keyring, no network): the last cycle (its mode, outcome and
 age), the last successful sync and its age, held and failed counts by reason, and the oldest
 wait (the report held longest). Exit 0 when a sync succeeded within `alerts.stale_after`
-(default 2h), 7 (ExitCode.STALE) when none did (or none ever ran), 2 on a configuration
-error. Ages are measured on the machine's clock, like the records they compare (see
-console/alerts.py); "today" is the console's (an as-of date when set).
+(default 2h), 8 (ExitCode.STALE) when none did (or none ever ran), 2 on a configuration
+error, 7 (ExitCode.DAMAGED_STATE) when the state file is damaged. Ages are measured on the
+machine's clock, like the records they compare (see console/alerts.py); "today" is the
+console's (an as-of date when set).
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def run_status_command(
     if getattr(args, "status_json", False):
         out.write(json.dumps(result.to_json(), default=str) + "\n")
     else:
-        out.write(result.render_text())
+        from console.textsafe import visible_text
+
+        out.write(visible_text(result.render_text()))
     out.flush()
     return int(ExitCode.STALE if result.stale else ExitCode.OK)

@@ -17,6 +17,7 @@ from typing import Any, Self
 
 import sqlite_utils
 
+from console import state_check
 from console.nesting import Nesting
 from console.store.schema import _MIGRATIONS, SCHEMA_VERSION
 
@@ -76,6 +77,7 @@ class StoreBase:
     ) -> None:
         self.path = Path(path)
         self.clock = clock
+        state_check.check(self.path, SCHEMA_VERSION)  # damaged, read-only, newer: exit 7
         _private_dir(self.path.parent)
         _private_file(self.path)
         conn = sqlite3.connect(

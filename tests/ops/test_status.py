@@ -19,7 +19,7 @@ def status_json(console) -> tuple[int, dict]:
 def test_nothing_synced_yet_is_stale(tmp_path, small_sims):
     console = make_console(tmp_path, small_sims)
     code, data = status_json(console)
-    assert code == ExitCode.STALE == 7
+    assert code == ExitCode.STALE == 8
     assert data["stale"] is True and data["last_cycle"] is None
 
 
@@ -62,7 +62,7 @@ def test_stale_when_the_last_success_is_older_than_stale_after(tmp_path, small_s
     assert data["last_success"]["id"] == 1
     assert data["last_cycle"]["mode"] == "dry-run"
     proc = console.run("status")
-    assert proc.returncode == 7 and "stale: YES" in proc.stdout
+    assert proc.returncode == 8 and "stale: YES" in proc.stdout
 
 
 def test_a_bad_config_is_exit_2(tmp_path, small_sims):
