@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 from console.errors import ConfigError, ConsoleError
