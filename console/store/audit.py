@@ -55,21 +55,18 @@ class AuditMixin(StoreBase):
     def _audit_where(self, flt: AuditFilter) -> tuple[str, list[Any]]:
         clauses: list[str] = []
         params: list[Any] = []
-        if flt.report_id:
-            clauses.append("report_id = ?")
-            params.append(flt.report_id)
         if flt.types:
             clauses.append(f"type IN ({','.join('?' for _ in flt.types)})")
             params.extend(flt.types)
-        if flt.actor:
-            clauses.append("actor = ?")
-            params.append(flt.actor)
-        if flt.since:
-            clauses.append("at >= ?")
-            params.append(flt.since)
-        if flt.until:
-            clauses.append("at < ?")
-            params.append(flt.until)
+        for clause, value in (
+            ("report_id = ?", flt.report_id),
+            ("actor = ?", flt.actor),
+            ("at >= ?", flt.since),
+            ("at < ?", flt.until),
+        ):
+            if value:
+                clauses.append(clause)
+                params.append(value)
         if flt.transaction_id:
             # transaction_ids holds a JSON list: match the quoted ID, not a substring of another.
             clauses.append("transaction_ids LIKE ? ESCAPE '\\'")
