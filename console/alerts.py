@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import ipaddress
 import json
 import smtplib
 import socket
@@ -48,6 +47,7 @@ from console import clock
 from console.config import AlertsConfig, LoadedSettings
 from console.errors import ConsoleError
 from console.exitcodes import ExitCode
+from console.http import is_loopback_host
 from console.store import Store
 
 HELD_ALERTED = "alerts.held_alerted"  # JSON list of report IDs alerted as held too long
@@ -304,15 +304,6 @@ def send_webhook(url: str, text: str, timeout_s: float) -> None:
         raise AlertNotSent(f"webhook {_where(url)}: HTTP {response.status_code}")
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def send_email(
     cfg: AlertsConfig,
     subject: str,
@@ -337,7 +328,7 @@ def send_email(
                 smtp.starttls(context=tls_context or ssl.create_default_context())
                 smtp.ehlo()
             if login is not None:
-                if not cfg.smtp_starttls and not _is_loopback(cfg.smtp_host):
+                if not cfg.smtp_starttls and not is_loopback_host(cfg.smtp_host):
                     raise AlertNotSent(
                         f"{where}: a password is sent only over TLS; set "
                         "alerts.smtp_starttls = true"

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import hmac
-import ipaddress
 import os
 import secrets
 import shlex
@@ -30,19 +29,11 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from console.exitcodes import ExitCode
+from console.http import is_loopback_host
 
 TOKEN_ENV = "ML_CONSOLE_SERVE_TOKEN"
 COOKIE = "ml_console_token"
 DEFAULT_PORT = 8566
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def free_port(host: str) -> int:
@@ -121,7 +112,7 @@ def run_serve_command(args: argparse.Namespace, *, stderr: TextIO | None = None)
     err = stderr or sys.stderr
     host: str = args.host
     token, generated = resolve_token(getattr(args, "token", None))
-    if not is_loopback(host) and token is None:
+    if not is_loopback_host(host) and token is None:
         print(
             f"ml-console: serve: binding to {host} opens the console beyond this machine; it "
             "needs a token: --token TOKEN, --token auto, or env "
@@ -130,7 +121,7 @@ def run_serve_command(args: argparse.Namespace, *, stderr: TextIO | None = None)
         )
         return int(ExitCode.USAGE)
     port = int(args.port) if args.port else free_port(host)
-    if not is_loopback(host):
+    if not is_loopback_host(host):
         print(
             f"ml-console: WARNING: serving on {host}:{port}, reachable from other machines. "
             "Anyone with the token works this console as you, posting to IFS included. The "
