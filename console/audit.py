@@ -296,11 +296,14 @@ class AuditLog:
             return None  # asked the keyring once this run already; seal() tries again
         try:
             signature, key = self.keys.sign(evidence_check.checkpoint_message(seq, prev, now))
-        except ConsoleError as exc:
+        except Exception as exc:
+            # Whatever the keyring backend raises must not undo the events being written (a
+            # posted voucher's outcome is recorded in the same transaction): sign later.
             self._signing_failed = True
+            reason = str(exc) if isinstance(exc, ConsoleError) else type(exc).__name__
             self.seal_problem = (
-                f"audit checkpoint not signed: {exc}; events from the last checkpoint on stay "
-                "unproven until a checkpoint can be signed"
+                f"audit checkpoint not signed: {reason}; events from the last checkpoint on "
+                "stay unproven until a checkpoint can be signed"
             )
             log.warning("%s", self.seal_problem)
             return None

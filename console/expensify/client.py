@@ -290,7 +290,12 @@ class ExpensifyClient:
         )
         budget = [MAX_ISOLATION_EXPORTS]
         items: list[ExportItem] = []
-        self._resolve(ids, failure.detail, filters, budget, items)
+        if not self._resolve(ids, failure.detail, filters, budget, items, probed=False):
+            # Every listed report exports cleanly, yet the whole export failed: the culprit
+            # is one the IDs cannot name (no reportID). Held under a stand-in ID, not lost.
+            what = "export-template-unidentified:" + " ".join(failure.detail.split())[:140]
+            log.warning("expensify: a report without a usable reportID breaks the export")
+            items.append(MalformedReport(reportID="", what=what))
         return iter(items)
 
     def _resolve(
@@ -300,12 +305,16 @@ class ExpensifyClient:
         filters: dict[str, Any],
         budget: list[int],
         out: list[ExportItem],
+        *,
+        probed: bool = True,
     ) -> bool:
-        """Export `group` (unless `error` says it fails already); on a template error split
-        it in halves. Appends what it reads to `out`; True when the group held a culprit."""
+        """Export `group` unless `error` says it fails already (`probed`: that exact group was
+        exported; otherwise it is only inferred, and a single report is still exported on its
+        own before it is held); on a template error split it in halves. Appends what it
+        reads to `out`; True when the group held a culprit."""
         if not group:
             return False
-        if error is None:
+        if error is None or (len(group) == 1 and not probed):
             if budget[0] <= 0:
                 raise ServiceError(
                     SERVICE,
@@ -330,6 +339,15 @@ class ExpensifyClient:
             log.warning("expensify: report %s breaks the export template: %s", group[0], error)
             out.append(MalformedReport(reportID=group[0], what=what))
             return True
+        half = len(group) // 2
+        first, second = group[:half], group[half:]
+        first_bad = self._resolve(first, None, filters, budget, out)
+        # The whole group fails: with a clean first half, the culprit should be in the second
+        # (split it without exporting it whole; a report is held only after failing alone).
+        found = self._resolve(
+            second, None if first_bad else error, filters, budget, out, probed=False
+        )
+        return first_bad or found
         half = len(group) // 2
         first, second = group[:half], group[half:]
         first_bad = self._resolve(first, None, filters, budget, out)

@@ -60,6 +60,19 @@ def test_culprits_are_isolated_and_the_rest_is_read(expensify, bad):  # noqa: F8
     assert c.requests_made == expensify.requests()["total"] <= 2 * (2 + 2 * 2 * 3)
 
 
+def test_a_culprit_without_a_report_id_is_held_under_a_stand_in(expensify):  # noqa: F811
+    """The IDs cannot name it, so no reportIDList export holds it: every listed report is
+    read, and the failure comes back as one unidentified malformed entry (never a good
+    report held in its place)."""
+    nameless = broken_report("x")
+    del nameless["report"]["reportID"]
+    expensify.post("/__sim/reports", nameless)
+    items = list(client(expensify).export_items(approved_after=OCT_1))
+    assert sorted(i.reportID for i in items if isinstance(i, ExportReport)) == SMALL_FETCHABLE
+    [bad] = [i for i in items if isinstance(i, MalformedReport)]
+    assert bad.reportID == "" and bad.what.startswith("export-template-unidentified:")
+
+
 def test_html_502_then_a_cut_body_on_the_export_job_is_retried(expensify):  # noqa: F811
     expensify.fault(fault="html", count=1)
     expensify.fault(fault="malformed-json", count=1)  # the next answer: a cut JSON body

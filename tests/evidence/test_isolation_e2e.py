@@ -7,14 +7,33 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import SMALL_ATTENTION, sim_control
-from tests.e2e.conftest import sim_get
+from tests.e2e.conftest import make_console, sim_get
 from tests.evidence.test_export_isolation import broken_report
 
 
-def test_a_template_breaking_report_is_held_and_the_rest_post(small_console, small_sims):
+@pytest.fixture
+def default_sims(small_dataset):
+    """The Expensify simulator on its default settings, rate limits included (IFS fast)."""
+    from console.sim.expensify_app import ExpensifySimSettings
+    from console.sim.ifs_app import IfsSimSettings
+    from console.sim.server import SimServers
+
+    with SimServers(
+        small_dataset,
+        expensify_settings=ExpensifySimSettings(),
+        ifs_settings=IfsSimSettings.fast(),
+    ) as servers:
+        yield servers
+
+
+def test_a_template_breaking_report_is_held_and_the_rest_post(tmp_path, default_sims):
+    small_sims = default_sims
+    small_console = make_console(tmp_path, small_sims)
     settings = sim_control(small_sims.expensify_url, "/__sim/settings")
-    assert settings["template_errors"] == "fail"  # the default, unchanged
+    assert settings["template_errors"] == "fail" and settings["rate_limit"]  # the defaults
     sim_control(small_sims.expensify_url, "/__sim/reports", "POST", broken_report("91000001"))
 
     code, summary, err = small_console.auto()
@@ -34,6 +53,10 @@ def test_a_template_breaking_report_is_held_and_the_rest_post(small_console, sma
     items = {i["reportID"]: i for i in json.loads(proc.stdout)}
     assert "91000001" in items["91000001"]["message"]
     assert "transactionList" in items["91000001"]["message"]
+
+    # Within Expensify's rate limits: the simulator never had to answer 429.
+    log = sim_control(small_sims.expensify_url, "/__sim/requests")
+    assert not [r for r in log["by_route"] if r["status"] == 429], log
 
     # The next cycle posts nothing twice and still holds it.
     code, again, err = small_console.auto()

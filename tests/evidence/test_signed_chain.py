@@ -172,3 +172,25 @@ def test_the_private_key_stays_in_the_keyring(log, keyring_backend):
     assert seed.encode() not in blob
     for row in log.store.iter_audit_rows():
         assert seed not in json.dumps(row)
+
+
+class BrokenKeyring(PlaintextKeyring):
+    def get_password(self, service, username):
+        raise RuntimeError("vault locked")
+
+
+def test_a_failing_keyring_never_undoes_the_events(tmp_path, monkeypatch):
+    """Signing fails: the events (a voucher's outcome among them, in real cycles) are still
+    written; the problem is said, and the next checkpoint that can be signed proves them."""
+    monkeypatch.setattr(audit_module, "CHECKPOINT_EVERY", 5)
+    store = Store(tmp_path / "state.sqlite3")
+    broken = AuditLog(store, "ann", keys=AuditKeys(BrokenKeyring()))
+    broken.record_many(Event(type="fetched", summary=f"r{i}") for i in range(12))
+    assert broken.seal() is None
+    assert "not signed" in broken.seal_problem and "RuntimeError" in broken.seal_problem
+    assert [r["type"] for r in store.iter_audit_rows()] == ["fetched"] * 12
+    working = AuditLog(store, "ann", keys=AuditKeys(throwaway_keyring(tmp_path)))
+    working.record("fetched", "r12")
+    assert working.seal() is not None
+    assert working.verify().ok
+    store.close()
