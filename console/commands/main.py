@@ -8,9 +8,12 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from console import __version__
+
+if TYPE_CHECKING:
+    from console.state_check import DamagedState
 
 
 def _duration(text: str) -> float:
@@ -259,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.exit(int(code))
 
 
-def _damaged_state(exc: BaseException) -> Any:
+def _damaged_state(exc: BaseException) -> DamagedState | None:
     """The DamagedState (exit 7) an error met while using the state file stands for, or None:
     a full disk, a read-only or damaged file is one sentence, never a traceback."""
     from console.config import resolve_paths
