@@ -78,7 +78,10 @@ def _checked_url(url: str, service: str) -> str:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Strict: a value must have its key's type as TOML writes it. `page_size = true` is not 1
+    # and `batch = "yes"` is not true: both are refused, naming the key (exit 2). Only TOML
+    # integers widen to floats. Environment overrides are text, converted by `_env_value`.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
 
 
 def default_approved_after(today: date) -> date:
@@ -97,6 +100,7 @@ class ExpensifyConfig(_Section):
     )
     approved_after: date | None = Field(
         None,
+        strict=False,  # a TOML date, or the same date quoted ("2026-10-01", as design.md writes)
         description="where the first poll starts (unset: the first day of the month before last)",
     )
     policies: list[str] = Field(
@@ -320,7 +324,7 @@ class AlertsConfig(_Section):
         description="hours a report may stay held before an alert (once per report)",
     )
     stale_after: str = Field(
-        "2h", description="no successful cycle for this long: alert, and `status` exits 7"
+        "2h", description="no successful cycle for this long: alert, and `status` exits 8"
     )
 
     @field_validator("webhook_url")
@@ -576,7 +580,7 @@ def _env_value(name: str, raw: str, path: list[str]) -> Any:
     and pydantic converts them as it would a TOML string."""
     kind = _leaf_kind(path)
     if kind not in ("list", "dict", "table"):
-        return raw
+        return _env_scalar(name, raw, path)
     text = raw.strip()
     if kind == "list" and not text.startswith("["):
         return [item.strip() for item in text.split(",") if item.strip()]
@@ -594,6 +598,31 @@ def _env_value(name: str, raw: str, path: list[str]) -> Any:
                 f"{'list' if kind == 'list' else 'table'}, like {example}"
             ]
         ) from None
+
+
+def _env_scalar(name: str, raw: str, path: list[str]) -> Any:
+    """An environment string as the scalar its key expects: the settings are strict, so a
+    whole number, a number or true/false is converted here (anything else stays text and the
+    model names the key if it is wrong)."""
+    model: type[BaseModel] = Settings
+    for part in path[:-1]:
+        model = _model_field(model, part) or model
+    info = model.model_fields.get(path[-1])
+    kind = info.annotation if info is not None else None
+    text = raw.strip()
+    if kind is bool:
+        lowered = text.lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+    elif kind is int:
+        if re.fullmatch(r"[+-]?\d+", text):
+            return int(text)
+    elif kind is float:
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    return raw
 
 
 def _env_overrides(environ: Mapping[str, str]) -> Iterator[tuple[str, list[str], str]]:

@@ -71,6 +71,10 @@ def check(path: Path, schema_version: int) -> None:
         )
     if not os.access(path, os.W_OK):
         raise _read_only(path, path)
+    for side in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        # Left behind by a run as another user (sudo): SQLite could not open the file.
+        if side.exists() and not os.access(side, os.R_OK | os.W_OK):
+            raise _read_only(path, side)
     try:
         size = path.stat().st_size
         if size == 0:

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, NoReturn
 
 from console import __version__
+
+if TYPE_CHECKING:
+    from console.state_check import DamagedState
 
 
 def _duration(text: str) -> float:
@@ -50,12 +54,38 @@ class _HelpFormatter(argparse.HelpFormatter):
         super().__init__(prog, **kwargs)  # type: ignore[arg-type]
 
 
+# Commands whose command line may carry a secret by mistake (a password typed where an
+# argument goes): argparse's errors never repeat what was typed for them.
+_SECRET_COMMANDS = frozenset({"credentials", "smtp-login", "serve"})
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def _redacted(message: str) -> str:
+    """An argparse error without the values typed: the unrecognized arguments, the invalid
+    choice or value; the allowed choices stay."""
+    if message.startswith("unrecognized arguments:"):
+        return (
+            "unrecognized arguments (not repeated here: one may be a secret; secrets are read "
+            "only from stdin, with --secret-stdin)"
+        )
+    head, sep, tail = message.partition(" (choose from ")
+    return _QUOTED.sub("(not shown)", head) + sep + tail
+
+
 class _Parser(argparse.ArgumentParser):
-    """Subparsers are built as this class too (add_subparsers defaults to the parent's type)."""
+    """Subparsers are built as this class too (add_subparsers defaults to the parent's type).
+    While the command line names a command that takes secrets, errors do not echo values."""
+
+    secret_context = False
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def error(self, message: str) -> NoReturn:
+        if _Parser.secret_context:
+            message = _redacted(message)
+        super().error(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--confirm-change",
         action="store_true",
         help="a report changed after posting: reverse the old accrual, post the new version",
+    )
+    rep.add_argument(
+        "--confirm-duplicate",
+        action="store_true",
+        help="the reports held as duplicate-transaction are right: record that, and post them",
     )
 
     audit = sub.add_parser("audit", help="verify or export the audit trail")
@@ -198,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    tokens = list(sys.argv[1:] if argv is None else argv)
+    _Parser.secret_context = any(token in _SECRET_COMMANDS for token in tokens)
+    args = parser.parse_args(tokens)
     if args.home:
         os.environ["ML_CONSOLE_HOME"] = args.home
     if args.config:
@@ -232,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.exit(int(code))
 
 
-def _damaged_state(exc: BaseException) -> Any:
+def _damaged_state(exc: BaseException) -> DamagedState | None:
     """The DamagedState (exit 7) an error met while using the state file stands for, or None:
     a full disk, a read-only or damaged file is one sentence, never a traceback."""
     from console.config import resolve_paths

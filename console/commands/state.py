@@ -4,6 +4,10 @@ audit trail: console/commands/audit.py).
 `held`, `exclude` and `state` need only the state file (no keyring, no network); `replay`
 posts, so it needs the services and takes the posting lock like `--auto` (same exit codes).
 A damaged state file is exit 7 from each (console/state_check.py).
+
+Exit codes of the hold queue, as `--auto`'s: `held` 3 when any report is held (0 when none),
+so `ml-console held --json || notify` works; `exclude` 2 for a report that cannot be excluded
+(unknown here, posted or being posted: a usage error, said in one sentence), 0 when done.
 """
 
 from __future__ import annotations
@@ -121,12 +125,14 @@ def _held(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 "currency": r.currency,
             }
         )
+    # Like --auto: held reports need attention (3); an empty queue is 0.
+    code = int(ExitCode.ATTENTION if items else ExitCode.OK)
     if getattr(args, "held_json", False):
         out.write(json_text(items) + "\n")
-        return int(ExitCode.OK)
+        return code
     if not items:
         print("ml-console: nothing is held", file=sys.stderr)
-        return int(ExitCode.OK)
+        return code
     out.write(f"{'REPORT':<12} {'HELD FOR':>9}  {'TOTAL':>14}  {'REASON':<44} EMPLOYEE\n")
     for it in items:
         total = fmt(int(it["total_minor"]), str(it["currency"]))
@@ -136,23 +142,33 @@ def _held(args: argparse.Namespace, out: TextIO | None = None) -> int:
         )
         if it["message"]:
             out.write(f"{'':<12} {visible(it['message'])}\n")
-    return int(ExitCode.OK)
+    return code
 
 
 def _exclude(args: argparse.Namespace) -> int:
     from console.audit_keys import AuditKeys
     from console.flows.cycle import Engine
+    from console.textsafe import visible
 
     loaded, store = _open_store()
     # Excluding touches only local state: no credential or network is needed. The keyring is
     # asked only for the audit key, to sign the event (without it the next run signs it).
     engine = Engine(loaded.settings, store, None, actor=_actor(loaded), audit_keys=AuditKeys())
     try:
+        status = store.report_status(args.report_id)
+        shown = visible(args.report_id)
+        if status is None:
+            raise ConfigError(
+                f"report {shown} is not known to this console (see `ml-console held`)"
+            )
+        if status in ("posted", "posting"):
+            raise ConfigError(
+                f"report {shown} is {'posted' if status == 'posted' else 'being posted'} and "
+                "cannot be excluded; to take a posted report back, reverse its voucher in IFS"
+            )
         engine.exclude(args.report_id, args.reason)
     finally:
         engine.close()
-    from console.textsafe import visible
-
     print(
         f"ml-console: report {visible(args.report_id)} excluded: {visible(args.reason.strip())}",
         file=sys.stderr,
@@ -165,12 +181,19 @@ def _replay(args: argparse.Namespace) -> int:
     from console.config import load_settings
 
     ids = list(args.report_ids or [])
+    confirm = bool(getattr(args, "confirm_duplicate", False))
+    if confirm and (not ids or args.held):
+        raise ConfigError("--confirm-duplicate needs the report IDs it confirms (not --held)")
     if not ids and not args.held:
         raise ConfigError("name the reports to replay, or use --held")
     loaded = load_settings()
     engine = open_engine(actor=_actor(loaded))
     progress = ProgressLine(sys.stderr)
     try:
+        if confirm:
+            from console.report_checks import confirm_duplicates
+
+            confirm_duplicates(engine.store, engine.audit, ids)
         summary = engine.replay(ids, held=bool(args.held), progress=progress)
     finally:
         progress.close()

@@ -30,6 +30,7 @@ from console.flows.results import CycleSummary
 from console.mapping import Hold, MappingRule, map_report
 from console.plan import Plan, PlanBuilder, build_plan
 from console.post import PostOutcome, PostProgress, label_posted, post_plan
+from console.report_checks import ReportChecks
 from console.session import EngineStatus, ServiceState, Session
 from console.store import (
     DimensionRow,
@@ -190,6 +191,7 @@ class Engine(Session):
         posting = self.settings.posting
         verdicts: list[_Verdict] = []
         previous = dict(keys)
+        checks = ReportChecks.load(self.store)  # all-zero reports, duplicate transactions
         # Raw JSON text a batch at a time, parsed one report at a time.
         for rid, _status, raw_text in self.store.iter_reports_raw_text(statuses, keys=keys):
             raw = json.loads(raw_text)
@@ -203,7 +205,7 @@ class Engine(Session):
                 company = ""
             else:
                 mapped = map_report(loaded, policies, posting, overrides)
-                validated = validate(mapped, ref, posting)
+                validated = checks.apply(validate(mapped, ref, posting))
                 company = mapped.company or ""
             holds = list(validated.holds)
             take(

@@ -408,6 +408,22 @@ class ReportsMixin(StoreBase):
             ],
         )
 
+    def shared_transactions(self) -> dict[str, list[tuple[str, str, str]]]:
+        """Expensify transaction IDs on more than one report that is not excluded:
+        ID -> [(first_seen, report_id, status)], oldest first (console/report_checks.py)."""
+        out: dict[str, list[tuple[str, str, str]]] = {}
+        for tid, first_seen, report_id, status in self._tuples(
+            "SELECT l.transaction_id, r.first_seen, r.report_id, r.status FROM lines l"
+            " JOIN reports r ON r.report_id = l.report_id"
+            " WHERE l.transaction_id != '' AND r.status != 'excluded' AND l.transaction_id IN"
+            " (SELECT l2.transaction_id FROM lines l2 JOIN reports r2"
+            "  ON r2.report_id = l2.report_id WHERE l2.transaction_id != ''"
+            "  AND r2.status != 'excluded' GROUP BY l2.transaction_id HAVING COUNT(*) > 1)"
+            " ORDER BY l.transaction_id, r.first_seen, r.report_id"
+        ):
+            out.setdefault(str(tid), []).append((str(first_seen), str(report_id), str(status)))
+        return out
+
 
 def _change_row(r: dict[str, Any]) -> ChangeRow:
     return ChangeRow(**{**r, "new_raw": json.loads(r["new_raw"] or "{}")})
