@@ -24,6 +24,7 @@ BENCHES: dict[str, str] = {
     "memory": "bench.memory_bench",
     "startup": "bench.startup_bench",
     "console": "bench.tui_rows",
+    "replan": "bench.replan_bench",
 }
 
 

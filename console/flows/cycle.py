@@ -23,11 +23,11 @@ from console import clock, reversal, views
 from console.audit import Event
 from console.config import default_approved_after
 from console.errors import ConfigError, ConsoleError
-from console.expensify.models import ExportReport, MalformedReport
+from console.expensify.models import ExportReport, MalformedReport, PolicyInfo
 from console.fetch import FetchOutcome, fetch, load_report
-from console.flows import card_accrual, reversals
+from console.flows import card_accrual, incremental, reversals
 from console.flows.results import CycleSummary
-from console.mapping import Hold, MappingRule, map_report
+from console.mapping import Hold, MappingOverrides, MappingRule, map_report
 from console.plan import Plan, PlanBuilder, build_plan
 from console.post import PostOutcome, PostProgress, label_posted, post_plan
 from console.session import EngineStatus, ServiceState, Session
@@ -37,7 +37,7 @@ from console.store import (
     HoldRecord,
     iso,
 )
-from console.validate import ValidatedReport, validate, validate_malformed
+from console.validate import IfsReference, ValidatedReport, validate, validate_malformed
 
 if TYPE_CHECKING:
     pass
@@ -131,6 +131,13 @@ class Engine(Session):
     read model; the flows of reversals, card accruals, close and adopt are modules beside
     this one and take the session."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # What the last plan found per report, so the next plan re-evaluates only what
+        # changed; and the accruals read back for the reversals due (incremental.py).
+        self._evaluations = incremental.EvaluationCache()
+        self._accruals = incremental.AccrualReader(lambda: self.ifs)
+
     def fetch(self, *, dry_run: bool = False) -> FetchOutcome:
         """Poll Expensify once (approvedAfter overlapping the last poll by a day, APPROVED and
         REIMBURSED, excluding our export label; one policy read) and store what came back."""
@@ -187,35 +194,13 @@ class Engine(Session):
         policies = self.policies()
         ref = self.reference()
         overrides = self.overrides()
-        posting = self.settings.posting
         verdicts: list[_Verdict] = []
         previous = dict(keys)
         # Raw JSON text a batch at a time, parsed one report at a time.
         for rid, _status, raw_text in self.store.iter_reports_raw_text(statuses, keys=keys):
-            raw = json.loads(raw_text)
-            try:
-                loaded: ExportReport | MalformedReport = load_report(raw)
-            except ValueError as exc:  # pydantic ValidationError is a ValueError
-                loaded = MalformedReport(reportID=rid, what="unreadable", raw={})
-                del exc
-            if isinstance(loaded, MalformedReport):
-                validated = validate_malformed(loaded)
-                company = ""
-            else:
-                mapped = map_report(loaded, policies, posting, overrides)
-                validated = validate(mapped, ref, posting)
-                company = mapped.company or ""
-            holds = list(validated.holds)
-            take(
-                ReportEvaluation(
-                    report_id=rid,
-                    status="held" if holds else "ready",
-                    holds=holds,
-                    company=company,
-                    validated=validated,
-                )
-            )
-            verdicts.append(_Verdict(rid, company, tuple(holds)))
+            evaluation, _policy = self._evaluate_one(rid, raw_text, policies, ref, overrides)
+            take(evaluation)
+            verdicts.append(_Verdict(rid, evaluation.company, tuple(evaluation.holds)))
         self._record_verdicts(verdicts, previous)
 
     def _record_verdicts(self, verdicts: Sequence[_Verdict], previous: dict[str, str]) -> None:
@@ -278,22 +263,101 @@ class Engine(Session):
         """evaluate() then plan, report by report: each report's voucher is planned as soon
         as it is validated, and its models dropped (at 10,000 reports, holding every
         evaluation until the plan was built cost some 200 MB). A planning error is raised
-        after the evaluations are recorded, as evaluating first and planning after would."""
-        builder = PlanBuilder(self.settings.posting)
-        failure: list[Exception] = []
+        after the evaluations are recorded, as evaluating first and planning after would.
 
-        def take(evaluation: ReportEvaluation) -> None:
+        Incremental (console/flows/incremental.py): a report whose content, status and
+        inputs (policy, overrides, IFS company and the values it looked up) are those of
+        the last plan keeps that plan's verdict and voucher, unevaluated; only new, changed
+        or affected reports are mapped, validated and recorded again."""
+        posting = self.settings.posting
+        builder = PlanBuilder(posting)
+        statuses = EVALUATED_STATUSES + (("failed",) if include_failed else ())
+        keys = self.store.report_keys(statuses, report_ids)
+        if not keys:
+            return builder.plan()
+        cache = self._evaluations
+        policies = self.policies()
+        ref = self.reference()
+        overrides = self.overrides()
+        cache.inputs(posting, policies, overrides.targets, ref)
+        verdicts: list[_Verdict] = []
+        previous: dict[str, str] = {}
+        failure: list[Exception] = []
+        for rid, status, raw_text in self.store.iter_reports_raw_text(statuses, keys=keys):
+            digest = incremental.digest(raw_text)
+            hit = cache.get(rid, status, digest)
+            if hit is not None:
+                hit.add_to(builder)
+                continue
+            previous[rid] = status
+            seen: set[tuple[str, str] | str] = set()
+            evaluation, policy_id = self._evaluate_one(
+                rid, raw_text, policies, incremental.recording(ref, seen), overrides
+            )
+            verdicts.append(_Verdict(rid, evaluation.company, tuple(evaluation.holds)))
             if failure:
-                return
+                cache.drop(rid)
+                continue
+            before = incremental.sizes(builder)
             try:
                 builder.add(evaluation.validated)
             except Exception as exc:  # re-raised below, once the evaluations are recorded
                 failure.append(exc)
-
-        self._evaluate(report_ids, include_failed, take)
+                cache.drop(rid)
+                continue
+            entry = incremental.planned_entry(builder, before)
+            if entry is None or status == "failed":
+                cache.drop(rid)
+                continue
+            cache.put(
+                rid,
+                incremental.Cached(
+                    raw=digest,
+                    status=evaluation.status,
+                    policy_id=policy_id,
+                    company=evaluation.company,
+                    lookups=frozenset(seen),
+                    entry=entry,
+                ),
+            )
+        if report_ids is None:
+            cache.keep_only({rid for rid, _status in keys})
+        if verdicts:
+            self._record_verdicts(verdicts, previous)
         if failure:
             raise failure[0]
         return builder.plan()
+
+    def _evaluate_one(
+        self,
+        rid: str,
+        raw_text: str,
+        policies: dict[str, PolicyInfo],
+        ref: IfsReference,
+        overrides: MappingOverrides,
+    ) -> tuple[ReportEvaluation, str]:
+        """Map and validate one stored report: its evaluation and its policy ID."""
+        raw = json.loads(raw_text)
+        try:
+            loaded: ExportReport | MalformedReport = load_report(raw)
+        except ValueError:  # pydantic ValidationError is a ValueError
+            loaded = MalformedReport(reportID=rid, what="unreadable", raw={})
+        if isinstance(loaded, MalformedReport):
+            validated = validate_malformed(loaded)
+            company, policy_id = "", ""
+        else:
+            mapped = map_report(loaded, policies, self.settings.posting, overrides)
+            validated = validate(mapped, ref, self.settings.posting)
+            company, policy_id = mapped.company or "", loaded.policyID
+        holds = list(validated.holds)
+        evaluation = ReportEvaluation(
+            report_id=rid,
+            status="held" if holds else "ready",
+            holds=holds,
+            company=company,
+            validated=validated,
+        )
+        return evaluation, policy_id
 
     def post(
         self,
@@ -396,8 +460,12 @@ class Engine(Session):
         """One recorded run: the runs row, run-started/run-finished events and the summary's
         requests, holds and failures, also when the body raises."""
         with self.cycle_lock, _paced_collector():
-            self._policies = None
-            self._reference = None
+            if mode != "post-reviewed":
+                # A cycle reads IFS (and the policies) afresh; posting a reviewed plan
+                # evaluates nothing, and the plan after it builds on what it read.
+                self._policies = None
+                self._reference = None
+                self._accruals.forget()
             summary = CycleSummary(
                 dry_run=dry_run, started=iso(self.clock()), as_of=self.as_of_text()
             )
@@ -460,7 +528,8 @@ class Engine(Session):
         plan = self._evaluate_and_plan(report_ids, include_failed=report_ids is not None)
         if report_ids is None:
             # Watch posted reports; reversals due today; changes after posting (dry run too).
-            plan = reversals.prepare(self, plan, changed_after_post, dry_run)
+            self._accruals.prime(self._accruals_to_read())
+            plan = reversals.prepare(self, plan, changed_after_post, dry_run, self._accruals)
         summary.moved = reversal.moved(plan)
         summary.plan = plan
         summary.planned = len(plan.vouchers)
@@ -713,7 +782,9 @@ class Engine(Session):
             self.reference()
         return views.mapping_view(self.store, policies, self.settings.posting)
 
-    def plan_for_review(self, selection: Sequence[str] | None = None) -> Plan:
+    def plan_for_review(
+        self, selection: Sequence[str] | None = None, *, refresh: bool = False
+    ) -> Plan:
         """The plan the operator reviews before `post_reviewed`: the vouchers of the selected
         ready reports (all of them without a selection), plus the reversals due today and
         every report changed after posting, as a cycle's plan has them (what `--auto
@@ -721,7 +792,31 @@ class Engine(Session):
         plan() it records the evaluations. Watching posted reports and reconciling reversal
         intents stay a cycle's (reversals.prepare): this adds what prepare adds, without them."""
         with self.cycle_lock:
-            return reversals.review_additions(self, self.plan(selection))
+            if refresh:
+                # The operator asked to read again: IFS's values and the accruals afresh.
+                self._reference = None
+                self._accruals.forget()
+            plan = self.plan(selection)
+            self._accruals.prime(self._accruals_to_read())
+            return reversals.review_additions(self, plan, self._accruals)
+
+    def _accruals_to_read(self) -> list[tuple[str, str]]:
+        """(reference, company) of the posted accruals whose next-period reversal may be
+        due today and none of whose groups is reversed yet: what the reversal planning
+        will read back (the rest it reads one by one, if at all)."""
+        today = self.today()
+        done = reversal.reversed_groups(self.store)
+        out: list[tuple[str, str]] = []
+        for acc in self.store.posted_accruals():
+            if done.get(acc.reference):
+                continue
+            try:
+                approved = date.fromisoformat(acc.approved[:10])
+            except ValueError:
+                continue
+            if clock.month_start(approved, 1) <= today:
+                out.append((acc.reference, acc.company))
+        return out
 
     def close_period(self) -> tuple[int, int]:
         """(year, month) the Close screen opens on: the operator's last choice, else the
