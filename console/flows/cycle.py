@@ -27,7 +27,7 @@ from console.expensify.models import ExportReport, MalformedReport, PolicyInfo
 from console.fetch import FetchOutcome, fetch, load_report
 from console.flows import card_accrual, incremental, reversals
 from console.flows.results import CycleSummary
-from console.mapping import Hold, MappingOverrides, MappingRule, map_report
+from console.mapping import Hold, MappingOverrides, MappingRule, map_report, suggest_defaults
 from console.plan import Plan, PlanBuilder, build_plan
 from console.post import PostOutcome, PostProgress, label_posted, post_plan
 from console.session import EngineStatus, ServiceState, Session
@@ -651,17 +651,22 @@ class Engine(Session):
         """Save an operator override (audited) and re-evaluate the reports it may affect;
         returns their IDs."""
         with self.cycle_lock:
+            # What it was: the override it replaces, else what the mapping gives without one.
+            previous = self.overrides().targets.get(
+                (rule.policy_id, rule.kind, rule.source)
+            ) or self._default_target(rule)
             self.store.save_mapping_rule(
                 rule.kind, rule.policy_id, rule.source, {"target": rule.target}, self.actor
             )
             self.audit.record(
                 "mapping-changed",
-                f"{rule.kind} '{rule.source}' of policy {rule.policy_id or '(any)'} → "
-                f"{rule.target}",
+                f"{rule.kind} '{rule.source}' of policy {rule.policy_id or '(any)'}: "
+                f"{previous or '(none)'} → {rule.target}",
                 data={
                     "policy_id": rule.policy_id,
                     "kind": rule.kind,
                     "source": rule.source,
+                    "previous": previous,
                     "target": rule.target,
                 },
             )
@@ -675,6 +680,18 @@ class Engine(Session):
             if affected:
                 self.evaluate(affected)
             return affected
+
+    def _default_target(self, rule: MappingRule) -> str | None:
+        """What Expensify's coding maps `rule.source` to without an override (the policies
+        as last read; None when unknown)."""
+        policies = self._policies or {}
+        for pid, policy in policies.items():
+            if rule.policy_id and pid != rule.policy_id:
+                continue
+            for d in suggest_defaults(policy):
+                if d.kind == rule.kind and d.source == rule.source and d.default_target:
+                    return str(d.default_target)
+        return None
 
     def check_value(
         self, company: str, code_part: str, value: str, on_dates: Sequence[date]
