@@ -25,6 +25,7 @@ BENCHES: dict[str, str] = {
     "startup": "bench.startup_bench",
     "console": "bench.tui_rows",
     "replan": "bench.replan_bench",
+    "latency": "bench.latency_bench",
 }
 
 

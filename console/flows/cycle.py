@@ -125,6 +125,33 @@ def _paced_collector() -> Iterator[None]:
         gc.set_threshold(*saved)
 
 
+class _KeptPolicies:
+    """The Expensify client as fetch() reads it, with the policy read answered from the
+    session's kept copy (Session.read_policies) instead of a request every cycle."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def get_policies(self, policy_ids: Sequence[str]) -> dict[str, PolicyInfo]:
+        return self._session.read_policies(policy_ids)
+
+    def export_items(self, **filters: Any) -> Iterator[ExportReport | MalformedReport]:
+        return self._session.expensify.export_items(**filters)
+
+
+# Posted reports are re-read (changes after posting, reimbursement) at most this often, in
+# one export and download; a report a poll sees changed after posting is read at once.
+WATCH_EVERY_S = 1800.0
+WATCHED_CURSOR = "watched-at"
+# What each cycle sent Expensify over the last hour: a scheduled cycle polls only while
+# the loop stays within expensify.loop_share of the budget (Engine._over_loop_share).
+SPEND_CURSOR = "expensify-spend"
+SPEND_WINDOW_S = 3600.0
+# The most a polling cycle sends: export and download, the policy read when its copy is
+# old, the re-read of posted reports (export, download), the label.
+POLL_REQUESTS = 6
+
+
 class Engine(Session):
     """The console's facade on a session: what the TUI and every command call. Each method
     is one flow (a cycle, a reviewed post, a replay, a mapping change, a value check) or one
@@ -152,7 +179,7 @@ class Engine(Session):
             outcome: FetchOutcome = self.track(
                 "expensify",
                 lambda: fetch(
-                    self.expensify,
+                    _KeptPolicies(self),
                     self.store,
                     self.audit,
                     configured_start=cfg.approved_after or default_approved_after(self.today()),
@@ -424,14 +451,17 @@ class Engine(Session):
         progress: Callable[[PostProgress], None] | None = None,
         fetch: bool = True,
         mode: str | None = None,
+        scheduled: bool = False,
     ) -> CycleSummary:
-        """fetch → evaluate → plan → post → label: what `--auto` and the TUI's sync call."""
+        """fetch → evaluate → plan → post → label: what `--auto` and the TUI's sync call.
+        `scheduled` (a cycle of `--every`): posted reports are re-read only every
+        WATCH_EVERY_S, to keep the loop's share of Expensify's request budget small."""
         with self._run(mode or ("dry-run" if dry_run else "sync"), dry_run) as summary:
             if dry_run:
-                self._cycle(summary, dry_run, report_ids, progress, fetch)
+                self._cycle(summary, dry_run, report_ids, progress, fetch, scheduled)
             else:
                 with self.lock:
-                    self._cycle(summary, dry_run, report_ids, progress, fetch)
+                    self._cycle(summary, dry_run, report_ids, progress, fetch, scheduled)
         return summary
 
     def post_reviewed(
@@ -460,6 +490,7 @@ class Engine(Session):
         """One recorded run: the runs row, run-started/run-finished events and the summary's
         requests, holds and failures, also when the body raises."""
         with self.cycle_lock, _paced_collector():
+            self.keep_reads = not dry_run
             if mode != "post-reviewed":
                 # A cycle reads IFS (and the policies) afresh; posting a reviewed plan
                 # evaluates nothing, and the plan after it builds on what it read.
@@ -485,6 +516,8 @@ class Engine(Session):
             except BaseException as exc:
                 self._finish(summary, exp0, ifs0, error=str(exc) or type(exc).__name__)
                 raise
+            finally:
+                self.keep_reads = True
             self._finish(summary, exp0, ifs0)
 
     @staticmethod
@@ -502,12 +535,20 @@ class Engine(Session):
         report_ids: Sequence[str] | None,
         progress: Callable[[PostProgress], None] | None,
         do_fetch: bool,
+        scheduled: bool = False,
     ) -> None:
         if not dry_run:
             # Intents without outcome (a crash between POST and commit) first, before any post.
             self.track("ifs", lambda: self.ledger().reconcile())
         fetched_posted: set[str] = set()
         changed_after_post: list[str] = []
+        if do_fetch and scheduled and self._over_loop_share():
+            # This hour's polls have spent the loop's share of Expensify's budget: this
+            # cycle re-checks and posts what is held, the next one polls.
+            do_fetch = False
+            skip_watch = True
+        else:
+            skip_watch = False
         if do_fetch:
             fo = self.fetch(dry_run=dry_run)
             summary.fetched = fo.count
@@ -529,7 +570,10 @@ class Engine(Session):
         if report_ids is None:
             # Watch posted reports; reversals due today; changes after posting (dry run too).
             self._accruals.prime(self._accruals_to_read())
-            plan = reversals.prepare(self, plan, changed_after_post, dry_run, self._accruals)
+            watch = not skip_watch and self._watch_due(changed_after_post, dry_run, scheduled)
+            plan = reversals.prepare(
+                self, plan, changed_after_post, dry_run, self._accruals, watch=watch
+            )
         summary.moved = reversal.moved(plan)
         summary.plan = plan
         summary.planned = len(plan.vouchers)
@@ -545,11 +589,52 @@ class Engine(Session):
             card_accrual.reverse_due_in_cycle(self, summary)
         self._label_warning(summary, outcome)
 
+    def _over_loop_share(self) -> bool:
+        """Whether one more polling cycle (POLL_REQUESTS at most) would take the requests
+        this state file's cycles sent Expensify in the last hour past
+        `expensify.loop_share` of its budget (limit_60s a minute)."""
+        cfg = self.settings.expensify
+        allowed = cfg.loop_share * cfg.limit_60s * SPEND_WINDOW_S / 60
+        return sum(n for _t, n in self._spend()) + POLL_REQUESTS > allowed
+
+    def _spend(self) -> list[tuple[float, int]]:
+        """(epoch, Expensify requests) of each cycle of the last SPEND_WINDOW_S."""
+        now = self.clock().timestamp()
+        try:
+            kept = json.loads(self.store.cursor(SPEND_CURSOR) or "[]")
+            spend = [(float(t), int(n)) for t, n in kept]
+        except (ValueError, TypeError):
+            spend = []
+        return [(t, n) for t, n in spend if now - SPEND_WINDOW_S < t <= now]
+
+    def _note_spend(self, requests: int) -> None:
+        if requests:
+            spend = [*self._spend(), (self.clock().timestamp(), requests)]
+            self.store.set_cursor(json.dumps(spend), SPEND_CURSOR)
+
+    def _watch_due(self, priority: Sequence[str], dry_run: bool, scheduled: bool) -> bool:
+        """Whether this cycle re-reads posted reports: always, unless it is a scheduled
+        cycle; then when a poll saw one changed, else once per WATCH_EVERY_S (the last read
+        is kept in the store; a dry run reads and keeps nothing)."""
+        now = self.clock().timestamp()
+        if scheduled and not priority:
+            try:
+                last = float(self.store.cursor(WATCHED_CURSOR) or "nan")
+            except ValueError:
+                last = float("nan")
+            if 0 <= now - last < WATCH_EVERY_S:
+                return False
+        if not dry_run:
+            self.store.set_cursor(repr(now), WATCHED_CURSOR)
+        return True
+
     def _finish(self, summary: CycleSummary, exp0: int, ifs0: int, error: str = "") -> None:
         summary.requests = {
             "expensify": (self._expensify.requests_made if self._expensify else 0) - exp0,
             "ifs": (self._ifs.requests_made if self._ifs else 0) - ifs0,
         }
+        if not summary.dry_run:
+            self._note_spend(summary.requests["expensify"])
         held = self.store.holds()
         first: dict[str, str] = {}
         for h in held:

@@ -56,13 +56,18 @@ def prepare(
     priority: list[str],
     dry_run: bool,
     reader: VoucherSender | None = None,
+    *,
+    watch: bool = True,
 ) -> Plan:
-    """A cycle's step: watch posted reports (those just fetched first), settle reversal
-    intents left open, then add what `review_additions` adds."""
-    session.track(
-        "expensify",
-        lambda: watch_posted(session.expensify, session.store, session.audit, priority=priority),
-    )
+    """A cycle's step: watch posted reports (those just fetched first; only when `watch`),
+    settle reversal intents left open, then add what `review_additions` adds."""
+    if watch:
+        session.track(
+            "expensify",
+            lambda: watch_posted(
+                session.expensify, session.store, session.audit, priority=priority
+            ),
+        )
     if not dry_run:
         session.track("ifs", lambda: session.ledger().reconcile(kinds=("reversal",)))
     return review_additions(session, plan, reader)
