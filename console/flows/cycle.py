@@ -20,6 +20,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from console import clock, reversal, views
+from console import session as session_module
 from console.audit import Event
 from console.config import default_approved_after
 from console.errors import ConfigError, ConsoleError
@@ -147,9 +148,7 @@ WATCHED_CURSOR = "watched-at"
 # the loop stays within expensify.loop_share of the budget (Engine._over_loop_share).
 SPEND_CURSOR = "expensify-spend"
 SPEND_WINDOW_S = 3600.0
-# The most a polling cycle sends: export and download, the policy read when its copy is
-# old, the re-read of posted reports (export, download), the label.
-POLL_REQUESTS = 6
+POLL_REQUESTS = 2  # export and download; the policy read and the re-read when due
 
 
 class Engine(Session):
@@ -590,12 +589,27 @@ class Engine(Session):
         self._label_warning(summary, outcome)
 
     def _over_loop_share(self) -> bool:
-        """Whether one more polling cycle (POLL_REQUESTS at most) would take the requests
-        this state file's cycles sent Expensify in the last hour past
-        `expensify.loop_share` of its budget (limit_60s a minute)."""
+        """Whether this cycle's requests (the poll's export and download, plus the policy
+        read and the re-read of posted reports when they are due) would take what this
+        state file's cycles sent Expensify in the last hour past `expensify.loop_share` of
+        its budget (limit_60s a minute)."""
         cfg = self.settings.expensify
         allowed = cfg.loop_share * cfg.limit_60s * SPEND_WINDOW_S / 60
-        return sum(n for _t, n in self._spend()) + POLL_REQUESTS > allowed
+        now = self.clock().timestamp()
+        cost = POLL_REQUESTS
+        try:
+            kept = json.loads(self.store.cursor(session_module.POLICIES_CURSOR) or "{}")
+            if not 0 <= now - float(kept.get("at", "nan")) < session_module.POLICY_TTL_S:
+                cost += 1
+        except (ValueError, TypeError, AttributeError):
+            cost += 1
+        try:
+            watched = float(self.store.cursor(WATCHED_CURSOR) or "nan")
+        except ValueError:
+            watched = float("nan")
+        if not 0 <= now - watched < WATCH_EVERY_S:
+            cost += 2
+        return sum(n for _t, n in self._spend()) + cost > allowed
 
     def _spend(self) -> list[tuple[float, int]]:
         """(epoch, Expensify requests) of each cycle of the last SPEND_WINDOW_S."""
