@@ -24,6 +24,8 @@ BENCHES: dict[str, str] = {
     "memory": "bench.memory_bench",
     "startup": "bench.startup_bench",
     "console": "bench.tui_rows",
+    "replan": "bench.replan_bench",
+    "latency": "bench.latency_bench",
 }
 
 

@@ -120,6 +120,14 @@ class ExpensifyConfig(_Section):
     timeout_s: float = Field(60.0, gt=0, allow_inf_nan=False, description="per request")
     limit_10s: int = Field(5, ge=1, description="client rate limit: requests per 10 s")
     limit_60s: int = Field(20, ge=1, description="client rate limit: requests per 60 s")
+    loop_share: float = Field(
+        0.10,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
+        description="share of limit_60s an --every loop may spend over an hour; a cycle "
+        "past it skips its poll",
+    )
     max_wait_s: float = Field(
         120.0, gt=0, allow_inf_nan=False, description="longest wait for a rate-limit slot"
     )

@@ -354,7 +354,9 @@ class DryRunScreen(ConsoleScreen):
         if self.console_app.engine is not None:
             self.refresh_data()
 
-    def refresh_data(self) -> None:
+    def refresh_data(self, read_again: bool = False) -> None:
+        """Plan again: incrementally after a write (only what changed is evaluated); with
+        `read_again` (the operator's `r`) IFS's values and the accruals due are read afresh."""
         if self.posting:
             return
         engine = self.console_app.engine
@@ -374,6 +376,7 @@ class DryRunScreen(ConsoleScreen):
         self.console_app.run_core(
             engine.plan_for_review,
             selection,
+            refresh=read_again,
             on_done=lambda plan: self.post_message(PlanReady(plan, generation)),
             label="planning",
             exclusive=True,
@@ -408,7 +411,7 @@ class DryRunScreen(ConsoleScreen):
 
     def action_replan(self) -> None:
         if self.console_app.engine is not None:
-            self.refresh_data()
+            self.refresh_data(read_again=True)
 
     def on_plan_ready(self, message: PlanReady) -> None:
         if message.generation is not None and message.generation != self.plan_generation:

@@ -185,7 +185,9 @@ def run_once(
         log.error("cycle not started", extra={"fields": {"error": str(exc)}})
         return int(exit_code_for(exc))
     try:
-        summary = engine.run_cycle(dry_run=dry_run, progress=progress)
+        # A cycle of `--every` spares Expensify's request budget (Engine.run_cycle).
+        scheduled = bool(getattr(args, "every", None))
+        summary = engine.run_cycle(dry_run=dry_run, progress=progress, scheduled=scheduled)
     except ConsoleError as exc:
         progress.close()
         print(f"ml-console: {visible_text(str(exc))}", file=stderr)
@@ -291,8 +293,13 @@ def _loop(
     out: TextIO,
     err: TextIO,
     opener: Callable[[], Engine],
+    wait: Callable[[threading.Event, float], bool] | None = None,
 ) -> int:
+    """A cycle per `every_s` until a signal; `wait(stop, seconds)` waits between cycles and
+    says whether to stop (default: the stop event's wait; bench/latency_bench.py drives the
+    loop on a simulated clock with its own)."""
     stop = threading.Event()
+    pause = wait or (lambda event, seconds: event.wait(seconds))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -308,7 +315,7 @@ def _loop(
             log.info("loop cycle done", extra={"fields": {"cycle": cycles, "exit_code": code}})
             if code == ExitCode.USAGE and cycles == 1:
                 return code  # a config that never worked will not start working by waiting
-            if stop.wait(every_s):
+            if pause(stop, every_s):
                 break
     finally:
         for sig, handler in previous.items():

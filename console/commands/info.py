@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
+from urllib.parse import urlsplit, urlunsplit
 
 from console import __version__
 from console.config import (
@@ -178,12 +179,52 @@ def _unset(key: str) -> str:
     return "(unset)"
 
 
+# Keys whose value is itself a credential: only where it points is shown.
+SECRET_URL_KEYS = ("alerts.webhook_url",)
+
+
+def _origin(url: str) -> str:
+    """scheme://host[:port] of a URL (its path and query can carry a token), with "/…" when
+    anything was left out."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    left_out = bool(parts.path.strip("/") or parts.query or parts.fragment or parts.username)
+    return f"{parts.scheme}://{host}" + ("/…" if left_out else "")
+
+
+def _without_login(text: str) -> str:
+    """`user:password@host` (in a URL or an SMTP host) without the login part."""
+    parts = urlsplit(text) if "://" in text else None
+    if parts is not None and (parts.username or parts.password):
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host += f":{parts.port}"
+        return urlunsplit((parts.scheme, "…@" + host, parts.path, parts.query, parts.fragment))
+    if parts is None and "@" in text and ":" in text.split("@", 1)[0]:
+        return "…@" + text.rsplit("@", 1)[1]
+    return text
+
+
+def masked(key: str, value: Any) -> Any:
+    """A config value as `info` may show it: a webhook URL as its scheme and host only, a
+    login written into a URL or an SMTP host left out; anything else unchanged."""
+    if not isinstance(value, str) or not value:
+        return value
+    if key in SECRET_URL_KEYS:
+        return _origin(value)
+    if key.startswith("alerts.smtp") or "://" in value:
+        return _without_login(value)
+    return value
+
+
 def _print_config(emit: Callable[[str], None], loaded: LoadedSettings) -> None:
     state = "" if loaded.exists else " (no config file: defaults and environment only)"
     emit(f"config (effective; the source of each value on the right){state}")
     rows: list[tuple[str, str, str]] = []
     for key, value in settings_items(loaded.settings):
-        shown = toml_value(value) if value is not None else _unset(key)
+        shown = toml_value(masked(key, value)) if value is not None else _unset(key)
         rows.append((key, shown, _short_source(loaded.source_of(key), loaded)))
     width = max(len(k) + 3 + len(v) for k, v, _ in rows)
     width = min(width, 72)

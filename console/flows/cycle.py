@@ -20,14 +20,15 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from console import clock, reversal, views
+from console import session as session_module
 from console.audit import Event
 from console.config import default_approved_after
 from console.errors import ConfigError, ConsoleError
-from console.expensify.models import ExportReport, MalformedReport
+from console.expensify.models import ExportReport, MalformedReport, PolicyInfo
 from console.fetch import FetchOutcome, fetch, load_report
-from console.flows import card_accrual, reversals
+from console.flows import card_accrual, incremental, reversals
 from console.flows.results import CycleSummary
-from console.mapping import Hold, MappingRule, map_report
+from console.mapping import Hold, MappingOverrides, MappingRule, map_report, suggest_defaults
 from console.plan import Plan, PlanBuilder, build_plan
 from console.post import PostOutcome, PostProgress, label_posted, post_plan
 from console.report_checks import ReportChecks
@@ -38,7 +39,7 @@ from console.store import (
     HoldRecord,
     iso,
 )
-from console.validate import ValidatedReport, validate, validate_malformed
+from console.validate import IfsReference, ValidatedReport, validate, validate_malformed
 
 if TYPE_CHECKING:
     pass
@@ -126,11 +127,52 @@ def _paced_collector() -> Iterator[None]:
         gc.set_threshold(*saved)
 
 
+class _KeptPolicies:
+    """The Expensify client as fetch() reads it, with the policy read answered from the
+    session's kept copy (Session.read_policies) instead of a request every cycle."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def get_policies(self, policy_ids: Sequence[str]) -> dict[str, PolicyInfo]:
+        return self._session.read_policies(policy_ids)
+
+    def export_items(self, **filters: Any) -> Iterator[ExportReport | MalformedReport]:
+        return self._session.expensify.export_items(**filters)
+
+    # Isolating a report that breaks the export (fetch.py) goes to the client unchanged.
+    def export_report_ids(self, *args: Any, **kwargs: Any) -> list[str]:
+        return self._session.expensify.export_report_ids(*args, **kwargs)
+
+    def export_reports_by_id(
+        self, *args: Any, **kwargs: Any
+    ) -> Iterator[ExportReport | MalformedReport]:
+        return self._session.expensify.export_reports_by_id(*args, **kwargs)
+
+
+# Posted reports are re-read (changes after posting, reimbursement) at most this often, in
+# one export and download; a report a poll sees changed after posting is read at once.
+WATCH_EVERY_S = 1800.0
+WATCHED_CURSOR = "watched-at"
+# What each cycle sent Expensify over the last hour: a scheduled cycle polls only while
+# the loop stays within expensify.loop_share of the budget (Engine._over_loop_share).
+SPEND_CURSOR = "expensify-spend"
+SPEND_WINDOW_S = 3600.0
+POLL_REQUESTS = 2  # export and download; the policy read and the re-read when due
+
+
 class Engine(Session):
     """The console's facade on a session: what the TUI and every command call. Each method
     is one flow (a cycle, a reviewed post, a replay, a mapping change, a value check) or one
     read model; the flows of reversals, card accruals, close and adopt are modules beside
     this one and take the session."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # What the last plan found per report, so the next plan re-evaluates only what
+        # changed; and the accruals read back for the reversals due (incremental.py).
+        self._evaluations = incremental.EvaluationCache()
+        self._accruals = incremental.AccrualReader(lambda: self.ifs)
 
     def fetch(self, *, dry_run: bool = False) -> FetchOutcome:
         """Poll Expensify once (approvedAfter overlapping the last poll by a day, APPROVED and
@@ -146,7 +188,7 @@ class Engine(Session):
             outcome: FetchOutcome = self.track(
                 "expensify",
                 lambda: fetch(
-                    self.expensify,
+                    _KeptPolicies(self),
                     self.store,
                     self.audit,
                     configured_start=cfg.approved_after or default_approved_after(self.today()),
@@ -188,36 +230,16 @@ class Engine(Session):
         policies = self.policies()
         ref = self.reference()
         overrides = self.overrides()
-        posting = self.settings.posting
         verdicts: list[_Verdict] = []
         previous = dict(keys)
         checks = ReportChecks.load(self.store)  # all-zero reports, duplicate transactions
         # Raw JSON text a batch at a time, parsed one report at a time.
         for rid, _status, raw_text in self.store.iter_reports_raw_text(statuses, keys=keys):
-            raw = json.loads(raw_text)
-            try:
-                loaded: ExportReport | MalformedReport = load_report(raw)
-            except ValueError as exc:  # pydantic ValidationError is a ValueError
-                loaded = MalformedReport(reportID=rid, what="unreadable", raw={})
-                del exc
-            if isinstance(loaded, MalformedReport):
-                validated = validate_malformed(loaded)
-                company = ""
-            else:
-                mapped = map_report(loaded, policies, posting, overrides)
-                validated = checks.apply(validate(mapped, ref, posting))
-                company = mapped.company or ""
-            holds = list(validated.holds)
-            take(
-                ReportEvaluation(
-                    report_id=rid,
-                    status="held" if holds else "ready",
-                    holds=holds,
-                    company=company,
-                    validated=validated,
-                )
+            evaluation, _policy = self._evaluate_one(
+                rid, raw_text, policies, ref, overrides, checks
             )
-            verdicts.append(_Verdict(rid, company, tuple(holds)))
+            take(evaluation)
+            verdicts.append(_Verdict(rid, evaluation.company, tuple(evaluation.holds)))
         self._record_verdicts(verdicts, previous)
 
     def _record_verdicts(self, verdicts: Sequence[_Verdict], previous: dict[str, str]) -> None:
@@ -280,22 +302,106 @@ class Engine(Session):
         """evaluate() then plan, report by report: each report's voucher is planned as soon
         as it is validated, and its models dropped (at 10,000 reports, holding every
         evaluation until the plan was built cost some 200 MB). A planning error is raised
-        after the evaluations are recorded, as evaluating first and planning after would."""
-        builder = PlanBuilder(self.settings.posting)
-        failure: list[Exception] = []
+        after the evaluations are recorded, as evaluating first and planning after would.
 
-        def take(evaluation: ReportEvaluation) -> None:
+        Incremental (console/flows/incremental.py): a report whose content, status and
+        inputs (policy, overrides, IFS company and the values it looked up) are those of
+        the last plan keeps that plan's verdict and voucher, unevaluated; only new, changed
+        or affected reports are mapped, validated and recorded again."""
+        posting = self.settings.posting
+        builder = PlanBuilder(posting)
+        statuses = EVALUATED_STATUSES + (("failed",) if include_failed else ())
+        keys = self.store.report_keys(statuses, report_ids)
+        if not keys:
+            return builder.plan()
+        cache = self._evaluations
+        policies = self.policies()
+        ref = self.reference()
+        overrides = self.overrides()
+        cache.inputs(posting, policies, overrides.targets, ref)
+        checks = ReportChecks.load(self.store)
+        # A report that shares a transaction with another is re-checked every time (which
+        # of them holds depends on the others and on confirmations); it is rare, so cheap.
+        sharing = {owner[1] for owners in checks.shared.values() for owner in owners}
+        verdicts: list[_Verdict] = []
+        previous: dict[str, str] = {}
+        failure: list[Exception] = []
+        for rid, status, raw_text in self.store.iter_reports_raw_text(statuses, keys=keys):
+            digest = incremental.digest(raw_text)
+            hit = None if rid in sharing else cache.get(rid, status, digest)
+            if hit is not None:
+                hit.add_to(builder)
+                continue
+            previous[rid] = status
+            seen: set[tuple[str, str] | str] = set()
+            evaluation, policy_id = self._evaluate_one(
+                rid, raw_text, policies, incremental.recording(ref, seen), overrides, checks
+            )
+            verdicts.append(_Verdict(rid, evaluation.company, tuple(evaluation.holds)))
             if failure:
-                return
+                cache.drop(rid)
+                continue
+            before = incremental.sizes(builder)
             try:
                 builder.add(evaluation.validated)
             except Exception as exc:  # re-raised below, once the evaluations are recorded
                 failure.append(exc)
-
-        self._evaluate(report_ids, include_failed, take)
+                cache.drop(rid)
+                continue
+            entry = incremental.planned_entry(builder, before)
+            if entry is None or status == "failed" or rid in sharing:
+                cache.drop(rid)
+                continue
+            cache.put(
+                rid,
+                incremental.Cached(
+                    raw=digest,
+                    status=evaluation.status,
+                    policy_id=policy_id,
+                    company=evaluation.company,
+                    lookups=frozenset(seen),
+                    entry=entry,
+                ),
+            )
+        if report_ids is None:
+            cache.keep_only({rid for rid, _status in keys})
+        if verdicts:
+            self._record_verdicts(verdicts, previous)
         if failure:
             raise failure[0]
         return builder.plan()
+
+    def _evaluate_one(
+        self,
+        rid: str,
+        raw_text: str,
+        policies: dict[str, PolicyInfo],
+        ref: IfsReference,
+        overrides: MappingOverrides,
+        checks: ReportChecks,
+    ) -> tuple[ReportEvaluation, str]:
+        """Map and validate one stored report: its evaluation and its policy ID."""
+        raw = json.loads(raw_text)
+        try:
+            loaded: ExportReport | MalformedReport = load_report(raw)
+        except ValueError:  # pydantic ValidationError is a ValueError
+            loaded = MalformedReport(reportID=rid, what="unreadable", raw={})
+        if isinstance(loaded, MalformedReport):
+            validated = validate_malformed(loaded)
+            company, policy_id = "", ""
+        else:
+            mapped = map_report(loaded, policies, self.settings.posting, overrides)
+            validated = checks.apply(validate(mapped, ref, self.settings.posting))
+            company, policy_id = mapped.company or "", loaded.policyID
+        holds = list(validated.holds)
+        evaluation = ReportEvaluation(
+            report_id=rid,
+            status="held" if holds else "ready",
+            holds=holds,
+            company=company,
+            validated=validated,
+        )
+        return evaluation, policy_id
 
     def post(
         self,
@@ -362,14 +468,17 @@ class Engine(Session):
         progress: Callable[[PostProgress], None] | None = None,
         fetch: bool = True,
         mode: str | None = None,
+        scheduled: bool = False,
     ) -> CycleSummary:
-        """fetch → evaluate → plan → post → label: what `--auto` and the TUI's sync call."""
+        """fetch → evaluate → plan → post → label: what `--auto` and the TUI's sync call.
+        `scheduled` (a cycle of `--every`): posted reports are re-read only every
+        WATCH_EVERY_S, to keep the loop's share of Expensify's request budget small."""
         with self._run(mode or ("dry-run" if dry_run else "sync"), dry_run) as summary:
             if dry_run:
-                self._cycle(summary, dry_run, report_ids, progress, fetch)
+                self._cycle(summary, dry_run, report_ids, progress, fetch, scheduled)
             else:
                 with self.lock:
-                    self._cycle(summary, dry_run, report_ids, progress, fetch)
+                    self._cycle(summary, dry_run, report_ids, progress, fetch, scheduled)
         return summary
 
     def post_reviewed(
@@ -398,8 +507,13 @@ class Engine(Session):
         """One recorded run: the runs row, run-started/run-finished events and the summary's
         requests, holds and failures, also when the body raises."""
         with self.cycle_lock, _paced_collector():
-            self._policies = None
-            self._reference = None
+            self.keep_reads = not dry_run
+            if mode != "post-reviewed":
+                # A cycle reads IFS (and the policies) afresh; posting a reviewed plan
+                # evaluates nothing, and the plan after it builds on what it read.
+                self._policies = None
+                self._reference = None
+                self._accruals.forget()
             summary = CycleSummary(
                 dry_run=dry_run, started=iso(self.clock()), as_of=self.as_of_text()
             )
@@ -419,6 +533,8 @@ class Engine(Session):
             except BaseException as exc:
                 self._finish(summary, exp0, ifs0, error=str(exc) or type(exc).__name__)
                 raise
+            finally:
+                self.keep_reads = True
             self._finish(summary, exp0, ifs0)
 
     @staticmethod
@@ -436,12 +552,20 @@ class Engine(Session):
         report_ids: Sequence[str] | None,
         progress: Callable[[PostProgress], None] | None,
         do_fetch: bool,
+        scheduled: bool = False,
     ) -> None:
         if not dry_run:
             # Intents without outcome (a crash between POST and commit) first, before any post.
             self.track("ifs", lambda: self.ledger().reconcile())
         fetched_posted: set[str] = set()
         changed_after_post: list[str] = []
+        if do_fetch and scheduled and self._over_loop_share():
+            # This hour's polls have spent the loop's share of Expensify's budget: this
+            # cycle re-checks and posts what is held, the next one polls.
+            do_fetch = False
+            skip_watch = True
+        else:
+            skip_watch = False
         if do_fetch:
             fo = self.fetch(dry_run=dry_run)
             summary.fetched = fo.count
@@ -463,7 +587,11 @@ class Engine(Session):
         plan = self._evaluate_and_plan(report_ids, include_failed=report_ids is not None)
         if report_ids is None:
             # Watch posted reports; reversals due today; changes after posting (dry run too).
-            plan = reversals.prepare(self, plan, changed_after_post, dry_run)
+            self._accruals.prime(self._accruals_to_read())
+            watch = not skip_watch and self._watch_due(changed_after_post, dry_run, scheduled)
+            plan = reversals.prepare(
+                self, plan, changed_after_post, dry_run, self._accruals, watch=watch
+            )
         summary.moved = reversal.moved(plan)
         summary.plan = plan
         summary.planned = len(plan.vouchers)
@@ -479,11 +607,67 @@ class Engine(Session):
             card_accrual.reverse_due_in_cycle(self, summary)
         self._label_warning(summary, outcome)
 
+    def _over_loop_share(self) -> bool:
+        """Whether this cycle's requests (the poll's export and download, plus the policy
+        read and the re-read of posted reports when they are due) would take what this
+        state file's cycles sent Expensify in the last hour past `expensify.loop_share` of
+        its budget (limit_60s a minute)."""
+        cfg = self.settings.expensify
+        allowed = cfg.loop_share * cfg.limit_60s * SPEND_WINDOW_S / 60
+        now = self.clock().timestamp()
+        cost = POLL_REQUESTS
+        try:
+            kept = json.loads(self.store.cursor(session_module.POLICIES_CURSOR) or "{}")
+            if not 0 <= now - float(kept.get("at", "nan")) < session_module.POLICY_TTL_S:
+                cost += 1
+        except (ValueError, TypeError, AttributeError):
+            cost += 1
+        try:
+            watched = float(self.store.cursor(WATCHED_CURSOR) or "nan")
+        except ValueError:
+            watched = float("nan")
+        if not 0 <= now - watched < WATCH_EVERY_S:
+            cost += 2
+        return sum(n for _t, n in self._spend()) + cost > allowed
+
+    def _spend(self) -> list[tuple[float, int]]:
+        """(epoch, Expensify requests) of each cycle of the last SPEND_WINDOW_S."""
+        now = self.clock().timestamp()
+        try:
+            kept = json.loads(self.store.cursor(SPEND_CURSOR) or "[]")
+            spend = [(float(t), int(n)) for t, n in kept]
+        except (ValueError, TypeError):
+            spend = []
+        return [(t, n) for t, n in spend if now - SPEND_WINDOW_S < t <= now]
+
+    def _note_spend(self, requests: int) -> None:
+        if requests:
+            spend = [*self._spend(), (self.clock().timestamp(), requests)]
+            self.store.set_cursor(json.dumps(spend), SPEND_CURSOR)
+
+    def _watch_due(self, priority: Sequence[str], dry_run: bool, scheduled: bool) -> bool:
+        """Whether this cycle re-reads posted reports: always, unless it is a scheduled
+        cycle; then when a poll saw one changed, else once per WATCH_EVERY_S (the last read
+        is kept in the store; a dry run reads and keeps nothing)."""
+        now = self.clock().timestamp()
+        if scheduled and not priority:
+            try:
+                last = float(self.store.cursor(WATCHED_CURSOR) or "nan")
+            except ValueError:
+                last = float("nan")
+            if 0 <= now - last < WATCH_EVERY_S:
+                return False
+        if not dry_run:
+            self.store.set_cursor(repr(now), WATCHED_CURSOR)
+        return True
+
     def _finish(self, summary: CycleSummary, exp0: int, ifs0: int, error: str = "") -> None:
         summary.requests = {
             "expensify": (self._expensify.requests_made if self._expensify else 0) - exp0,
             "ifs": (self._ifs.requests_made if self._ifs else 0) - ifs0,
         }
+        if not summary.dry_run:
+            self._note_spend(summary.requests["expensify"])
         held = self.store.holds()
         first: dict[str, str] = {}
         for h in held:
@@ -586,17 +770,22 @@ class Engine(Session):
         """Save an operator override (audited) and re-evaluate the reports it may affect;
         returns their IDs."""
         with self.cycle_lock:
+            # What it was: the override it replaces, else what the mapping gives without one.
+            previous = self.overrides().targets.get(
+                (rule.policy_id, rule.kind, rule.source)
+            ) or self._default_target(rule)
             self.store.save_mapping_rule(
                 rule.kind, rule.policy_id, rule.source, {"target": rule.target}, self.actor
             )
             self.audit.record(
                 "mapping-changed",
-                f"{rule.kind} '{rule.source}' of policy {rule.policy_id or '(any)'} → "
-                f"{rule.target}",
+                f"{rule.kind} '{rule.source}' of policy {rule.policy_id or '(any)'}: "
+                f"{previous or '(none)'} → {rule.target}",
                 data={
                     "policy_id": rule.policy_id,
                     "kind": rule.kind,
                     "source": rule.source,
+                    "previous": previous,
                     "target": rule.target,
                 },
             )
@@ -610,6 +799,18 @@ class Engine(Session):
             if affected:
                 self.evaluate(affected)
             return affected
+
+    def _default_target(self, rule: MappingRule) -> str | None:
+        """What Expensify's coding maps `rule.source` to without an override (the policies
+        as last read; None when unknown)."""
+        policies = self._policies or {}
+        for pid, policy in policies.items():
+            if rule.policy_id and pid != rule.policy_id:
+                continue
+            for d in suggest_defaults(policy):
+                if d.kind == rule.kind and d.source == rule.source and d.default_target:
+                    return str(d.default_target)
+        return None
 
     def check_value(
         self, company: str, code_part: str, value: str, on_dates: Sequence[date]
@@ -717,7 +918,9 @@ class Engine(Session):
             self.reference()
         return views.mapping_view(self.store, policies, self.settings.posting)
 
-    def plan_for_review(self, selection: Sequence[str] | None = None) -> Plan:
+    def plan_for_review(
+        self, selection: Sequence[str] | None = None, *, refresh: bool = False
+    ) -> Plan:
         """The plan the operator reviews before `post_reviewed`: the vouchers of the selected
         ready reports (all of them without a selection), plus the reversals due today and
         every report changed after posting, as a cycle's plan has them (what `--auto
@@ -725,7 +928,31 @@ class Engine(Session):
         plan() it records the evaluations. Watching posted reports and reconciling reversal
         intents stay a cycle's (reversals.prepare): this adds what prepare adds, without them."""
         with self.cycle_lock:
-            return reversals.review_additions(self, self.plan(selection))
+            if refresh:
+                # The operator asked to read again: IFS's values and the accruals afresh.
+                self._reference = None
+                self._accruals.forget()
+            plan = self.plan(selection)
+            self._accruals.prime(self._accruals_to_read())
+            return reversals.review_additions(self, plan, self._accruals)
+
+    def _accruals_to_read(self) -> list[tuple[str, str]]:
+        """(reference, company) of the posted accruals whose next-period reversal may be
+        due today and none of whose groups is reversed yet: what the reversal planning
+        will read back (the rest it reads one by one, if at all)."""
+        today = self.today()
+        done = reversal.reversed_groups(self.store)
+        out: list[tuple[str, str]] = []
+        for acc in self.store.posted_accruals():
+            if done.get(acc.reference):
+                continue
+            try:
+                approved = date.fromisoformat(acc.approved[:10])
+            except ValueError:
+                continue
+            if clock.month_start(approved, 1) <= today:
+                out.append((acc.reference, acc.company))
+        return out
 
     def close_period(self) -> tuple[int, int]:
         """(year, month) the Close screen opens on: the operator's last choice, else the

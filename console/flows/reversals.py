@@ -13,6 +13,7 @@ from console.errors import ConsoleError
 from console.expensify.models import ExportReport
 from console.fetch import load_report, report_record
 from console.flows.results import CycleSummary
+from console.ledger import VoucherSender
 from console.mapping import map_report
 from console.plan import Plan, plan_voucher
 from console.reversal import (
@@ -31,14 +32,16 @@ from console.store import ChangeRow
 from console.validate import IfsReference, validate
 
 
-def review_additions(session: Session, plan: Plan) -> Plan:
+def review_additions(session: Session, plan: Plan, reader: VoucherSender | None = None) -> Plan:
     """The plan with the reversals due today and every report changed after posting beside
-    it (reversal of the old accrual, accrual of the new version). Reads only."""
+    it (reversal of the old accrual, accrual of the new version). Reads only; the accruals
+    due are read back through `reader` (default: the IFS client)."""
     today = session.today()
     reference = session.reference()
     posting = session.settings.posting
+    ifs = reader if reader is not None else session.ifs
     due: ReversalPlan = session.track(
-        "ifs", lambda: due_reversals(session.ifs, session.store, reference, posting, today)
+        "ifs", lambda: due_reversals(ifs, session.store, reference, posting, today)
     )
     changes = [
         preview_change(session, change, reference, today)
@@ -47,16 +50,27 @@ def review_additions(session: Session, plan: Plan) -> Plan:
     return replace(plan, reversals=due.reversals, changes=changes)
 
 
-def prepare(session: Session, plan: Plan, priority: list[str], dry_run: bool) -> Plan:
-    """A cycle's step: watch posted reports (those just fetched first), settle reversal
-    intents left open, then add what `review_additions` adds."""
-    session.track(
-        "expensify",
-        lambda: watch_posted(session.expensify, session.store, session.audit, priority=priority),
-    )
+def prepare(
+    session: Session,
+    plan: Plan,
+    priority: list[str],
+    dry_run: bool,
+    reader: VoucherSender | None = None,
+    *,
+    watch: bool = True,
+) -> Plan:
+    """A cycle's step: watch posted reports (those just fetched first; only when `watch`),
+    settle reversal intents left open, then add what `review_additions` adds."""
+    if watch:
+        session.track(
+            "expensify",
+            lambda: watch_posted(
+                session.expensify, session.store, session.audit, priority=priority
+            ),
+        )
     if not dry_run:
         session.track("ifs", lambda: session.ledger().reconcile(kinds=("reversal",)))
-    return review_additions(session, plan)
+    return review_additions(session, plan, reader)
 
 
 def preview_change(

@@ -219,6 +219,10 @@ async def test_filters_find_what_the_rows_show(tui_home, make_app) -> None:
         # "mapping" names no summary word, but the event type the Event column shows.
         found = await audit_filter("mapping")
         assert found and {e.type for e in found} == {"mapping-changed"}
+        # The event says what the value was before, and the screen shows it.
+        previous = found[0].data["previous"]
+        shown = str(audit.row_at(0).cells["summary"])
+        assert previous and f"{previous} → CC-100" in shown, shown
         # The fetched event's total as shown, not in cents; and found by that amount.
         found = await audit_filter("505.60")
         assert [e.type for e in found] == ["fetched"]

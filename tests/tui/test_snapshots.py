@@ -69,3 +69,24 @@ def test_screen_snapshot(key: str, frozen_engine: Any, snap_compare: Any) -> Non
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+# Every main screen at the two sizes operators use: 80x24 (columns drop by priority, amounts
+# stay whole) and 160x45.
+@pytest.mark.parametrize("size", [(80, 24), (160, 45)], ids=["80x24", "160x45"])
+@pytest.mark.parametrize("key", ["1", "3", "4", "5", "6"])
+def test_screen_at_size(key: str, size: tuple[int, int], frozen_engine: Any, snap_compare: Any):
+    app = _app(frozen_engine)
+
+    async def run_before(pilot: Any) -> None:
+        await settle(pilot)
+        frozen_engine.fetch()
+        frozen_engine.evaluate()
+        pilot.app.core_changed()
+        await settle(pilot)
+        await pilot.press(key)
+        await settle(pilot, 8)
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
