@@ -113,7 +113,10 @@ async def test_mapping_refuses_a_value_ifs_does_not_have(tui_home, make_app) -> 
         await settle(pilot)
         field = app.screen.query_one("#mapping-input")
         field.value = "9999"
-        await wait_until(pilot, lambda: app.screen.checked is not None)
+        # The answer for 9999 itself (the value the editor opened with is checked first).
+        await wait_until(
+            pilot, lambda: app.screen.checked is not None and app.screen.checked[0] == "9999"
+        )
         validation = str(app.screen.query_one("#validation").render())
         assert "missing" in validation and "not a code part" in validation, validation
         await pilot.press("enter")
