@@ -522,7 +522,7 @@ def validate(mapped: MappedReport, ref: IfsReference, posting: PostingRules) -> 
                 _line_where(rid, line),
                 line.transaction_id,
                 holds,
-            )  # fmt: skip
+            )
         )
     for reimbursable, account in (
         (True, posting.accrued_expenses_account),

@@ -174,19 +174,41 @@ FAULTS: dict[str, list[tuple[str, dict[str, Any]]]] = {
         (IFS, {"fault": "timeout", "latency_ms": 2500, "route": "CodePartValueSet", "count": 1}),
     ],
     "drop before the server acts": [
-        (IFS, {"fault": "drop-before", "route": "VoucherEntryAssistantHandling", "method": "POST", "count": 2}),
+        (
+            IFS,
+            {
+                "fault": "drop-before",
+                "route": "VoucherEntryAssistantHandling",
+                "method": "POST",
+                "count": 2,
+            },
+        ),
         (EXP, {"fault": "drop-before", "count": 1}),
     ],
     "drop after the server acts": [
         (
             IFS,
-            {"fault": "drop-after", "route": "VoucherEntryAssistantHandling", "method": "POST", "skip": 1, "count": 2},
+            {
+                "fault": "drop-after",
+                "route": "VoucherEntryAssistantHandling",
+                "method": "POST",
+                "skip": 1,
+                "count": 2,
+            },
         ),
         (EXP, {"fault": "drop-after", "skip": 3, "count": 1}),  # the label request
     ],
     "malformed JSON": [
         (IFS, {"fault": "malformed-json", "route": "CodePartValueSet", "count": 1}),
-        (IFS, {"fault": "malformed-json", "route": "VoucherEntryAssistantHandling", "method": "POST", "count": 1}),
+        (
+            IFS,
+            {
+                "fault": "malformed-json",
+                "route": "VoucherEntryAssistantHandling",
+                "method": "POST",
+                "count": 1,
+            },
+        ),
         (EXP, {"fault": "malformed-json", "count": 1}),
     ],
     "HTML error pages": [

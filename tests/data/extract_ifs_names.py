@@ -134,8 +134,15 @@ def projection(repo: str, name: str, fragments_seen: dict[str, str]) -> dict[str
             if kind == "structure":
                 continue
             t = types.setdefault(
-                tname, {"kind": kind, "using": using, "keys": [], "attributes": {}, "arrays": {},
-                        "actions": []}
+                tname,
+                {
+                    "kind": kind,
+                    "using": using,
+                    "keys": [],
+                    "attributes": {},
+                    "arrays": {},
+                    "actions": [],
+                },
             )
             t["using"] = t["using"] or using
             keys = re.search(r"^\s*keys\s*=\s*([\w\s,]+);", body, re.MULTILINE)
@@ -157,20 +164,28 @@ def projection(repo: str, name: str, fragments_seen: dict[str, str]) -> dict[str
     todo, keep = list(served), set()
     while todo:
         t = todo.pop()
-        if t in keep or t not in types and t not in served:
+        if t in keep or (t not in types and t not in served):
             continue
         keep.add(t)
         todo.extend(types.get(t, {}).get("arrays", {}).values())
     for t in sorted(keep):
         info = types.setdefault(
-            t, {"kind": "entity", "using": "", "keys": [], "attributes": {}, "arrays": {},
-                "actions": []}
+            t,
+            {
+                "kind": "entity",
+                "using": "",
+                "keys": [],
+                "attributes": {},
+                "arrays": {},
+                "actions": [],
+            },
         )
         base = entity_attributes(repo, info["using"] or t)
         if base is not None:
-            info["attributes"] = {**base["attributes"], **{
-                k: v or base["attributes"].get(k, "") for k, v in info["attributes"].items()
-            }}
+            info["attributes"] = {
+                **base["attributes"],
+                **{k: v or base["attributes"].get(k, "") for k, v in info["attributes"].items()},
+            }
             info["keys"] = info["keys"] or base["keys"]
         if info["kind"] == "virtual":
             info["keys"] = ["Objkey"]
@@ -178,9 +193,7 @@ def projection(repo: str, name: str, fragments_seen: dict[str, str]) -> dict[str
     return {
         "entity_sets": sets,
         "types": {t: types[t] for t in sorted(keep)},
-        "actions": sorted(
-            {m.group(1) for m in re.finditer(r"^action (\w+)", text, re.MULTILINE)}
-        ),
+        "actions": sorted({m.group(1) for m in re.finditer(r"^action (\w+)", text, re.MULTILINE)}),
     }
 
 
