@@ -261,11 +261,12 @@ class IfsClient:
         rates_set = self.entity_sets.currency_rates
         same_service = types_set.rsplit("/", 1)[0] == rates_set.rsplit("/", 1)[0]
         flt = eq_filter({"Company": company, "CurrencyCode": currency})
+        by_company = eq_filter({"Company": company})
         if same_service:
             types, rates = self._get_batch(
                 rates_set,
                 [
-                    f"{_entity_set_name(types_set)}?$filter={quote(eq_filter({'Company': company}), safe='')}",
+                    f"{_entity_set_name(types_set)}?$filter={quote(by_company, safe='')}",
                     f"{_entity_set_name(rates_set)}?$filter={quote(flt, safe='')}",
                 ],
                 orderby=None,
