@@ -151,13 +151,21 @@ class ExpensifyConfig(_Section):
 
 
 class IfsEntitySetsConfig(_Section):
-    code_part_values: str = Field(
-        "AccountingCodePartValueHandling.svc/CodePartValueSet", min_length=1
+    """`<Projection>.svc/<EntitySet>` names, IFS Cloud 21R1's by default (docs/ifs.md)."""
+
+    accounts: str = Field("AccountsHandling.svc/AccountSet", min_length=1)
+    code_part_values: str = Field("CodePartValuesHandling.svc/CompanyFinanceSet", min_length=1)
+    periods: str = Field("UserGroupPerPeriodHandling.svc/AccountingPeriodSet", min_length=1)
+    currency_rates: str = Field("CurrencyRatesHandling.svc/CurrencyRateSet", min_length=1)
+    currency_types: str = Field("CurrencyRatesHandling.svc/CurrencyTypeSet", min_length=1)
+    voucher_entry: str = Field("VoucherEntryAssistantHandling.svc/VoucherSet", min_length=1)
+    hold_vouchers: str = Field("VoucherHandling.svc/VoucherSet", min_length=1)
+    hold_voucher_rows: str = Field("VoucherRowsAnalysis.svc/VoucherRowSet", min_length=1)
+    gl_voucher_rows: str = Field(
+        "GLVoucherRowsAnalysis.svc/GenLedVoucherRowSet",
+        min_length=1,
+        description="ASSUMED: GENLED's projections are not public; check it on the tenant",
     )
-    periods: str = Field("AccountingPeriodHandling.svc/AccountingPeriodSet", min_length=1)
-    currency_rates: str = Field("CurrencyRateHandling.svc/CurrencyRateSet", min_length=1)
-    journal_templates: str = Field("ManualVoucherHandling.svc/JournalTemplateSet", min_length=1)
-    vouchers: str = Field("ManualVoucherHandling.svc/VoucherSet", min_length=1)
 
 
 class IfsConfig(_Section):
@@ -177,11 +185,18 @@ class IfsConfig(_Section):
     batch: bool = Field(False, description="send vouchers in OData $batch requests")
     batch_size: int = Field(50, ge=1, le=1000, description="vouchers per $batch request")
     batch_counts_parts: bool = Field(
-        True,
-        description="whether the tenant's rate limit counts each part of a $batch (undocumented;"
-        " true is the safe assumption: the client holds one limiter slot per part)",
+        False,
+        description="whether the tenant's rate limit counts each part of a $batch (IFS publishes"
+        " no limit; every voucher is a $batch of several parts, so counting them would slow"
+        " posting several-fold: set true only for a tenant known to count parts)",
     )
     tenant_name: str = Field("", description="shown in the TUI header")
+    user_group: str = Field(
+        "AC",
+        min_length=1,
+        description="the voucher user group the console posts as: its vouchers carry it and"
+        " a period must be open to it (IFS keeps period status per user group)",
+    )
 
     @field_validator("url")
     @classmethod

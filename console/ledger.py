@@ -5,12 +5,16 @@ its reversal) goes through the same four steps, and only here:
 
 1. **intent** — what is about to be sent (reference, company, body digest) is committed
    locally, with its audit event, before any request;
-2. **request** — one POST (or one entry of a `$batch`), sent by the caller or by `send`;
+2. **request** — one `$batch` request holding the voucher's change set (temporary voucher,
+   rows, CreateVoucher), or one change set of a `$batch` of many, sent by the caller or by
+   `send`;
 3. **outcome** — posted (with the voucher IFS numbered), failed (IFS refused it, or it never
    reached IFS), or unknown (sent, answer lost);
 4. **reconcile** — an unknown outcome, and any intent a crash left without one, is settled
-   by looking its ReferenceNumber up in IFS before anything is sent again: found, recorded
-   as posted; not found, recorded as not posted (it may be sent again).
+   by looking its ReferenceNumber up in IFS (hold table and general ledger) before anything
+   is sent again: found, recorded as posted; not found, any temporary voucher of IFS's
+   voucher assistant carrying the reference is removed and the intent is recorded as not
+   posted (it may be sent again).
 
 Labelling in Expensify (accruals only) follows a recorded posted outcome: console/post.py.
 """
@@ -299,6 +303,14 @@ class Ledger:
             if only is not None and intent.id not in only:
                 continue
             vouchers = self.ifs.find_vouchers(intent.reference, intent.company)
+            removed = 0
+            if not vouchers:
+                # A temporary voucher of IFS's voucher assistant that never became a voucher
+                # (the request died before CreateVoucher) is removed, so that posting again
+                # leaves one voucher and nothing half-made.
+                discard = getattr(self.ifs, "discard_temp_vouchers", None)
+                if discard is not None:
+                    removed = int(discard(intent.reference, intent.company))
             rid = intent.report_id or None
             with self.store.transaction():
                 if vouchers:
@@ -318,11 +330,14 @@ class Ledger:
                     )
                     if intent.kind == "accrual":
                         self.store.set_status(intent.report_id, "ready")
+                    left = (
+                        f" ({removed} unfinished temporary voucher(s) removed)" if removed else ""
+                    )
                     self.audit.record(
                         "reconciled",
-                        f"{intent.reference} is not in IFS: the earlier post did not happen;"
-                        " it may be posted",
+                        f"{intent.reference} is not in IFS: the earlier post did not happen"
+                        f"{left}; it may be posted",
                         report_id=rid,
-                        data={"reference": intent.reference, "matches": 0},
+                        data={"reference": intent.reference, "matches": 0, "temp_removed": removed},
                     )
         return found

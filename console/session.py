@@ -109,6 +109,7 @@ def ifs_client(settings: Settings, source: Callable[[], IfsCredentials], **extra
         timeout_s=cfg.timeout_s,
         scope=cfg.scope,
         entity_sets=IfsEntitySets(**cfg.entity_sets.model_dump()),
+        user_group=cfg.user_group,
         **extra,
     )
 

@@ -143,7 +143,7 @@ class IfsReference:
         rate_lists: dict[str, dict[str, dict[date, Decimal]]] = {}
         for r in rates:
             rate_lists.setdefault(r.Company, {}).setdefault(r.CurrencyCode, {})[r.ValidFrom] = (
-                r.CurrencyRate
+                r.unit_rate
             )
         companies: dict[str, CompanyReference] = {}
         for company, currency in currency_by_company.items():
@@ -333,6 +333,53 @@ def _check_dimension(
     return None
 
 
+def _demand_holds(
+    company: CompanyReference,
+    account: str,
+    given: set[str],
+    where: str,
+    tid: str,
+    holds: list[Hold],
+) -> set[str]:
+    """Holds for what IFS demands of `account`'s rows (AccountsHandling's ReqCodeB…J,
+    ReqQuantity), given the code parts a row carries. Returns {account} once checked."""
+    found = company.code_part_value("A", account)
+    if found is None:
+        return set()
+    for letter, demand in sorted(found.demands.items()):
+        if demand == "Mandatory" and letter not in given:
+            holds.append(
+                Hold(
+                    f"code-part-demand:{account}:{letter}:mandatory",
+                    f"{where}: IFS company {company.company} requires code part {letter} on "
+                    f"account {account}, and this row has none; map a tag to code part "
+                    f"{letter} or change the account's code part demands in IFS.",
+                    tid,
+                )
+            )
+        elif demand == "Blocked" and letter in given:
+            holds.append(
+                Hold(
+                    f"code-part-demand:{account}:{letter}:blocked",
+                    f"{where}: IFS company {company.company} blocks code part {letter} on "
+                    f"account {account}, and this row carries one; remove that tag mapping "
+                    "for this account or change the account's code part demands in IFS.",
+                    tid,
+                )
+            )
+    if found.ReqQuantity == "Mandatory":
+        holds.append(
+            Hold(
+                f"account-demand:{account}:quantity",
+                f"{where}: IFS company {company.company} requires a quantity on account "
+                f"{account}, which an expense does not carry; post it to another account.",
+                tid,
+            )
+        )
+    # A text demand (ReqText) is always met: every row the console posts carries a Text.
+    return {account}
+
+
 def _unique(holds: Iterable[Hold]) -> list[Hold]:
     seen: set[str] = set()
     out = []
@@ -460,6 +507,29 @@ def validate(mapped: MappedReport, ref: IfsReference, posting: PostingRules) -> 
             )
             if h:
                 holds.append(h)
+
+    # IFS's demands per account: a code part it makes mandatory must be given, one it
+    # blocks must not be, and a quantity it requires cannot come from Expensify.
+    demanded: set[str] = set()
+    for line in mapped.lines:
+        if line.amount_minor == 0 or not line.account:
+            continue
+        demanded.update(
+            _demand_holds(
+                company,
+                line.account,
+                set(line.code_parts),
+                _line_where(rid, line),
+                line.transaction_id,
+                holds,
+            )
+        )
+    for reimbursable, account in (
+        (True, posting.accrued_expenses_account),
+        (False, posting.card_clearing_account),
+    ):
+        if reimbursable in groups and account not in demanded:
+            demanded.update(_demand_holds(company, account, set(), f"Report {rid}", "", holds))
 
     # Currency rate: never a silent 1:1.
     currency = mapped.currency

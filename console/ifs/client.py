@@ -18,10 +18,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from datetime import date
 from typing import Any, TypeVar
-from urllib.parse import quote, urljoin
+from urllib.parse import parse_qsl, quote, urljoin
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -32,10 +31,10 @@ from console.errors import AuthError, ProtocolError, ServiceError, UnknownOutcom
 from console.ifs import batch as batch_wire
 from console.ifs.batch import BatchResult
 from console.ifs.models import (
+    CODE_PARTS,
     AccountingPeriod,
     CodePartValue,
     CurrencyRate,
-    JournalTemplate,
     Voucher,
 )
 from console.ifs.odata import (
@@ -57,21 +56,35 @@ PROJECTION_ROOT = "/main/ifsapplications/projection/v1/"
 MI_MODIFIED_ERROR = "MI_MODIFIED_ERROR"
 _TRANSIENT_READ_STATUSES = {502, 503, 504}
 _MAX_PAGES = 10_000
+_GET_BATCH = 100  # reads per `$batch` of GETs
 
 M = TypeVar("M", bound=BaseModel)
 
 
 class IfsEntitySets(BaseModel):
-    """`<Projection>.svc/<EntitySet>` for each thing the console reads or writes. A real
-    tenant's names come from its API Explorer; the defaults are the simulator's."""
+    """`<Projection>.svc/<EntitySet>` for each thing the console reads or writes, as IFS
+    Cloud 21R1's model files name them (reference/ifs-cloud.md §0). A tenant on another
+    release may rename one: each is config (`[ifs.entity_sets]`). `gl_voucher_rows` is
+    assumed (GENLED's projections are not public; docs/ifs.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    code_part_values: str = "AccountingCodePartValueHandling.svc/CodePartValueSet"
-    periods: str = "AccountingPeriodHandling.svc/AccountingPeriodSet"
-    currency_rates: str = "CurrencyRateHandling.svc/CurrencyRateSet"
-    journal_templates: str = "ManualVoucherHandling.svc/JournalTemplateSet"
-    vouchers: str = "ManualVoucherHandling.svc/VoucherSet"
+    accounts: str = "AccountsHandling.svc/AccountSet"
+    # Its entity (CompanyFinance) carries the company's currency and the arrays
+    # CodeBArray…CodeJArray of code part values.
+    code_part_values: str = "CodePartValuesHandling.svc/CompanyFinanceSet"
+    # AccountingPeriod (DateFrom, DateUntil) with the array DetailUserGroups: the period's
+    # status per user group and ledger.
+    periods: str = "UserGroupPerPeriodHandling.svc/AccountingPeriodSet"
+    currency_rates: str = "CurrencyRatesHandling.svc/CurrencyRateSet"
+    currency_types: str = "CurrencyRatesHandling.svc/CurrencyTypeSet"
+    # The voucher entry assistant's temporary voucher (rows in VoucherPostingArray, bound
+    # actions CreateVoucher and RemoveTempVoucher).
+    voucher_entry: str = "VoucherEntryAssistantHandling.svc/VoucherSet"
+    # Vouchers not yet updated to the GL (their header text), their rows, and the GL's rows.
+    hold_vouchers: str = "VoucherHandling.svc/VoucherSet"
+    hold_voucher_rows: str = "VoucherRowsAnalysis.svc/VoucherRowSet"
+    gl_voucher_rows: str = "GLVoucherRowsAnalysis.svc/GenLedVoucherRowSet"
 
 
 class _RetryOnce(Exception):
@@ -95,7 +108,9 @@ class IfsClient:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         rate_window_s: float = 60.0,
-        batch_counts_parts: bool = True,
+        batch_counts_parts: bool = False,
+        user_group: str = "AC",
+        ledger_id: str = "00",
     ) -> None:
         self.base_url = http.check_url(base_url, service=SERVICE)
         if not realm or "/" in realm:
@@ -136,9 +151,18 @@ class IfsClient:
             max_retry_s=max_retry_s,
             before_request=self._before_request,
         )
-        self._templates: dict[tuple[str, str], JournalTemplate] = {}
-        self._templates_lock = threading.Lock()
-        self._template_read_lock = threading.Lock()
+        # The voucher user group the console posts as (its periods must be open to it) and
+        # the ledger whose period status counts (IFS's "00": the general ledger).
+        self.user_group = user_group
+        self.ledger_id = ledger_id
+        projection = _projection_of(self.entity_sets.voucher_entry)
+        entity = "VoucherEntry"
+        self._wire = batch_wire.VoucherWire(
+            entity_set=_entity_set_name(self.entity_sets.voucher_entry),
+            create_action=f"IfsApp.{projection}.{entity}_CreateVoucher",
+            user_group=user_group,
+        )
+        self._remove_action = f"IfsApp.{projection}.{entity}_RemoveTempVoucher"
 
     def __repr__(self) -> str:
         return (
@@ -157,87 +181,134 @@ class IfsClient:
 
     # ------------------------------------------------------------------ reads
     def code_part_values(self, company: str) -> list[CodePartValue]:
-        """Every code part value (A = accounts, B..J) of the company, all pages."""
-        rows = self._get_all(
-            self.entity_sets.code_part_values,
+        """Every code part value of the company: the accounts (code part A) with their
+        demands, from AccountsHandling, and code parts B..J in one `$batch` of
+        CodePartValuesHandling's arrays CodeBArray…CodeJArray. Two requests (more only when
+        a company has more values than a page)."""
+        accounts = self._get_all(
+            self.entity_sets.accounts,
             filter=eq_filter({"Company": company}),
-            orderby="CodePart,CodePartValue",
+            orderby="Account",
         )
-        return self._models(CodePartValue, rows, "code part value")
+        out = [self._model(CodePartValue, _account_row(r), "account") for r in accounts]
+        company_set = self.entity_sets.code_part_values
+        keys = key_predicate({"Company": company})
+        arrays = {c: f"{_entity_set_name(company_set)}{keys}/Code{c}Array" for c in CODE_PARTS}
+        pages = self._get_batch(company_set, list(arrays.values()), orderby=None)
+        for letter, rows in zip(arrays, pages, strict=True):
+            for r in rows:
+                value = r.get(f"Code{letter}")
+                if not isinstance(value, str):
+                    raise ProtocolError(
+                        SERVICE, f"a Code{letter} value from IFS has no Code{letter}"
+                    )
+                row = {**r, "Company": r.get("Company") or company, "CodePart": letter}
+                out.append(
+                    self._model(CodePartValue, {**row, "CodePartValue": value}, "code part value")
+                )
+        return out
+
+    def company_currency(self, company: str) -> str:
+        """The company's accounting currency (CompanyFinance.CurrencyCode)."""
+        url = self._set_url(self.entity_sets.code_part_values) + key_predicate({"Company": company})
+        response = self._request("GET", url, what="reading the company's finance data")
+        body = http.parse_json(response, service=SERVICE, what="the company's finance data")
+        code = body.get("CurrencyCode") if isinstance(body, dict) else None
+        if not isinstance(code, str) or not code:
+            raise ProtocolError(SERVICE, f"company {company} came without a CurrencyCode")
+        return code
 
     def periods(self, company: str) -> list[AccountingPeriod]:
+        """The company's accounting periods with their status for the console's user group
+        in the general ledger: the periods in one read, their statuses in one `$batch` of
+        DetailUserGroups reads. A period with no status for the group is closed to it."""
         rows = self._get_all(
             self.entity_sets.periods,
             filter=eq_filter({"Company": company}),
             orderby="AccountingYear,AccountingPeriod",
         )
-        return self._models(AccountingPeriod, rows, "accounting period")
+        base = _entity_set_name(self.entity_sets.periods)
+        flt = eq_filter({"UserGroup": self.user_group, "LedgerId": self.ledger_id})
+        targets = []
+        for r in rows:
+            keys = key_predicate(
+                {
+                    "AccountingYear": r.get("AccountingYear"),
+                    "AccountingPeriod": r.get("AccountingPeriod"),
+                    "Company": r.get("Company") or company,
+                }
+            )
+            targets.append(f"{base}{keys}/DetailUserGroups?$filter={quote(flt, safe='')}")
+        statuses = self._get_batch(self.entity_sets.periods, targets, orderby=None) if rows else []
+        out = []
+        for r, groups in zip(rows, statuses, strict=True):
+            status = next(
+                (str(g.get("PeriodStatus")) for g in groups if g.get("PeriodStatus")), "Closed"
+            )
+            out.append(
+                self._model(
+                    AccountingPeriod,
+                    {**r, "Company": r.get("Company") or company, "PeriodStatus": status},
+                    "accounting period",
+                )
+            )
+        return out
 
     def currency_rates(self, company: str, currency: str | None = None) -> list[CurrencyRate]:
-        rows = self._get_all(
-            self.entity_sets.currency_rates,
-            filter=eq_filter({"Company": company, "CurrencyCode": currency}),
-            orderby="CurrencyCode,ValidFrom",
-        )
-        return self._models(CurrencyRate, rows, "currency rate")
-
-    def journal_template(
-        self, company: str, voucher_type: str, *, refresh: bool = False
-    ) -> JournalTemplate:
-        """The template a voucher of this type is posted against, with its ETag. Cached;
-        read again only when `refresh` (after IFS said the ETag went stale)."""
-        key = (company, voucher_type)
-        if not refresh:
-            with self._templates_lock:
-                cached = self._templates.get(key)
-            if cached is not None:
-                return cached
-        # One read per template even when concurrent posts all miss the cache at once.
-        with self._template_read_lock:
-            if not refresh:
-                with self._templates_lock:
-                    cached = self._templates.get(key)
-                if cached is not None:
-                    return cached
-            return self._read_journal_template(company, voucher_type, key)
-
-    def _read_journal_template(
-        self, company: str, voucher_type: str, key: tuple[str, str]
-    ) -> JournalTemplate:
-        url = self._set_url(self.entity_sets.journal_templates) + key_predicate(
-            {"Company": company, "VoucherType": voucher_type}
-        )
-        response = self._request("GET", url, what="reading the journal template")
-        body = http.parse_json(response, service=SERVICE, what="the journal template read")
-        if not isinstance(body, dict):
-            raise ProtocolError(SERVICE, "the journal template answer is not an object")
-        etag = body.get("@odata.etag") or response.headers.get("ETag") or ""
-        if not etag:
-            raise ProtocolError(
-                SERVICE,
-                f"the journal template of company {company} voucher type {voucher_type} "
-                "came without an ETag",
+        """The company's rates of its default rate type, with ConvFactor and whether the
+        type is quoted inverted: rate types and rates in one `$batch`."""
+        types_set = self.entity_sets.currency_types
+        rates_set = self.entity_sets.currency_rates
+        same_service = types_set.rsplit("/", 1)[0] == rates_set.rsplit("/", 1)[0]
+        flt = eq_filter({"Company": company, "CurrencyCode": currency})
+        by_company = eq_filter({"Company": company})
+        if same_service:
+            types, rates = self._get_batch(
+                rates_set,
+                [
+                    f"{_entity_set_name(types_set)}?$filter={quote(by_company, safe='')}",
+                    f"{_entity_set_name(rates_set)}?$filter={quote(flt, safe='')}",
+                ],
+                orderby=None,
             )
-        template = self._model(JournalTemplate, {**body, "@odata.etag": etag}, "journal template")
-        with self._templates_lock:
-            self._templates[key] = template
-        return template
+        else:
+            types = self._get_all(
+                types_set, filter=eq_filter({"Company": company}), orderby="CurrencyType"
+            )
+            rates = self._get_all(rates_set, filter=flt, orderby="CurrencyCode,ValidFrom")
+        default = next((t for t in types if t.get("TypeDefault") == "Yes"), None)
+        wanted = str(default.get("CurrencyType")) if default else None
+        inverted = {str(t.get("CurrencyType")): bool(t.get("Inverted")) for t in types}
+        out = []
+        for r in rates:
+            kind = str(r.get("CurrencyType") or "")
+            if wanted is not None and kind != wanted:
+                continue
+            row = {
+                **r,
+                "Company": r.get("Company") or company,
+                "Inverted": inverted.get(kind, False),
+            }
+            if row.get("ConvFactor") is None:
+                row.pop("ConvFactor", None)
+            out.append(self._model(CurrencyRate, row, "currency rate"))
+        out.sort(key=lambda x: (x.CurrencyCode, x.ValidFrom))
+        return out
 
+    # ------------------------------------------------------------------ lookups
     def find_vouchers(self, reference: str, company: str | None = None) -> list[Voucher]:
-        """Vouchers (with rows) carrying this ReferenceNumber: how an unknown outcome is
-        resolved before anything is posted again."""
-        rows = self._get_all(
-            self.entity_sets.vouchers,
-            filter=eq_filter({"ReferenceNumber": reference, "Company": company}),
-            orderby="Company,AccountingYear,VoucherType,VoucherNo",
-            expand="VoucherRowArray",
-        )
-        return self._models(Voucher, rows, "voucher")
+        """Vouchers (with rows) carrying this ReferenceNumber, in the hold table or already
+        in the general ledger: how an unknown outcome is resolved before anything is posted
+        again. IFS keeps the reference on the rows: the hold table's rows are read first and,
+        only when they hold nothing, the GL's (a voucher moves from the hold table to the GL,
+        never back, so this order cannot miss one that moves between the two reads)."""
+        flt = eq_filter({"ReferenceNumber": reference, "Company": company})
+        return self._vouchers_from_rows(flt, stop_when_found=True)
 
     def vouchers_dated(self, company: str, prefix: str, first: date, last: date) -> list[Voucher]:
         """The company's vouchers dated `first`..`last` whose ReferenceNumber starts with
-        `prefix`, without rows: one paged read, how the ledger learns before posting which
-        references IFS already holds (a lost or restored state file must not post twice)."""
+        `prefix`, hold table and GL: how the ledger learns before posting which references
+        IFS already holds (a lost or restored state file must not post twice)."""
         flt = " and ".join(
             (
                 eq_filter({"Company": company}),
@@ -246,125 +317,146 @@ class IfsClient:
                 f"VoucherDate le {odata_literal(last)}",
             )
         )
-        rows = self._get_all(
-            self.entity_sets.vouchers,
-            filter=flt,
-            orderby="Company,AccountingYear,VoucherType,VoucherNo",
-        )
-        return self._models(Voucher, rows, "voucher")
+        return self._vouchers_from_rows(flt)
 
     def vouchers_with_prefix(self, prefix: str, company: str) -> list[Voucher]:
-        """Every voucher of the company whose ReferenceNumber starts with `prefix`."""
+        """Every voucher of the company whose ReferenceNumber starts with `prefix`, hold table
+        and GL, with rows."""
         flt = (
             eq_filter({"Company": company}) + " and " + startswith_filter("ReferenceNumber", prefix)
         )
-        rows = self._get_all(
-            self.entity_sets.vouchers,
-            filter=flt,
-            orderby="Company,AccountingYear,VoucherType,VoucherNo",
-            expand="VoucherRowArray",
+        vouchers = self._vouchers_from_rows(flt)
+        if not vouchers:
+            return vouchers
+        # The voucher's own text is on its header, not on its rows: one read of the hold
+        # table's headers (a voucher already in the GL keeps its rows' texts only).
+        headers = self._get_all(
+            self.entity_sets.hold_vouchers,
+            filter=eq_filter({"Company": company}),
+            orderby="AccountingYear,VoucherType,VoucherNo",
         )
-        return self._models(Voucher, rows, "voucher")
+        texts = {
+            (h.get("Company"), h.get("AccountingYear"), h.get("VoucherType"), h.get("VoucherNo")): (
+                h.get("VoucherText2") or ""
+            )
+            for h in headers
+        }
+        out = []
+        for v in vouchers:
+            text = texts.get((v.Company, v.AccountingYear, v.VoucherType, v.VoucherNo))
+            out.append(v.model_copy(update={"Text": text}) if text else v)
+        return out
+
+    def _vouchers_from_rows(self, flt: str, *, stop_when_found: bool = False) -> list[Voucher]:
+        order = "Company,AccountingYear,VoucherType,VoucherNo,RowNo"
+        found: dict[tuple[Any, ...], Voucher] = {}
+        for in_gl, entity_set in (
+            (False, self.entity_sets.hold_voucher_rows),
+            (True, self.entity_sets.gl_voucher_rows),
+        ):
+            if stop_when_found and found:
+                break
+            rows = self._get_all(entity_set, filter=flt, orderby=order)
+            for key, group in _group_rows(rows).items():
+                if key in found:
+                    continue  # moved to the GL between the two reads: seen once
+                found[key] = self._model(Voucher, _voucher_from_rows(group, in_gl), "voucher")
+        return [found[k] for k in sorted(found, key=lambda k: tuple(str(x) for x in k))]
+
+    def discard_temp_vouchers(self, reference: str, company: str) -> int:
+        """Remove the voucher assistant's temporary vouchers whose rows carry this reference
+        (left by a crash before CreateVoucher): a temporary voucher is not a voucher, and the
+        one that will be posted must be the only one. Returns how many were removed."""
+        vouchers_set = self.entity_sets.voucher_entry
+        temps = self._get_all(
+            vouchers_set, filter=eq_filter({"Company": company}), orderby="Objkey"
+        )
+        if not temps:
+            return 0
+        base = _entity_set_name(vouchers_set)
+        flt = quote(eq_filter({"ReferenceNumber": reference}), safe="")
+        targets = [
+            f"{base}{key_predicate({'Objkey': t.get('Objkey')})}/VoucherPostingArray?$filter={flt}"
+            for t in temps
+        ]
+        rows = self._get_batch(vouchers_set, targets, orderby=None)
+        removed = 0
+        for temp, matches in zip(temps, rows, strict=True):
+            if not matches:
+                continue
+            url = (
+                self._set_url(vouchers_set)
+                + key_predicate({"Objkey": temp.get("Objkey")})
+                + "/"
+                + self._remove_action
+            )
+            self._request(
+                "POST",
+                url,
+                content=b"{}",
+                headers={
+                    "Content-Type": "application/json",
+                    "If-Match": str(temp.get("@odata.etag") or "*"),
+                },
+                what="removing a temporary voucher",
+                mutating=True,
+            )
+            removed += 1
+        return removed
 
     def check(self) -> None:
         """Proves the client credentials work and the projection answers."""
         self.token.get()
-        url = self._set_url(self.entity_sets.code_part_values)
+        url = self._set_url(self.entity_sets.accounts)
         response = self._request("GET", url, params={"$top": "1"}, what="the connection check")
         http.parse_json(response, service=SERVICE, what="the connection check")
 
     # ------------------------------------------------------------------ posting
     def post_voucher(self, voucher: Mapping[str, Any]) -> Voucher:
-        """Create one voucher with its rows (one POST, atomic). Raises UnknownOutcome when
-        the POST may or may not have been committed; the caller must look the voucher up
-        by ReferenceNumber before posting again."""
-        company = str(voucher.get("Company") or "")
-        voucher_type = str(voucher.get("VoucherType") or "")
-        if not company or not voucher_type:
-            raise ValueError("a voucher needs Company and VoucherType")
-        template = self.journal_template(company, voucher_type)
-        payload = money.dumps(dict(voucher)).encode("utf-8")
-        url = self._set_url(self.entity_sets.vouchers)
-        for attempt in (1, 2):
-            try:
-                response = self._request(
-                    "POST",
-                    url,
-                    content=payload,
-                    headers={"If-Match": template.etag, "Content-Type": "application/json"},
-                    what="posting the voucher",
-                    mutating=True,
-                )
-            except ServiceError as exc:
-                if exc.status == 412 and attempt == 1:
-                    # Someone edited the template: re-read it once for its new ETag.
-                    log.info("journal template ETag stale; re-reading it once")
-                    template = self.journal_template(company, voucher_type, refresh=True)
-                    continue
-                raise
-            return self._created_voucher(response)
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+        """Create one voucher with its rows: one `$batch` request holding one change set
+        (temporary voucher, rows, CreateVoucher), atomic. Raises ServiceError when IFS
+        refuses it, UnknownOutcome when it may or may not have been committed: the caller
+        must then look the voucher up by ReferenceNumber before posting again."""
+        result = self.post_vouchers_batch([voucher])[0]
+        if result.voucher is not None:
+            return result.voucher
+        assert result.error is not None
+        raise result.error
 
     def post_vouchers_batch(self, vouchers: Sequence[Mapping[str, Any]]) -> list[BatchResult]:
         """Create many vouchers in one OData `$batch`, each in its own change set (a voucher
         IFS refuses fails alone). One result per voucher, in order. Raises UnknownOutcome when
         the whole answer is lost after sending (every voucher must then be looked up by
-        ReferenceNumber); a stale template ETag is re-read once and those vouchers resent."""
+        ReferenceNumber)."""
         if not vouchers:
             return []
-        keys: list[tuple[str, str]] = []
         for v in vouchers:
-            key = (str(v.get("Company") or ""), str(v.get("VoucherType") or ""))
-            if not all(key):
+            if not v.get("Company") or not v.get("VoucherType"):
                 raise ValueError("a voucher needs Company and VoucherType")
-            keys.append(key)
-        results: dict[int, BatchResult] = {}
-        todo = list(range(len(vouchers)))
-        refreshed: set[tuple[str, str]] = set()
-        for _attempt in (1, 2):
-            etags = {
-                k: self.journal_template(*k, refresh=k in refreshed).etag
-                for k in dict.fromkeys(keys[i] for i in todo)
-            }
-            answers = self._send_batch([(vouchers[i], etags[keys[i]]) for i in todo])
-            stale: list[int] = []
-            for pos, i in enumerate(todo):
-                result = batch_wire.result_of(i, answers[pos] if pos < len(answers) else None)
-                err = result.error
-                if isinstance(err, ServiceError) and err.status == 412 and keys[i] not in refreshed:
-                    stale.append(i)
-                    continue
-                results[i] = replace(result, index=i)
-            if not stale:
-                break
-            log.info("journal template ETag stale in a batch; re-reading it once")
-            refreshed |= {keys[i] for i in stale}
-            todo = stale
-        for i in todo:
-            results.setdefault(
-                i, BatchResult(i, error=ServiceError(SERVICE, 412, "ODP_PRECONDITION_FAILED", ""))
-            )
-        return [results[i] for i in range(len(vouchers))]
+        service = self.entity_sets.voucher_entry.strip("/").rsplit("/", 1)[0]
+        body, content_type, parts = batch_wire.build_voucher_batch(vouchers, self._wire)
+        answers = self._send_batch(service, body, content_type, parts, what="posting vouchers")
+        return [
+            batch_wire.result_of(i, answers[i] if i < len(answers) else None, v)
+            for i, v in enumerate(vouchers)
+        ]
 
     def _send_batch(
-        self, pairs: Sequence[tuple[Mapping[str, Any], str]]
+        self, service: str, body: bytes, content_type: str, parts: int, *, what: str
     ) -> list[batch_wire.PartAnswer | list[batch_wire.PartAnswer]]:
-        vouchers_set = self.entity_sets.vouchers.strip("/")
-        service, _, entity_set = vouchers_set.rpartition("/")
-        body, content_type = batch_wire.build_batch(pairs, entity_set)
         # A tenant may count each part against its limit: hold a slot per part beyond the
         # first (the request itself takes one), so that counting never meets a 429.
         if self.batch_counts_parts:
-            for _ in range(len(pairs) - 1):
+            for _ in range(parts - 1):
                 self.limiter.acquire()
         with self._count_lock:
-            self.batch_parts_made += len(pairs)
+            self.batch_parts_made += parts
         response = self._request(
             "POST",
             self._set_url(service) + "/$batch",
             content=body,
             headers={"Content-Type": content_type, "Accept": "multipart/mixed"},
-            what="posting a voucher batch",
+            what=what,
             mutating=True,
         )
         try:
@@ -373,22 +465,99 @@ class IfsClient:
             )
         except ProtocolError as exc:
             raise UnknownOutcome(
-                SERVICE, f"the voucher batch answered HTTP {response.status_code}: {exc}"
+                SERVICE, f"{what}: the $batch answered HTTP {response.status_code}: {exc}"
             ) from None
 
-    def _created_voucher(self, response: httpx.Response) -> Voucher:
-        # The POST succeeded but an unreadable answer still leaves us without the voucher's
-        # identity: that is an unknown outcome, not a failure to retry.
-        try:
-            body = http.parse_json(response, service=SERVICE, what="the voucher post")
-            if not isinstance(body, dict):
-                raise ProtocolError(SERVICE, "the voucher post answer is not an object")
-            return Voucher.model_validate(body)
-        except (ProtocolError, ValidationError) as exc:
-            detail = str(exc) if isinstance(exc, ProtocolError) else "an unreadable voucher"
-            raise UnknownOutcome(
-                SERVICE, f"the voucher post answered HTTP {response.status_code} with {detail}"
-            ) from None
+    def _get_batch(
+        self, any_set: str, targets: Sequence[str], *, orderby: str | None
+    ) -> list[list[dict[str, Any]]]:
+        """Many GETs of one projection in `$batch` requests (up to `_GET_BATCH` each): each
+        target's rows, every page (a part that answers a nextLink is followed by plain
+        GETs). A read: safe to repeat, never an unknown outcome."""
+        service = any_set.strip("/").rsplit("/", 1)[0]
+        out: list[list[dict[str, Any]]] = []
+        for start in range(0, len(targets), _GET_BATCH):
+            chunk = targets[start : start + _GET_BATCH]
+            paged = [_with_top(t, self.page_size) for t in chunk]
+            body, content_type = batch_wire.build_get_batch(paged)
+            response = self._request(
+                "POST",
+                self._set_url(service) + "/$batch",
+                content=body,
+                headers={"Content-Type": content_type, "Accept": "multipart/mixed"},
+                what=f"reading {service} in a batch",
+            )
+            answers = batch_wire.parse_batch_answer(
+                response.content, response.headers.get("content-type", "")
+            )
+            if len(answers) != len(chunk):
+                raise ProtocolError(
+                    SERVICE,
+                    f"{service}: the $batch answer has {len(answers)} parts for {len(chunk)} reads",
+                )
+            for target, answer in zip(chunk, answers, strict=True):
+                if isinstance(answer, list) or not 200 <= answer.status < 300:
+                    status = answer[0].status if isinstance(answer, list) else answer.status
+                    code, message = (
+                        batch_wire.error_of(answer) if not isinstance(answer, list) else ("", "")
+                    )
+                    if status == 403:
+                        raise AuthError(
+                            SERVICE,
+                            f"HTTP 403 {code}: {message or 'the client may not read ' + target}",
+                        )
+                    raise ServiceError(SERVICE, status, code or f"HTTP{status}", message or target)
+                try:
+                    data = money.loads(answer.body)
+                except ValueError:
+                    raise ProtocolError(SERVICE, f"{service}: a batch part is not JSON") from None
+                value = data.get("value") if isinstance(data, dict) else None
+                if not isinstance(value, list):
+                    raise ProtocolError(SERVICE, f"{service}: a batch part has no 'value' array")
+                rows = [r for r in value if isinstance(r, dict)]
+                link = data.get("@odata.nextLink")
+                if isinstance(link, str) or len(value) >= self.page_size:
+                    # More than a page: read the rest as plain paged GETs.
+                    rows = self._get_rest(
+                        service, target, link if isinstance(link, str) else None, rows
+                    )
+                out.append(rows)
+        return out
+
+    def _get_rest(
+        self, service: str, target: str, link: str | None, rows: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        path, _, query = target.partition("?")
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        base = self._set_url(service) + "/" + path
+        state = PageState(self.page_size)
+        step = state.next_after(len(rows), link)
+        what = f"reading {path.rsplit('/', 1)[-1]}"
+        while step is not None:
+            kind, arg = step
+            if kind == "link":
+                url = urljoin(base, arg)
+                if not same_origin(url, self.base_url):
+                    raise ProtocolError(SERVICE, f"{what}: the nextLink points at another host")
+                response = self._request("GET", url, what=what)
+            else:
+                response = self._request(
+                    "GET",
+                    base,
+                    params={**params, "$top": str(self.page_size), "$skip": str(arg)},
+                    what=what,
+                )
+            body = http.parse_json(response, service=SERVICE, what=what)
+            value = body.get("value") if isinstance(body, dict) else None
+            if not isinstance(value, list):
+                raise ProtocolError(SERVICE, f"{what}: the answer has no 'value' array")
+            rows.extend(r for r in value if isinstance(r, dict))
+            nxt = body.get("@odata.nextLink")
+            try:
+                step = state.next_after(len(value), nxt if isinstance(nxt, str) else None)
+            except ValueError as exc:
+                raise ProtocolError(SERVICE, f"{what}: {exc}") from None
+        return rows
 
     # ------------------------------------------------------------------ plumbing
     def _set_url(self, entity_set: str) -> str:
@@ -583,3 +752,67 @@ def _error_of(response: httpx.Response) -> tuple[str, str]:
     if not isinstance(error, dict):
         return "", ""
     return str(error.get("code") or ""), str(error.get("message") or "")[:500]
+
+
+def _projection_of(entity_set: str) -> str:
+    """`VoucherEntryAssistantHandling` of `VoucherEntryAssistantHandling.svc/VoucherSet`."""
+    return entity_set.strip("/").split("/", 1)[0].removesuffix(".svc")
+
+
+def _entity_set_name(entity_set: str) -> str:
+    """`VoucherSet` of `VoucherEntryAssistantHandling.svc/VoucherSet`."""
+    return entity_set.strip("/").rsplit("/", 1)[-1]
+
+
+def _with_top(target: str, page_size: int) -> str:
+    return target + ("&" if "?" in target else "?") + f"$top={page_size}"
+
+
+_DEMANDS = {"Mandatory", "Blocked"}
+
+
+def _account_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An AccountSet row as a code part A value with its demands."""
+    demands = {
+        c: str(row.get(f"ReqCode{c}"))
+        for c in CODE_PARTS
+        if str(row.get(f"ReqCode{c}")) in _DEMANDS
+    }
+    out = {
+        **row,
+        "CodePart": "A",
+        "CodePartValue": row.get("Account"),
+        "demands": demands,
+    }
+    for name in ("ReqQuantity", "ReqText"):
+        if not isinstance(row.get(name), str):
+            out.pop(name, None)
+    return out
+
+
+def _group_rows(
+    rows: Sequence[Mapping[str, Any]],
+) -> dict[tuple[Any, ...], list[Mapping[str, Any]]]:
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for r in rows:
+        key = (r.get("Company"), r.get("AccountingYear"), r.get("VoucherType"), r.get("VoucherNo"))
+        groups.setdefault(key, []).append(r)
+    return groups
+
+
+def _voucher_from_rows(rows: Sequence[Mapping[str, Any]], in_gl: bool) -> dict[str, Any]:
+    """A voucher (header and rows) from its rows as IFS's row sets serve them."""
+    first = rows[0]
+    return {
+        "Company": first.get("Company"),
+        "VoucherType": first.get("VoucherType"),
+        "VoucherNo": first.get("VoucherNo"),
+        "AccountingYear": first.get("AccountingYear"),
+        "AccountingPeriod": first.get("AccountingPeriod"),
+        "VoucherDate": first.get("VoucherDate"),
+        "ReferenceNumber": next(
+            (r.get("ReferenceNumber") for r in rows if r.get("ReferenceNumber")), ""
+        ),
+        "VoucherRowArray": [dict(r) for r in sorted(rows, key=lambda r: r.get("RowNo") or 0)],
+        "in_gl": in_gl,
+    }

@@ -18,12 +18,20 @@ class _Model(BaseModel):
 
 
 class CodePartValue(_Model):
+    """A code part value. For code part A (an account, from AccountsHandling's AccountSet)
+    also IFS's demands: `demands` maps a code part letter to "Mandatory" or "Blocked" (a
+    part that can be given is left out), and `ReqQuantity`/`ReqText` say "Mandatory" when
+    IFS requires a quantity or a text on the account's rows."""
+
     Company: str
     CodePart: str
     CodePartValue: str
     Description: str = ""
     ValidFrom: date
     ValidUntil: date
+    demands: dict[str, str] = Field(default_factory=dict)
+    ReqQuantity: str = "Can"
+    ReqText: str = "Can"
 
     def valid_on(self, day: date) -> bool:
         return self.ValidFrom <= day <= self.ValidUntil
@@ -48,18 +56,24 @@ class AccountingPeriod(_Model):
 
 
 class CurrencyRate(_Model):
+    """A rate as IFS quotes it: `CurrencyRate` accounting-currency units for `ConvFactor`
+    units of the currency (or the other way round when the rate type is `Inverted`)."""
+
     Company: str
     CurrencyCode: str
     ValidFrom: date
     CurrencyRate: Decimal
     CurrencyType: str = "1"
+    ConvFactor: Decimal = Decimal(1)
+    Inverted: bool = False
 
-
-class JournalTemplate(_Model):
-    Company: str
-    VoucherType: str
-    Description: str = ""
-    etag: str = Field(default="", alias="@odata.etag")
+    @property
+    def unit_rate(self) -> Decimal:
+        """Accounting-currency units for one unit of the currency."""
+        factor = self.ConvFactor or Decimal(1)
+        if self.Inverted:
+            return factor / self.CurrencyRate if self.CurrencyRate else Decimal(0)
+        return self.CurrencyRate / factor
 
 
 class VoucherRow(_Model):
@@ -80,7 +94,9 @@ class VoucherRow(_Model):
     CurrencyCreditAmount: Decimal | None = None
     DebetAmount: Decimal | None = None
     CreditAmount: Decimal | None = None
+    Quantity: Decimal | None = None
     Text: str = ""
+    ReferenceNumber: str = ""
 
 
 class Voucher(_Model):
@@ -93,3 +109,5 @@ class Voucher(_Model):
     ReferenceNumber: str = ""
     Text: str = ""
     VoucherRowArray: list[VoucherRow] = Field(default_factory=list)
+    # Where IFS holds it: the hold table (not yet updated to the GL) or the general ledger.
+    in_gl: bool = False

@@ -231,11 +231,16 @@ class BatchRunner:
         snapshot: Callable[[], Any],
         restore: Callable[[Any], None],
         stats: BatchStats,
+        *,
+        take_break: Callable[[], int | None] | None = None,
     ) -> None:
         self.handle = handle
         self.snapshot = snapshot
         self.restore = restore
         self.stats = stats
+        # A test hook: how many requests of the next change set run before the server
+        # "dies" (what they did is kept, the change set answers 500), or None.
+        self.take_break = take_break or (lambda: None)
 
     async def run(self, outer: Request, service_root_path: str, items: list[BatchItem]) -> Response:
         results: list[PartResponse | list[PartResponse]] = []
@@ -249,7 +254,13 @@ class BatchRunner:
             done: list[PartResponse] = []
             created: dict[str, tuple[str, str]] = {}  # Content-ID -> (entity path, ETag)
             failed: PartResponse | None = None
-            for request in item.requests:
+            broken = self.take_break()
+            for n, request in enumerate(item.requests):
+                if broken is not None and n == broken:
+                    failed = self._error(
+                        request, 500, "the server stopped while it ran this change set"
+                    )
+                    break
                 response = await self._one(outer, service_root_path, request, created)
                 if response.status >= 400:
                     failed = response
@@ -262,8 +273,10 @@ class BatchRunner:
                         response.headers.get("etag", ""),
                     )
             if failed is not None:
-                # All or nothing: what the earlier requests of the change set did is undone.
-                self.restore(state)
+                # All or nothing: what the earlier requests of the change set did is undone
+                # (except when the server "died" midway, the test hook's point).
+                if broken is None or len(done) != broken:
+                    self.restore(state)
                 self.stats.change_sets_failed += 1
                 results.append(failed)
             else:

@@ -247,12 +247,30 @@ class IfsClient(_Model):
     client_secret: str
 
 
+_DEMAND = {"K", "M", "S"}  # IFS's AccountRequest: can, mandatory, blocked (database values)
+
+
 class CodePartValue(_Model):
+    """A code part value; on code part A (an account) also IFS's demands per code part
+    (`ReqCodeB`…`ReqCodeJ`: K can, M mandatory, S blocked) and for quantity and text (K, M)."""
+
     CodePart: str
     CodePartValue: str
     Description: str = ""
     ValidFrom: date = date(2000, 1, 1)
     ValidUntil: date = date(2099, 12, 31)
+    ReqCodeB: str = "K"
+    ReqCodeC: str = "K"
+    ReqCodeD: str = "K"
+    ReqCodeE: str = "K"
+    ReqCodeF: str = "K"
+    ReqCodeG: str = "K"
+    ReqCodeH: str = "K"
+    ReqCodeI: str = "K"
+    ReqCodeJ: str = "K"
+    ReqQuantity: str = "K"
+    ReqText: str = "K"
+    TaxCodeMandatory: bool = False
 
     @field_validator("CodePart")
     @classmethod
@@ -260,6 +278,24 @@ class CodePartValue(_Model):
         if v not in tuple("ABCDEFGHIJ"):
             raise ValueError("CodePart must be one of A..J")
         return v
+
+    @field_validator(*(f"ReqCode{c}" for c in "BCDEFGHIJ"))
+    @classmethod
+    def _demand(cls, v: str) -> str:
+        if v not in _DEMAND:
+            raise ValueError("a code part demand is K (can), M (mandatory) or S (blocked)")
+        return v
+
+    @field_validator("ReqQuantity", "ReqText")
+    @classmethod
+    def _demand_km(cls, v: str) -> str:
+        if v not in ("K", "M"):
+            raise ValueError("a quantity or text demand is K (can) or M (mandatory)")
+        return v
+
+    def demands(self) -> dict[str, str]:
+        """Code part letter → K/M/S, for the code parts B..J."""
+        return {c: str(getattr(self, f"ReqCode{c}")) for c in "BCDEFGHIJ"}
 
 
 class Period(_Model):
@@ -276,11 +312,35 @@ class CurrencyRate(_Model):
     ValidFrom: date
     CurrencyRate: Decimal
     CurrencyType: str = "1"
+    ConvFactor: Decimal = Decimal(1)  # the number of currency units the rate is quoted for
+
+
+class Currency(_Model):
+    """A currency code's decimals and whether its rates are quoted inverted."""
+
+    CurrencyCode: str
+    Decimals: int = Field(default=2, ge=0, le=6)
+    Inverted: bool = False
+
+
+class UserGroupPeriod(_Model):
+    AccountingYear: int
+    AccountingPeriod: int
+    PeriodStatus: str = "Open"
+
+
+class UserGroup(_Model):
+    """A voucher user group with its own status per period; a period it does not list has
+    the period's own status."""
+
+    UserGroup: str
+    periods: list[UserGroupPeriod] = Field(default_factory=list)
 
 
 class VoucherType(_Model):
     VoucherType: str
     Description: str = ""
+    ApprovalRequired: bool = False  # vouchers of this type wait for approval before the GL
 
 
 class Company(_Model):
@@ -291,6 +351,8 @@ class Company(_Model):
     periods: list[Period] = Field(default_factory=list)
     currency_rates: list[CurrencyRate] = Field(default_factory=list)
     voucher_types: list[VoucherType] = Field(default_factory=lambda: [VoucherType(VoucherType="X")])
+    currencies: list[Currency] = Field(default_factory=list)
+    user_groups: list[UserGroup] = Field(default_factory=list)
 
 
 class IfsWorld(_Model):
@@ -298,6 +360,9 @@ class IfsWorld(_Model):
     clients: list[IfsClient] = Field(default_factory=list)
     token_lifetime_s: int = 3600
     companies: list[Company] = Field(default_factory=list)
+    # Seconds after which an approved voucher is updated to the general ledger (IFS's
+    # "Update GL" run); None: only on POST /__sim/update-gl.
+    gl_update_delay_s: float | None = Field(default=None, ge=0)
 
 
 class Dataset(_Model):

@@ -1,30 +1,51 @@
-"""The IFS Cloud simulator: Keycloak token endpoint, OData v4 projections, manual vouchers.
+"""The IFS Cloud simulator: Keycloak token endpoint and IFS's own OData projections.
 
-Follows design.md §3 and reference/ifs-cloud.md. What the seed states is the default and
-each is a setting (`IfsSimSettings`, changeable at runtime through `POST /__sim/settings`):
-about 1000 requests per minute per tenant then 429 with Retry-After, `$top` above 5000
-answers 500, the voucher POST needs `If-Match` with the journal template's current ETag.
-Set `rate_limit_per_minute=None` and `require_if_match=False` for the real-tenant variant.
+Follows design.md §3 and reference/ifs-cloud.md §0. Projections, entity sets, keys,
+attributes, navigations and bound actions come from one model, console/sim/ifs_model.py,
+from which `$metadata` is rendered too. What IFS does not publish is a setting
+(`IfsSimSettings`, changeable at runtime through `POST /__sim/settings`): about 1000 requests
+per minute per tenant then 429 with Retry-After, `$top` above 5000 answers 500, bound actions
+need `If-Match`.
+
+How a voucher comes to exist, as in IFS's voucher entry assistant:
+  POST …/VoucherEntryAssistantHandling.svc/VoucherSet            a temporary voucher (virtual
+       VoucherEntry, keyed by Objkey; year and period follow from VoucherDate)
+  POST …/VoucherSet(Objkey='…')/VoucherPostingArray              one row each (TransCode MANUAL;
+       type, year, period and date taken from the voucher)
+  POST …/VoucherSet(Objkey='…')/IfsApp.VoucherEntryAssistantHandling.VoucherEntry_CreateVoucher
+       with If-Match (the temporary voucher's ETag): validated, numbered from the number series
+       per company, voucher type and year, moved to the hold table; answers {"value": <no>}
+  POST …/VoucherSet(Objkey='…')/IfsApp.VoucherEntryAssistantHandling.VoucherEntry_RemoveTempVoucher
+In the hold table a voucher is in `VoucherHandling.svc/VoucherSet` and its rows in
+`VoucherRowsAnalysis.svc/VoucherRowSet`; once IFS's "Update GL" has run for it (after
+`gl_update_delay_s`, or on `POST /__sim/update-gl`), it has left both and its rows are in the
+general ledger's `GLVoucherRowsAnalysis.svc/GenLedVoucherRowSet` (an assumed name: GENLED's
+projections are not public). A voucher of a type with `ApprovalRequired` waits in status
+AwaitingApproval until `POST /__sim/approve`, and is not updated to the GL before.
 
 Served routes:
   POST /auth/realms/{realm}/protocol/openid-connect/token      client_credentials
   GET  /{main|int}/ifsapplications/projection/v1/{P}.svc/        service document
   GET  …/{P}.svc/$metadata                                       EDMX (always XML)
   GET  …/{P}.svc/{Set}[?$filter&$select&$orderby&$top&$skip&$count&$expand]
-  GET  …/{P}.svc/{Set}({keys})[/VoucherRowArray]
-  POST …/ManualVoucherHandling.svc/VoucherSet                     voucher with inline rows
+  GET  …/{P}.svc/{Set}({keys})[/{Array}]
   POST …/{P}.svc/$batch     multipart/mixed, change sets, Content-ID (console/sim/batch.py)
 
 Control routes (never authenticated, rate-limited, faulted or counted):
-  GET  /__sim/requests, POST /__sim/requests/reset, GET /__sim/vouchers,
+  GET  /__sim/requests, POST /__sim/requests/reset,
+  GET  /__sim/vouchers        every voucher created (hold table or GL) with rows, status, in_gl,
+  GET  /__sim/temp-vouchers   the voucher assistant's temporary vouchers with their rows,
+  POST /__sim/update-gl       IFS's "Update GL" now, for every approved voucher,
+  POST /__sim/approve {Company, VoucherType, AccountingYear, VoucherNo} (or {} for all),
+  POST /__sim/batch-break {"after_parts": n}  the next change set stops after n of its requests,
+      keeps what they did and answers 500 (a server that died mid change set),
   GET|POST|DELETE /__sim/faults (a FaultSpec or a list of them),
   POST /__sim/code-part-values {Company, CodePart, CodePartValue, …}  create or update,
   POST /__sim/tokens/revoke                       every outstanding token becomes invalid,
   GET|POST /__sim/credentials {client_id, client_secret | revoke}  set, rotate or revoke a
     client (revoking also revokes its tokens; no answer carries a secret),
-  POST /__sim/templates/edit {Company, VoucherType}  another user edits the template,
-  POST /__sim/periods {Company, AccountingYear, AccountingPeriod, PeriodStatus, …},
-  POST /__sim/currency-rates {Company, CurrencyCode, ValidFrom, CurrencyRate, …},
+  POST /__sim/periods {Company, AccountingYear, AccountingPeriod, PeriodStatus, UserGroup?, …},
+  POST /__sim/currency-rates {Company, CurrencyCode, ValidFrom, CurrencyRate, ConvFactor?, …},
   GET|POST /__sim/settings {field: value, …},
   POST /__sim/next-error-code {"code": "MI_MODIFIED_ERROR", "message": …, "count": 1}:
       the next `count` injected `status` faults answer with that error code and message
@@ -32,8 +53,8 @@ Control routes (never authenticated, rate-limited, faulted or counted):
 
 Error codes IFS documents are used as documented (ODP_RESOURCE_NOTFOUND,
 ODP_DESERIALIZATION_ERROR, ODP_MISSING_PRECONDITION, MI_MODIFIED_ERROR); the business-rule
-codes (VOUCHER_NOT_BALANCED, PERIOD_CLOSED, …) are inferred names for IFS's Error_SYS
-messages, whose texts the simulator follows.
+codes (VOUCHER_NOT_BALANCED, PERIOD_CLOSED, CODE_PART_MANDATORY, …) are inferred names for
+IFS's Error_SYS messages, whose texts the simulator follows.
 """
 
 from __future__ import annotations
@@ -67,17 +88,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from console import money
 from console.sim import batch as sim_batch
 from console.sim import dataset as ds
+from console.sim import ifs_model as im
 from console.sim.faults import FaultBook, FaultSpec, RequestLog, SimMiddleware
 from console.sim.odata import (
     RESOURCE_NOTFOUND,
     URI_SYNTAX_ERROR,
     EntityType,
-    Navigation,
     ODataError,
-    Property,
     QueryOptions,
     coerce_json,
-    edmx,
     form_etag,
     format_key_predicate,
     json_value,
@@ -90,8 +109,33 @@ from console.sim.odata import (
 
 CONTROL_PREFIX = "/__sim/"
 ODATA_JSON = "application/json;odata.metadata=minimal;IEEE754Compatible=false"
-CODE_PART_FIELDS = tuple(f"Code{c}" for c in "BCDEFGHIJ")
+CODE_PART_FIELDS = im.CODE_PART_FIELDS
 MI_MODIFIED_MESSAGE = "Service metadata already modified."
+DEFAULT_USER_GROUP = "AC"
+GL_LEDGER = "00"  # IFS's ledger id of the general ledger
+NEW_VOUCHER_STATUSES = ("Approved", "NotApproved", "AwaitingApproval")
+_DEMAND_NAME = {"K": "Can", "M": "Mandatory", "S": "Blocked"}
+_TABLE_NO = {
+    name: n
+    for n, name in enumerate(
+        (
+            "Account",
+            *(f"Code{c}" for c in im.CODE_PARTS),
+            "CompanyFinance",
+            "AccountingYear",
+            "AccountingPeriod",
+            "UserGroupPeriod",
+            "CurrencyRate",
+            "CurrencyType",
+            "CurrencyCode",
+            "TempVoucher",
+            "TempRow",
+            "Voucher",
+            "VoucherRow",
+        ),
+        start=1,
+    )
+}
 
 
 class IfsSimSettings(BaseModel):
@@ -107,140 +151,14 @@ class IfsSimSettings(BaseModel):
     # Undocumented on a real tenant: does its rate limit count a `$batch` as one request
     # (False) or each request inside it (True)? Both are simulated.
     batch_counts_parts: bool = False
+    # Seconds after approval until IFS's "Update GL" moves a voucher to the general ledger;
+    # None: only on POST /__sim/update-gl. The dataset's `gl_update_delay_s` sets it.
+    gl_update_delay_s: float | None = Field(default=None, ge=0)
 
     @classmethod
     def fast(cls) -> IfsSimSettings:
         """No rate limit, no latency: for tests and benchmarks."""
         return cls(rate_limit_per_minute=None, latency_ms=0)
-
-
-# ---------------------------------------------------------------- the entity model
-def _s(name: str, max_length: int | None = None, nullable: bool = True) -> Property:
-    return Property(name, "Edm.String", nullable=nullable, max_length=max_length)
-
-
-def _d(name: str) -> Property:
-    return Property(name, "Edm.Date")
-
-
-def _i(name: str, computed: bool = False) -> Property:
-    return Property(name, "Edm.Int32", computed=computed)
-
-
-def _dec(name: str) -> Property:
-    return Property(name, "Edm.Decimal")
-
-
-CODE_PART_VALUE = EntityType(
-    "AccountingCodePartValue",
-    (
-        _s("Company", 20),
-        _s("CodePart", 1),
-        _s("CodePartValue", 20),
-        _s("Description", 100),
-        _d("ValidFrom"),
-        _d("ValidUntil"),
-    ),
-    key=("Company", "CodePart", "CodePartValue"),
-)
-ACCOUNTING_PERIOD = EntityType(
-    "AccountingPeriod",
-    (
-        _s("Company", 20),
-        _i("AccountingYear"),
-        _i("AccountingPeriod"),
-        _s("Description", 100),
-        _d("DateFrom"),
-        _d("DateUntil"),
-        _s("PeriodStatus", 20),
-    ),
-    key=("Company", "AccountingYear", "AccountingPeriod"),
-)
-CURRENCY_RATE = EntityType(
-    "CurrencyRate",
-    (
-        _s("Company", 20),
-        _s("CurrencyType", 10),
-        _s("CurrencyCode", 3),
-        _d("ValidFrom"),
-        _dec("CurrencyRate"),
-    ),
-    key=("Company", "CurrencyType", "CurrencyCode", "ValidFrom"),
-)
-JOURNAL_TEMPLATE = EntityType(
-    "JournalTemplate",
-    (_s("Company", 20), _s("VoucherType", 3), _s("Description", 100)),
-    key=("Company", "VoucherType"),
-)
-VOUCHER_ROW = EntityType(
-    "VoucherRow",
-    (
-        _s("Company", 20),
-        _s("VoucherType", 3),
-        _i("AccountingYear"),
-        _i("VoucherNo"),
-        _i("RowNo"),
-        _s("Account", 20),
-        *(_s(name, 20) for name in CODE_PART_FIELDS),
-        _s("CurrencyCode", 3),
-        _dec("CurrencyRate"),
-        _dec("CurrencyDebetAmount"),
-        _dec("CurrencyCreditAmount"),
-        _dec("DebetAmount"),
-        _dec("CreditAmount"),
-        _s("Text", 200),
-    ),
-    key=("Company", "VoucherType", "AccountingYear", "VoucherNo", "RowNo"),
-)
-VOUCHER = EntityType(
-    "Voucher",
-    (
-        _s("Company", 20),
-        _s("VoucherType", 3),
-        _i("VoucherNo", computed=True),
-        _i("AccountingYear"),
-        _i("AccountingPeriod"),
-        _d("VoucherDate"),
-        _s("ReferenceNumber", 50),
-        _s("Text", 200),
-    ),
-    key=("Company", "VoucherType", "AccountingYear", "VoucherNo"),
-    navigations=(Navigation("VoucherRowArray", "VoucherRow"),),
-)
-# Fields a client sends per row; the parent keys come from the header.
-_ROW_INPUT = tuple(
-    p
-    for p in VOUCHER_ROW.properties
-    if p.name not in ("VoucherType", "AccountingYear", "VoucherNo")
-)
-
-
-@dataclass(frozen=True)
-class _Projection:
-    name: str
-    sets: Mapping[str, EntityType]
-    extra_types: tuple[EntityType, ...] = ()
-
-    @property
-    def types(self) -> tuple[EntityType, ...]:
-        return (*dict.fromkeys(self.sets.values()), *self.extra_types)
-
-
-PROJECTIONS: dict[str, _Projection] = {
-    p.name: p
-    for p in (
-        _Projection("AccountingCodePartValueHandling", {"CodePartValueSet": CODE_PART_VALUE}),
-        _Projection("AccountingPeriodHandling", {"AccountingPeriodSet": ACCOUNTING_PERIOD}),
-        _Projection("CurrencyRateHandling", {"CurrencyRateSet": CURRENCY_RATE}),
-        _Projection(
-            "ManualVoucherHandling",
-            {"JournalTemplateSet": JOURNAL_TEMPLATE, "VoucherSet": VOUCHER},
-            extra_types=(VOUCHER_ROW,),
-        ),
-    )
-}
-_TABLE_NO = {"CodePartValueSet": 1, "AccountingPeriodSet": 2, "CurrencyRateSet": 3}
-_TABLE_NO |= {"JournalTemplateSet": 4, "VoucherSet": 5, "VoucherRowArray": 6}
 
 
 def _luname_keyref(entity: EntityType, values: Mapping[str, Any]) -> tuple[str, str]:
@@ -260,6 +178,9 @@ class _Record:
     objid: str
     objversion: datetime
     rows: list[_Record] = field(default_factory=list)
+    # What IFS keeps but this entity does not serve (a voucher's GL state, a period's
+    # status when no user group has its own).
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -375,12 +296,16 @@ class IfsSim:
         base_url: str | None = None,
     ) -> None:
         self.settings = settings or IfsSimSettings()
+        world = dataset.ifs
+        if world.gl_update_delay_s is not None and self.settings.gl_update_delay_s is None:
+            self.settings = self.settings.model_copy(
+                update={"gl_update_delay_s": world.gl_update_delay_s}
+            )
         self._clock = clock
         self._rng = random.Random(seed)
         self._base_url = base_url.rstrip("/") if base_url else None
         self._lock = threading.RLock()
         self._limiter = _RateLimiter()
-        world = dataset.ifs
         self.realm = world.realm
         # client_id -> client_secret; None once the client is revoked (POST /__sim/credentials).
         self._clients: dict[str, str | None] = {c.client_id: c.client_secret for c in world.clients}
@@ -390,13 +315,15 @@ class IfsSim:
         self._kid = _b64url(self._rng.randbytes(32))
         self._error_codes: deque[tuple[str, str]] = deque()
         self._row_counters: dict[str, int] = {}
+        # The number series: the last voucher number per (company, voucher type, year).
         self._voucher_no: dict[tuple[str, str, int], int] = {}
         self._currency: dict[str, str] = {}
-        self._tables: dict[str, dict[tuple[Any, ...], _Record]] = {
-            name: {} for name in ("CodePartValueSet", "AccountingPeriodSet", "CurrencyRateSet")
-        }
-        self._tables["JournalTemplateSet"] = {}
-        self._tables["VoucherSet"] = {}
+        self._voucher_types: dict[tuple[str, str], ds.VoucherType] = {}
+        self._user_groups: dict[str, set[str]] = {}
+        # (company, year, period, user group) -> that group's own period status
+        self._group_status: dict[tuple[str, int, int, str], str] = {}
+        self._tables: dict[str, dict[tuple[Any, ...], _Record]] = {name: {} for name in _TABLE_NO}
+        self._break_after: int | None = None
         for company in world.companies:
             self._load_company(company)
         self.faults = FaultBook(seed)
@@ -414,52 +341,83 @@ class IfsSim:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC).replace(microsecond=0, tzinfo=None)
 
-    def _new_record(self, set_name: str, entity: EntityType, values: dict[str, Any]) -> _Record:
-        n = self._row_counters.get(set_name, 0)
-        self._row_counters[set_name] = n + 1
-        objid = rowid(_TABLE_NO[set_name], n)
-        return _Record(entity, values, objid, self._now())
+    def _new_record(self, table: str, entity: EntityType, values: dict[str, Any]) -> _Record:
+        n = self._row_counters.get(table, 0)
+        self._row_counters[table] = n + 1
+        objid = rowid(_TABLE_NO[table], n)
+        return _Record(entity, dict.fromkeys(entity.names) | values, objid, self._now())
 
     def _touch(self, record: _Record) -> None:
         # A new objversion; strictly later so the ETag changes even on a frozen clock.
         record.objversion = max(self._now(), record.objversion + timedelta(seconds=1))
 
-    def _put(self, set_name: str, entity: EntityType, values: dict[str, Any]) -> _Record:
+    def _put(self, table: str, entity: EntityType, values: dict[str, Any]) -> _Record:
         """Insert, or update the record with the same key (new objversion)."""
-        table = self._tables[set_name]
+        rows = self._tables[table]
         key = tuple(values[k] for k in entity.key)
-        existing = table.get(key)
+        existing = rows.get(key)
         if existing is not None:
             existing.values.update(values)
             self._touch(existing)
             return existing
-        record = self._new_record(set_name, entity, dict.fromkeys(entity.names) | values)
-        table[key] = record
+        record = self._new_record(table, entity, values)
+        rows[key] = record
         return record
 
     def _load_company(self, company: ds.Company) -> None:
         co = company.Company
         self._currency[co] = company.CurrencyCode
+        self._put(
+            "CompanyFinance",
+            im.COMPANY_FINANCE,
+            {
+                "Company": co,
+                "Description": company.Name or co,
+                "CurrencyCode": company.CurrencyCode,
+            },
+        )
         for v in company.code_part_values:
             self._put_code_part_value(co, v)
         for p in company.periods:
             self._put_period(co, p)
+        groups = self._user_groups.setdefault(co, {DEFAULT_USER_GROUP})
+        for g in company.user_groups:
+            groups.add(g.UserGroup)
+            for gp in g.periods:
+                key = (co, gp.AccountingYear, gp.AccountingPeriod, g.UserGroup)
+                self._group_status[key] = gp.PeriodStatus
+        self._put_currency_code(co, company.CurrencyCode, 2, False)
+        for cur in company.currencies:
+            self._put_currency_code(co, cur.CurrencyCode, cur.Decimals, cur.Inverted)
         for r in company.currency_rates:
             self._put_currency_rate(co, r)
         for vt in company.voucher_types:
-            values = {"Company": co, "VoucherType": vt.VoucherType, "Description": vt.Description}
-            self._put("JournalTemplateSet", JOURNAL_TEMPLATE, values)
+            self._voucher_types[(co, vt.VoucherType)] = vt
 
     def _put_code_part_value(self, co: str, v: ds.CodePartValue) -> _Record:
+        if v.CodePart == "A":
+            values: dict[str, Any] = {
+                "Company": co,
+                "Account": v.CodePartValue,
+                "Description": v.Description,
+                "ValidFrom": v.ValidFrom,
+                "ValidUntil": v.ValidUntil,
+                "ReqQuantity": _DEMAND_NAME[v.ReqQuantity],
+                "ReqText": _DEMAND_NAME[v.ReqText],
+                "TaxCodeMandatory": v.TaxCodeMandatory,
+            }
+            for letter, demand in v.demands().items():
+                values[f"ReqCode{letter}"] = _DEMAND_NAME[demand]
+            return self._put("Account", im.ACCOUNT, values)
+        letter = v.CodePart
         values = {
             "Company": co,
-            "CodePart": v.CodePart,
-            "CodePartValue": v.CodePartValue,
+            f"Code{letter}": v.CodePartValue,
             "Description": v.Description,
             "ValidFrom": v.ValidFrom,
             "ValidUntil": v.ValidUntil,
         }
-        return self._put("CodePartValueSet", CODE_PART_VALUE, values)
+        return self._put(f"Code{letter}", im.CODE_PART_TYPES[letter], values)
 
     def _put_period(self, co: str, p: ds.Period) -> _Record:
         values = {
@@ -469,32 +427,134 @@ class IfsSim:
             "Description": p.Description or f"{p.AccountingYear}-{p.AccountingPeriod:02d}",
             "DateFrom": p.DateFrom,
             "DateUntil": p.DateUntil,
-            "PeriodStatus": p.PeriodStatus,
+            "YearEndPeriod": "Ordinary",
         }
-        return self._put("AccountingPeriodSet", ACCOUNTING_PERIOD, values)
+        self._put(
+            "AccountingYear",
+            im.ACCOUNTING_YEAR,
+            {"Company": co, "AccountingYear": p.AccountingYear},
+        )
+        record = self._put("AccountingPeriod", im.ACCOUNTING_PERIOD, values)
+        record.meta["PeriodStatus"] = _period_status(p.PeriodStatus)
+        return record
+
+    def _put_currency_code(self, co: str, code: str, decimals: int, inverted: bool) -> None:
+        values = {
+            "Company": co,
+            "CurrencyCode": code,
+            "Description": code,
+            "CurrencyRounding": decimals,
+            "ConvFactor": Decimal(1),
+            "Inverted": inverted,
+        }
+        self._put("CurrencyCode", im.CURRENCY_CODE, values)
 
     def _put_currency_rate(self, co: str, r: ds.CurrencyRate) -> _Record:
+        if (co, r.CurrencyType) not in self._tables["CurrencyType"]:
+            self._put(
+                "CurrencyType",
+                im.CURRENCY_TYPE,
+                {
+                    "Company": co,
+                    "CurrencyType": r.CurrencyType,
+                    "Description": f"Rate type {r.CurrencyType}",
+                    "Inverted": False,
+                    "RefCurrencyCode": self._currency[co],
+                    "TypeDefault": "Yes" if r.CurrencyType == "1" else "No",
+                },
+            )
+        if (co, r.CurrencyCode) not in self._tables["CurrencyCode"]:
+            self._put_currency_code(co, r.CurrencyCode, 2, False)
         values = {
             "Company": co,
             "CurrencyType": r.CurrencyType,
             "CurrencyCode": r.CurrencyCode,
             "ValidFrom": r.ValidFrom,
             "CurrencyRate": r.CurrencyRate,
+            "ConvFactor": r.ConvFactor,
+            "RefCurrencyCode": self._currency[co],
         }
-        return self._put("CurrencyRateSet", CURRENCY_RATE, values)
+        return self._put("CurrencyRate", im.CURRENCY_RATE, values)
+
+    def _group_period_status(self, period: _Record, group: str) -> str:
+        v = period.values
+        own = self._group_status.get(
+            (v["Company"], v["AccountingYear"], v["AccountingPeriod"], group)
+        )
+        return own or str(period.meta.get("PeriodStatus", "Open"))
+
+    def _user_group_periods(self, period: _Record) -> list[_Record]:
+        """A period's status per user group in the general ledger (UserGroupPeriod rows)."""
+        v = period.values
+        out = []
+        for n, group in enumerate(sorted(self._user_groups.get(v["Company"], ()))):
+            values = {
+                "Company": v["Company"],
+                "AccountingYear": v["AccountingYear"],
+                "AccountingPeriod": v["AccountingPeriod"],
+                "UserGroup": group,
+                "LedgerId": GL_LEDGER,
+                "PeriodStatus": self._group_period_status(period, group),
+            }
+            objid = rowid(_TABLE_NO["UserGroupPeriod"], hash((period.objid, n)) % 10**9)
+            out.append(_Record(im.USER_GROUP_PERIOD, values, objid, period.objversion))
+        return out
+
+    # ------------------------------------------------------------ vouchers
+    def _update_gl(self, *, force: bool = False) -> int:
+        """IFS's "Update GL": approved vouchers leave the hold table for the general ledger
+        (every one when `force`, else those approved at least the configured delay ago)."""
+        delay = self.settings.gl_update_delay_s
+        if not force and delay is None:
+            return 0
+        now = self._clock()
+        moved = 0
+        with self._lock:
+            for rec in self._tables["Voucher"].values():
+                if rec.meta.get("in_gl") or rec.values["VoucherStatus"] != "Approved":
+                    continue
+                if force or now - float(rec.meta.get("approved_at", now)) >= (delay or 0):
+                    rec.meta["in_gl"] = True
+                    moved += 1
+        return moved
+
+    def _voucher_json(self, rec: _Record) -> dict[str, Any]:
+        rows = [{k: json_value(v) for k, v in r.values.items()} for r in rec.rows]
+        return {
+            **{k: json_value(v) for k, v in rec.values.items()},
+            "ReferenceNumber": next(
+                (r["ReferenceNumber"] for r in rows if r.get("ReferenceNumber")), ""
+            ),
+            "Text": rec.values.get("VoucherText2") or "",
+            "VoucherStatusDb": im.ENUMERATIONS["VoucherStatus"][rec.values["VoucherStatus"]],
+            "in_gl": bool(rec.meta.get("in_gl")),
+            "VoucherRowArray": rows,
+        }
 
     def vouchers(self) -> list[dict[str, Any]]:
-        """Every voucher with its rows, as IFS holds them (dates ISO, amounts Decimal)."""
+        """Every voucher IFS has created, in the hold table or the GL, with its rows (dates
+        ISO, amounts Decimal), its status and whether it is in the GL."""
+        self._update_gl()
+        with self._lock:
+            return [self._voucher_json(rec) for rec in self._tables["Voucher"].values()]
+
+    def temp_vouchers(self) -> list[dict[str, Any]]:
+        """The voucher assistant's temporary vouchers, each with its rows."""
         with self._lock:
             return [
                 {
                     **{k: json_value(v) for k, v in rec.values.items()},
-                    "VoucherRowArray": [
-                        {k: json_value(v) for k, v in row.values.items()} for row in rec.rows
+                    "VoucherPostingArray": [
+                        {k: json_value(v) for k, v in r.values.items()}
+                        for r in self._temp_rows(rec)
                     ],
                 }
-                for rec in self._tables["VoucherSet"].values()
+                for rec in self._tables["TempVoucher"].values()
             ]
+
+    def _temp_rows(self, temp: _Record) -> list[_Record]:
+        objkey = temp.values["Objkey"]
+        return [r for r in self._tables["TempRow"].values() if r.values["ParentObjkey"] == objkey]
 
     # ------------------------------------------------------------ routing
     def _routes(self) -> list[Route]:
@@ -513,11 +573,14 @@ class IfsSim:
             Route("/__sim/requests", self._c_requests, methods=["GET"]),
             Route("/__sim/requests/reset", self._c_requests_reset, methods=["POST"]),
             Route("/__sim/vouchers", self._c_vouchers, methods=["GET"]),
+            Route("/__sim/temp-vouchers", self._c_temp_vouchers, methods=["GET"]),
+            Route("/__sim/update-gl", self._c_update_gl, methods=["POST"]),
+            Route("/__sim/approve", self._c_approve, methods=["POST"]),
+            Route("/__sim/batch-break", self._c_batch_break, methods=["POST"]),
             Route("/__sim/faults", self._c_faults, methods=["GET", "POST", "DELETE"]),
             Route("/__sim/code-part-values", self._c_code_part_values, methods=["POST"]),
             Route("/__sim/tokens/revoke", self._c_revoke, methods=["POST"]),
             Route("/__sim/credentials", self._c_credentials, methods=["GET", "POST"]),
-            Route("/__sim/templates/edit", self._c_template_edit, methods=["POST"]),
             Route("/__sim/periods", self._c_periods, methods=["POST"]),
             Route("/__sim/currency-rates", self._c_currency_rates, methods=["POST"]),
             Route("/__sim/settings", self._c_settings, methods=["GET", "POST"]),
@@ -663,19 +726,20 @@ class IfsSim:
                 raise_401,
                 {"WWW-Authenticate": f'Bearer realm="{self.realm}", error="invalid_token"'},
             )
+        self._update_gl()
         rest: str = request.path_params["rest"]
         m = re.fullmatch(r"([^/]+?)\.svc(?:/(.*))?", rest, re.DOTALL)
         if m is None:
             raise ODataError(
                 404, RESOURCE_NOTFOUND, f"Resource '{rest}' not found: expected <Projection>.svc/…"
             )
-        projection = PROJECTIONS.get(m.group(1))
+        projection = im.PROJECTIONS.get(m.group(1))
         if projection is None:
             raise ODataError(
                 404,
                 RESOURCE_NOTFOUND,
                 f"Projection '{m.group(1)}' does not exist (served here: "
-                f"{', '.join(p + '.svc' for p in PROJECTIONS)})",
+                f"{', '.join(p + '.svc' for p in im.PROJECTIONS)})",
             )
         root = (
             f"{self._base(request)}/{deployment}/ifsapplications/projection/v1/"
@@ -687,7 +751,11 @@ class IfsSim:
             if method not in ("GET", "HEAD"):
                 raise ODataError(405, "ODP_METHOD_NOT_ALLOWED", f"{method} is not allowed here")
             if sub == "$metadata":
-                return self._metadata(projection)
+                return Response(
+                    im.metadata(projection),
+                    media_type="application/xml",
+                    headers={"OData-Version": "4.0"},
+                )
             return _json(
                 {
                     "@odata.context": f"{root}/$metadata",
@@ -700,7 +768,7 @@ class IfsSim:
             if method != "POST":
                 raise ODataError(405, "ODP_METHOD_NOT_ALLOWED", "$batch takes POST only")
             return await self._batch(request, root)
-        set_name, key_text, nav = _split_resource(sub)
+        set_name, key_text, tail = _split_resource(sub)
         entity = projection.sets.get(set_name)
         if entity is None:
             raise ODataError(
@@ -709,43 +777,120 @@ class IfsSim:
                 f"Entity set '{set_name}' does not exist in projection {projection.name} "
                 f"(its entity sets: {', '.join(projection.sets)})",
             )
-        if method == "POST" and set_name == "VoucherSet" and key_text is None and nav is None:
-            return await self._post_voucher(request, root)
-        if method not in ("GET", "HEAD"):
-            raise ODataError(
-                405, "ODP_METHOD_NOT_ALLOWED", f"{method} is not allowed on {sub} in the simulator"
-            )
+        writable = set_name in projection.writable
         params = list(request.query_params.multi_items())
         if key_text is None:
-            return self._collection(request, root, set_name, entity, self._rows(set_name), params)
+            if method == "POST" and writable:
+                return await self._post_temp_voucher(request, root, set_name)
+            _read_only(method, sub)
+            records = self._source(projection.name, set_name)
+            return self._collection(request, root, set_name, entity, records, params)
         key = parse_key_predicate(key_text, entity, set_name)
         with self._lock:
-            record = self._tables[set_name].get(tuple(key[k] for k in entity.key))
+            record = self._find(projection.name, set_name, entity, key)
         if record is None:
             raise ODataError(
                 404,
                 RESOURCE_NOTFOUND,
                 f"No {set_name} entity with key ({format_key_predicate(key, entity)})",
             )
-        if nav is None:
+        entity_path = f"{set_name}({format_key_predicate(key, entity)})"
+        if tail is None:
+            _read_only(method, sub)
             opts = parse_query_options(params, entity, collection=False)
             body = {
                 "@odata.context": f"{root}/$metadata#{set_name}/$entity",
                 **self._entity_json(record, opts),
             }
             return _json(body, headers={"ETag": record.etag})
-        navigation = entity.navigation(nav)
-        if navigation is None:
+        if "." in tail:
+            action = projection.action(set_name, tail)
+            if action is None:
+                raise ODataError(
+                    404,
+                    RESOURCE_NOTFOUND,
+                    f"'{tail}' is not a bound action of {set_name} in {projection.name}",
+                )
+            if method != "POST":
+                raise ODataError(405, "ODP_METHOD_NOT_ALLOWED", f"{tail} takes POST only")
+            return await self._action(request, root, action.name, record)
+        navigation = entity.navigation(tail)
+        target = projection.type_named(navigation.target) if navigation else None
+        if navigation is None or target is None:
             raise ODataError(
                 404,
                 RESOURCE_NOTFOUND,
-                f"'{nav}' is not a navigation of {set_name} "
+                f"'{tail}' is not a navigation of {set_name} "
                 f"(navigations: {', '.join(n.name for n in entity.navigations) or 'none'})",
             )
-        context_path = f"{set_name}({format_key_predicate(key, entity)})/{nav}"
+        if method == "POST" and writable:
+            return await self._post_temp_row(request, root, entity_path, record)
+        _read_only(method, sub)
         with self._lock:
-            rows = list(record.rows)
-        return self._collection(request, root, context_path, VOUCHER_ROW, rows, params)
+            rows = self._children(record, tail)
+        return self._collection(request, root, f"{entity_path}/{tail}", target, rows, params)
+
+    def _source(self, projection: str, set_name: str) -> list[_Record]:
+        """The records an entity set serves."""
+        with self._lock:
+            if set_name == "VoucherSet":
+                if projection == im.VOUCHER_ENTRY_ASSISTANT:
+                    return list(self._tables["TempVoucher"].values())
+                return [r for r in self._tables["Voucher"].values() if not r.meta.get("in_gl")]
+            if set_name in ("VoucherRowSet", im.GL_ROWS_SET):
+                in_gl = set_name == im.GL_ROWS_SET
+                return [
+                    row
+                    for v in self._tables["Voucher"].values()
+                    if bool(v.meta.get("in_gl")) == in_gl
+                    for row in v.rows
+                ]
+            table = {
+                "AccountSet": "Account",
+                "CompanyFinanceSet": "CompanyFinance",
+                "AccountingYearSet": "AccountingYear",
+                "AccountingPeriodSet": "AccountingPeriod",
+                "CurrencyRateSet": "CurrencyRate",
+                "CurrencyTypeSet": "CurrencyType",
+                "CurrencyCodeSet": "CurrencyCode",
+            }.get(set_name) or set_name.removesuffix("Set")
+            return list(self._tables[table].values())
+
+    def _find(
+        self, projection: str, set_name: str, entity: EntityType, key: Mapping[str, Any]
+    ) -> _Record | None:
+        return next(
+            (
+                r
+                for r in self._source(projection, set_name)
+                if all(r.values.get(k) == v for k, v in key.items())
+            ),
+            None,
+        )
+
+    def _children(self, record: _Record, nav: str) -> list[_Record]:
+        v = record.values
+        if nav == "VoucherPostingArray":
+            return self._temp_rows(record)
+        if nav == "VoucherRowArray":
+            return list(record.rows)
+        if nav == "DetailUserGroups":
+            return self._user_group_periods(record)
+        if nav == "AccountingPeriodDetailArray":
+            return [
+                p
+                for p in self._tables["AccountingPeriod"].values()
+                if (p.values["Company"], p.values["AccountingYear"])
+                == (v["Company"], v["AccountingYear"])
+            ]
+        m = re.fullmatch(r"Code([B-J])Array", nav)
+        if m is not None:
+            return [
+                c
+                for c in self._tables[f"Code{m.group(1)}"].values()
+                if c.values["Company"] == v["Company"]
+            ]
+        raise AssertionError(nav)
 
     async def _batch(self, request: Request, root: str) -> Response:
         """OData `$batch` (console/sim/batch.py): parts run in order through this handler;
@@ -769,42 +914,45 @@ class IfsSim:
                 )
                 return _error(limited, {"Retry-After": str(retry_after)})
         runner = sim_batch.BatchRunner(
-            self._odata, self._batch_snapshot, self._batch_restore, self.batch_stats
+            self._odata,
+            self._batch_snapshot,
+            self._batch_restore,
+            self.batch_stats,
+            take_break=self._take_break,
         )
         return await runner.run(request, urlsplit(root).path, items)
 
-    def _batch_snapshot(self) -> tuple[dict[Any, _Record], dict[Any, int], dict[str, int]]:
-        # Posting vouchers only adds: a change set is undone by restoring these.
+    def _take_break(self) -> int | None:
+        with self._lock:
+            after, self._break_after = self._break_after, None
+        return after
+
+    def _batch_snapshot(
+        self,
+    ) -> tuple[dict[str, dict[Any, _Record]], dict[Any, int], dict[str, int]]:
+        # A change set only adds temporary vouchers, rows and vouchers, and removes temporary
+        # ones: restoring these undoes it.
         with self._lock:
             return (
-                dict(self._tables["VoucherSet"]),
+                {t: dict(self._tables[t]) for t in ("TempVoucher", "TempRow", "Voucher")},
                 dict(self._voucher_no),
                 dict(self._row_counters),
             )
 
     def _batch_restore(
-        self, state: tuple[dict[Any, _Record], dict[Any, int], dict[str, int]]
+        self, state: tuple[dict[str, dict[Any, _Record]], dict[Any, int], dict[str, int]]
     ) -> None:
         with self._lock:
-            self._tables["VoucherSet"] = state[0]
+            self._tables.update(state[0])
             self._voucher_no = state[1]
             self._row_counters = state[2]
-
-    def _rows(self, set_name: str) -> list[_Record]:
-        with self._lock:
-            return list(self._tables[set_name].values())
-
-    def _metadata(self, projection: _Projection) -> Response:
-        sets = {name: et.name for name, et in projection.sets.items()}
-        xml = edmx(f"IfsApp.{projection.name}", projection.types, sets)
-        return Response(xml, media_type="application/xml", headers={"OData-Version": "4.0"})
 
     def _entity_json(self, record: _Record, opts: QueryOptions) -> dict[str, Any]:
         luname, keyref = _luname_keyref(record.entity, record.values)
         body: dict[str, Any] = {"@odata.etag": record.etag, "luname": luname, "keyref": keyref}
         body.update(select_fields(record.values, opts.select))
-        if "VoucherRowArray" in opts.expand:
-            body["VoucherRowArray"] = [self._entity_json(r, QueryOptions()) for r in record.rows]
+        for nav in opts.expand:
+            body[nav] = [self._entity_json(r, QueryOptions()) for r in self._children(record, nav)]
         return body
 
     def _collection(
@@ -825,7 +973,8 @@ class IfsSim:
         body: dict[str, Any] = {"@odata.context": context}
         if opts.count:
             body["@odata.count"] = page.count
-        body["value"] = [self._entity_json(by_values[id(v)], opts) for v in page.rows]
+        with self._lock:
+            body["value"] = [self._entity_json(by_values[id(v)], opts) for v in page.rows]
         if page.next_skip is not None:
             kept = [(k, v) for k, v in params if k not in ("$skip", "$top")]
             kept.append(("$skip", str(page.next_skip)))
@@ -835,111 +984,195 @@ class IfsSim:
             body["@odata.nextLink"] = f"{self._base(request)}{request.url.path}?{query}"
         return _json(body)
 
-    # ------------------------------------------------------------ voucher POST
-    async def _post_voucher(self, request: Request, root: str) -> Response:
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/json":
-            raise _deserialization(
-                f"Content-Type must be application/json, not '{content_type or 'missing'}'"
+    # ------------------------------------------------------------ the voucher assistant
+    def _new_objkey(self) -> str:
+        return self._rng.getrandbits(128).to_bytes(16, "big").hex().upper()
+
+    async def _post_temp_voucher(self, request: Request, root: str, set_name: str) -> Response:
+        """CRUD_Create of the virtual VoucherEntry (OpennedFrom NEW_VOUCHER): the defaults
+        IFS prepares — year and period from the voucher date — and nothing stored for good."""
+        body = await _json_body(request, "one VoucherEntry")
+        values = _typed(body, im.VOUCHER_ENTRY_TEMP, im.TEMP_INPUT, "VoucherEntry")
+        for required in ("Company", "VoucherType"):
+            if values.get(required) is None:
+                raise _business(
+                    "FIELD_MANDATORY", f"Field {required} is mandatory for VoucherEntry"
+                )
+        opened = values.get("OpennedFrom") or "NEW_VOUCHER"
+        if opened != "NEW_VOUCHER":
+            raise _business(
+                "NOT_SUPPORTED", f"OpennedFrom {opened}: the simulator opens new vouchers only"
             )
-        raw = await request.body()
-        try:
-            body = money.loads(raw)
-        except (ValueError, UnicodeDecodeError) as err:
-            raise _deserialization(f"The request body is not valid JSON: {err}") from None
-        if not isinstance(body, dict):
-            raise _deserialization("The request body must be a JSON object (one Voucher)")
-        header, rows = _read_voucher_body(body)
+        status = values.get("VoucherStatus") or "Approved"
+        if status not in NEW_VOUCHER_STATUSES:
+            raise _business(
+                "VOUCHER_STATUS_INVALID",
+                f"A new voucher's status is one of {', '.join(NEW_VOUCHER_STATUSES)}, not {status}",
+            )
         with self._lock:
-            self._check_company_and_type(header)
-            if self.settings.require_if_match:
-                self._check_if_match(request, header)
-            record = self._validate_and_store(header, rows)
-            opts = QueryOptions(expand=("VoucherRowArray",))
-            out = {"@odata.context": f"{root}/$metadata#VoucherSet/$entity"}
-            out.update(self._entity_json(record, opts))
-            location = f"{root}/VoucherSet({format_key_predicate(record.values, VOUCHER)})"
+            co, vtype = values["Company"], values["VoucherType"]
+            if co not in self._currency:
+                raise _business("COMPANY_NOTEXIST", f"Company {co} does not exist")
+            if (co, vtype) not in self._voucher_types:
+                raise _business(
+                    "VOUCHER_TYPE_NOTEXIST", f"Voucher type {vtype} does not exist in company {co}"
+                )
+            day = values.get("VoucherDate") or self._now().date()
+            period = self._period_for(co, day)
+            found = (period.values["AccountingYear"], period.values["AccountingPeriod"])
+            given = (values.get("AccountingYear"), values.get("AccountingPeriod"))
+            if given != (None, None) and given != found:
+                raise _business(
+                    "PERIOD_MISMATCH",
+                    f"Voucher date {day.isoformat()} is not in accounting period "
+                    f"{given[0]}-{given[1]:02d}; it belongs to {found[0]}-{found[1]:02d}"
+                    if None not in given
+                    else f"Voucher date {day.isoformat()} belongs to {found[0]}-{found[1]:02d}",
+                )
+            values.update(
+                Objkey=self._new_objkey(),
+                VoucherDate=day,
+                AccountingYear=found[0],
+                AccountingPeriod=found[1],
+                VoucherStatus=status,
+                UserGroup=values.get("UserGroup") or DEFAULT_USER_GROUP,
+                AmountMethod=values.get("AmountMethod") or "GrossAmountEntry",
+                OpennedFrom=opened,
+            )
+            record = self._new_record("TempVoucher", im.VOUCHER_ENTRY_TEMP, values)
+            self._tables["TempVoucher"][(values["Objkey"],)] = record
+            out = {"@odata.context": f"{root}/$metadata#{set_name}/$entity"}
+            out.update(self._entity_json(record, QueryOptions()))
+            location = f"{root}/{set_name}(Objkey='{values['Objkey']}')"
         return _json(
             out, 201, {"Location": location, "OData-EntityId": location, "ETag": record.etag}
         )
 
-    def _check_company_and_type(self, header: dict[str, Any]) -> None:
-        co, vtype = header["Company"], header["VoucherType"]
-        if co not in self._currency:
-            raise _business("COMPANY_NOTEXIST", f"Company {co} does not exist")
-        if (co, vtype) not in self._tables["JournalTemplateSet"]:
-            raise _business(
-                "VOUCHER_TYPE_NOTEXIST", f"Voucher type {vtype} does not exist in company {co}"
+    async def _post_temp_row(
+        self, request: Request, root: str, entity_path: str, parent: _Record
+    ) -> Response:
+        """CRUD_Create of a VoucherPosting: voucher type, year, period and date come from the
+        temporary voucher, TransCode is MANUAL."""
+        body = await _json_body(request, "one VoucherPosting")
+        values = _typed(body, im.VOUCHER_POSTING, im.POSTING_INPUT, "VoucherPosting")
+        p = parent.values
+        if values.get("Company") not in (None, p["Company"]):
+            raise _deserialization("A row names another company than its voucher")
+        with self._lock:
+            if (p["Objkey"],) not in self._tables["TempVoucher"]:
+                raise ODataError(404, RESOURCE_NOTFOUND, "The temporary voucher is gone")
+            siblings = self._temp_rows(parent)
+            if values.get("RowNo") is None:
+                values["RowNo"] = max((r.values["RowNo"] or 0 for r in siblings), default=0) + 1
+            elif any(r.values["RowNo"] == values["RowNo"] for r in siblings):
+                raise _deserialization(f"RowNo {values['RowNo']} is already used in this voucher")
+            values.update(
+                Objkey=self._new_objkey(),
+                ParentObjkey=p["Objkey"],
+                Company=p["Company"],
+                VoucherType=p["VoucherType"],
+                AccountingYear=p["AccountingYear"],
+                AccountingPeriod=p["AccountingPeriod"],
+                VoucherDate=p["VoucherDate"],
+                TransCode="MANUAL",
             )
+            record = self._new_record("TempRow", im.VOUCHER_POSTING, values)
+            self._tables["TempRow"][(values["Objkey"],)] = record
+            out = {"@odata.context": f"{root}/$metadata#VoucherPosting/$entity"}
+            out.update(self._entity_json(record, QueryOptions()))
+            location = f"{root}/{entity_path}/VoucherPostingArray(Objkey='{values['Objkey']}')"
+        return _json(out, 201, {"Location": location, "ETag": record.etag})
 
-    def _check_if_match(self, request: Request, header: dict[str, Any]) -> None:
-        template = self._tables["JournalTemplateSet"][(header["Company"], header["VoucherType"])]
+    async def _action(self, request: Request, root: str, name: str, temp: _Record) -> Response:
+        await request.body()
+        with self._lock:
+            if (temp.values["Objkey"],) not in self._tables["TempVoucher"]:
+                raise ODataError(404, RESOURCE_NOTFOUND, "The temporary voucher is gone")
+            if self.settings.require_if_match:
+                self._check_if_match(request, temp)
+            if name == "RemoveTempVoucher":
+                self._drop_temp(temp)
+                return Response(status_code=204, headers={"OData-Version": "4.0"})
+            record = self._create_voucher(temp)
+        return _json(
+            {"@odata.context": f"{root}/$metadata#Edm.Int32", "value": record.values["VoucherNo"]}
+        )
+
+    def _drop_temp(self, temp: _Record) -> None:
+        for row in self._temp_rows(temp):
+            del self._tables["TempRow"][(row.values["Objkey"],)]
+        del self._tables["TempVoucher"][(temp.values["Objkey"],)]
+
+    def _check_if_match(self, request: Request, temp: _Record) -> None:
         if_match = request.headers.get("if-match")
         if if_match is None or not if_match.strip():
             raise ODataError(
                 428,
                 "ODP_MISSING_PRECONDITION",
-                "The If-Match header is missing: send the current ETag of journal template "
-                f"{header['VoucherType']} of company {header['Company']} (or *)",
+                "The If-Match header is missing: a bound action needs the ETag of the "
+                "voucher it acts on (or *)",
             )
         offered = [t.strip() for t in if_match.split(",")]
-        if "*" not in offered and template.etag not in offered:
+        if "*" not in offered and temp.etag not in offered:
             raise ODataError(
                 412,
                 "ODP_PRECONDITION_FAILED",
-                f"The journal template {header['VoucherType']} of company {header['Company']} "
-                "has been modified by another user; read it again to get its current ETag",
+                "The voucher has been modified by another user; read it again for its ETag",
             )
 
-    def _validate_and_store(self, header: dict[str, Any], rows: list[dict[str, Any]]) -> _Record:
-        """Validate as IFS does, then store header and rows together (or nothing)."""
-        co, vtype, day = header["Company"], header["VoucherType"], header["VoucherDate"]
+    def _create_voucher(self, temp: _Record) -> _Record:
+        """Create_Voucher___: validate as IFS does, number the voucher from the series of its
+        company, type and year, store header and rows in the hold table (or nothing), drop
+        the temporary voucher."""
+        h = temp.values
+        co, vtype, day = h["Company"], h["VoucherType"], h["VoucherDate"]
         period = self._period_for(co, day)
-        given = (header.get("AccountingYear"), header.get("AccountingPeriod"))
-        found = (period.values["AccountingYear"], period.values["AccountingPeriod"])
-        if given != (None, None) and given != found:
-            label = f"{given[0]}-{given[1]:02d}" if None not in given else f"{given[0]}-{given[1]}"
-            raise _business(
-                "PERIOD_MISMATCH",
-                f"Voucher date {day.isoformat()} is not in accounting period {label}; "
-                f"it belongs to {found[0]}-{found[1]:02d}",
-            )
-        if str(period.values["PeriodStatus"]).lower() != "open":
+        year, per = period.values["AccountingYear"], period.values["AccountingPeriod"]
+        group = h["UserGroup"] or DEFAULT_USER_GROUP
+        status = self._group_period_status(period, group)
+        if status != "Open":
             raise _business(
                 "PERIOD_CLOSED",
-                f"Accounting period {found[0]}-{found[1]:02d} is "
-                f"{str(period.values['PeriodStatus']).lower()}",
+                f"Accounting period {year}-{per:02d} is {_status_words(status)} for user group "
+                f"{group} in the general ledger",
             )
+        rows = [
+            dict(r.values) for r in sorted(self._temp_rows(temp), key=lambda r: r.values["RowNo"])
+        ]
+        if not rows:
+            raise _business("FIELD_MANDATORY", "The voucher has no rows")
         company_currency = self._currency[co]
-        for row_index, row in enumerate(rows, start=1):
-            self._check_row(co, day, company_currency, row_index, row)
+        for index, row in enumerate(rows, start=1):
+            self._check_row(co, day, company_currency, index, row)
         _check_balance(rows, company_currency)
-
-        year = found[0]
+        vt = self._voucher_types[(co, vtype)]
+        voucher_status = h["VoucherStatus"]
+        if vt.ApprovalRequired and voucher_status == "Approved":
+            voucher_status = "AwaitingApproval"
         counter = (co, vtype, year)
         voucher_no = self._voucher_no.get(counter, 0) + 1
         self._voucher_no[counter] = voucher_no
-        values = dict.fromkeys(VOUCHER.names) | header
-        values.update(AccountingYear=year, AccountingPeriod=found[1], VoucherNo=voucher_no)
-        record = self._new_record("VoucherSet", VOUCHER, values)
-        used = {r["RowNo"] for r in rows if r.get("RowNo") is not None}
-        next_no = 1
+        values = {k: h.get(k) for k in im.VOUCHER_ENTRY_HOLD.names}
+        values.update(
+            AccountingYear=year,
+            AccountingPeriod=per,
+            VoucherNo=voucher_no,
+            VoucherStatus=voucher_status,
+        )
+        record = self._new_record("Voucher", im.VOUCHER_ENTRY_HOLD, values)
+        record.meta["in_gl"] = False
+        if voucher_status == "Approved":
+            record.meta["approved_at"] = self._clock()
         for row in rows:
-            if row.get("RowNo") is None:
-                while next_no in used:
-                    next_no += 1
-                row["RowNo"] = next_no
-                used.add(next_no)
-            row_values = dict.fromkeys(VOUCHER_ROW.names) | row
-            row_values.update(
-                Company=co, VoucherType=vtype, AccountingYear=year, VoucherNo=voucher_no
-            )
-            record.rows.append(self._new_record("VoucherRowArray", VOUCHER_ROW, row_values))
-        self._tables["VoucherSet"][record.key] = record
+            row_values = {k: row.get(k) for k in im.VOUCHER_ROW.names}
+            row_values.update(VoucherNo=voucher_no, AccountingYear=year, AccountingPeriod=per)
+            record.rows.append(self._new_record("VoucherRow", im.VOUCHER_ROW, row_values))
+        self._tables["Voucher"][record.key] = record
+        self._drop_temp(temp)
         return record
 
     def _period_for(self, co: str, day: date) -> _Record:
-        for rec in self._tables["AccountingPeriodSet"].values():
+        for rec in self._tables["AccountingPeriod"].values():
             v = rec.values
             if v["Company"] == co and v["DateFrom"] <= day <= v["DateUntil"]:
                 return rec
@@ -952,10 +1185,30 @@ class IfsSim:
     ) -> None:
         if row.get("Account") is None:
             raise _business("FIELD_MANDATORY", f"Field Account is mandatory (row {index})")
-        self._check_code_part(co, day, "A", row["Account"], None)
-        for letter, name in zip("BCDEFGHIJ", CODE_PART_FIELDS, strict=True):
+        account = self._check_code_part(co, day, "A", row["Account"])
+        for letter, name in zip(im.CODE_PARTS, CODE_PART_FIELDS, strict=True):
+            demand = account.values.get(f"ReqCode{letter}")
             if row.get(name):
-                self._check_code_part(co, day, letter, row[name], name)
+                if demand == "Blocked":
+                    raise _business(
+                        "CODE_PART_BLOCKED",
+                        f"Code part {name} is blocked for account {row['Account']} (row {index})",
+                    )
+                self._check_code_part(co, day, letter, row[name])
+            elif demand == "Mandatory":
+                raise _business(
+                    "CODE_PART_MANDATORY",
+                    f"Code part {name} is mandatory for account {row['Account']} (row {index})",
+                )
+        if account.values.get("ReqQuantity") == "Mandatory" and row.get("Quantity") is None:
+            raise _business(
+                "QUANTITY_MANDATORY",
+                f"Quantity is mandatory for account {row['Account']} (row {index})",
+            )
+        if account.values.get("ReqText") == "Mandatory" and not row.get("Text"):
+            raise _business(
+                "TEXT_MANDATORY", f"Text is mandatory for account {row['Account']} (row {index})"
+            )
         if row.get("CurrencyCode") is None:
             row["CurrencyCode"] = company_currency
         if row.get("CurrencyRate") is None:
@@ -983,10 +1236,10 @@ class IfsSim:
                 f"Row {index} has its currency and accounting amounts on different sides",
             )
 
-    def _check_code_part(
-        self, co: str, day: date, letter: str, value: str, name: str | None
-    ) -> None:
-        rec = self._tables["CodePartValueSet"].get((co, letter, value))
+    def _check_code_part(self, co: str, day: date, letter: str, value: str) -> _Record:
+        table = "Account" if letter == "A" else f"Code{letter}"
+        rec = self._tables[table].get((co, value))
+        name = None if letter == "A" else f"Code{letter}"
         if rec is None:
             if name is None:
                 raise _business(
@@ -1002,6 +1255,7 @@ class IfsSim:
                 "ACCOUNT_NOTVALID" if name is None else "CODE_PART_VALUE_NOTVALID",
                 f"{what} is not valid on {day.isoformat()}",
             )
+        return rec
 
     # ------------------------------------------------------------ control routes
     async def _c_requests(self, request: Request) -> Response:
@@ -1082,33 +1336,72 @@ class IfsSim:
             ]
         return _json({"clients": rows})
 
-    async def _c_template_edit(self, request: Request) -> Response:
+    async def _c_temp_vouchers(self, request: Request) -> Response:
+        return _json(self.temp_vouchers())
+
+    async def _c_update_gl(self, request: Request) -> Response:
+        return _json({"updated": self._update_gl(force=True)})
+
+    async def _c_approve(self, request: Request) -> Response:
+        """Approve vouchers awaiting approval (one, named by its keys, or every one)."""
         body = await _control_body(request)
-        key = (body.get("Company"), body.get("VoucherType")) if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            return _control_error(
+                "approve: expected {Company, VoucherType, AccountingYear, VoucherNo} or {}"
+            )
+        keys = ("Company", "AccountingYear", "VoucherType", "VoucherNo")
+        wanted = tuple(body.get(k) for k in keys)
+        approved = []
         with self._lock:
-            rec = self._tables["JournalTemplateSet"].get(key) if key else None
-            if rec is None:
-                return _control_error(f"no journal template for {key}", 404)
-            if isinstance(body.get("Description"), str):
-                rec.values["Description"] = body["Description"]
-            self._touch(rec)
-            return _json(self._entity_json(rec, QueryOptions()))
+            for rec in self._tables["Voucher"].values():
+                if body and rec.key != wanted:
+                    continue
+                if rec.values["VoucherStatus"] in ("AwaitingApproval", "PartiallyApproved"):
+                    rec.values["VoucherStatus"] = "Approved"
+                    rec.meta["approved_at"] = self._clock()
+                    self._touch(rec)
+                    approved.append(self._voucher_json(rec))
+        if body and not approved:
+            return _control_error(f"no voucher awaiting approval with keys {wanted}", 404)
+        return _json({"approved": approved})
+
+    async def _c_batch_break(self, request: Request) -> Response:
+        body = await _control_body(request)
+        after = body.get("after_parts") if isinstance(body, dict) else None
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            return _control_error('batch-break: expected {"after_parts": n} with n >= 0')
+        with self._lock:
+            self._break_after = after
+        return _json({"after_parts": after})
 
     async def _c_periods(self, request: Request) -> Response:
+        """Set a period's status (for every user group without its own), or with `UserGroup`
+        for that group only; other fields create or change the period."""
         body = await _control_body(request)
         co, err = _company_of(body, self._currency)
         if err:
             return err
+        group = body.get("UserGroup")
         with self._lock:
             key = (co, body.get("AccountingYear"), body.get("AccountingPeriod"))
-            existing = self._tables["AccountingPeriodSet"].get(key)
+            existing = self._tables["AccountingPeriod"].get(key)
+            if group is not None:
+                if existing is None or not isinstance(group, str) or not group:
+                    return _control_error("UserGroup: an existing period and a group name", 404)
+                status = _period_status(str(body.get("PeriodStatus", "Open")))
+                self._group_status[(*key, group)] = status
+                self._user_groups.setdefault(co, {DEFAULT_USER_GROUP}).add(group)
+                return _json({"UserGroup": group, "PeriodStatus": status})
             merged = dict(existing.values) if existing else {}
+            if existing is not None:
+                merged["PeriodStatus"] = existing.meta.get("PeriodStatus", "Open")
             merged.update(body)
             try:
                 period = ds.Period.model_validate(merged)
             except ValidationError as exc:
                 return _control_error(_describe(exc, "period"))
-            return _json(self._entity_json(self._put_period(co, period), QueryOptions()))
+            rec = self._put_period(co, period)
+            return _json({**self._entity_json(rec, QueryOptions()), **rec.meta})
 
     async def _c_currency_rates(self, request: Request) -> Response:
         body = await _control_body(request)
@@ -1149,13 +1442,79 @@ class IfsSim:
 
 
 # ---------------------------------------------------------------- helpers
+# ---------------------------------------------------------------- helpers
 def _uuid(rng: random.Random) -> str:
     h = rng.getrandbits(128).to_bytes(16, "big").hex()
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:32]}"
 
 
+def _period_status(text: str) -> str:
+    """A period status as IFS's identifier (Open, Closed, FinallyClosed), from either that or
+    the older dataset spelling ("Final closed", "O", …)."""
+    folded = re.sub(r"[\s_-]", "", text).lower()
+    return {
+        "open": "Open",
+        "o": "Open",
+        "closed": "Closed",
+        "c": "Closed",
+        "finallyclosed": "FinallyClosed",
+        "finalclosed": "FinallyClosed",
+        "f": "FinallyClosed",
+    }.get(folded, text)
+
+
+def _status_words(status: str) -> str:
+    return {"FinallyClosed": "finally closed"}.get(status, status.lower())
+
+
+def _read_only(method: str, sub: str) -> None:
+    if method not in ("GET", "HEAD"):
+        raise ODataError(405, "ODP_METHOD_NOT_ALLOWED", f"{method} is not allowed on {sub}")
+
+
+async def _json_body(request: Request, what: str) -> dict[str, Any]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise _deserialization(
+            f"Content-Type must be application/json, not '{content_type or 'missing'}'"
+        )
+    raw = await request.body()
+    try:
+        body = money.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise _deserialization(f"The request body is not valid JSON: {err}") from None
+    if not isinstance(body, dict):
+        raise _deserialization(f"The request body must be a JSON object ({what})")
+    return body
+
+
+def _typed(
+    body: Mapping[str, Any], entity: EntityType, allowed: Iterable[str], what: str
+) -> dict[str, Any]:
+    """Type-check a body's properties; unknown ones are refused by name, and so are
+    properties the server assigns."""
+    allowed = frozenset(allowed)
+    out: dict[str, Any] = {}
+    for name, value in body.items():
+        if name.startswith("@"):
+            continue
+        prop = entity.prop(name)
+        if prop is None:
+            raise _deserialization(f"Property '{name}' does not exist on {what}")
+        if name not in allowed:
+            if value is None:
+                continue
+            raise _deserialization(f"{name} is set by IFS and cannot be given on {what}")
+        try:
+            out[name] = coerce_json(prop, value)
+        except ValueError as err:
+            raise _deserialization(str(err)) from None
+    return out
+
+
 def _split_resource(sub: str) -> tuple[str, str | None, str | None]:
-    """`Set(keys)/Nav` -> (Set, keys, Nav); quotes inside the key predicate are respected."""
+    """`Set(keys)/Nav` or `Set(keys)/IfsApp.P.Entity_Action` -> (Set, keys, tail); quotes
+    inside the key predicate are respected."""
     m = re.match(r"[A-Za-z_]\w*", sub)
     if m is None:
         raise ODataError(404, RESOURCE_NOTFOUND, f"Resource '{sub}' not found")
@@ -1177,64 +1536,9 @@ def _split_resource(sub: str) -> tuple[str, str | None, str | None]:
     rest = sub[pos:]
     if rest in ("", "/"):
         return name, key, None
-    if key is not None and re.fullmatch(r"/[A-Za-z_]\w*/?", rest):
+    if key is not None and re.fullmatch(r"/[A-Za-z_][\w.]*/?", rest):
         return name, key, rest.strip("/")
     raise ODataError(404, RESOURCE_NOTFOUND, f"Resource '{sub}' not found")
-
-
-def _read_voucher_body(body: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Type-check the header and rows; unknown properties are refused by name."""
-    header: dict[str, Any] = {}
-    for name, value in body.items():
-        if name.startswith("@") or name == "VoucherRowArray":
-            continue
-        prop = VOUCHER.prop(name)
-        if prop is None:
-            raise _deserialization(f"Property '{name}' does not exist on Voucher")
-        if prop.computed and value is not None:
-            raise _deserialization(
-                f"{name} is assigned by the voucher type's number series and cannot be given"
-            )
-        try:
-            header[name] = coerce_json(prop, value)
-        except ValueError as err:
-            raise _deserialization(str(err)) from None
-    for required in ("Company", "VoucherType", "VoucherDate"):
-        if header.get(required) is None:
-            raise _business("FIELD_MANDATORY", f"Field {required} is mandatory for Voucher")
-    raw_rows = body.get("VoucherRowArray")
-    if not isinstance(raw_rows, list) or not raw_rows:
-        raise _business(
-            "FIELD_MANDATORY", "VoucherRowArray must hold the voucher rows (at least one)"
-        )
-    allowed = {p.name: p for p in _ROW_INPUT}
-    rows: list[dict[str, Any]] = []
-    for index, raw in enumerate(raw_rows, start=1):
-        if not isinstance(raw, dict):
-            raise _deserialization(f"VoucherRowArray item {index} must be an object")
-        row: dict[str, Any] = {}
-        for name, value in raw.items():
-            if name.startswith("@"):
-                continue
-            if name in ("VoucherType", "AccountingYear", "VoucherNo"):
-                continue  # parent keys: taken from the header
-            prop = allowed.get(name)
-            if prop is None:
-                raise _deserialization(
-                    f"Property '{name}' does not exist on VoucherRow (row {index})"
-                )
-            try:
-                row[name] = coerce_json(prop, value)
-            except ValueError as err:
-                raise _deserialization(f"{err} (row {index})") from None
-        if row.get("Company") not in (None, header["Company"]):
-            raise _deserialization(f"Row {index} names another company than its voucher")
-        row.pop("Company", None)
-        rows.append(row)
-    row_nos = [r["RowNo"] for r in rows if r.get("RowNo") is not None]
-    if len(row_nos) != len(set(row_nos)):
-        raise _deserialization("RowNo values must be unique within the voucher")
-    return header, rows
 
 
 def _check_balance(rows: list[dict[str, Any]], company_currency: str) -> None:

@@ -22,7 +22,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 from xml.sax.saxutils import quoteattr
 
-EdmType = Literal["Edm.String", "Edm.Date", "Edm.Decimal", "Edm.Int32"]
+EdmType = Literal["Edm.String", "Edm.Date", "Edm.Decimal", "Edm.Int32", "Edm.Boolean"]
 _BOOL = "Edm.Boolean"
 _NULL = "null"
 _NUMERIC = ("Edm.Int32", "Edm.Decimal")
@@ -138,6 +138,10 @@ def coerce_json(prop: Property, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | Decimal):
             raise ValueError(f"{prop.name} must be a number (Edm.Decimal)")
         return Decimal(value)
+    if prop.type == "Edm.Boolean":
+        if not isinstance(value, bool):
+            raise ValueError(f"{prop.name} must be true or false (Edm.Boolean)")
+        return value
     if prop.type == "Edm.Date":
         if not isinstance(value, str) or not _DATE_RE.fullmatch(value):
             raise ValueError(f"{prop.name} must be a date yyyy-mm-dd (Edm.Date)")

@@ -146,7 +146,7 @@ def test_random_sigkills_then_recovery(tmp_path):
     """14 SIGKILLs at random moments from outside, then a clean cycle."""
     rng = random.Random(6)
     with demo_world(tmp_path, reports=40) as world:
-        add_fault(world.sims.ifs_url, route="VoucherSet", method="POST", fault="latency",
+        add_fault(world.sims.ifs_url, route="VoucherEntryAssistantHandling", method="POST", fault="latency",
                   latency_ms=15)  # fmt: skip
         # A run that finishes before its kill is just a completed cycle: keep going until 14
         # kills have landed mid-run (bounded), so the figure does not depend on machine speed.
@@ -170,7 +170,7 @@ def test_hundreds_of_kills_over_many_cycles(tmp_path):
     rng = random.Random(2026)
     total_kills: Counter[str] = Counter()
     with demo_world(tmp_path, reports=60) as world:
-        add_fault(world.sims.ifs_url, route="VoucherSet", method="POST", fault="latency",
+        add_fault(world.sims.ifs_url, route="VoucherEntryAssistantHandling", method="POST", fault="latency",
                   latency_ms=10)  # fmt: skip
         total_kills += placed_kills(world, ["in-migration"])
         span = cycle_seconds(world)

@@ -42,7 +42,10 @@ CRASH_ENV = "ML_CONSOLE_TEST_CRASH_AT"
 # IFS requests per posted voucher in a cycle, beyond the cycle's few reference reads.
 BUDGET_PER_VOUCHER = 1.1
 REVERSAL_REQUESTS = 2
-CYCLE_READS = 8
+# The reference reads (accounts, code parts B–J in one $batch, periods and their status per
+# user group, rate types and rates in one $batch) and the pre-post lookups (hold table and
+# GL) of a cycle.
+CYCLE_READS = 12
 
 
 def _libfaketime() -> str | None:

@@ -16,7 +16,7 @@ from tests.conftest import sim_control
 from tests.e2e.conftest import sim_post
 from tests.tui.test_screens import SIZE, settle
 
-VOUCHER_POST = "/main/ifsapplications/projection/v1/ManualVoucherHandling.svc/VoucherSet"
+VOUCHER_POST = "/main/ifsapplications/projection/v1/VoucherEntryAssistantHandling.svc/$batch"
 
 
 def voucher_posts(sims: Any) -> int:
@@ -33,7 +33,7 @@ async def test_console_post_while_every_runs_posts_each_report_once(
     sim_post(
         small_sims.ifs_url,
         "/__sim/faults",
-        {"route": "VoucherSet", "method": "POST", "fault": "latency", "latency_ms": 1500},
+        {"route": "VoucherEntryAssistantHandling", "method": "POST", "fault": "latency", "latency_ms": 1500},
     )
     app = make_app()
     notes: list[str] = []
