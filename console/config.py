@@ -184,6 +184,12 @@ class IfsConfig(_Section):
     )
     batch: bool = Field(False, description="send vouchers in OData $batch requests")
     batch_size: int = Field(50, ge=1, le=1000, description="vouchers per $batch request")
+    max_batch_parts: int = Field(
+        1000,
+        ge=10,
+        description="the most requests the tenant takes in one $batch (a voucher is its rows"
+        " plus 2; batches of vouchers are cut to fit, and a report too big for one is held)",
+    )
     batch_counts_parts: bool = Field(
         False,
         description="whether the tenant's rate limit counts each part of a $batch (IFS publishes"

@@ -168,14 +168,16 @@ def post_plan(
     progress: Callable[[PostProgress], None] | None = None,
     concurrency: int = 1,
     batch_size: int = 0,
+    batch_parts: int = 1000,
 ) -> PostOutcome:
     """Post every voucher of the plan, unchanged, once. A business rejection fails that report
     and the run goes on; an auth or reachability failure stops it (raised after the outcome of
     every voucher in flight is recorded).
 
     Each voucher's intent is committed before its request goes out, whatever the path:
-    - `batch_size` > 0: `$batch` requests of up to that many vouchers, one change set each
-      (`ifs` must have `post_vouchers_batch`); a lost answer is resolved voucher by voucher;
+    - `batch_size` > 0: `$batch` requests of up to that many vouchers and `batch_parts`
+      requests (a voucher is its rows plus 2), one change set each (`ifs` must have
+      `post_vouchers_batch`); a lost answer is resolved voucher by voucher;
     - `concurrency` > 1: up to that many single POSTs in flight, so the pipe stays full up to
       the rate limit (the client's limiter paces them; its connection pool bounds them too);
     - otherwise one POST after another.
@@ -187,7 +189,7 @@ def post_plan(
         # exactly one voucher is posted in IFS and unrecorded here.
         concurrency, batch_size = 1, 0
     if batch_size > 0:
-        _post_batches(poster, plan.vouchers, batch_size)
+        _post_batches(poster, plan.vouchers, batch_size, batch_parts)
     elif concurrency > 1:
         _post_concurrently(poster, plan.vouchers, concurrency)
     else:
@@ -229,12 +231,33 @@ def _post_concurrently(
         raise stop
 
 
-def _post_batches(poster: _Poster, vouchers: Sequence[PlannedVoucher], batch_size: int) -> None:
+def batches_of(
+    vouchers: Sequence[PlannedVoucher], batch_size: int, batch_parts: int
+) -> list[Sequence[PlannedVoucher]]:
+    """The vouchers cut into `$batch` requests, in order: at most `batch_size` vouchers and
+    `batch_parts` requests each (a voucher's change set is its temporary voucher, its rows
+    and CreateVoucher). A voucher bigger than that goes alone (IFS says why it refuses)."""
+    out: list[Sequence[PlannedVoucher]] = []
+    start, parts = 0, 0
+    for i, pv in enumerate(vouchers):
+        need = len(pv.rows) + 2
+        if i > start and (i - start >= batch_size or parts + need > batch_parts):
+            out.append(vouchers[start:i])
+            start, parts = i, 0
+        parts += need
+    if start < len(vouchers):
+        out.append(vouchers[start:])
+    return out
+
+
+def _post_batches(
+    poster: _Poster, vouchers: Sequence[PlannedVoucher], batch_size: int, batch_parts: int
+) -> None:
     send = getattr(poster.ifs, "post_vouchers_batch", None)
     if send is None:
         raise TypeError("posting in batches needs an IFS client with post_vouchers_batch")
-    for start in range(0, len(vouchers), batch_size):
-        attempts = [a for a in map(poster.begin, vouchers[start : start + batch_size]) if a]
+    for chunk in batches_of(vouchers, batch_size, batch_parts):
+        attempts = [a for a in map(poster.begin, chunk) if a]
         if not attempts:
             continue
         results: list[Voucher | BaseException]

@@ -12,6 +12,13 @@ reading what the store knows of other reports):
   both are right: `ml-console replay REPORT_ID --confirm-duplicate` records the confirmation
   (audited) and posts it. The first report posts as usual.
 
+- **Too many lines for one voucher.** IFS takes a voucher in one `$batch` change set
+  (temporary voucher, one request per row, CreateVoucher), and a tenant takes at most
+  `ifs.max_batch_parts` requests in one `$batch`. A report whose lines cannot fit (each line
+  is a row; the credit row, the header and CreateVoucher come on top) is held as
+  `too-many-lines:{lines}` rather than refused by IFS at posting: split it in Expensify, or
+  settle it with `ml-console exclude`.
+
 The confirmations live in the state file (a cursor entry), so they survive restarts.
 """
 
@@ -30,6 +37,10 @@ from console.validate import ValidatedReport
 
 ZERO_AMOUNT = "zero-amount"
 DUPLICATE_TRANSACTION = "duplicate-transaction"
+TOO_MANY_LINES = "too-many-lines"
+# Requests of a voucher's change set besides one per line: the temporary voucher, at least
+# one credit row, CreateVoucher.
+_PARTS_BESIDES_LINES = 3
 CONFIRMED_DUPLICATES = "duplicates.confirmed"  # cursor: JSON list of confirmed report IDs
 
 
@@ -41,10 +52,13 @@ class ReportChecks:
 
     shared: Mapping[str, Sequence[tuple[str, str, str]]]
     confirmed: frozenset[str]
+    max_batch_parts: int = 1000
 
     @classmethod
-    def load(cls, store: Store) -> ReportChecks:
-        return cls(store.shared_transactions(), frozenset(confirmed_duplicates(store)))
+    def load(cls, store: Store, max_batch_parts: int = 1000) -> ReportChecks:
+        return cls(
+            store.shared_transactions(), frozenset(confirmed_duplicates(store)), max_batch_parts
+        )
 
     def apply(self, validated: ValidatedReport) -> ValidatedReport:
         """The report with the holds these checks add (none: the same object)."""
@@ -59,6 +73,16 @@ class ReportChecks:
                     f"{ZERO_AMOUNT}:{len(lines)}",
                     f"report {validated.report_id}: every line ({len(lines)}) is zero, so there "
                     "is nothing to post; check it in Expensify, then settle it with "
+                    f'`ml-console exclude {validated.report_id} --reason "..."`',
+                )
+            )
+        if len(lines) + _PARTS_BESIDES_LINES > self.max_batch_parts:
+            added.append(
+                Hold(
+                    f"{TOO_MANY_LINES}:{len(lines)}",
+                    f"report {validated.report_id}: {len(lines)} lines do not fit in one IFS "
+                    f"voucher request (at most {self.max_batch_parts} parts per $batch, "
+                    "ifs.max_batch_parts); split the report in Expensify, or settle it with "
                     f'`ml-console exclude {validated.report_id} --reason "..."`',
                 )
             )

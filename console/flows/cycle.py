@@ -232,7 +232,8 @@ class Engine(Session):
         overrides = self.overrides()
         verdicts: list[_Verdict] = []
         previous = dict(keys)
-        checks = ReportChecks.load(self.store)  # all-zero reports, duplicate transactions
+        # all-zero reports, duplicate transactions, reports too big for one voucher request
+        checks = ReportChecks.load(self.store, self.settings.ifs.max_batch_parts)
         # Raw JSON text a batch at a time, parsed one report at a time.
         for rid, _status, raw_text in self.store.iter_reports_raw_text(statuses, keys=keys):
             evaluation, _policy = self._evaluate_one(
@@ -319,7 +320,7 @@ class Engine(Session):
         ref = self.reference()
         overrides = self.overrides()
         cache.inputs(posting, policies, overrides.targets, ref)
-        checks = ReportChecks.load(self.store)
+        checks = ReportChecks.load(self.store, self.settings.ifs.max_batch_parts)
         # A report that shares a transaction with another is re-checked every time (which
         # of them holds depends on the others and on confirmations); it is rare, so cheap.
         sharing = {owner[1] for owners in checks.shared.values() for owner in owners}
@@ -443,6 +444,7 @@ class Engine(Session):
                         progress=progress,
                         concurrency=cfg.concurrency,
                         batch_size=cfg.batch_size if cfg.batch else 0,
+                        batch_parts=cfg.max_batch_parts,
                     ),
                 )
                 try:

@@ -480,16 +480,7 @@ class IfsClient:
             chunk = targets[start : start + _GET_BATCH]
             paged = [_with_top(t, self.page_size) for t in chunk]
             body, content_type = batch_wire.build_get_batch(paged)
-            response = self._request(
-                "POST",
-                self._set_url(service) + "/$batch",
-                content=body,
-                headers={"Content-Type": content_type, "Accept": "multipart/mixed"},
-                what=f"reading {service} in a batch",
-            )
-            answers = batch_wire.parse_batch_answer(
-                response.content, response.headers.get("content-type", "")
-            )
+            answers = self._read_batch(service, body, content_type)
             if len(answers) != len(chunk):
                 raise ProtocolError(
                     SERVICE,
@@ -523,6 +514,31 @@ class IfsClient:
                     )
                 out.append(rows)
         return out
+
+    def _read_batch(
+        self, service: str, body: bytes, content_type: str
+    ) -> list[batch_wire.PartAnswer | list[batch_wire.PartAnswer]]:
+        """One `$batch` of reads. An answer that is not a readable multipart body (a proxy
+        or connection fault) is asked for once more, as a plain read would be: a second
+        bad answer is reported."""
+        what = f"reading {service} in a batch"
+        for attempt in (1, 2):
+            response = self._request(
+                "POST",
+                self._set_url(service) + "/$batch",
+                content=body,
+                headers={"Content-Type": content_type, "Accept": "multipart/mixed"},
+                what=what,
+            )
+            try:
+                return batch_wire.parse_batch_answer(
+                    response.content, response.headers.get("content-type", "")
+                )
+            except ProtocolError:
+                if attempt == 2:
+                    raise
+                log.info("%s: the answer was not a readable batch; asking once more", what)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _get_rest(
         self, service: str, target: str, link: str | None, rows: list[dict[str, Any]]

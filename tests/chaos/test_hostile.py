@@ -179,7 +179,7 @@ def template_errors(world: World, mode: str) -> None:
 
 def judge(world: World, cases: list[tuple[str, str, dict[str, Any]]]) -> Counter[str]:
     """Run a cycle and check every case; returns outcome counts."""
-    code, _summary, err = world.console.auto()
+    code, summary, err = world.console.auto()
     assert code == 3, f"exit {code}: {err[-2000:]}"
     assert "Traceback" not in err
     held_proc = world.console.run("held", "--json")
@@ -195,7 +195,7 @@ def judge(world: World, cases: list[tuple[str, str, dict[str, Any]]]) -> Counter
             assert not posted and not is_held, f"{kind} ({rid}) is not ours"
             outcomes["ignored"] += 1
             continue
-        assert posted != is_held, f"{kind} ({rid}): posted={posted} held={is_held}"
+        assert posted != is_held, f"{kind} ({rid}): posted={posted} held={is_held} {summary}"
         if is_held:
             reason = held[rid].get("reason") or ""
             assert reason and ":" in reason, f"{kind}: held without a clear reason: {held[rid]}"

@@ -93,7 +93,9 @@ def test_each_difference_is_named_with_the_key_to_set() -> None:
     assert wrong.found == "Edm.String"
     assert "Edm.Double" in wrong.expected
     assert all(f.config_key == "ifs.projections.voucher_entry" for f in findings)
-    assert "VoucherEntry_MakeVoucher" in next(f for f in findings if f.kind == "missing-action").found
+    assert (
+        "VoucherEntry_MakeVoucher" in next(f for f in findings if f.kind == "missing-action").found
+    )
 
 
 def test_a_renamed_entity_set_lists_what_the_tenant_serves() -> None:

@@ -164,7 +164,12 @@ def test_a_lost_answer_is_looked_up_and_recorded_never_posted_twice(tmp_path, si
         sims.ifs_url,
         "faults",
         "POST",
-        {"fault": "drop-after", "route": "VoucherEntryAssistantHandling", "method": "POST", "count": 1},
+        {
+            "fault": "drop-after",
+            "route": "VoucherEntryAssistantHandling",
+            "method": "POST",
+            "count": 1,
+        },
     )
     _, data, err = close(console, "--accrue-card-spend", "--confirm", env=NOV_30)
     [result] = data["cardAccrual"]["results"]

@@ -88,7 +88,13 @@ def test_a_voucher_ifs_refused_alerts_once(alert_console, small_sims, webhook):
     sim_post(
         small_sims.ifs_url,
         "/__sim/faults",
-        {"route": "VoucherEntryAssistantHandling", "method": "POST", "fault": "status", "status": 400, "count": 1},
+        {
+            "route": "VoucherEntryAssistantHandling",
+            "method": "POST",
+            "fault": "status",
+            "status": 400,
+            "count": 1,
+        },
     )
     code, summary, err = alert_console.auto()
     assert code == 3, err

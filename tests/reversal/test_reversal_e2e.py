@@ -145,7 +145,12 @@ def test_unknown_outcome_on_reversal_is_reconciled(small_console, small_sims):
     sim_post(
         small_sims.ifs_url,
         "/__sim/faults",
-        {"route": "VoucherEntryAssistantHandling", "method": "POST", "fault": "drop-after", "count": 1},
+        {
+            "route": "VoucherEntryAssistantHandling",
+            "method": "POST",
+            "fault": "drop-after",
+            "count": 1,
+        },
     )
     _code, _s, err = small_console.auto(env=DEC_1)
     small_console.auto(env=DEC_1)
@@ -161,7 +166,13 @@ def test_reversal_refused_by_ifs_fails_the_run_and_is_retried(small_console, sma
     sim_post(
         small_sims.ifs_url,
         "/__sim/faults",
-        {"route": "VoucherEntryAssistantHandling", "method": "POST", "fault": "status", "status": 400, "count": 1},
+        {
+            "route": "VoucherEntryAssistantHandling",
+            "method": "POST",
+            "fault": "status",
+            "status": 400,
+            "count": 1,
+        },
     )
     code, s, err = small_console.auto(env=DEC_1)
     refused = [f for f in s["failed_reports"] if f["reason"].startswith("reversal: ")]

@@ -33,7 +33,12 @@ async def test_console_post_while_every_runs_posts_each_report_once(
     sim_post(
         small_sims.ifs_url,
         "/__sim/faults",
-        {"route": "VoucherEntryAssistantHandling", "method": "POST", "fault": "latency", "latency_ms": 1500},
+        {
+            "route": "VoucherEntryAssistantHandling",
+            "method": "POST",
+            "fault": "latency",
+            "latency_ms": 1500,
+        },
     )
     app = make_app()
     notes: list[str] = []
