@@ -103,11 +103,11 @@ def world(
     ifs_sim: IfsSimSettings | None = None,
     expensify_sim: ExpensifySimSettings | None = None,
     home: Path | None = None,
-    batch_counts_parts: bool = True,
     **ifs: Any,
 ) -> Iterator[World]:
     """Sims (fast unless settings are given), a fresh state file, an Engine; `ifs` are
-    config.ifs overrides (concurrency, batch, batch_size, requests_per_minute, …)."""
+    config.ifs overrides (concurrency, batch, batch_size, requests_per_minute,
+    batch_counts_parts, …): the client is built from that config as the console builds it."""
     with contextlib.ExitStack() as stack:
         if home is None:
             home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ml-bench-")))
@@ -135,7 +135,8 @@ def world(
             page_size=cfg.page_size,
             requests_per_minute=cfg.requests_per_minute,
             concurrency=cfg.concurrency,
-            batch_counts_parts=batch_counts_parts,
+            batch_counts_parts=cfg.batch_counts_parts,
+            user_group=cfg.user_group,
         )
         engine = Engine(settings, store, None, actor="bench", expensify=exp_client, ifs=ifs_client)
         stack.callback(engine.close)

@@ -176,10 +176,7 @@ FAULTS: dict[str, list[tuple[str, dict[str, Any]]]] = {
                 "count": 1,
             },
         ),
-        (
-            IFS,
-            {"fault": "timeout", "latency_ms": 2500, "route": "CodePartValuesHandling", "count": 1},
-        ),
+        (IFS, {"fault": "timeout", "latency_ms": 2500, "route": "AccountSet", "count": 1}),
     ],
     "drop before the server acts": [
         (
@@ -207,7 +204,7 @@ FAULTS: dict[str, list[tuple[str, dict[str, Any]]]] = {
         (EXP, {"fault": "drop-after", "skip": 3, "count": 1}),  # the label request
     ],
     "malformed JSON": [
-        (IFS, {"fault": "malformed-json", "route": "CodePartValuesHandling", "count": 1}),
+        (IFS, {"fault": "malformed-json", "route": "AccountSet", "count": 1}),
         (
             IFS,
             {
@@ -241,7 +238,7 @@ def test_mi_modified_error_is_retried_once(tmp_path, baseline):
     with demo_world(tmp_path, reports=REPORTS) as world:
         sim_json(world.sims.ifs_url, "/__sim/next-error-code", "POST",
                  {"code": "MI_MODIFIED_ERROR", "count": 1})  # fmt: skip
-        add_fault(world.sims.ifs_url, fault="status", status=500, route="CodePartValuesHandling",
+        add_fault(world.sims.ifs_url, fault="status", status=500, route="AccountSet",
                   count=1)  # fmt: skip
         cycles = settle(world)
         check_and_record(world, baseline, "MI_MODIFIED_ERROR", cycles)

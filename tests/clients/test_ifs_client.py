@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from console import clock
 from console.errors import AuthError, ProtocolError, ServiceError, UnknownOutcome, Unreachable
 from console.ifs.client import IfsClient
 from console.ifs.token import REFRESH_FRACTION
@@ -15,7 +16,10 @@ from console.ifs.token import REFRESH_FRACTION
 from .conftest import IFS_SECRET, N_COST_CENTRES, FakeTime, ifs_creds, running_ifs
 
 TOKEN_PATH = "/openid-connect/token"
-VOUCHERS = "VoucherSet"
+# A voucher is posted as one `$batch` of the voucher assistant (temporary voucher, rows,
+# CreateVoucher): the path counted, and the regex a fault is set on.
+POSTING = "VoucherEntryAssistantHandling.svc/$batch"
+POSTING_ROUTE = r"VoucherEntryAssistantHandling\.svc/\$batch"
 
 
 def client(sim, **kw) -> IfsClient:
@@ -25,12 +29,12 @@ def client(sim, **kw) -> IfsClient:
 
 
 def voucher(sim, reference: str, amount: str = "12.34") -> dict:
-    period = client(sim).periods("10")[1]
+    # Dated on the first day of the console's current month (ifs_world's open period).
     money = Decimal(amount)
     return {
         "Company": "10",
         "VoucherType": "X",
-        "VoucherDate": period.DateFrom.isoformat(),
+        "VoucherDate": clock.today().replace(day=1).isoformat(),
         "ReferenceNumber": reference,
         "Text": "Report R1 / jane@example.com",
         "VoucherRowArray": [
@@ -59,6 +63,10 @@ def stored_vouchers(sim) -> list[dict]:
     return sim.control.get("/__sim/vouchers").json()
 
 
+def temp_vouchers(sim) -> list[dict]:
+    return sim.control.get("/__sim/temp-vouchers").json()
+
+
 # ---------------------------------------------------------------- reads and paging
 def test_server_paging_is_followed_to_the_end(ifs):
     ifs.settings(server_page_size=100)
@@ -67,17 +75,23 @@ def test_server_paging_is_followed_to_the_end(ifs):
     b_values = sorted(v.CodePartValue for v in values if v.CodePart == "B")
     assert b_values == [f"CC-{n:03d}" for n in range(N_COST_CENTRES)]
     assert len(values) == N_COST_CENTRES + 5
-    # 235 rows in pages of 100 via nextLink: 3 GETs, plus the token.
-    assert ifs.count(path_contains="CodePartValueSet") == 3
-    assert c.requests_made == 4 == ifs.requests()["total"]
+    # The accounts in one GET; code parts B..J in one `$batch` of CompanyFinanceSet's
+    # arrays, whose CodeBArray part answers 100 of 230 with a nextLink: followed by two
+    # GETs (100, 30). Plus the token.
+    assert ifs.count(path_contains="AccountsHandling.svc/AccountSet") == 1
+    assert ifs.count(path_contains="CodePartValuesHandling.svc/$batch") == 1
+    assert ifs.count(path_contains="/CodeBArray") == 2
+    assert c.requests_made == 5 == ifs.requests()["total"]
 
 
 def test_short_page_ends_client_paging(ifs):
     c = client(ifs, page_size=60)
     values = c.code_part_values("10")
     assert len({(v.CodePart, v.CodePartValue) for v in values}) == N_COST_CENTRES + 5
-    # 235 rows at 60 per page: 60, 60, 60, 55 (short: the end).
-    assert ifs.count(path_contains="CodePartValueSet") == 4
+    # 230 cost centres at 60 per page: 60 in the `$batch`, then GETs of 60, 60 and 50
+    # (short: the end).
+    assert ifs.count(path_contains="CodePartValuesHandling.svc/$batch") == 1
+    assert ifs.count(path_contains="/CodeBArray") == 3
 
 
 def test_page_size_is_capped_at_5000(ifs):
@@ -85,7 +99,7 @@ def test_page_size_is_capped_at_5000(ifs):
     c = client(ifs, page_size=20_000)
     assert c.page_size == 5000
     assert len(c.code_part_values("10")) == N_COST_CENTRES + 5  # $top=20000 would answer 500
-    assert ifs.count(path_contains="CodePartValueSet", status=500) == 0
+    assert ifs.count(status=500) == 0
 
 
 def test_reads_are_typed_with_decimal_rates(ifs):
@@ -113,107 +127,132 @@ def test_quotes_in_filter_values_are_escaped(ifs):
     assert ifs.count(status=400) == 0
 
 
-def test_journal_template_etag_is_cached(ifs):
+def test_posting_needs_no_read_first_the_etag_comes_from_the_change_set(ifs):
+    """Replaces the journal template's cached ETag (an invented API): on IFS's real flow the
+    ETag CreateVoucher needs is the temporary voucher's, created in the same change set and
+    referred to as `If-Match: $1`. Nothing is read before posting, nothing is cached."""
     c = client(ifs)
-    first = c.journal_template("10", "X")
-    assert first.etag.startswith('W/"')
-    assert c.journal_template("10", "X") is first
-    assert ifs.count(path_contains="JournalTemplateSet") == 1
-    with pytest.raises(ServiceError) as info:
-        c.journal_template("10", "NOPE")
-    assert info.value.status == 404
+    c.post_voucher(voucher(ifs, "EXP:R0:a"))
+    assert c.requests_made == 2 == ifs.requests()["total"]  # the token and one $batch
+    c.post_voucher(voucher(ifs, "EXP:R0:b"))
+    assert c.requests_made == 3 == ifs.requests()["total"]
+    assert ifs.count(method="GET") == 0
+    assert [v["VoucherNo"] for v in stored_vouchers(ifs)] == [1, 2]
 
 
 # ---------------------------------------------------------------- posting
-def test_post_voucher_sends_the_template_etag(ifs):
+def test_post_voucher_sends_the_temp_vouchers_etag(ifs):
+    """Replaces "sends the template ETag": one `$batch` whose change set creates the
+    temporary voucher, posts its rows to `$1/VoucherPostingArray` and calls CreateVoucher
+    with the temporary voucher's ETag (`If-Match: $1`); the simulator requires it."""
     c = client(ifs)
     created = c.post_voucher(voucher(ifs, "EXP:R1:a"))
     assert created.VoucherNo == 1 and created.ReferenceNumber == "EXP:R1:a"
     assert [r.DebetAmount for r in created.VoucherRowArray] == [Decimal("12.34"), None]
-    assert ifs.count(method="POST", path_contains=VOUCHERS, status=201) == 1
+    assert ifs.count(method="POST", path_contains=POSTING, status=200) == 1
+    batch = ifs.requests()["batch"]
+    assert batch["parts"] == 4 and batch["change_sets_failed"] == 0  # header, 2 rows, create
+    assert set(batch["by_status"]) == {"200", "201"}  # no 428 or 412 inside
+    assert temp_vouchers(ifs) == []  # CreateVoucher turned it into the voucher
+    (stored,) = stored_vouchers(ifs)
+    assert stored["ReferenceNumber"] == "EXP:R1:a" and stored["in_gl"] is False
 
 
-def test_stale_template_etag_is_reread_once(ifs):
+def test_remove_temp_voucher_sends_the_etag_it_read(ifs):
+    """The other bound action that needs an ETag: a temporary voucher left by a change set
+    that broke after its rows is read (with its `@odata.etag`) and removed with it."""
     c = client(ifs)
-    c.journal_template("10", "X")
-    ifs.post("/__sim/templates/edit", {"Company": "10", "VoucherType": "X"})
+    ifs.post("/__sim/batch-break", {"after_parts": 3})  # header and both rows, no create
+    with pytest.raises(UnknownOutcome):
+        c.post_voucher(voucher(ifs, "EXP:R2:a"))
+    assert len(temp_vouchers(ifs)) == 1 and stored_vouchers(ifs) == []
+    assert c.discard_temp_vouchers("EXP:R2:a", "10") == 1
+    assert temp_vouchers(ifs) == []
+    assert ifs.count(method="POST", path_contains="_RemoveTempVoucher", status=204) == 1
+    assert ifs.count(status=412) == 0 and ifs.count(status=428) == 0
     c.post_voucher(voucher(ifs, "EXP:R2:a"))
-    assert ifs.count(method="POST", path_contains=VOUCHERS, status=412) == 1
-    assert ifs.count(method="POST", path_contains=VOUCHERS, status=201) == 1
-    assert ifs.count(path_contains="JournalTemplateSet") == 2
-    assert len(stored_vouchers(ifs)) == 1
+    assert [v["ReferenceNumber"] for v in stored_vouchers(ifs)] == ["EXP:R2:a"]
 
 
-def test_a_second_412_is_not_chased(ifs):
+def test_a_412_is_not_chased(ifs):
+    """Replaces "a second 412 is not chased": with the ETag taken inside the change set
+    there is no cached ETag to read again, so a 412 (IFS says the voucher was changed by
+    someone else) is an error at once: one request, nothing created."""
     c = client(ifs)
-    c.journal_template("10", "X")
-    ifs.fault(route=VOUCHERS, method="POST", fault="status", status=412)
+    ifs.fault(route=POSTING_ROUTE, method="POST", fault="status", status=412)
     with pytest.raises(ServiceError) as info:
         c.post_voucher(voucher(ifs, "EXP:R3:a"))
     assert info.value.status == 412
-    assert ifs.count(method="POST", path_contains=VOUCHERS) == 2
-    assert ifs.count(path_contains="JournalTemplateSet") == 2
+    assert ifs.count(method="POST", path_contains=POSTING) == 1
+    assert stored_vouchers(ifs) == [] and temp_vouchers(ifs) == []
 
 
 def test_mi_modified_error_is_retried_once(ifs):
     c = client(ifs)
     ifs.post("/__sim/next-error-code", {"code": "MI_MODIFIED_ERROR"})
-    ifs.fault(route=VOUCHERS, method="POST", fault="status", status=500, count=1)
+    ifs.fault(route=POSTING_ROUTE, method="POST", fault="status", status=500, count=1)
     created = c.post_voucher(voucher(ifs, "EXP:R4:a"))
     assert created.ReferenceNumber == "EXP:R4:a"
-    assert ifs.count(method="POST", path_contains=VOUCHERS, status=500) == 1
+    assert ifs.count(method="POST", path_contains=POSTING, status=500) == 1
+    assert ifs.count(method="POST", path_contains=POSTING, status=200) == 1
     assert len(stored_vouchers(ifs)) == 1
 
 
 def test_mi_modified_error_twice_is_an_error_not_a_loop(ifs):
     c = client(ifs)
     ifs.post("/__sim/next-error-code", {"code": "MI_MODIFIED_ERROR", "count": 5})
-    ifs.fault(route=VOUCHERS, method="POST", fault="status", status=500)
+    ifs.fault(route=POSTING_ROUTE, method="POST", fault="status", status=500)
     with pytest.raises(ServiceError) as info:
         c.post_voucher(voucher(ifs, "EXP:R5:a"))
     assert info.value.code == "MI_MODIFIED_ERROR"
-    assert ifs.count(method="POST", path_contains=VOUCHERS) == 2
+    assert ifs.count(method="POST", path_contains=POSTING) == 2
     assert stored_vouchers(ifs) == []
 
 
 def test_dropped_connection_after_commit_is_an_unknown_outcome(ifs):
     c = client(ifs)
     reference = "EXP:R6:abc"
-    ifs.fault(route=VOUCHERS, method="POST", fault="drop-after", count=1)
+    ifs.fault(route=POSTING_ROUTE, method="POST", fault="drop-after", count=1)
     with pytest.raises(UnknownOutcome) as info:
         c.post_voucher(voucher(ifs, reference))
     assert "outcome unknown" in str(info.value)
     # Never retried by the client: one POST, and the voucher IFS committed is findable.
-    assert ifs.count(method="POST", path_contains=VOUCHERS) == 1
+    assert ifs.count(method="POST", path_contains=POSTING) == 1
     found = c.find_vouchers(reference, "10")
     assert len(found) == 1 and len(found[0].VoucherRowArray) == 2
+    assert found[0].in_gl is False
+    # Nothing half-made to clear: CreateVoucher ran, the temporary voucher is gone.
+    assert c.discard_temp_vouchers(reference, "10") == 0
 
 
 def test_timeout_after_send_is_an_unknown_outcome(ifs):
     c = client(ifs, timeout_s=0.3)
-    c.journal_template("10", "X")
-    ifs.fault(route=VOUCHERS, method="POST", fault="timeout", latency_ms=1500, count=1)
+    ifs.fault(route=POSTING_ROUTE, method="POST", fault="timeout", latency_ms=1500, count=1)
     with pytest.raises(UnknownOutcome):
         c.post_voucher(voucher(ifs, "EXP:R7:a"))
-    assert ifs.count(method="POST", path_contains=VOUCHERS) <= 1
+    assert ifs.count(method="POST", path_contains=POSTING) <= 1
 
 
 def test_5xx_after_send_is_an_unknown_outcome_and_not_retried(ifs):
     c = client(ifs)
-    ifs.fault(route=VOUCHERS, method="POST", fault="status", status=503, count=1)
+    ifs.fault(route=POSTING_ROUTE, method="POST", fault="status", status=503, count=1)
     with pytest.raises(UnknownOutcome):
         c.post_voucher(voucher(ifs, "EXP:R8:a"))
-    assert ifs.count(method="POST", path_contains=VOUCHERS) == 1
+    assert ifs.count(method="POST", path_contains=POSTING) == 1
 
 
 def test_business_error_is_a_service_error(ifs):
+    """IFS refuses an unbalanced voucher at CreateVoucher: the change set is rolled back,
+    so neither a voucher nor the temporary voucher and rows made before it remain."""
     c = client(ifs)
     bad = voucher(ifs, "EXP:R9:a")
     bad["VoucherRowArray"][1]["CreditAmount"] = Decimal("12.00")
     with pytest.raises(ServiceError) as info:
         c.post_voucher(bad)
     assert info.value.status == 400 and "balance" in str(info.value).lower()
-    assert ifs.count(method="POST", path_contains=VOUCHERS) == 1
+    assert info.value.code == "VOUCHER_NOT_BALANCED"
+    assert ifs.count(method="POST", path_contains=POSTING) == 1
+    assert stored_vouchers(ifs) == [] and temp_vouchers(ifs) == []
 
 
 # ---------------------------------------------------------------- transient failures
@@ -271,7 +310,7 @@ def test_unreadable_bodies_are_clear_protocol_errors(ifs, fault, says):
 
 def test_html_answer_to_a_post_is_an_unknown_outcome(ifs):
     c = client(ifs)
-    ifs.fault(route=VOUCHERS, method="POST", fault="html", count=1)
+    ifs.fault(route=POSTING_ROUTE, method="POST", fault="html", count=1)
     with pytest.raises(UnknownOutcome, match="HTTP 502"):
         c.post_voucher(voucher(ifs, "EXP:R10:a"))
 
@@ -282,8 +321,8 @@ def test_steady_state_under_the_limit_sees_no_429():
     with running_ifs(clock=t.clock, rate_limit_per_minute=30) as sim:
         c = client(sim, requests_per_minute=25, clock=t.clock, sleep=t.sleep)
         start = t.clock()
-        for _ in range(90):
-            c.periods("10")
+        for _ in range(45):
+            c.periods("10")  # two requests: the periods, their user-group status in a $batch
         assert sim.count(status=429) == 0
         assert sim.requests()["total"] == 91 == c.requests_made
         # 91 requests at 25 a minute need three full windows of waiting.

@@ -179,8 +179,13 @@ def test_dry_run_changes_nothing_in_either_system(small_console, small_sims):
     assert summary["dry_run"] is True and summary["posted"] == 0
     assert vouchers(small_sims) == []
     assert labels(small_sims) == before_labels
-    posts = [k for k in requests_by(small_sims.ifs_url) if k[0] == "POST" and "VoucherSet" in k[1]]
-    assert posts == []
+    posts = [
+        k
+        for k in requests_by(small_sims.ifs_url)
+        if k[0] == "POST" and "VoucherEntryAssistantHandling" in k[1]
+    ]
+    assert posts == []  # no voucher batch, no temporary voucher
+    assert sim_get(small_sims.ifs_url, "/__sim/temp-vouchers") == []
     db = sqlite3.connect(small_console.home / "state.sqlite3")
     assert db.execute("SELECT COUNT(*) FROM cursor").fetchone()[0] == 0
     assert db.execute("SELECT COUNT(*) FROM audit_events WHERE type='dry-run'").fetchone()[0] == 2
@@ -209,13 +214,19 @@ def test_dropped_connection_after_commit_posts_nothing_twice(small_console, smal
     sim_post(
         small_sims.ifs_url,
         "/__sim/faults",
-        {"route": "VoucherSet", "method": "POST", "fault": "drop-after", "count": 2},
+        {
+            "route": r"VoucherEntryAssistantHandling\.svc/\$batch",
+            "method": "POST",
+            "fault": "drop-after",
+            "count": 2,
+        },
     )
     code, summary, err = small_console.auto()
     assert code == 3, err
     in_ifs = Counter(report_of(v) for v in vouchers(small_sims))
     assert in_ifs == Counter(["90000001", "90000002", "90000003"])  # each once
     assert summary["posted"] == 3
+    assert sim_get(small_sims.ifs_url, "/__sim/faults")[0]["fired"] == 2
     code, again, _ = small_console.auto()
     assert again["posted"] == 0
     assert Counter(report_of(v) for v in vouchers(small_sims)) == in_ifs

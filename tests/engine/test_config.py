@@ -52,11 +52,22 @@ def test_missing_file_gives_defaults_and_says_so(tmp_path: Path) -> None:
     assert default_approved_after(date(2026, 12, 4)) == date(2026, 10, 1)
     assert default_approved_after(date(2027, 1, 31)) == date(2026, 11, 1)
     assert s.ifs.page_size == 1000 and s.ifs.requests_per_minute == 900
-    assert s.ifs.entity_sets.vouchers == "ManualVoucherHandling.svc/VoucherSet"
+    # IFS Cloud 21R1's own names (docs/ifs.md), the GENLED one assumed.
+    sets = s.ifs.entity_sets
+    assert sets.voucher_entry == "VoucherEntryAssistantHandling.svc/VoucherSet"
+    assert sets.hold_vouchers == "VoucherHandling.svc/VoucherSet"
+    assert sets.hold_voucher_rows == "VoucherRowsAnalysis.svc/VoucherRowSet"
+    assert sets.gl_voucher_rows == "GLVoucherRowsAnalysis.svc/GenLedVoucherRowSet"
+    assert sets.accounts == "AccountsHandling.svc/AccountSet"
+    assert sets.code_part_values == "CodePartValuesHandling.svc/CompanyFinanceSet"
+    assert sets.periods == "UserGroupPerPeriodHandling.svc/AccountingPeriodSet"
+    assert sets.currency_rates == "CurrencyRatesHandling.svc/CurrencyRateSet"
+    assert sets.currency_types == "CurrencyRatesHandling.svc/CurrencyTypeSet"
+    assert s.ifs.user_group == "AC" and s.ifs.batch_counts_parts is False
     assert s.posting.code_part_by_tag_level == {"Cost Center": "B", "Project": "C"}
     assert s.posting.closed_period == "hold"
     assert set(loaded.sources.values()) == {"default"}
-    assert "ifs.entity_sets.vouchers" in loaded.sources
+    assert "ifs.entity_sets.voucher_entry" in loaded.sources
 
 
 def test_toml_values_load_and_are_attributed_to_the_file(tmp_path: Path) -> None:
@@ -71,7 +82,7 @@ approved_after = 2026-11-01
 url = "https://tenant.example.com/"
 realm = "prod"
 [ifs.entity_sets]
-vouchers = "MyVoucherHandling.svc/VoucherSet"
+voucher_entry = "MyVoucherEntryHandling.svc/VoucherSet"
 [posting]
 company_by_policy = { "POL-US" = "10", "POL-EU" = "20" }
 code_part_by_tag_level = { "Cost Center" = "b" }
@@ -85,8 +96,8 @@ every = "15m"
     assert loaded.exists
     assert s.environment == "demo"
     assert s.ifs.url == "https://tenant.example.com"  # trailing slash dropped
-    assert s.ifs.entity_sets.vouchers == "MyVoucherHandling.svc/VoucherSet"
-    assert s.ifs.entity_sets.periods == "AccountingPeriodHandling.svc/AccountingPeriodSet"
+    assert s.ifs.entity_sets.voucher_entry == "MyVoucherEntryHandling.svc/VoucherSet"
+    assert s.ifs.entity_sets.periods == "UserGroupPerPeriodHandling.svc/AccountingPeriodSet"
     assert s.posting.code_part_by_tag_level == {"Cost Center": "B"}
     assert s.sync.every_s == 900.0
     # policies default to the keys of company_by_policy, and the source says so
@@ -94,7 +105,7 @@ every = "15m"
     assert loaded.sources["expensify.policies"].startswith("default (the keys of")
     file_source = f"config.toml: {home / 'config.toml'}"
     assert loaded.sources["ifs.url"] == file_source
-    assert loaded.sources["ifs.entity_sets.vouchers"] == file_source
+    assert loaded.sources["ifs.entity_sets.voucher_entry"] == file_source
     assert loaded.sources["ifs.entity_sets.periods"] == "default"
     assert loaded.sources["posting.voucher_type"] == "default"
 
@@ -106,7 +117,7 @@ def test_env_overrides_win_and_name_their_variable(tmp_path: Path) -> None:
         ML_CONSOLE_IFS__URL="http://127.0.0.1:8123/",
         ML_CONSOLE_IFS__PAGE_SIZE="500",
         ML_CONSOLE_IFS__BATCH="true",
-        ML_CONSOLE_IFS__ENTITY_SETS__VOUCHERS="X.svc/VoucherSet",
+        ML_CONSOLE_IFS__ENTITY_SETS__VOUCHER_ENTRY="X.svc/VoucherSet",
         ML_CONSOLE_POSTING__COMPANY_BY_POLICY='{"P1": "10"}',
         ML_CONSOLE_EXPENSIFY__POLICIES="P1, P2",
         ML_CONSOLE_HOME="/ignored/not/a/setting",
@@ -115,12 +126,15 @@ def test_env_overrides_win_and_name_their_variable(tmp_path: Path) -> None:
     assert s.ifs.url == "http://127.0.0.1:8123"
     assert s.ifs.page_size == 500
     assert s.ifs.batch is True
-    assert s.ifs.entity_sets.vouchers == "X.svc/VoucherSet"
+    assert s.ifs.entity_sets.voucher_entry == "X.svc/VoucherSet"
     assert s.posting.company_by_policy == {"P1": "10"}
     assert s.expensify.policies == ["P1", "P2"]
     assert loaded.sources["ifs.url"] == "env ML_CONSOLE_IFS__URL"
     assert loaded.sources["ifs.page_size"] == "env ML_CONSOLE_IFS__PAGE_SIZE"
-    assert loaded.sources["ifs.entity_sets.vouchers"] == "env ML_CONSOLE_IFS__ENTITY_SETS__VOUCHERS"
+    assert (
+        loaded.sources["ifs.entity_sets.voucher_entry"]
+        == "env ML_CONSOLE_IFS__ENTITY_SETS__VOUCHER_ENTRY"
+    )
     assert loaded.sources["ifs.realm"] == "default"
 
 

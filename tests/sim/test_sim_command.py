@@ -32,9 +32,8 @@ from tests.conftest import sim_control, small_dataset_raw
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPENSIFY_PATH = "/Integration-Server/ExpensifyIntegrations"
-CPV_PATH = (
-    "/main/ifsapplications/projection/v1/AccountingCodePartValueHandling.svc/CodePartValueSet"
-)
+# IFS 21R1's accounts (code part A): six in the small dataset, more than a page of five.
+ACCOUNTS_PATH = "/main/ifsapplications/projection/v1/AccountsHandling.svc/AccountSet"
 URL = re.compile(r"http://127\.0\.0\.1:(\d+)")
 
 
@@ -286,15 +285,18 @@ def test_ifs_next_link_is_an_absolute_url_on_the_served_port() -> None:
     with SimServers(dataset, fast=True, ifs_settings=settings) as servers:
         token = ifs_token(servers.ifs_url).json()["access_token"]
         page = httpx.get(
-            servers.ifs_url + CPV_PATH,
+            servers.ifs_url + ACCOUNTS_PATH,
             headers={"Authorization": f"Bearer {token}"},
             timeout=10,
         )
         assert page.status_code == 200, page.text
         next_link = page.json()["@odata.nextLink"]
         assert next_link.startswith(servers.ifs_url + "/main/ifsapplications/")
+        assert next_link.startswith(servers.ifs_url + ACCOUNTS_PATH + "?")
         second = httpx.get(next_link, headers={"Authorization": f"Bearer {token}"}, timeout=10)
-        assert second.status_code == 200 and second.json()["value"]
+        assert second.status_code == 200
+        accounts = [a["Account"] for a in page.json()["value"] + second.json()["value"]]
+        assert sorted(accounts) == ["2930", "2940", "6110", "6120", "6130", "6240"]
         url = servers.ifs_url
     with pytest.raises(httpx.ConnectError):  # stopped means stopped
         httpx.get(url + "/__sim/requests", timeout=2)

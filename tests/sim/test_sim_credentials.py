@@ -17,7 +17,7 @@ from console.sim.expensify_app import ENDPOINT, ExpensifySim, ExpensifySimSettin
 from console.sim.ifs_app import IfsSim, IfsSimSettings
 from tests.conftest import serve_asgi as serve
 from tests.sim.conftest_expensify import SECRET, USER, job, raw_dataset
-from tests.sim.test_ifs_sim import CPV, TOKEN, FakeClock, assert_ifs_error, small_dataset
+from tests.sim.test_ifs_sim import ACCOUNTS, TOKEN, FakeClock, assert_ifs_error, small_dataset
 
 NEW_EXP = "rotated-partner-secret-5e1d9a77"
 NEW_IFS = "rotated-client-secret-0c4b2f18"
@@ -210,9 +210,11 @@ def test_ifs_rotation_refuses_the_old_secret_as_keycloak_does(
     no_secret_in(r, NEW_IFS, "s3cret")
     old = token(client, "ml-console", "s3cret")
     assert old.status_code == 401 and old.json() == KEYCLOAK_REFUSAL
-    assert client.get(CPV, headers=bearer_for(client, "ml-console", NEW_IFS)).status_code == 200
+    assert (
+        client.get(ACCOUNTS, headers=bearer_for(client, "ml-console", NEW_IFS)).status_code == 200
+    )
     # A token issued before the rotation is a signed JWT: valid until it expires.
-    assert client.get(CPV, headers=before).status_code == 200
+    assert client.get(ACCOUNTS, headers=before).status_code == 200
 
 
 def test_ifs_revoking_a_client_refuses_it_and_kills_only_its_tokens(
@@ -224,21 +226,23 @@ def test_ifs_revoking_a_client_refuses_it_and_kills_only_its_tokens(
     r = ifs_creds(client, client_id="ml-console", revoke=True)
     assert r.json() == {"client_id": "ml-console", "active": False, "tokens_revoked": 2}
     for auth in mine:
-        assert_ifs_error(client.get(CPV, headers=auth), 401, "UNAUTHORIZED")
-    assert client.get(CPV, headers=theirs).status_code == 200
+        assert_ifs_error(client.get(ACCOUNTS, headers=auth), 401, "UNAUTHORIZED")
+    assert client.get(ACCOUNTS, headers=theirs).status_code == 200
     refused = token(client, "ml-console", "s3cret")
     assert refused.status_code == 401 and refused.json() == KEYCLOAK_REFUSAL
     assert clients_listed(client) == {"ml-console": (False, 0), OTHER_ID: (True, 1)}
     # Setting a secret again brings the client back.
     ifs_creds(client, client_id="ml-console", client_secret=NEW_IFS)
-    assert client.get(CPV, headers=bearer_for(client, "ml-console", NEW_IFS)).status_code == 200
+    assert (
+        client.get(ACCOUNTS, headers=bearer_for(client, "ml-console", NEW_IFS)).status_code == 200
+    )
 
 
 def test_ifs_new_client(ifs: tuple[IfsSim, httpx.Client, FakeClock]) -> None:
     _, client, _clock = ifs
     r = ifs_creds(client, client_id="auditor", client_secret=NEW_IFS)
     assert r.json() == {"client_id": "auditor", "active": True, "created": True}
-    assert client.get(CPV, headers=bearer_for(client, "auditor", NEW_IFS)).status_code == 200
+    assert client.get(ACCOUNTS, headers=bearer_for(client, "auditor", NEW_IFS)).status_code == 200
 
 
 @pytest.mark.parametrize(
