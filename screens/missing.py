@@ -346,33 +346,17 @@ class MissingScreen(ConsoleScreen):
             self.notify("Highlight a report in the lower list first (tab).", severity="warning")
             return
         report_id = row.key
-
-        def with_reason(reason: str | None) -> None:
-            if not reason:
-                return
-
-            def confirmed(ok: bool | None) -> None:
-                if ok:
-                    self.console_app.run_core(
-                        engine.exclude,
-                        report_id,
-                        reason,
-                        on_done=lambda _: self._excluded(report_id),
-                        label="exclude",
-                    )
-
-            self.app.push_screen(
-                ConfirmModal(
-                    f"Exclude report {report_id}?",
-                    Text(f"It will never be posted by this console. Reason: {reason}"),
-                    "Exclude (y)",
-                ),
-                confirmed,
-            )
-
-        self.app.push_screen(
+        self.change_report_with_reason(
+            report_id,
             ReasonModal(f"Exclude report {report_id}", "Why is it excluded? (audit trail)"),
-            with_reason,
+            lambda reason: ConfirmModal(
+                f"Exclude report {report_id}?",
+                Text(f"It will never be posted by this console. Reason: {reason}"),
+                "Exclude (y)",
+            ),
+            engine.exclude,
+            label="exclude",
+            done=self._excluded,
         )
 
     def _excluded(self, report_id: str) -> None:
