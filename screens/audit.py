@@ -124,6 +124,7 @@ AUDIT_COLUMNS = [
 class AuditScreen(ConsoleScreen):
     TITLE = "Audit"
     MODE = "audit"
+    LIST_ID = "audit-table"
     HELP = (
         "The audit trail, newest first. `/` filters: free words search every column shown "
         "(event type, actor, time, summary with its amounts, report, voucher); `type:posted`, "
@@ -140,17 +141,14 @@ class AuditScreen(ConsoleScreen):
     ]
 
     def compose(self) -> ComposeResult:
-        yield from self.compose_header()
-        yield Label("Audit trail", classes="screen-title")
-        yield FilterBar("filter: words, type:, actor:, report:, voucher:, since:, until:")
-        yield Label("", id="audit-count", classes="count-label")
+        yield from self.compose_list_top(
+            "Audit trail",
+            "filter: words, type:, actor:, report:, voucher:, since:, until:",
+            "audit-count",
+        )
         yield VirtualTable(AUDIT_COLUMNS, id="audit-table", markable=False)
         yield Static("", id="audit-detail", classes="detail-panel")
         yield from self.compose_footer()
-
-    @property
-    def table(self) -> VirtualTable:
-        return self.query_one("#audit-table", VirtualTable)
 
     def on_mount(self) -> None:
         # ConsoleScreen.on_mount runs too (Textual calls handlers down the MRO): not again.
@@ -170,10 +168,6 @@ class AuditScreen(ConsoleScreen):
     def _filter(self, event: FilterBar.Applied) -> None:
         if self.console_app.engine is not None:
             self.refresh_data()
-
-    @on(FilterBar.Done)
-    def _filter_done(self) -> None:
-        self.table.focus()
 
     @on(VirtualTable.Reloaded)
     @on(VirtualTable.Highlighted)

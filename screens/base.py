@@ -9,6 +9,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
@@ -232,6 +233,7 @@ class ConsoleScreen(Screen[None]):
     TITLE: ClassVar[str] = ""
     MODE: ClassVar[str] = ""
     HELP: ClassVar[str] = ""
+    LIST_ID: ClassVar[str] = ""  # the screen's main list: it has the focus after filtering
     COMMANDS = {ScreenCommands}
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -248,6 +250,30 @@ class ConsoleScreen(Screen[None]):
 
     def compose_footer(self) -> ComposeResult:
         yield Footer()
+
+    def compose_list_top(
+        self,
+        heading: str,
+        filter_hint: str,
+        count_id: str,
+        count_text: str = "",
+        *,
+        filter_id: str | None = None,
+    ) -> ComposeResult:
+        """The status header, the screen's title, its filter bar (shown by `/`) and the line
+        that counts what the list below shows."""
+        yield from self.compose_header()
+        yield Label(heading, classes="screen-title")
+        yield FilterBar(filter_hint, id=filter_id)
+        yield Label(count_text, id=count_id, classes="count-label")
+
+    @property
+    def table(self) -> VirtualTable:
+        return self.query_one(f"#{self.LIST_ID}", VirtualTable)
+
+    @on(FilterBar.Done)
+    def _filter_done(self) -> None:
+        self.table.focus()
 
     def on_mount(self) -> None:
         self.watch(self.app, "data_version", self._data_changed, init=False)

@@ -108,6 +108,7 @@ def sync_states_text(states: dict[str, str]) -> Text:
 class PendingScreen(ConsoleScreen):
     TITLE = "Pending"
     MODE = "pending"
+    LIST_ID = "pending-table"
     HELP = (
         "Every report fetched from Expensify and not yet posted, newest approval first. "
         "Space marks a ready report, `a` marks every ready report, `u` clears the marks, `d` "
@@ -125,16 +126,15 @@ class PendingScreen(ConsoleScreen):
     ]
 
     def compose(self) -> ComposeResult:
-        yield from self.compose_header()
-        yield Label("Pending reports", classes="screen-title")
-        yield FilterBar("filter: report, employee, policy, status, reason…", id="pending-filter")
-        yield Label("loading…", id="pending-count", classes="count-label")
+        yield from self.compose_list_top(
+            "Pending reports",
+            "filter: report, employee, policy, status, reason…",
+            "pending-count",
+            "loading…",
+            filter_id="pending-filter",
+        )
         yield VirtualTable(PENDING_COLUMNS, id="pending-table")
         yield from self.compose_footer()
-
-    @property
-    def table(self) -> VirtualTable:
-        return self.query_one("#pending-table", VirtualTable)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -169,10 +169,6 @@ class PendingScreen(ConsoleScreen):
         if isinstance(source, PendingSource):
             source.filter_text = event.text
             self.table.reload(keep_cursor=False)
-
-    @on(FilterBar.Done)
-    def _filter_done(self) -> None:
-        self.table.focus()
 
     @on(VirtualTable.Reloaded)
     @on(VirtualTable.MarksChanged)
