@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from console import reference
 from console.expensify.models import ExportReport
@@ -117,8 +117,47 @@ class SkippedLine:
     reason: str = "zero amount"
 
 
+class _HasHeader(Protocol):
+    @property
+    def company(self) -> str: ...
+    @property
+    def voucher_type(self) -> str: ...
+    @property
+    def voucher_date(self) -> date: ...
+    @property
+    def accounting_year(self) -> int: ...
+    @property
+    def accounting_period(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+
+
+class VoucherHeader:
+    """What every voucher this console posts has above its rows (company, type, date, period,
+    text) gives it its period label and its POST body; the dataclasses below hold the fields."""
+
+    __slots__ = ()
+
+    @property
+    def period_label(self: _HasHeader) -> str:
+        return f"{self.accounting_year}-{self.accounting_period:02d}"
+
+    def ifs_body(self: _HasHeader, reference: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """The JSON body of the POST to VoucherSet (Decimals stay Decimal: console.money)."""
+        return voucher_body(
+            self.company,
+            self.voucher_type,
+            self.voucher_date,
+            self.accounting_year,
+            self.accounting_period,
+            reference,
+            self.text,
+            rows,
+        )
+
+
 @dataclass(frozen=True, slots=True)
-class PlannedVoucher:
+class PlannedVoucher(VoucherHeader):
     report_id: str
     report_name: str
     employee: str
@@ -145,22 +184,8 @@ class PlannedVoucher:
     def reference_number(self) -> str:
         return reference.accrual(self.report_id, self.version)
 
-    @property
-    def period_label(self) -> str:
-        return f"{self.accounting_year}-{self.accounting_period:02d}"
-
     def to_ifs_body(self) -> dict[str, Any]:
-        """The JSON body of the POST to VoucherSet (Decimals stay Decimal: console.money.dumps)."""
-        return voucher_body(
-            self.company,
-            self.voucher_type,
-            self.voucher_date,
-            self.accounting_year,
-            self.accounting_period,
-            self.reference_number,
-            self.text,
-            [row.to_ifs() for row in self.rows],
-        )
+        return self.ifs_body(self.reference_number, [row.to_ifs() for row in self.rows])
 
     def to_voucher(self) -> Voucher:
         return Voucher(
@@ -261,7 +286,7 @@ def voucher_body(
 
 
 @dataclass(frozen=True)
-class RowVoucher:
+class RowVoucher(VoucherHeader):
     """What a voucher made of IFS VoucherRow models shares (an accrual reversal, a card
     accrual): its fields, its period label, its POST body and its totals. Subclasses add
     their own fields (constructed by keyword)."""
@@ -275,22 +300,9 @@ class RowVoucher:
     text: str
     rows: tuple[VoucherRow, ...]
 
-    @property
-    def period_label(self) -> str:
-        return f"{self.accounting_year}-{self.accounting_period:02d}"
-
     def to_ifs_body(self) -> dict[str, Any]:
-        """The JSON body of the POST to VoucherSet (Decimals stay Decimal: console.money)."""
-        return voucher_body(
-            self.company,
-            self.voucher_type,
-            self.voucher_date,
-            self.accounting_year,
-            self.accounting_period,
-            self.reference,
-            self.text,
-            [r.model_dump(mode="python", exclude_none=True) for r in self.rows],
-        )
+        rows = [r.model_dump(mode="python", exclude_none=True) for r in self.rows]
+        return self.ifs_body(self.reference, rows)
 
     def totals(self) -> tuple[Decimal, Decimal]:
         """(debit, credit) in the accounting currency."""
