@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from console import reference
 from console.expensify.models import ExportReport
@@ -117,32 +117,23 @@ class SkippedLine:
     reason: str = "zero amount"
 
 
-class _HasHeader(Protocol):
-    @property
-    def company(self) -> str: ...
-    @property
-    def voucher_type(self) -> str: ...
-    @property
-    def voucher_date(self) -> date: ...
-    @property
-    def accounting_year(self) -> int: ...
-    @property
-    def accounting_period(self) -> int: ...
-    @property
-    def text(self) -> str: ...
-
-
+@dataclass(frozen=True, slots=True)
 class VoucherHeader:
-    """What every voucher this console posts has above its rows (company, type, date, period,
-    text) gives it its period label and its POST body; the dataclasses below hold the fields."""
+    """What every voucher this console posts has above its rows, and what follows from it:
+    its period label and its POST body. Subclasses add their fields (constructed by keyword)."""
 
-    __slots__ = ()
+    company: str
+    voucher_type: str
+    voucher_date: date
+    accounting_year: int
+    accounting_period: int
+    text: str
 
     @property
-    def period_label(self: _HasHeader) -> str:
+    def period_label(self) -> str:
         return f"{self.accounting_year}-{self.accounting_period:02d}"
 
-    def ifs_body(self: _HasHeader, reference: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def ifs_body(self, reference: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """The JSON body of the POST to VoucherSet (Decimals stay Decimal: console.money)."""
         return voucher_body(
             self.company,
@@ -161,13 +152,7 @@ class PlannedVoucher(VoucherHeader):
     report_id: str
     report_name: str
     employee: str
-    company: str
-    voucher_type: str
-    voucher_date: date
-    accounting_year: int
-    accounting_period: int
     version: str
-    text: str
     currency: str
     company_currency: str
     rate: Decimal
@@ -288,21 +273,26 @@ def voucher_body(
 @dataclass(frozen=True)
 class RowVoucher(VoucherHeader):
     """What a voucher made of IFS VoucherRow models shares (an accrual reversal, a card
-    accrual): its fields, its period label, its POST body and its totals. Subclasses add
+    accrual): its header, reference and rows, its POST body and its totals. Subclasses add
     their own fields (constructed by keyword)."""
 
-    company: str
-    voucher_type: str
-    voucher_date: date
-    accounting_year: int
-    accounting_period: int
     reference: str
-    text: str
     rows: tuple[VoucherRow, ...]
 
     def to_ifs_body(self) -> dict[str, Any]:
         rows = [r.model_dump(mode="python", exclude_none=True) for r in self.rows]
         return self.ifs_body(self.reference, rows)
+
+    def render_head(self, title: str, moved_from: date | None) -> list[str]:
+        """The first lines of the dry-run text: the title, the header and a moved date."""
+        out = [
+            title,
+            f"  company {self.company}  type {self.voucher_type}  date {self.voucher_date}  "
+            f"period {self.period_label}",
+        ]
+        if moved_from is not None:
+            out.append(f"  ! MOVED: due {moved_from} in a closed period; dated {self.voucher_date}")
+        return out
 
     def totals(self) -> tuple[Decimal, Decimal]:
         """(debit, credit) in the accounting currency."""
