@@ -125,15 +125,7 @@ class CardVoucher(RowVoucher):
             head += f" ({len(self.transaction_ids)} card expense(s))"
         else:
             head += f" of {self.accrual_reference} ({self.accrual_voucher or 'voucher'})"
-        out = [
-            head,
-            f"  company {self.company}  type {self.voucher_type}  date {self.voucher_date}  "
-            f"period {self.period_label}",
-        ]
-        if self.moved_from is not None:
-            out.append(
-                f"  ! MOVED: due {self.moved_from} in a closed period; dated {self.voucher_date}"
-            )
+        out = self.render_head(head, self.moved_from)
         out.append(
             f"  {'#':>3} {'account':<10} {'code parts':<24} {'cur':<4} {'rate':>10} "
             f"{'cur debit':>14} {'cur credit':>14} {'debit':>14} {'credit':>14}  text"

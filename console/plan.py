@@ -118,17 +118,41 @@ class SkippedLine:
 
 
 @dataclass(frozen=True, slots=True)
-class PlannedVoucher:
-    report_id: str
-    report_name: str
-    employee: str
+class VoucherHeader:
+    """What every voucher this console posts has above its rows, and what follows from it:
+    its period label and its POST body. Subclasses add their fields (constructed by keyword)."""
+
     company: str
     voucher_type: str
     voucher_date: date
     accounting_year: int
     accounting_period: int
-    version: str
     text: str
+
+    @property
+    def period_label(self) -> str:
+        return f"{self.accounting_year}-{self.accounting_period:02d}"
+
+    def ifs_body(self, reference: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """The JSON body of the POST to VoucherSet (Decimals stay Decimal: console.money)."""
+        return voucher_body(
+            self.company,
+            self.voucher_type,
+            self.voucher_date,
+            self.accounting_year,
+            self.accounting_period,
+            reference,
+            self.text,
+            rows,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedVoucher(VoucherHeader):
+    report_id: str
+    report_name: str
+    employee: str
+    version: str
     currency: str
     company_currency: str
     rate: Decimal
@@ -145,22 +169,8 @@ class PlannedVoucher:
     def reference_number(self) -> str:
         return reference.accrual(self.report_id, self.version)
 
-    @property
-    def period_label(self) -> str:
-        return f"{self.accounting_year}-{self.accounting_period:02d}"
-
     def to_ifs_body(self) -> dict[str, Any]:
-        """The JSON body of the POST to VoucherSet (Decimals stay Decimal: console.money.dumps)."""
-        return voucher_body(
-            self.company,
-            self.voucher_type,
-            self.voucher_date,
-            self.accounting_year,
-            self.accounting_period,
-            self.reference_number,
-            self.text,
-            [row.to_ifs() for row in self.rows],
-        )
+        return self.ifs_body(self.reference_number, [row.to_ifs() for row in self.rows])
 
     def to_voucher(self) -> Voucher:
         return Voucher(
@@ -261,36 +271,28 @@ def voucher_body(
 
 
 @dataclass(frozen=True)
-class RowVoucher:
+class RowVoucher(VoucherHeader):
     """What a voucher made of IFS VoucherRow models shares (an accrual reversal, a card
-    accrual): its fields, its period label, its POST body and its totals. Subclasses add
+    accrual): its header, reference and rows, its POST body and its totals. Subclasses add
     their own fields (constructed by keyword)."""
 
-    company: str
-    voucher_type: str
-    voucher_date: date
-    accounting_year: int
-    accounting_period: int
     reference: str
-    text: str
     rows: tuple[VoucherRow, ...]
 
-    @property
-    def period_label(self) -> str:
-        return f"{self.accounting_year}-{self.accounting_period:02d}"
-
     def to_ifs_body(self) -> dict[str, Any]:
-        """The JSON body of the POST to VoucherSet (Decimals stay Decimal: console.money)."""
-        return voucher_body(
-            self.company,
-            self.voucher_type,
-            self.voucher_date,
-            self.accounting_year,
-            self.accounting_period,
-            self.reference,
-            self.text,
-            [r.model_dump(mode="python", exclude_none=True) for r in self.rows],
-        )
+        rows = [r.model_dump(mode="python", exclude_none=True) for r in self.rows]
+        return self.ifs_body(self.reference, rows)
+
+    def render_head(self, title: str, moved_from: date | None) -> list[str]:
+        """The first lines of the dry-run text: the title, the header and a moved date."""
+        out = [
+            title,
+            f"  company {self.company}  type {self.voucher_type}  date {self.voucher_date}  "
+            f"period {self.period_label}",
+        ]
+        if moved_from is not None:
+            out.append(f"  ! MOVED: due {moved_from} in a closed period; dated {self.voucher_date}")
+        return out
 
     def totals(self) -> tuple[Decimal, Decimal]:
         """(debit, credit) in the accounting currency."""

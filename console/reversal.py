@@ -120,16 +120,11 @@ class PlannedReversal(RowVoucher):
         }
 
     def render_lines(self) -> list[str]:
-        out = [
+        out = self.render_head(
             f"~ reversal {self.reference} of {self.accrual_reference}"
             f" ({self.accrual_voucher or 'voucher'}): {self.cause}, {', '.join(self.groups)}",
-            f"  company {self.company}  type {self.voucher_type}  date {self.voucher_date}  "
-            f"period {self.period_label}",
-        ]
-        if self.moved_from is not None:
-            out.append(
-                f"  ! MOVED: due {self.moved_from} in a closed period; dated {self.voucher_date}"
-            )
+            self.moved_from,
+        )
         for r in self.rows:
             parts = " ".join(
                 f"{k[-1]}={getattr(r, k)}"

@@ -4,7 +4,7 @@ A category called `ESC[2J` must not clear the operator's terminal, a NUL must no
 short, a report ID `@SUM(1+1)` or a merchant `=HYPERLINK(...)` must not run in a spreadsheet.
 Every output of the command line goes through one of these:
 
-- `visible(value)`: one printable line, as the TUI shows a cell (screens/literal.py):
+- `visible(value)`: one printable line, as the TUI shows a cell (screens/literal.py uses it):
   C0 and C1 controls and DEL become `\\x1b`-style text, a tab a space, CR and LF `⏎`.
 - `visible_text(text)`: a block of lines (the dry-run diff, the close report, `status`):
   the same, but its newlines stay newlines.
@@ -24,7 +24,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-# C0/C1 controls and DEL (the TUI's set: screens/literal.py).
+# C0/C1 controls and DEL.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _CONTROL_NOT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 # DEL and C1: what json.dumps(ensure_ascii=False) leaves raw.

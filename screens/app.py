@@ -11,12 +11,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from textual.app import App, SystemCommand
 from textual.binding import BindingType
-from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.worker import Worker
 
-from screens.base import SCREEN_TABS
+from screens.base import SCREEN_TABS, CommandList
 from screens.keys import KEYS, bind
 from screens.literal import sanitize
 from screens.messages import CycleDone, CycleFailed
@@ -41,7 +40,7 @@ def _now() -> datetime:
     return datetime.now().astimezone()
 
 
-class ConsoleCommands(Provider):
+class ConsoleCommands(CommandList):
     """App-wide palette entries: screens, sync, credentials, audit verification."""
 
     def _commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
@@ -55,17 +54,6 @@ class ConsoleCommands(Provider):
             ("Setup / rotate credentials", "URLs, IDs and secrets", app.action_setup),
         ]
         return out
-
-    async def discover(self) -> Hits:
-        for name, help_text, callback in self._commands():
-            yield DiscoveryHit(name, callback, help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for name, help_text, callback in self._commands():
-            score = matcher.match(name)
-            if score > 0:
-                yield Hit(score, matcher.highlight(name), callback, help=help_text)
 
 
 def _modes() -> dict[str, Callable[[], Screen[Any]]]:
@@ -94,12 +82,7 @@ class MlConsoleApp(App[int]):
     COMMANDS = App.COMMANDS | {ConsoleCommands}
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        bind("1", "goto('pending')", "app.pending", show=False),
-        bind("2", "goto('mapping')", "app.mapping", show=False),
-        bind("3", "goto('missing')", "app.missing", show=False),
-        bind("4", "goto('dryrun')", "app.dryrun", show=False),
-        bind("5", "goto('audit')", "app.audit", show=False),
-        bind("6", "goto('close')", "app.close", show=False),
+        *(bind(key, f"goto('{mode}')", f"app.{mode}", show=False) for key, mode, _ in SCREEN_TABS),
         bind("s", "sync", "app.sync"),
         bind("question_mark,f1", "help", "app.help"),
         bind("q", "quit", "app.quit"),

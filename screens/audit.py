@@ -17,10 +17,10 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, Label, Static
+from textual.widgets import Label, Static
 
 from console.views import AuditFilter, AuditRow, VerifyResult, event_summary
-from screens.base import ConsoleScreen, StatusHeader, console_app
+from screens.base import ConsoleScreen, ReportDrillDown, console_app
 from screens.keys import bind
 from screens.literal import literal
 from screens.theme import BLUE, GREY, ORANGE, SKY, VERMILLION, status_text
@@ -124,6 +124,7 @@ AUDIT_COLUMNS = [
 class AuditScreen(ConsoleScreen):
     TITLE = "Audit"
     MODE = "audit"
+    LIST_ID = "audit-table"
     HELP = (
         "The audit trail, newest first. `/` filters: free words search every column shown "
         "(event type, actor, time, summary with its amounts, report, voucher); `type:posted`, "
@@ -140,17 +141,14 @@ class AuditScreen(ConsoleScreen):
     ]
 
     def compose(self) -> ComposeResult:
-        yield from self.compose_header()
-        yield Label("Audit trail", classes="screen-title")
-        yield FilterBar("filter: words, type:, actor:, report:, voucher:, since:, until:")
-        yield Label("", id="audit-count", classes="count-label")
+        yield from self.compose_list_top(
+            "Audit trail",
+            "filter: words, type:, actor:, report:, voucher:, since:, until:",
+            "audit-count",
+        )
         yield VirtualTable(AUDIT_COLUMNS, id="audit-table", markable=False)
         yield Static("", id="audit-detail", classes="detail-panel")
         yield from self.compose_footer()
-
-    @property
-    def table(self) -> VirtualTable:
-        return self.query_one("#audit-table", VirtualTable)
 
     def on_mount(self) -> None:
         # ConsoleScreen.on_mount runs too (Textual calls handlers down the MRO): not again.
@@ -170,10 +168,6 @@ class AuditScreen(ConsoleScreen):
     def _filter(self, event: FilterBar.Applied) -> None:
         if self.console_app.engine is not None:
             self.refresh_data()
-
-    @on(FilterBar.Done)
-    def _filter_done(self) -> None:
-        self.table.focus()
 
     @on(VirtualTable.Reloaded)
     @on(VirtualTable.Highlighted)
@@ -274,7 +268,7 @@ def replay_report(screen: Screen[Any], report_id: str) -> None:
     )
 
 
-class TimelineScreen(Screen[None]):
+class TimelineScreen(ReportDrillDown[list[Row]]):
     """One report's whole story: fetched, mapped, held, replayed, posted as voucher N."""
 
     TITLE = "Timeline"
@@ -283,14 +277,11 @@ class TimelineScreen(Screen[None]):
         bind("escape", "app.pop_screen", "timeline.back"),
         bind("p", "replay", "timeline.replay"),
     ]
+    HEADING = "Timeline of report {report_id}"
+    TABLE_ID = "timeline"
+    LOAD_LABEL = "timeline"
 
-    def __init__(self, report_id: str) -> None:
-        super().__init__()
-        self.report_id = report_id
-
-    def compose(self) -> ComposeResult:
-        yield StatusHeader()
-        yield Label(literal(f"Timeline of report {self.report_id}", 80), classes="screen-title")
+    def compose_body(self) -> ComposeResult:
         yield VirtualTable(
             [
                 Column("seq", "Seq", 8, justify="right", drop=4),
@@ -305,18 +296,6 @@ class TimelineScreen(Screen[None]):
             markable=False,
             openable=False,
         )
-        yield Footer()
-
-    def on_mount(self) -> None:
-        self.query_one("#timeline", VirtualTable).focus()
-        # After any write (a replay, a post) the timeline is read again.
-        self.watch(self.app, "data_version", self._reload, init=False)
-        self._reload()
-
-    def _reload(self, _: object = None) -> None:
-        app = console_app(self)
-        if app.engine is not None:
-            app.run_core(self._load, app.engine, on_done=self._show, label="timeline")
 
     def _load(self, engine: Engine) -> list[Row]:
         events = engine.audit_page(AuditFilter(report_id=self.report_id), limit=5000)

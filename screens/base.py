@@ -6,22 +6,28 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.dom import DOMNode
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Footer, Label, Static
 
 from screens.keys import bind
 from screens.literal import literal, sanitize
 from screens.theme import GREY, ORANGE, SKY, VERMILLION, status_text
+from screens.vtable import VirtualTable
+from screens.widgets import ConfirmModal, FilterBar, ReasonModal
 
 if TYPE_CHECKING:
+    from console.flows.cycle import Engine
     from screens.protocols import ConsoleApp
+
+T = TypeVar("T")
 
 SCREEN_TABS = (
     ("1", "pending", "Pending"),
@@ -193,13 +199,10 @@ def render_header(status: Any, now: datetime, progress: str, mode: str, environm
     return line
 
 
-class ScreenCommands(Provider):
-    """The palette offers the commands of the screen it was opened on."""
+class CommandList(Provider):
+    """A palette provider over a list of (name, help, callback): subclasses give the list."""
 
     def _commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
-        screen = self.screen
-        if isinstance(screen, ConsoleScreen):
-            return list(screen.palette_commands())
         return []
 
     async def discover(self) -> Hits:
@@ -214,12 +217,23 @@ class ScreenCommands(Provider):
                 yield Hit(score, matcher.highlight(name), callback, help=help_text)
 
 
+class ScreenCommands(CommandList):
+    """The palette offers the commands of the screen it was opened on."""
+
+    def _commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
+        screen = self.screen
+        if isinstance(screen, ConsoleScreen):
+            return list(screen.palette_commands())
+        return []
+
+
 class ConsoleScreen(Screen[None]):
     """A top-level screen (one per mode). Subclasses set TITLE, HELP and compose the body."""
 
     TITLE: ClassVar[str] = ""
     MODE: ClassVar[str] = ""
     HELP: ClassVar[str] = ""
+    LIST_ID: ClassVar[str] = ""  # the screen's main list: it has the focus after filtering
     COMMANDS = {ScreenCommands}
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -236,6 +250,30 @@ class ConsoleScreen(Screen[None]):
 
     def compose_footer(self) -> ComposeResult:
         yield Footer()
+
+    def compose_list_top(
+        self,
+        heading: str,
+        filter_hint: str,
+        count_id: str,
+        count_text: str = "",
+        *,
+        filter_id: str | None = None,
+    ) -> ComposeResult:
+        """The status header, the screen's title, its filter bar (shown by `/`) and the line
+        that counts what the list below shows."""
+        yield from self.compose_header()
+        yield Label(heading, classes="screen-title")
+        yield FilterBar(filter_hint, id=filter_id)
+        yield Label(count_text, id=count_id, classes="count-label")
+
+    @property
+    def table(self) -> VirtualTable:
+        return self.query_one(f"#{self.LIST_ID}", VirtualTable)
+
+    @on(FilterBar.Done)
+    def _filter_done(self) -> None:
+        self.table.focus()
 
     def on_mount(self) -> None:
         self.watch(self.app, "data_version", self._data_changed, init=False)
@@ -255,8 +293,6 @@ class ConsoleScreen(Screen[None]):
         """Reloads what the screen shows from the store (the engine is open)."""
 
     def action_open_filter(self) -> None:
-        from screens.widgets import FilterBar
-
         bars = self.query(FilterBar)
         if bars:
             bars.first().open()
@@ -265,12 +301,37 @@ class ConsoleScreen(Screen[None]):
 
     def action_back(self) -> None:
         """esc backs out: of the filter, then of a drill-down; top-level screens stay."""
-        from screens.widgets import FilterBar
-
         for bar in self.query(FilterBar):
             if bar.value:
                 bar.action_clear_filter()
                 return
+
+    def change_report_with_reason(
+        self,
+        report_id: str,
+        ask: ReasonModal,
+        confirm: Callable[[str], ConfirmModal],
+        change: Callable[[str, str], object],
+        *,
+        label: str,
+        done: Callable[[str], object],
+    ) -> None:
+        """Asks why (for the audit trail), then to confirm with the reason shown; only then
+        runs `change(report_id, reason)` in a worker, and `done(report_id)` after it."""
+
+        def with_reason(reason: str | None) -> None:
+            if not reason:
+                return
+
+            def confirmed(ok: bool | None) -> None:
+                if ok:
+                    self.console_app.run_core(
+                        change, report_id, reason, on_done=lambda _: done(report_id), label=label
+                    )
+
+            self.app.push_screen(confirm(reason), confirmed)
+
+        self.app.push_screen(ask, with_reason)
 
     def palette_commands(self) -> Iterable[tuple[str, str, Callable[[], Any]]]:
         """(name, help, callback) for the command palette: the screen's shown bindings."""
@@ -282,3 +343,45 @@ class ConsoleScreen(Screen[None]):
                     f"key {binding.key}",
                     partial(self.run_action, action),
                 )
+
+
+class ReportDrillDown(Screen[None], Generic[T]):
+    """One report seen from a top-level screen (its lines, its timeline): a title, a body with
+    one table, read in a worker (`_load` there, `_show` here) and read again after any write
+    (a post, a replay, an exclusion, a remap), never stale."""
+
+    # {report_id} is filled in: the screen's title, its worker's label; and its table's id.
+    HEADING: ClassVar[str] = ""
+    LOAD_LABEL: ClassVar[str] = ""
+    TABLE_ID: ClassVar[str] = ""
+
+    def __init__(self, report_id: str) -> None:
+        super().__init__()
+        self.report_id = report_id
+
+    def compose_body(self) -> ComposeResult:
+        raise NotImplementedError
+
+    def compose(self) -> ComposeResult:
+        yield StatusHeader()
+        heading = self.HEADING.format(report_id=self.report_id)
+        yield Label(literal(heading, 80), classes="screen-title")
+        yield from self.compose_body()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(f"#{self.TABLE_ID}", VirtualTable).focus()
+        self.watch(self.app, "data_version", self._reload, init=False)
+        self._reload()
+
+    def _reload(self, _: object = None) -> None:
+        app = console_app(self)
+        if app.engine is not None:
+            label = self.LOAD_LABEL.format(report_id=self.report_id)
+            app.run_core(self._load, app.engine, on_done=self._show, label=label)
+
+    def _load(self, engine: Engine) -> T:
+        raise NotImplementedError
+
+    def _show(self, loaded: T) -> None:
+        raise NotImplementedError

@@ -169,18 +169,13 @@ def old_side_text(ch: dict[str, Any]) -> Text:
     if rv is None:
         out.append("(already reversed: no reversal needed)\n", style=GREY)
         return out
-    out.append_text(literal(f"{rv.reference} of {rv.accrual_reference}", 80, style=ORANGE))
-    out.append("\n")
-    out.append_text(literal(f"{rv.voucher_date} period {rv.period_label} · {rv.cause}", 80))
-    out.append("\n")
-    for r in rv.rows:
-        out.append_text(literal(f"{r.RowNo or '':>3} {r.Account:<8}", 12))
-        out.append(f" {amount(r.DebetAmount):>11} {amount(r.CreditAmount):>11} ")
-        out.append_text(literal(r.Text or "", 30))
-        out.append("\n")
-    d, c = rv.totals()
-    out.append(f"    balance  {amount(d):>11} {amount(c):>11}\n", style="bold")
-    return out
+    return voucher_side(
+        out,
+        literal(f"{rv.reference} of {rv.accrual_reference}", 80, style=ORANGE),
+        f"{rv.voucher_date} period {rv.period_label} · {rv.cause}",
+        [(r.RowNo or "", r.Account, r.DebetAmount, r.CreditAmount, r.Text or "") for r in rv.rows],
+        rv.totals(),
+    )
 
 
 def new_side_text(ch: dict[str, Any]) -> Text:
@@ -197,16 +192,35 @@ def new_side_text(ch: dict[str, Any]) -> Text:
         out.append_text(literal(why, 80, style=GREY))
         out.append("\n")
         return out
-    out.append_text(literal(v.reference_number, 80, style=SKY))
-    out.append("\n")
-    out.append_text(literal(f"{v.voucher_date} period {v.period_label} · company {v.company}", 80))
-    out.append("\n")
-    for r in v.rows:
-        out.append_text(literal(f"{r.row_no:>3} {r.account:<8}", 12))
-        out.append(f" {amount(r.debit):>11} {amount(r.credit):>11} ")
-        out.append_text(literal(r.text, 30))
-        out.append("\n")
     _, _, d, c = v.totals()
+    return voucher_side(
+        out,
+        literal(v.reference_number, 80, style=SKY),
+        f"{v.voucher_date} period {v.period_label} · company {v.company}",
+        [(r.row_no, r.account, r.debit, r.credit, r.text) for r in v.rows],
+        (d, c),
+    )
+
+
+def voucher_side(
+    out: Text,
+    reference: Text,
+    facts: str,
+    rows: list[tuple[object, str, Decimal | None, Decimal | None, str]],
+    balance: tuple[Decimal, Decimal],
+) -> Text:
+    """One side of the comparison below its title: the reference, date and period, each row
+    (number, account, debit, credit, text) and the balance."""
+    out.append_text(reference)
+    out.append("\n")
+    out.append_text(literal(facts, 80))
+    out.append("\n")
+    for no, account, debit, credit, text in rows:
+        out.append_text(literal(f"{no:>3} {account:<8}", 12))
+        out.append(f" {amount(debit):>11} {amount(credit):>11} ")
+        out.append_text(literal(text, 30))
+        out.append("\n")
+    d, c = balance
     out.append(f"    balance  {amount(d):>11} {amount(c):>11}\n", style="bold")
     return out
 
@@ -293,6 +307,7 @@ def totals_text(plan: Plan) -> Text:
 class DryRunScreen(ConsoleScreen):
     TITLE = "Dry run"
     MODE = "dryrun"
+    LIST_ID = "plan-table"
     HELP = (
         "The exact vouchers that would be posted: each report's rows with account, code parts, "
         "currency and accounting amounts and rate, the totals per account and cost centre, the "
@@ -319,10 +334,12 @@ class DryRunScreen(ConsoleScreen):
     ]
 
     def compose(self) -> ComposeResult:
-        yield from self.compose_header()
-        yield Label("Dry run — the exact plan", classes="screen-title")
-        yield FilterBar("filter: report, employee, company…")
-        yield Label("planning…", id="plan-summary", classes="count-label")
+        yield from self.compose_list_top(
+            "Dry run — the exact plan",
+            "filter: report, employee, company…",
+            "plan-summary",
+            "planning…",
+        )
         with Horizontal(id="plan-view"):
             yield VirtualTable(PLAN_COLUMNS, id="plan-table", markable=False, openable=False)
             with VerticalScroll(classes="side-panel"):
@@ -350,7 +367,7 @@ class DryRunScreen(ConsoleScreen):
         self.own_references: set[str] = set()  # what this console posted from here
         self.query_one("#post-progress").display = False
         self.query_one("#change-compare").display = False
-        self.query_one("#plan-table", VirtualTable).focus()
+        self.table.focus()
         if self.console_app.engine is not None:
             self.refresh_data()
 
@@ -447,10 +464,10 @@ class DryRunScreen(ConsoleScreen):
         if self.plan is None:
             return
         rows = plan_rows(self.plan, self.query_one(FilterBar).applied)
-        self.query_one("#plan-table", VirtualTable).set_source(ListSource(rows))
+        self.table.set_source(ListSource(rows))
 
     def selected_change(self) -> dict[str, Any] | None:
-        row = self.query_one("#plan-table", VirtualTable).cursor
+        row = self.table.cursor
         if row is not None and row.key.startswith("change:") and isinstance(row.payload, dict):
             return row.payload
         return None
@@ -475,10 +492,6 @@ class DryRunScreen(ConsoleScreen):
     @on(FilterBar.Applied)
     def _filter(self) -> None:
         self._render_rows()
-
-    @on(FilterBar.Done)
-    def _filter_done(self) -> None:
-        self.query_one("#plan-table", VirtualTable).focus()
 
     # ---- posting --------------------------------------------------------------------------------
 
@@ -556,7 +569,6 @@ class DryRunScreen(ConsoleScreen):
 
     def _posted(self, summary: CycleSummary) -> None:
         self.posting = False
-        self.console_app.sync_progress = ""
         posted = summary.vouchers
         failed = summary.failed_reports
         plan = summary.plan
@@ -594,15 +606,14 @@ class DryRunScreen(ConsoleScreen):
         self.landed.append(msg)
         self.query_one("#landed", Static).update(literal(msg, 300))
         self.console_app.dry_run_selection = None
-        self._drop_plan("posted: re-planning what is left")
-        self.console_app.core_changed()
+        self._write_ended("posted: re-planning what is left")
 
     def _drop_plan(self, reason: str) -> None:
         """After a write the plan on screen is history: clear it, so nothing acts on it, and
         say so until the new plan (core_changed re-plans) is shown."""
         self.plan = None
         self.stale_reason = reason
-        self.query_one("#plan-table", VirtualTable).set_source(ListSource([]))
+        self.table.set_source(ListSource([]))
         self.query_one("#plan-totals", Static).update("")
         self.query_one("#change-compare").display = False
         self.query_one("#plan-summary", Label).update(
@@ -610,18 +621,22 @@ class DryRunScreen(ConsoleScreen):
         )
         self.refresh_bindings()
 
+    def _write_ended(self, replan_reason: str) -> None:
+        """A post or a confirmation ended, either way: the header stops saying so, the plan
+        on screen is history, every screen reloads (and this one re-plans)."""
+        self.console_app.sync_progress = ""
+        self._drop_plan(replan_reason)
+        self.console_app.core_changed()
+
+    def _write_failed(self, exc: BaseException, title: str, replan_reason: str) -> None:
+        self.notify(
+            literal(str(exc), 300).plain, title=title, severity="error", markup=False, timeout=15
+        )
+        self._write_ended(replan_reason)
+
     def _post_failed(self, exc: BaseException) -> None:
         self.posting = False
-        self.console_app.sync_progress = ""
-        self._drop_plan("posting failed: re-planning")
-        self.notify(
-            literal(str(exc), 300).plain,
-            title="Posting failed",
-            severity="error",
-            markup=False,
-            timeout=15,
-        )
-        self.console_app.core_changed()
+        self._write_failed(exc, "Posting failed", "posting failed: re-planning")
 
     # ---- confirming a change after posting -----------------------------------------------------
 
@@ -697,7 +712,6 @@ class DryRunScreen(ConsoleScreen):
 
     def _change_done(self, report_id: str, summary: CycleSummary) -> None:
         self.confirming = False
-        self.console_app.sync_progress = ""
         reversals = summary.reversals
         vouchers = summary.vouchers
         msg = f"report {report_id}: {len(reversals)} reversal(s) and {len(vouchers)} accrual(s)"
@@ -708,21 +722,11 @@ class DryRunScreen(ConsoleScreen):
         if any(refs):
             msg += ": " + ", ".join(r for r in refs if r)
         self.notify(literal(msg, 300).plain, title="Change confirmed", markup=False)
-        self._drop_plan("change confirmed: re-planning")
-        self.console_app.core_changed()
+        self._write_ended("change confirmed: re-planning")
 
     def _change_failed(self, exc: BaseException) -> None:
         self.confirming = False
-        self.console_app.sync_progress = ""
-        self._drop_plan("confirming failed: re-planning")
-        self.notify(
-            literal(str(exc), 300).plain,
-            title="Confirming the change failed",
-            severity="error",
-            markup=False,
-            timeout=15,
-        )
-        self.console_app.core_changed()
+        self._write_failed(exc, "Confirming the change failed", "confirming failed: re-planning")
 
     # ---- export ---------------------------------------------------------------------------------
 

@@ -7,31 +7,16 @@ that shows outside data goes through `literal()`.
 
 from __future__ import annotations
 
-import re
-
 from rich.cells import cell_len
 from rich.text import Text
 
+from console.textsafe import visible
+
 ELLIPSIS = "…"
 
-# C0/C1 controls and DEL; tab and newline included, since a cell is one line.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def _visible(match: re.Match[str]) -> str:
-    ch = match.group(0)
-    if ch == "\t":
-        return " "
-    if ch in "\r\n":
-        return "⏎"
-    code = ord(ch)
-    return f"\\x{code:02x}"
-
-
-def sanitize(value: object) -> str:
-    """The value as one printable line: control characters (ESC included) become `\\x1b` etc."""
-    text = "" if value is None else str(value)
-    return _CONTROL.sub(_visible, text)
+# One printable line, as every output of the console shows outside data (console/textsafe.py):
+# control characters (ESC included) become `\\x1b` etc., a tab a space, CR and LF `⏎`.
+sanitize = visible
 
 
 def truncate(text: str, max_cells: int) -> str:

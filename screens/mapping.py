@@ -50,6 +50,7 @@ def entry_row(e: MappingEntry) -> Row:
 class MappingScreen(ConsoleScreen):
     TITLE = "Mapping"
     MODE = "mapping"
+    LIST_ID = "mapping-table"
     HELP = (
         "Every category (→ account, code part A) and tag value (→ its level's code part) of "
         "each policy: Expensify's GL code is the default, your override wins. Enter edits the "
@@ -64,10 +65,12 @@ class MappingScreen(ConsoleScreen):
     ]
 
     def compose(self) -> ComposeResult:
-        yield from self.compose_header()
-        yield Label("Mapping — Expensify coding → IFS", classes="screen-title")
-        yield FilterBar("filter: policy, category, tag, GL code, override…")
-        yield Label("loading…", id="mapping-count", classes="count-label")
+        yield from self.compose_list_top(
+            "Mapping — Expensify coding → IFS",
+            "filter: policy, category, tag, GL code, override…",
+            "mapping-count",
+            "loading…",
+        )
         yield VirtualTable(
             [
                 Column("policy", "Policy", 10, drop=1),
@@ -96,7 +99,7 @@ class MappingScreen(ConsoleScreen):
         self.checked: tuple[str, ValueCheck | str] | None = None
         self._check_timer: Timer | None = None
         self.query_one("#mapping-editor").display = False
-        self.query_one("#mapping-table", VirtualTable).focus()
+        self.table.focus()
         if self.console_app.engine is not None:
             self.refresh_data()
 
@@ -134,7 +137,7 @@ class MappingScreen(ConsoleScreen):
             if not flt
             or flt in f"{e.policy_id} {e.label} {e.source} {e.default} {e.override}".lower()
         ]
-        table = self.query_one("#mapping-table", VirtualTable)
+        table = self.table
         table.source = ListSource(rows)
         table.reload()
         overrides = sum(1 for e in self.entries if e.override)
@@ -146,10 +149,6 @@ class MappingScreen(ConsoleScreen):
     def _filter(self) -> None:
         self._render_entries()
 
-    @on(FilterBar.Done)
-    def _filter_done(self) -> None:
-        self.query_one("#mapping-table", VirtualTable).focus()
-
     # ---- editing ----------------------------------------------------------------------------
 
     @on(VirtualTable.Opened, "#mapping-table")
@@ -157,7 +156,7 @@ class MappingScreen(ConsoleScreen):
         self._edit(event.row.payload)
 
     def action_edit(self) -> None:
-        row = self.query_one("#mapping-table", VirtualTable).cursor
+        row = self.table.cursor
         if row is not None:
             self._edit(row.payload)
 
@@ -294,7 +293,7 @@ class MappingScreen(ConsoleScreen):
         self.editing = None
         self.checked = None
         self.query_one("#mapping-editor").display = False
-        self.query_one("#mapping-table", VirtualTable).focus()
+        self.table.focus()
 
     def action_back(self) -> None:
         if self.editing is not None:

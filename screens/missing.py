@@ -67,6 +67,7 @@ def group_key(group: HoldGroup) -> str:
 class MissingScreen(ConsoleScreen):
     TITLE = "Missing dimensions"
     MODE = "missing"
+    LIST_ID = "groups"
     HELP = (
         "Held reports grouped by what blocks them. The groups are re-checked against IFS in the "
         "background (and now with `r`); a group whose value IFS now has turns ready, and `p` "
@@ -86,10 +87,11 @@ class MissingScreen(ConsoleScreen):
     ]
 
     def compose(self) -> ComposeResult:
-        yield from self.compose_header()
-        yield Label("Missing dimensions — the hold queue", classes="screen-title")
-        yield FilterBar("filter: value, company, reason…")
-        yield Label("", id="missing-count", classes="count-label")
+        yield from self.compose_list_top(
+            "Missing dimensions — the hold queue",
+            "filter: value, company, reason…",
+            "missing-count",
+        )
         yield VirtualTable(
             [
                 Column("state", "State", 10),
@@ -122,7 +124,7 @@ class MissingScreen(ConsoleScreen):
         self.groups: list[HoldGroup] = []
         self.released: dict[str, HoldGroup] = {}  # groups whose reports all turned ready
         self._recheck_timer: Timer | None = None
-        self.query_one("#groups", VirtualTable).focus()
+        self.table.focus()
         if self.console_app.engine is not None:
             self.refresh_data()
 
@@ -191,7 +193,7 @@ class MissingScreen(ConsoleScreen):
                         payload=(state, g),
                     )
                 )
-        table = self.query_one("#groups", VirtualTable)
+        table = self.table
         table.source = ListSource(rows)
         table.reload()
         held = sum(len(g.report_ids) for g in self.groups)
@@ -209,12 +211,8 @@ class MissingScreen(ConsoleScreen):
     def _filter(self) -> None:
         self._render_groups()
 
-    @on(FilterBar.Done)
-    def _filter_done(self) -> None:
-        self.query_one("#groups", VirtualTable).focus()
-
     def _current_group(self) -> tuple[str, HoldGroup] | None:
-        row = self.query_one("#groups", VirtualTable).cursor
+        row = self.table.cursor
         return row.payload if row is not None else None
 
     @on(VirtualTable.Highlighted, "#groups")
@@ -346,33 +344,17 @@ class MissingScreen(ConsoleScreen):
             self.notify("Highlight a report in the lower list first (tab).", severity="warning")
             return
         report_id = row.key
-
-        def with_reason(reason: str | None) -> None:
-            if not reason:
-                return
-
-            def confirmed(ok: bool | None) -> None:
-                if ok:
-                    self.console_app.run_core(
-                        engine.exclude,
-                        report_id,
-                        reason,
-                        on_done=lambda _: self._excluded(report_id),
-                        label="exclude",
-                    )
-
-            self.app.push_screen(
-                ConfirmModal(
-                    f"Exclude report {report_id}?",
-                    Text(f"It will never be posted by this console. Reason: {reason}"),
-                    "Exclude (y)",
-                ),
-                confirmed,
-            )
-
-        self.app.push_screen(
+        self.change_report_with_reason(
+            report_id,
             ReasonModal(f"Exclude report {report_id}", "Why is it excluded? (audit trail)"),
-            with_reason,
+            lambda reason: ConfirmModal(
+                f"Exclude report {report_id}?",
+                Text(f"It will never be posted by this console. Reason: {reason}"),
+                "Exclude (y)",
+            ),
+            engine.exclude,
+            label="exclude",
+            done=self._excluded,
         )
 
     def _excluded(self, report_id: str) -> None:

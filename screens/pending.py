@@ -11,11 +11,10 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import VerticalScroll
-from textual.screen import Screen
-from textual.widgets import Footer, Label, Static
+from textual.widgets import Label, Static
 
 from console.money import fmt
-from screens.base import ConsoleScreen, StatusHeader, console_app
+from screens.base import ConsoleScreen, ReportDrillDown
 from screens.keys import bind
 from screens.literal import literal
 from screens.theme import GREY, VERMILLION, status_text
@@ -109,6 +108,7 @@ def sync_states_text(states: dict[str, str]) -> Text:
 class PendingScreen(ConsoleScreen):
     TITLE = "Pending"
     MODE = "pending"
+    LIST_ID = "pending-table"
     HELP = (
         "Every report fetched from Expensify and not yet posted, newest approval first. "
         "Space marks a ready report, `a` marks every ready report, `u` clears the marks, `d` "
@@ -126,16 +126,15 @@ class PendingScreen(ConsoleScreen):
     ]
 
     def compose(self) -> ComposeResult:
-        yield from self.compose_header()
-        yield Label("Pending reports", classes="screen-title")
-        yield FilterBar("filter: report, employee, policy, status, reason…", id="pending-filter")
-        yield Label("loading…", id="pending-count", classes="count-label")
+        yield from self.compose_list_top(
+            "Pending reports",
+            "filter: report, employee, policy, status, reason…",
+            "pending-count",
+            "loading…",
+            filter_id="pending-filter",
+        )
         yield VirtualTable(PENDING_COLUMNS, id="pending-table")
         yield from self.compose_footer()
-
-    @property
-    def table(self) -> VirtualTable:
-        return self.query_one("#pending-table", VirtualTable)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -170,10 +169,6 @@ class PendingScreen(ConsoleScreen):
         if isinstance(source, PendingSource):
             source.filter_text = event.text
             self.table.reload(keep_cursor=False)
-
-    @on(FilterBar.Done)
-    def _filter_done(self) -> None:
-        self.table.focus()
 
     @on(VirtualTable.Reloaded)
     @on(VirtualTable.MarksChanged)
@@ -243,31 +238,20 @@ class PendingScreen(ConsoleScreen):
             return
         report_id = row.key
 
-        def with_reason(reason: str | None) -> None:
-            if not reason:
-                return
-
-            def confirmed(ok: bool | None) -> None:
-                if ok:
-                    self.console_app.run_core(
-                        engine.include,
-                        report_id,
-                        reason,
-                        on_done=lambda _: self._included(report_id),
-                        label="include",
-                    )
-
+        def confirm(reason: str) -> ConfirmModal:
             body = Text()
             body.append_text(literal(f"Report {report_id} was {row.payload.reason}.", 300))
             body.append("\nIt is checked again and posts like any other report once ready. ")
             body.append_text(literal(f"Reason: {reason}", 300))
-            self.app.push_screen(
-                ConfirmModal(f"Include report {report_id} again?", body, "Include (y)"),
-                confirmed,
-            )
+            return ConfirmModal(f"Include report {report_id} again?", body, "Include (y)")
 
-        self.app.push_screen(
-            ReasonModal(f"Include report {report_id} again", "Why? (audit trail)"), with_reason
+        self.change_report_with_reason(
+            report_id,
+            ReasonModal(f"Include report {report_id} again", "Why? (audit trail)"),
+            confirm,
+            engine.include,
+            label="include",
+            done=self._included,
         )
 
     def _included(self, report_id: str) -> None:
@@ -282,7 +266,12 @@ class PendingScreen(ConsoleScreen):
         self.console_app.action_goto("dryrun")
 
 
-class ReportDetailScreen(Screen[None]):
+# What ReportDetailScreen reads in its worker: the stored report, and its evaluation now (or
+# why it could not be evaluated).
+DetailLoad = tuple["ReportDetail | None", "ReportEvaluation | Exception | None"]
+
+
+class ReportDetailScreen(ReportDrillDown[DetailLoad]):
     """One report: header facts, its holds, and each line as mapped and validated."""
 
     TITLE = "Report"
@@ -294,14 +283,11 @@ class ReportDetailScreen(Screen[None]):
         bind("escape", "app.pop_screen", "detail.back"),
         bind("t", "timeline", "detail.timeline"),
     ]
+    HEADING = "Report {report_id}"
+    TABLE_ID = "lines-table"
+    LOAD_LABEL = "report {report_id}"
 
-    def __init__(self, report_id: str) -> None:
-        super().__init__()
-        self.report_id = report_id
-
-    def compose(self) -> ComposeResult:
-        yield StatusHeader()
-        yield Label(literal(f"Report {self.report_id}", 60), classes="screen-title")
+    def compose_body(self) -> ComposeResult:
         with VerticalScroll():
             yield Static("loading…", id="report-facts")
             yield Static("", id="report-holds")
@@ -320,24 +306,8 @@ class ReportDetailScreen(Screen[None]):
                 markable=False,
                 openable=False,
             )
-        yield Footer()
 
-    def on_mount(self) -> None:
-        self.query_one("#lines-table", VirtualTable).focus()
-        # After any write (post, exclude, remap) the report is read again, never stale.
-        self.watch(self.app, "data_version", self._reload, init=False)
-        self._reload()
-
-    def _reload(self, _: object = None) -> None:
-        app = console_app(self)
-        engine = app.engine
-        if engine is None:
-            return
-        app.run_core(self._load, engine, on_done=self._show, label=f"report {self.report_id}")
-
-    def _load(
-        self, engine: Engine
-    ) -> tuple[ReportDetail | None, ReportEvaluation | Exception | None]:
+    def _load(self, engine: Engine) -> DetailLoad:
         detail = engine.report_detail(self.report_id)
         evaluation: ReportEvaluation | Exception | None = None
         try:
@@ -347,9 +317,7 @@ class ReportDetailScreen(Screen[None]):
             evaluation = exc
         return detail, evaluation
 
-    def _show(
-        self, loaded: tuple[ReportDetail | None, ReportEvaluation | Exception | None]
-    ) -> None:
+    def _show(self, loaded: DetailLoad) -> None:
         from screens.lines import line_rows
 
         detail, evaluation = loaded

@@ -20,13 +20,13 @@ from rich.text import Text
 from textual import work
 from textual.binding import BindingType
 from textual.geometry import Region, Size
-from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from screens.keys import bind
 from screens.literal import literal
+from screens.widgets import ControlMessage
 
 PAGE_SIZE = 200
 MAX_PAGES = 40  # the cache: 8,000 rows at most, whatever the table's size
@@ -115,46 +115,25 @@ class VirtualTable(ScrollView, can_focus=True):
     cursor_row: reactive[int] = reactive(0, always_update=True)
     total: reactive[int] = reactive(0)
 
-    class Highlighted(Message):
+    class Highlighted(ControlMessage["VirtualTable"]):
         def __init__(self, table: VirtualTable, row: Row | None) -> None:
-            super().__init__()
-            self.table = table
+            super().__init__(table)
             self.row = row
 
-        @property
-        def control(self) -> VirtualTable:
-            return self.table
-
-    class Opened(Message):
+    class Opened(ControlMessage["VirtualTable"]):
         def __init__(self, table: VirtualTable, row: Row) -> None:
-            super().__init__()
-            self.table = table
+            super().__init__(table)
             self.row = row
 
-        @property
-        def control(self) -> VirtualTable:
-            return self.table
+    class MarksChanged(ControlMessage["VirtualTable"]):
+        """The marks changed (marked, unmarked, all cleared)."""
 
-    class MarksChanged(Message):
-        def __init__(self, table: VirtualTable) -> None:
-            super().__init__()
-            self.table = table
-
-        @property
-        def control(self) -> VirtualTable:
-            return self.table
-
-    class Reloaded(Message):
+    class Reloaded(ControlMessage["VirtualTable"]):
         """The count is known (after every reload)."""
 
         def __init__(self, table: VirtualTable, total: int) -> None:
-            super().__init__()
-            self.table = table
+            super().__init__(table)
             self.total = total
-
-        @property
-        def control(self) -> VirtualTable:
-            return self.table
 
     def __init__(
         self,

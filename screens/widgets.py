@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 from rich.text import Text
 from textual import on
@@ -16,6 +16,20 @@ from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Static
 
 from screens.literal import literal
+
+W = TypeVar("W", bound=Widget)
+
+
+class ControlMessage(Message, Generic[W]):
+    """A message about one widget: `control` names it, so `@on(Message, "#id")` selects it."""
+
+    def __init__(self, widget: W) -> None:
+        super().__init__()
+        self.widget = widget
+
+    @property
+    def control(self) -> W:
+        return self.widget
 
 
 class FilterBar(Input):
@@ -36,26 +50,13 @@ class FilterBar(Input):
     FilterBar.-active { display: block; }
     """
 
-    class Applied(Message):
+    class Applied(ControlMessage["FilterBar"]):
         def __init__(self, bar: FilterBar, text: str) -> None:
-            super().__init__()
-            self.bar = bar
+            super().__init__(bar)
             self.text = text
 
-        @property
-        def control(self) -> FilterBar:
-            return self.bar
-
-    class Done(Message):
+    class Done(ControlMessage["FilterBar"]):
         """Focus goes back to the list."""
-
-        def __init__(self, bar: FilterBar) -> None:
-            super().__init__()
-            self.bar = bar
-
-        @property
-        def control(self) -> FilterBar:
-            return self.bar
 
     def __init__(self, placeholder: str = "filter…", *, id: str | None = None) -> None:
         super().__init__(placeholder=placeholder, id=id)

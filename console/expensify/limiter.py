@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -99,6 +100,7 @@ class FileWindowStore:
             os.replace(tmp, self.path)
 
 
+@dataclass(eq=False)
 class SlidingWindowLimiter:
     """Admits a request only when every (limit, window) pair still has room.
 
@@ -106,31 +108,23 @@ class SlidingWindowLimiter:
     it succeeds) and sleeps while the window is full, for at most `max_wait_s` in total.
     """
 
-    def __init__(
-        self,
-        store: RequestWindowStore,
-        key: str,
-        *,
-        limits: tuple[tuple[int, float], ...] = ((5, 10.0), (20, 60.0)),
-        max_wait_s: float = 120.0,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
-        service: str = "expensify",
-        margin_s: float = 0.5,
-    ) -> None:
-        if not limits or any(n < 1 or w <= 0 for n, w in limits):
+    store: RequestWindowStore
+    key: str
+    _: KW_ONLY
+    limits: tuple[tuple[int, float], ...] = ((5, 10.0), (20, 60.0))
+    max_wait_s: float = 120.0
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    service: str = "expensify"
+    margin_s: float = 0.5
+    waited_s: float = field(default=0.0, init=False)  # time spent waiting, for the summary
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _horizon: float = field(default=_HORIZON_S, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.limits or any(n < 1 or w <= 0 for n, w in self.limits):
             raise ValueError("limits must be positive (count, seconds) pairs")
-        self.store = store
-        self.key = key
-        self.limits = limits
-        self.max_wait_s = max_wait_s
-        self.clock = clock
-        self.sleep = sleep
-        self.service = service
-        self.margin_s = margin_s
-        self.waited_s = 0.0  # total time spent waiting for a slot, for the summary/bench
-        self._lock = threading.Lock()
-        self._horizon = max(_HORIZON_S, *(w for _, w in limits))
+        self._horizon = max(_HORIZON_S, *(w for _, w in self.limits))
 
     @contextlib.contextmanager
     def _store_locked(self) -> Iterator[None]:

@@ -22,8 +22,8 @@ class LineRecord:
 
 
 @dataclass(frozen=True)
-class ReportRecord:
-    """A report as fetched, ready to upsert."""
+class ReportFacts:
+    """What a report is (who, when, how much), as it is written and as it is read back."""
 
     report_id: str
     policy_id: str
@@ -32,6 +32,12 @@ class ReportRecord:
     approved: str
     currency: str
     total_minor: int
+
+
+@dataclass(frozen=True)
+class ReportRecord(ReportFacts):
+    """A report as fetched, ready to upsert."""
+
     content_hash: str
     raw: dict[str, Any]
     lines: tuple[LineRecord, ...] = ()
@@ -65,14 +71,9 @@ class EvaluationRecord:
 
 
 @dataclass(frozen=True)
-class ReportRow:
-    report_id: str
-    policy_id: str
-    employee: str
-    report_name: str
-    approved: str
-    currency: str
-    total_minor: int
+class ReportRow(ReportFacts):
+    """A stored report as the lists show it: its facts, its lines' count, its state."""
+
     line_count: int
     status: str
     reason: str
