@@ -60,6 +60,30 @@ def describe_group(group: HoldGroup) -> str:
     return f"{value} {words}{where} — blocks {n} report{'s' if n != 1 else ''}, {totals}"
 
 
+# What clears a hold that is not a value IFS lacks (the `p` key says so instead of guessing).
+_STILL_HELD = {
+    "closed-period": "the period is closed in IFS: reopen it for the console's user group, "
+    'or set [posting] closed_period = "next-open"',
+    "zero-amount": "every line is zero: check it in Expensify, then exclude it with `x`",
+    "too-many-lines": "the report is too big for one IFS voucher request: split it in "
+    "Expensify, or exclude it with `x`",
+    "duplicate-transaction": "a transaction is also on another report: confirm it with "
+    "`ml-console replay REPORT --confirm-duplicate`, or exclude it with `x`",
+    "malformed": "Expensify's export of the report is broken: fix it in Expensify; it is "
+    "fetched again",
+    "missing-rate": "IFS has no currency rate for the date yet: add it in IFS, then re-check "
+    "with `r`",
+}
+
+
+def still_held_advice(kind: str) -> str:
+    """Why `p` does nothing on a held group, and what clears this kind of hold."""
+    what = _STILL_HELD.get(
+        kind, "IFS does not have the value yet: re-check with `r`, or remap it with `m`"
+    )
+    return f"This group is still held: {what}."
+
+
 def group_key(group: HoldGroup) -> str:
     return f"{group.code}@{group.company}"
 
@@ -286,11 +310,7 @@ class MissingScreen(ConsoleScreen):
                 return
             state, group = current
             if state != "ready":
-                self.notify(
-                    "This group is still held: IFS does not have the value yet. Re-check with "
-                    "`r`, or remap it with `m`.",
-                    severity="warning",
-                )
+                self.notify(still_held_advice(group.kind), severity="warning")
                 return
             ids = list(group.report_ids)
             # A post to IFS: say what it will post and wait for `y`, like a timeline replay.
