@@ -421,13 +421,16 @@ class IfsClient:
         return removed
 
     def check(self) -> CheckReport:
-        """Proves the client credentials work, an entity set answers, and the tenant serves
-        what the console uses (`preflight`: the report says what differs)."""
+        """Proves the client credentials work, that the tenant serves what the console uses
+        (`preflight`: the report says what differs) and, when it does, that an entity set
+        answers with data."""
         self.token.get()
-        url = self._set_url(self.entity_sets.accounts)
-        response = self._request("GET", url, params={"$top": "1"}, what="the connection check")
-        http.parse_json(response, service=SERVICE, what="the connection check")
-        return self.preflight()
+        report = self.preflight()
+        if report.ok:
+            url = self._set_url(self.entity_sets.accounts)
+            response = self._request("GET", url, params={"$top": "1"}, what="the connection check")
+            http.parse_json(response, service=SERVICE, what="the connection check")
+        return report
 
     # ------------------------------------------------------------------ the tenant check
     def get_text(self, path: str) -> tuple[int, str]:
