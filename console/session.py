@@ -161,6 +161,9 @@ class Session:
             "expensify": ServiceState("unknown"),
             "ifs": ServiceState("unknown"),
         }
+        # Whether this session's IFS tenant passed the check before posting.
+        self._tenant_checked = False
+        self._tenant_lock = threading.Lock()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -243,6 +246,24 @@ class Session:
                 batch_counts_parts=self.settings.ifs.batch_counts_parts,
             )
         return self._ifs
+
+    def ensure_tenant(self) -> None:
+        """Before this session's first posting (or anything that may write to IFS): prove
+        the tenant serves every projection, entity set, attribute, navigation and action the
+        client uses (`ml-console ifs check`, reading each projection's `$metadata`: at most
+        one request per projection, once per process). Raises TenantDrift (exit 2) naming
+        the first difference: then nothing is sent."""
+        with self._tenant_lock:
+            if self._tenant_checked:
+                return
+            from console.ifs.preflight import TenantDrift
+
+            report = self.track("ifs", lambda: self.ifs.preflight(service_documents=False))
+            if not report.ok:
+                error = TenantDrift(report, outcome="nothing was posted")
+                self._service_state["ifs"] = ServiceState("error", str(error))
+                raise error
+            self._tenant_checked = True
 
     def ledger(self) -> Ledger:
         """The posting ledger on this engine's store, audit log and IFS client."""

@@ -135,6 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
         c = cred_sub.add_parser(name, help=f"{name} credentials")
         c.add_argument("service", nargs="?", choices=["expensify", "ifs"])
 
+    ifs = sub.add_parser("ifs", help="the IFS Cloud tenant: check it serves what the console uses")
+    ifs_sub = ifs.add_subparsers(dest="ifs_command", required=True)
+    ifs_check = ifs_sub.add_parser(
+        "check",
+        help="read each configured projection's service document and $metadata and say what "
+        "differs from what the console uses, and which config key to set (exit 2 on drift)",
+    )
+    ifs_check.add_argument("--json", action="store_true", dest="ifs_json", help="print JSON")
+
     held = sub.add_parser("held", help="list the hold queue")
     held.add_argument("--json", action="store_true", dest="held_json")
     exc = sub.add_parser("exclude", help="exclude a report from posting, with a reason")
@@ -313,6 +322,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from console.commands.serve import run_serve_command
 
         return run_serve_command(args)
+    if cmd == "ifs":
+        from console.commands.ifs_check import run_ifs_command
+
+        return run_ifs_command(args)
     if cmd == "audit":
         from console.commands.audit import run_audit_command
 

@@ -125,6 +125,7 @@ def run_card_accrual(
         _record_differences(session, run)
         return run
     with session.cycle_lock, session.lock:
+        session.ensure_tenant()
         session.track("ifs", lambda: session.ledger().reconcile(kinds=LEDGER_KINDS))
         for cv in run.accruals:
             run.results.append(

@@ -5,6 +5,7 @@ the setup screen's test)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from console.config import LoadedSettings
@@ -15,6 +16,7 @@ from console.errors import (
     Unreachable,
 )
 from console.exitcodes import ExitCode
+from console.ifs.preflight import CheckReport, TenantDrift
 from console.secrets import ID_LABEL, SecretStore, abbreviate
 from console.session import expensify_client, ifs_client
 
@@ -22,10 +24,12 @@ if TYPE_CHECKING:
     from console.store import Store
 
 
-def _check(service: str, run: Callable[[], None], ident: list[str]) -> tuple[int, str]:
+def _check(
+    service: str, run: Callable[[], None], ident: list[str], note: list[str] | None = None
+) -> tuple[int, str]:
     """Run one check; (exit code, the line to print). `run` appends the id it used to
-    `ident`. Messages of our errors never carry a secret (console.errors); the service prefix
-    is dropped since the line starts with it."""
+    `ident`, and may add a note to the ok line. Messages of our errors never carry a secret
+    (console.errors); the service prefix is dropped since the line starts with it."""
 
     def detail(exc: BaseException) -> str:
         return str(exc).removeprefix(f"{service}: ")
@@ -34,6 +38,8 @@ def _check(service: str, run: Callable[[], None], ident: list[str]) -> tuple[int
         run()
     except MissingCredential as exc:
         return int(ExitCode.USAGE), f"{service}: missing: {detail(exc)}"
+    except TenantDrift as exc:
+        return int(ExitCode.USAGE), f"{service}: differs: {detail(exc)}"
     except AuthError as exc:
         return int(ExitCode.AUTH), f"{service}: refused: {detail(exc)}"
     except Unreachable as exc:
@@ -42,7 +48,8 @@ def _check(service: str, run: Callable[[], None], ident: list[str]) -> tuple[int
         return int(exc.exit_code), f"{service}: failed: {detail(exc)}"
     except Exception as exc:  # a bug must not hide the other service's answer
         return int(ExitCode.UNEXPECTED), f"{service}: failed: unexpected {type(exc).__name__}"
-    return int(ExitCode.OK), f"{service}: ok ({ID_LABEL[service]} {abbreviate(ident[0])})"
+    extra = f"; {note[0]}" if note else ""
+    return int(ExitCode.OK), f"{service}: ok ({ID_LABEL[service]} {abbreviate(ident[0])}){extra}"
 
 
 def check_expensify(loaded: LoadedSettings, store: SecretStore) -> tuple[int, str]:
@@ -61,15 +68,52 @@ def check_expensify(loaded: LoadedSettings, store: SecretStore) -> tuple[int, st
 
 
 def check_ifs(loaded: LoadedSettings, store: SecretStore) -> tuple[int, str]:
+    """The token, one read, and `ml-console ifs check`: a tenant that does not serve what
+    the console uses is a configuration matter (exit 2), named in one line."""
     ident: list[str] = []
+    note: list[str] = []
 
     def run() -> None:
         ident.append(store.ifs().client_id)
         retry_s = min(60.0, loaded.settings.ifs.timeout_s * 2)
         with ifs_client(loaded.settings, store.ifs_source, max_retry_s=retry_s) as client:
-            client.check()
+            # A stand-in client (tests) may only prove the connection: no report then.
+            report: CheckReport | None = client.check()
+        if report is None:
+            return
+        if not report.ok:
+            raise TenantDrift(report)
+        note.append(f"the tenant serves all {len(report.results)} entity sets the console uses")
 
-    return _check("ifs", run, ident)
+    return _check("ifs", run, ident, note)
+
+
+@dataclass(frozen=True)
+class TenantCheck:
+    """`ml-console ifs check`'s answer: the tenant, the report, the configured entity set of
+    each config key, and the requests it took."""
+
+    url: str
+    realm: str
+    report: CheckReport
+    entity_sets: dict[str, str]  # config key (ifs.entity_sets.<field>) -> configured value
+    requests: int
+
+
+def check_tenant(loaded: LoadedSettings, store: SecretStore) -> TenantCheck:
+    """Read each configured projection's service document and `$metadata` with the stored
+    IFS credentials and compare them with what the console uses (console/ifs/needs.py).
+    Raises MissingCredential, AuthError (the token refused) or Unreachable; a projection
+    the client may not read is a finding (`forbidden`), not an error."""
+    settings = loaded.settings
+    retry_s = min(60.0, settings.ifs.timeout_s * 2)
+    with ifs_client(settings, store.ifs_source, max_retry_s=retry_s) as client:
+        report = client.preflight()
+        requests = client.requests_made
+    configured = {
+        f"ifs.entity_sets.{k}": str(v) for k, v in settings.ifs.entity_sets.model_dump().items()
+    }
+    return TenantCheck(settings.ifs.url, settings.ifs.realm, report, configured, requests)
 
 
 def _request_window(loaded: LoadedSettings) -> Store:

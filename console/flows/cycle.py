@@ -426,6 +426,7 @@ class Engine(Session):
                 )
                 return PostOutcome()
             with self.lock:
+                self.ensure_tenant()  # once per process; the cycle has asked already
                 self.track("ifs", lambda: self.ledger().reconcile())
                 if plan.vouchers:
                     self.audit.record(
@@ -490,6 +491,7 @@ class Engine(Session):
         reversals, nothing fetched or re-planned. A run of its own ("post-reviewed"), so the
         header, `info` and the audit trail show it like any sync."""
         with self._run("post-reviewed", dry_run=False) as summary, self.lock:
+            self.ensure_tenant()
             summary.plan = plan
             summary.planned = len(plan.vouchers)
             summary.moved = reversal.moved(plan)
@@ -557,6 +559,9 @@ class Engine(Session):
         scheduled: bool = False,
     ) -> None:
         if not dry_run:
+            # The tenant serves what the client sends (once per process), before anything
+            # is sent: a drifted tenant stops the cycle here, with nothing posted.
+            self.ensure_tenant()
             # Intents without outcome (a crash between POST and commit) first, before any post.
             self.track("ifs", lambda: self.ledger().reconcile())
         fetched_posted: set[str] = set()
@@ -759,6 +764,7 @@ class Engine(Session):
         """The operator confirms a report changed (or rejected) after posting: its old accrual
         is reversed once and, when changed, the new version posts as a new accrual."""
         with self.cycle_lock, self.lock:
+            self.ensure_tenant()
             change, done = reversals.reverse_for_change(self, report_id)
             changed = change.kind == reversal.CAUSE_CHANGED
             summary = self.run_cycle(

@@ -37,6 +37,7 @@ from console.ifs.models import (
     CurrencyRate,
     Voucher,
 )
+from console.ifs.needs import tenant_needs
 from console.ifs.odata import (
     PageState,
     clamp_page_size,
@@ -46,6 +47,8 @@ from console.ifs.odata import (
     same_origin,
     startswith_filter,
 )
+from console.ifs.preflight import CheckReport
+from console.ifs.preflight import check as check_tenant
 from console.ifs.ratelimit import RateLimiter
 from console.ifs.token import TokenManager
 
@@ -59,6 +62,19 @@ _MAX_PAGES = 10_000
 _GET_BATCH = 100  # reads per `$batch` of GETs
 
 M = TypeVar("M", bound=BaseModel)
+
+# Each projection's `$metadata` as this process read it, by its absolute URL: a tenant's
+# model changes with a release, not between two cycles, so it is read once per process
+# (the check before posting then costs nothing after the first). A projection that did
+# not pass a check is forgotten, so the next check reads it again.
+_METADATA: dict[str, str] = {}
+_METADATA_LOCK = threading.Lock()
+
+
+def forget_metadata() -> None:
+    """Drop every `$metadata` this process kept (tests that reuse a port do this)."""
+    with _METADATA_LOCK:
+        _METADATA.clear()
 
 
 class IfsEntitySets(BaseModel):
@@ -404,12 +420,65 @@ class IfsClient:
             removed += 1
         return removed
 
-    def check(self) -> None:
-        """Proves the client credentials work and the projection answers."""
+    def check(self) -> CheckReport:
+        """Proves the client credentials work, that the tenant serves what the console uses
+        (`preflight`: the report says what differs) and, when it does, that an entity set
+        answers with data."""
         self.token.get()
-        url = self._set_url(self.entity_sets.accounts)
-        response = self._request("GET", url, params={"$top": "1"}, what="the connection check")
-        http.parse_json(response, service=SERVICE, what="the connection check")
+        report = self.preflight()
+        if report.ok:
+            url = self._set_url(self.entity_sets.accounts)
+            response = self._request("GET", url, params={"$top": "1"}, what="the connection check")
+            http.parse_json(response, service=SERVICE, what="the connection check")
+        return report
+
+    # ------------------------------------------------------------------ the tenant check
+    def get_text(self, path: str) -> tuple[int, str]:
+        """GET `path` under the projection root (`<Projection>.svc/`, `…/$metadata`) through
+        the one request path (token, rate limit, bounded retries), answering (status, body)
+        whatever IFS says, 403 and 404 included: for the tenant check, which reads a refusal
+        as a finding. A 401 re-authenticates once and then raises AuthError; 429 and
+        502–504 are retried, then raise Unreachable."""
+        accept = "application/xml" if path.endswith("$metadata") else "application/json"
+        response = self._request(
+            "GET",
+            self.odata_root + path.lstrip("/"),
+            headers={"Accept": accept},
+            what=f"reading {path}",
+            answer_any=True,
+        )
+        return response.status_code, response.text
+
+    def preflight(self, *, service_documents: bool = True) -> CheckReport:
+        """`ml-console ifs check`: every projection the client uses (console/ifs/needs.py,
+        under this client's entity-set names) read and compared with what the client sends.
+        Reads each projection's service document (unless `service_documents` is false: the
+        check before posting reads `$metadata` only) and its `$metadata`, kept for the rest
+        of the process once read; at most two requests per projection."""
+        report = check_tenant(
+            tenant_needs(self.entity_sets),
+            self._preflight_fetch,
+            service_documents=service_documents,
+        )
+        failed = {r.projection for r in report.results if not r.ok}
+        with _METADATA_LOCK:
+            for projection in failed:
+                _METADATA.pop(self.odata_root + f"{projection}.svc/$metadata", None)
+        return report
+
+    def _preflight_fetch(self, path: str) -> tuple[int, str]:
+        if not path.endswith("$metadata"):
+            return self.get_text(path)
+        key = self.odata_root + path
+        with _METADATA_LOCK:
+            kept = _METADATA.get(key)
+        if kept is not None:
+            return 200, kept
+        status, body = self.get_text(path)
+        if status == 200:
+            with _METADATA_LOCK:
+                _METADATA[key] = body
+        return status, body
 
     # ------------------------------------------------------------------ posting
     def post_voucher(self, voucher: Mapping[str, Any]) -> Voucher:
@@ -645,9 +714,11 @@ class IfsClient:
         headers: Mapping[str, str] | None = None,
         what: str,
         mutating: bool = False,
+        answer_any: bool = False,
     ) -> httpx.Response:
         """One logical request: rate limit, token, bounded retries of what is safe to
-        retry. Returns a 2xx response or raises a typed error."""
+        retry. Returns a 2xx response or raises a typed error; with `answer_any`, also any
+        other answer but 401, 429 and 502–504 (a read that takes a refusal as an answer)."""
         policy = http.retry_policy(
             max_attempts=6,
             max_total_s=self.max_retry_s,
@@ -658,7 +729,9 @@ class IfsClient:
         try:
             for attempt in policy:
                 with attempt:
-                    return self._send(method, url, params, content, headers, what, mutating, flags)
+                    return self._send(
+                        method, url, params, content, headers, what, mutating, flags, answer_any
+                    )
         except http.TransientError as exc:
             raise Unreachable(SERVICE, f"{what}: {exc.message}") from None
         raise AssertionError("unreachable")  # pragma: no cover
@@ -673,6 +746,7 @@ class IfsClient:
         what: str,
         mutating: bool,
         flags: dict[str, bool],
+        answer_any: bool = False,
     ) -> httpx.Response:
         token = self.token.get()
         self._before_request()
@@ -690,7 +764,7 @@ class IfsClient:
                     SERVICE, f"{what}: {text} after the request was sent"
                 ) from None
             raise http.TransientError(text) from None
-        return self._check(response, token, what, mutating, flags)
+        return self._check(response, token, what, mutating, flags, answer_any)
 
     def _check(
         self,
@@ -699,6 +773,7 @@ class IfsClient:
         what: str,
         mutating: bool,
         flags: dict[str, bool],
+        answer_any: bool = False,
     ) -> httpx.Response:
         status = response.status_code
         if 200 <= status < 300:
@@ -715,6 +790,8 @@ class IfsClient:
             if retry_after is not None:
                 self.limiter.pause(retry_after)
             raise http.TransientError("rate-limited (HTTP 429)", retry_after=retry_after)
+        if answer_any and status not in _TRANSIENT_READ_STATUSES:
+            return response
         html = http.looks_like_html(response)
         code, message = ("", "") if html else _error_of(response)
         if code == MI_MODIFIED_ERROR and status >= 500:

@@ -18,6 +18,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
+from console.errors import ConfigError
+
 EDM = "{http://docs.oasis-open.org/odata/ns/edm}"
 EDMX = "{http://docs.oasis-open.org/odata/ns/edmx}"
 
@@ -31,6 +33,10 @@ TYPE_FAMILIES: Mapping[str, frozenset[str]] = {
     "boolean": frozenset({"Edm.Boolean"}),
 }
 ENUM = "enum"  # any EnumType of the projection's schema (IFS enumerations, e.g. VoucherStatus)
+# An IFS enumeration the console reads and writes as its identifier ("Mandatory", "Open"):
+# OData's JSON carries an enum value as that string, so either an EnumType or Edm.String
+# serves it (real tenants declare EnumTypes; the simulator serves strings).
+ENUM_OR_TEXT = "enum-or-text"
 
 Fetch = Callable[[str], tuple[int, str]]
 
@@ -53,6 +59,9 @@ class ProjectionNeed:
     entity_sets: tuple[EntityNeed, ...]
     assumed: bool = False  # not in IFS's published model: a tenant must confirm it
     why: str = ""  # what the console uses it for, for the report
+    # The schema namespace the console's bound-action URLs spell (IfsApp.<Projection>);
+    # empty: not checked.
+    namespace: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class Finding:
     projection: str
     kind: str  # missing-projection | forbidden | unreachable | bad-metadata | missing-entity-set
     #            | missing-attribute | wrong-type | missing-navigation | missing-action
+    #            | wrong-namespace
     item: str
     expected: str
     found: str
@@ -187,6 +197,8 @@ def parse_metadata(text: str) -> Metadata:
 def _type_ok(expected: str, served: str, meta: Metadata) -> bool:
     if expected == ENUM:
         return served in meta.enum_types
+    if expected == ENUM_OR_TEXT:
+        return served in meta.enum_types or served == "Edm.String"
     family = TYPE_FAMILIES.get(expected)
     return served in family if family is not None else served == expected
 
@@ -194,6 +206,8 @@ def _type_ok(expected: str, served: str, meta: Metadata) -> bool:
 def _expected_text(expected: str) -> str:
     if expected == ENUM:
         return "an enumeration"
+    if expected == ENUM_OR_TEXT:
+        return "an enumeration or Edm.String"
     family = TYPE_FAMILIES.get(expected)
     return " or ".join(sorted(family)) if family else expected
 
@@ -216,6 +230,13 @@ def compare(need: ProjectionNeed, meta: Metadata) -> list[Finding]:
             )
         )
 
+    if need.namespace and meta.namespace != need.namespace:
+        finding(
+            "wrong-namespace",
+            "Schema",
+            f"namespace {need.namespace} (the console's bound-action URLs name it)",
+            meta.namespace or "none",
+        )
     for es in need.entity_sets:
         path = es.entity_set.split("/")
         type_name = meta.entity_sets.get(path[0])
@@ -256,14 +277,31 @@ def compare(need: ProjectionNeed, meta: Metadata) -> list[Finding]:
                     f"a bound action on {type_name}",
                     ", ".join(sorted(meta.bound_actions)) if bound is None else "bound elsewhere",
                 )
-    return out
+    # One sentence per difference: a set or navigation missing under two needs (a set and
+    # a path through it) is said once.
+    return list(dict.fromkeys(out))
 
 
-def check(needs: Iterable[ProjectionNeed], fetch: Fetch) -> CheckReport:
-    """Read each projection's service document and $metadata through `fetch` and compare."""
+def check(
+    needs: Iterable[ProjectionNeed], fetch: Fetch, *, service_documents: bool = True
+) -> CheckReport:
+    """Read each projection's service document and $metadata through `fetch` and compare.
+
+    A document is asked for once per check, however many needs share its projection (two
+    entity sets of one projection, each under its own config key). Without
+    `service_documents` only `$metadata` is read, one request per projection (the check
+    before posting): its status then decides forbidden and missing as the service
+    document's would."""
+    answers: dict[str, tuple[int, str]] = {}
+
+    def once(path: str) -> tuple[int, str]:
+        if path not in answers:
+            answers[path] = fetch(path)
+        return answers[path]
+
     results: list[ProjectionResult] = []
     for need in needs:
-        findings = _check_one(need, fetch)
+        findings = _check_one(need, once, service_documents)
         results.append(
             ProjectionResult(
                 need.projection,
@@ -277,37 +315,70 @@ def check(needs: Iterable[ProjectionNeed], fetch: Fetch) -> CheckReport:
     return CheckReport(tuple(results))
 
 
-def _check_one(need: ProjectionNeed, fetch: Fetch) -> list[Finding]:
+def _check_one(need: ProjectionNeed, fetch: Fetch, service_documents: bool) -> list[Finding]:
     base = f"{need.projection}.svc/"
 
     def one(kind: str, expected: str, found: str, advice: str) -> list[Finding]:
         return [Finding(need.projection, kind, base, expected, found, need.config_key, advice)]
 
-    status, _ = fetch(base)
-    if status in (401, 403):
-        return one(
-            "forbidden",
-            "read access",
-            f"HTTP {status}",
-            "Grant the IAM client's service user a permission set that includes this projection.",
-        )
-    if status == 404:
-        return one(
-            "missing-projection",
-            "the projection's service document",
-            "HTTP 404",
-            "This release may name it differently: find it in the API Explorer and set "
-            f"{need.config_key}.",
-        )
-    if status >= 400:
-        advice = "Try again; if it persists, ask the IFS administrator."
-        return one("unreachable", "HTTP 200", f"HTTP {status}", advice)
+    def refused(status: int) -> list[Finding] | None:
+        if status in (401, 403):
+            return one(
+                "forbidden",
+                "read access",
+                f"HTTP {status}",
+                "Grant the IAM client's service user a permission set that includes this "
+                "projection.",
+            )
+        if status == 404:
+            return one(
+                "missing-projection",
+                "the projection's service document",
+                "HTTP 404",
+                "This release may name it differently: find it in the API Explorer and set "
+                f"{need.config_key}.",
+            )
+        return None
+
+    if service_documents:
+        status, _ = fetch(base)
+        early = refused(status)
+        if early is not None:
+            return early
+        if status >= 400:
+            advice = "Try again; if it persists, ask the IFS administrator."
+            return one("unreachable", "HTTP 200", f"HTTP {status}", advice)
     status, body = fetch(base + "$metadata")
+    if not service_documents:
+        early = refused(status)
+        if early is not None:
+            return early
     if status >= 400:
-        advice = "The service document answered but $metadata did not."
+        advice = (
+            "The service document answered but $metadata did not."
+            if service_documents
+            else "Try again; if it persists, ask the IFS administrator."
+        )
         return one("unreachable", "$metadata", f"HTTP {status}", advice)
     try:
         meta = parse_metadata(body)
     except MetadataError as exc:
         return one("bad-metadata", "EDMX 4.0", str(exc), "Is the URL a projection of IFS Cloud?")
     return compare(need, meta)
+
+
+class TenantDrift(ConfigError):
+    """The tenant does not serve what the console uses (a check found differences): a
+    configuration matter (exit 2), settled by setting the config keys the findings name or
+    by the IFS administrator (a grant)."""
+
+    def __init__(self, report: CheckReport, *, outcome: str = "") -> None:
+        self.report = report
+        findings = report.findings
+        first = findings[0].sentence() if findings else "no findings"
+        more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+        lead = f"{outcome}: " if outcome else ""
+        super().__init__(
+            f"ifs: {lead}the tenant does not serve what the console uses: {first}{more} "
+            "Run `ml-console ifs check` for every difference."
+        )

@@ -51,6 +51,15 @@ Control routes (never authenticated, rate-limited, faulted or counted):
       the next `count` injected `status` faults answer with that error code and message
       (default message for MI_MODIFIED_ERROR: "Service metadata already modified.").
 
+Drift (settings, for `ml-console ifs check` and the check before posting): a tenant on another
+release or with other grants. `projection_names` {IFS name: served name} serves a projection
+under another name (namespace and bound-action names follow; the IFS name answers 404),
+`hidden_projections` answers 404 for them, `forbidden_projections` answers 403
+(ODP_FORBIDDEN) to every request to them, and `metadata_omit` ["Projection/Type.Attribute",
+"Projection/Type.Navigation", "Projection/VoucherEntry_CreateVoucher", "Projection/SetName"]
+leaves those names out of that projection's `$metadata` while its routes keep serving them.
+Example: POST /__sim/settings {"projection_names": {"AccountsHandling": "AccountHandling"}}.
+
 Error codes IFS documents are used as documented (ODP_RESOURCE_NOTFOUND,
 ODP_DESERIALIZATION_ERROR, ODP_MISSING_PRECONDITION, MI_MODIFIED_ERROR); the business-rule
 codes (VOUCHER_NOT_BALANCED, PERIOD_CLOSED, CODE_PART_MANDATORY, …) are inferred names for
@@ -71,7 +80,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -154,6 +163,18 @@ class IfsSimSettings(BaseModel):
     # Seconds after approval until IFS's "Update GL" moves a voucher to the general ledger;
     # None: only on POST /__sim/update-gl. The dataset's `gl_update_delay_s` sets it.
     gl_update_delay_s: float | None = Field(default=None, ge=0)
+    # Drift: how a tenant on another release, or with other grants, differs from IFS's 21R1
+    # model (for `ml-console ifs check`; docs/simulators.md). Names are IFS's.
+    # IFS name -> the name this tenant serves the projection under (the IFS name: 404).
+    projection_names: dict[str, str] = Field(default_factory=dict)
+    # Projections this tenant does not have (404).
+    hidden_projections: list[str] = Field(default_factory=list)
+    # Projections the client's user is not granted (403 on every request to them).
+    forbidden_projections: list[str] = Field(default_factory=list)
+    # "Projection/Name" left out of that projection's $metadata (its routes still serve
+    # it): `Type.Attribute`, `Type.Navigation`, a bound action as $metadata names it
+    # (`VoucherEntry_CreateVoucher`) or an entity set.
+    metadata_omit: list[str] = Field(default_factory=list)
 
     @classmethod
     def fast(cls) -> IfsSimSettings:
@@ -733,13 +754,20 @@ class IfsSim:
             raise ODataError(
                 404, RESOURCE_NOTFOUND, f"Resource '{rest}' not found: expected <Projection>.svc/…"
             )
-        projection = im.PROJECTIONS.get(m.group(1))
-        if projection is None:
+        served = self._served_projection(m.group(1))
+        if served is None:
             raise ODataError(
                 404,
                 RESOURCE_NOTFOUND,
                 f"Projection '{m.group(1)}' does not exist (served here: "
-                f"{', '.join(p + '.svc' for p in im.PROJECTIONS)})",
+                f"{', '.join(p + '.svc' for p in self._served_names())})",
+            )
+        projection, ifs_name = served
+        if ifs_name in self.settings.forbidden_projections:
+            raise ODataError(
+                403,
+                _DEFAULT_CODES[403],
+                f"Access denied: projection {projection.name} is not granted to this user",
             )
         root = (
             f"{self._base(request)}/{deployment}/ifsapplications/projection/v1/"
@@ -752,7 +780,7 @@ class IfsSim:
                 raise ODataError(405, "ODP_METHOD_NOT_ALLOWED", f"{method} is not allowed here")
             if sub == "$metadata":
                 return Response(
-                    im.metadata(projection),
+                    im.metadata(projection, self._metadata_omit(ifs_name)),
                     media_type="application/xml",
                     headers={"OData-Version": "4.0"},
                 )
@@ -783,11 +811,11 @@ class IfsSim:
             if method == "POST" and writable:
                 return await self._post_temp_voucher(request, root, set_name)
             _read_only(method, sub)
-            records = self._source(projection.name, set_name)
+            records = self._source(ifs_name, set_name)
             return self._collection(request, root, set_name, entity, records, params)
         key = parse_key_predicate(key_text, entity, set_name)
         with self._lock:
-            record = self._find(projection.name, set_name, entity, key)
+            record = self._find(ifs_name, set_name, entity, key)
         if record is None:
             raise ODataError(
                 404,
@@ -829,6 +857,34 @@ class IfsSim:
         with self._lock:
             rows = self._children(record, tail)
         return self._collection(request, root, f"{entity_path}/{tail}", target, rows, params)
+
+    def _served_projection(self, name: str) -> tuple[im.Projection, str] | None:
+        """The projection a request names, as this tenant serves it (renamed: the served
+        name, namespace and action names follow), with its IFS name; None when absent."""
+        settings = self.settings
+        by_served = {new: old for old, new in settings.projection_names.items()}
+        ifs_name = by_served.get(name) or (None if name in settings.projection_names else name)
+        if ifs_name is None or ifs_name in settings.hidden_projections:
+            return None
+        projection = im.PROJECTIONS.get(ifs_name)
+        if projection is None:
+            return None
+        if name != ifs_name:
+            projection = replace(projection, name=name)
+        return projection, ifs_name
+
+    def _served_names(self) -> list[str]:
+        hidden = self.settings.hidden_projections
+        names = self.settings.projection_names
+        return [names.get(p, p) for p in im.PROJECTIONS if p not in hidden]
+
+    def _metadata_omit(self, ifs_name: str) -> frozenset[str]:
+        prefix = ifs_name + "/"
+        return frozenset(
+            item.removeprefix(prefix)
+            for item in self.settings.metadata_omit
+            if item.startswith(prefix)
+        )
 
     def _source(self, projection: str, set_name: str) -> list[_Record]:
         """The records an entity set serves."""

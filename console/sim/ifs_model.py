@@ -374,9 +374,11 @@ PROJECTIONS: dict[str, Projection] = {
 
 
 # ---------------------------------------------------------------- $metadata
-def metadata(projection: Projection) -> str:
+def metadata(projection: Projection, omit: frozenset[str] = frozenset()) -> str:
     """EDMX 4.0 for one projection: entity types with keys, navigations, the bound actions
-    and the container."""
+    and the container. `omit` leaves names out (a tenant that lacks them): `Type.Attribute`
+    or `Type.Navigation`, a bound action as `$metadata` names it (`VoucherEntry_CreateVoucher`),
+    an entity set's name."""
     ns = projection.namespace
     out = [
         '<?xml version="1.0" encoding="utf-8"?>',
@@ -390,6 +392,8 @@ def metadata(projection: Projection) -> str:
         out.extend(f"<PropertyRef Name={quoteattr(k)}/>" for k in et.key)
         out.append("</Key>")
         for p in et.properties:
+            if f"{et.name}.{p.name}" in omit:
+                continue
             attrs = f"Name={quoteattr(p.name)} Type={quoteattr(p.type)}"
             if not p.nullable or p.name in et.key:
                 attrs += ' Nullable="false"'
@@ -405,6 +409,8 @@ def metadata(projection: Projection) -> str:
             else:
                 out.append(f"<Property {attrs}/>")
         for n in et.navigations:
+            if f"{et.name}.{n.name}" in omit:
+                continue
             target = f"{ns}.{n.target}"
             typ = f"Collection({target})" if n.collection else target
             out.append(
@@ -414,6 +420,8 @@ def metadata(projection: Projection) -> str:
         out.append("</EntityType>")
     for action in projection.actions:
         entity = projection.sets[action.entity_set]
+        if f"{entity.name}_{action.name}" in omit:
+            continue
         out.append(f'<Action Name={quoteattr(entity.name + "_" + action.name)} IsBound="true">')
         out.append(
             f'<Parameter Name="it" Type={quoteattr(ns + "." + entity.name)} Nullable="false"/>'
@@ -423,6 +431,8 @@ def metadata(projection: Projection) -> str:
         out.append("</Action>")
     out.append('<EntityContainer Name="Main">')
     for set_name, et in projection.sets.items():
+        if set_name in omit:
+            continue
         out.append(
             f"<EntitySet Name={quoteattr(set_name)} EntityType={quoteattr(ns + '.' + et.name)}/>"
         )

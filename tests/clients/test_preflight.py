@@ -101,10 +101,8 @@ def test_each_difference_is_named_with_the_key_to_set() -> None:
 def test_a_renamed_entity_set_lists_what_the_tenant_serves() -> None:
     renamed = EDMX.replace('EntitySet Name="VoucherSet"', 'EntitySet Name="VoucherEntrySet"')
     findings = compare(NEED, parse_metadata(renamed))
-    assert [(f.kind, f.item) for f in findings] == [
-        ("missing-entity-set", "VoucherSet"),
-        ("missing-entity-set", "VoucherSet"),
-    ]
+    # Said once, though both the set and the path through it need it.
+    assert [(f.kind, f.item) for f in findings] == [("missing-entity-set", "VoucherSet")]
     assert "VoucherEntrySet" in findings[0].found
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from console import clock
+from console.ifs.needs import projections, tenant_needs
 from console.sim.demo import CLOSED_OFFICE, build_demo_dataset, demo_attention, in_progress_count
 from tests.chaos.harness import (
     World,
@@ -44,8 +45,10 @@ BUDGET_PER_VOUCHER = 1.1
 REVERSAL_REQUESTS = 2
 # The reference reads (accounts, code parts B–J in one $batch, periods and their status per
 # user group, rate types and rates in one $batch) and the pre-post lookups (hold table and
-# GL) of a cycle.
-CYCLE_READS = 12
+# GL) of a cycle, and the check before its first posting: each projection's $metadata, once
+# per process (every `--auto` here is a process of its own).
+PREFLIGHT = len(projections(tenant_needs()))
+CYCLE_READS = 12 + PREFLIGHT
 
 
 def _libfaketime() -> str | None:
