@@ -21,7 +21,7 @@ def run(quick: bool = False) -> list[Row]:
                 f"{per:.3f} ({w.ifs_requests()} for {s.posted})",
                 "<= 1.1",
                 per <= 1.1 and not s.reversals,
-                "demo dataset, one cycle incl. token, reference reads, template; no reversal due",
+                "demo dataset, one cycle incl. token, tenant check, reference reads; no reversal due",
             )
         )
         # The next period's first day: the month's accruals are reversed, nothing else posts.
