@@ -55,6 +55,7 @@ __all__ = [
     "event_summary",
     "mapping_entries",
     "mapping_usage",
+    "mapping_usage_by_status",
     "mapping_view",
 ]
 
@@ -79,6 +80,8 @@ class MappingUsage:
     source: str
     reports: int
     dates: tuple[date, ...]  # the distinct approval days of those reports, ascending
+    # (status, reports) where the statuses are known (mapping_usage_by_status), by status
+    by_status: tuple[tuple[str, int], ...] = ()
 
     @property
     def key(self) -> UsageKey:
@@ -91,9 +94,18 @@ def mapping_usage(
     """Parse stored reports (the raw JSON the store keeps) and count, per (policy, kind,
     source), the reports using it and their approval days; sorted by that key. Reports that do
     not parse, and malformed reports, are skipped: they map nothing."""
+    return mapping_usage_by_status((("", raw) for raw in raw_reports), policies)
+
+
+def mapping_usage_by_status(
+    reports: Iterable[tuple[str, dict[str, Any]]], policies: Mapping[str, PolicyInfo]
+) -> list[MappingUsage]:
+    """As mapping_usage, over (status, raw report) pairs: each usage also counts its reports
+    per status, so a mapping change can say "affects 3 reports: 1 held, 2 ready"."""
     counts: Counter[UsageKey] = Counter()
     days: dict[UsageKey, set[date]] = {}
-    for raw in raw_reports:
+    statuses: dict[UsageKey, Counter[str]] = {}
+    for status, raw in reports:
         try:
             report = load_report(raw)
         except ValueError:  # pydantic's ValidationError is a ValueError
@@ -109,8 +121,15 @@ def mapping_usage(
             counts[key] += 1
             if day is not None:
                 days.setdefault(key, set()).add(day)
+            if status:
+                statuses.setdefault(key, Counter())[status] += 1
     return [
-        MappingUsage(*key, reports=n, dates=tuple(sorted(days.get(key, ()))))
+        MappingUsage(
+            *key,
+            reports=n,
+            dates=tuple(sorted(days.get(key, ()))),
+            by_status=tuple(sorted(statuses.get(key, Counter()).items())),
+        )
         for key, n in sorted(counts.items())
     ]
 
@@ -133,6 +152,7 @@ class MappingEntry:
     enabled: bool
     affects: int = 0
     dates: tuple[date, ...] = ()
+    by_status: tuple[tuple[str, int], ...] = ()  # (status, reports) of those it affects
 
     @property
     def effective(self) -> str:
@@ -187,6 +207,7 @@ def mapping_entries(
                     d.enabled,
                     u.reports if u is not None else 0,
                     u.dates if u is not None else (),
+                    u.by_status if u is not None else (),
                 )
             )
     return entries
@@ -197,8 +218,8 @@ def mapping_view(
 ) -> MappingView:
     """The mapping screen from the store: the entries with the usage of the reports still to
     post, and the cached IFS values per (company, code part)."""
-    usage = mapping_usage(
-        (raw for _rid, _status, raw in store.reports_raw(MAPPED_STATUSES)), policies
+    usage = mapping_usage_by_status(
+        ((status, raw) for _rid, status, raw in store.reports_raw(MAPPED_STATUSES)), policies
     )
     entries = mapping_entries(policies, posting, store.mapping_rules(), usage)
     hints: dict[tuple[str, str], list[str]] = {}
