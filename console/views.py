@@ -47,6 +47,8 @@ __all__ = [
     "MappingEntry",
     "MappingUsage",
     "MappingView",
+    "PostedCoding",
+    "PostedLine",
     "ReportDetail",
     "ReportRow",
     "VerifyResult",
@@ -57,6 +59,7 @@ __all__ = [
     "mapping_usage",
     "mapping_usage_by_status",
     "mapping_view",
+    "posted_coding",
 ]
 
 # The reports a mapping still affects: fetched and not yet posted, failed or excluded.
@@ -227,6 +230,52 @@ def mapping_view(
         for dim in store.dimensions(company, limit=100_000):
             hints.setdefault((company, dim.code_part), []).append(dim.value)
     return MappingView(tuple(entries), {k: tuple(v) for k, v in hints.items()})
+
+
+# ---------------------------------------------------------------- a posted report's coding
+
+
+@dataclass(frozen=True, slots=True)
+class PostedLine:
+    """The account and code parts one Expensify line was posted with."""
+
+    account: str
+    code_parts: tuple[tuple[str, str], ...]  # (letter, value), letters ascending
+
+
+@dataclass(frozen=True, slots=True)
+class PostedCoding:
+    """How a posted report is in IFS: its current accrual voucher and, per transaction, the
+    rows it was posted with. `lines` is empty where the console kept no coding for it (a
+    voucher posted before the coding was recorded, or one found in IFS and adopted)."""
+
+    reference: str
+    voucher_no: str
+    lines: Mapping[str, tuple[PostedLine, ...]]
+
+
+def posted_coding(store: Store, report_id: str) -> PostedCoding | None:
+    """The coding of the report's current posted accrual, from the audit event of its intent
+    (console.post.posted_coding wrote it); None when the report has no posted accrual."""
+    entry = store.posted_accrual(report_id)
+    if entry is None:
+        return None
+    lines: dict[str, list[PostedLine]] = {}
+    intents = store.audit_page(AuditFilter(report_id=report_id, types=("intent",)), limit=1000)
+    for ev in intents:  # newest first: the intent that posted this reference
+        if ev.data.get("reference") != entry.reference:
+            continue
+        for item in ev.data.get("coding") or ():
+            parts = item.get("parts") or {}
+            line = PostedLine(
+                str(item.get("account", "")),
+                tuple(sorted((str(k), str(v)) for k, v in parts.items())),
+            )
+            lines.setdefault(str(item.get("tx", "")), []).append(line)
+        break
+    return PostedCoding(
+        entry.reference, entry.voucher_no or "", {k: tuple(v) for k, v in lines.items()}
+    )
 
 
 # ---------------------------------------------------------------- the Close screen's period
