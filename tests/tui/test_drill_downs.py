@@ -65,3 +65,22 @@ def test_a_posted_report_without_recorded_coding_says_so() -> None:
     assert "zero amount, not posted" in str(rows["T2"]["state"])
     assert str(rows["T3"]["account"]) == "—"
     assert "coding not recorded here" in str(rows["T3"]["state"])
+
+
+async def test_the_timeline_is_on_the_consoles_clock(tui_home, make_app) -> None:
+    """The console runs on a fixed clock here (conftest.FIXED_NOW): what it records, and so
+    the timeline's When column, is on that clock, not the machine's."""
+    from screens.audit import TimelineScreen
+    from tests.tui.conftest import FIXED_NOW
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot, 6)
+        app.push_screen(TimelineScreen("90000001"))
+        await settle(pilot)
+        await wait_until(pilot, lambda: table(pilot, "#timeline").total > 0)
+        shown = cells(pilot, "#timeline", "at", "type")
+        assert {t for _, t in shown} >= {"fetched"}, shown
+        assert {at for at, _ in shown} == {FIXED_NOW.strftime("%Y-%m-%d %H:%M:%S")}, shown
