@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from console.audit import AuditLog, Event
 from console.errors import AuthError, ServiceError, UnknownOutcome, Unreachable
@@ -124,7 +124,7 @@ class _Poster:
             transaction_ids=tuple(
                 r.source.transaction_id for r in pv.rows if r.source.transaction_id
             ),
-            data={"company": pv.company, "version": pv.version},
+            data={"company": pv.company, "version": pv.version, "coding": posted_coding(pv)},
         )
         held = self.in_ifs.get(ref)
         if held is not None:
@@ -307,6 +307,16 @@ def label_posted(expensify: Labeller, store: Store, audit: AuditLog, label: str)
             for rid in pending
         )
     return pending
+
+
+def posted_coding(pv: PlannedVoucher) -> list[dict[str, Any]]:
+    """The account and code parts each Expensify line is posted with, kept in the intent's
+    audit event: the report's detail shows them once it is posted (views.posted_coding)."""
+    return [
+        {"tx": r.source.transaction_id, "account": r.account, "parts": dict(r.code_parts)}
+        for r in pv.rows
+        if r.source.kind == "line" and r.source.transaction_id
+    ]
 
 
 def _tell(progress: Callable[[PostProgress], None] | None, event: PostProgress) -> None:

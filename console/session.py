@@ -167,8 +167,17 @@ class Session:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def open(cls, *, actor: str | None = None, lock_wait_s: float | None = None) -> Self:
-        """From the configured paths (--home / ML_CONSOLE_HOME) and the OS keyring."""
+    def open(
+        cls,
+        *,
+        actor: str | None = None,
+        lock_wait_s: float | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> Self:
+        """From the configured paths (--home / ML_CONSOLE_HOME) and the OS keyring. `clock`:
+        what "now" is for the store's records and the session (the machine's by default; the
+        TUI passes its own, so a console on a fixed clock records on it too)."""
+        now = clock or utc_now
         from console.config import load_settings
         from console.secrets import SecretStore
 
@@ -176,7 +185,7 @@ class Session:
         loaded.paths.ensure_dirs()
         settings = loaded.settings
         who = actor or settings.operator.name or os_user()
-        store = Store(loaded.paths.state_file)
+        store = Store(loaded.paths.state_file, clock=now)
         try:
             secrets = SecretStore()
         except BaseException:
@@ -187,6 +196,7 @@ class Session:
             store,
             secrets,
             actor=who,
+            clock=now,
             lock_wait_s=LOCK_WAIT_S if lock_wait_s is None else lock_wait_s,
         )
 

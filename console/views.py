@@ -47,6 +47,8 @@ __all__ = [
     "MappingEntry",
     "MappingUsage",
     "MappingView",
+    "PostedCoding",
+    "PostedLine",
     "ReportDetail",
     "ReportRow",
     "VerifyResult",
@@ -55,7 +57,9 @@ __all__ = [
     "event_summary",
     "mapping_entries",
     "mapping_usage",
+    "mapping_usage_by_status",
     "mapping_view",
+    "posted_coding",
 ]
 
 # The reports a mapping still affects: fetched and not yet posted, failed or excluded.
@@ -79,6 +83,8 @@ class MappingUsage:
     source: str
     reports: int
     dates: tuple[date, ...]  # the distinct approval days of those reports, ascending
+    # (status, reports) where the statuses are known (mapping_usage_by_status), by status
+    by_status: tuple[tuple[str, int], ...] = ()
 
     @property
     def key(self) -> UsageKey:
@@ -91,9 +97,18 @@ def mapping_usage(
     """Parse stored reports (the raw JSON the store keeps) and count, per (policy, kind,
     source), the reports using it and their approval days; sorted by that key. Reports that do
     not parse, and malformed reports, are skipped: they map nothing."""
+    return mapping_usage_by_status((("", raw) for raw in raw_reports), policies)
+
+
+def mapping_usage_by_status(
+    reports: Iterable[tuple[str, dict[str, Any]]], policies: Mapping[str, PolicyInfo]
+) -> list[MappingUsage]:
+    """As mapping_usage, over (status, raw report) pairs: each usage also counts its reports
+    per status, so a mapping change can say "affects 3 reports: 1 held, 2 ready"."""
     counts: Counter[UsageKey] = Counter()
     days: dict[UsageKey, set[date]] = {}
-    for raw in raw_reports:
+    statuses: dict[UsageKey, Counter[str]] = {}
+    for status, raw in reports:
         try:
             report = load_report(raw)
         except ValueError:  # pydantic's ValidationError is a ValueError
@@ -109,8 +124,15 @@ def mapping_usage(
             counts[key] += 1
             if day is not None:
                 days.setdefault(key, set()).add(day)
+            if status:
+                statuses.setdefault(key, Counter())[status] += 1
     return [
-        MappingUsage(*key, reports=n, dates=tuple(sorted(days.get(key, ()))))
+        MappingUsage(
+            *key,
+            reports=n,
+            dates=tuple(sorted(days.get(key, ()))),
+            by_status=tuple(sorted(statuses.get(key, Counter()).items())),
+        )
         for key, n in sorted(counts.items())
     ]
 
@@ -133,6 +155,7 @@ class MappingEntry:
     enabled: bool
     affects: int = 0
     dates: tuple[date, ...] = ()
+    by_status: tuple[tuple[str, int], ...] = ()  # (status, reports) of those it affects
 
     @property
     def effective(self) -> str:
@@ -187,6 +210,7 @@ def mapping_entries(
                     d.enabled,
                     u.reports if u is not None else 0,
                     u.dates if u is not None else (),
+                    u.by_status if u is not None else (),
                 )
             )
     return entries
@@ -197,8 +221,8 @@ def mapping_view(
 ) -> MappingView:
     """The mapping screen from the store: the entries with the usage of the reports still to
     post, and the cached IFS values per (company, code part)."""
-    usage = mapping_usage(
-        (raw for _rid, _status, raw in store.reports_raw(MAPPED_STATUSES)), policies
+    usage = mapping_usage_by_status(
+        ((status, raw) for _rid, status, raw in store.reports_raw(MAPPED_STATUSES)), policies
     )
     entries = mapping_entries(policies, posting, store.mapping_rules(), usage)
     hints: dict[tuple[str, str], list[str]] = {}
@@ -206,6 +230,52 @@ def mapping_view(
         for dim in store.dimensions(company, limit=100_000):
             hints.setdefault((company, dim.code_part), []).append(dim.value)
     return MappingView(tuple(entries), {k: tuple(v) for k, v in hints.items()})
+
+
+# ---------------------------------------------------------------- a posted report's coding
+
+
+@dataclass(frozen=True, slots=True)
+class PostedLine:
+    """The account and code parts one Expensify line was posted with."""
+
+    account: str
+    code_parts: tuple[tuple[str, str], ...]  # (letter, value), letters ascending
+
+
+@dataclass(frozen=True, slots=True)
+class PostedCoding:
+    """How a posted report is in IFS: its current accrual voucher and, per transaction, the
+    rows it was posted with. `lines` is empty where the console kept no coding for it (a
+    voucher posted before the coding was recorded, or one found in IFS and adopted)."""
+
+    reference: str
+    voucher_no: str
+    lines: Mapping[str, tuple[PostedLine, ...]]
+
+
+def posted_coding(store: Store, report_id: str) -> PostedCoding | None:
+    """The coding of the report's current posted accrual, from the audit event of its intent
+    (console.post.posted_coding wrote it); None when the report has no posted accrual."""
+    entry = store.posted_accrual(report_id)
+    if entry is None:
+        return None
+    lines: dict[str, list[PostedLine]] = {}
+    intents = store.audit_page(AuditFilter(report_id=report_id, types=("intent",)), limit=1000)
+    for ev in intents:  # newest first: the intent that posted this reference
+        if ev.data.get("reference") != entry.reference:
+            continue
+        for item in ev.data.get("coding") or ():
+            parts = item.get("parts") or {}
+            line = PostedLine(
+                str(item.get("account", "")),
+                tuple(sorted((str(k), str(v)) for k, v in parts.items())),
+            )
+            lines.setdefault(str(item.get("tx", "")), []).append(line)
+        break
+    return PostedCoding(
+        entry.reference, entry.voucher_no or "", {k: tuple(v) for k, v in lines.items()}
+    )
 
 
 # ---------------------------------------------------------------- the Close screen's period

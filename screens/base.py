@@ -264,7 +264,7 @@ class ConsoleScreen(Screen[None]):
         that counts what the list below shows."""
         yield from self.compose_header()
         yield Label(heading, classes="screen-title")
-        yield FilterBar(filter_hint, id=filter_id)
+        yield FilterBar(filter_hint, id=filter_id, list_id=self.LIST_ID)
         yield Label(count_text, id=count_id, classes="count-label")
 
     @property

@@ -1,5 +1,6 @@
 """A report's lines as rows: merchant, category, tags, mapped account and code parts, and each
-line's validation state (from the evaluation when there is one, else the stored holds)."""
+line's validation state (from the evaluation when there is one, else the stored holds); a
+posted report's lines as they were posted."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from rich.text import Text
 
 from console.money import minor_to_decimal
+from console.views import PostedCoding
 from screens.literal import literal
 from screens.theme import status_text
 from screens.vtable import Row
@@ -24,7 +26,43 @@ def _validated(evaluation: Any) -> Any:
     return evaluation if hasattr(evaluation, "mapped") else None
 
 
+def _posted_rows(detail: Any, coding: PostedCoding) -> list[Row]:
+    """A posted report's lines with the account and code parts they were posted with."""
+    rows = []
+    voucher = coding.voucher_no or coding.reference
+    for line in detail.lines:
+        posted = coding.lines.get(line.transaction_id, ())
+        if line.amount_minor == 0:
+            state = status_text("excluded", "zero amount, not posted")
+        elif posted:
+            state = status_text("posted", voucher)
+        else:
+            # Posted before the console kept each line's coding, or adopted from IFS.
+            state = status_text("posted", f"{voucher}; coding not recorded here")
+        accounts = sorted({p.account for p in posted})
+        parts = sorted({" ".join(f"{k}={v}" for k, v in p.code_parts) for p in posted})
+        rows.append(
+            Row(
+                key=line.transaction_id,
+                cells={
+                    "tx": literal(line.transaction_id, 20),
+                    "merchant": literal(line.merchant, 60),
+                    "category": literal(line.category, 30),
+                    "tag": literal(line.tag, 40),
+                    "amount": Text(f"{minor_to_decimal(line.amount_minor):,.2f}"),
+                    "account": literal(", ".join(accounts) or "—", 12),
+                    "parts": literal("; ".join(p for p in parts if p) or "—", 40),
+                    "state": state,
+                },
+                payload=(line, posted, []),
+            )
+        )
+    return rows
+
+
 def line_rows(detail: Any, evaluation: Any) -> list[Row]:
+    if isinstance(evaluation, PostedCoding):
+        return _posted_rows(detail, evaluation)
     validated = _validated(evaluation)
     mapped_by_tx: dict[str, Any] = {}
     report_holds: list[Any] = list(getattr(validated, "holds", []) or [])

@@ -22,7 +22,7 @@ from screens.keys import bind
 from screens.literal import literal
 from screens.theme import GREY, ORANGE, SKY, VERMILLION, status_text
 from screens.vtable import Column, ListSource, Row, VirtualTable
-from screens.widgets import FilterBar
+from screens.widgets import ConfirmModal, FilterBar
 
 if TYPE_CHECKING:
     from console.flows.cycle import ValueCheck
@@ -47,6 +47,65 @@ def entry_row(e: MappingEntry) -> Row:
     )
 
 
+def _verdict(check: ValueCheck) -> Text:
+    """IFS's answer for a value, as the editor shows it: the status, the message and the
+    voucher days it was checked on."""
+    out = Text()
+    if not check.exists:
+        out.append_text(status_text("missing"))
+    elif all(check.valid_on.values()):
+        out.append_text(status_text("ok"))
+    else:
+        out.append_text(status_text("invalid"))
+    out.append(" ")
+    out.append_text(literal(check.message, 200))
+    if check.valid_on:
+        out.append("\n")
+        for day, ok in sorted(check.valid_on.items()):
+            out.append(f" {day.isoformat()} ", style=SKY if ok else f"bold {VERMILLION}")
+            out.append("✔" if ok else "✖")
+    return out
+
+
+def change_text(entry: MappingEntry, value: str, check: ValueCheck) -> Text:
+    """What saving `value` for `entry` does, for the confirmation: which mapping, old → new,
+    the reports it affects by status, and IFS's verdict on the new value."""
+    what = "account" if entry.code_part == "A" else f"code part {entry.code_part}"
+    out = Text()
+    out.append_text(literal(f"{entry.label} '{entry.source}' of policy {entry.policy_id}", 120))
+    out.append(f" → {what} in company {entry.company or '?'}\n\n", style=GREY)
+    out.append("  old  ", style=GREY)
+    if entry.override:
+        out.append_text(literal(entry.override, 40, style="bold"))
+        out.append("  (your override", style=GREY)
+        if entry.default:
+            out.append(f"; Expensify's GL code is {entry.default}", style=GREY)
+        out.append(")", style=GREY)
+    elif entry.default:
+        out.append_text(literal(entry.default, 40, style="bold"))
+        out.append("  (Expensify's GL code)", style=GREY)
+    else:
+        out.append("—", style="bold")
+        out.append("  (none: Expensify has no GL code for it)", style=GREY)
+    out.append("\n  new  ", style=GREY)
+    out.append_text(literal(value, 40, style=f"bold {ORANGE}"))
+    out.append("\n\n")
+    if entry.affects:
+        counts = ", ".join(f"{n} {status}" for status, n in entry.by_status)
+        out.append(f"Affects {entry.affects:,} report{'s' if entry.affects != 1 else ''}")
+        if counts:
+            out.append(f" ({counts})")
+        out.append(": re-evaluated at once; a held one that becomes valid turns ready.\n")
+    else:
+        out.append("Affects no report waiting to post now; later reports use it.\n", GREY)
+    out.append("IFS: ", style=GREY)
+    out.append_text(_verdict(check))
+    if check.exists and not all(check.valid_on.values()):
+        out.append("\nReports dated where it is not valid stay held.", style=ORANGE)
+    out.append("\n\nRecorded in the audit trail (mapping-changed, with the old value).", GREY)
+    return out
+
+
 class MappingScreen(ConsoleScreen):
     TITLE = "Mapping"
     MODE = "mapping"
@@ -55,8 +114,10 @@ class MappingScreen(ConsoleScreen):
         "Every category (→ account, code part A) and tag value (→ its level's code part) of "
         "each policy: Expensify's GL code is the default, your override wins. Enter edits the "
         "highlighted mapping: the value is checked against IFS as you type (exists, valid on "
-        "the voucher dates of the reports it affects), enter saves (re-evaluates those reports, "
-        "recorded in the audit trail), esc cancels."
+        "the voucher dates of the reports it affects); a value IFS does not have is refused "
+        "there. Enter shows the change (old → new, the reports it affects, IFS's verdict) and "
+        "y saves it (re-evaluates those reports, recorded in the audit trail); n or esc backs "
+        "out without saving, esc again closes the editor."
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -219,21 +280,7 @@ class MappingScreen(ConsoleScreen):
         if self.query_one("#mapping-input", Input).value.strip() != value:
             return  # an older answer; the newer check is on its way
         self.checked = (value, check)
-        out = Text()
-        if not check.exists:
-            out.append_text(status_text("missing"))
-        elif all(check.valid_on.values()):
-            out.append_text(status_text("ok"))
-        else:
-            out.append_text(status_text("invalid"))
-        out.append(" ")
-        out.append_text(literal(check.message, 200))
-        if check.valid_on:
-            out.append("\n")
-            for day, ok in sorted(check.valid_on.items()):
-                out.append(f" {day.isoformat()} ", style=SKY if ok else f"bold {VERMILLION}")
-                out.append("✔" if ok else "✖")
-        self.query_one("#validation", Static).update(out)
+        self.query_one("#validation", Static).update(_verdict(check))
 
     def _check_failed(self, value: str, exc: BaseException) -> None:
         self.checked = (value, f"IFS could not be asked whether {value} exists ({exc})")
@@ -256,13 +303,28 @@ class MappingScreen(ConsoleScreen):
             out.append_text(literal(why, 200))
             self.query_one("#validation", Static).update(out)
             return
-        rule = MappingRule(entry.policy_id, entry.kind, entry.source, value)
-        self._close_editor()
-        self.console_app.run_core(
-            engine.set_mapping,
-            rule,
-            on_done=lambda ids: self._saved(entry, value, ids),
-            label="saving mapping",
+        checked = self.checked
+        assert checked is not None and not isinstance(checked[1], str)  # why_not_saved: ""
+
+        def confirmed(ok: bool | None) -> None:
+            if not ok or self.editing is not entry:
+                # Backed out: nothing saved, the editor keeps the value to change or drop.
+                self.query_one("#mapping-input", Input).focus()
+                return
+            rule = MappingRule(entry.policy_id, entry.kind, entry.source, value)
+            self._close_editor()
+            self.console_app.run_core(
+                engine.set_mapping,
+                rule,
+                on_done=lambda ids: self._saved(entry, value, ids),
+                label="saving mapping",
+            )
+
+        self.app.push_screen(
+            ConfirmModal(
+                "Save this mapping change?", change_text(entry, value, checked[1]), "Save (y)"
+            ),
+            confirmed,
         )
 
     def why_not_saved(self, value: str) -> str:
@@ -276,6 +338,9 @@ class MappingScreen(ConsoleScreen):
             return check
         if not check.exists:
             return f"{check.message}: add it in IFS first, or type a value IFS has"
+        entry = self.editing
+        if entry is not None and value == entry.effective:
+            return f"{value} is the mapping already: type another value, or esc"
         return ""
 
     def _saved(self, entry: MappingEntry, value: str, affected: list[str]) -> None:

@@ -23,7 +23,7 @@ from screens.widgets import ConfirmModal, FilterBar, ReasonModal
 
 if TYPE_CHECKING:
     from console.flows.cycle import Engine, ReportEvaluation
-    from console.views import ReportDetail, ReportRow
+    from console.views import PostedCoding, ReportDetail, ReportRow
 
 # Excluded reports stay listed (⊘ excluded) so an exclusion can be undone here with `i`.
 PENDING_STATUSES = ("pending", "ready", "held", "posting", "failed", "excluded")
@@ -267,8 +267,8 @@ class PendingScreen(ConsoleScreen):
 
 
 # What ReportDetailScreen reads in its worker: the stored report, and its evaluation now (or
-# why it could not be evaluated).
-DetailLoad = tuple["ReportDetail | None", "ReportEvaluation | Exception | None"]
+# why it could not be evaluated); for a posted report, how it was posted instead.
+DetailLoad = tuple["ReportDetail | None", "ReportEvaluation | PostedCoding | Exception | None"]
 
 
 class ReportDetailScreen(ReportDrillDown[DetailLoad]):
@@ -277,7 +277,8 @@ class ReportDetailScreen(ReportDrillDown[DetailLoad]):
     TITLE = "Report"
     HELP = (
         "One report: every line with its merchant, category, tags, the account and code parts "
-        "it maps to and whether IFS accepts them on the voucher date. esc goes back."
+        "it maps to and whether IFS accepts them on the voucher date; once posted, the account "
+        "and code parts it was posted with and its voucher. esc goes back."
     )
     BINDINGS: ClassVar[list[BindingType]] = [
         bind("escape", "app.pop_screen", "detail.back"),
@@ -309,7 +310,10 @@ class ReportDetailScreen(ReportDrillDown[DetailLoad]):
 
     def _load(self, engine: Engine) -> DetailLoad:
         detail = engine.report_detail(self.report_id)
-        evaluation: ReportEvaluation | Exception | None = None
+        evaluation: ReportEvaluation | PostedCoding | Exception | None = None
+        if detail is not None and detail.report.status == "posted":
+            # Posted: the lines as they are in IFS, not as today's mapping would map them.
+            return detail, engine.posted_coding(self.report_id)
         try:
             found = engine.evaluate([self.report_id])
             evaluation = found[0] if found else None

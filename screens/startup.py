@@ -42,7 +42,8 @@ def build_app(args: argparse.Namespace | None = None, **overrides: Any) -> MlCon
         environment = settings.environment or settings.ifs.tenant_name or settings.ifs.url
     options: dict[str, Any] = {
         "settings": settings,
-        "engine_opener": engine_opener(),
+        # The engine records on the console's clock: a fixed clock fixes the timeline too.
+        "engine_opener": engine_opener(clock=overrides.get("clock")),
         "needs_setup": setup_first,
         "environment_name": environment,
         "sync_on_open": True,

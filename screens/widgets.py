@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar, Generic, TypeVar
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, ScrollableContainer, Vertical, VerticalScroll
@@ -58,10 +58,46 @@ class FilterBar(Input):
     class Done(ControlMessage["FilterBar"]):
         """Focus goes back to the list."""
 
-    def __init__(self, placeholder: str = "filter…", *, id: str | None = None) -> None:
+    # The actions after which the list has the focus again.
+    _BACK_TO_LIST = frozenset({"keep_filter", "clear_filter"})
+
+    def __init__(
+        self, placeholder: str = "filter…", *, id: str | None = None, list_id: str = ""
+    ) -> None:
+        """`list_id`: the list below, which gets the focus back after enter or esc."""
         super().__init__(placeholder=placeholder, id=id)
         self._debounce: Timer | None = None
         self.applied = ""
+        self.list_id = list_id
+
+    async def _on_key(self, event: events.Key) -> None:
+        # Keys typed in one go reach the bar before it has handled the enter among them (the
+        # app hands each key to the widget focused when it arrives). So enter and esc act
+        # here, at once, and a key queued behind them goes on to the list they focused.
+        focused = self.screen.focused
+        if focused is not None and focused is not self:
+            event.stop()
+            event.prevent_default()
+            again = events.Key(event.key, event.character)
+            again.set_sender(self.app)
+            # Through the screen's queue: behind the filter it applies (_emit), so the key
+            # moves the cursor in the filtered list, not in the one about to be replaced.
+            # Handed over as the app hands a key to the focused widget (_forward_event).
+            self.screen.call_later(focused._forward_event, again)
+            return
+        bound = {b.action for b in self._bindings.key_to_bindings.get(event.key, ())}
+        action = next(iter(bound & self._BACK_TO_LIST), None)
+        if action is not None:
+            event.stop()
+            event.prevent_default()
+            await self.run_action(action)
+
+    def _focus_list(self) -> None:
+        """Give the list the focus now, not when a message about it arrives."""
+        if self.list_id:
+            found = self.screen.query(f"#{self.list_id}")
+            if found:
+                self.screen.set_focus(found.first())
 
     def open(self) -> None:
         self.add_class("-active")
@@ -77,7 +113,9 @@ class FilterBar(Input):
     def _emit(self) -> None:
         if self.value != self.applied:
             self.applied = self.value
-            self.post_message(self.Applied(self, self.value))
+            # Straight to the screen (which filters its list), not bubbling up through the
+            # bar's parents: a key forwarded to the list after it (_on_key) comes after it.
+            self.screen.post_message(self.Applied(self, self.value))
 
     def flush(self) -> None:
         if self._debounce is not None:
@@ -88,12 +126,14 @@ class FilterBar(Input):
         self.value = ""
         self.flush()
         self.remove_class("-active")
+        self._focus_list()
         self.post_message(self.Done(self))
 
     def action_keep_filter(self) -> None:
         self.flush()
         if not self.value:
             self.remove_class("-active")
+        self._focus_list()
         self.post_message(self.Done(self))
 
 

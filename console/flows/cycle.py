@@ -890,6 +890,11 @@ class Engine(Session):
         """One stored report with its lines, holds, postings and exclusion (None: unknown)."""
         return self.store.report_detail(report_id)
 
+    def posted_coding(self, report_id: str) -> views.PostedCoding | None:
+        """How a posted report is in IFS: its voucher and each line's account and code parts
+        as posted (None: the report has no posted accrual)."""
+        return views.posted_coding(self.store, report_id)
+
     def report_statuses(self, report_ids: Iterable[str]) -> dict[str, str | None]:
         """Each report's stored status (None: not known to this console)."""
         return {rid: self.store.report_status(rid) for rid in report_ids}

@@ -346,3 +346,41 @@ async def test_exclude_undone_drill_down_and_header_follow(tui_home, make_app) -
         app.core_changed()
         await settle(pilot, 6)
         assert "posted" in str(facts.render()), str(facts.render())
+
+
+async def test_a_key_typed_right_after_enter_goes_to_the_list(tui_home, make_app) -> None:
+    from textual import events
+
+    from screens.widgets import FilterBar
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot, 6)
+        pending = table(pilot, "#pending-table")
+        await pilot.press("slash", *"ready")
+        await settle(pilot)
+        # Enter and `j` arrive together, as when typed in one go: the terminal hands both
+        # over before the app has handled the first.
+        for key, char in (("enter", "\r"), ("j", "j")):
+            event = events.Key(key, char)
+            event.set_sender(app)
+            app._driver.send_message(event)
+        await settle(pilot)
+        bar = app.screen.query_one(FilterBar)
+        assert bar.value == "ready"  # `j` did not land in the filter…
+        assert app.focused is pending
+        assert pending.total == 3
+        assert pending.cursor_row == 1  # …but moved the list's cursor down
+        # Esc right after enter clears the filter the same way, and the next key is the list's.
+        await pilot.press("slash")
+        for key, char in (("escape", "\x1b"), ("j", "j")):
+            event = events.Key(key, char)
+            event.set_sender(app)
+            app._driver.send_message(event)
+        await settle(pilot)
+        assert bar.value == ""
+        assert app.focused is pending
+        assert pending.total == 4
+        assert pending.cursor_row == 1  # the whole list again, from the top, then `j`

@@ -9,6 +9,7 @@ from textual.pilot import Pilot
 from screens.app import describe_cycle
 from screens.base import StatusHeader
 from screens.vtable import VirtualTable
+from screens.widgets import ConfirmModal
 from tests.conftest import sim_control
 
 SIZE = (160, 48)
@@ -93,8 +94,8 @@ async def test_mapping_edit_validates_live_and_saves(tui_home, make_app) -> None
         await pilot.press("slash", *"New Lab", "enter")
         await settle(pilot)
         mapping = table(pilot, "#mapping-table")
-        assert mapping.total == 2  # one per policy
-        await pilot.press("enter")
+        assert mapping.total == 2  # one per policy: POL-EU, POL-US (where reports wait on it)
+        await pilot.press("down", "enter")
         await settle(pilot)
         field = app.screen.query_one("#mapping-input")
         assert field.value == "CC-410"
@@ -108,7 +109,24 @@ async def test_mapping_edit_validates_live_and_saves(tui_home, make_app) -> None
         await settle(pilot)
         validation = str(app.screen.query_one("#validation").render())
         assert "ok" in validation and "CC-100" in validation, validation
+        # Enter shows the change and saves nothing yet; esc backs out of it.
         await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmModal)
+        change = str(app.screen.query_one("#confirm-body").render())
+        assert "'New Lab' of policy POL-US" in change and "code part B" in change, change
+        assert "old  CC-410" in change and "new  CC-100" in change, change
+        assert "Affects 1 report (1 held)" in change, change
+        assert "ok CC-100" in change, change  # IFS's verdict
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.engine.store.mapping_rules() == []
+        assert app.screen.query_one("#mapping-editor").display
+        assert app.screen.query_one("#mapping-input").value == "CC-100"
+        # Enter again, and y: saved.
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("y")
         await settle(pilot, 6)
         rules = app.engine.store.mapping_rules()
         assert [(r.kind, r.source, r.rule["target"]) for r in rules] == [

@@ -109,7 +109,10 @@ def test_the_close_walked_in_tmux(tmp_path: Path, size: tuple[int, int]) -> None
         pane.wait("of POL-US")
         pane.type("6160")
         pane.wait("ok 6160")
+        # Enter shows the change (old → new, the reports it affects); y saves it.
         pane.keys("Enter")
+        pane.wait("Save this mapping change?", "new  6160")
+        pane.keys("y")
         pane.wait("Mapping saved")
         pane.keys("1")
         pane.wait("Pending reports")
