@@ -335,6 +335,19 @@ class IfsClient:
         )
         return self._vouchers_from_rows(flt)
 
+    def console_vouchers(self, company: str, since: date | None = None) -> list[Voucher]:
+        """Every voucher of the company this console could have posted (ReferenceNumber
+        `EXP:`, `REV:`, `CARD:` or `CARD-REV:`), dated `since` or later (all when None), hold
+        table and GL, in one filtered read of each: what the state is checked against, so a
+        lost or restored state file forgets no posted voucher and no due reversal."""
+        prefixes = " or ".join(
+            startswith_filter("ReferenceNumber", p) for p in ("EXP:", "REV:", "CARD:", "CARD-REV:")
+        )
+        parts = [eq_filter({"Company": company}), f"({prefixes})"]
+        if since is not None:
+            parts.append(f"VoucherDate ge {odata_literal(since)}")
+        return self._vouchers_from_rows(" and ".join(parts))
+
     def vouchers_with_prefix(self, prefix: str, company: str) -> list[Voucher]:
         """Every voucher of the company whose ReferenceNumber starts with `prefix`, hold table
         and GL, with rows."""
