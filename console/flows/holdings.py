@@ -28,6 +28,7 @@ from console.fetch import report_record
 from console.flows.results import CycleSummary
 from console.holdings import Held, Holdings, card_amount, reversed_groups, twice_warnings
 from console.ledger import LIVE
+from console.reference import reversal as reversal_reference
 from console.session import Session
 
 HOLDINGS_CURSOR = "ifs-holdings"  # {"key": "{today}|{state file}", "twice": {ref: labels}}
@@ -96,7 +97,13 @@ def recover(session: Session, holdings: Holdings, reports: Mapping[str, ExportRe
     posting = session.settings.posting
     out = Recovered()
     known = {e.reference for e in store.ledger_entries(outcomes=LIVE)}
-    for held in holdings.unknown(known):
+    # Oldest first: a report changed after posting has its older accrual (reversed) recorded
+    # before the newer one, which is then the report's posted accrual.
+    unknown = sorted(
+        holdings.unknown(known),
+        key=lambda h: (h.voucher.VoucherDate, h.voucher.AccountingYear, h.voucher.VoucherNo),
+    )
+    for held in unknown:
         ref = held.reference
         row: dict[str, Any] = {
             "reference": held.text,
@@ -104,7 +111,7 @@ def recover(session: Session, holdings: Holdings, reports: Mapping[str, ExportRe
             "voucher_date": held.voucher.VoucherDate.isoformat(),
         }
         if ref.kind == "accrual":
-            why = _accrual_row(session, held, reports, row)
+            why = _accrual_row(session, held, holdings, reports, row)
             if why:
                 out.not_recorded.append(why)
                 continue
@@ -145,7 +152,11 @@ def recover(session: Session, holdings: Holdings, reports: Mapping[str, ExportRe
 
 
 def _accrual_row(
-    session: Session, held: Held, reports: Mapping[str, ExportReport], row: dict[str, Any]
+    session: Session,
+    held: Held,
+    holdings: Holdings,
+    reports: Mapping[str, ExportReport],
+    row: dict[str, Any],
 ) -> str:
     """Fill `row` for an accrual's ledger entry (adding its report row when the state has
     none); or say why it cannot be recorded."""
@@ -164,7 +175,11 @@ def _accrual_row(
         return f"{held.text} (voucher {held.label}): report {rid} is excluded here; left alone"
     else:
         other = store.posted_accrual(rid)
-        if other is not None and other.reference != held.text:
+        superseded = other is not None and (
+            reversal_reference(rid, other.version) in holdings.held
+            or store.ledger_entries(reference=reversal_reference(rid, other.version), outcomes=LIVE)
+        )
+        if other is not None and other.reference != held.text and not superseded:
             return (
                 f"{held.text} (voucher {held.label}): report {rid} is posted here as"
                 f" {other.reference}; IFS holds both versions (see `ml-console close`)"
