@@ -6,7 +6,9 @@ console could have posted; `recover` records in the ledger each one the state do
 so the reversals and card reversals due are planned from what IFS holds, not only from what
 the local file remembers. `check_in_cycle` is a cycle's step: it reads IFS when the state
 may be behind — a state file the check never ran on (new, deleted, or swapped in from
-another home) and otherwise once a day — and each cycle repeats the references the last
+another home), a state that does not know the newest voucher of ours IFS holds (restored
+from an older copy of the home: one row of the hold table (or the GL) per company,
+every cycle), and otherwise once a day — and each cycle repeats the references the last
 read found twice in IFS. `state rebuild` (console/flows/rebuild.py) runs `read` over all
 time and `recover` on an empty state.
 """
@@ -188,6 +190,19 @@ def _accrual_row(
     return ""
 
 
+def _newest_unknown(session: Session) -> bool:
+    """Whether the newest voucher of ours in some company is one the state does not know: a
+    state restored from an older copy of the home (cursor and all) is behind IFS."""
+    newest = getattr(session.ifs, "newest_console_reference", None)
+    if newest is None:
+        return False
+    for company in companies(session):
+        ref = session.track("ifs", partial(newest, company))
+        if ref and not session.store.ledger_entries(reference=ref, outcomes=LIVE):
+            return True
+    return False
+
+
 def check_in_cycle(session: Session, summary: CycleSummary) -> tuple[date, dict[str, str]] | None:
     """A cycle's step, before planning: when due, read what IFS holds since the first day
     of the month before last (the first poll's window) and recover what the state lacks;
@@ -205,7 +220,7 @@ def check_in_cycle(session: Session, summary: CycleSummary) -> tuple[date, dict[
     if not isinstance(kept, dict):
         kept = {}
     twice: dict[str, list[str]] = kept.get("twice") or {}
-    if kept.get("key") != key:
+    if kept.get("key") != key or _newest_unknown(session):
         since = clock.month_start(today, -2)
         holdings = read(session, since)
         seen = (since, {ref: h.label for ref, h in holdings.held.items()})
