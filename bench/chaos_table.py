@@ -22,6 +22,8 @@ COLUMNS = [
     ("inputs", "hostile inputs"),
     ("posted", "reports posted"),
     ("held", "held"),
+    ("reversals", "reversals due"),
+    ("refused", "refused (exit 7)"),
     ("duplicates", "duplicates"),
     ("lost", "lost"),
     ("retries", "retries"),
@@ -34,7 +36,7 @@ def figures_path() -> Path:
 
 def rows(profile: dict[str, Any]) -> list[tuple[str, str, dict[str, int]]]:
     out = []
-    for suite in ("crash", "faults", "hostile", "concurrency", "security"):
+    for suite in ("crash", "faults", "hostile", "state", "concurrency", "security"):
         for name, counts in sorted(profile.get(suite, {}).items()):
             out.append((suite, name, counts))
     return out

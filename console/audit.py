@@ -65,6 +65,10 @@ EVENT_TYPES = (
     "changed-after-post",
     "dimensions-refreshed",
     "adopted",  # a voucher IFS already held, linked to its report by `ml-console adopt`
+    # console/flows/holdings.py, console/flows/rebuild.py: the state checked against IFS
+    "recovered",  # a voucher IFS holds that the state did not know, recorded as posted
+    "held-twice",  # IFS holds a reference more than once (two installations at once)
+    "state-rebuilt",  # `ml-console state rebuild` made the state from IFS and Expensify
     # console/reversal.py: accrual reversals and changes after posting
     "reversal-planned",
     "reversal-posted",

@@ -439,6 +439,9 @@ class TieOut:
     cost_centre_code_part: str
     # Card spend not yet on a report: shown beside the tie-out, never part of it.
     card_spend: CardSpendSection | None = None
+    # ReferenceNumbers IFS holds on more than one voucher (reference → voucher labels): two
+    # installations posting at the same instant, or a voucher entered again by hand.
+    held_twice: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def unexplained(self) -> list[ReportLine]:
@@ -557,6 +560,7 @@ class TieOut:
                 {"reportID": r.report_id, "reason": r.reason} for r in self.unexplained
             ],
             "cardSpend": self.card_spend.to_json() if self.card_spend is not None else None,
+            "heldTwice": {ref: list(labels) for ref, labels in self.held_twice.items()},
         }
 
 
@@ -772,7 +776,17 @@ def tie_out(inputs: CloseInputs) -> TieOut:
         unconverted=dict(b.unconverted),
         cost_centre_code_part=cc,
         card_spend=inputs.card_spend,
+        held_twice=held_twice(inputs.vouchers),
     )
+
+
+def held_twice(vouchers: Iterable[Voucher]) -> dict[str, tuple[str, ...]]:
+    """Each reference of ours on more than one voucher (reference → voucher labels)."""
+    labels: dict[str, set[str]] = defaultdict(set)
+    for v in vouchers:
+        if reference.parse(v.ReferenceNumber) is not None:
+            labels[v.ReferenceNumber].add(voucher_label(v))
+    return {ref: tuple(sorted(ls)) for ref, ls in sorted(labels.items()) if len(ls) > 1}
 
 
 # Display statuses of a closed (Submit-and-Close) report, whose submission dates its accrual.

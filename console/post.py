@@ -16,9 +16,10 @@ Expensify unreachable) are labelled on the next cycle.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Protocol
 
 from console.audit import AuditLog, Event
@@ -77,16 +78,24 @@ class _Poster:
         self.planned: dict[int, PlannedVoucher] = {}
         self.in_ifs: dict[str, str] = {}  # reference -> voucher, read before anything is sent
 
-    def look_up(self, vouchers: Sequence[PlannedVoucher]) -> None:
+    def look_up(
+        self, vouchers: Sequence[PlannedVoucher], seen: tuple[date, Mapping[str, str]] | None
+    ) -> None:
         """One read per company: which of the vouchers this state file would send IFS already
-        holds (a state file restored from a backup, or lost, must not post them again)."""
+        holds (a state file restored from a backup, or lost, must not post them again).
+        `seen`: (first day, reference → voucher) of everything of ours IFS held from that day
+        on, read by this cycle just before planning: it answers for the vouchers it covers."""
         fresh = [
             (pv.reference_number, pv.company, pv.voucher_date)
             for pv in vouchers
             if self.ledger.live(pv.reference_number) is None
         ]
+        if seen is not None:
+            since, held = seen
+            self.in_ifs = {ref: held[ref] for ref, _c, day in fresh if ref in held}
+            fresh = [f for f in fresh if f[2] < since]
         if fresh:
-            self.in_ifs = self.ledger.held_by_ifs(fresh)
+            self.in_ifs.update(self.ledger.held_by_ifs(fresh))
 
     @property
     def crash_hook(self) -> bool:
@@ -169,6 +178,7 @@ def post_plan(
     concurrency: int = 1,
     batch_size: int = 0,
     batch_parts: int = 1000,
+    seen: tuple[date, Mapping[str, str]] | None = None,
 ) -> PostOutcome:
     """Post every voucher of the plan, unchanged, once. A business rejection fails that report
     and the run goes on; an auth or reachability failure stops it (raised after the outcome of
@@ -181,9 +191,12 @@ def post_plan(
     - `concurrency` > 1: up to that many single POSTs in flight, so the pipe stays full up to
       the rate limit (the client's limiter paces them; its connection pool bounds them too);
     - otherwise one POST after another.
+
+    `seen`: what this cycle read of IFS's vouchers just before (console/flows/holdings.py),
+    so the pre-post lookup does not read the same again.
     """
     poster = _Poster(plan, ifs, store, audit, progress)
-    poster.look_up(plan.vouchers)
+    poster.look_up(plan.vouchers, seen)
     if poster.crash_hook:
         # The test hook stands for a kill right after one POST returns: one at a time, so
         # exactly one voucher is posted in IFS and unrecorded here.

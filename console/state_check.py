@@ -39,8 +39,8 @@ _HEADER = b"SQLite format 3\x00"
 
 RESTORE = (
     "restore your latest copy from `ml-console state backup FILE` as docs/reliability.md "
-    "says, and run again (the console asks IFS what it already holds before posting, so "
-    "nothing posts twice)"
+    "says, or make a new one from IFS and Expensify with `ml-console state rebuild`, and run "
+    "again (the console asks IFS what it already holds before posting, so nothing posts twice)"
 )
 
 

@@ -101,6 +101,9 @@ def run_close_command(args: argparse.Namespace, term: Terminal | None = None) ->
     cards = tie.card_spend
     if cards is not None and cards.status == CARDS_UNAVAILABLE:
         print(f"ml-console: warning: card spend not yet reported: {cards.note}", file=err)
+    for ref, labels in tie.held_twice.items():
+        said = visible(f"IFS holds {ref} {len(labels)} times: vouchers {', '.join(labels)}")
+        print(f"ml-console: held twice: {said}; reverse all but one", file=err)
     for item in tie.unexplained:
         said = visible(f"report {item.report_id}: {item.reason}")
         print(f"ml-console: unexplained: {said}", file=err)
@@ -116,7 +119,7 @@ def run_close_command(args: argparse.Namespace, term: Terminal | None = None) ->
         _card_warnings(card_run, err)
         if card_run.needs_attention:
             return int(ExitCode.ATTENTION)
-    return int(ExitCode.OK if tie.balanced else ExitCode.ATTENTION)
+    return int(ExitCode.OK if tie.balanced and not tie.held_twice else ExitCode.ATTENTION)
 
 
 def _card_spend_step(

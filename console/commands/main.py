@@ -180,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("info", help="paths, effective config and where each value came from")
 
-    state = sub.add_parser("state", help="the local state file: a safe copy of it")
+    state = sub.add_parser(
+        "state", help="the local state file: a safe copy of it, or a new one made from IFS"
+    )
     state_sub = state.add_subparsers(dest="state_command", required=True)
     backup = state_sub.add_parser(
         "backup",
@@ -188,6 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
         "restore: docs/reliability.md",
     )
     backup.add_argument("file", metavar="FILE")
+    rebuild = state_sub.add_parser(
+        "rebuild",
+        help="make the state again from IFS and Expensify (what was posted, labelled, "
+        "reversed) after it was lost or damaged; says what it could not know",
+    )
+    rebuild.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a healthy state file too (it is kept beside the new one)",
+    )
+    rebuild.add_argument("--json", action="store_true", dest="rebuild_json", help="print JSON")
 
     close = sub.add_parser("close", help="period-close tie-out: Expensify approved vs IFS posted")
     close.add_argument("--period", required=True, help="accounting period, YYYY-MM")

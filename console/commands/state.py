@@ -1,5 +1,5 @@
-"""Subcommands without the TUI: credentials, info, the hold queue, replay, `state backup` (the
-audit trail: console/commands/audit.py).
+"""Subcommands without the TUI: credentials, info, the hold queue, replay, `state backup` and
+`state rebuild` (the audit trail: console/commands/audit.py).
 
 `held`, `exclude` and `state` need only the state file (no keyring, no network); `replay`
 posts, so it needs the services and takes the posting lock like `--auto` (same exit codes).
@@ -214,6 +214,8 @@ def _state(args: argparse.Namespace) -> int:
     from console.state_check import backup
     from console.store import SCHEMA_VERSION
 
+    if args.state_command == "rebuild":
+        return _rebuild(args)
     if args.state_command != "backup":
         raise ConfigError(f"unknown state command {args.state_command!r}")
     state_file = load_settings().paths.state_file
@@ -234,3 +236,86 @@ def _state(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return int(ExitCode.OK)
+
+
+def _rebuild(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """`state rebuild [--force] [--json]`: a missing or damaged state file (exit 7) is made
+    again from IFS and Expensify (console/flows/rebuild.py); a healthy one only with --force.
+    The file replaced is kept beside the new one. Exit 0, or 3 when a voucher could not be
+    recorded or IFS holds a reference twice; 4/5 as `--auto` when a service refuses or is
+    down (the new state is then incomplete: run the rebuild again)."""
+    from console import clock
+    from console.commands.auto import open_engine
+    from console.config import load_settings
+    from console.flows.rebuild import UNKNOWABLE, condition, put_back, rebuild, set_aside
+    from console.store import SCHEMA_VERSION
+    from console.textsafe import visible
+
+    out = out or sys.stdout
+    loaded = load_settings()
+    state_file = loaded.paths.state_file
+    found = condition(state_file, SCHEMA_VERSION)
+    if found == "healthy" and not args.force:
+        raise ConfigError(
+            f"the state file {state_file} is healthy: nothing to rebuild (to replace it "
+            "anyway, `ml-console state rebuild --force`; it is kept beside the new one)"
+        )
+    _ready_to_rebuild(loaded)
+    moved = set_aside(state_file, clock.now()) if found != "missing" else []
+    if found not in ("missing", "healthy"):
+        print(f"ml-console: rebuilding: {visible(found)}", file=sys.stderr)
+    try:
+        engine = open_engine(actor=_actor(loaded))
+        try:
+            result = rebuild(engine)
+        finally:
+            engine.close()
+    except BaseException:
+        # Half a rebuild is no state to run on: leave things as they were, and say so.
+        put_back(state_file, moved)
+        print(
+            "ml-console: the rebuild did not finish; the state file is as it was before",
+            file=sys.stderr,
+        )
+        raise
+    result.set_aside = [str(p) for p in moved]
+    if getattr(args, "rebuild_json", False):
+        out.write(json.dumps(result.to_json()) + "\n")
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(result.recorded.items())) or "nothing"
+    lines = [
+        f"state rebuilt at {state_file} from {result.vouchers_read} IFS voucher(s): {kinds}"
+        f" recorded as posted; {result.labelled} report(s) already labelled in Expensify,"
+        f" {result.to_label} to be labelled by the next cycle",
+    ]
+    lines += [f"kept the file it replaces: {p}" for p in result.set_aside]
+    lines += [f"not recorded: {visible(why)}" for why in result.not_recorded]
+    lines += [
+        f"IFS holds {visible(ref)} {len(labels)} times: {', '.join(labels)}"
+        for ref, labels in result.twice.items()
+    ]
+    lines.append("not known after a rebuild (neither IFS nor Expensify holds it):")
+    lines += [f"  - {what}" for what in UNKNOWABLE]
+    lines.append("next: `ml-console --auto --dry-run`, then start the sync again")
+    for line in lines:
+        print(f"ml-console: {line}", file=sys.stderr)
+    return int(ExitCode.ATTENTION if result.needs_attention else ExitCode.OK)
+
+
+def _ready_to_rebuild(loaded: Any) -> None:
+    """What `--auto` needs (config, both credentials), checked before the state file is
+    touched: a rebuild that cannot read IFS and Expensify must not start."""
+    from console.errors import MissingCredential
+    from console.secrets import SecretStore
+
+    if not loaded.exists:
+        raise ConfigError(
+            f"no config file at {loaded.paths.config_file}: the rebuild reads IFS and "
+            "Expensify with the configured settings (see `ml-console info`)"
+        )
+    secrets = SecretStore()
+    for service, flag in (("expensify", "--user-id ID"), ("ifs", "--client-id ID")):
+        if not secrets.has(service):
+            raise MissingCredential(
+                f"no {service} credentials in the keyring; set them with: "
+                f"ml-console credentials set {service} {flag} --secret-stdin"
+            )

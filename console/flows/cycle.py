@@ -26,7 +26,7 @@ from console.config import default_approved_after
 from console.errors import ConfigError, ConsoleError
 from console.expensify.models import ExportReport, MalformedReport, PolicyInfo
 from console.fetch import FetchOutcome, fetch, load_report
-from console.flows import card_accrual, incremental, reversals
+from console.flows import card_accrual, holdings, incremental, reversals
 from console.flows.results import CycleSummary
 from console.mapping import Hold, MappingOverrides, MappingRule, map_report, suggest_defaults
 from console.plan import Plan, PlanBuilder, build_plan
@@ -173,6 +173,9 @@ class Engine(Session):
         # changed; and the accruals read back for the reversals due (incremental.py).
         self._evaluations = incremental.EvaluationCache()
         self._accruals = incremental.AccrualReader(lambda: self.ifs)
+        # What this cycle read of IFS's vouchers before planning (flows/holdings.py): the
+        # posting's lookup of what IFS already holds is answered from it.
+        self._holdings_seen: tuple[date, dict[str, str]] | None = None
 
     def fetch(self, *, dry_run: bool = False) -> FetchOutcome:
         """Poll Expensify once (approvedAfter overlapping the last poll by a day, APPROVED and
@@ -435,6 +438,8 @@ class Engine(Session):
                         data={"references": [v.reference_number for v in plan.vouchers]},
                     )
                 cfg = self.settings.ifs
+                # Used once: a later post (a reviewed plan) reads IFS afresh.
+                seen, self._holdings_seen = self._holdings_seen, None
                 outcome: PostOutcome = self.track(
                     "ifs",
                     lambda: post_plan(
@@ -446,6 +451,7 @@ class Engine(Session):
                         concurrency=cfg.concurrency,
                         batch_size=cfg.batch_size if cfg.batch else 0,
                         batch_parts=cfg.max_batch_parts,
+                        seen=seen,
                     ),
                 )
                 try:
@@ -591,6 +597,10 @@ class Engine(Session):
                 for pid in fo.unseen_policies
             ]
             summary.warnings += fo.notices  # e.g. reports approved before the poll window
+        if not dry_run:
+            # What IFS holds that the state does not know (a lost or restored state file),
+            # before planning: those reports are not posted again, their reversals follow.
+            self._holdings_seen = holdings.check_in_cycle(self, summary)
         plan = self._evaluate_and_plan(report_ids, include_failed=report_ids is not None)
         if report_ids is None:
             # Watch posted reports; reversals due today; changes after posting (dry run too).

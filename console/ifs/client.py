@@ -335,6 +335,47 @@ class IfsClient:
         )
         return self._vouchers_from_rows(flt)
 
+    def newest_console_reference(self, company: str) -> str | None:
+        """The ReferenceNumber on the company's newest voucher of ours (by year and voucher
+        number): a cycle's cheap test of whether IFS holds a voucher the state does not know
+        (a state file restored from an older copy). One row of the hold table, where new
+        vouchers arrive; the GL's only when the hold table holds none of ours (a newer voucher
+        already updated to the GL while an older one waits for approval is left to the daily
+        read)."""
+        newest: tuple[int, int, str] | None = None
+        for entity_set in (self.entity_sets.hold_voucher_rows, self.entity_sets.gl_voucher_rows):
+            if newest is not None:
+                break
+            what = f"reading {entity_set.rsplit('/', 1)[-1]}"
+            params = {
+                "$filter": _console_filter(company, None),
+                "$orderby": "AccountingYear desc,VoucherNo desc",
+                "$select": "AccountingYear,VoucherNo,ReferenceNumber",
+                "$top": "1",
+            }
+            response = self._request("GET", self._set_url(entity_set), params=params, what=what)
+            body = http.parse_json(response, service=SERVICE, what=what)
+            value = body.get("value") if isinstance(body, dict) else None
+            if not isinstance(value, list):
+                raise ProtocolError(SERVICE, f"{what}: the answer has no 'value' array")
+            for row in value[:1]:
+                if not isinstance(row, dict):
+                    continue
+                key = (
+                    int(row.get("AccountingYear") or 0),
+                    int(row.get("VoucherNo") or 0),
+                    str(row.get("ReferenceNumber") or ""),
+                )
+                newest = key if newest is None or key[:2] > newest[:2] else newest
+        return newest[2] if newest is not None else None
+
+    def console_vouchers(self, company: str, since: date | None = None) -> list[Voucher]:
+        """Every voucher of the company this console could have posted (ReferenceNumber
+        `EXP:`, `REV:`, `CARD:` or `CARD-REV:`), dated `since` or later (all when None), hold
+        table and GL, in one filtered read of each: what the state is checked against, so a
+        lost or restored state file forgets no posted voucher and no due reversal."""
+        return self._vouchers_from_rows(_console_filter(company, since))
+
     def vouchers_with_prefix(self, prefix: str, company: str) -> list[Voucher]:
         """Every voucher of the company whose ReferenceNumber starts with `prefix`, hold table
         and GL, with rows."""
@@ -909,3 +950,15 @@ def _voucher_from_rows(rows: Sequence[Mapping[str, Any]], in_gl: bool) -> dict[s
         "VoucherRowArray": [dict(r) for r in sorted(rows, key=lambda r: r.get("RowNo") or 0)],
         "in_gl": in_gl,
     }
+
+
+def _console_filter(company: str, since: date | None) -> str:
+    """The company's vouchers of this console (its four reference prefixes), dated `since` or
+    later when given."""
+    prefixes = " or ".join(
+        startswith_filter("ReferenceNumber", p) for p in ("EXP:", "REV:", "CARD:", "CARD-REV:")
+    )
+    parts = [eq_filter({"Company": company}), f"({prefixes})"]
+    if since is not None:
+        parts.append(f"VoucherDate ge {odata_literal(since)}")
+    return " and ".join(parts)

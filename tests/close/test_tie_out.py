@@ -171,3 +171,16 @@ def test_period_parsing():
         except ValueError:
             continue
         raise AssertionError(bad)
+
+
+def test_a_reference_ifs_holds_twice_is_named_by_the_tie_out():
+    """Two installations posting at the same instant: the same ReferenceNumber on two
+    vouchers. The tie-out names it (JSON `heldTwice`); the amounts show it unexplained too."""
+    first = voucher("R1", "10.00", 1)
+    again = first.model_copy(update={"VoucherNo": 2})
+    tie = run([report("R1", "10.00")], [first, again, voucher("R2", "5.00", 3)], [posted("R1", 1)])
+    assert tie.held_twice == {"EXP:R1:abcd0001": ("10/X/2026/1", "10/X/2026/2")}
+    assert tie.to_json()["heldTwice"] == {"EXP:R1:abcd0001": ["10/X/2026/1", "10/X/2026/2"]}
+    assert not tie.balanced
+    alone = run([report("R1", "10.00")], [first], [posted("R1", 1)])
+    assert alone.held_twice == {} and alone.balanced

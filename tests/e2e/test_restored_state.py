@@ -9,7 +9,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from console import reference
+from console.credentials import IfsCredentials
+from console.ifs.client import IfsClient
+from console.sim.demo import DEMO_IFS_CLIENT_ID, DEMO_IFS_SECRET, DEMO_REALM
 from tests.close.test_close_e2e import ifs_vouchers
 from tests.conftest import sim_control
 
@@ -63,5 +68,75 @@ def test_a_restored_state_file_posts_nothing_twice(small_console, small_sims):
     assert summary["posted"] == 0 and summary["reversals"] == [], summary
     assert per_kind(small_sims) == before  # nothing posted twice
     audit = small_console.run("audit", "export").stdout
-    assert "already in IFS as voucher" in audit
+    # Found by the cycle's read of what IFS holds (a new day: the check is due) and recorded,
+    # each voucher with its event, before anything was planned.
+    assert audit.count("but the state did not know it") == 1 + 4, audit  # 90000004, reversals
     assert small_console.run("audit", "verify").returncode == 0
+
+
+def delete_state(home: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        (home / f"state.sqlite3{suffix}").unlink(missing_ok=True)
+
+
+def test_a_deleted_state_forgets_no_due_reversal(small_console, small_sims):
+    """The accruals of November are posted and labelled; the state is lost; on 1 December
+    the reversals due are derived from what IFS holds and posted, once each."""
+    code, summary, err = small_console.auto()
+    assert summary["posted"] == 3, err
+    delete_state(small_console.home)
+
+    code, summary, err = small_console.auto(env=DEC_1)
+    assert code == 3, err  # 90000004 is still held: CC-410 is not in IFS
+    assert summary["posted"] == 0, summary
+    assert sorted(r["reportID"] for r in summary["reversals"]) == [
+        "90000001", "90000002", "90000003",
+    ]  # fmt: skip
+    assert any("did not know" in w for w in summary["warnings"]), summary["warnings"]
+    counts = per_kind(small_sims)
+    assert set(counts.values()) == {1} and len(counts) == 6  # 3 accruals, 3 reversals
+
+    code, summary, err = small_console.auto(env=DEC_1)  # nothing more to do
+    assert summary["posted"] == 0 and summary["reversals"] == [], summary
+    assert per_kind(small_sims) == counts
+    assert small_console.run("audit", "verify").returncode == 0
+
+
+def test_every_cycle_reports_a_reference_ifs_holds_twice(small_console, small_sims):
+    """A second installation (its own home) posting the same reports at the same instant
+    cannot be prevented without a lock in IFS: it is reported, by every cycle of either."""
+    code, summary, err = small_console.auto()
+    assert summary["posted"] == 3, err
+    voucher = next(v for v in ifs_vouchers(small_sims) if v["ReferenceNumber"].startswith("EXP:"))
+    ref = voucher["ReferenceNumber"]
+    # The other installation's voucher, posted as if at the same instant (no lookup between).
+    post_again(small_sims, voucher)
+    delete_state(small_console.home)  # a new day for the check: the next cycle reads IFS
+
+    for _ in range(2):
+        code, summary, err = small_console.auto()
+        assert code in (0, 3), err
+        said = [w for w in summary["warnings"] if ref in w and "2 times" in w]
+        assert said, summary["warnings"]
+    assert "held-twice" in small_console.run("audit", "export").stdout
+
+
+ROW_FIELDS = (
+    "Account", "CodeB", "CodeC", "CodeD", "CodeE", "CodeF", "CodeG", "CodeH", "CodeI",
+    "CurrencyCode", "CurrencyRate", "CurrencyDebetAmount", "CurrencyCreditAmount",
+    "DebetAmount", "CreditAmount", "Text",
+)  # fmt: skip
+
+
+def post_again(sims: Any, voucher: dict[str, Any]) -> None:
+    """POST the same voucher through IFS's API as another installation would."""
+    creds = IfsCredentials(client_id=DEMO_IFS_CLIENT_ID, client_secret=SecretStr(DEMO_IFS_SECRET))
+    client = IfsClient(sims.ifs_url, DEMO_REALM, lambda: creds)
+    body = {k: voucher[k] for k in ("Company", "VoucherType", "VoucherDate", "ReferenceNumber")}
+    body["VoucherRowArray"] = [
+        {k: r[k] for k in ROW_FIELDS if r.get(k) is not None} for r in voucher["VoucherRowArray"]
+    ]
+    try:
+        client.post_voucher(body)
+    finally:
+        client.close()
