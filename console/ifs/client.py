@@ -103,6 +103,22 @@ class IfsEntitySets(BaseModel):
     gl_voucher_rows: str = "GLVoucherRowsAnalysis.svc/GenLedVoucherRowSet"
 
 
+def _take_page(
+    body: Any, rows: list[dict[str, Any]], state: PageState, what: str
+) -> tuple[str, Any] | None:
+    """Add one OData page's rows to `rows`; the next request to make (None: the last page).
+    A page without a `value` array, or paging IFS contradicts, is a ProtocolError."""
+    value = body.get("value") if isinstance(body, dict) else None
+    if not isinstance(value, list):
+        raise ProtocolError(SERVICE, f"{what}: the answer has no 'value' array")
+    rows.extend(r for r in value if isinstance(r, dict))
+    link = body.get("@odata.nextLink")
+    try:
+        return state.next_after(len(value), link if isinstance(link, str) else None)
+    except ValueError as exc:
+        raise ProtocolError(SERVICE, f"{what}: {exc}") from None
+
+
 class _RetryOnce(Exception):
     """Internal: MI_MODIFIED_ERROR, answered by repeating the request once."""
 
@@ -633,15 +649,7 @@ class IfsClient:
                     what=what,
                 )
             body = http.parse_json(response, service=SERVICE, what=what)
-            value = body.get("value") if isinstance(body, dict) else None
-            if not isinstance(value, list):
-                raise ProtocolError(SERVICE, f"{what}: the answer has no 'value' array")
-            rows.extend(r for r in value if isinstance(r, dict))
-            nxt = body.get("@odata.nextLink")
-            try:
-                step = state.next_after(len(value), nxt if isinstance(nxt, str) else None)
-            except ValueError as exc:
-                raise ProtocolError(SERVICE, f"{what}: {exc}") from None
+            step = _take_page(body, rows, state, what)
         return rows
 
     # ------------------------------------------------------------------ plumbing
@@ -681,15 +689,7 @@ class IfsClient:
                 log.info("%s: the answer was not valid JSON; asking once more", what)
                 response = self._request("GET", url, params=query, what=what)
                 body = http.parse_json(response, service=SERVICE, what=what)
-            value = body.get("value") if isinstance(body, dict) else None
-            if not isinstance(value, list):
-                raise ProtocolError(SERVICE, f"{what}: the answer has no 'value' array")
-            rows.extend(r for r in value if isinstance(r, dict))
-            link = body.get("@odata.nextLink")
-            try:
-                step = state.next_after(len(value), link if isinstance(link, str) else None)
-            except ValueError as exc:
-                raise ProtocolError(SERVICE, f"{what}: {exc}") from None
+            step = _take_page(body, rows, state, what)
             if step is None:
                 return rows
             kind, arg = step
