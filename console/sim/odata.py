@@ -363,23 +363,25 @@ class _FilterParser:
             )
 
     def or_expr(self) -> _Node:
-        left = self.and_expr()
-        while self._is_word("or"):
-            self.i += 1
-            right = self.and_expr()
-            self._need_bool(left, "or")
-            self._need_bool(right, "or")
-            left = _Node(_BOOL, _combine(_or, left.eval, right.eval), left.pos, left.text)
-        return left
+        return self._logical_chain("or", _or, self.and_expr)
 
     def and_expr(self) -> _Node:
-        left = self.not_expr()
-        while self._is_word("and"):
+        return self._logical_chain("and", _and, self.not_expr)
+
+    def _logical_chain(
+        self,
+        word: str,
+        op: Callable[[bool | None, bool | None], bool | None],
+        operand: Callable[[], _Node],
+    ) -> _Node:
+        """`operand (word operand)*`, left-associative; every operand must be a condition."""
+        left = operand()
+        while self._is_word(word):
             self.i += 1
-            right = self.not_expr()
-            self._need_bool(left, "and")
-            self._need_bool(right, "and")
-            left = _Node(_BOOL, _combine(_and, left.eval, right.eval), left.pos, left.text)
+            right = operand()
+            self._need_bool(left, word)
+            self._need_bool(right, word)
+            left = _Node(_BOOL, _combine(op, left.eval, right.eval), left.pos, left.text)
         return left
 
     def not_expr(self) -> _Node:
