@@ -123,7 +123,7 @@ class _RetryOnce(Exception):
     """Internal: MI_MODIFIED_ERROR, answered by repeating the request once."""
 
 
-class IfsClient:
+class IfsClient(http.PooledClient):
     def __init__(
         self,
         base_url: str,
@@ -201,15 +201,6 @@ class IfsClient:
             f"IfsClient(url={self.base_url!r}, realm={self.realm!r}, "
             f"requests_made={self.requests_made})"
         )
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> IfsClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ reads
     def code_part_values(self, company: str) -> list[CodePartValue]:
