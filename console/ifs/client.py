@@ -103,6 +103,13 @@ class IfsEntitySets(BaseModel):
     gl_voucher_rows: str = "GLVoucherRowsAnalysis.svc/GenLedVoucherRowSet"
 
 
+def _batch_answers(
+    response: httpx.Response,
+) -> list[batch_wire.PartAnswer | list[batch_wire.PartAnswer]]:
+    """The part answers of a `$batch` response (ProtocolError: not a readable multipart)."""
+    return batch_wire.parse_batch_answer(response.content, response.headers.get("content-type", ""))
+
+
 def _take_page(
     body: Any, rows: list[dict[str, Any]], state: PageState, what: str
 ) -> tuple[str, Any] | None:
@@ -527,18 +534,9 @@ class IfsClient(http.PooledClient):
                 self.limiter.acquire()
         with self._count_lock:
             self.batch_parts_made += parts
-        response = self._request(
-            "POST",
-            self._set_url(service) + "/$batch",
-            content=body,
-            headers={"Content-Type": content_type, "Accept": "multipart/mixed"},
-            what=what,
-            mutating=True,
-        )
+        response = self._post_batch(service, body, content_type, what=what, mutating=True)
         try:
-            return batch_wire.parse_batch_answer(
-                response.content, response.headers.get("content-type", "")
-            )
+            return _batch_answers(response)
         except ProtocolError as exc:
             raise UnknownOutcome(
                 SERVICE, f"{what}: the $batch answered HTTP {response.status_code}: {exc}"
@@ -599,22 +597,27 @@ class IfsClient(http.PooledClient):
         bad answer is reported."""
         what = f"reading {service} in a batch"
         for attempt in (1, 2):
-            response = self._request(
-                "POST",
-                self._set_url(service) + "/$batch",
-                content=body,
-                headers={"Content-Type": content_type, "Accept": "multipart/mixed"},
-                what=what,
-            )
+            response = self._post_batch(service, body, content_type, what=what)
             try:
-                return batch_wire.parse_batch_answer(
-                    response.content, response.headers.get("content-type", "")
-                )
+                return _batch_answers(response)
             except ProtocolError:
                 if attempt == 2:
                     raise
                 log.info("%s: the answer was not a readable batch; asking once more", what)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _post_batch(
+        self, service: str, body: bytes, content_type: str, *, what: str, mutating: bool = False
+    ) -> httpx.Response:
+        """POST one multipart `$batch` to a projection's service root."""
+        return self._request(
+            "POST",
+            self._set_url(service) + "/$batch",
+            content=body,
+            headers={"Content-Type": content_type, "Accept": "multipart/mixed"},
+            what=what,
+            mutating=mutating,
+        )
 
     def _get_rest(
         self, service: str, target: str, link: str | None, rows: list[dict[str, Any]]
