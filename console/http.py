@@ -12,7 +12,7 @@ import random
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import httpx
@@ -63,6 +63,22 @@ def check_url(url: str, *, service: str) -> str:
             "unencrypted. Use https:// (plain http is allowed only for loopback hosts)"
         )
     return text.rstrip("/")
+
+
+class PooledClient:
+    """A service client that owns one connection pool (from make_client): close() frees
+    it, and the client is a context manager that closes it on the way out."""
+
+    _http: httpx.Client
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def make_client(*, timeout_s: float, max_connections: int = 10) -> httpx.Client:

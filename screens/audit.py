@@ -154,8 +154,7 @@ class AuditScreen(ConsoleScreen):
         # ConsoleScreen.on_mount runs too (Textual calls handlers down the MRO): not again.
         self.chain = Text("chain: not verified yet (v)", style=GREY)
         self.table.focus()
-        if self.console_app.engine is not None:
-            self.refresh_data()
+        self.refresh_if_open()
 
     def refresh_data(self) -> None:
         engine = self.console_app.engine
@@ -166,8 +165,7 @@ class AuditScreen(ConsoleScreen):
 
     @on(FilterBar.Applied)
     def _filter(self, event: FilterBar.Applied) -> None:
-        if self.console_app.engine is not None:
-            self.refresh_data()
+        self.refresh_if_open()
 
     @on(VirtualTable.Reloaded)
     @on(VirtualTable.Highlighted)

@@ -279,13 +279,17 @@ class ConsoleScreen(Screen[None]):
         self.watch(self.app, "data_version", self._data_changed, init=False)
 
     def _data_changed(self, _: object = None) -> None:
-        if self.console_app.engine is not None:
-            self.refresh_data()
+        self.refresh_if_open()
 
     def on_screen_resume(self) -> None:
         header = self.query(StatusHeader)
         if header:
             header.first()._redraw()
+        self.refresh_if_open()
+
+    def refresh_if_open(self) -> None:
+        """Reloads what the screen shows, once the engine is open (before setup finishes
+        there is nothing to read)."""
         if self.console_app.engine is not None:
             self.refresh_data()
 

@@ -368,8 +368,7 @@ class DryRunScreen(ConsoleScreen):
         self.query_one("#post-progress").display = False
         self.query_one("#change-compare").display = False
         self.table.focus()
-        if self.console_app.engine is not None:
-            self.refresh_data()
+        self.refresh_if_open()
 
     def refresh_data(self, read_again: bool = False) -> None:
         """Plan again: incrementally after a write (only what changed is evaluated); with

@@ -149,8 +149,7 @@ class MissingScreen(ConsoleScreen):
         self.released: dict[str, HoldGroup] = {}  # groups whose reports all turned ready
         self._recheck_timer: Timer | None = None
         self.table.focus()
-        if self.console_app.engine is not None:
-            self.refresh_data()
+        self.refresh_if_open()
 
     @property
     def recheck_seconds(self) -> float:

@@ -143,8 +143,7 @@ class PendingScreen(ConsoleScreen):
     def on_mount(self) -> None:
         # ConsoleScreen.on_mount runs too (Textual calls handlers down the MRO): not again.
         self.table.focus()
-        if self.console_app.engine is not None:
-            self.refresh_data()
+        self.refresh_if_open()
 
     def refresh_data(self) -> None:
         engine = self.console_app.engine

@@ -26,14 +26,7 @@ import pytest
 
 from console import money
 from console.sim.dataset import Dataset, parse_dataset
-from console.sim.demo import (
-    DEMO_EXPENSIFY_SECRET,
-    DEMO_EXPENSIFY_USER_ID,
-    DEMO_IFS_CLIENT_ID,
-    DEMO_IFS_SECRET,
-    DEMO_REALM,
-    build_demo_dataset,
-)
+from console.sim.demo import build_demo_dataset, dataset_with_demo_logins
 
 if TYPE_CHECKING:
     from console.sim.server import SimServers
@@ -175,39 +168,23 @@ def small_dataset_raw() -> dict[str, Any]:
          "DateUntil": f"2026-{m:02d}-{d}", "PeriodStatus": "Closed" if m == 10 else "Open"}
         for m, d in ((10, 31), (11, 30), (12, 31))
     ]  # fmt: skip
-    return {
-        "expensify": {
-            "credentials": [
-                {
-                    "partnerUserID": DEMO_EXPENSIFY_USER_ID,
-                    "partnerUserSecret": DEMO_EXPENSIFY_SECRET,
-                }
-            ],
-            "policies": [
-                policy("POL-US", "USD", us, [us]),
-                policy("POL-EU", "EUR", eu, [eu]),
-            ],
-            "reports": reports,
-        },
-        "ifs": {
-            "realm": DEMO_REALM,
-            "clients": [{"client_id": DEMO_IFS_CLIENT_ID, "client_secret": DEMO_IFS_SECRET}],
-            "token_lifetime_s": 3600,
-            "companies": [
-                {
-                    "Company": "10",
-                    "Name": "Small Co",
-                    "CurrencyCode": "USD",
-                    "code_part_values": values,
-                    "periods": periods,
-                    "currency_rates": [
-                        {"CurrencyCode": "EUR", "ValidFrom": "2026-11-01", "CurrencyRate": 1.0842}
-                    ],
-                    "voucher_types": [{"VoucherType": "X"}],
-                }
-            ],
-        },
-    }
+    return dataset_with_demo_logins(
+        policies=[policy("POL-US", "USD", us, [us]), policy("POL-EU", "EUR", eu, [eu])],
+        reports=reports,
+        companies=[
+            {
+                "Company": "10",
+                "Name": "Small Co",
+                "CurrencyCode": "USD",
+                "code_part_values": values,
+                "periods": periods,
+                "currency_rates": [
+                    {"CurrencyCode": "EUR", "ValidFrom": "2026-11-01", "CurrencyRate": 1.0842}
+                ],
+                "voucher_types": [{"VoucherType": "X"}],
+            }
+        ],
+    )
 
 
 @pytest.fixture(scope="session")

@@ -92,7 +92,7 @@ class _NotReady(Exception):
     """The export file is not ready for download yet."""
 
 
-class ExpensifyClient:
+class ExpensifyClient(http.PooledClient):
     def __init__(
         self,
         base_url: str,
@@ -129,15 +129,6 @@ class ExpensifyClient:
 
     def __repr__(self) -> str:
         return f"ExpensifyClient(url={self.base_url!r}, requests_made={self.requests_made})"
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> ExpensifyClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @property
     def template(self) -> str:

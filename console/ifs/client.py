@@ -103,11 +103,34 @@ class IfsEntitySets(BaseModel):
     gl_voucher_rows: str = "GLVoucherRowsAnalysis.svc/GenLedVoucherRowSet"
 
 
+def _batch_answers(
+    response: httpx.Response,
+) -> list[batch_wire.PartAnswer | list[batch_wire.PartAnswer]]:
+    """The part answers of a `$batch` response (ProtocolError: not a readable multipart)."""
+    return batch_wire.parse_batch_answer(response.content, response.headers.get("content-type", ""))
+
+
+def _take_page(
+    body: Any, rows: list[dict[str, Any]], state: PageState, what: str
+) -> tuple[str, Any] | None:
+    """Add one OData page's rows to `rows`; the next request to make (None: the last page).
+    A page without a `value` array, or paging IFS contradicts, is a ProtocolError."""
+    value = body.get("value") if isinstance(body, dict) else None
+    if not isinstance(value, list):
+        raise ProtocolError(SERVICE, f"{what}: the answer has no 'value' array")
+    rows.extend(r for r in value if isinstance(r, dict))
+    link = body.get("@odata.nextLink")
+    try:
+        return state.next_after(len(value), link if isinstance(link, str) else None)
+    except ValueError as exc:
+        raise ProtocolError(SERVICE, f"{what}: {exc}") from None
+
+
 class _RetryOnce(Exception):
     """Internal: MI_MODIFIED_ERROR, answered by repeating the request once."""
 
 
-class IfsClient:
+class IfsClient(http.PooledClient):
     def __init__(
         self,
         base_url: str,
@@ -185,15 +208,6 @@ class IfsClient:
             f"IfsClient(url={self.base_url!r}, realm={self.realm!r}, "
             f"requests_made={self.requests_made})"
         )
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> IfsClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ reads
     def code_part_values(self, company: str) -> list[CodePartValue]:
@@ -561,18 +575,9 @@ class IfsClient:
                 self.limiter.acquire()
         with self._count_lock:
             self.batch_parts_made += parts
-        response = self._request(
-            "POST",
-            self._set_url(service) + "/$batch",
-            content=body,
-            headers={"Content-Type": content_type, "Accept": "multipart/mixed"},
-            what=what,
-            mutating=True,
-        )
+        response = self._post_batch(service, body, content_type, what=what, mutating=True)
         try:
-            return batch_wire.parse_batch_answer(
-                response.content, response.headers.get("content-type", "")
-            )
+            return _batch_answers(response)
         except ProtocolError as exc:
             raise UnknownOutcome(
                 SERVICE, f"{what}: the $batch answered HTTP {response.status_code}: {exc}"
@@ -633,22 +638,27 @@ class IfsClient:
         bad answer is reported."""
         what = f"reading {service} in a batch"
         for attempt in (1, 2):
-            response = self._request(
-                "POST",
-                self._set_url(service) + "/$batch",
-                content=body,
-                headers={"Content-Type": content_type, "Accept": "multipart/mixed"},
-                what=what,
-            )
+            response = self._post_batch(service, body, content_type, what=what)
             try:
-                return batch_wire.parse_batch_answer(
-                    response.content, response.headers.get("content-type", "")
-                )
+                return _batch_answers(response)
             except ProtocolError:
                 if attempt == 2:
                     raise
                 log.info("%s: the answer was not a readable batch; asking once more", what)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _post_batch(
+        self, service: str, body: bytes, content_type: str, *, what: str, mutating: bool = False
+    ) -> httpx.Response:
+        """POST one multipart `$batch` to a projection's service root."""
+        return self._request(
+            "POST",
+            self._set_url(service) + "/$batch",
+            content=body,
+            headers={"Content-Type": content_type, "Accept": "multipart/mixed"},
+            what=what,
+            mutating=mutating,
+        )
 
     def _get_rest(
         self, service: str, target: str, link: str | None, rows: list[dict[str, Any]]
@@ -674,15 +684,7 @@ class IfsClient:
                     what=what,
                 )
             body = http.parse_json(response, service=SERVICE, what=what)
-            value = body.get("value") if isinstance(body, dict) else None
-            if not isinstance(value, list):
-                raise ProtocolError(SERVICE, f"{what}: the answer has no 'value' array")
-            rows.extend(r for r in value if isinstance(r, dict))
-            nxt = body.get("@odata.nextLink")
-            try:
-                step = state.next_after(len(value), nxt if isinstance(nxt, str) else None)
-            except ValueError as exc:
-                raise ProtocolError(SERVICE, f"{what}: {exc}") from None
+            step = _take_page(body, rows, state, what)
         return rows
 
     # ------------------------------------------------------------------ plumbing
@@ -722,15 +724,7 @@ class IfsClient:
                 log.info("%s: the answer was not valid JSON; asking once more", what)
                 response = self._request("GET", url, params=query, what=what)
                 body = http.parse_json(response, service=SERVICE, what=what)
-            value = body.get("value") if isinstance(body, dict) else None
-            if not isinstance(value, list):
-                raise ProtocolError(SERVICE, f"{what}: the answer has no 'value' array")
-            rows.extend(r for r in value if isinstance(r, dict))
-            link = body.get("@odata.nextLink")
-            try:
-                step = state.next_after(len(value), link if isinstance(link, str) else None)
-            except ValueError as exc:
-                raise ProtocolError(SERVICE, f"{what}: {exc}") from None
+            step = _take_page(body, rows, state, what)
             if step is None:
                 return rows
             kind, arg = step

@@ -1195,25 +1195,43 @@ def _assemble(
             ln["transactionID"] = str(txn)
         reports.append(_draft_to_report(drafts[i], ids[i], policy_names))
 
+    return dataset_with_demo_logins(
+        policies=[_policy(b, pid, policy_names[pid]) for pid in (DEMO_POLICY_US, DEMO_POLICY_EU)],
+        reports=reports,
+        companies=[_company(b)],
+        card_transactions=cards or [],
+    )
+
+
+def dataset_with_demo_logins(
+    *,
+    policies: list[dict[str, Any]],
+    reports: list[dict[str, Any]],
+    companies: list[dict[str, Any]],
+    card_transactions: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A raw dataset whose two simulators accept the demo logins (the DEMO_* partner
+    credentials, IFS realm and client), so `ml-console init --demo`'s config reaches it.
+    Card transactions are left out unless given."""
+    expensify: dict[str, Any] = {
+        "credentials": [
+            {
+                "partnerUserID": DEMO_EXPENSIFY_USER_ID,
+                "partnerUserSecret": DEMO_EXPENSIFY_SECRET,
+            }
+        ],
+        "policies": policies,
+        "reports": reports,
+    }
+    if card_transactions is not None:
+        expensify["cardTransactions"] = card_transactions
     return {
-        "expensify": {
-            "credentials": [
-                {
-                    "partnerUserID": DEMO_EXPENSIFY_USER_ID,
-                    "partnerUserSecret": DEMO_EXPENSIFY_SECRET,
-                }
-            ],
-            "policies": [
-                _policy(b, pid, policy_names[pid]) for pid in (DEMO_POLICY_US, DEMO_POLICY_EU)
-            ],
-            "reports": reports,
-            "cardTransactions": cards or [],
-        },
+        "expensify": expensify,
         "ifs": {
             "realm": DEMO_REALM,
             "clients": [{"client_id": DEMO_IFS_CLIENT_ID, "client_secret": DEMO_IFS_SECRET}],
             "token_lifetime_s": 3600,
-            "companies": [_company(b)],
+            "companies": companies,
         },
     }
 

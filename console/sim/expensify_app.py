@@ -60,7 +60,7 @@ from console.sim.export_render import (
     render_fields,
     render_report_ids,
 )
-from console.sim.faults import FaultBook, FaultSpec, RequestLog, SimMiddleware
+from console.sim.faults import FaultBook, RequestLog, SimMiddleware
 
 ENDPOINT = "/Integration-Server/ExpensifyIntegrations"
 RATE_LIMITED_MESSAGE = (
@@ -625,13 +625,10 @@ class ExpensifySim:
                 body = await _json_body(request)
             except _BadBody as err:
                 return _bad_request(str(err))
-            specs = body if isinstance(body, list) else [body]
             try:
-                parsed = [FaultSpec.model_validate(s) for s in specs]
+                self.faults.add_posted(body)
             except ValidationError as err:
                 return _bad_request(_describe(err, "fault"))
-            for spec in parsed:
-                self.faults.add(spec)
         return JSONResponse(self.faults.describe())
 
     async def _reports_route(self, request: Request) -> Response:

@@ -90,6 +90,14 @@ class FaultBook:
         with self._lock:
             self._faults.append(_ActiveFault(spec))
 
+    def add_posted(self, body: Any) -> None:
+        """Add the faults of a control request's body: one spec or a list of them. All or
+        none: a ValidationError in any spec adds nothing (the caller words the error)."""
+        specs = body if isinstance(body, list) else [body]
+        parsed = [FaultSpec.model_validate(s) for s in specs]
+        for spec in parsed:
+            self.add(spec)
+
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()

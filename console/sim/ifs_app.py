@@ -98,7 +98,7 @@ from console import money
 from console.sim import batch as sim_batch
 from console.sim import dataset as ds
 from console.sim import ifs_model as im
-from console.sim.faults import FaultBook, FaultSpec, RequestLog, SimMiddleware
+from console.sim.faults import FaultBook, RequestLog, SimMiddleware
 from console.sim.odata import (
     RESOURCE_NOTFOUND,
     URI_SYNTAX_ERROR,
@@ -1331,13 +1331,10 @@ class IfsSim:
             return _json({"ok": True})
         if request.method == "POST":
             body = await _control_body(request)
-            specs = body if isinstance(body, list) else [body]
             try:
-                parsed = [FaultSpec.model_validate(s) for s in specs]
+                self.faults.add_posted(body)
             except ValidationError as err:
                 return _control_error(_describe(err, "fault"))
-            for spec in parsed:
-                self.faults.add(spec)
         return _json(self.faults.describe())
 
     async def _c_code_part_values(self, request: Request) -> Response:

@@ -23,7 +23,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-from console.sim.odata import EdmType, EntityType, Navigation, Property
+from console.sim.odata import (
+    EdmType,
+    EntityType,
+    Navigation,
+    Property,
+    edmx_document,
+    entity_container,
+    entity_type_elements,
+)
 
 CODE_PARTS = tuple("BCDEFGHIJ")
 CODE_PART_FIELDS = tuple(f"Code{c}" for c in CODE_PARTS)
@@ -380,44 +388,9 @@ def metadata(projection: Projection, omit: frozenset[str] = frozenset()) -> str:
     or `Type.Navigation`, a bound action as `$metadata` names it (`VoucherEntry_CreateVoucher`),
     an entity set's name."""
     ns = projection.namespace
-    out = [
-        '<?xml version="1.0" encoding="utf-8"?>',
-        '<edmx:Edmx Version="4.0" xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx">',
-        "<edmx:DataServices>",
-        f'<Schema Namespace={quoteattr(ns)} xmlns="http://docs.oasis-open.org/odata/ns/edm">',
-    ]
+    out: list[str] = []
     for et in projection.types:
-        out.append(f"<EntityType Name={quoteattr(et.name)}>")
-        out.append("<Key>")
-        out.extend(f"<PropertyRef Name={quoteattr(k)}/>" for k in et.key)
-        out.append("</Key>")
-        for p in et.properties:
-            if f"{et.name}.{p.name}" in omit:
-                continue
-            attrs = f"Name={quoteattr(p.name)} Type={quoteattr(p.type)}"
-            if not p.nullable or p.name in et.key:
-                attrs += ' Nullable="false"'
-            if p.max_length is not None:
-                attrs += f' MaxLength="{p.max_length}"'
-            if p.type == "Edm.Decimal":
-                attrs += ' Scale="variable"'
-            if p.computed:
-                out.append(
-                    f"<Property {attrs}>"
-                    '<Annotation Term="Org.OData.Core.V1.Computed" Bool="true"/></Property>'
-                )
-            else:
-                out.append(f"<Property {attrs}/>")
-        for n in et.navigations:
-            if f"{et.name}.{n.name}" in omit:
-                continue
-            target = f"{ns}.{n.target}"
-            typ = f"Collection({target})" if n.collection else target
-            out.append(
-                f"<NavigationProperty Name={quoteattr(n.name)} Type={quoteattr(typ)} "
-                'ContainsTarget="true"/>'
-            )
-        out.append("</EntityType>")
+        out.extend(entity_type_elements(et, ns, omit))
     for action in projection.actions:
         entity = projection.sets[action.entity_set]
         if f"{entity.name}_{action.name}" in omit:
@@ -429,18 +402,9 @@ def metadata(projection: Projection, omit: frozenset[str] = frozenset()) -> str:
         if action.returns is not None:
             out.append(f"<ReturnType Type={quoteattr(action.returns)}/>")
         out.append("</Action>")
-    out.append('<EntityContainer Name="Main">')
-    for set_name, et in projection.sets.items():
-        if set_name in omit:
-            continue
-        out.append(
-            f"<EntitySet Name={quoteattr(set_name)} EntityType={quoteattr(ns + '.' + et.name)}/>"
-        )
-    out.append("</EntityContainer>")
-    out.append("</Schema>")
-    out.append("</edmx:DataServices>")
-    out.append("</edmx:Edmx>")
-    return "\n".join(out) + "\n"
+    sets = {name: et.name for name, et in projection.sets.items() if name not in omit}
+    out.extend(entity_container(ns, sets))
+    return edmx_document(ns, out)
 
 
 def expected_names() -> dict[str, Any]:

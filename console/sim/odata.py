@@ -363,23 +363,25 @@ class _FilterParser:
             )
 
     def or_expr(self) -> _Node:
-        left = self.and_expr()
-        while self._is_word("or"):
-            self.i += 1
-            right = self.and_expr()
-            self._need_bool(left, "or")
-            self._need_bool(right, "or")
-            left = _Node(_BOOL, _combine(_or, left.eval, right.eval), left.pos, left.text)
-        return left
+        return self._logical_chain("or", _or, self.and_expr)
 
     def and_expr(self) -> _Node:
-        left = self.not_expr()
-        while self._is_word("and"):
+        return self._logical_chain("and", _and, self.not_expr)
+
+    def _logical_chain(
+        self,
+        word: str,
+        op: Callable[[bool | None, bool | None], bool | None],
+        operand: Callable[[], _Node],
+    ) -> _Node:
+        """`operand (word operand)*`, left-associative; every operand must be a condition."""
+        left = operand()
+        while self._is_word(word):
             self.i += 1
-            right = self.not_expr()
-            self._need_bool(left, "and")
-            self._need_bool(right, "and")
-            left = _Node(_BOOL, _combine(_and, left.eval, right.eval), left.pos, left.text)
+            right = operand()
+            self._need_bool(left, word)
+            self._need_bool(right, word)
+            left = _Node(_BOOL, _combine(op, left.eval, right.eval), left.pos, left.text)
         return left
 
     def not_expr(self) -> _Node:
@@ -767,48 +769,74 @@ def format_key_predicate(values: Mapping[str, Any], entity: EntityType) -> str:
 # ---------------------------------------------------------------- $metadata
 def edmx(namespace: str, entity_types: Sequence[EntityType], entity_sets: Mapping[str, str]) -> str:
     """EDMX 4.0 for one projection: entity types, keys, navigations and the container."""
+    body: list[str] = []
+    for et in entity_types:
+        body.extend(entity_type_elements(et, namespace))
+    body.extend(entity_container(namespace, entity_sets))
+    return edmx_document(namespace, body)
+
+
+def edmx_document(namespace: str, schema_body: Iterable[str]) -> str:
+    """The EDMX 4.0 envelope around one schema's elements, one element a line."""
     out = [
         '<?xml version="1.0" encoding="utf-8"?>',
         '<edmx:Edmx Version="4.0" xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx">',
         "<edmx:DataServices>",
         f'<Schema Namespace={quoteattr(namespace)} xmlns="http://docs.oasis-open.org/odata/ns/edm">',
+        *schema_body,
+        "</Schema>",
+        "</edmx:DataServices>",
+        "</edmx:Edmx>",
     ]
-    for et in entity_types:
-        out.append(f"<EntityType Name={quoteattr(et.name)}>")
-        out.append("<Key>")
-        out.extend(f"<PropertyRef Name={quoteattr(k)}/>" for k in et.key)
-        out.append("</Key>")
-        for p in et.properties:
-            attrs = f"Name={quoteattr(p.name)} Type={quoteattr(p.type)}"
-            if not p.nullable or p.name in et.key:
-                attrs += ' Nullable="false"'
-            if p.max_length is not None:
-                attrs += f' MaxLength="{p.max_length}"'
-            if p.type == "Edm.Decimal":
-                attrs += ' Scale="variable"'
-            if p.computed:
-                out.append(
-                    f"<Property {attrs}>"
-                    '<Annotation Term="Org.OData.Core.V1.Computed" Bool="true"/></Property>'
-                )
-            else:
-                out.append(f"<Property {attrs}/>")
-        for n in et.navigations:
-            target = f"{namespace}.{n.target}"
-            typ = f"Collection({target})" if n.collection else target
+    return "\n".join(out) + "\n"
+
+
+def entity_type_elements(
+    et: EntityType, namespace: str, omit: frozenset[str] = frozenset()
+) -> list[str]:
+    """One EntityType element: key, properties (with the facets a client reads: nullability,
+    MaxLength, the Computed annotation) and contained navigations. `omit` leaves out the
+    members it names as `Type.Member`."""
+    out = [f"<EntityType Name={quoteattr(et.name)}>", "<Key>"]
+    out.extend(f"<PropertyRef Name={quoteattr(k)}/>" for k in et.key)
+    out.append("</Key>")
+    for p in et.properties:
+        if f"{et.name}.{p.name}" in omit:
+            continue
+        attrs = f"Name={quoteattr(p.name)} Type={quoteattr(p.type)}"
+        if not p.nullable or p.name in et.key:
+            attrs += ' Nullable="false"'
+        if p.max_length is not None:
+            attrs += f' MaxLength="{p.max_length}"'
+        if p.type == "Edm.Decimal":
+            attrs += ' Scale="variable"'
+        if p.computed:
             out.append(
-                f"<NavigationProperty Name={quoteattr(n.name)} Type={quoteattr(typ)} "
-                'ContainsTarget="true"/>'
+                f"<Property {attrs}>"
+                '<Annotation Term="Org.OData.Core.V1.Computed" Bool="true"/></Property>'
             )
-        out.append("</EntityType>")
-    out.append('<EntityContainer Name="Main">')
+        else:
+            out.append(f"<Property {attrs}/>")
+    for n in et.navigations:
+        if f"{et.name}.{n.name}" in omit:
+            continue
+        target = f"{namespace}.{n.target}"
+        typ = f"Collection({target})" if n.collection else target
+        out.append(
+            f"<NavigationProperty Name={quoteattr(n.name)} Type={quoteattr(typ)} "
+            'ContainsTarget="true"/>'
+        )
+    out.append("</EntityType>")
+    return out
+
+
+def entity_container(namespace: str, entity_sets: Mapping[str, str]) -> list[str]:
+    """The EntityContainer: each entity set's name with its entity type's name."""
+    out = ['<EntityContainer Name="Main">']
     for set_name, type_name in entity_sets.items():
         out.append(
             f"<EntitySet Name={quoteattr(set_name)} "
             f"EntityType={quoteattr(namespace + '.' + type_name)}/>"
         )
     out.append("</EntityContainer>")
-    out.append("</Schema>")
-    out.append("</edmx:DataServices>")
-    out.append("</edmx:Edmx>")
-    return "\n".join(out) + "\n"
+    return out

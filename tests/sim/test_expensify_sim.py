@@ -137,6 +137,15 @@ async def test_multipart_body_over_loopback(live: str) -> None:
     assert [r["reportID"] for r in got.json()] == ["R2"]
 
 
+async def test_a_list_of_faults_with_one_bad_spec_adds_none(client: httpx.AsyncClient) -> None:
+    good = {"fault": "status", "status": 503, "count": 1}
+    bad = await client.post("/__sim/faults", json=[good, {"fault": "explode"}])
+    assert bad.status_code == 400 and bad.json()["error"].startswith("invalid fault: ")
+    assert (await client.get("/__sim/faults")).json() == []
+    assert (await client.post("/__sim/faults", json=[good])).status_code == 200
+    assert [f["fault"] for f in (await client.get("/__sim/faults")).json()] == ["status"]
+
+
 async def test_injected_status_and_request_counting_over_loopback(live: str) -> None:
     async with httpx.AsyncClient(base_url=live, timeout=10) as c:
         spec = {
