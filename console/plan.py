@@ -36,10 +36,11 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from console import reference
+from console.currency import line_amounts, rule_for
 from console.expensify.models import ExportReport
 from console.ifs.models import CODE_PARTS, Voucher, VoucherRow
 from console.mapping import Hold, MappedLine, PostingRules
-from console.money import fmt_decimal, minor_to_decimal, round_cents
+from console.money import fmt_decimal, minor_to_decimal
 from console.reference import VERSION_LENGTH
 from console.report_hash import content_hash
 from console.validate import TEXT_MAX, ValidatedReport
@@ -164,6 +165,8 @@ class PlannedVoucher(VoucherHeader):
     # The approval time and zone, for a report approved within a day of its period's edge
     # (where the time zone decides the period); empty otherwise.
     approval_note: str = ""
+    # How IFS quotes the rate ('0.665 USD per 100 JPY'; console/currency.py).
+    rate_note: str = ""
 
     @property
     def reference_number(self) -> str:
@@ -388,7 +391,9 @@ def plan_voucher(
     report = mapped.report
     rid = report.reportID
     currency = share.setdefault(mapped.currency, mapped.currency)
-    rate = validated.rate if currency != validated.company_currency else ONE
+    # IFS's rules (console/currency.py): the rate as IFS quotes it goes on the rows.
+    rule = rule_for(validated.currency_rule, currency, validated.company_currency, validated.rate)
+    rate = rule.rate
 
     lines = sorted(
         (line for line in mapped.lines if line.amount_minor != 0),
@@ -403,13 +408,11 @@ def plan_voucher(
     rows: list[PlannedRow] = []
     nets: dict[bool, tuple[Decimal, Decimal]] = {}
     for line in lines:
-        signed_currency = minor_to_decimal(line.amount_minor)
+        signed_currency, signed_accounting = line_amounts(rule, minor_to_decimal(line.amount_minor))
         debit_line = line.amount_minor > 0  # zero lines are skipped above
         currency_magnitude = signed_currency if debit_line else -signed_currency
         cd, cc = (currency_magnitude, None) if debit_line else (None, currency_magnitude)
-        # At rate 1 the accounting amount is the currency amount: the same Decimal serves.
-        magnitude = currency_magnitude if rate == ONE else round_cents(currency_magnitude * rate)
-        signed_accounting = magnitude if debit_line else -magnitude
+        magnitude = signed_accounting if debit_line else -signed_accounting
         d, c = (magnitude, None) if debit_line else (None, magnitude)
         if line.account is None:
             raise ValueError(f"line {line.transaction_id} has no account")
@@ -491,6 +494,7 @@ def plan_voucher(
         moved_from_period=validated.moved_from_period,
         content_hash=content_hash(report),
         approval_note=approval_note(report, period.DateFrom, period.DateUntil),
+        rate_note=rule.describe() if not rule.same_currency else "",
     )
     voucher.check_balance()
     for row in voucher.rows:
@@ -580,7 +584,10 @@ class Plan:
                 f"date {v.voucher_date}  period {v.period_label}"
             )
             if v.currency != v.company_currency:
-                out.append(f"  currency {v.currency} → {v.company_currency} at rate {v.rate}")
+                quoted = f" ({v.rate_note})" if v.rate_note else ""
+                out.append(
+                    f"  currency {v.currency} → {v.company_currency} at rate {v.rate}{quoted}"
+                )
             else:
                 out.append(f"  currency {v.currency} (rate 1)")
             if v.moved_from is not None:

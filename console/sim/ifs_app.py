@@ -409,7 +409,9 @@ class IfsSim:
                 self._group_status[key] = gp.PeriodStatus
         self._put_currency_code(co, company.CurrencyCode, 2, False)
         for cur in company.currencies:
-            self._put_currency_code(co, cur.CurrencyCode, cur.Decimals, cur.Inverted)
+            self._put_currency_code(
+                co, cur.CurrencyCode, cur.Decimals, cur.Inverted, cur.ConvFactor
+            )
         for r in company.currency_rates:
             self._put_currency_rate(co, r)
         for vt in company.voucher_types:
@@ -459,16 +461,27 @@ class IfsSim:
         record.meta["PeriodStatus"] = _period_status(p.PeriodStatus)
         return record
 
-    def _put_currency_code(self, co: str, code: str, decimals: int, inverted: bool) -> None:
+    def _put_currency_code(
+        self, co: str, code: str, decimals: int, inverted: bool, factor: Decimal = Decimal(1)
+    ) -> None:
         values = {
             "Company": co,
             "CurrencyCode": code,
             "Description": code,
             "CurrencyRounding": decimals,
-            "ConvFactor": Decimal(1),
+            "ConvFactor": factor,
             "Inverted": inverted,
         }
         self._put("CurrencyCode", im.CURRENCY_CODE, values)
+        # IFS fetches a rate type's Inverted from its reference currency
+        # (Currency_Code_API.Get_Inverted(company, Ref_Currency_Code)).
+        for rate_type in self._tables["CurrencyType"].values():
+            if (rate_type.values["Company"], rate_type.values["RefCurrencyCode"]) == (co, code):
+                rate_type.values["Inverted"] = inverted
+
+    def _currency_inverted(self, co: str, code: str) -> bool:
+        record = self._tables["CurrencyCode"].get((co, code))
+        return bool(record.values.get("Inverted")) if record is not None else False
 
     def _put_currency_rate(self, co: str, r: ds.CurrencyRate) -> _Record:
         if (co, r.CurrencyType) not in self._tables["CurrencyType"]:
@@ -479,7 +492,7 @@ class IfsSim:
                     "Company": co,
                     "CurrencyType": r.CurrencyType,
                     "Description": f"Rate type {r.CurrencyType}",
-                    "Inverted": False,
+                    "Inverted": self._currency_inverted(co, self._currency[co]),
                     "RefCurrencyCode": self._currency[co],
                     "TypeDefault": "Yes" if r.CurrencyType == "1" else "No",
                 },
@@ -939,6 +952,12 @@ class IfsSim:
                 if (p.values["Company"], p.values["AccountingYear"])
                 == (v["Company"], v["AccountingYear"])
             ]
+        if nav == "CurrencyCodeRef":
+            # A rate's own currency; a rate type's reference (accounting) currency.
+            own = record.entity.name == "CurrencyRate"
+            code = v["CurrencyCode"] if own else v["RefCurrencyCode"]
+            ref = self._tables["CurrencyCode"].get((v["Company"], code))
+            return [ref] if ref is not None else []
         m = re.fullmatch(r"Code([B-J])Array", nav)
         if m is not None:
             return [
@@ -1008,7 +1027,12 @@ class IfsSim:
         body: dict[str, Any] = {"@odata.etag": record.etag, "luname": luname, "keyref": keyref}
         body.update(select_fields(record.values, opts.select))
         for nav in opts.expand:
-            body[nav] = [self._entity_json(r, QueryOptions()) for r in self._children(record, nav)]
+            children = [self._entity_json(r, QueryOptions()) for r in self._children(record, nav)]
+            navigation = record.entity.navigation(nav)
+            if navigation is not None and not navigation.collection:
+                body[nav] = children[0] if children else None  # a reference: one or null
+            else:
+                body[nav] = children
         return body
 
     def _collection(
