@@ -399,16 +399,22 @@ def plan_voucher(
         (line for line in mapped.lines if line.amount_minor != 0),
         key=lambda line: line.transaction_id,
     )
-    skipped = tuple(
+    skipped = [
         SkippedLine(line.transaction_id, line.transaction.display_merchant)
         for line in mapped.lines
         if line.amount_minor == 0
-    )
+    ]
 
     rows: list[PlannedRow] = []
     nets: dict[bool, tuple[Decimal, Decimal]] = {}
     for line in lines:
         signed_currency, signed_accounting = line_amounts(rule, minor_to_decimal(line.amount_minor))
+        if signed_currency == 0 and signed_accounting == 0:
+            # Hundredths of a currency that has none (a fraction of a yen): nothing to post.
+            merchant = line.transaction.display_merchant
+            reason = f"rounds to zero in {currency} ({rule.decimals} decimals)"
+            skipped.append(SkippedLine(line.transaction_id, merchant, reason))
+            continue
         debit_line = line.amount_minor > 0  # zero lines are skipped above
         currency_magnitude = signed_currency if debit_line else -signed_currency
         cd, cc = (currency_magnitude, None) if debit_line else (None, currency_magnitude)
@@ -489,7 +495,7 @@ def plan_voucher(
         company_currency=validated.company_currency,
         rate=rate,
         rows=tuple(rows),
-        skipped_lines=skipped,
+        skipped_lines=tuple(skipped),
         moved_from=validated.moved_from,
         moved_from_period=validated.moved_from_period,
         content_hash=content_hash(report),
