@@ -82,7 +82,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
@@ -1314,6 +1314,26 @@ class IfsSim:
             raise _business(
                 "ROW_AMOUNT_INVALID",
                 f"Row {index} has its currency and accounting amounts on different sides",
+            )
+        for amount, code in (
+            (cur_d, row["CurrencyCode"]),
+            (cur_c, row["CurrencyCode"]),
+            (acc_d, company_currency),
+            (acc_c, company_currency),
+        ):
+            self._check_decimals(co, code, amount, index)
+
+    def _check_decimals(self, co: str, code: str, amount: Any, index: int) -> None:
+        """An amount with more decimals than its currency's CurrencyRounding is refused (IFS
+        would round it, and a voucher rounded row by row no longer balances)."""
+        record = self._tables["CurrencyCode"].get((co, code))
+        if record is None or not isinstance(amount, Decimal):
+            return
+        decimals = int(record.values["CurrencyRounding"])
+        if amount != amount.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP):
+            raise _business(
+                "AMOUNT_DECIMALS",
+                f"Amount {amount} on row {index} has more than the {decimals} decimals of {code}",
             )
 
     def _check_code_part(self, co: str, day: date, letter: str, value: str) -> _Record:
