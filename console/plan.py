@@ -36,7 +36,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from console import reference
-from console.currency import line_amounts, rule_for
+from console.currency import fmt_places, line_amounts, rule_for
 from console.expensify.models import ExportReport
 from console.ifs.models import CODE_PARTS, Voucher, VoucherRow
 from console.mapping import Hold, MappedLine, PostingRules
@@ -165,8 +165,11 @@ class PlannedVoucher(VoucherHeader):
     # The approval time and zone, for a report approved within a day of its period's edge
     # (where the time zone decides the period); empty otherwise.
     approval_note: str = ""
-    # How IFS quotes the rate ('0.665 USD per 100 JPY'; console/currency.py).
+    # How IFS quotes the rate ('0.665 USD per 100 JPY'; console/currency.py) and each
+    # currency's decimals, for display.
     rate_note: str = ""
+    currency_decimals: int = 2
+    accounting_decimals: int = 2
 
     @property
     def reference_number(self) -> str:
@@ -501,6 +504,8 @@ def plan_voucher(
         content_hash=content_hash(report),
         approval_note=approval_note(report, period.DateFrom, period.DateUntil),
         rate_note=rule.describe() if not rule.same_currency else "",
+        currency_decimals=rule.decimals,
+        accounting_decimals=rule.accounting_decimals,
     )
     voucher.check_balance()
     for row in voucher.rows:
@@ -611,13 +616,17 @@ class Plan:
                 parts = " ".join(f"{k}={val}" for k, val in row.code_parts) or "-"
                 out.append(
                     f"  {row.row_no:>3} {row.account:<10} {parts:<24} "
-                    f"{fmt_decimal(row.currency_debit):>14} {fmt_decimal(row.currency_credit):>14} "
-                    f"{fmt_decimal(row.debit):>14} {fmt_decimal(row.credit):>14}  {row.text}"
+                    f"{fmt_places(row.currency_debit, v.currency_decimals):>14} "
+                    f"{fmt_places(row.currency_credit, v.currency_decimals):>14} "
+                    f"{fmt_places(row.debit, v.accounting_decimals):>14} "
+                    f"{fmt_places(row.credit, v.accounting_decimals):>14}  {row.text}"
                 )
             cd, cc, d, c = v.totals()
             out.append(
-                f"  {'':>3} {'balance':<10} {'':<24} {fmt_decimal(cd):>14} {fmt_decimal(cc):>14} "
-                f"{fmt_decimal(d):>14} {fmt_decimal(c):>14}  {v.currency} / {v.company_currency}"
+                f"  {'':>3} {'balance':<10} {'':<24} {fmt_places(cd, v.currency_decimals):>14} "
+                f"{fmt_places(cc, v.currency_decimals):>14} "
+                f"{fmt_places(d, v.accounting_decimals):>14} "
+                f"{fmt_places(c, v.accounting_decimals):>14}  {v.currency} / {v.company_currency}"
             )
             for s in v.skipped_lines:
                 out.append(f"  (skipped line {s.transaction_id} {s.merchant}: {s.reason})")

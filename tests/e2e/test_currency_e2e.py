@@ -134,9 +134,19 @@ def world(tmp_path: Path) -> Iterator[tuple[Any, Any]]:
         yield sims, console
 
 
-def _rows(sims: Any, report_id: str) -> list[tuple[Any, ...]]:
+def _voucher(sims: Any, report_id: str) -> dict[str, Any]:
     vouchers = money.loads(httpx.get(sims.ifs_url + "/__sim/vouchers", timeout=30).content)
     (voucher,) = [v for v in vouchers if v["ReferenceNumber"].split(":")[1] == report_id]
+    return dict(voucher)
+
+
+def _texts(sims: Any, report_id: str) -> list[tuple[Any, ...]]:
+    rows = _voucher(sims, report_id)["VoucherRowArray"]
+    return [(r.get("CodeB"), r.get("CodeC"), r["Text"]) for r in rows]
+
+
+def _rows(sims: Any, report_id: str) -> list[tuple[Any, ...]]:
+    voucher = _voucher(sims, report_id)
     return [
         (
             r["Account"],
@@ -176,6 +186,15 @@ def test_each_currency_posts_by_ifss_rules_and_balances_in_both(world: tuple[Any
         ("2930", "JPY", rate, None, D(4500), None, D("29.94")),
         ("2940", "JPY", rate, None, D(48000), None, D("319.20")),
     ]
+    # As README's "A JPY voucher, row by row" shows it.
+    assert _texts(sims, JPY_REPORT) == [
+        ("CC-100", "PRJ-1001", "7000000000000000021 すし銀座"),
+        ("CC-100", "PRJ-1001", "7000000000000000022 Tokyo MK Taxi"),
+        ("CC-100", "PRJ-1001", "7000000000000000023 Starbucks Roppongi"),
+        ("CC-100", "PRJ-1001", "7000000000000000024 Park Hyatt Tokyo"),
+        (None, None, "Expensify 90000021 reimbursable expenses"),
+        (None, None, "Expensify 90000021 company card expenses"),
+    ]
     # KWD has three decimals: 12.340 × 3.2573 = 40.195 → 40.20; 250.500 → 815.95.
     rate = D("3.2573")
     assert _rows(sims, KWD_REPORT) == [
@@ -204,3 +223,7 @@ def test_the_dry_run_shows_the_rate_as_ifs_quotes_it(world: tuple[Any, Any]) -> 
     assert "currency JPY → USD at rate 0.6650 (0.6650 USD per 100 JPY)" in out
     assert "currency KWD → USD at rate 3.2573 (3.2573 USD per 1 KWD)" in out
     assert "currency USD → GBP at rate 1.2710 (1.2710 USD per 1 GBP (inverted quotation))" in out
+    # Amounts with each currency's decimals: whole yen, three decimals of KWD.
+    rows = {ln.split()[-1]: ln.split() for ln in out.splitlines() if "70000000000000000" in ln}
+    assert rows["Roppongi"][4:6] == ["1,500", "9.98"]
+    assert rows["Café"][4:6] == ["12.340", "40.20"]
