@@ -227,3 +227,30 @@ def test_the_dry_run_shows_the_rate_as_ifs_quotes_it(world: tuple[Any, Any]) -> 
     rows = {ln.split()[-1]: ln.split() for ln in out.splitlines() if "70000000000000000" in ln}
     assert rows["Roppongi"][4:6] == ["1,500", "9.98"]
     assert rows["Café"][4:6] == ["12.340", "40.20"]
+
+
+def test_one_batched_read_brings_the_rates_with_both_currencies_decimals(
+    world: tuple[Any, Any],
+) -> None:
+    """The client's rate read: still one `$batch` per company (the request budget), and each
+    rate carries its own currency's and the accounting currency's CurrencyRounding, read
+    through the CurrencyCodeRef references, and whether the rate type is inverted."""
+    from pydantic import SecretStr
+
+    from console.credentials import IfsCredentials
+    from console.ifs.client import IfsClient
+    from console.sim.demo import DEMO_IFS_CLIENT_ID, DEMO_IFS_SECRET, DEMO_REALM
+
+    sims, _console = world
+    creds = IfsCredentials(client_id=DEMO_IFS_CLIENT_ID, client_secret=SecretStr(DEMO_IFS_SECRET))
+    with IfsClient(sims.ifs_url, DEMO_REALM, lambda: creds) as client:
+        client.token.get()
+        before = client.requests_made
+        usd = {r.CurrencyCode: r for r in client.currency_rates("10")}
+        gbp = {r.CurrencyCode: r for r in client.currency_rates("20")}
+        assert client.requests_made - before == 2  # one $batch per company
+    jpy, kwd = usd["JPY"], usd["KWD"]
+    assert (jpy.CurrencyRate, jpy.ConvFactor, jpy.CurrencyRounding) == (D("0.6650"), 100, 0)
+    assert (kwd.ConvFactor, kwd.CurrencyRounding, kwd.RefCurrencyRounding) == (1, 3, 2)
+    assert not jpy.Inverted and jpy.RefCurrencyCode == "USD"
+    assert gbp["USD"].Inverted and gbp["USD"].RefCurrencyCode == "GBP"
