@@ -3,7 +3,7 @@ simulators: a JPY report on a tenant that quotes JPY per 100 (ConvFactor 100, no
 KWD report (three decimals), and a USD report into a company whose accounting currency, GBP,
 is quoted inverted. Each voucher is compared with the exact rows IFS receives.
 
-The world is the small world (tests/conftest.py) plus three policies and a second company.
+The world is the small world (tests/conftest.py) plus two policies (KWD, and USD into the second company) and a second company.
 """
 
 from __future__ import annotations
@@ -54,8 +54,7 @@ def _report(rid: str, pid: str, currency: str, lines: list[dict[str, Any]]) -> d
 def currency_world() -> dict[str, Any]:
     raw = small_dataset_raw()
     exp = raw["expensify"]
-    exp["policies"] += [
-        _policy_like(raw, "POL-JP", "JPY"),
+    exp["policies"] += [  # POL-JP (JPY) is the small world's already
         _policy_like(raw, "POL-KW", "KWD"),
         _policy_like(raw, "POL-UK", "USD"),
     ]

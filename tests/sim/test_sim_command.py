@@ -208,7 +208,8 @@ def test_data_file_replaces_the_demo(run_sim: Any, tmp_path: Path) -> None:
     sim = run_sim("--data", str(path), "--fast")
     urls = json.loads(sim.first_line())
     policies = expensify_get(urls["expensify"], {"type": "policyList"})
-    assert sorted(p["name"] for p in policies["policyList"]) == ["Small Co EUR", "Small Co USD"]
+    names = sorted(p["name"] for p in policies["policyList"])
+    assert names == ["Small Co EUR", "Small Co JPY", "Small Co USD"]
     assert sim.stop()[0] == 0
 
 
