@@ -27,12 +27,13 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from console import reference
+from console.currency import CurrencyRule
 from console.expensify.models import ExportReport, ExportTransaction, PolicyInfo
 from console.expensify.reconciliation import CardSpend, Unreadable
 from console.ifs.models import Voucher, VoucherRow
@@ -116,6 +117,8 @@ class ApprovedReport:
     approved: date
     lines: tuple[ExpectedLine, ...]
     rate: Decimal | None = None  # IFS's rate for the approval date (1 in company currency)
+    # IFS's rule on that date (ConvFactor, inverted, decimals; console/currency.py), where known.
+    currency_rule: CurrencyRule | None = None
 
     @property
     def total(self) -> Decimal:
@@ -619,19 +622,28 @@ def _voucher_rate(vouchers: Sequence[Voucher]) -> Decimal | None:
     return None
 
 
-def _expected_amounts(report: ApprovedReport, rate: Decimal | None) -> _Amounts:
-    """Per key, the report-currency net and (with a rate) the accounting net, rounded half-up
-    to the cent per line as the planner does."""
+def _expected_amounts(
+    report: ApprovedReport, rate: Decimal | None, *, posted: bool = False
+) -> _Amounts:
+    """Per key, the report-currency net and (with a rate) the accounting net, per line as the
+    planner does: by IFS's rule where known (each currency to its decimals), else half-up to
+    the cent. `posted`: `rate` is a voucher's CurrencyRate, as IFS quotes it."""
+    rule = report.currency_rule
+    if rule is not None and rate is not None and posted:
+        rule = replace(rule, rate=rate)
     cur: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     acc: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     for ln in report.lines:
-        if ln.amount == 0:
+        amount = ln.amount if rule is None else rule.transaction_amount(ln.amount)
+        if amount == 0:
             continue
         key = (ln.account, ln.cost_centre)
-        cur[key] += ln.amount
-        if rate is not None:
-            magnitude = round_cents(abs(ln.amount) * rate)
-            acc[key] += magnitude if ln.amount > 0 else -magnitude
+        cur[key] += amount
+        if rule is not None and rate is not None:
+            acc[key] += rule.accounting_amount(amount)
+        elif rate is not None:
+            magnitude = round_cents(abs(amount) * rate)
+            acc[key] += magnitude if amount > 0 else -magnitude
     return _Amounts(dict(cur), dict(acc) if rate is not None else {})
 
 
@@ -818,7 +830,7 @@ def _tie_report(
 
     if vouchers:
         rate = _voucher_rate(vouchers)
-        expected = _expected_amounts(report, rate)
+        expected = _expected_amounts(report, rate, posted=True)
         posted = _voucher_amounts(vouchers, credit, cc)
         if len(vouchers) > 1:
             problems.append(

@@ -36,10 +36,11 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from console import reference
+from console.currency import fmt_places, line_amounts, rule_for
 from console.expensify.models import ExportReport
 from console.ifs.models import CODE_PARTS, Voucher, VoucherRow
 from console.mapping import Hold, MappedLine, PostingRules
-from console.money import fmt_decimal, minor_to_decimal, round_cents
+from console.money import fmt_decimal, minor_to_decimal
 from console.reference import VERSION_LENGTH
 from console.report_hash import content_hash
 from console.validate import TEXT_MAX, ValidatedReport
@@ -164,6 +165,11 @@ class PlannedVoucher(VoucherHeader):
     # The approval time and zone, for a report approved within a day of its period's edge
     # (where the time zone decides the period); empty otherwise.
     approval_note: str = ""
+    # How IFS quotes the rate ('0.665 USD per 100 JPY'; console/currency.py) and each
+    # currency's decimals, for display.
+    rate_note: str = ""
+    currency_decimals: int = 2
+    accounting_decimals: int = 2
 
     @property
     def reference_number(self) -> str:
@@ -388,28 +394,34 @@ def plan_voucher(
     report = mapped.report
     rid = report.reportID
     currency = share.setdefault(mapped.currency, mapped.currency)
-    rate = validated.rate if currency != validated.company_currency else ONE
+    # IFS's rules (console/currency.py): the rate as IFS quotes it goes on the rows.
+    rule = rule_for(validated.currency_rule, currency, validated.company_currency, validated.rate)
+    rate = rule.rate
 
     lines = sorted(
         (line for line in mapped.lines if line.amount_minor != 0),
         key=lambda line: line.transaction_id,
     )
-    skipped = tuple(
+    skipped = [
         SkippedLine(line.transaction_id, line.transaction.display_merchant)
         for line in mapped.lines
         if line.amount_minor == 0
-    )
+    ]
 
     rows: list[PlannedRow] = []
     nets: dict[bool, tuple[Decimal, Decimal]] = {}
     for line in lines:
-        signed_currency = minor_to_decimal(line.amount_minor)
+        signed_currency, signed_accounting = line_amounts(rule, minor_to_decimal(line.amount_minor))
+        if signed_currency == 0 and signed_accounting == 0:
+            # Hundredths of a currency that has none (a fraction of a yen): nothing to post.
+            merchant = line.transaction.display_merchant
+            reason = f"rounds to zero in {currency} ({rule.decimals} decimals)"
+            skipped.append(SkippedLine(line.transaction_id, merchant, reason))
+            continue
         debit_line = line.amount_minor > 0  # zero lines are skipped above
         currency_magnitude = signed_currency if debit_line else -signed_currency
         cd, cc = (currency_magnitude, None) if debit_line else (None, currency_magnitude)
-        # At rate 1 the accounting amount is the currency amount: the same Decimal serves.
-        magnitude = currency_magnitude if rate == ONE else round_cents(currency_magnitude * rate)
-        signed_accounting = magnitude if debit_line else -magnitude
+        magnitude = signed_accounting if debit_line else -signed_accounting
         d, c = (magnitude, None) if debit_line else (None, magnitude)
         if line.account is None:
             raise ValueError(f"line {line.transaction_id} has no account")
@@ -486,11 +498,14 @@ def plan_voucher(
         company_currency=validated.company_currency,
         rate=rate,
         rows=tuple(rows),
-        skipped_lines=skipped,
+        skipped_lines=tuple(skipped),
         moved_from=validated.moved_from,
         moved_from_period=validated.moved_from_period,
         content_hash=content_hash(report),
         approval_note=approval_note(report, period.DateFrom, period.DateUntil),
+        rate_note=rule.describe() if not rule.same_currency else "",
+        currency_decimals=rule.decimals,
+        accounting_decimals=rule.accounting_decimals,
     )
     voucher.check_balance()
     for row in voucher.rows:
@@ -580,7 +595,10 @@ class Plan:
                 f"date {v.voucher_date}  period {v.period_label}"
             )
             if v.currency != v.company_currency:
-                out.append(f"  currency {v.currency} → {v.company_currency} at rate {v.rate}")
+                quoted = f" ({v.rate_note})" if v.rate_note else ""
+                out.append(
+                    f"  currency {v.currency} → {v.company_currency} at rate {v.rate}{quoted}"
+                )
             else:
                 out.append(f"  currency {v.currency} (rate 1)")
             if v.moved_from is not None:
@@ -598,13 +616,17 @@ class Plan:
                 parts = " ".join(f"{k}={val}" for k, val in row.code_parts) or "-"
                 out.append(
                     f"  {row.row_no:>3} {row.account:<10} {parts:<24} "
-                    f"{fmt_decimal(row.currency_debit):>14} {fmt_decimal(row.currency_credit):>14} "
-                    f"{fmt_decimal(row.debit):>14} {fmt_decimal(row.credit):>14}  {row.text}"
+                    f"{fmt_places(row.currency_debit, v.currency_decimals):>14} "
+                    f"{fmt_places(row.currency_credit, v.currency_decimals):>14} "
+                    f"{fmt_places(row.debit, v.accounting_decimals):>14} "
+                    f"{fmt_places(row.credit, v.accounting_decimals):>14}  {row.text}"
                 )
             cd, cc, d, c = v.totals()
             out.append(
-                f"  {'':>3} {'balance':<10} {'':<24} {fmt_decimal(cd):>14} {fmt_decimal(cc):>14} "
-                f"{fmt_decimal(d):>14} {fmt_decimal(c):>14}  {v.currency} / {v.company_currency}"
+                f"  {'':>3} {'balance':<10} {'':<24} {fmt_places(cd, v.currency_decimals):>14} "
+                f"{fmt_places(cc, v.currency_decimals):>14} "
+                f"{fmt_places(d, v.accounting_decimals):>14} "
+                f"{fmt_places(c, v.accounting_decimals):>14}  {v.currency} / {v.company_currency}"
             )
             for s in v.skipped_lines:
                 out.append(f"  (skipped line {s.transaction_id} {s.merchant}: {s.reason})")

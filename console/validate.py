@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
+from console.currency import CurrencyBook, CurrencyRule
 from console.expensify.models import MalformedReport
 from console.ifs.models import AccountingPeriod, CodePartValue, CurrencyRate
 from console.mapping import Hold, MappedLine, MappedReport, PostingRules
@@ -58,6 +59,8 @@ class CompanyReference:
     next_open: tuple[int, ...]
     # currency → (ValidFrom dates ascending, rates in the same order)
     rates: Mapping[str, tuple[tuple[date, ...], tuple[Decimal, ...]]]
+    # The same rates as IFS quotes them (ConvFactor, inverted) and the currencies' decimals.
+    book: CurrencyBook = field(default_factory=CurrencyBook)
 
     def code_part_value(self, code_part: str, value: str) -> CodePartValue | None:
         return self.code_parts.get((code_part, value))
@@ -140,11 +143,13 @@ class IfsReference:
         period_lists: dict[str, list[AccountingPeriod]] = {c: [] for c in currency_by_company}
         for p in periods:
             period_lists.setdefault(p.Company, []).append(p)
+        rates = list(rates)  # read twice: the unit rates below and the CurrencyBook
         rate_lists: dict[str, dict[str, dict[date, Decimal]]] = {}
         for r in rates:
             rate_lists.setdefault(r.Company, {}).setdefault(r.CurrencyCode, {})[r.ValidFrom] = (
                 r.unit_rate
             )
+        books = CurrencyBook.build(rates)
         companies: dict[str, CompanyReference] = {}
         for company, currency in currency_by_company.items():
             ordinary = _ordinary_periods(period_lists.get(company, []))
@@ -160,6 +165,7 @@ class IfsReference:
                 period_starts=tuple(p.DateFrom for p in ordinary),
                 next_open=_next_open_indexes(ordinary),
                 rates=company_rates,
+                book=books.get(company, CurrencyBook()),
             )
         return cls(companies)
 
@@ -176,6 +182,8 @@ class ValidatedReport:
     voucher_date: date | None = None
     period: AccountingPeriod | None = None
     rate: Decimal | None = None
+    # How amounts convert and round (console.currency); None where `rate` is.
+    currency_rule: CurrencyRule | None = None
     # Set when a closed period moved the voucher (closed_period = "next-open").
     moved_from: date | None = None
     moved_to: date | None = None
@@ -569,6 +577,9 @@ def validate(mapped: MappedReport, ref: IfsReference, posting: PostingRules) -> 
         voucher_date=day,
         period=period,
         rate=rate,
+        currency_rule=(
+            company.book.rule_on(currency, company.currency, day) if rate is not None else None
+        ),
         moved_from=moved_from,
         moved_to=day if moved_from else None,
         moved_from_period=moved_from_period,

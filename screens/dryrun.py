@@ -15,6 +15,7 @@ from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Label, ProgressBar, Static
 
+from console.currency import fmt_places
 from console.money import fmt_decimal
 from screens.base import ConsoleScreen
 from screens.keys import bind
@@ -30,9 +31,10 @@ if TYPE_CHECKING:
     from console.reversal import PlannedReversal
 
 
-def amount(value: Decimal | None) -> str:
-    """As the console shows money everywhere (console.money.fmt_decimal)."""
-    return fmt_decimal(value)
+def amount(value: Decimal | None, decimals: int = 2) -> str:
+    """As the console shows money everywhere (console.money.fmt_decimal), to the currency's
+    own decimals (JPY 0, KWD 3; docs/currency.md)."""
+    return fmt_decimal(value) if decimals == 2 else fmt_places(value, decimals)
 
 
 def progress_text(event: Any) -> str:
@@ -73,11 +75,11 @@ def plan_rows(plan: Plan, flt: str = "") -> list[Row]:
                         "account": literal(r.account, 10),
                         "parts": literal(parts or "—", 30),
                         "cur": literal(r.currency_code, 4),
-                        "cdebit": Text(amount(r.currency_debit)),
-                        "ccredit": Text(amount(r.currency_credit)),
+                        "cdebit": Text(amount(r.currency_debit, v.currency_decimals)),
+                        "ccredit": Text(amount(r.currency_credit, v.currency_decimals)),
                         "rate": Text(str(r.currency_rate)),
-                        "debit": Text(amount(r.debit)),
-                        "credit": Text(amount(r.credit)),
+                        "debit": Text(amount(r.debit, v.accounting_decimals)),
+                        "credit": Text(amount(r.credit, v.accounting_decimals)),
                         "text": literal(r.text, 80),
                     },
                     payload=v,

@@ -66,7 +66,8 @@ def _txn(tid: str, merchant: str, amount: int, category: str, gl: str, tag: str,
 
 
 def small_dataset_raw() -> dict[str, Any]:
-    """One IFS company "10" (USD) fed by a USD policy and a EUR policy; five reports:
+    """One IFS company "10" (USD) fed by a USD policy and a EUR policy (and the demo's JPY
+    policy, with no reports); five reports:
     90000001 plain USD, 90000002 card + refund + zero line, 90000003 EUR with a CHF line,
     90000004 tagged with a cost centre IFS lacks (held), 90000005 OPEN (never fetched)."""
     forever = {"ValidFrom": "2020-01-01", "ValidUntil": "2099-12-31"}
@@ -169,7 +170,12 @@ def small_dataset_raw() -> dict[str, Any]:
         for m, d in ((10, 31), (11, 30), (12, 31))
     ]  # fmt: skip
     return dataset_with_demo_logins(
-        policies=[policy("POL-US", "USD", us, [us]), policy("POL-EU", "EUR", eu, [eu])],
+        policies=[
+            policy("POL-US", "USD", us, [us]),
+            policy("POL-EU", "EUR", eu, [eu]),
+            # The demo's Tokyo desk (DEMO_POSTING maps it): no reports here.
+            policy("POL-JP", "JPY", us, [us]),
+        ],
         reports=reports,
         companies=[
             {

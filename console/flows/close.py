@@ -156,6 +156,9 @@ def _approved_report(report: ExportReport, m: _Mapper) -> ApprovedReport | None:
         approved=day,
         lines=tuple(lines),
         rate=rate,
+        currency_rule=(
+            cref.book.rule_on(report.currency, window.currency, day) if cref is not None else None
+        ),
     )
 
 

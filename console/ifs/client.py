@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date
+from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urljoin
 
@@ -285,39 +286,51 @@ class IfsClient(http.PooledClient):
         return out
 
     def currency_rates(self, company: str, currency: str | None = None) -> list[CurrencyRate]:
-        """The company's rates of its default rate type, with ConvFactor and whether the
-        type is quoted inverted: rate types and rates in one `$batch`."""
+        """The company's rates of its default rate type, with ConvFactor, whether the type is
+        quoted inverted and both currencies' decimals: rate types and rates in one `$batch`,
+        each with its CurrencyCodeRef reference expanded (IFS's CurrencyRatesHandling has no
+        CurrencyCode set of its own; the references carry CurrencyRounding)."""
         types_set = self.entity_sets.currency_types
         rates_set = self.entity_sets.currency_rates
         same_service = types_set.rsplit("/", 1)[0] == rates_set.rsplit("/", 1)[0]
         flt = eq_filter({"Company": company, "CurrencyCode": currency})
         by_company = eq_filter({"Company": company})
+        expand = f"$expand={CURRENCY_CODE_REF}"
         if same_service:
             types, rates = self._get_batch(
                 rates_set,
                 [
-                    f"{_entity_set_name(types_set)}?$filter={quote(by_company, safe='')}",
-                    f"{_entity_set_name(rates_set)}?$filter={quote(flt, safe='')}",
+                    f"{_entity_set_name(types_set)}?$filter={quote(by_company, safe='')}&{expand}",
+                    f"{_entity_set_name(rates_set)}?$filter={quote(flt, safe='')}&{expand}",
                 ],
                 orderby=None,
             )
         else:
             types = self._get_all(
-                types_set, filter=eq_filter({"Company": company}), orderby="CurrencyType"
+                types_set,
+                filter=eq_filter({"Company": company}),
+                orderby="CurrencyType",
+                expand=CURRENCY_CODE_REF,
             )
-            rates = self._get_all(rates_set, filter=flt, orderby="CurrencyCode,ValidFrom")
+            rates = self._get_all(
+                rates_set, filter=flt, orderby="CurrencyCode,ValidFrom", expand=CURRENCY_CODE_REF
+            )
         default = next((t for t in types if t.get("TypeDefault") == "Yes"), None)
         wanted = str(default.get("CurrencyType")) if default else None
-        inverted = {str(t.get("CurrencyType")): bool(t.get("Inverted")) for t in types}
+        by_type = {str(t.get("CurrencyType")): t for t in types}
         out = []
         for r in rates:
             kind = str(r.get("CurrencyType") or "")
             if wanted is not None and kind != wanted:
                 continue
+            rate_type = by_type.get(kind, {})
             row = {
                 **r,
                 "Company": r.get("Company") or company,
-                "Inverted": inverted.get(kind, False),
+                "Inverted": bool(rate_type.get("Inverted")),
+                "RefCurrencyCode": r.get("RefCurrencyCode") or rate_type.get("RefCurrencyCode"),
+                "CurrencyRounding": _rounding_of(r),
+                "RefCurrencyRounding": _rounding_of(rate_type),
             }
             if row.get("ConvFactor") is None:
                 row.pop("ConvFactor", None)
@@ -885,6 +898,18 @@ def _error_of(response: httpx.Response) -> tuple[str, str]:
 def _projection_of(entity_set: str) -> str:
     """`VoucherEntryAssistantHandling` of `VoucherEntryAssistantHandling.svc/VoucherSet`."""
     return entity_set.strip("/").split("/", 1)[0].removesuffix(".svc")
+
+
+CURRENCY_CODE_REF = "CurrencyCodeRef"
+
+
+def _rounding_of(row: Any) -> int | None:
+    """CurrencyCode.CurrencyRounding of an expanded CurrencyCodeRef (None if absent)."""
+    ref = row.get(CURRENCY_CODE_REF) if isinstance(row, dict) else None
+    value = ref.get("CurrencyRounding") if isinstance(ref, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        return None
+    return int(value) if value == int(value) and 0 <= value <= 9 else None
 
 
 def _entity_set_name(entity_set: str) -> str:

@@ -66,6 +66,12 @@ class CurrencyRate(_Model):
     CurrencyType: str = "1"
     ConvFactor: Decimal = Decimal(1)
     Inverted: bool = False
+    # The currencies' "No of Decimals in Amount" (CurrencyCode.CurrencyRounding), read through
+    # the CurrencyCodeRef references of the rate and of its rate type (the reference, i.e.
+    # accounting, currency); None where the tenant did not say.
+    RefCurrencyCode: str | None = None
+    CurrencyRounding: int | None = None
+    RefCurrencyRounding: int | None = None
 
     @property
     def unit_rate(self) -> Decimal:

@@ -133,6 +133,7 @@ CURRENCY_TYPE: Mapping[str, str] = {
     "CurrencyType": TEXT,
     "TypeDefault": ENUM_OR_TEXT,
     "Inverted": BOOLEAN,
+    "RefCurrencyCode": TEXT,
 }
 CURRENCY_RATE: Mapping[str, str] = {
     "Company": TEXT,
@@ -141,7 +142,11 @@ CURRENCY_RATE: Mapping[str, str] = {
     "ValidFrom": DATE,
     "CurrencyRate": NUMBER,
     "ConvFactor": NUMBER,
+    "RefCurrencyCode": TEXT,
 }
+# Both read with `$expand=CurrencyCodeRef`: the currency's "No of Decimals in Amount".
+CURRENCY_CODE_REF = "CurrencyCodeRef"
+CURRENCY_CODE: Mapping[str, str] = {"CurrencyCode": TEXT, "CurrencyRounding": NUMBER}
 
 # What each config key is for, in the order the report lists them.
 WHY: Mapping[str, str] = {
@@ -152,8 +157,8 @@ WHY: Mapping[str, str] = {
     "accounts": "accounts with their validity and code-part demands",
     "code_part_values": "the company's currency and code part values B-J",
     "periods": "periods and their status for the console's user group",
-    "currency_types": "the default rate type and whether it is quoted inverted",
-    "currency_rates": "exchange rates with ConvFactor",
+    "currency_types": "the default rate type, whether it is inverted, its currency's decimals",
+    "currency_rates": "exchange rates with ConvFactor and each currency's decimals",
 }
 # Not in IFS's published 21R1 model (docs/ifs.md): a tenant must confirm them.
 ASSUMED = frozenset({"gl_voucher_rows"})
@@ -193,10 +198,12 @@ def _entities(field: str, set_name: str) -> tuple[EntityNeed, ...]:
             EntityNeed(set_name, PERIOD, navigations=(PERIOD_STATUS_NAV,)),
             EntityNeed(f"{set_name}/{PERIOD_STATUS_NAV}", USER_GROUP_PERIOD),
         )
-    if field == "currency_types":
-        return (EntityNeed(set_name, CURRENCY_TYPE),)
-    if field == "currency_rates":
-        return (EntityNeed(set_name, CURRENCY_RATE),)
+    if field in ("currency_types", "currency_rates"):
+        fields = CURRENCY_TYPE if field == "currency_types" else CURRENCY_RATE
+        return (
+            EntityNeed(set_name, fields, navigations=(CURRENCY_CODE_REF,)),
+            EntityNeed(f"{set_name}/{CURRENCY_CODE_REF}", CURRENCY_CODE),
+        )
     raise ValueError(f"no needs known for ifs.entity_sets.{field}")
 
 

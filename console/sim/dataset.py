@@ -319,8 +319,11 @@ class Currency(_Model):
     """A currency code's decimals and whether its rates are quoted inverted."""
 
     CurrencyCode: str
-    Decimals: int = Field(default=2, ge=0, le=6)
+    Decimals: int = Field(default=2, ge=0, le=6)  # IFS: CurrencyRounding
+    # IFS: "inverted quotation when reference currency": on the company's own currency it
+    # turns every rate of the company round (amount × ConvFactor / rate).
     Inverted: bool = False
+    ConvFactor: Decimal = Field(default=Decimal(1), gt=0)  # the currency's default factor
 
 
 class UserGroupPeriod(_Model):

@@ -43,6 +43,10 @@ DEMO_DOMAIN = "calderfinch.example"
 DEMO_COMPANY = "10"
 DEMO_POLICY_US = "POL-US"
 DEMO_POLICY_EU = "POL-EU"
+# The Tokyo desk (JPY): one report of the closing month, booked into company "10" (USD) at
+# IFS's rate for JPY, quoted per 100 yen (docs/currency.md). Chosen and converted from a US
+# report after generation (tokyo_report), so every other report stays as it was.
+DEMO_POLICY_JP = "POL-JP"
 # A Submit-and-Close workspace (the field team, USD): its reports close on submission and are
 # never approved. In the `make demo` world only (demo_dataset), not in the fixed world.
 DEMO_POLICY_SC = "POL-SC"
@@ -67,7 +71,11 @@ DEMO_POSTING: dict[str, Any] = {
     "voucher_type": "X",
     "accrued_expenses_account": DEMO_ACCRUED_EXPENSES_ACCOUNT,
     "card_clearing_account": DEMO_CARD_CLEARING_ACCOUNT,
-    "company_by_policy": {DEMO_POLICY_US: DEMO_COMPANY, DEMO_POLICY_EU: DEMO_COMPANY},
+    "company_by_policy": {
+        DEMO_POLICY_US: DEMO_COMPANY,
+        DEMO_POLICY_EU: DEMO_COMPANY,
+        DEMO_POLICY_JP: DEMO_COMPANY,
+    },
     "currency_by_company": {DEMO_COMPANY: "USD"},
     "code_part_by_tag_level": {"Cost Center": "B", "Project": "C"},
 }
@@ -393,6 +401,16 @@ _IFS_RATES = {
     "GBP": ("1.2655", "1.2688", "1.2710", "1.2694"),
     "CHF": ("1.1290", "1.1305", "1.1320", "1.1347"),
 }
+# Quoted per ConvFactor units (IFS: USD for 100 JPY), with each currency's decimals in IFS.
+_IFS_FACTOR_RATES = {
+    "JPY": (100, ("0.6631", "0.6642", "0.6650", "0.6668")),
+    "KWD": (1, ("3.2541", "3.2560", "3.2573", "3.2588")),
+}
+_IFS_CURRENCIES = [
+    {"CurrencyCode": "JPY", "Decimals": 0, "ConvFactor": 100},
+    {"CurrencyCode": "KWD", "Decimals": 3},
+]
+_YEN_PER_USD = Decimal("150.38")  # Expensify's conversion of the Tokyo report's amounts
 
 
 # ---------------------------------------------------------------- helpers
@@ -903,6 +921,7 @@ def build_demo_dataset(
     drafts.extend(_in_progress_drafts(b, Random(f"{seed}:in-progress"), reports, as_of))
     closed = _closed_drafts(b, Random(f"{seed}:submit-and-close")) if submit_and_close else []
     raw = _assemble(b, drafts + closed, cards)
+    tokyo_report(raw, b.month_start, b.month_end)
     if submit_and_close:
         _as_submit_and_close(raw, {d.fixed_id for d in closed})
     return raw
@@ -1236,6 +1255,53 @@ def dataset_with_demo_logins(
     }
 
 
+def tokyo_report(raw: dict[str, Any], first: date, last: date) -> str | None:
+    """Move one US report of the month to the Tokyo desk (DEMO_POLICY_JP), in yen: the first,
+    by ID, approved in [first, last] with 3 to 6 lines, none of them a card line. Its lines
+    become whole yen at _YEN_PER_USD (Expensify's hundredths: ¥1,500 is 150000). Returns the
+    report's ID (None in a world too small to have such a report). Deterministic, and no
+    other report changes."""
+    exp = raw["expensify"]
+    reports = exp["reports"]
+    chosen = next(
+        (
+            r
+            for r in sorted(reports, key=lambda r: int(r["reportID"]))
+            if r["policyID"] == DEMO_POLICY_US
+            and r["status"] == "APPROVED"
+            and r["reportID"] not in _ATTENTION_IDS
+            and first.isoformat() <= (r["approved"] or "")[:10] <= last.isoformat()
+            and 3 <= len(r["transactionList"]) <= 6
+            and all(ln["reimbursable"] for ln in r["transactionList"])
+        ),
+        None,
+    )
+    if chosen is None:
+        return None
+    for ln in chosen["transactionList"]:
+        yen = (Decimal(ln["convertedAmount"]) / 100 * _YEN_PER_USD).quantize(
+            Decimal(1), ROUND_HALF_UP
+        )
+        ln.update(currency="JPY", amount=int(yen) * 100, convertedAmount=int(yen) * 100)
+        ln["currencyConversionRate"] = 1
+    chosen.update(
+        policyID=DEMO_POLICY_JP,
+        policyName=f"{DEMO_FIRM} — Tokyo",
+        currency="JPY",
+    )
+    us = next(p for p in exp["policies"] if p["id"] == DEMO_POLICY_US)
+    employee = next(e for e in us["employees"] if e["email"] == chosen["accountEmail"])
+    tokyo = {
+        **json.loads(json.dumps(us)),
+        "id": DEMO_POLICY_JP,
+        "name": f"{DEMO_FIRM} — Tokyo",
+        "outputCurrency": "JPY",
+        "employees": [dict(employee)],
+    }
+    exp["policies"].append(tokyo)
+    return str(chosen["reportID"])
+
+
 def _policy(b: _Builder, policy_id: str, name: str) -> dict[str, Any]:
     region = "US" if policy_id == DEMO_POLICY_US else "EU"
     categories = [{"name": c.name, "glCode": c.gl, "enabled": True} for c in _CATEGORIES]
@@ -1317,18 +1383,20 @@ def _company(b: _Builder) -> dict[str, Any]:
             }
         )
     rates = []
-    for currency, series in _IFS_RATES.items():
+    quoted = {c: (1, series) for c, series in _IFS_RATES.items()} | _IFS_FACTOR_RATES
+    for currency, (factor, series) in quoted.items():
         starts = [date(*_add_months(b.year, b.month, off), 1) for off in (-2, -1, 0)]
         starts.append(date(b.year, b.month, 16))
         for start, rate in zip(starts, series, strict=True):
-            rates.append(
-                {
-                    "CurrencyCode": currency,
-                    "ValidFrom": start.isoformat(),
-                    "CurrencyRate": _rate_number(Decimal(rate)),
-                    "CurrencyType": "1",
-                }
-            )
+            row: dict[str, Any] = {
+                "CurrencyCode": currency,
+                "ValidFrom": start.isoformat(),
+                "CurrencyRate": _rate_number(Decimal(rate)),
+                "CurrencyType": "1",
+            }
+            if factor != 1:
+                row["ConvFactor"] = factor
+            rates.append(row)
     return {
         "Company": DEMO_COMPANY,
         "Name": f"{DEMO_FIRM} LLC",
@@ -1336,6 +1404,7 @@ def _company(b: _Builder) -> dict[str, Any]:
         "code_part_values": values,
         "periods": periods,
         "currency_rates": rates,
+        "currencies": [dict(c) for c in _IFS_CURRENCIES],
         "voucher_types": [
             {"VoucherType": DEMO_POSTING["voucher_type"], "Description": "Manual accruals"}
         ],

@@ -82,7 +82,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
@@ -409,7 +409,9 @@ class IfsSim:
                 self._group_status[key] = gp.PeriodStatus
         self._put_currency_code(co, company.CurrencyCode, 2, False)
         for cur in company.currencies:
-            self._put_currency_code(co, cur.CurrencyCode, cur.Decimals, cur.Inverted)
+            self._put_currency_code(
+                co, cur.CurrencyCode, cur.Decimals, cur.Inverted, cur.ConvFactor
+            )
         for r in company.currency_rates:
             self._put_currency_rate(co, r)
         for vt in company.voucher_types:
@@ -459,16 +461,27 @@ class IfsSim:
         record.meta["PeriodStatus"] = _period_status(p.PeriodStatus)
         return record
 
-    def _put_currency_code(self, co: str, code: str, decimals: int, inverted: bool) -> None:
+    def _put_currency_code(
+        self, co: str, code: str, decimals: int, inverted: bool, factor: Decimal = Decimal(1)
+    ) -> None:
         values = {
             "Company": co,
             "CurrencyCode": code,
             "Description": code,
             "CurrencyRounding": decimals,
-            "ConvFactor": Decimal(1),
+            "ConvFactor": factor,
             "Inverted": inverted,
         }
         self._put("CurrencyCode", im.CURRENCY_CODE, values)
+        # IFS fetches a rate type's Inverted from its reference currency
+        # (Currency_Code_API.Get_Inverted(company, Ref_Currency_Code)).
+        for rate_type in self._tables["CurrencyType"].values():
+            if (rate_type.values["Company"], rate_type.values["RefCurrencyCode"]) == (co, code):
+                rate_type.values["Inverted"] = inverted
+
+    def _currency_inverted(self, co: str, code: str) -> bool:
+        record = self._tables["CurrencyCode"].get((co, code))
+        return bool(record.values.get("Inverted")) if record is not None else False
 
     def _put_currency_rate(self, co: str, r: ds.CurrencyRate) -> _Record:
         if (co, r.CurrencyType) not in self._tables["CurrencyType"]:
@@ -479,7 +492,7 @@ class IfsSim:
                     "Company": co,
                     "CurrencyType": r.CurrencyType,
                     "Description": f"Rate type {r.CurrencyType}",
-                    "Inverted": False,
+                    "Inverted": self._currency_inverted(co, self._currency[co]),
                     "RefCurrencyCode": self._currency[co],
                     "TypeDefault": "Yes" if r.CurrencyType == "1" else "No",
                 },
@@ -939,6 +952,12 @@ class IfsSim:
                 if (p.values["Company"], p.values["AccountingYear"])
                 == (v["Company"], v["AccountingYear"])
             ]
+        if nav == "CurrencyCodeRef":
+            # A rate's own currency; a rate type's reference (accounting) currency.
+            own = record.entity.name == "CurrencyRate"
+            code = v["CurrencyCode"] if own else v["RefCurrencyCode"]
+            ref = self._tables["CurrencyCode"].get((v["Company"], code))
+            return [ref] if ref is not None else []
         m = re.fullmatch(r"Code([B-J])Array", nav)
         if m is not None:
             return [
@@ -1008,7 +1027,12 @@ class IfsSim:
         body: dict[str, Any] = {"@odata.etag": record.etag, "luname": luname, "keyref": keyref}
         body.update(select_fields(record.values, opts.select))
         for nav in opts.expand:
-            body[nav] = [self._entity_json(r, QueryOptions()) for r in self._children(record, nav)]
+            children = [self._entity_json(r, QueryOptions()) for r in self._children(record, nav)]
+            navigation = record.entity.navigation(nav)
+            if navigation is not None and not navigation.collection:
+                body[nav] = children[0] if children else None  # a reference: one or null
+            else:
+                body[nav] = children
         return body
 
     def _collection(
@@ -1290,6 +1314,26 @@ class IfsSim:
             raise _business(
                 "ROW_AMOUNT_INVALID",
                 f"Row {index} has its currency and accounting amounts on different sides",
+            )
+        for amount, code in (
+            (cur_d, row["CurrencyCode"]),
+            (cur_c, row["CurrencyCode"]),
+            (acc_d, company_currency),
+            (acc_c, company_currency),
+        ):
+            self._check_decimals(co, code, amount, index)
+
+    def _check_decimals(self, co: str, code: str, amount: Any, index: int) -> None:
+        """An amount with more decimals than its currency's CurrencyRounding is refused (IFS
+        would round it, and a voucher rounded row by row no longer balances)."""
+        record = self._tables["CurrencyCode"].get((co, code))
+        if record is None or not isinstance(amount, Decimal):
+            return
+        decimals = int(record.values["CurrencyRounding"])
+        if amount != amount.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP):
+            raise _business(
+                "AMOUNT_DECIMALS",
+                f"Amount {amount} on row {index} has more than the {decimals} decimals of {code}",
             )
 
     def _check_code_part(self, co: str, day: date, letter: str, value: str) -> _Record:

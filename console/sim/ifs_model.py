@@ -261,6 +261,8 @@ CURRENCY_RATE = EntityType(
         _s("RefCurrencyCode", 3),
     ),
     key=("Company", "CurrencyType", "CurrencyCode", "ValidFrom"),
+    # IFS's `reference CurrencyCodeRef(Company, CurrencyCode) to CurrencyCode(...)`.
+    navigations=(Navigation("CurrencyCodeRef", "CurrencyCode", collection=False),),
 )
 CURRENCY_TYPE = EntityType(
     "CurrencyType",
@@ -273,6 +275,8 @@ CURRENCY_TYPE = EntityType(
         _e("TypeDefault"),
     ),
     key=("Company", "CurrencyType"),
+    # `reference CurrencyCodeRef(Company, RefCurrencyCode)`: the reference currency.
+    navigations=(Navigation("CurrencyCodeRef", "CurrencyCode", collection=False),),
 )
 CURRENCY_CODE = EntityType(
     "CurrencyCode",
@@ -375,6 +379,7 @@ PROJECTIONS: dict[str, Projection] = {
         Projection(
             "CurrencyRatesHandling",
             {"CurrencyRateSet": CURRENCY_RATE, "CurrencyTypeSet": CURRENCY_TYPE},
+            (CURRENCY_CODE,),
         ),
         Projection("CurrencyCodesHandling", {"CurrencyCodeSet": CURRENCY_CODE}),
     )

@@ -205,8 +205,10 @@ def test_what_the_client_reads_back_is_in_the_needs_list() -> None:
     assert all(value - {"ReqQuantity", "ReqText"} <= set(nd.code_part_value(c)) for c in "BJ")
     assert set(AccountingPeriod.model_fields) - {"PeriodStatus"} <= set(nd.PERIOD)
     assert "PeriodStatus" in nd.USER_GROUP_PERIOD
-    assert set(CurrencyRate.model_fields) - {"Inverted"} <= set(nd.CURRENCY_RATE)
-    assert {"Inverted", "TypeDefault"} <= set(nd.CURRENCY_TYPE)
+    expanded = {"CurrencyRounding", "RefCurrencyRounding"}  # from CurrencyCodeRef
+    assert set(CurrencyRate.model_fields) - {"Inverted"} - expanded <= set(nd.CURRENCY_RATE)
+    assert {"Inverted", "TypeDefault", "RefCurrencyCode"} <= set(nd.CURRENCY_TYPE)
+    assert "CurrencyRounding" in nd.CURRENCY_CODE
 
 
 _IFS_TYPES = {
@@ -229,14 +231,15 @@ def test_every_need_is_a_name_ifs_21r1_defines() -> None:
             set_name, *navs = es.entity_set.split("/")
             type_name = model["entity_sets"][set_name]
             for nav in navs:
-                type_name = model["types"][type_name]["arrays"][nav]
+                t = model["types"][type_name]
+                type_name = {**t["arrays"], **t.get("references", {})}[nav]
             t = model["types"][type_name]
             for attr, family in es.attributes.items():
                 ifs_type = t["attributes"].get(attr)
                 assert ifs_type is not None, (need.projection, type_name, attr)
                 assert ifs_type.split("(")[0] in _IFS_TYPES[family], (type_name, attr, ifs_type)
             for nav in es.navigations:
-                assert nav in t["arrays"], (type_name, nav)
+                assert nav in t["arrays"] or nav in t.get("references", {}), (type_name, nav)
             for action in es.actions:
                 entity, _, name = action.partition("_")
                 assert entity == type_name and name in t["actions"], action
@@ -250,7 +253,7 @@ def test_a_renamed_entity_set_is_looked_for_where_the_client_sends() -> None:
     needs = {n.config_key: n for n in nd.tenant_needs(renamed)}
     rates = needs["ifs.entity_sets.currency_rates"]
     assert rates.projection == "CurrencyRates2Handling"
-    assert [es.entity_set for es in rates.entity_sets] == ["RateSet"]
+    assert [es.entity_set for es in rates.entity_sets] == ["RateSet", "RateSet/CurrencyCodeRef"]
     # The rate types keep their own projection: one need, one config key each.
     assert needs["ifs.entity_sets.currency_types"].projection == "CurrencyRatesHandling"
     entry = needs["ifs.entity_sets.voucher_entry"]

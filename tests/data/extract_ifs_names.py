@@ -7,7 +7,8 @@ Run by hand against a checkout (or bare mirror) of the public repository that ho
 
 The output lists, per projection the console uses: its entity sets and the entity each
 serves, and per entity (or virtual or query) its attributes with IFS's data type, its keys,
-its arrays (navigations) and its bound actions. Only names are taken from the files; nothing
+its arrays (navigations), the references it declares itself (single-valued navigations, only
+where the projection or fragment names them) and its bound actions. Only names are taken from the files; nothing
 of their text is copied. `tests/ifs/test_names.py` checks every request path the client
 sends against this list, and the simulator's `$metadata` is held to it too.
 """
@@ -156,6 +157,8 @@ def projection(repo: str, name: str, fragments_seen: dict[str, str]) -> dict[str
                 t["attributes"][am.group(1)] = am.group(2)
             for arr in re.finditer(r"^\s*array (\w+)\([^)]*\) to (\w+)", body, re.MULTILINE):
                 t["arrays"][arr.group(1)] = arr.group(2)
+            for ref in re.finditer(r"^\s*reference (\w+)\([^)]*\) to (\w+)\(", body, re.MULTILINE):
+                t.setdefault("references", {})[ref.group(1)] = ref.group(2)
             for act in re.finditer(r"^\s*action (\w+)", body, re.MULTILINE):
                 if act.group(1) not in t["actions"]:
                     t["actions"].append(act.group(1))
@@ -168,6 +171,11 @@ def projection(repo: str, name: str, fragments_seen: dict[str, str]) -> dict[str
             continue
         keep.add(t)
         todo.extend(types.get(t, {}).get("arrays", {}).values())
+    # And, one step, the entities the served types reference (a reference can be expanded).
+    for t in sorted(served):
+        for target in types.get(t, {}).get("references", {}).values():
+            if target not in keep and entity_attributes(repo, target) is not None:
+                keep.add(target)
     for t in sorted(keep):
         info = types.setdefault(
             t,

@@ -203,14 +203,17 @@ def test_a_month_of_approved_reports_and_some_that_must_not_be_fetched(demo: Dat
 
 
 def test_firm_of_150_people_in_two_policies_one_usd_company(demo: Dataset) -> None:
-    us, eu = demo.expensify.policies
+    us, eu, jp = demo.expensify.policies
     assert (us.id, us.outputCurrency, eu.id, eu.outputCurrency) == (
         "POL-US",
         "USD",
         "POL-EU",
         "EUR",
     )
-    emails = [e.email for p in demo.expensify.policies for e in p.employees]
+    # The Tokyo desk: one US employee is also a member of the JPY workspace.
+    assert (jp.id, jp.outputCurrency) == ("POL-JP", "JPY")
+    assert {e.email for e in jp.employees} <= {e.email for e in us.employees}
+    emails = [e.email for p in (us, eu) for e in p.employees]
     assert len(emails) == 150 and len(set(emails)) == 150
     assert all(re.fullmatch(r"[a-z0-9.]+@calderfinch\.example", e) for e in emails)
     assert any(not e.firstName.isascii() or not e.lastName.isascii() for p in demo.expensify.policies for e in p.employees)  # fmt: skip
@@ -220,7 +223,7 @@ def test_firm_of_150_people_in_two_policies_one_usd_company(demo: Dataset) -> No
         assert p.owner in everyone
         assert [level.name for level in p.tags] == ["Cost Center", "Project"]
     assert {r.accountEmail for r in demo.expensify.reports} <= everyone
-    assert DEMO_POSTING["company_by_policy"] == {"POL-US": "10", "POL-EU": "10"}
+    assert DEMO_POSTING["company_by_policy"] == {"POL-US": "10", "POL-EU": "10", "POL-JP": "10"}
     (company,) = demo.ifs.companies
     assert (company.Company, company.CurrencyCode) == ("10", "USD")
     assert [v.VoucherType for v in company.voucher_types] == [DEMO_POSTING["voucher_type"]]
@@ -282,6 +285,8 @@ def test_lines_the_sync_must_handle_are_all_there(demo_raw: dict[str, Any]) -> N
 def test_amounts_are_plausible(demo_raw: dict[str, Any]) -> None:
     ranges = {"Airfare": (13000, 170000), "Meals": (700, 13500), "Telecom": (4000, 14000)}
     for r in demo_raw["expensify"]["reports"]:
+        if r["currency"] == "JPY":
+            continue  # the Tokyo report, in yen: its own test
         for ln in r["transactionList"]:
             if ln["category"] in ranges and ln["amount"] > 0:
                 low, high = ranges[ln["category"]]
@@ -381,3 +386,17 @@ def test_missing_required_key_is_named(tiny_raw: dict[str, Any], tmp_path: Path)
     path.write_text(json.dumps(bad), encoding="utf-8")
     with pytest.raises(DatasetError, match=r"expensify\.reports\.5\.reportID"):
         load_dataset(path)
+
+
+def test_one_report_in_yen_on_a_tenant_quoting_yen_per_100(demo: Dataset) -> None:
+    """Issue #16: the JPY report is in Expensify's hundredths of whole yen; IFS quotes JPY per
+    100 (ConvFactor 100) with no decimals, and serves a three-decimal currency (KWD)."""
+    (tokyo,) = [r for r in demo.expensify.reports if r.currency == "JPY"]
+    assert tokyo.policyID == "POL-JP" and tokyo.status == "APPROVED"
+    assert tokyo.approved[:7] == "2026-11"
+    assert all(t.currency == "JPY" and t.amount % 100 == 0 for t in tokyo.transactionList)
+    (company,) = demo.ifs.companies
+    decimals = {c.CurrencyCode: (c.Decimals, c.ConvFactor) for c in company.currencies}
+    assert decimals == {"JPY": (0, Decimal(100)), "KWD": (3, Decimal(1))}
+    jpy = {r.ValidFrom: (r.CurrencyRate, r.ConvFactor) for r in company.currency_rates if r.CurrencyCode == "JPY"}  # fmt: skip
+    assert jpy[date(2026, 11, 1)] == (Decimal("0.6650"), Decimal(100))

@@ -208,7 +208,8 @@ def test_data_file_replaces_the_demo(run_sim: Any, tmp_path: Path) -> None:
     sim = run_sim("--data", str(path), "--fast")
     urls = json.loads(sim.first_line())
     policies = expensify_get(urls["expensify"], {"type": "policyList"})
-    assert sorted(p["name"] for p in policies["policyList"]) == ["Small Co EUR", "Small Co USD"]
+    names = sorted(p["name"] for p in policies["policyList"])
+    assert names == ["Small Co EUR", "Small Co JPY", "Small Co USD"]
     assert sim.stop()[0] == 0
 
 
@@ -261,7 +262,7 @@ def test_port_in_use_exits_2_with_a_message(run_sim: Any) -> None:
 def test_sims_fixture_serves_the_demo_over_http(sims: Any) -> None:
     assert URL.fullmatch(sims.expensify_url) and URL.fullmatch(sims.ifs_url)
     policies = expensify_get(sims.expensify_url, {"type": "policyList"})
-    assert len(policies["policyList"]) == 2
+    assert len(policies["policyList"]) == 3  # US, Europe and the Tokyo desk
     assert ifs_token(sims.ifs_url).status_code == 200
     counted = sim_control(sims.ifs_url, "/__sim/requests")
     assert counted["total"] == 1
