@@ -69,7 +69,12 @@ def test_python_odata_reflects_the_metadata(service: tuple[IfsSim, Reflect]) -> 
             assert keys == set(entity.key), (projection.name, set_name)
             navs = {n["name"]: n["type"] for n in schema["navigation_properties"]}
             assert navs == {
-                n.name: f"Collection({projection.namespace}.{n.target})" for n in entity.navigations
+                n.name: (
+                    f"Collection({projection.namespace}.{n.target})"
+                    if n.collection
+                    else f"{projection.namespace}.{n.target}"
+                )
+                for n in entity.navigations
             }
     assistant = reflect("VoucherEntryAssistantHandling")
     schema = assistant.entities["VoucherSet"].__odata_schema__
