@@ -312,9 +312,13 @@ class RowVoucher(VoucherHeader):
         return out
 
     def totals(self) -> tuple[Decimal, Decimal]:
-        """(debit, credit) in the accounting currency."""
+        """(debit, credit) in the accounting currency, with the tax rows IFS adds for rows
+        that carry a tax code (console/tax.py)."""
         d = sum((r.DebetAmount or ZERO for r in self.rows), ZERO)
         c = sum((r.CreditAmount or ZERO for r in self.rows), ZERO)
+        for r in self.rows:
+            if r.OptionalCode and r.TaxAmount and not r.AutoTaxVouEntry:
+                d, c = (d + r.TaxAmount, c) if r.TaxAmount > 0 else (d, c - r.TaxAmount)
         return d, c
 
 
