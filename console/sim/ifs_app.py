@@ -1289,7 +1289,11 @@ class IfsSim:
             debit = tax > 0
             out.append(
                 {
-                    "Company": row.get("Company"),
+                    **row,  # the voucher's identity, currency and rate, text and reference
+                    **dict.fromkeys(CODE_PART_FIELDS),
+                    "Quantity": None,
+                    "CurrencyTaxAmount": None,
+                    "TaxAmount": None,
                     "RowNo": next_no,
                     "Account": tax_code.Account,
                     "CurrencyCode": row["CurrencyCode"],
