@@ -93,7 +93,8 @@ class PlannedRow:
 
     @property
     def account_label(self) -> str:
-        return self.account or (f"IFS tax {self.tax.code}" if self.tax else "")
+        # IFS's tax row: the account is IFS's (posting control AP1 for the code).
+        return self.account or (f"tax:{self.tax.code}" if self.tax else "")
 
     def to_ifs(self) -> dict[str, Any]:
         body: dict[str, Any] = {"RowNo": self.row_no, "Account": self.account}

@@ -211,3 +211,21 @@ def test_any_report_with_tax_balances_and_expense_plus_tax_is_gross(spec, fx) ->
     assert [r["RowNo"] for r in v.to_ifs_body()["VoucherRowArray"]] == list(
         range(1, len(v.sent_rows) + 1)
     )
+
+
+def test_the_dry_run_screen_shows_the_tax_code_and_ifs_tax_rows() -> None:
+    from screens.dryrun import PLAN_COLUMNS, plan_rows
+
+    v = plan(report([vat_line("T1", 12000, 2000), line("T2", 5000)]))
+    assert "tax" in [c.key for c in PLAN_COLUMNS]
+    cells = [
+        (r.cells["row"].plain, r.cells["account"].plain, r.cells["tax"].plain)
+        for r in plan_rows(Plan([v], [], []))
+        if r.cells
+    ]
+    assert cells == [
+        ("1", "6110", "S20"),
+        ("ifs", "tax:S20", "S20"),  # IFS's own tax row, its account per its posting control
+        ("2", "6110", ""),
+        ("3", "2930", ""),
+    ]
