@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
@@ -187,3 +188,16 @@ def test_a_vat_report_posts_net_and_tax_and_the_tax_holds_post_once_fixed(
         ("2930", Decimal("-25.00")),
         ("6130", Decimal("20.00")),
     ]
+
+    # The tie-out: per account net + tax = gross, as approved and as IFS holds it.
+    proc = console.run("close", "--period", "2026-11", "--json")
+    assert proc.returncode in (0, 3), proc.stderr
+    close = json.loads(proc.stdout)
+    meals = next(r for r in close["taxByAccount"] if r["account"] == "6130")
+    # 20.00 + 5.00 EUR of VAT at IFS's rate 1.0842: 21.68 + 5.42 USD.
+    assert Decimal(meals["taxInIfs"]) == Decimal(meals["taxApproved"]) == Decimal("27.10")
+    assert Decimal(meals["netInIfs"]) + Decimal(meals["taxInIfs"]) == Decimal(meals["grossInIfs"])
+    assert meals["grossInIfs"] == meals["grossApproved"]
+    assert (
+        "Tax per account: net + tax = gross" in console.run("close", "--period", "2026-11").stdout
+    )
