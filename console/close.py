@@ -101,7 +101,9 @@ class ExpectedLine:
     transaction_id: str
     account: str  # the mapped account, or "?{category}" when unmapped
     cost_centre: str
-    amount: Decimal  # report currency, signed (a refund is negative)
+    amount: Decimal  # report currency, signed (a refund is negative): the gross
+    # Of which the recoverable tax IFS posts to its tax account (console/tax.py), signed.
+    tax: Decimal = ZERO
 
 
 @dataclass(frozen=True)
@@ -389,11 +391,47 @@ class KeyRow:
     account: str
     cost_centre: str
     amounts: dict[str, Decimal] = field(default_factory=lambda: {c: ZERO for c in COLUMNS})
+    # Of each column's gross, the recoverable tax (IFS's tax rows for this account's rows):
+    # net = amount - tax (console/tax.py).
+    tax: dict[str, Decimal] = field(default_factory=lambda: {c: ZERO for c in COLUMNS})
+
+    def net(self, column: str) -> Decimal:
+        return self.amounts[column] - self.tax[column]
 
     @property
     def difference(self) -> Decimal:
         a = self.amounts
         return (a[APPROVED] + a[MOVED_IN]) - (a[IN_IFS] + a[HELD] + a[EXCLUDED] + a[MOVED_OUT])
+
+
+@dataclass
+class TaxRow:
+    """One account's tax in the tie-out: gross = net + tax, as approved and in IFS."""
+
+    company: str
+    currency: str
+    account: str
+    gross: dict[str, Decimal] = field(default_factory=lambda: {APPROVED: ZERO, IN_IFS: ZERO})
+    tax: dict[str, Decimal] = field(default_factory=lambda: {APPROVED: ZERO, IN_IFS: ZERO})
+
+    def net(self, column: str) -> Decimal:
+        return self.gross[column] - self.tax[column]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "company": self.company,
+            "currency": self.currency,
+            "account": self.account,
+            **{
+                f"{what}{'Approved' if c == APPROVED else 'InIfs'}": _json_amount(value)
+                for c in (APPROVED, IN_IFS)
+                for what, value in (
+                    ("net", self.net(c)),
+                    ("tax", self.tax[c]),
+                    ("gross", self.gross[c]),
+                )
+            },
+        }
 
 
 @dataclass
@@ -491,9 +529,27 @@ class TieOut:
             ((k, len(ids), dict(a)) for k, (ids, a) in groups.items()), key=lambda t: -t[1]
         )
 
+    def tax_by_account(self) -> list[TaxRow]:
+        """Per company and account with any tax: net, tax and gross as approved in Expensify
+        and as read back from IFS (the tax is what IFS posts to its tax accounts for the
+        account's rows, console/tax.py). Empty where no voucher carries tax."""
+        sums: dict[tuple[str, str, str], TaxRow] = {}
+        for r in self.rows:
+            if not any(r.tax.values()):
+                continue
+            key = (r.company, r.currency, r.account)
+            row = sums.setdefault(key, TaxRow(r.company, r.currency, r.account))
+            for column in (APPROVED, IN_IFS):
+                row.gross[column] += r.amounts[column]
+                row.tax[column] += r.tax[column]
+        return [sums[k] for k in sorted(sums)]
+
     def to_json(self) -> dict[str, Any]:
+        taxed = self.tax_by_account()
         return {
             "period": self.period.label,
+            # Only where a line carries tax (console/tax.py): net, tax and gross per account.
+            **({"taxByAccount": [t.to_json() for t in taxed]} if taxed else {}),
             "balanced": self.balanced,
             "source": self.source,
             "sourceNote": self.source_note,
@@ -581,6 +637,8 @@ class _Amounts:
 
     currency: dict[tuple[str, str], Decimal]
     accounting: dict[tuple[str, str], Decimal]
+    # Of `accounting`, the recoverable tax per key (IFS posts it to its tax account).
+    tax: dict[tuple[str, str], Decimal] = field(default_factory=dict)
 
     @property
     def currency_total(self) -> Decimal:
@@ -605,14 +663,20 @@ def _voucher_amounts(
 ) -> _Amounts:
     cur: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     acc: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+    tax: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     for v in vouchers:
         for row in v.VoucherRowArray:
-            if _is_balancing(row, credit_accounts):
+            # IFS's own tax rows count with the expense row they belong to (its TaxAmount).
+            if row.AutoTaxVouEntry or _is_balancing(row, credit_accounts):
                 continue
             key = (row.Account, getattr(row, f"Code{cc_letter}", None) or "")
             cur[key] += _net(row.CurrencyDebetAmount, row.CurrencyCreditAmount)
             acc[key] += _net(row.DebetAmount, row.CreditAmount)
-    return _Amounts(dict(cur), dict(acc))
+            if row.OptionalCode and (row.TaxAmount or row.CurrencyTaxAmount):
+                cur[key] += row.CurrencyTaxAmount or ZERO
+                acc[key] += row.TaxAmount or ZERO
+                tax[key] += row.TaxAmount or ZERO
+    return _Amounts(dict(cur), dict(acc), dict(tax))
 
 
 def _voucher_rate(vouchers: Sequence[Voucher]) -> Decimal | None:
@@ -633,18 +697,27 @@ def _expected_amounts(
         rule = replace(rule, rate=rate)
     cur: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     acc: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+    tax: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     for ln in report.lines:
         amount = ln.amount if rule is None else rule.transaction_amount(ln.amount)
         if amount == 0:
             continue
         key = (ln.account, ln.cost_centre)
         cur[key] += amount
-        if rule is not None and rate is not None:
-            acc[key] += rule.accounting_amount(amount)
-        elif rate is not None:
-            magnitude = round_cents(abs(amount) * rate)
-            acc[key] += magnitude if amount > 0 else -magnitude
-    return _Amounts(dict(cur), dict(acc) if rate is not None else {})
+        if rate is None:
+            continue
+        # Net and tax are converted each, as the planner converts the row and its tax.
+        for part, into in ((amount - ln.tax, (acc,)), (ln.tax, (acc, tax))):
+            if rule is not None:
+                converted = rule.accounting_amount(rule.transaction_amount(part))
+            else:
+                magnitude = round_cents(abs(part) * rate)
+                converted = magnitude if part > 0 else -magnitude
+            for book in into:
+                book[key] += converted
+    if rate is None:
+        return _Amounts(dict(cur), {})
+    return _Amounts(dict(cur), dict(acc), dict(tax))
 
 
 def _period_of(v: Voucher) -> ClosePeriod:
@@ -677,6 +750,7 @@ class _Builder:
                 row = KeyRow(company, company_currency, account, cc)
                 self.rows[(company, account, cc)] = row
             row.amounts[column] += value
+            row.tax[column] += amounts.tax.get((account, cc), ZERO)
         if not amounts.accounting and amounts.currency and report_currency != company_currency:
             self.unconverted[(company, report_currency)] += amounts.currency_total
         if report_currency and report_currency != company_currency:

@@ -96,6 +96,7 @@ def render_text(t: TieOut) -> str:
                 + "".join(f" {money(tot[c]):>13}" for c in COLUMNS)
                 + f" {money(tot['diff']):>13}"
             )
+    out.extend(tax_text(t))
     if t.currencies:
         out.append("")
         out.append("In report currency (where it differs from the company's)")
@@ -134,6 +135,32 @@ def render_text(t: TieOut) -> str:
         out.append("")
         out.extend(card_spend_text(t.card_spend))
     return visible_text("\n".join(out)) + "\n"
+
+
+TAX_HEADING = "Tax per account: net + tax = gross (IFS posts the tax to its tax accounts)"
+
+
+def tax_text(t: TieOut) -> list[str]:
+    """The tax section of the text report; nothing where no line carries tax."""
+    rows = t.tax_by_account()
+    if not rows:
+        return []
+    out = ["", TAX_HEADING]
+    out.append(
+        f"  {'company':<8} {'account':<14}"
+        + "".join(f" {h:>13}" for h in ("approved net", "tax", "gross", "IFS net", "tax", "gross"))
+    )
+    for r in rows:
+        out.append(
+            f"  {r.company:<8} {r.account:<14}"
+            + "".join(
+                f" {money(v):>13}"
+                for c in (APPROVED, IN_IFS)
+                for v in (r.net(c), r.tax[c], r.gross[c])
+            )
+            + f" {r.currency}"
+        )
+    return out
 
 
 def card_spend_heading(c: CardSpendSection) -> str:
@@ -552,6 +579,21 @@ def render_html(t: TieOut, *, title: str = "") -> str:
             p.append('<tr class="total"><td>total</td><td></td>')
             p.extend(f"<td class=n>{money(tot[c])}</td>" for c in COLUMNS)
             p.append(f"<td class=n>{money(tot['diff'])}</td></tr>")
+        p.append("</table>")
+    tax_rows = t.tax_by_account()
+    if tax_rows:
+        p.append(f"<h2>Tax</h2><p class=meta>{_e(TAX_HEADING)}</p><table><tr><th>company</th>")
+        p.append("<th>account</th><th class=n>approved net</th><th class=n>tax</th>")
+        p.append("<th class=n>gross</th><th class=n>IFS net</th><th class=n>tax</th>")
+        p.append("<th class=n>gross</th></tr>")
+        for tr in tax_rows:
+            p.append(f"<tr><td>{_e(tr.company)}</td><td>{_e(tr.account)}</td>")
+            p.extend(
+                f"<td class=n>{money(v)}</td>"
+                for c in (APPROVED, IN_IFS)
+                for v in (tr.net(c), tr.tax[c], tr.gross[c])
+            )
+            p.append("</tr>")
         p.append("</table>")
     if t.currencies:
         p.append("<h2>In report currency</h2><table><tr><th>company</th><th>currency</th>")

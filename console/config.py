@@ -40,6 +40,7 @@ from pydantic import (
 
 from console import clock
 from console.errors import ConfigError
+from console.tax import TaxPostingFields
 
 APP_NAME = "ml-console"
 ENV_HOME = "ML_CONSOLE_HOME"
@@ -223,7 +224,7 @@ class IfsConfig(_Section):
 ReversalRule = Literal["next-period-start", "on-reimbursement", "none"]
 
 
-class PostingConfig(_Section):
+class PostingConfig(_Section, TaxPostingFields):
     voucher_type: str = Field("X", min_length=1)
     voucher_date: Literal["approval", "submission", "last-expense"] = Field(
         "approval",

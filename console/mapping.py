@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from console.expensify.models import ExportReport, ExportTransaction, PolicyInfo
 from console.ifs.models import CODE_PARTS
+from console.tax import LineTax, line_tax
 
 CATEGORY = "category"
 TAG_LEVEL = "tag-level"
@@ -134,6 +135,7 @@ class MappedLine:
     issues: tuple[Hold, ...] = ()
     # letter → (kind, source) the value came from, so later messages can say what to remap.
     code_part_sources: dict[str, tuple[str, str]] = field(default_factory=dict)
+    tax: LineTax | None = None  # console/tax.py: the IFS tax code, net and tax of the line
 
     @property
     def transaction_id(self) -> str:
@@ -219,6 +221,7 @@ def _map_line(
     index: _PolicyIndex,
     overrides: MappingOverrides,
     policy_known: bool,
+    posting: PostingRules | None = None,
 ) -> MappedLine:
     policy_id = report.policyID
     issues: list[Hold] = []
@@ -320,6 +323,9 @@ def _map_line(
         code_parts[letter] = value
         sources[letter] = (kind, tag_name)
 
+    tax, tax_hold = line_tax(report, tx, account, posting)
+    if tax_hold is not None:
+        issues.append(Hold(*tax_hold))
     return MappedLine(
         transaction=tx,
         account=account,
@@ -328,6 +334,7 @@ def _map_line(
         reimbursable=tx.reimbursable,
         issues=tuple(issues),
         code_part_sources=sources,
+        tax=tax,
     )
 
 
@@ -379,7 +386,8 @@ def map_report(
             )
         )
     lines = [
-        _map_line(report, tx, index, overrides, policy is not None) for tx in report.transactions
+        _map_line(report, tx, index, overrides, policy is not None, posting)
+        for tx in report.transactions
     ]
     problems.extend(merge_holds(h for line in lines if line.amount_minor != 0 for h in line.issues))
     level_by_letter = {letter: level for level, letter in index.letter_by_level.items()}

@@ -35,7 +35,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
-from console import reference
+from console import reference, tax
 from console.currency import fmt_places, line_amounts, rule_for
 from console.expensify.models import ExportReport
 from console.ifs.models import CODE_PARTS, Voucher, VoucherRow
@@ -66,7 +66,7 @@ def trim_text(text: str, limit: int = TEXT_MAX) -> str:
 class RowSource:
     """Where a row comes from: an Expensify line, or the report's balancing total."""
 
-    kind: Literal["line", "credit"]
+    kind: Literal["line", "credit", "tax"]  # "tax": the row IFS adds itself (console/tax.py)
     report_id: str
     transaction_id: str = ""
     credit_for: str = ""  # "reimbursable" or "card", on credit rows
@@ -85,6 +85,17 @@ class PlannedRow:
     credit: Decimal | None
     text: str
     source: RowSource
+    tax: tax.RowTax | None = None  # the tax code and IFS's tax fields of an expense row
+
+    @property
+    def ifs_generated(self) -> bool:
+        """IFS adds this row itself (its tax row): shown and balanced, never sent."""
+        return self.source.kind == "tax"
+
+    @property
+    def account_label(self) -> str:
+        # IFS's tax row: the account is IFS's (posting control AP1 for the code).
+        return self.account or (f"tax:{self.tax.code}" if self.tax else "")
 
     def to_ifs(self) -> dict[str, Any]:
         body: dict[str, Any] = {"RowNo": self.row_no, "Account": self.account}
@@ -99,6 +110,8 @@ class PlannedRow:
             CreditAmount=self.credit,
             Text=self.text,
         )
+        if self.tax is not None:
+            body.update(self.tax.to_ifs())
         return body
 
     @property
@@ -176,7 +189,12 @@ class PlannedVoucher(VoucherHeader):
         return reference.accrual(self.report_id, self.version)
 
     def to_ifs_body(self) -> dict[str, Any]:
-        return self.ifs_body(self.reference_number, [row.to_ifs() for row in self.rows])
+        return self.ifs_body(self.reference_number, [row.to_ifs() for row in self.sent_rows])
+
+    @property
+    def sent_rows(self) -> tuple[PlannedRow, ...]:
+        """The rows the POST carries: all but those IFS adds itself (its tax rows)."""
+        return tuple(r for r in self.rows if not r.ifs_generated)
 
     def to_voucher(self) -> Voucher:
         return Voucher(
@@ -187,7 +205,7 @@ class PlannedVoucher(VoucherHeader):
             VoucherDate=self.voucher_date,
             ReferenceNumber=self.reference_number,
             Text=self.text,
-            VoucherRowArray=[VoucherRow(**row.to_ifs()) for row in self.rows],
+            VoucherRowArray=[VoucherRow(**row.to_ifs()) for row in self.sent_rows],
         )
 
     def totals(self) -> tuple[Decimal, Decimal, Decimal, Decimal]:
@@ -301,9 +319,13 @@ class RowVoucher(VoucherHeader):
         return out
 
     def totals(self) -> tuple[Decimal, Decimal]:
-        """(debit, credit) in the accounting currency."""
+        """(debit, credit) in the accounting currency, with the tax rows IFS adds for rows
+        that carry a tax code (console/tax.py)."""
         d = sum((r.DebetAmount or ZERO for r in self.rows), ZERO)
         c = sum((r.CreditAmount or ZERO for r in self.rows), ZERO)
+        for r in self.rows:
+            if r.OptionalCode and r.TaxAmount and not r.AutoTaxVouEntry:
+                d, c = (d + r.TaxAmount, c) if r.TaxAmount > 0 else (d, c - r.TaxAmount)
         return d, c
 
 
@@ -341,7 +363,7 @@ def _version(
         "VoucherDate": day.isoformat(),
         "AccountingYear": year,
         "AccountingPeriod": period,
-        "Rows": [row.to_ifs() for row in rows],
+        "Rows": [row.to_ifs() for row in rows if not row.ifs_generated],
     }
     if salt:
         posted["Salt"] = salt
@@ -365,6 +387,35 @@ def _balancing_rows(
 ) -> list[tuple[Decimal, Decimal]]:
     """The rows that offset a group's nets."""
     return row_pieces(-currency_net, -accounting_net)
+
+
+def _next_row_no(rows: Sequence[PlannedRow]) -> int:
+    """The next RowNo the POST carries (IFS numbers its own tax rows)."""
+    return sum(1 for r in rows if not r.ifs_generated) + 1
+
+
+def _ifs_tax_row(
+    row_tax: tax.RowTax, currency: str, rate: Decimal, rid: str, transaction_id: str
+) -> PlannedRow:
+    """The tax row IFS adds for an expense row with a tax code (AutoTaxVouEntry): on the
+    side of the tax, to the account IFS's posting control gives the code. Numbered 0: IFS
+    numbers it."""
+    debit = row_tax.tax > 0 or (row_tax.tax == 0 and row_tax.currency_tax > 0)
+    cur, acc = abs(row_tax.currency_tax), abs(row_tax.tax)
+    return PlannedRow(
+        row_no=0,
+        account="",
+        code_parts=(),
+        currency_code=currency,
+        currency_rate=rate,
+        currency_debit=cur if debit else None,
+        currency_credit=None if debit else cur,
+        debit=acc if debit else None,
+        credit=None if debit else acc,
+        text=f"{transaction_id} tax {row_tax.code} (IFS adds this row)",
+        source=RowSource("tax", rid, transaction_id=transaction_id),
+        tax=row_tax,
+    )
 
 
 def plan_voucher(
@@ -410,9 +461,22 @@ def plan_voucher(
 
     rows: list[PlannedRow] = []
     nets: dict[bool, tuple[Decimal, Decimal]] = {}
+
+    def to_accounting(amount: Decimal) -> Decimal:
+        # Tax and base convert by the rule the rows convert by (IFS's rounding).
+        return rule.accounting_amount(rule.transaction_amount(amount))
+
+    def to_major(minor: int) -> Decimal:
+        return rule.transaction_amount(minor_to_decimal(minor))
+
     for line in lines:
-        signed_currency, signed_accounting = line_amounts(rule, minor_to_decimal(line.amount_minor))
-        if signed_currency == 0 and signed_accounting == 0:
+        line_tax = line.tax if line.tax is not None and line.tax.code else None
+        # With a tax code the row posts the net; IFS posts the recoverable tax (console/tax.py).
+        posted_minor = line_tax.net_minor if line_tax else line.amount_minor
+        signed_currency, signed_accounting = line_amounts(rule, minor_to_decimal(posted_minor))
+        row_tax = tax.row_tax(line_tax, to_major, to_accounting) if line_tax else None
+        taxed = row_tax is not None and bool(row_tax.currency_tax or row_tax.tax)
+        if signed_currency == 0 and signed_accounting == 0 and not taxed:
             # Hundredths of a currency that has none (a fraction of a yen): nothing to post.
             merchant = line.transaction.display_merchant
             reason = f"rounds to zero in {currency} ({rule.decimals} decimals)"
@@ -428,7 +492,7 @@ def plan_voucher(
         code_parts = tuple(sorted(line.code_parts.items()))
         rows.append(
             PlannedRow(
-                row_no=len(rows) + 1,
+                row_no=_next_row_no(rows),
                 account=share.setdefault(line.account, line.account),
                 code_parts=share.setdefault(code_parts, code_parts),
                 currency_code=currency,
@@ -439,8 +503,13 @@ def plan_voucher(
                 credit=c,
                 text=_line_text(line),
                 source=RowSource("line", rid, transaction_id=line.transaction_id),
+                tax=row_tax,
             )
         )
+        if row_tax is not None and taxed:
+            rows.append(_ifs_tax_row(row_tax, currency, rate, rid, line.transaction_id))
+            signed_currency += row_tax.currency_tax
+            signed_accounting += row_tax.tax
         cur_net, acc_net = nets.get(line.reimbursable, (ZERO, ZERO))
         nets[line.reimbursable] = (cur_net + signed_currency, acc_net + signed_accounting)
 
@@ -457,7 +526,7 @@ def plan_voucher(
             cur_abs, acc_abs = abs(cur), abs(acc)
             rows.append(
                 PlannedRow(
-                    row_no=len(rows) + 1,
+                    row_no=_next_row_no(rows),
                     account=account,
                     code_parts=(),
                     currency_code=currency,
@@ -567,7 +636,7 @@ class Plan:
 
     def totals_by_account(self) -> list[AccountTotal]:
         """Accounting-currency debit and credit per (company, account)."""
-        return _totals(self.vouchers, lambda row: row.account)
+        return _totals(self.vouchers, lambda row: row.account_label)
 
     def totals_by_cost_centre(self) -> list[AccountTotal]:
         """Accounting-currency debit and credit per (company, cost centre), expense rows only."""
@@ -614,12 +683,14 @@ class Plan:
             )
             for row in v.rows:
                 parts = " ".join(f"{k}={val}" for k, val in row.code_parts) or "-"
+                no = "ifs" if row.ifs_generated else str(row.row_no)
                 out.append(
-                    f"  {row.row_no:>3} {row.account:<10} {parts:<24} "
+                    f"  {no:>3} {row.account_label:<10} {parts:<24} "
                     f"{fmt_places(row.currency_debit, v.currency_decimals):>14} "
                     f"{fmt_places(row.currency_credit, v.currency_decimals):>14} "
                     f"{fmt_places(row.debit, v.accounting_decimals):>14} "
                     f"{fmt_places(row.credit, v.accounting_decimals):>14}  {row.text}"
+                    + _tax_note(row)
                 )
             cd, cc, d, c = v.totals()
             out.append(
@@ -715,6 +786,7 @@ class Plan:
                                 "kind": r.source.kind,
                                 "transactionID": r.source.transaction_id or None,
                                 "creditFor": r.source.credit_for or None,
+                                **_tax_json(r),
                             }
                             for r in v.rows
                         ],
@@ -780,6 +852,10 @@ class Plan:
         "text",
         "reason",
         "message",
+        "taxCode",
+        "currencyTax",
+        "tax",
+        "ifsGenerated",
     )
 
     def to_csv(self) -> str:
@@ -807,6 +883,13 @@ class Plan:
                     "transactionID": r.source.transaction_id,
                     "text": r.text,
                 }
+                if r.tax is not None:
+                    record["taxCode"] = r.tax.code
+                    if not r.ifs_generated:
+                        record["currencyTax"] = _plain(r.tax.currency_tax)
+                        record["tax"] = _plain(r.tax.tax)
+                if r.ifs_generated:
+                    record["ifsGenerated"] = "true"
                 for letter, value in r.code_parts:
                     record[f"Code{letter}"] = value
                 writer.writerow(record)
@@ -822,6 +905,30 @@ class Plan:
         for s in self.skipped:
             writer.writerow({"status": "skipped", "reportID": s.report_id, "reason": s.reason})
         return buf.getvalue()
+
+
+def _tax_json(row: PlannedRow) -> dict[str, Any]:
+    """A row's tax in the plan's JSON `sources` (nothing for a row without a tax code)."""
+    if row.tax is None:
+        return {}
+    if row.ifs_generated:  # not in the body: its amounts are here
+        return {
+            "taxCode": row.tax.code,
+            "ifsGenerated": True,
+            "debit": row.debit,
+            "credit": row.credit,
+            "currencyDebit": row.currency_debit,
+            "currencyCredit": row.currency_credit,
+        }
+    return {"taxCode": row.tax.code, "currencyTax": row.tax.currency_tax, "tax": row.tax.tax}
+
+
+def _tax_note(row: PlannedRow) -> str:
+    """`  [tax S25: 20.00 on 80.00]` after an expense row with a tax code."""
+    if row.tax is None or row.ifs_generated:
+        return ""
+    t = row.tax
+    return f"  [tax {t.code}: {fmt_decimal(t.currency_tax)} on {fmt_decimal(t.currency_base)}]"
 
 
 def _plain(value: Decimal | None) -> str:

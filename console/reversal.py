@@ -160,20 +160,26 @@ def classify_rows(
 
 
 def mirror(rows: Iterable[VoucherRow]) -> tuple[VoucherRow, ...]:
-    """The rows with debits and credits swapped, in both currencies, renumbered."""
+    """The rows with debits and credits swapped, in both currencies, renumbered. As IFS's own
+    reversal does (Reverse_Voucher___): its tax rows (AutoTaxVouEntry) are left out, and a
+    row's tax and base change sign, so IFS adds the reversed tax rows itself."""
     out: list[VoucherRow] = []
-    for n, row in enumerate(rows, 1):
-        out.append(
-            row.model_copy(
-                update={
-                    "RowNo": n,
-                    "CurrencyDebetAmount": row.CurrencyCreditAmount,
-                    "CurrencyCreditAmount": row.CurrencyDebetAmount,
-                    "DebetAmount": row.CreditAmount,
-                    "CreditAmount": row.DebetAmount,
-                }
-            )
-        )
+    for row in rows:
+        if row.AutoTaxVouEntry:
+            continue
+        update: dict[str, object] = {
+            "RowNo": len(out) + 1,
+            "CurrencyDebetAmount": row.CurrencyCreditAmount,
+            "CurrencyCreditAmount": row.CurrencyDebetAmount,
+            "DebetAmount": row.CreditAmount,
+            "CreditAmount": row.DebetAmount,
+            "AutoTaxVouEntry": None,  # IFS's to set, never sent
+        }
+        for name in ("CurrencyTaxAmount", "TaxAmount", "CurrencyTaxBaseAmount", "TaxBaseAmount"):
+            value = getattr(row, name)
+            if value is not None:
+                update[name] = -value
+        out.append(row.model_copy(update=update))
     return tuple(out)
 
 

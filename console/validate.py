@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
+from console import tax
 from console.currency import CurrencyBook, CurrencyRule
 from console.expensify.models import MalformedReport
 from console.ifs.models import AccountingPeriod, CodePartValue, CurrencyRate
@@ -348,6 +349,7 @@ def _demand_holds(
     where: str,
     tid: str,
     holds: list[Hold],
+    tax_code: str = "",
 ) -> set[str]:
     """Holds for what IFS demands of `account`'s rows (AccountsHandling's ReqCodeB…J,
     ReqQuantity), given the code parts a row carries. Returns {account} once checked."""
@@ -384,6 +386,9 @@ def _demand_holds(
                 tid,
             )
         )
+    holds.extend(
+        Hold(*h) for h in tax.demand_holds(company.company, found, account, tax_code, where, tid)
+    )
     # A text demand (ReqText) is always met: every row the console posts carries a Text.
     return {account}
 
@@ -530,6 +535,7 @@ def validate(mapped: MappedReport, ref: IfsReference, posting: PostingRules) -> 
                 _line_where(rid, line),
                 line.transaction_id,
                 holds,
+                line.tax.code if line.tax else "",
             )
         )
     for reimbursable, account in (

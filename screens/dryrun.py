@@ -69,11 +69,14 @@ def plan_rows(plan: Plan, flt: str = "") -> list[Row]:
             parts = " ".join(f"{k}={val}" for k, val in r.code_parts)
             rows.append(
                 Row(
-                    key=f"{v.report_id}#{r.row_no}",
+                    # IFS numbers its own tax rows: they are keyed by their line instead.
+                    key=f"{v.report_id}#"
+                    + (f"tax:{r.source.transaction_id}" if r.ifs_generated else str(r.row_no)),
                     cells={
-                        "row": Text(str(r.row_no)),
-                        "account": literal(r.account, 10),
+                        "row": Text("ifs" if r.ifs_generated else str(r.row_no)),
+                        "account": literal(r.account_label, 10),
                         "parts": literal(parts or "—", 30),
+                        "tax": literal(r.tax.code if r.tax else "", 8),
                         "cur": literal(r.currency_code, 4),
                         "cdebit": Text(amount(r.currency_debit, v.currency_decimals)),
                         "ccredit": Text(amount(r.currency_credit, v.currency_decimals)),
@@ -199,7 +202,10 @@ def new_side_text(ch: dict[str, Any]) -> Text:
         out,
         literal(v.reference_number, 80, style=SKY),
         f"{v.voucher_date} period {v.period_label} · company {v.company}",
-        [(r.row_no, r.account, r.debit, r.credit, r.text) for r in v.rows],
+        [
+            ("ifs" if r.ifs_generated else r.row_no, r.account_label, r.debit, r.credit, r.text)
+            for r in v.rows
+        ],
         (d, c),
     )
 
@@ -231,6 +237,7 @@ PLAN_COLUMNS = [
     Column("row", "#", 3, justify="right"),
     Column("account", "Account", 10),
     Column("parts", "Code parts", 22, drop=1),
+    Column("tax", "Tax code", 8, drop=5),  # the first to go on a narrow terminal
     Column("cur", "Cur", 4),
     Column("cdebit", "Cur debit", 12, justify="right", drop=3),
     Column("ccredit", "Cur credit", 12, justify="right", drop=3),

@@ -50,6 +50,10 @@
 "inserted":"${s(e.inserted!"")?json_string}",<#t>
 "reimbursable":${b(e.reimbursable!"")},<#t>
 "billable":${b(e.billable!"")},<#t>
+"taxAmount":${n(e.taxAmount!"")},<#t>
+"taxCode":"${s(e.taxCode!"")?json_string}",<#t>
+"taxName":"${s(e.taxName!"")?json_string}",<#t>
+"taxRateName":"${s(e.taxRateName!"")?json_string}",<#t>
 "cardID":"${s(e.cardID!"")?json_string}",<#t>
 "cardNumber":"${s(e.cardNumber!"")?json_string}",<#t>
 "mcc":"${s(e.mcc!"")?json_string}",<#t>

@@ -48,6 +48,12 @@ class ExportTransaction(_Model):
     inserted: str = ""
     reimbursable: bool = True
     billable: bool = False
+    # The tax in the line's amount, as Expensify holds it (integer minor units of the line's
+    # own currency) and its tax rate's code and names; None/"" where the line has no tax.
+    taxAmount: int | None = None
+    taxCode: str = ""
+    taxName: str = ""
+    taxRateName: str = ""
     cardID: str = ""
     cardNumber: str = ""
     mcc: str = ""
@@ -55,10 +61,17 @@ class ExportTransaction(_Model):
     receiptURL: str = ""
 
     _unescape_text = field_validator(
-        "merchant", "modifiedMerchant", "comment", "category", "tag", mode="before"
+        "merchant",
+        "modifiedMerchant",
+        "comment",
+        "category",
+        "tag",
+        "taxName",
+        "taxRateName",
+        mode="before",
     )(_unescape)
 
-    @field_validator("amount", "modifiedAmount", "convertedAmount", mode="before")
+    @field_validator("amount", "modifiedAmount", "convertedAmount", "taxAmount", mode="before")
     @classmethod
     def _integer_cents(cls, v: Any) -> Any:
         if isinstance(v, bool):

@@ -138,6 +138,7 @@ def _approved_report(report: ExportReport, m: _Mapper) -> ApprovedReport | None:
                 account=account,
                 cost_centre=ml.code_parts.get(m.cc_letter, ""),
                 amount=minor_to_decimal(ml.amount_minor),
+                tax=minor_to_decimal(ml.tax.posted_tax_minor) if ml.tax else Decimal(0),
             )
         )
     cref = m.reference.company(company)

@@ -937,9 +937,11 @@ def _account_row(row: Mapping[str, Any]) -> dict[str, Any]:
         "CodePartValue": row.get("Account"),
         "demands": demands,
     }
-    for name in ("ReqQuantity", "ReqText"):
+    for name in ("ReqQuantity", "ReqText", "TaxHandlingValue"):
         if not isinstance(row.get(name), str):
             out.pop(name, None)
+    if not isinstance(row.get("TaxCodeMandatory"), bool):
+        out.pop("TaxCodeMandatory", None)
     return out
 
 

@@ -32,6 +32,10 @@ class CodePartValue(_Model):
     demands: dict[str, str] = Field(default_factory=dict)
     ReqQuantity: str = "Can"
     ReqText: str = "Can"
+    # Tax (console/tax.py): IFS refuses a row without a tax code on an account with
+    # TaxCodeMandatory, and one with a tax code on an account whose TaxHandlingValue is Blocked.
+    TaxCodeMandatory: bool = False
+    TaxHandlingValue: str = "All"
 
     def valid_on(self, day: date) -> bool:
         return self.ValidFrom <= day <= self.ValidUntil
@@ -103,6 +107,15 @@ class VoucherRow(_Model):
     Quantity: Decimal | None = None
     Text: str = ""
     ReferenceNumber: str = ""
+    # Tax (console/tax.py): the tax code and IFS's tax fields, signed like the row; IFS's own
+    # tax rows, added for a row with a tax code, are read back with AutoTaxVouEntry true.
+    OptionalCode: str | None = None
+    TaxDirection: str | None = None
+    CurrencyTaxAmount: Decimal | None = None
+    TaxAmount: Decimal | None = None
+    CurrencyTaxBaseAmount: Decimal | None = None
+    TaxBaseAmount: Decimal | None = None
+    AutoTaxVouEntry: bool | None = None
 
 
 class Voucher(_Model):

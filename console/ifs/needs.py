@@ -54,6 +54,15 @@ _ROW_VALUES: Mapping[str, str] = {
     "Quantity": NUMBER,
     "Text": TEXT,
     "ReferenceNumber": TEXT,
+    # Tax (console/tax.py): IFS's tax code and tax fields on an expense row.
+    "OptionalCode": TEXT,
+    "TaxDirection": ENUM_OR_TEXT,
+    "CurrencyTaxAmount": NUMBER,
+    "TaxAmount": NUMBER,
+    "CurrencyTaxBaseAmount": NUMBER,
+    "TaxBaseAmount": NUMBER,
+    # Read back, IFS's own tax rows say so: the tie-out and reversals skip them.
+    "AutoTaxVouEntry": BOOLEAN,
 }
 VOUCHER_ROW_READ: Mapping[str, str] = {**_ROW_IDENTITY, **_ROW_VALUES}
 # A row of the voucher assistant's temporary voucher (virtual VoucherPosting): what the
@@ -98,6 +107,8 @@ ACCOUNT: Mapping[str, str] = {
     **{f"ReqCode{c}": ENUM_OR_TEXT for c in CODE_PARTS},
     "ReqQuantity": ENUM_OR_TEXT,
     "ReqText": ENUM_OR_TEXT,
+    "TaxCodeMandatory": BOOLEAN,
+    "TaxHandlingValue": ENUM_OR_TEXT,
 }
 COMPANY_FINANCE: Mapping[str, str] = {"Company": TEXT, "CurrencyCode": TEXT}
 

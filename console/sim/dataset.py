@@ -10,7 +10,7 @@ import json
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -125,6 +125,12 @@ class Transaction(_Model):
     inserted: str | None = None
     reimbursable: bool = True
     billable: bool = False
+    # Expensify's tax fields: the tax in the line's amount (integer minor units, in the
+    # line's currency), the tax rate's code and name (reference/expensify.md §2c).
+    taxAmount: int | None = None
+    taxCode: str | None = None
+    taxName: str | None = None
+    taxRateName: str | None = None
     comment: str = ""
     cardID: str | None = None
     cardNumber: str | None = None
@@ -132,7 +138,7 @@ class Transaction(_Model):
     receiptID: str | None = None
     receiptURL: str | None = None
 
-    @field_validator("amount", "modifiedAmount", "convertedAmount", mode="before")
+    @field_validator("amount", "modifiedAmount", "convertedAmount", "taxAmount", mode="before")
     @classmethod
     def _integer_minor_units(cls, v: Any) -> Any:
         # Money is integer minor units; reject 12.5 rather than silently truncating it.
@@ -271,6 +277,7 @@ class CodePartValue(_Model):
     ReqQuantity: str = "K"
     ReqText: str = "K"
     TaxCodeMandatory: bool = False
+    TaxHandlingValue: Literal["All", "Restricted", "Blocked"] = "All"
 
     @field_validator("CodePart")
     @classmethod
@@ -315,6 +322,19 @@ class CurrencyRate(_Model):
     ConvFactor: Decimal = Decimal(1)  # the number of currency units the rate is quoted for
 
 
+class TaxCode(_Model):
+    """An IFS tax code (StatutoryFee): its rate and deductible share in percent, its type
+    (`Tax`, or `NoTax` for exempt and out-of-scope codes), and the account IFS's posting
+    control (AP1, tax received) gives its tax rows."""
+
+    FeeCode: str = Field(min_length=1, max_length=20)
+    Description: str = ""
+    FeeRate: Decimal = Decimal(0)
+    Deductible: Decimal = Decimal(100)
+    FeeType: Literal["Tax", "NoTax"] = "Tax"
+    Account: str = ""
+
+
 class Currency(_Model):
     """A currency code's decimals and whether its rates are quoted inverted."""
 
@@ -356,6 +376,7 @@ class Company(_Model):
     voucher_types: list[VoucherType] = Field(default_factory=lambda: [VoucherType(VoucherType="X")])
     currencies: list[Currency] = Field(default_factory=list)
     user_groups: list[UserGroup] = Field(default_factory=list)
+    tax_codes: list[TaxCode] = Field(default_factory=list)
 
 
 class IfsWorld(_Model):

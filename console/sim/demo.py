@@ -78,7 +78,51 @@ DEMO_POSTING: dict[str, Any] = {
     },
     "currency_by_company": {DEMO_COMPANY: "USD"},
     "code_part_by_tag_level": {"Cost Center": "B", "Project": "C"},
+    # The European policy tracks VAT (console/tax.py): its Expensify rates map to IFS tax
+    # codes; client entertainment carries no recoverable VAT and posts its gross.
+    "tax_code_by_policy": {DEMO_POLICY_EU: {"VAT20": "S20", "VAT10": "R10", "VAT0": "Z0"}},
+    "tax_exempt_accounts": ["6160"],
 }
+DEMO_INPUT_VAT_ACCOUNT = "2640"  # where IFS's posting control puts input VAT (AP1)
+# IFS's tax codes of the demo company: (code, rate %, description).
+DEMO_TAX_CODES = (
+    ("S20", 20, "Standard rate 20 %"),
+    ("R10", 10, "Reduced rate 10 %"),
+    ("Z0", 0, "Zero rate"),
+)
+# Expensify's tax rate per category in the European policy (code, rate %, name); categories
+# not listed carry no VAT (mileage allowances), and lines not in EUR neither (Swiss VAT).
+_EU_VAT: dict[str, tuple[str, int, str]] = {
+    "Airfare": ("VAT0", 0, "Zero rated (international transport)"),
+    "Lodging": ("VAT10", 10, "Reduced 10%"),
+    "Meals": ("VAT10", 10, "Reduced 10%"),
+    "Ground Transport": ("VAT10", 10, "Reduced 10%"),
+    "Client Entertainment": ("VAT20", 20, "Standard 20%"),
+    "Parking & Tolls": ("VAT20", 20, "Standard 20%"),
+    "Office Supplies": ("VAT20", 20, "Standard 20%"),
+    "Software": ("VAT20", 20, "Standard 20%"),
+    "Training": ("VAT20", 20, "Standard 20%"),
+    "Telecom": ("VAT20", 20, "Standard 20%"),
+    "Conference Fees": ("VAT20", 20, "Standard 20%"),
+    "Books & Subscriptions": ("VAT10", 10, "Reduced 10%"),
+}
+
+
+def _eu_vat(category: str, amount: int) -> dict[str, Any]:
+    """Expensify's tax fields of a European line: the VAT inside the gross amount, rounded
+    half-up to the cent (no random draw: the rest of the world stays as it was)."""
+    found = _EU_VAT.get(category)
+    if found is None or amount == 0:
+        return {}
+    code, percent, name = found
+    tax = Decimal(amount) * percent / (100 + percent)
+    return {
+        "taxAmount": int(tax.quantize(Decimal(1), rounding=ROUND_HALF_UP)),
+        "taxCode": code,
+        "taxName": "VAT",
+        "taxRateName": name,
+    }
+
 
 # The reports that need attention, by fixed report ID. Reasons follow design.md §4.
 _MISSING_CC_IDS = ("51004417", "51019262", "51033808")  # cost centre IFS lacks (CC-410)
@@ -644,6 +688,8 @@ class _Builder:
             line["cardID"] = person.card_id
             line["cardNumber"] = person.card_number
             line["mcc"] = category.mcc
+        if person.policy == DEMO_POLICY_EU and currency == "EUR":
+            line.update(_eu_vat(category.name, amount))
         return line
 
     def merchant_for(self, category: _CategoryDef, person: _Person, city: str | None) -> str:
@@ -1357,6 +1403,7 @@ def _company(b: _Builder) -> dict[str, Any]:
         value("A", "2410", "Accounts payable"),
         value("A", DEMO_ACCRUED_EXPENSES_ACCOUNT, "Accrued expenses – employee reimbursements"),
         value("A", DEMO_CARD_CLEARING_ACCOUNT, "Corporate card clearing"),
+        value("A", DEMO_INPUT_VAT_ACCOUNT, "Input VAT"),
         value("A", "4010", "Fee revenue"),
     ]
     for code, cc_name, _ in _COST_CENTRES:
@@ -1407,6 +1454,15 @@ def _company(b: _Builder) -> dict[str, Any]:
         "currencies": [dict(c) for c in _IFS_CURRENCIES],
         "voucher_types": [
             {"VoucherType": DEMO_POSTING["voucher_type"], "Description": "Manual accruals"}
+        ],
+        "tax_codes": [
+            {
+                "FeeCode": code,
+                "FeeRate": rate,
+                "Description": text,
+                "Account": DEMO_INPUT_VAT_ACCOUNT,
+            }
+            for code, rate, text in DEMO_TAX_CODES
         ],
     }
 

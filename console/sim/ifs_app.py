@@ -340,6 +340,7 @@ class IfsSim:
         self._voucher_no: dict[tuple[str, str, int], int] = {}
         self._currency: dict[str, str] = {}
         self._voucher_types: dict[tuple[str, str], ds.VoucherType] = {}
+        self._tax_codes: dict[tuple[str, str], ds.TaxCode] = {}
         self._user_groups: dict[str, set[str]] = {}
         # (company, year, period, user group) -> that group's own period status
         self._group_status: dict[tuple[str, int, int, str], str] = {}
@@ -416,6 +417,8 @@ class IfsSim:
             self._put_currency_rate(co, r)
         for vt in company.voucher_types:
             self._voucher_types[(co, vt.VoucherType)] = vt
+        for tc in company.tax_codes:
+            self._tax_codes[(co, tc.FeeCode)] = tc
 
     def _put_code_part_value(self, co: str, v: ds.CodePartValue) -> _Record:
         if v.CodePart == "A":
@@ -428,6 +431,7 @@ class IfsSim:
                 "ReqQuantity": _DEMAND_NAME[v.ReqQuantity],
                 "ReqText": _DEMAND_NAME[v.ReqText],
                 "TaxCodeMandatory": v.TaxCodeMandatory,
+                "TaxHandlingValue": v.TaxHandlingValue,
             }
             for letter, demand in v.demands().items():
                 values[f"ReqCode{letter}"] = _DEMAND_NAME[demand]
@@ -1224,6 +1228,8 @@ class IfsSim:
         company_currency = self._currency[co]
         for index, row in enumerate(rows, start=1):
             self._check_row(co, day, company_currency, index, row)
+            self._check_tax(co, index, row)
+        rows.extend(self._tax_rows(co, rows))
         _check_balance(rows, company_currency)
         vt = self._voucher_types[(co, vtype)]
         voucher_status = h["VoucherStatus"]
@@ -1250,6 +1256,86 @@ class IfsSim:
         self._tables["Voucher"][record.key] = record
         self._drop_temp(temp)
         return record
+
+    def _check_tax(self, co: str, index: int, row: dict[str, Any]) -> None:
+        """What VoucherRow's Check_Insert___ and Unpack_Check_Insert___ refuse of a row's tax
+        (IFS's messages): a tax code an account demands or blocks, a missing direction or tax
+        amount, a tax whose sign differs from the row's."""
+        account = self._tables["Account"][(co, row["Account"])].values
+        code = row.get("OptionalCode")
+        row["AutoTaxVouEntry"] = False
+        if not code:
+            if account.get("TaxCodeMandatory"):
+                raise _business(
+                    "TAXCODEMAND3",
+                    f"It is mandatory to enter a Tax Code for Account {row['Account']}.",
+                )
+            for name in ("TaxDirection", "CurrencyTaxAmount", "TaxAmount"):
+                if row.get(name) not in (None, 0):
+                    raise _business(
+                        "TAXCODENULL", "Cannot have tax values when tax code does not have a value."
+                    )
+            return
+        tax_code = self._tax_codes.get((co, code))
+        if tax_code is None:
+            raise _business("FEE_NOTEXIST", f"Tax code {code} does not exist (row {index})")
+        if not row.get("TaxDirection"):
+            raise _business("NOTAXDIRECTION", "Tax Direction must have a value.")
+        if tax_code.FeeType == "NoTax":
+            return
+        if account.get("TaxHandlingValue") == "Blocked":
+            raise _business(
+                "ACCOUNTBLOCKED",
+                f"You are not allowed to enter a Tax Code when Tax Handling for Account "
+                f"{row['Account']} is set to Blocked",
+            )
+        if row.get("CurrencyTaxAmount") is None:
+            raise _business("CURRTAXAMPTY", "Currency Tax Amount must be entered.")
+        if row.get("TaxAmount") is None:
+            raise _business("TAXAMOUNTNULL", "Tax Amount must have a value.")
+        net = (row.get("DebetAmount") or 0) - (row.get("CreditAmount") or 0)
+        if (net < 0 < row["TaxAmount"]) or (net > 0 > row["TaxAmount"]):
+            raise _business("DIFFACCTAXAMOUNTSIGN", "Different sign in Tax Amount")
+
+    def _tax_rows(self, co: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Prepare_Tax_Transaction___: for each row with a tax code of type Tax and a tax
+        amount, the tax row IFS adds (TransCode AP1 for tax received, the account of the
+        posting control, AutoTaxVouEntry true), on the side of the tax's sign. A tax of 0
+        adds no row here (IFS adds one of 0.00)."""
+        out: list[dict[str, Any]] = []
+        next_no = max((r.get("RowNo") or 0 for r in rows), default=0) + 1
+        for row in rows:
+            code = row.get("OptionalCode")
+            tax_code = self._tax_codes.get((co, code)) if code else None
+            if tax_code is None or tax_code.FeeType != "Tax" or not row.get("TaxAmount"):
+                continue
+            tax, cur_tax = row["TaxAmount"], row["CurrencyTaxAmount"]
+            debit = tax > 0
+            out.append(
+                {
+                    **row,  # the voucher's identity, currency and rate, text and reference
+                    **dict.fromkeys(CODE_PART_FIELDS),
+                    "Quantity": None,
+                    "CurrencyTaxAmount": None,
+                    "TaxAmount": None,
+                    "RowNo": next_no,
+                    "Account": tax_code.Account,
+                    "CurrencyCode": row["CurrencyCode"],
+                    "CurrencyRate": row["CurrencyRate"],
+                    "CurrencyDebetAmount": abs(cur_tax) if debit else None,
+                    "CurrencyCreditAmount": None if debit else abs(cur_tax),
+                    "DebetAmount": abs(tax) if debit else None,
+                    "CreditAmount": None if debit else abs(tax),
+                    "OptionalCode": code,
+                    "TaxDirection": row.get("TaxDirection"),
+                    "AutoTaxVouEntry": True,
+                    "TransCode": "AP1",
+                    "Text": row.get("Text"),
+                    "ReferenceNumber": row.get("ReferenceNumber"),
+                }
+            )
+            next_no += 1
+        return out
 
     def _period_for(self, co: str, day: date) -> _Record:
         for rec in self._tables["AccountingPeriod"].values():

@@ -108,6 +108,12 @@ _ROW_FIELDS: tuple[Property, ...] = (
     _n("Quantity"),
     _s("ProcessCode", 10),
     _s("OptionalCode", 20),
+    _e("TaxDirection"),
+    _n("CurrencyTaxAmount"),
+    _n("TaxAmount"),
+    _n("CurrencyTaxBaseAmount"),
+    _n("TaxBaseAmount"),
+    _b("AutoTaxVouEntry"),
     _s("Text", 200),
     _s("ReferenceSerie", 20),
     _s("ReferenceNumber", 50),
@@ -129,7 +135,7 @@ POSTING_INPUT = frozenset(
     p.name
     for p in _ROW_FIELDS
     if p.name not in ("VoucherType", "AccountingYear", "AccountingPeriod", "VoucherNo")
-    and p.name not in ("VoucherDate", "TransCode")
+    and p.name not in ("VoucherDate", "TransCode", "AutoTaxVouEntry")
 )
 
 _HEADER_FIELDS: tuple[Property, ...] = (
@@ -186,6 +192,7 @@ ACCOUNT = EntityType(
         _e("ReqQuantity"),
         _e("ReqText"),
         _b("TaxCodeMandatory"),
+        _e("TaxHandlingValue"),
     ),
     key=("Company", "Account"),
 )

@@ -202,7 +202,8 @@ def test_what_the_client_reads_back_is_in_the_needs_list() -> None:
     assert {"VoucherText2"} <= set(nd.HOLD_VOUCHER)  # the header text, for adopt
     value = set(CodePartValue.model_fields) - {"CodePart", "CodePartValue", "demands"}
     assert value <= set(nd.ACCOUNT)
-    assert all(value - {"ReqQuantity", "ReqText"} <= set(nd.code_part_value(c)) for c in "BJ")
+    account_only = {"ReqQuantity", "ReqText", "TaxCodeMandatory", "TaxHandlingValue"}
+    assert all(value - account_only <= set(nd.code_part_value(c)) for c in "BJ")
     assert set(AccountingPeriod.model_fields) - {"PeriodStatus"} <= set(nd.PERIOD)
     assert "PeriodStatus" in nd.USER_GROUP_PERIOD
     expanded = {"CurrencyRounding", "RefCurrencyRounding"}  # from CurrencyCodeRef
