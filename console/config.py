@@ -221,14 +221,34 @@ class IfsConfig(_Section):
 
 
 ReversalRule = Literal["next-period-start", "on-reimbursement", "none"]
+# The report-level employee fields of Expensify's export (reference/expensify.md §2c).
+EmployeeIdField = Literal[
+    "", "employeeCustomField1", "employeeCustomField2", "submitterPayrollID", "submitterUserID"
+]
+VOUCHER_DATE_ALIASES = {"approval": "approved", "submission": "submitted"}
 
 
 class PostingConfig(_Section):
     voucher_type: str = Field("X", min_length=1)
-    voucher_date: Literal["approval", "submission", "last-expense"] = Field(
-        "approval",
-        description="what dates a voucher: the approval, the submission or the last expense "
-        "(a Submit-and-Close report, never approved, takes its submission)",
+    voucher_date: Literal["approved", "submitted", "last-expense", "exported"] = Field(
+        "approved",
+        description="what dates a voucher: the approval, the submission, the last expense or"
+        " the day the console posts it (a Submit-and-Close report, never approved, takes its"
+        " submission for 'approved'); 'approval' and 'submission' are read as before",
+    )
+    employee_id_field: EmployeeIdField = Field(
+        "",
+        description="the Expensify employee field holding the employee's ID for the"
+        " accrued-expenses row (employeeCustomField1, employeeCustomField2,"
+        " submitterPayrollID, submitterUserID); empty: the row names no employee",
+    )
+    employee_on: Literal["code-part", "party"] = Field(
+        "code-part",
+        description="where the accrued-expenses row carries the employee's ID: in"
+        " employee_code_part, or as the row's party (IFS's Identity, PartyTypeId)",
+    )
+    employee_code_part: str = Field(
+        "", description="the code part (B..J) of the employee on the accrued-expenses row"
     )
     accrued_expenses_account: str = Field(
         "2930", min_length=1, description="credit account for reimbursable lines"
@@ -255,6 +275,33 @@ class PostingConfig(_Section):
         default_factory=dict,
         description="per credit account: next-period-start, on-reimbursement or none",
     )
+
+    @field_validator("voucher_date", mode="before")
+    @classmethod
+    def _voucher_date(cls, value: Any) -> Any:
+        # The names before issue 16 stay valid: configs written with them keep working.
+        return VOUCHER_DATE_ALIASES.get(value, value) if isinstance(value, str) else value
+
+    @field_validator("employee_code_part")
+    @classmethod
+    def _employee_code_part(cls, value: str) -> str:
+        norm = value.strip().upper()
+        if norm and norm not in _CODE_PARTS:
+            raise ValueError(f"{value!r} is not a code part; one of B to J (A is the account)")
+        return norm
+
+    @model_validator(mode="after")
+    def _employee_needs_a_place(self) -> PostingConfig:
+        if (
+            self.employee_id_field
+            and self.employee_on == "code-part"
+            and not self.employee_code_part
+        ):
+            raise ValueError(
+                "employee_id_field is set and employee_on is 'code-part', but"
+                " employee_code_part is not: name the code part (B..J) that carries the employee"
+            )
+        return self
 
     @field_validator("company_by_policy")
     @classmethod

@@ -35,7 +35,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
-from console import reference
+from console import coding, reference
 from console.expensify.models import ExportReport
 from console.ifs.models import CODE_PARTS, Voucher, VoucherRow
 from console.mapping import Hold, MappedLine, PostingRules
@@ -84,6 +84,9 @@ class PlannedRow:
     credit: Decimal | None
     text: str
     source: RowSource
+    # IFS row fields beyond code parts and amounts, as (name, value): the employee as the
+    # row's party (console/coding.py).
+    fields: tuple[tuple[str, Any], ...] = ()
 
     def to_ifs(self) -> dict[str, Any]:
         body: dict[str, Any] = {"RowNo": self.row_no, "Account": self.account}
@@ -98,6 +101,7 @@ class PlannedRow:
             CreditAmount=self.credit,
             Text=self.text,
         )
+        body.update(self.fields)
         return body
 
     @property
@@ -432,12 +436,17 @@ def plan_voucher(
         cur_net, acc_net = nets.get(line.reimbursable, (ZERO, ZERO))
         nets[line.reimbursable] = (cur_net + signed_currency, acc_net + signed_accounting)
 
+    employee = coding.liability(mapped, posting)  # on the accrued-expenses row, when set
     for reimbursable, account, credit_for, label in (
         (True, posting.accrued_expenses_account, CREDIT_REIMBURSABLE, "reimbursable expenses"),
         (False, posting.card_clearing_account, CREDIT_CARD, "company card expenses"),
     ):
         if reimbursable not in nets:
             continue
+        credit_parts: tuple[tuple[str, str], ...] = ()
+        credit_fields: tuple[tuple[str, Any], ...] = ()
+        if reimbursable and employee is not None:
+            credit_parts, credit_fields = employee.code_parts(), employee.row_fields()
         for cur, acc in _balancing_rows(*nets[reimbursable]):
             # The side follows the currency amount; a currency-zero rounding row follows the
             # accounting amount.
@@ -447,7 +456,7 @@ def plan_voucher(
                 PlannedRow(
                     row_no=len(rows) + 1,
                     account=account,
-                    code_parts=(),
+                    code_parts=credit_parts,
                     currency_code=currency,
                     currency_rate=rate,
                     currency_debit=cur_abs if debit_side else None,
@@ -456,6 +465,7 @@ def plan_voucher(
                     credit=None if debit_side else acc_abs,
                     text=trim_text(f"Expensify {rid} {label}"),
                     source=RowSource("credit", rid, credit_for=credit_for),
+                    fields=credit_fields,
                 )
             )
 
@@ -595,7 +605,7 @@ class Plan:
                 f"{'cur credit':>14} {'debit':>14} {'credit':>14}  text"
             )
             for row in v.rows:
-                parts = " ".join(f"{k}={val}" for k, val in row.code_parts) or "-"
+                parts = " ".join(f"{k}={val}" for k, val in (*row.code_parts, *row.fields)) or "-"
                 out.append(
                     f"  {row.row_no:>3} {row.account:<10} {parts:<24} "
                     f"{fmt_decimal(row.currency_debit):>14} {fmt_decimal(row.currency_credit):>14} "
@@ -755,6 +765,7 @@ class Plan:
         "debit",
         "credit",
         "transactionID",
+        "PartyTypeId",
         "text",
         "reason",
         "message",
@@ -787,6 +798,7 @@ class Plan:
                 }
                 for letter, value in r.code_parts:
                     record[f"Code{letter}"] = value
+                record.update((k, v) for k, v in r.fields if k in self.CSV_COLUMNS)
                 writer.writerow(record)
         for h in self.held:
             writer.writerow(

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
+from console import coding
 from console.expensify.models import MalformedReport
 from console.ifs.models import AccountingPeriod, CodePartValue, CurrencyRate
 from console.mapping import Hold, MappedLine, MappedReport, PostingRules
@@ -390,8 +391,15 @@ def _unique(holds: Iterable[Hold]) -> list[Hold]:
     return out
 
 
-def validate(mapped: MappedReport, ref: IfsReference, posting: PostingRules) -> ValidatedReport:
-    """Check one mapped report against the IFS snapshot; every problem becomes a hold."""
+def validate(
+    mapped: MappedReport,
+    ref: IfsReference,
+    posting: PostingRules,
+    *,
+    today: date | None = None,
+) -> ValidatedReport:
+    """Check one mapped report against the IFS snapshot; every problem becomes a hold.
+    `today`: the console's day, which dates the voucher under voucher_date = "exported"."""
     report = mapped.report
     rid = report.reportID
     holds = _malformed(mapped)
@@ -417,7 +425,7 @@ def validate(mapped: MappedReport, ref: IfsReference, posting: PostingRules) -> 
         )
 
     # Voucher date and period.
-    day = approved
+    day = coding.voucher_day(posting, approved, today)
     moved_from: date | None = None
     moved_from_period = ""
     period = company.period_on(day)
@@ -508,6 +516,27 @@ def validate(mapped: MappedReport, ref: IfsReference, posting: PostingRules) -> 
             if h:
                 holds.append(h)
 
+    # The employee on the accrued-expenses row (console/coding.py): an ID there is, and, in
+    # a code part, one IFS knows.
+    employee = coding.liability(mapped, posting) if True in groups else None
+    employee_parts: set[str] = set()
+    if employee is not None:
+        holds.extend(employee.holds)
+        for letter, value in employee.code_parts():
+            employee_parts.add(letter)
+            h = _check_dimension(
+                letter,
+                value,
+                day,
+                company,
+                f"Report {rid}",
+                f"The employee ID of {report.accountEmail or 'the employee'}",
+                f"correct {employee.field} in Expensify",
+                "",
+            )
+            if h:
+                holds.append(h)
+
     # IFS's demands per account: a code part it makes mandatory must be given, one it
     # blocks must not be, and a quantity it requires cannot come from Expensify.
     demanded: set[str] = set()
@@ -529,7 +558,8 @@ def validate(mapped: MappedReport, ref: IfsReference, posting: PostingRules) -> 
         (False, posting.card_clearing_account),
     ):
         if reimbursable in groups and account not in demanded:
-            demanded.update(_demand_holds(company, account, set(), f"Report {rid}", "", holds))
+            given = employee_parts if reimbursable else set()
+            demanded.update(_demand_holds(company, account, given, f"Report {rid}", "", holds))
 
     # Currency rate: never a silent 1:1.
     currency = mapped.currency

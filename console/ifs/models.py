@@ -95,6 +95,9 @@ class VoucherRow(_Model):
     DebetAmount: Decimal | None = None
     CreditAmount: Decimal | None = None
     Quantity: Decimal | None = None
+    # IFS's "Identity" of the row: the employee on the accrued-expenses row when
+    # posting.employee_on = "party" (console/coding.py).
+    PartyTypeId: str | None = None
     Text: str = ""
     ReferenceNumber: str = ""
 

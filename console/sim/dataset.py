@@ -77,7 +77,9 @@ class Employee(_Model):
     submitsTo: str = ""
     firstName: str = ""
     lastName: str = ""
-    employeeID: str = ""
+    employeeID: str = ""  # Expensify fills the employee's Custom Field 1 with it
+    customField2: str = ""
+    payrollID: str = ""
 
 
 class ReportField(_Model):

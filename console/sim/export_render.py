@@ -62,6 +62,10 @@ REPORT_FIELDS: tuple[tuple[str, tuple[str, ...], Kind], ...] = (
     ("submitted", ("submitted",), "s"),
     ("approved", ("approved",), "s"),
     ("reimbursed", ("reimbursed",), "s"),
+    ("employeeCustomField1", ("employeeCustomField1",), "s"),
+    ("employeeCustomField2", ("employeeCustomField2",), "s"),
+    ("submitterPayrollID", ("submitterPayrollID",), "s"),
+    ("submitterUserID", ("submitterUserID",), "s"),
 )
 # Each approval level in order, the last approver last (reference/expensify.md §0).
 APPROVER_FIELDS: tuple[tuple[str, tuple[str, ...], Kind], ...] = (
@@ -143,8 +147,22 @@ def export_model(
             _raw_report_hash(r, by_id.get(r.policyID), people)
             if isinstance(r, RawReport)
             else _report_hash(r, by_id.get(r.policyID), people)
+            | _employee_fields(by_id.get(r.policyID), r.accountEmail)
             for r in reports
         ]
+    }
+
+
+def _employee_fields(policy: Policy | None, email: str) -> dict[str, Any]:
+    """The submitter's employee fields as the report model carries them: Expensify fills
+    Custom Field 1 with the employee ID (reference/expensify.md §4); a field not set is null."""
+    emp = next((e for e in policy.employees if e.email == email), None) if policy else None
+    if emp is None:
+        return {}
+    return {
+        "employeeCustomField1": emp.employeeID or None,
+        "employeeCustomField2": emp.customField2 or None,
+        "submitterPayrollID": emp.payrollID or None,
     }
 
 

@@ -100,6 +100,7 @@ _ROW_FIELDS: tuple[Property, ...] = (
     _n("Quantity"),
     _s("ProcessCode", 10),
     _s("OptionalCode", 20),
+    _s("PartyTypeId", 20),
     _s("Text", 200),
     _s("ReferenceSerie", 20),
     _s("ReferenceNumber", 50),

@@ -1,0 +1,113 @@
+"""Coding beyond categories and tags (issue 16): what dates a voucher, and the employee on the
+accrued-expenses row. Pure: no I/O. The map, validate and plan stages call in here through
+small hooks, so that the rules live in one place.
+
+What dates a voucher (`posting.voucher_date`):
+- ``approved`` (the default): the approval (whose, `expensify.approval_date` says); a report
+  closed without approval (a Submit-and-Close workspace) takes its submission;
+- ``submitted``: the submission; ``last-expense``: the latest expense date on the report
+  (both read by the Expensify client, ExportReport.as_accrued);
+- ``exported``: the day the console plans and posts the voucher (the console's clock, so
+  ``--as-of`` moves it), as Expensify's own "date of export" option does. A held report
+  posted days later is dated the day it posts. The report must still be approved (or
+  closed) to be posted at all.
+
+The employee on the liability (`posting.employee_id_field`, off when empty): the
+accrued-expenses row of a report with reimbursable lines names its employee, so the 2930
+balance can be reconciled per employee. The ID is the report's employee field named in the
+config (Expensify's Custom Field 1, which its employee ID fills, Custom Field 2, the payroll
+ID or the user ID), carried either in a code part (`employee_on = "code-part"`,
+`employee_code_part`), validated as any code part value, or as the row's party
+(`employee_on = "party"`: IFS's Identity, `PartyTypeId`, on the voucher row). A report
+whose employee has no ID (or one longer than IFS holds) is held as ``missing-employee-id``;
+company-card lines credit the card clearing account, which owes the card issuer, and carry
+no employee.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from console.mapping import Hold, MappedReport
+
+EXPORTED = "exported"
+# IFS's code part values and a voucher row's PartyTypeId are at most 20 characters.
+EMPLOYEE_ID_MAX = 20
+PARTY_FIELD = "PartyTypeId"
+
+# Where each report-level employee field is set in Expensify, for the hold's message.
+_FIELD_WHERE = {
+    "employeeCustomField1": "the employee's Custom Field 1 (Employee ID) in the members list",
+    "employeeCustomField2": "the employee's Custom Field 2 in the members list",
+    "submitterPayrollID": "the employee's payroll ID in Expensify",
+    "submitterUserID": "the employee's user ID in Expensify",
+}
+
+
+def voucher_day(posting: object, approved: date, today: date | None) -> date:
+    """The voucher date of a report whose moment (ExportReport.as_accrued) is `approved`:
+    that day, or `today` where vouchers are dated by their export."""
+    if getattr(posting, "voucher_date", "") == EXPORTED and today is not None:
+        return today
+    return approved
+
+
+def dated_by_export(posting: object) -> bool:
+    """Whether the voucher date moves with the console's day (a plan of yesterday is stale)."""
+    return getattr(posting, "voucher_date", "") == EXPORTED
+
+
+@dataclass(frozen=True)
+class Liability:
+    """The employee on one report's accrued-expenses row."""
+
+    employee_id: str  # "" when the report's employee has none (then `holds` says so)
+    field: str  # the Expensify field it came from
+    code_part: str  # the code part letter; "" when it goes to the row's party
+    holds: tuple[Hold, ...] = ()
+
+    def code_parts(self) -> tuple[tuple[str, str], ...]:
+        if self.code_part and self.employee_id and not self.holds:
+            return ((self.code_part, self.employee_id),)
+        return ()
+
+    def row_fields(self) -> tuple[tuple[str, Any], ...]:
+        """IFS voucher row fields beyond code parts (the party)."""
+        if not self.code_part and self.employee_id and not self.holds:
+            return ((PARTY_FIELD, self.employee_id),)
+        return ()
+
+
+def liability(mapped: MappedReport, posting: object) -> Liability | None:
+    """The employee the report's accrued-expenses row carries, or None when the config names
+    no employee field or the report has no reimbursable line to post."""
+    field = str(getattr(posting, "employee_id_field", "") or "")
+    if not field:
+        return None
+    if not any(line.reimbursable and line.amount_minor != 0 for line in mapped.lines):
+        return None
+    on_party = getattr(posting, "employee_on", "code-part") == "party"
+    letter = "" if on_party else str(getattr(posting, "employee_code_part", "") or "")
+    report = mapped.report
+    value = str(getattr(report, field, "") or "").strip()
+    who = report.accountEmail or report.submitterName or "(no e-mail)"
+    where = _FIELD_WHERE.get(field, field)
+    if not value:
+        hold = Hold(
+            f"missing-employee-id:{who}",
+            f"Report {report.reportID}: the accrued-expenses row names the employee"
+            f" (posting.employee_id_field = {field}), and {who} has no ID there; set"
+            f" {where}, and the report is read again next cycle.",
+        )
+        return Liability("", field, letter, (hold,))
+    if len(value) > EMPLOYEE_ID_MAX:
+        hold = Hold(
+            f"missing-employee-id:{who}",
+            f"Report {report.reportID}: the employee ID '{value[:EMPLOYEE_ID_MAX]}…' of {who}"
+            f" ({field}) has {len(value)} characters; IFS holds {EMPLOYEE_ID_MAX}. Correct"
+            f" {where}.",
+        )
+        return Liability(value, field, letter, (hold,))
+    return Liability(value, field, letter)

@@ -1,0 +1,194 @@
+"""Issue 16's coding over the simulators: what dates a voucher (`posting.voucher_date`) and
+the employee on the accrued-expenses row (`posting.employee_id_field`), driving the real
+`ml-console` command. The suite's day is 2026-11-30 (tests/conftest.py)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from console.sim.dataset import parse_dataset
+from console.sim.server import SimServers
+from tests.conftest import small_dataset_raw
+from tests.e2e.conftest import make_console, sim_get
+
+ANA, JOSE, KIM = "ana.lee@small.example", "jose.nunez@small.example", "kim.park@small.example"
+
+
+def _world() -> dict[str, Any]:
+    """The small world, where Ana's employee ID (E1001) is a code part G value in IFS, José's
+    (E2002) is not, and Kim (a new report of POL-US, 90000006) has none; and a
+    Submit-and-Close policy whose report 90000070 was never approved."""
+    raw = small_dataset_raw()
+    policies = raw["expensify"]["policies"]
+    us = next(p for p in policies if p["id"] == "POL-US")
+    eu = next(p for p in policies if p["id"] == "POL-EU")
+    us["employees"][0]["employeeID"] = "E1001"
+    us["employees"].append({"email": KIM, "role": "user", "submitsTo": ANA})
+    eu["employees"][0]["employeeID"] = "E2002"
+    policies.append(
+        {**copy.deepcopy(us), "id": "POL-SC", "name": "Field team", "approvalMode": "OPTIONAL"}
+    )
+    reports = raw["expensify"]["reports"]
+    first = next(r for r in reports if r["reportID"] == "90000001")
+    kim = copy.deepcopy(first)
+    kim.update(reportID="90000006", accountEmail=KIM, reportName="Kim's trip")
+    closed = copy.deepcopy(first)
+    closed.update(
+        reportID="90000070", policyID="POL-SC", status="ARCHIVED", approved=None,
+        created="2026-11-18 08:00:00", submitted="2026-11-20 17:45:00",
+    )  # fmt: skip
+    for n, (r, prefix) in enumerate(((kim, "60"), (closed, "70"))):
+        for m, line in enumerate(r["transactionList"]):
+            line["transactionID"] = f"70000000000000{prefix}{n}{m:02d}"
+            line["created"] = f"2026-11-{14 + m}"
+    reports += [kim, closed]
+    company = raw["ifs"]["companies"][0]
+    company["code_part_values"].append(
+        {
+            "CodePart": "G",
+            "CodePartValue": "E1001",
+            "Description": "Ana Lee",
+            "ValidFrom": "2020-01-01",
+            "ValidUntil": "2099-12-31",
+        }
+    )
+    return raw
+
+
+@pytest.fixture(scope="module")
+def world_sims():
+    """For dry runs only: they change nothing in either simulator."""
+    with SimServers(parse_dataset(_world(), "coding world"), fast=True) as sims:
+        yield sims
+
+
+@pytest.fixture
+def fresh_sims():
+    """For tests that post."""
+    with SimServers(parse_dataset(_world(), "coding world"), fast=True) as sims:
+        yield sims
+
+
+POSTING = {"company_by_policy": {"POL-US": "10", "POL-EU": "10", "POL-SC": "10"}}
+
+
+def _dry_run(console, **posting: Any) -> dict[str, Any]:
+    console.write_config(posting={**POSTING, **posting})
+    proc = console.run("--auto", "--dry-run", "--json")
+    assert proc.returncode in (0, 3), proc.stderr
+    return json.loads(proc.stdout)["plan"]
+
+
+def _voucher(plan: dict[str, Any], report_id: str) -> dict[str, Any]:
+    [voucher] = [v for v in plan["vouchers"] if v["reportID"] == report_id]
+    return voucher
+
+
+@pytest.mark.parametrize(
+    ("voucher_date", "approved_report", "closed_report"),
+    [
+        ("approved", "2026-11-03", "2026-11-20"),  # never approved: its submission
+        ("approval", "2026-11-03", "2026-11-20"),  # the name before issue 16
+        ("submitted", "2026-11-02", "2026-11-20"),
+        ("last-expense", "2026-11-02", "2026-11-15"),  # a closed report too: its expenses
+        ("exported", "2026-11-30", "2026-11-30"),  # the console's day (the suite's as-of)
+    ],
+)
+def test_voucher_date_follows_the_configured_moment(
+    tmp_path, world_sims, voucher_date, approved_report, closed_report
+):
+    console = make_console(tmp_path, world_sims)
+    plan = _dry_run(console, voucher_date=voucher_date)
+    assert _voucher(plan, "90000001")["body"]["VoucherDate"] == approved_report
+    assert _voucher(plan, "90000070")["body"]["VoucherDate"] == closed_report
+
+
+def test_an_exported_date_moves_with_the_day_the_console_posts(tmp_path, fresh_sims):
+    """Under "exported" a report planned one day and posted the next is dated the day it is
+    posted, not the day it was first planned."""
+    console = make_console(tmp_path, fresh_sims)
+    console.write_config(posting={**POSTING, "voucher_date": "exported"})
+    env = {"ML_CONSOLE_AS_OF": "2026-11-29"}
+    first = console.run("--auto", "--dry-run", "--json", env=env)
+    plan = json.loads(first.stdout)["plan"]
+    assert _voucher(plan, "90000001")["body"]["VoucherDate"] == "2026-11-29", first.stderr
+    code, _summary, err = console.auto()
+    assert code == 3, err
+    posted = [
+        v
+        for v in sim_get(fresh_sims.ifs_url, "/__sim/vouchers")
+        if v["ReferenceNumber"].startswith("EXP:90000001:")
+    ]
+    assert [v["VoucherDate"] for v in posted] == ["2026-11-30"]
+
+
+def test_without_an_employee_field_the_liability_names_no_employee(tmp_path, world_sims):
+    console = make_console(tmp_path, world_sims)
+    plan = _dry_run(console)
+    rows = _voucher(plan, "90000001")["body"]["VoucherRowArray"]
+    [accrued] = [r for r in rows if r["Account"] == "2930"]
+    assert accrued.keys().isdisjoint({"CodeG", "PartyTypeId"})
+    assert not [h for h in plan["held"] if h["reason"].startswith("missing-employee-id")]
+
+
+def test_the_accrued_expenses_row_carries_the_employee_in_a_code_part(tmp_path, fresh_sims):
+    console = make_console(tmp_path, fresh_sims)
+    console.write_config(
+        posting={
+            **POSTING,
+            "employee_id_field": "employeeCustomField1",
+            "employee_code_part": "G",
+        }
+    )
+    proc = console.run("--auto", "--dry-run")
+    # The dry run shows the employee on the credit row.
+    assert any(
+        "2930" in line and "G=E1001" in line and "reimbursable" in line
+        for line in proc.stdout.splitlines()
+    ), proc.stdout
+    code, summary, err = console.auto()
+    assert code == 3, err
+    assert {v["reportID"] for v in summary["vouchers"]} == {"90000001", "90000002", "90000070"}
+    in_ifs = {
+        v["ReferenceNumber"].split(":")[1]: v
+        for v in sim_get(fresh_sims.ifs_url, "/__sim/vouchers")
+    }
+    rows = in_ifs["90000001"]["VoucherRowArray"]
+    [accrued] = [r for r in rows if r["Account"] == "2930"]
+    assert accrued["CodeG"] == "E1001" and accrued["CreditAmount"] == 505.60
+    assert all(r.get("CodeG") is None for r in rows if r["Account"] != "2930")
+    # A card report's clearing row owes the card issuer: no employee there; its refund
+    # (reimbursable, negative) debits 2930 for Ana.
+    card = in_ifs["90000002"]["VoucherRowArray"]
+    assert [r.get("CodeG") for r in card if r["Account"] == "2940"] == [None]
+    assert [(r.get("CodeG"), r["DebetAmount"]) for r in card if r["Account"] == "2930"] == [
+        ("E1001", 12.0)
+    ]
+
+    held = {h["reportID"]: h for h in json.loads(console.run("held", "--json").stdout)}
+    assert held["90000006"]["reason"] == f"missing-employee-id:{KIM}"
+    assert "Custom Field 1" in held["90000006"]["message"]
+    assert held["90000003"]["reason"] == "missing-dimension:G:E2002"
+
+
+def test_the_accrued_expenses_row_carries_the_employee_as_its_party(tmp_path, fresh_sims):
+    console = make_console(tmp_path, fresh_sims)
+    console.write_config(
+        posting={**POSTING, "employee_id_field": "employeeCustomField1", "employee_on": "party"}
+    )
+    code, summary, err = console.auto()
+    assert code == 3, err
+    posted = {v["reportID"] for v in summary["vouchers"]}
+    assert {"90000001", "90000003"} <= posted and "90000006" not in posted
+    in_ifs = {
+        v["ReferenceNumber"].split(":")[1]: v
+        for v in sim_get(fresh_sims.ifs_url, "/__sim/vouchers")
+    }
+    for rid, employee in (("90000001", "E1001"), ("90000003", "E2002")):
+        rows = in_ifs[rid]["VoucherRowArray"]
+        assert [r.get("PartyTypeId") for r in rows if r["Account"] == "2930"] == [employee]
+        assert all(r.get("CodeG") is None for r in rows)

@@ -1,0 +1,114 @@
+"""console/coding.py through the stages: the voucher date rule and the employee on the
+accrued-expenses row, with their config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from console.config import PostingConfig, SettingsError, load_settings, resolve_paths
+from console.mapping import map_report
+from console.plan import build_plan, plan_voucher
+from console.validate import validate
+
+from .engine_world import DIMENSIONS, POLICIES, Posting, codes, cpv, line, reference, report
+
+
+@dataclass
+class EmployeePosting(Posting):
+    employee_id_field: str = "employeeCustomField1"
+    employee_on: str = "code-part"
+    employee_code_part: str = "G"
+    voucher_date: str = "approved"
+
+
+WITH_EMPLOYEE = reference([*DIMENSIONS, cpv("G", "E1001")])
+
+
+def _validated(rep, posting, ref=WITH_EMPLOYEE, today=None):
+    return validate(map_report(rep, POLICIES, posting), ref, posting, today=today)
+
+
+def test_old_voucher_date_names_still_load_and_new_ones_are_the_issue_s():
+    assert PostingConfig().voucher_date == "approved"
+    assert PostingConfig.model_validate({"voucher_date": "approval"}).voucher_date == "approved"
+    assert PostingConfig.model_validate({"voucher_date": "submission"}).voucher_date == "submitted"
+    assert PostingConfig.model_validate({"voucher_date": "exported"}).voucher_date == "exported"
+
+
+def test_an_employee_field_without_a_place_for_it_is_refused(tmp_path: Path):
+    home = tmp_path / "home"
+    home.mkdir()
+    paths = resolve_paths(home, environ={})
+    (home / "config.toml").write_text(
+        '[posting]\nemployee_id_field = "employeeCustomField1"\nemployee_code_part = "A"\n'
+    )
+    with pytest.raises(SettingsError) as info:
+        load_settings(paths, environ={})
+    assert any("employee_code_part" in p and "B to J" in p for p in info.value.problems)
+    (home / "config.toml").write_text('[posting]\nemployee_id_field = "employeeCustomField1"\n')
+    with pytest.raises(SettingsError) as info:
+        load_settings(paths, environ={})
+    assert any("employee_code_part is not" in p for p in info.value.problems)
+    (home / "config.toml").write_text(
+        '[posting]\nemployee_id_field = "employeeCustomField1"\nemployee_on = "party"\n'
+    )
+    assert load_settings(paths, environ={}).settings.posting.employee_on == "party"
+
+
+def test_exported_dates_the_voucher_on_the_console_s_day():
+    posting = EmployeePosting(employee_id_field="", voucher_date="exported")
+    v = _validated(report(), posting, today=date(2026, 11, 27))
+    assert v.voucher_date == date(2026, 11, 27) and v.period is not None
+    assert v.period.AccountingPeriod == 11
+    # Without a day (a caller that has none), the approval dates it.
+    assert _validated(report(), posting).voucher_date == date(2026, 11, 3)
+
+
+def test_the_employee_goes_on_the_accrued_row_only():
+    posting = EmployeePosting()
+    rep = report(
+        [line("T1", 10000), line("T2", 2500, reimbursable=False)], employeeCustomField1="E1001"
+    )
+    v = plan_voucher(_validated(rep, posting), posting)
+    by = {r.source.transaction_id or r.source.credit_for: r for r in v.rows}
+    assert by["reimbursable"].code_parts == (("G", "E1001"),)
+    assert by["card"].code_parts == () and by["T1"].code_parts == (("B", "CC-410"), ("C", "PRJ-1"))
+    assert by["reimbursable"].to_ifs()["CodeG"] == "E1001"
+    assert by["reimbursable"].credit == Decimal("100.00")
+
+
+def test_the_employee_as_the_row_s_party_reaches_the_body_and_the_exports():
+    posting = EmployeePosting(employee_on="party", employee_code_part="")
+    rep = report(employeeCustomField1=4711)  # an ID the template printed as a number
+    plan = build_plan([_validated(rep, posting, ref=reference())], posting)
+    [v] = plan.vouchers
+    [credit] = [r for r in v.rows if r.source.kind == "credit"]
+    assert credit.to_ifs()["PartyTypeId"] == "4711" and "CodeG" not in credit.to_ifs()
+    assert "PartyTypeId=4711" in plan.render_text()
+    assert ",4711," in plan.to_csv()
+
+
+def test_an_employee_without_an_id_holds_the_report_and_says_where_to_set_it():
+    v = _validated(report(), EmployeePosting())
+    assert codes(v) == ["missing-employee-id:ana.lopez@example.com"]
+    assert "Custom Field 1" in v.holds[0].message
+    # An ID IFS lacks in the employee code part is a missing dimension like any other.
+    v = _validated(report(employeeCustomField1="E9999"), EmployeePosting())
+    assert codes(v) == ["missing-dimension:G:E9999"]
+    assert "employeeCustomField1" in v.holds[0].message
+    # A report of card lines only owes the card issuer: no employee is needed.
+    card_only = report([line("T1", 5000, reimbursable=False)])
+    assert _validated(card_only, EmployeePosting()).ok
+
+
+def test_without_an_employee_field_the_voucher_is_as_before():
+    rep = report(employeeCustomField1="E1001")
+    before = plan_voucher(_validated(rep, Posting()), Posting())
+    off = EmployeePosting(employee_id_field="", employee_code_part="")
+    after = plan_voucher(_validated(rep, off), off)
+    assert before.version == after.version and before.rows == after.rows
