@@ -228,6 +228,29 @@ EmployeeIdField = Literal[
 VOUCHER_DATE_ALIASES = {"approval": "approved", "submission": "submitted"}
 
 
+_EMPLOYEE_FIELDS = ("employeeCustomField1", "employeeCustomField2", "submitterPayrollID",
+                    "submitterUserID")  # fmt: skip
+
+
+def _letters_by_source(value: dict[str, str]) -> dict[str, str]:
+    """A source -> code part table with each letter B..J (uppercased); an employee field must
+    be one the export carries."""
+    out: dict[str, str] = {}
+    for source, part in value.items():
+        norm = part.strip().upper()
+        if norm not in _CODE_PARTS:
+            raise ValueError(
+                f"{source!r} maps to {part!r}; a code part must be one of B to J (A is the account)"
+            )
+        name = source.removeprefix("employee:")
+        if source.startswith("employee:") and name not in _EMPLOYEE_FIELDS:
+            raise ValueError(
+                f"{name!r} is not an employee field: one of {', '.join(_EMPLOYEE_FIELDS)}"
+            )
+        out[source] = norm
+    return out
+
+
 class PostingConfig(_Section):
     voucher_type: str = Field("X", min_length=1)
     voucher_date: Literal["approved", "submitted", "last-expense", "exported"] = Field(
@@ -268,6 +291,22 @@ class PostingConfig(_Section):
         default_factory=lambda: {"Cost Center": "B", "Project": "C"},
         description="Expensify tag level -> IFS code part (B..J)",
     )
+    code_part_by_report_field: dict[str, str] = Field(
+        default_factory=dict,
+        description="Expensify report field -> IFS code part (B..J), for lines whose tags"
+        " leave it empty",
+    )
+    code_part_by_employee_field: dict[str, str] = Field(
+        default_factory=dict,
+        description="Expensify employee field (employeeCustomField1/2, submitterPayrollID,"
+        " submitterUserID) -> IFS code part (B..J): the employee's default, after tags and"
+        " report fields",
+    )
+    code_part_sources_by_policy: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description='per policy, replaces both tables: {"report:<field>" = "B",'
+        ' "employee:<field>" = "C"}',
+    )
     closed_period: Literal["hold", "next-open"] = Field(
         "hold", description='a closed period: "hold" the report, or post to the "next-open"'
     )
@@ -302,6 +341,31 @@ class PostingConfig(_Section):
                 " employee_code_part is not: name the code part (B..J) that carries the employee"
             )
         return self
+
+    @field_validator("code_part_by_report_field")
+    @classmethod
+    def _report_field_code_parts(cls, value: dict[str, str]) -> dict[str, str]:
+        return _letters_by_source(value)
+
+    @field_validator("code_part_by_employee_field")
+    @classmethod
+    def _employee_field_code_parts(cls, value: dict[str, str]) -> dict[str, str]:
+        _letters_by_source({f"employee:{k}": v for k, v in value.items()})  # raises if bad
+        return {k: v.strip().upper() for k, v in value.items()}
+
+    @field_validator("code_part_sources_by_policy")
+    @classmethod
+    def _policy_sources(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for policy, table in value.items():
+            for key in table:
+                kind, _, name = key.partition(":")
+                if kind not in ("report", "employee") or not name.strip():
+                    raise ValueError(
+                        f"policy {policy!r}: {key!r} must be 'report:<field>' or 'employee:<field>'"
+                    )
+            out[policy] = _letters_by_source(table)
+        return out
 
     @field_validator("company_by_policy")
     @classmethod

@@ -35,7 +35,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
-from console import coding, reference
+from console import code_sources, coding, reference
 from console.expensify.models import ExportReport
 from console.ifs.models import CODE_PARTS, Voucher, VoucherRow
 from console.mapping import Hold, MappedLine, PostingRules
@@ -69,6 +69,9 @@ class RowSource:
     report_id: str
     transaction_id: str = ""
     credit_for: str = ""  # "reimbursable" or "card", on credit rows
+    # (code part, where its value came from) where that is not the line's tag: a report
+    # field, an employee default, the employee on the liability (console/code_sources.py).
+    parts_from: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +308,15 @@ class RowVoucher(VoucherHeader):
         return d, c
 
 
+def _parts_from(line: MappedLine) -> tuple[tuple[str, str], ...]:
+    """Where the line's code parts came from, for those not from its tag."""
+    return tuple(
+        (letter, code_sources.describe(kind))
+        for letter, (kind, _value) in sorted(line.code_part_sources.items())
+        if not kind.startswith("tag:")
+    )
+
+
 def _line_text(line: MappedLine) -> str:
     tid = line.transaction_id
     merchant = " ".join(line.transaction.display_merchant.split())
@@ -430,7 +442,12 @@ def plan_voucher(
                 debit=d,
                 credit=c,
                 text=_line_text(line),
-                source=RowSource("line", rid, transaction_id=line.transaction_id),
+                source=RowSource(
+                    "line",
+                    rid,
+                    transaction_id=line.transaction_id,
+                    parts_from=_parts_from(line),
+                ),
             )
         )
         cur_net, acc_net = nets.get(line.reimbursable, (ZERO, ZERO))
@@ -445,8 +462,12 @@ def plan_voucher(
             continue
         credit_parts: tuple[tuple[str, str], ...] = ()
         credit_fields: tuple[tuple[str, Any], ...] = ()
+        credit_from: tuple[tuple[str, str], ...] = ()
         if reimbursable and employee is not None:
             credit_parts, credit_fields = employee.code_parts(), employee.row_fields()
+            credit_from = tuple(
+                (name, f"employee {employee.field}") for name, _ in (*credit_parts, *credit_fields)
+            )
         for cur, acc in _balancing_rows(*nets[reimbursable]):
             # The side follows the currency amount; a currency-zero rounding row follows the
             # accounting amount.
@@ -464,7 +485,7 @@ def plan_voucher(
                     debit=acc_abs if debit_side else None,
                     credit=None if debit_side else acc_abs,
                     text=trim_text(f"Expensify {rid} {label}"),
-                    source=RowSource("credit", rid, credit_for=credit_for),
+                    source=RowSource("credit", rid, credit_for=credit_for, parts_from=credit_from),
                     fields=credit_fields,
                 )
             )
@@ -611,6 +632,9 @@ class Plan:
                     f"{fmt_decimal(row.currency_debit):>14} {fmt_decimal(row.currency_credit):>14} "
                     f"{fmt_decimal(row.debit):>14} {fmt_decimal(row.credit):>14}  {row.text}"
                 )
+                if row.source.parts_from:
+                    came = ", ".join(f"{k} from {where}" for k, where in row.source.parts_from)
+                    out.append(f"  {'':>3} {'':<10} ({came})")
             cd, cc, d, c = v.totals()
             out.append(
                 f"  {'':>3} {'balance':<10} {'':<24} {fmt_decimal(cd):>14} {fmt_decimal(cc):>14} "
@@ -703,6 +727,12 @@ class Plan:
                                 "kind": r.source.kind,
                                 "transactionID": r.source.transaction_id or None,
                                 "creditFor": r.source.credit_for or None,
+                                # where a code part is not from the tag (absent otherwise)
+                                **(
+                                    {"codePartsFrom": dict(r.source.parts_from)}
+                                    if r.source.parts_from
+                                    else {}
+                                ),
                             }
                             for r in v.rows
                         ],

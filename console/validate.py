@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from console import coding
+from console import code_sources, coding
 from console.expensify.models import MalformedReport
 from console.ifs.models import AccountingPeriod, CodePartValue, CurrencyRate
 from console.mapping import Hold, MappedLine, MappedReport, PostingRules
@@ -484,7 +484,7 @@ def validate(
             if (letter, value) in checked:
                 continue
             checked.add((letter, value))
-            _kind, source = line.code_part_sources.get(letter, ("", value))
+            kind, source = line.code_part_sources.get(letter, ("", value))
             h = _check_dimension(
                 letter,
                 value,
@@ -492,7 +492,9 @@ def validate(
                 company,
                 where,
                 _dimension_name(letter, mapped),
-                f"remap the tag '{source}'",
+                f"remap the value '{source}' of the {code_sources.describe(kind)}"
+                if kind and not kind.startswith("tag:")
+                else f"remap the tag '{source}'",
                 tid,
             )
             if h:

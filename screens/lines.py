@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.text import Text
 
+from console import code_sources
 from console.money import minor_to_decimal
 from screens.literal import literal
 from screens.theme import status_text
@@ -48,8 +49,10 @@ def line_rows(detail: Any, evaluation: Any) -> list[Row]:
             state = status_text("held", "; ".join(sorted({str(i.code) for i in issues})))
         else:
             state = status_text("ok")
+        sources = getattr(m, "code_part_sources", {}) or {}
         parts = " ".join(
-            f"{k}={v}" for k, v in sorted((getattr(m, "code_parts", {}) or {}).items())
+            f"{k}={v}" + _from(sources.get(k))
+            for k, v in sorted((getattr(m, "code_parts", {}) or {}).items())
         )
         rows.append(
             Row(
@@ -68,3 +71,10 @@ def line_rows(detail: Any, evaluation: Any) -> list[Row]:
             )
         )
     return rows
+
+
+def _from(source: tuple[str, str] | None) -> str:
+    """' (report field Department)' for a code part that did not come from the line's tag."""
+    if not source or source[0].startswith("tag:"):
+        return ""
+    return f" ({code_sources.describe(source[0])})"

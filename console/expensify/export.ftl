@@ -28,6 +28,7 @@
 "employeeCustomField2":"${s(r.employeeCustomField2!"")?json_string}",<#t>
 "submitterPayrollID":"${s(r.submitterPayrollID!"")?json_string}",<#t>
 "submitterUserID":"${s(r.submitterUserID!"")?json_string}",<#t>
+"reportFields":{<#list (r.customField!{}) as k, v>"${k?json_string}":"${s(v!"")?json_string}"<#sep>,</#sep></#list>},<#t>
 "approvers":[<#t>
 <#list (r.approvers![]) as a>
 {"email":"${s(a.email!"")?json_string}","date":"${s(a.date!"")?json_string}"}<#if a?has_next>,</#if><#t>

@@ -123,6 +123,14 @@ CLOSED_STATUSES = ("closed", "archived")
 APPROVAL_DATES = ("last-approver", "first-approver", "approved")
 
 
+def _as_text(v: Any) -> Any:
+    """An ID or field value as text: one the template printed as a number (`?c`) is the same
+    value; text is HTML-unescaped like Expensify's other text."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    return _unescape(v)
+
+
 class ExportReport(_Model):
     reportID: str
     reportName: str = ""
@@ -145,6 +153,9 @@ class ExportReport(_Model):
     employeeCustomField2: str = ""
     submitterPayrollID: str = ""
     submitterUserID: str = ""
+    # The report's fields (`customField.<Field_Name>`, non-alphanumerics as "_"), name → value:
+    # code parts from report fields (console/code_sources.py).
+    reportFields: dict[str, str] = Field(default_factory=dict)
     transactions: list[ExportTransaction] = Field(default_factory=list)
     # Set by the client (never by Expensify, see as_accrued): the zone `approved` is written
     # in, the timestamp as Expensify sent it (UTC) when that changed it, and "submitted" when
@@ -166,10 +177,14 @@ class ExportReport(_Model):
     )
     @classmethod
     def _employee_field(cls, v: Any) -> Any:
-        # An ID the template printed as a number (`?c`) is the same ID as text.
-        if isinstance(v, int) and not isinstance(v, bool):
-            return str(v)
-        return _unescape(v)
+        return _as_text(v)
+
+    @field_validator("reportFields", mode="before")
+    @classmethod
+    def _report_fields(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {str(k): _as_text(x) for k, x in v.items()}
+        return v
 
     @property
     def approved_date(self) -> str:

@@ -245,6 +245,7 @@ def _report_hash(
         "approved": report.approved,
         "reimbursed": report.reimbursed,
         "approvers": _approvers(report, submits_to),
+        "customField": dict(report.customField) or None,
         "transactionList": [
             _transaction_hash(report, t, categories) for t in report.transactionList
         ],
@@ -311,6 +312,24 @@ def render_export(model: Mapping[str, Any], on_error: OnError = "rethrow") -> st
             # `"${…}"` keeps its quotes; a bare `${…}` (a number or boolean) leaves nothing.
             return '""' if kind == "s" else ""
 
+    def hash_of(h: Any, key: str) -> Mapping[str, Any]:
+        # `<#list (r.customField!{}) as k, v>`: a missing field lists nothing; one that is
+        # not a hash stops FreeMarker.
+        try:
+            v = _lookup(h, (key,))
+            if v is None:
+                return {}
+            if not isinstance(v, Mapping):
+                raise TemplateRenderError(
+                    f'For "#list" list source: expected a hash, but {key} has evaluated to '
+                    f"{_ftl_type(v)}"
+                )
+            return v
+        except TemplateRenderError:
+            if not ignore:
+                raise
+            return {}
+
     def seq(h: Any, key: str) -> Sequence[Any]:
         try:
             return _seq(_lookup(h, (key,)), key)
@@ -325,6 +344,15 @@ def render_export(model: Mapping[str, Any], on_error: OnError = "rethrow") -> st
         out.append("{")
         for key, path, kind in REPORT_FIELDS:
             out.append(f'"{key}":{field(r, path, kind)},')
+        out.append('"reportFields":{')
+        out.append(
+            ",".join(
+                f'"{json_string(str(k))}":{field(fields, (k,), "s")}'
+                for fields in (hash_of(r, "customField"),)
+                for k in fields
+            )
+        )
+        out.append("},")
         out.append('"approvers":[')
         approvers = seq(r, "approvers")
         out.append(

@@ -27,6 +27,7 @@ def _world() -> dict[str, Any]:
     us = next(p for p in policies if p["id"] == "POL-US")
     eu = next(p for p in policies if p["id"] == "POL-EU")
     us["employees"][0]["employeeID"] = "E1001"
+    us["employees"][0]["customField2"] = "CC-100"  # Ana's home cost centre
     us["employees"].append({"email": KIM, "role": "user", "submitsTo": ANA})
     eu["employees"][0]["employeeID"] = "E2002"
     policies.append(
@@ -45,6 +46,11 @@ def _world() -> dict[str, Any]:
         for m, line in enumerate(r["transactionList"]):
             line["transactionID"] = f"70000000000000{prefix}{n}{m:02d}"
             line["created"] = f"2026-11-{14 + m}"
+    # Kim's report names its project in a report field; one line has no tag at all.
+    kim["customField"] = {"Project_Code": "PRJ-1001"}
+    kim["transactionList"][0]["tag"] = "Advisory"
+    kim["transactionList"][1]["tag"] = ""
+    closed["transactionList"][1]["tag"] = ":Apollo"  # no cost centre on this line
     reports += [kim, closed]
     company = raw["ifs"]["companies"][0]
     company["code_part_values"].append(
@@ -192,3 +198,41 @@ def test_the_accrued_expenses_row_carries_the_employee_as_its_party(tmp_path, fr
         rows = in_ifs[rid]["VoucherRowArray"]
         assert [r.get("PartyTypeId") for r in rows if r["Account"] == "2930"] == [employee]
         assert all(r.get("CodeG") is None for r in rows)
+
+
+def test_code_parts_come_from_report_fields_and_employee_defaults(tmp_path, world_sims):
+    """Tag first, then the report field, then the employee's default: Kim's untagged line
+    takes its project from the report field, and its cost centre from nobody (Kim has no
+    default); Ana's line without a cost centre takes her default; tagged lines keep their
+    tags."""
+    console = make_console(tmp_path, world_sims)
+    console.write_config(
+        posting={
+            **POSTING,
+            "code_part_by_report_field": {"Project_Code": "C"},
+            "code_part_by_employee_field": {"employeeCustomField2": "B"},
+        }
+    )
+    proc = console.run("--auto", "--dry-run")
+    assert "(C from report field Project_Code)" in proc.stdout, proc.stdout
+    plan = _dry_run(
+        console,
+        code_part_by_report_field={"Project_Code": "C"},
+        code_part_by_employee_field={"employeeCustomField2": "B"},
+    )
+    kim = _voucher(plan, "90000006")
+    rows = {r["Text"].split()[0]: r for r in kim["body"]["VoucherRowArray"]}
+    tagged, untagged = sorted(t for t in rows if t.startswith("7000"))
+    assert (rows[tagged]["CodeB"], rows[tagged]["CodeC"]) == ("CC-100", "PRJ-1001")
+    assert "CodeB" not in rows[untagged] and rows[untagged]["CodeC"] == "PRJ-1001"
+    froms = {s["transactionID"]: s.get("codePartsFrom") for s in kim["sources"]}
+    assert froms[tagged] == {"C": "report field Project_Code"}
+    # Ana's closed report: the line without a cost centre takes her default.
+    closed = _voucher(plan, "90000070")
+    [line] = [r for r in closed["sources"] if r.get("codePartsFrom")]
+    assert line["codePartsFrom"] == {"B": "employee default employeeCustomField2"}
+    [row] = [r for r in closed["body"]["VoucherRowArray"] if r["RowNo"] == line["RowNo"]]
+    assert (row["CodeB"], row["CodeC"]) == ("CC-100", "PRJ-1001")
+    # Ana's first report: both code parts from its tags; nothing from elsewhere.
+    ana = _voucher(plan, "90000001")
+    assert all(s.get("codePartsFrom") is None for s in ana["sources"])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from console.config import PostingConfig, SettingsError, load_settings, resolve_paths
-from console.mapping import map_report
+from console.mapping import MappingOverrides, map_report
 from console.plan import build_plan, plan_voucher
 from console.validate import validate
 
@@ -112,3 +112,89 @@ def test_without_an_employee_field_the_voucher_is_as_before():
     off = EmployeePosting(employee_id_field="", employee_code_part="")
     after = plan_voucher(_validated(rep, off), off)
     assert before.version == after.version and before.rows == after.rows
+
+
+@dataclass
+class SourcePosting(Posting):
+    code_part_by_report_field: dict[str, str] | None = None
+    code_part_by_employee_field: dict[str, str] | None = None
+    code_part_sources_by_policy: dict[str, dict[str, str]] | None = None
+
+
+SOURCES = reference([*DIMENSIONS, cpv("C", "PRJ-2"), cpv("B", "CC-HOME"), cpv("C", "PRJ-HOME")])
+
+
+def test_a_code_part_comes_from_the_tag_then_the_report_field_then_the_employee_default():
+    posting = SourcePosting(
+        code_part_by_report_field={"Project_Code": "C"},
+        code_part_by_employee_field={"employeeCustomField2": "B"},
+    )
+    rep = report(
+        [
+            line("T1", 1000, tag="New Lab:Apollo"),  # both from the tag
+            line("T2", 2000, tag="New Lab"),  # C from the report field
+            line("T3", 3000, tag=""),  # C from the report field, B the employee's
+        ],
+        reportFields={"Project_Code": "PRJ-2"},
+        employeeCustomField2="CC-HOME",
+    )
+    plan = build_plan([_validated(rep, posting, ref=SOURCES)], posting)
+    [v] = plan.vouchers
+    by = {r.source.transaction_id: r for r in v.rows if r.source.kind == "line"}
+    assert by["T1"].code_parts == (("B", "CC-410"), ("C", "PRJ-1"))
+    assert by["T1"].source.parts_from == ()
+    assert by["T2"].code_parts == (("B", "CC-410"), ("C", "PRJ-2"))
+    assert by["T2"].source.parts_from == (("C", "report field Project_Code"),)
+    assert by["T3"].code_parts == (("B", "CC-HOME"), ("C", "PRJ-2"))
+    assert dict(by["T3"].source.parts_from) == {
+        "B": "employee default employeeCustomField2",
+        "C": "report field Project_Code",
+    }
+    text = plan.render_text()
+    assert (
+        "(B from employee default employeeCustomField2, C from report field Project_Code)" in text
+    )
+    sources = plan.to_json()["vouchers"][0]["sources"]
+    assert {"C": "report field Project_Code"} in [s.get("codePartsFrom") for s in sources]
+
+
+def test_a_policy_s_own_sources_replace_the_tables_and_overrides_map_values():
+    posting = SourcePosting(
+        code_part_by_report_field={"Project_Code": "C"},
+        code_part_sources_by_policy={"POL-US": {"employee:employeeCustomField2": "C"}},
+    )
+    rep = report(
+        [line("T1", 1000, tag="New Lab")],
+        reportFields={"Project_Code": "PRJ-2"},
+        employeeCustomField2="home",
+    )
+    overrides = MappingOverrides(
+        {("POL-US", "employee-field:employeeCustomField2", "home"): "PRJ-HOME"}
+    )
+    mapped = map_report(rep, POLICIES, posting, overrides)
+    [mline] = mapped.lines
+    assert mline.code_parts == {"B": "CC-410", "C": "PRJ-HOME"}
+    assert mline.code_part_sources["C"] == ("employee-field:employeeCustomField2", "home")
+
+
+def test_a_report_field_value_ifs_lacks_holds_the_report_naming_the_field():
+    posting = SourcePosting(code_part_by_report_field={"Project_Code": "C"})
+    rep = report([line("T1", 1000, tag="New Lab")], reportFields={"Project_Code": "PRJ-404"})
+    v = _validated(rep, posting, ref=SOURCES)
+    assert codes(v) == ["missing-dimension:C:PRJ-404"]
+    assert "remap the value 'PRJ-404' of the report field Project_Code" in v.holds[0].message
+    # No value (and no tag at that level): the code part stays empty, nothing is held.
+    assert _validated(report([line("T1", 1000, tag="New Lab")]), posting, ref=SOURCES).ok
+
+
+def test_source_tables_refuse_a_letter_outside_b_to_j_and_unknown_employee_fields():
+    with pytest.raises(ValueError, match="B to J"):
+        PostingConfig.model_validate({"code_part_by_report_field": {"Dept": "A"}})
+    with pytest.raises(ValueError, match="not an employee field"):
+        PostingConfig.model_validate({"code_part_by_employee_field": {"homeCC": "B"}})
+    with pytest.raises(ValueError, match="report:<field>"):
+        PostingConfig.model_validate({"code_part_sources_by_policy": {"P": {"Dept": "B"}}})
+    ok = PostingConfig.model_validate(
+        {"code_part_by_employee_field": {"employeeCustomField2": "b"}}
+    )
+    assert ok.code_part_by_employee_field == {"employeeCustomField2": "B"}
