@@ -236,3 +236,28 @@ def test_code_parts_come_from_report_fields_and_employee_defaults(tmp_path, worl
     # Ana's first report: both code parts from its tags; nothing from elsewhere.
     ana = _voucher(plan, "90000001")
     assert all(s.get("codePartsFrom") is None for s in ana["sources"])
+
+
+def test_the_demo_world_codes_client_visits_to_their_engagement(console):
+    """The demo's client-billable reports carry an Engagement report field; the demo config
+    books it to code part D, a value IFS knows (the demo month's tie-out, per account and
+    cost centre, is unchanged: tests/close/test_close_e2e.py)."""
+    proc = console.run("--auto", "--dry-run", "--json")
+    assert proc.returncode == 3, proc.stderr
+    plan = json.loads(proc.stdout)["plan"]
+    engaged = [
+        (v, s)
+        for v in plan["vouchers"]
+        for s in v["sources"]
+        if (s.get("codePartsFrom") or {}).get("D") == "report field Engagement"
+    ]
+    assert len({v["reportID"] for v, _ in engaged}) >= 20
+    # A report field is the report's: every line of a report has the same engagement.
+    by_report: dict[str, set[str]] = {}
+    for v, s in engaged:
+        [row] = [r for r in v["body"]["VoucherRowArray"] if r["RowNo"] == s["RowNo"]]
+        by_report.setdefault(v["reportID"], set()).add(row["CodeD"])
+    assert all(len(codes) == 1 and next(iter(codes)).startswith("ENG-1") for codes in
+               by_report.values())  # fmt: skip
+    # No report is held for an engagement IFS lacks.
+    assert not [h for h in plan["held"] if ":D:" in h["reason"]]
