@@ -33,6 +33,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from console import reference
+from console.coding import EmployeeBalance
 from console.expensify.models import ExportReport, ExportTransaction, PolicyInfo
 from console.expensify.reconciliation import CardSpend, Unreadable
 from console.ifs.models import Voucher, VoucherRow
@@ -439,6 +440,9 @@ class TieOut:
     cost_centre_code_part: str
     # Card spend not yet on a report: shown beside the tie-out, never part of it.
     card_spend: CardSpendSection | None = None
+    # The accrued-expenses balance per employee at the period's end (console/coding.py),
+    # beside the tie-out; empty unless posting.employee_id_field is set.
+    accrued_by_employee: tuple[EmployeeBalance, ...] = ()
 
     @property
     def unexplained(self) -> list[ReportLine]:
@@ -557,6 +561,11 @@ class TieOut:
                 {"reportID": r.report_id, "reason": r.reason} for r in self.unexplained
             ],
             "cardSpend": self.card_spend.to_json() if self.card_spend is not None else None,
+            **(
+                {"accruedByEmployee": [b.to_json() for b in self.accrued_by_employee]}
+                if self.accrued_by_employee
+                else {}
+            ),
         }
 
 

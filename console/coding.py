@@ -26,11 +26,16 @@ no employee.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
+from console.ifs.models import Voucher, VoucherRow
 from console.mapping import Hold, MappedReport
+
+ZERO = Decimal("0.00")
 
 EXPORTED = "exported"
 # IFS's code part values and a voucher row's PartyTypeId are at most 20 characters.
@@ -111,3 +116,61 @@ def liability(mapped: MappedReport, posting: object) -> Liability | None:
         )
         return Liability(value, field, letter, (hold,))
     return Liability(value, field, letter)
+
+
+# ---------------------------------------------------------------- the liability per employee
+
+
+@dataclass(frozen=True)
+class EmployeeBalance:
+    """What the accrued-expenses account owes one employee at a period's end, from this
+    console's vouchers read back from IFS (credits less debits, accounting currency)."""
+
+    company: str
+    employee: str  # "" for rows that name no employee (posted before the setting, or cards)
+    currency: str
+    balance: Decimal
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "company": self.company,
+            "employee": self.employee or None,
+            "currency": self.currency,
+            "balance": format(self.balance, "f"),
+        }
+
+
+def employee_of_row(row: VoucherRow, posting: object) -> str:
+    """The employee a voucher row names, as posting.employee_on puts it there."""
+    if getattr(posting, "employee_on", "code-part") == "party":
+        return row.PartyTypeId or ""
+    letter = str(getattr(posting, "employee_code_part", "") or "")
+    return str(getattr(row, f"Code{letter}", None) or "") if letter else ""
+
+
+def accrued_by_employee(
+    vouchers: Iterable[Voucher],
+    posting: object,
+    until: tuple[int, int],
+    currency_of: Mapping[str, str],
+) -> list[EmployeeBalance]:
+    """The accrued-expenses balance per (company, employee) over every voucher up to and
+    including period `until` (year, period): accruals credit it, their reversals debit it.
+    Empty when the config names no employee field."""
+    if not getattr(posting, "employee_id_field", ""):
+        return []
+    account = str(getattr(posting, "accrued_expenses_account", ""))
+    sums: dict[tuple[str, str], Decimal] = {}
+    for v in vouchers:
+        if (v.AccountingYear, v.AccountingPeriod) > until:
+            continue
+        for row in v.VoucherRowArray:
+            if row.Account != account:
+                continue
+            key = (v.Company, employee_of_row(row, posting))
+            net = (row.CreditAmount or ZERO) - (row.DebetAmount or ZERO)
+            sums[key] = sums.get(key, ZERO) + net
+    return [
+        EmployeeBalance(company, employee, currency_of.get(company, ""), balance)
+        for (company, employee), balance in sorted(sums.items())
+    ]

@@ -180,6 +180,17 @@ def test_the_accrued_expenses_row_carries_the_employee_in_a_code_part(tmp_path, 
     assert "Custom Field 1" in held["90000006"]["message"]
     assert held["90000003"]["reason"] == "missing-dimension:G:E2002"
 
+    # The close lists what 2930 owes each employee, from the vouchers read back from IFS:
+    # Ana's two accruals less her refund.
+    proc = console.run("close", "--period", "2026-11", "--json")
+    assert proc.returncode in (0, 3), proc.stderr
+    assert json.loads(proc.stdout)["accruedByEmployee"] == [
+        {"company": "10", "employee": "E1001", "currency": "USD", "balance": "999.20"}
+    ]
+    text = console.run("close", "--period", "2026-11").stdout
+    assert "Accrued expenses per employee at the end of 2026-11" in text
+    assert any("E1001" in line and "999.20" in line for line in text.splitlines())
+
 
 def test_the_accrued_expenses_row_carries_the_employee_as_its_party(tmp_path, fresh_sims):
     console = make_console(tmp_path, fresh_sims)

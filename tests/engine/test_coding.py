@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from console.coding import accrued_by_employee
 from console.config import PostingConfig, SettingsError, load_settings, resolve_paths
+from console.ifs.models import Voucher, VoucherRow
 from console.mapping import MappingOverrides, map_report
 from console.plan import build_plan, plan_voucher
 from console.validate import validate
@@ -198,3 +200,47 @@ def test_source_tables_refuse_a_letter_outside_b_to_j_and_unknown_employee_field
         {"code_part_by_employee_field": {"employeeCustomField2": "b"}}
     )
     assert ok.code_part_by_employee_field == {"employeeCustomField2": "B"}
+
+
+def _posted(period: int, rows: list[tuple[str, str, str | None, str | None]]) -> Voucher:
+    return Voucher(
+        Company="10",
+        VoucherType="X",
+        AccountingYear=2026,
+        AccountingPeriod=period,
+        VoucherDate=date(2026, period, 1),
+        VoucherRowArray=[
+            VoucherRow(
+                Account=account,
+                PartyTypeId=party or None,
+                CurrencyCode="USD",
+                CurrencyRate=Decimal(1),
+                DebetAmount=Decimal(debit) if debit else None,
+                CreditAmount=Decimal(credit) if credit else None,
+            )
+            for account, party, debit, credit in rows
+        ],
+    )
+
+
+def test_the_accrued_balance_per_employee_counts_accruals_less_reversals_to_the_period():
+    posting = EmployeePosting(employee_on="party", employee_code_part="")
+    vouchers = [
+        _posted(11, [("6110", "", "150.00", None), ("2930", "E1", None, "100.00"),
+                     ("2930", "E2", None, "50.00")]),
+        _posted(12, [("2930", "E1", "100.00", None), ("6110", "", None, "100.00")]),
+        _posted(11, [("6110", "", "7.00", None), ("2930", "", None, "7.00")]),
+    ]  # fmt: skip
+    november = accrued_by_employee(vouchers, posting, (2026, 11), {"10": "USD"})
+    assert [(b.employee, b.balance) for b in november] == [
+        ("", Decimal("7.00")),
+        ("E1", Decimal("100.00")),
+        ("E2", Decimal("50.00")),
+    ]
+    december = accrued_by_employee(vouchers, posting, (2026, 12), {"10": "USD"})
+    assert [(b.employee, b.balance) for b in december if b.employee] == [
+        ("E1", Decimal("0.00")),
+        ("E2", Decimal("50.00")),
+    ]
+    off = EmployeePosting(employee_id_field="")
+    assert accrued_by_employee(vouchers, off, (2026, 12), {"10": "USD"}) == []
