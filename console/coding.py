@@ -33,7 +33,7 @@ from decimal import Decimal
 from typing import Any
 
 from console.ifs.models import Voucher, VoucherRow
-from console.mapping import Hold, MappedReport
+from console.mapping import Hold, MappedLine, MappedReport
 
 ZERO = Decimal("0.00")
 
@@ -174,3 +174,38 @@ def accrued_by_employee(
         EmployeeBalance(company, employee, currency_of.get(company, ""), balance)
         for (company, employee), balance in sorted(sums.items())
     ]
+
+
+# ---------------------------------------------------------------- a clearing account per card
+
+
+def clearing_account(posting: object, line: MappedLine) -> str:
+    """The account a company-card line credits: its card's own clearing account
+    (`posting.card_clearing_account_by_card`, keyed by Expensify's cardID or the card number
+    as the export masks it), else `posting.card_clearing_account`."""
+    by_card: Mapping[str, str] = getattr(posting, "card_clearing_account_by_card", None) or {}
+    tx = line.transaction
+    for key in (tx.cardID, tx.cardNumber):
+        if key and key in by_card:
+            return by_card[key]
+    return str(getattr(posting, "card_clearing_account", ""))
+
+
+def clearing_accounts(posting: object) -> frozenset[str]:
+    """Every account a card line may credit."""
+    by_card: Mapping[str, str] = getattr(posting, "card_clearing_account_by_card", None) or {}
+    return frozenset({str(getattr(posting, "card_clearing_account", "")), *by_card.values()})
+
+
+def credit_account(posting: object, line: MappedLine) -> tuple[bool, str]:
+    """(reimbursable, the account its voucher's balancing row credits) of a line."""
+    if line.reimbursable:
+        return True, str(getattr(posting, "accrued_expenses_account", ""))
+    return False, clearing_account(posting, line)
+
+
+def credit_groups(mapped: MappedReport, posting: object) -> list[tuple[bool, str]]:
+    """The balancing rows a report's voucher has, in their order: the accrued-expenses
+    account first, then each card clearing account by account."""
+    keys = {credit_account(posting, line) for line in mapped.lines if line.amount_minor != 0}
+    return sorted(keys, key=lambda k: (not k[0], k[1]))

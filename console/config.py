@@ -279,6 +279,11 @@ class PostingConfig(_Section):
     card_clearing_account: str = Field(
         "2940", min_length=1, description="credit account for company-card lines"
     )
+    card_clearing_account_by_card: dict[str, str] = Field(
+        default_factory=dict,
+        description="a company card's own clearing account: Expensify cardID (or the card"
+        " number as the export masks it) -> account; other cards use card_clearing_account",
+    )
     company_by_policy: dict[str, str] = Field(
         default_factory=dict, description="Expensify policy ID -> IFS company"
     )

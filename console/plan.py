@@ -417,7 +417,7 @@ def plan_voucher(
     )
 
     rows: list[PlannedRow] = []
-    nets: dict[bool, tuple[Decimal, Decimal]] = {}
+    nets: dict[tuple[bool, str], tuple[Decimal, Decimal]] = {}
     for line in lines:
         signed_currency = minor_to_decimal(line.amount_minor)
         debit_line = line.amount_minor > 0  # zero lines are skipped above
@@ -450,16 +450,14 @@ def plan_voucher(
                 ),
             )
         )
-        cur_net, acc_net = nets.get(line.reimbursable, (ZERO, ZERO))
-        nets[line.reimbursable] = (cur_net + signed_currency, acc_net + signed_accounting)
+        group = coding.credit_account(posting, line)  # (reimbursable, account): per card
+        cur_net, acc_net = nets.get(group, (ZERO, ZERO))
+        nets[group] = (cur_net + signed_currency, acc_net + signed_accounting)
 
     employee = coding.liability(mapped, posting)  # on the accrued-expenses row, when set
-    for reimbursable, account, credit_for, label in (
-        (True, posting.accrued_expenses_account, CREDIT_REIMBURSABLE, "reimbursable expenses"),
-        (False, posting.card_clearing_account, CREDIT_CARD, "company card expenses"),
-    ):
-        if reimbursable not in nets:
-            continue
+    for reimbursable, account in sorted(nets, key=lambda k: (not k[0], k[1])):
+        credit_for = CREDIT_REIMBURSABLE if reimbursable else CREDIT_CARD
+        label = "reimbursable expenses" if reimbursable else "company card expenses"
         credit_parts: tuple[tuple[str, str], ...] = ()
         credit_fields: tuple[tuple[str, Any], ...] = ()
         credit_from: tuple[tuple[str, str], ...] = ()
@@ -468,7 +466,7 @@ def plan_voucher(
             credit_from = tuple(
                 (name, f"employee {employee.field}") for name, _ in (*credit_parts, *credit_fields)
             )
-        for cur, acc in _balancing_rows(*nets[reimbursable]):
+        for cur, acc in _balancing_rows(*nets[(reimbursable, account)]):
             # The side follows the currency amount; a currency-zero rounding row follows the
             # accounting amount.
             debit_side = cur > 0 or (cur == 0 and acc > 0)

@@ -499,11 +499,16 @@ def validate(
             )
             if h:
                 holds.append(h)
-    for reimbursable, account, key, label in (
-        (True, posting.accrued_expenses_account, "accrued_expenses_account", "accrued-expenses"),
-        (False, posting.card_clearing_account, "card_clearing_account", "card clearing"),
-    ):
-        if reimbursable in groups and ("A", account) not in checked:
+    credit_groups = coding.credit_groups(mapped, posting)  # a clearing account per card
+    for reimbursable, account in credit_groups:
+        key, label = (
+            ("accrued_expenses_account", "accrued-expenses")
+            if reimbursable
+            else ("card_clearing_account", "card clearing")
+        )
+        if account != getattr(posting, key):
+            key = "card_clearing_account_by_card"
+        if ("A", account) not in checked:
             checked.add(("A", account))
             h = _check_dimension(
                 "A",
@@ -555,11 +560,8 @@ def validate(
                 holds,
             )
         )
-    for reimbursable, account in (
-        (True, posting.accrued_expenses_account),
-        (False, posting.card_clearing_account),
-    ):
-        if reimbursable in groups and account not in demanded:
+    for reimbursable, account in credit_groups:
+        if account not in demanded:
             given = employee_parts if reimbursable else set()
             demanded.update(_demand_holds(company, account, given, f"Report {rid}", "", holds))
 

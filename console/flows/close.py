@@ -306,7 +306,7 @@ def read_close_inputs(session: Session, period: ClosePeriod) -> CloseInputs:
         vouchers=vouchers,
         local=local,
         credit_accounts=frozenset(
-            {posting.accrued_expenses_account, posting.card_clearing_account}
+            {posting.accrued_expenses_account, *coding.clearing_accounts(posting)}
         ),
         cost_centre_code_part=mapper.cc_letter,
         source=source,

@@ -244,3 +244,36 @@ def test_the_accrued_balance_per_employee_counts_accruals_less_reversals_to_the_
     ]
     off = EmployeePosting(employee_id_field="")
     assert accrued_by_employee(vouchers, off, (2026, 12), {"10": "USD"}) == []
+
+
+@dataclass
+class CardPosting(Posting):
+    card_clearing_account_by_card: dict[str, str] | None = None
+
+
+def test_each_card_credits_its_own_clearing_account_and_others_the_default():
+    posting = CardPosting(card_clearing_account_by_card={"C-1": "2941"})
+    rep = report(
+        [
+            line("T1", 1000, reimbursable=False, cardID="C-1"),
+            line("T2", 2000, reimbursable=False, cardID="C-2"),
+            line("T3", 500),
+        ]
+    )
+    ref = reference([*DIMENSIONS, cpv("A", "2941")])
+    v = plan_voucher(_validated(rep, posting, ref=ref), posting)
+    credits = [(r.account, r.credit) for r in v.rows if r.source.kind == "credit"]
+    assert credits == [
+        ("2930", Decimal("5.00")),
+        ("2940", Decimal("20.00")),
+        ("2941", Decimal("10.00")),
+    ]
+    # A card account IFS lacks holds the report, naming the setting to fix.
+    held = _validated(rep, posting)
+    assert codes(held) == ["missing-dimension:A:2941"]
+    assert "card_clearing_account_by_card" in held.holds[0].message
+    # Without the table, one card row as before (same version).
+    plain = plan_voucher(_validated(rep, Posting(), ref=ref), Posting())
+    again = plan_voucher(_validated(rep, CardPosting(), ref=ref), CardPosting())
+    assert plain.version == again.version
+    assert [r.account for r in plain.rows if r.source.kind == "credit"] == ["2930", "2940"]
