@@ -33,6 +33,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from console import reference
+from console.coding import EmployeeBalance
 from console.currency import CurrencyRule
 from console.expensify.models import ExportReport, ExportTransaction, PolicyInfo
 from console.expensify.reconciliation import CardSpend, Unreadable
@@ -483,6 +484,9 @@ class TieOut:
     # ReferenceNumbers IFS holds on more than one voucher (reference → voucher labels): two
     # installations posting at the same instant, or a voucher entered again by hand.
     held_twice: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # The accrued-expenses balance per employee at the period's end (console/coding.py),
+    # beside the tie-out; empty unless posting.employee_id_field is set.
+    accrued_by_employee: tuple[EmployeeBalance, ...] = ()
 
     @property
     def unexplained(self) -> list[ReportLine]:
@@ -620,6 +624,11 @@ class TieOut:
             ],
             "cardSpend": self.card_spend.to_json() if self.card_spend is not None else None,
             "heldTwice": {ref: list(labels) for ref, labels in self.held_twice.items()},
+            **(
+                {"accruedByEmployee": [b.to_json() for b in self.accrued_by_employee]}
+                if self.accrued_by_employee
+                else {}
+            ),
         }
 
 

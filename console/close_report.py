@@ -134,6 +134,16 @@ def render_text(t: TieOut) -> str:
     if t.card_spend is not None:
         out.append("")
         out.extend(card_spend_text(t.card_spend))
+    if t.accrued_by_employee:
+        out.append("")
+        out.append(
+            f"Accrued expenses per employee at the end of {t.period.label} (beside the tie-out)"
+        )
+        out.append(f"  {'company':<8} {'employee':<20} {'balance':>14}")
+        for b in t.accrued_by_employee:
+            out.append(
+                f"  {b.company:<8} {b.employee or '(none)':<20} {money(b.balance):>14} {b.currency}"
+            )
     return visible_text("\n".join(out)) + "\n"
 
 

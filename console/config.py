@@ -222,20 +222,68 @@ class IfsConfig(_Section):
 
 
 ReversalRule = Literal["next-period-start", "on-reimbursement", "none"]
+# The report-level employee fields of Expensify's export (reference/expensify.md §2c).
+EmployeeIdField = Literal[
+    "", "employeeCustomField1", "employeeCustomField2", "submitterPayrollID", "submitterUserID"
+]
+VOUCHER_DATE_ALIASES = {"approval": "approved", "submission": "submitted"}
+
+
+_EMPLOYEE_FIELDS = ("employeeCustomField1", "employeeCustomField2", "submitterPayrollID",
+                    "submitterUserID")  # fmt: skip
+
+
+def _letters_by_source(value: dict[str, str]) -> dict[str, str]:
+    """A source -> code part table with each letter B..J (uppercased); an employee field must
+    be one the export carries."""
+    out: dict[str, str] = {}
+    for source, part in value.items():
+        norm = part.strip().upper()
+        if norm not in _CODE_PARTS:
+            raise ValueError(
+                f"{source!r} maps to {part!r}; a code part must be one of B to J (A is the account)"
+            )
+        name = source.removeprefix("employee:")
+        if source.startswith("employee:") and name not in _EMPLOYEE_FIELDS:
+            raise ValueError(
+                f"{name!r} is not an employee field: one of {', '.join(_EMPLOYEE_FIELDS)}"
+            )
+        out[source] = norm
+    return out
 
 
 class PostingConfig(_Section, TaxPostingFields):
     voucher_type: str = Field("X", min_length=1)
-    voucher_date: Literal["approval", "submission", "last-expense"] = Field(
-        "approval",
-        description="what dates a voucher: the approval, the submission or the last expense "
-        "(a Submit-and-Close report, never approved, takes its submission)",
+    voucher_date: Literal["approved", "submitted", "last-expense", "exported"] = Field(
+        "approved",
+        description="what dates a voucher: the approval, the submission, the last expense or"
+        " the day the console posts it (a Submit-and-Close report, never approved, takes its"
+        " submission for 'approved'); 'approval' and 'submission' are read as before",
+    )
+    employee_id_field: EmployeeIdField = Field(
+        "",
+        description="the Expensify employee field holding the employee's ID for the"
+        " accrued-expenses row (employeeCustomField1, employeeCustomField2,"
+        " submitterPayrollID, submitterUserID); empty: the row names no employee",
+    )
+    employee_on: Literal["code-part", "party"] = Field(
+        "code-part",
+        description="where the accrued-expenses row carries the employee's ID: in"
+        " employee_code_part, or as the row's party (IFS's Identity, PartyTypeId)",
+    )
+    employee_code_part: str = Field(
+        "", description="the code part (B..J) of the employee on the accrued-expenses row"
     )
     accrued_expenses_account: str = Field(
         "2930", min_length=1, description="credit account for reimbursable lines"
     )
     card_clearing_account: str = Field(
         "2940", min_length=1, description="credit account for company-card lines"
+    )
+    card_clearing_account_by_card: dict[str, str] = Field(
+        default_factory=dict,
+        description="a company card's own clearing account: Expensify cardID (or the card"
+        " number as the export masks it) -> account; other cards use card_clearing_account",
     )
     company_by_policy: dict[str, str] = Field(
         default_factory=dict, description="Expensify policy ID -> IFS company"
@@ -249,6 +297,22 @@ class PostingConfig(_Section, TaxPostingFields):
         default_factory=lambda: {"Cost Center": "B", "Project": "C"},
         description="Expensify tag level -> IFS code part (B..J)",
     )
+    code_part_by_report_field: dict[str, str] = Field(
+        default_factory=dict,
+        description="Expensify report field -> IFS code part (B..J), for lines whose tags"
+        " leave it empty",
+    )
+    code_part_by_employee_field: dict[str, str] = Field(
+        default_factory=dict,
+        description="Expensify employee field (employeeCustomField1/2, submitterPayrollID,"
+        " submitterUserID) -> IFS code part (B..J): the employee's default, after tags and"
+        " report fields",
+    )
+    code_part_sources_by_policy: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description='per policy, replaces both tables: {"report:<field>" = "B",'
+        ' "employee:<field>" = "C"}',
+    )
     closed_period: Literal["hold", "next-open"] = Field(
         "hold", description='a closed period: "hold" the report, or post to the "next-open"'
     )
@@ -256,6 +320,58 @@ class PostingConfig(_Section, TaxPostingFields):
         default_factory=dict,
         description="per credit account: next-period-start, on-reimbursement or none",
     )
+
+    @field_validator("voucher_date", mode="before")
+    @classmethod
+    def _voucher_date(cls, value: Any) -> Any:
+        # The names before issue 16 stay valid: configs written with them keep working.
+        return VOUCHER_DATE_ALIASES.get(value, value) if isinstance(value, str) else value
+
+    @field_validator("employee_code_part")
+    @classmethod
+    def _employee_code_part(cls, value: str) -> str:
+        norm = value.strip().upper()
+        if norm and norm not in _CODE_PARTS:
+            raise ValueError(f"{value!r} is not a code part; one of B to J (A is the account)")
+        return norm
+
+    @model_validator(mode="after")
+    def _employee_needs_a_place(self) -> PostingConfig:
+        if (
+            self.employee_id_field
+            and self.employee_on == "code-part"
+            and not self.employee_code_part
+        ):
+            raise ValueError(
+                "employee_id_field is set and employee_on is 'code-part', but"
+                " employee_code_part is not: name the code part (B..J) that carries the employee"
+            )
+        return self
+
+    @field_validator("code_part_by_report_field")
+    @classmethod
+    def _report_field_code_parts(cls, value: dict[str, str]) -> dict[str, str]:
+        return _letters_by_source(value)
+
+    @field_validator("code_part_by_employee_field")
+    @classmethod
+    def _employee_field_code_parts(cls, value: dict[str, str]) -> dict[str, str]:
+        _letters_by_source({f"employee:{k}": v for k, v in value.items()})  # raises if bad
+        return {k: v.strip().upper() for k, v in value.items()}
+
+    @field_validator("code_part_sources_by_policy")
+    @classmethod
+    def _policy_sources(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for policy, table in value.items():
+            for key in table:
+                kind, _, name = key.partition(":")
+                if kind not in ("report", "employee") or not name.strip():
+                    raise ValueError(
+                        f"policy {policy!r}: {key!r} must be 'report:<field>' or 'employee:<field>'"
+                    )
+            out[policy] = _letters_by_source(table)
+        return out
 
     @field_validator("company_by_policy")
     @classmethod

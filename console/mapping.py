@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from console import code_sources
 from console.expensify.models import ExportReport, ExportTransaction, PolicyInfo
 from console.ifs.models import CODE_PARTS
 from console.tax import LineTax, line_tax
@@ -188,6 +189,8 @@ class _PolicyIndex:
     tag_gl: list[dict[str, str]]  # per level, tag name → glCode
     levels: list[str]
     letter_by_level: dict[str, str]
+    # (letter, kind, field) tried after the tags: report fields, then employee defaults.
+    after_tags: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def _index_policy(
@@ -206,7 +209,8 @@ def _index_policy(
         for (p, kind, source), target in overrides.targets.items():
             if p == wanted and kind == TAG_LEVEL:
                 letter_by_level[source] = target
-    return _PolicyIndex(category_gl, tag_gl, levels, letter_by_level)
+    after_tags = code_sources.sources_of(posting, policy_id)
+    return _PolicyIndex(category_gl, tag_gl, levels, letter_by_level, after_tags)
 
 
 def _line_label(report: ExportReport, tx: ExportTransaction) -> str:
@@ -322,6 +326,15 @@ def _map_line(
             continue
         code_parts[letter] = value
         sources[letter] = (kind, tag_name)
+
+    if index.after_tags:  # report fields, then employee defaults (console/code_sources.py)
+        code_sources.fill(
+            report,
+            code_parts,
+            sources,
+            index.after_tags,
+            lambda kind, value: overrides.get(policy_id, kind, value),
+        )
 
     tax, tax_hold = line_tax(report, tx, account, posting)
     if tax_hold is not None:

@@ -35,7 +35,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
-from console import reference, tax
+from console import code_sources, coding, reference, tax
 from console.currency import fmt_places, line_amounts, rule_for
 from console.expensify.models import ExportReport
 from console.ifs.models import CODE_PARTS, Voucher, VoucherRow
@@ -70,6 +70,9 @@ class RowSource:
     report_id: str
     transaction_id: str = ""
     credit_for: str = ""  # "reimbursable" or "card", on credit rows
+    # (code part, where its value came from) where that is not the line's tag: a report
+    # field, an employee default, the employee on the liability (console/code_sources.py).
+    parts_from: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,9 @@ class PlannedRow:
     text: str
     source: RowSource
     tax: tax.RowTax | None = None  # the tax code and IFS's tax fields of an expense row
+    # IFS row fields beyond code parts and amounts, as (name, value): the employee as the
+    # row's party (console/coding.py).
+    fields: tuple[tuple[str, Any], ...] = ()
 
     @property
     def ifs_generated(self) -> bool:
@@ -112,6 +118,7 @@ class PlannedRow:
         )
         if self.tax is not None:
             body.update(self.tax.to_ifs())
+        body.update(self.fields)
         return body
 
     @property
@@ -329,6 +336,15 @@ class RowVoucher(VoucherHeader):
         return d, c
 
 
+def _parts_from(line: MappedLine) -> tuple[tuple[str, str], ...]:
+    """Where the line's code parts came from, for those not from its tag."""
+    return tuple(
+        (letter, code_sources.describe(kind))
+        for letter, (kind, _value) in sorted(line.code_part_sources.items())
+        if not kind.startswith("tag:")
+    )
+
+
 def _line_text(line: MappedLine) -> str:
     tid = line.transaction_id
     merchant = " ".join(line.transaction.display_merchant.split())
@@ -460,7 +476,7 @@ def plan_voucher(
     ]
 
     rows: list[PlannedRow] = []
-    nets: dict[bool, tuple[Decimal, Decimal]] = {}
+    nets: dict[tuple[bool, str], tuple[Decimal, Decimal]] = {}
 
     def to_accounting(amount: Decimal) -> Decimal:
         # Tax and base convert by the rule the rows convert by (IFS's rounding).
@@ -468,7 +484,6 @@ def plan_voucher(
 
     def to_major(minor: int) -> Decimal:
         return rule.transaction_amount(minor_to_decimal(minor))
-
     for line in lines:
         line_tax = line.tax if line.tax is not None and line.tax.code else None
         # With a tax code the row posts the net; IFS posts the recoverable tax (console/tax.py).
@@ -502,7 +517,12 @@ def plan_voucher(
                 debit=d,
                 credit=c,
                 text=_line_text(line),
-                source=RowSource("line", rid, transaction_id=line.transaction_id),
+                source=RowSource(
+                    "line",
+                    rid,
+                    transaction_id=line.transaction_id,
+                    parts_from=_parts_from(line),
+                ),
                 tax=row_tax,
             )
         )
@@ -510,16 +530,23 @@ def plan_voucher(
             rows.append(_ifs_tax_row(row_tax, currency, rate, rid, line.transaction_id))
             signed_currency += row_tax.currency_tax
             signed_accounting += row_tax.tax
-        cur_net, acc_net = nets.get(line.reimbursable, (ZERO, ZERO))
-        nets[line.reimbursable] = (cur_net + signed_currency, acc_net + signed_accounting)
+        group = coding.credit_account(posting, line)  # (reimbursable, account): per card
+        cur_net, acc_net = nets.get(group, (ZERO, ZERO))
+        nets[group] = (cur_net + signed_currency, acc_net + signed_accounting)
 
-    for reimbursable, account, credit_for, label in (
-        (True, posting.accrued_expenses_account, CREDIT_REIMBURSABLE, "reimbursable expenses"),
-        (False, posting.card_clearing_account, CREDIT_CARD, "company card expenses"),
-    ):
-        if reimbursable not in nets:
-            continue
-        for cur, acc in _balancing_rows(*nets[reimbursable]):
+    employee = coding.liability(mapped, posting)  # on the accrued-expenses row, when set
+    for reimbursable, account in sorted(nets, key=lambda k: (not k[0], k[1])):
+        credit_for = CREDIT_REIMBURSABLE if reimbursable else CREDIT_CARD
+        label = "reimbursable expenses" if reimbursable else "company card expenses"
+        credit_parts: tuple[tuple[str, str], ...] = ()
+        credit_fields: tuple[tuple[str, Any], ...] = ()
+        credit_from: tuple[tuple[str, str], ...] = ()
+        if reimbursable and employee is not None:
+            credit_parts, credit_fields = employee.code_parts(), employee.row_fields()
+            credit_from = tuple(
+                (name, f"employee {employee.field}") for name, _ in (*credit_parts, *credit_fields)
+            )
+        for cur, acc in _balancing_rows(*nets[(reimbursable, account)]):
             # The side follows the currency amount; a currency-zero rounding row follows the
             # accounting amount.
             debit_side = cur > 0 or (cur == 0 and acc > 0)
@@ -528,7 +555,7 @@ def plan_voucher(
                 PlannedRow(
                     row_no=_next_row_no(rows),
                     account=account,
-                    code_parts=(),
+                    code_parts=credit_parts,
                     currency_code=currency,
                     currency_rate=rate,
                     currency_debit=cur_abs if debit_side else None,
@@ -536,7 +563,8 @@ def plan_voucher(
                     debit=acc_abs if debit_side else None,
                     credit=None if debit_side else acc_abs,
                     text=trim_text(f"Expensify {rid} {label}"),
-                    source=RowSource("credit", rid, credit_for=credit_for),
+                    source=RowSource("credit", rid, credit_for=credit_for, parts_from=credit_from),
+                    fields=credit_fields,
                 )
             )
 
@@ -682,7 +710,7 @@ class Plan:
                 f"{'cur credit':>14} {'debit':>14} {'credit':>14}  text"
             )
             for row in v.rows:
-                parts = " ".join(f"{k}={val}" for k, val in row.code_parts) or "-"
+                parts = " ".join(f"{k}={val}" for k, val in (*row.code_parts, *row.fields)) or "-"
                 no = "ifs" if row.ifs_generated else str(row.row_no)
                 out.append(
                     f"  {no:>3} {row.account_label:<10} {parts:<24} "
@@ -692,6 +720,9 @@ class Plan:
                     f"{fmt_places(row.credit, v.accounting_decimals):>14}  {row.text}"
                     + _tax_note(row)
                 )
+                if row.source.parts_from:
+                    came = ", ".join(f"{k} from {where}" for k, where in row.source.parts_from)
+                    out.append(f"  {'':>3} {'':<10} ({came})")
             cd, cc, d, c = v.totals()
             out.append(
                 f"  {'':>3} {'balance':<10} {'':<24} {fmt_places(cd, v.currency_decimals):>14} "
@@ -787,6 +818,12 @@ class Plan:
                                 "transactionID": r.source.transaction_id or None,
                                 "creditFor": r.source.credit_for or None,
                                 **_tax_json(r),
+                                # where a code part is not from the tag (absent otherwise)
+                                **(
+                                    {"codePartsFrom": dict(r.source.parts_from)}
+                                    if r.source.parts_from
+                                    else {}
+                                ),
                             }
                             for r in v.rows
                         ],
@@ -849,6 +886,7 @@ class Plan:
         "debit",
         "credit",
         "transactionID",
+        "PartyTypeId",
         "text",
         "reason",
         "message",
@@ -892,6 +930,7 @@ class Plan:
                     record["ifsGenerated"] = "true"
                 for letter, value in r.code_parts:
                     record[f"Code{letter}"] = value
+                record.update((k, v) for k, v in r.fields if k in self.CSV_COLUMNS)
                 writer.writerow(record)
         for h in self.held:
             writer.writerow(

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any, Protocol
 
-from console import reference
+from console import coding, reference
 from console.audit import AuditLog, Event
 from console.ifs.models import Voucher, VoucherRow
 from console.ledger import LIVE, Intent, Ledger, VoucherSender
@@ -147,8 +147,9 @@ def classify_rows(
     expense rows by their transaction's reimbursable flag (unknown lines: reimbursable)."""
     groups: dict[str, list[VoucherRow]] = {}
     credit_prefix = f"Expensify {report_id} "
+    card_accounts = coding.clearing_accounts(posting)
     for row in accrual.VoucherRowArray:
-        if row.Text.startswith(credit_prefix) and row.Account == posting.card_clearing_account:
+        if row.Text.startswith(credit_prefix) and row.Account in card_accounts:
             group = GROUP_CARD
         elif row.Text.startswith(credit_prefix):
             group = GROUP_REIMBURSABLE

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from console import tax
+from console import code_sources, coding, tax
 from console.currency import CurrencyBook, CurrencyRule
 from console.expensify.models import MalformedReport
 from console.ifs.models import AccountingPeriod, CodePartValue, CurrencyRate
@@ -403,8 +403,15 @@ def _unique(holds: Iterable[Hold]) -> list[Hold]:
     return out
 
 
-def validate(mapped: MappedReport, ref: IfsReference, posting: PostingRules) -> ValidatedReport:
-    """Check one mapped report against the IFS snapshot; every problem becomes a hold."""
+def validate(
+    mapped: MappedReport,
+    ref: IfsReference,
+    posting: PostingRules,
+    *,
+    today: date | None = None,
+) -> ValidatedReport:
+    """Check one mapped report against the IFS snapshot; every problem becomes a hold.
+    `today`: the console's day, which dates the voucher under voucher_date = "exported"."""
     report = mapped.report
     rid = report.reportID
     holds = _malformed(mapped)
@@ -430,7 +437,7 @@ def validate(mapped: MappedReport, ref: IfsReference, posting: PostingRules) -> 
         )
 
     # Voucher date and period.
-    day = approved
+    day = coding.voucher_day(posting, approved, today)
     moved_from: date | None = None
     moved_from_period = ""
     period = company.period_on(day)
@@ -489,7 +496,7 @@ def validate(mapped: MappedReport, ref: IfsReference, posting: PostingRules) -> 
             if (letter, value) in checked:
                 continue
             checked.add((letter, value))
-            _kind, source = line.code_part_sources.get(letter, ("", value))
+            kind, source = line.code_part_sources.get(letter, ("", value))
             h = _check_dimension(
                 letter,
                 value,
@@ -497,16 +504,23 @@ def validate(mapped: MappedReport, ref: IfsReference, posting: PostingRules) -> 
                 company,
                 where,
                 _dimension_name(letter, mapped),
-                f"remap the tag '{source}'",
+                f"remap the value '{source}' of the {code_sources.describe(kind)}"
+                if kind and not kind.startswith("tag:")
+                else f"remap the tag '{source}'",
                 tid,
             )
             if h:
                 holds.append(h)
-    for reimbursable, account, key, label in (
-        (True, posting.accrued_expenses_account, "accrued_expenses_account", "accrued-expenses"),
-        (False, posting.card_clearing_account, "card_clearing_account", "card clearing"),
-    ):
-        if reimbursable in groups and ("A", account) not in checked:
+    credit_groups = coding.credit_groups(mapped, posting)  # a clearing account per card
+    for reimbursable, account in credit_groups:
+        key, label = (
+            ("accrued_expenses_account", "accrued-expenses")
+            if reimbursable
+            else ("card_clearing_account", "card clearing")
+        )
+        if account != getattr(posting, key):
+            key = "card_clearing_account_by_card"
+        if ("A", account) not in checked:
             checked.add(("A", account))
             h = _check_dimension(
                 "A",
@@ -516,6 +530,27 @@ def validate(mapped: MappedReport, ref: IfsReference, posting: PostingRules) -> 
                 f"Report {rid}",
                 f"The {label} account",
                 f"fix {key} in the posting config",
+                "",
+            )
+            if h:
+                holds.append(h)
+
+    # The employee on the accrued-expenses row (console/coding.py): an ID there is, and, in
+    # a code part, one IFS knows.
+    employee = coding.liability(mapped, posting) if True in groups else None
+    employee_parts: set[str] = set()
+    if employee is not None:
+        holds.extend(employee.holds)
+        for letter, value in employee.code_parts():
+            employee_parts.add(letter)
+            h = _check_dimension(
+                letter,
+                value,
+                day,
+                company,
+                f"Report {rid}",
+                f"The employee ID of {report.accountEmail or 'the employee'}",
+                f"correct {employee.field} in Expensify",
                 "",
             )
             if h:
@@ -538,12 +573,10 @@ def validate(mapped: MappedReport, ref: IfsReference, posting: PostingRules) -> 
                 line.tax.code if line.tax else "",
             )
         )
-    for reimbursable, account in (
-        (True, posting.accrued_expenses_account),
-        (False, posting.card_clearing_account),
-    ):
-        if reimbursable in groups and account not in demanded:
-            demanded.update(_demand_holds(company, account, set(), f"Report {rid}", "", holds))
+    for reimbursable, account in credit_groups:
+        if account not in demanded:
+            given = employee_parts if reimbursable else set()
+            demanded.update(_demand_holds(company, account, given, f"Report {rid}", "", holds))
 
     # Currency rate: never a silent 1:1.
     currency = mapped.currency

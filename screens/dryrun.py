@@ -66,7 +66,11 @@ def plan_rows(plan: Plan, flt: str = "") -> list[Row]:
         title.append_text(literal(info, 140, style=ORANGE if v.moved_from else GREY))
         rows.append(Row(key=v.report_id, cells={}, payload=v, selectable=False, span=title))
         for r in v.rows:
-            parts = " ".join(f"{k}={val}" for k, val in r.code_parts)
+            came = dict(r.source.parts_from)  # a code part not from the tag says its source
+            parts = " ".join(
+                f"{k}={val}" + (f" ({came[k]})" if k in came else "")
+                for k, val in (*r.code_parts, *r.fields)
+            )
             rows.append(
                 Row(
                     # IFS numbers its own tax rows: they are keyed by their line instead.

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.text import Text
 
+from console import code_sources
 from console.money import minor_to_decimal
 from console.views import PostedCoding
 from screens.literal import literal
@@ -86,8 +87,10 @@ def line_rows(detail: Any, evaluation: Any) -> list[Row]:
             state = status_text("held", "; ".join(sorted({str(i.code) for i in issues})))
         else:
             state = status_text("ok")
+        sources = getattr(m, "code_part_sources", {}) or {}
         parts = " ".join(
-            f"{k}={v}" for k, v in sorted((getattr(m, "code_parts", {}) or {}).items())
+            f"{k}={v}" + _from(sources.get(k))
+            for k, v in sorted((getattr(m, "code_parts", {}) or {}).items())
         )
         rows.append(
             Row(
@@ -106,3 +109,10 @@ def line_rows(detail: Any, evaluation: Any) -> list[Row]:
             )
         )
     return rows
+
+
+def _from(source: tuple[str, str] | None) -> str:
+    """' (report field Department)' for a code part that did not come from the line's tag."""
+    if not source or source[0].startswith("tag:"):
+        return ""
+    return f" ({code_sources.describe(source[0])})"

@@ -24,6 +24,11 @@
 "submitted":"${s(r.submitted!"")?json_string}",<#t>
 "approved":"${s(r.approved!"")?json_string}",<#t>
 "reimbursed":"${s(r.reimbursed!"")?json_string}",<#t>
+"employeeCustomField1":"${s(r.employeeCustomField1!"")?json_string}",<#t>
+"employeeCustomField2":"${s(r.employeeCustomField2!"")?json_string}",<#t>
+"submitterPayrollID":"${s(r.submitterPayrollID!"")?json_string}",<#t>
+"submitterUserID":"${s(r.submitterUserID!"")?json_string}",<#t>
+"reportFields":{<#list (r.customField!{}) as k, v>"${k?json_string}":"${s(v!"")?json_string}"<#sep>,</#sep></#list>},<#t>
 "approvers":[<#t>
 <#list (r.approvers![]) as a>
 {"email":"${s(a.email!"")?json_string}","date":"${s(a.date!"")?json_string}"}<#if a?has_next>,</#if><#t>

@@ -116,7 +116,9 @@ class AccrualRule:
 
     zone: str = "UTC"
     approval: str = "last-approver"
-    dated_by: str = "approval"
+    # posting.voucher_date: "approved", "submitted", "last-expense" or "exported" (the last is
+    # the day the console posts, set by validation: the report keeps its approval here).
+    dated_by: str = "approved"
 
 
 class ExportApprover(_Model):
@@ -132,6 +134,14 @@ APPROVED_FORMAT = "%Y-%m-%d %H:%M:%S"  # Expensify's `approved`, observed in rea
 CLOSED_STATUSES = ("closed", "archived")
 # Which approval dates a report's accrual: `expensify.approval_date`.
 APPROVAL_DATES = ("last-approver", "first-approver", "approved")
+
+
+def _as_text(v: Any) -> Any:
+    """An ID or field value as text: one the template printed as a number (`?c`) is the same
+    value; text is HTML-unescaped like Expensify's other text."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    return _unescape(v)
 
 
 class ExportReport(_Model):
@@ -150,6 +160,15 @@ class ExportReport(_Model):
     approved: str = ""
     reimbursed: str = ""
     approvers: list[ExportApprover] = Field(default_factory=list)
+    # The submitter's employee fields (posting.employee_id_field names the one holding the ID
+    # the accrued-expenses row carries, console/coding.py).
+    employeeCustomField1: str = ""
+    employeeCustomField2: str = ""
+    submitterPayrollID: str = ""
+    submitterUserID: str = ""
+    # The report's fields (`customField.<Field_Name>`, non-alphanumerics as "_"), name → value:
+    # code parts from report fields (console/code_sources.py).
+    reportFields: dict[str, str] = Field(default_factory=dict)
     transactions: list[ExportTransaction] = Field(default_factory=list)
     # Set by the client (never by Expensify, see as_accrued): the zone `approved` is written
     # in, the timestamp as Expensify sent it (UTC) when that changed it, and "submitted" when
@@ -161,6 +180,24 @@ class ExportReport(_Model):
     _unescape_text = field_validator("reportName", "policyName", "submitterName", mode="before")(
         _unescape
     )
+
+    @field_validator(
+        "employeeCustomField1",
+        "employeeCustomField2",
+        "submitterPayrollID",
+        "submitterUserID",
+        mode="before",
+    )
+    @classmethod
+    def _employee_field(cls, v: Any) -> Any:
+        return _as_text(v)
+
+    @field_validator("reportFields", mode="before")
+    @classmethod
+    def _report_fields(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {str(k): _as_text(x) for k, x in v.items()}
+        return v
 
     @property
     def approved_date(self) -> str:
@@ -201,17 +238,20 @@ class ExportReport(_Model):
     def _moment(self, approval: str, dated_by: str) -> tuple[str, str]:
         """(the timestamp that dates the voucher, its source; "" for `approved` itself)."""
         closed = self.status.strip().lower() in CLOSED_STATUSES
-        if not self.approved.strip() and closed and self.submitted.strip():
-            return self.submitted, "submitted"
-        if not self.approved.strip():
+        never_approved = not self.approved.strip() and closed and self.submitted.strip()
+        if not self.approved.strip() and not never_approved:
             return self.approved, ""  # not approved: validation holds it
-        if dated_by == "submission" and self.submitted.strip():
+        if dated_by in ("submitted", "submission") and self.submitted.strip():
             return self.submitted, "submitted"
         if dated_by == "last-expense":
             days = sorted(t.expense_date[:10] for t in self.transactions if t.expense_date)
             if days:
                 # A date, no time: the expense's own day, nothing to convert.
                 return f"{days[-1]}", "last-expense"
+        if never_approved:
+            # "approved" (and "exported", until validation dates it) of a report closed
+            # without approval: its submission.
+            return self.submitted, "submitted"
         dated = [a for a in self.approvers if a.date.strip()]
         if approval != "approved" and dated:
             chosen = dated[-1] if approval == "last-approver" else dated[0]

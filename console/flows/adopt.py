@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import partial
 
+from console import coding
 from console.adopt import (
     AdoptLink,
     AdoptProposal,
@@ -55,7 +56,7 @@ def read_proposal(session: Session) -> tuple[AdoptProposal, dict[str, ExportRepo
         vouchers,
         company_by_policy=posting.company_by_policy,
         credit_accounts=frozenset(
-            {posting.accrued_expenses_account, posting.card_clearing_account}
+            {posting.accrued_expenses_account, *coding.clearing_accounts(posting)}
         ),
         local_status=statuses,
     )

@@ -12,6 +12,7 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
+from console import coding
 from console.close import (
     ACCRUED_CLOSED,
     CARDS_NOT_READ,
@@ -309,7 +310,7 @@ def read_close_inputs(session: Session, period: ClosePeriod) -> CloseInputs:
         vouchers=vouchers,
         local=local,
         credit_accounts=frozenset(
-            {posting.accrued_expenses_account, posting.card_clearing_account}
+            {posting.accrued_expenses_account, *coding.clearing_accounts(posting)}
         ),
         cost_centre_code_part=mapper.cc_letter,
         source=source,
@@ -324,7 +325,16 @@ def run_close(session: Session, period: ClosePeriod) -> TieOut:
     result is itself an audit event: what was unexplained when, with a digest of the tie-out."""
     from console.audit import digest
 
-    tie = tie_out(read_close_inputs(session, period))
+    inputs = read_close_inputs(session, period)
+    tie = tie_out(inputs)
+    balances = coding.accrued_by_employee(
+        inputs.vouchers,
+        session.settings.posting,
+        (period.year, period.period),
+        {w.company: w.currency for w in inputs.windows.values()},
+    )
+    if balances:
+        tie = replace(tie, accrued_by_employee=tuple(balances))
     unexplained = sorted({r.report_id for r in tie.unexplained})
     state = "balanced" if tie.balanced else f"{len(unexplained)} report(s) unexplained"
     session.audit.record(

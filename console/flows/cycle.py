@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from console import clock, reversal, views
+from console import clock, coding, reversal, views
 from console import session as session_module
 from console.audit import Event
 from console.config import default_approved_after
@@ -172,6 +172,7 @@ class Engine(Session):
         # What the last plan found per report, so the next plan re-evaluates only what
         # changed; and the accruals read back for the reversals due (incremental.py).
         self._evaluations = incremental.EvaluationCache()
+        self._planned_on: date | None = None  # the day of the cached plan (coding.py)
         self._accruals = incremental.AccrualReader(lambda: self.ifs)
         # What this cycle read of IFS's vouchers before planning (flows/holdings.py): the
         # posting's lookup of what IFS already holds is answered from it.
@@ -323,6 +324,9 @@ class Engine(Session):
         ref = self.reference()
         overrides = self.overrides()
         cache.inputs(posting, policies, overrides.targets, ref)
+        if coding.dated_by_export(posting) and self._planned_on != self.today():
+            cache.keep_only(set())  # vouchers dated by their export: yesterday's are stale
+        self._planned_on = self.today()
         checks = ReportChecks.load(self.store, self.settings.ifs.max_batch_parts)
         # A report that shares a transaction with another is re-checked every time (which
         # of them holds depends on the others and on confirmations); it is rare, so cheap.
@@ -395,7 +399,9 @@ class Engine(Session):
             company, policy_id = "", ""
         else:
             mapped = map_report(loaded, policies, self.settings.posting, overrides)
-            validated = checks.apply(validate(mapped, ref, self.settings.posting))
+            validated = checks.apply(
+                validate(mapped, ref, self.settings.posting, today=self.today())
+            )
             company, policy_id = mapped.company or "", loaded.policyID
         holds = list(validated.holds)
         evaluation = ReportEvaluation(

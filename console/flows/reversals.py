@@ -93,7 +93,7 @@ def preview_change(
         report = load_report(change.new_raw)
         if isinstance(report, ExportReport):
             mapped = map_report(report, session.policies(), posting, session.overrides())
-            validated = validate(mapped, reference, posting)
+            validated = validate(mapped, reference, posting, today=today)
             if validated.holds:
                 out["holds"] += [h.code for h in validated.holds]
             else:

@@ -105,6 +105,9 @@ class VoucherRow(_Model):
     DebetAmount: Decimal | None = None
     CreditAmount: Decimal | None = None
     Quantity: Decimal | None = None
+    # IFS's "Identity" of the row: the employee on the accrued-expenses row when
+    # posting.employee_on = "party" (console/coding.py).
+    PartyTypeId: str | None = None
     Text: str = ""
     ReferenceNumber: str = ""
     # Tax (console/tax.py): the tax code and IFS's tax fields, signed like the row; IFS's own

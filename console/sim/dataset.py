@@ -77,7 +77,9 @@ class Employee(_Model):
     submitsTo: str = ""
     firstName: str = ""
     lastName: str = ""
-    employeeID: str = ""
+    employeeID: str = ""  # Expensify fills the employee's Custom Field 1 with it
+    customField2: str = ""
+    payrollID: str = ""
 
 
 class ReportField(_Model):
@@ -164,6 +166,8 @@ class Report(_Model):
     reimbursed: str | None = None
     # The approval levels, first to last (each with its date); none: one, at `approved`.
     approvers: list[Approver] = Field(default_factory=list)
+    # The report's fields by template name (`customField.<Field_Name>`), name -> value.
+    customField: dict[str, str] = Field(default_factory=dict)
     exportLabels: list[str] = Field(default_factory=list)
     transactionList: list[Transaction] = Field(default_factory=list)
 

@@ -66,6 +66,9 @@ DEMO_REALM = "demo"
 DEMO_ACCRUED_EXPENSES_ACCOUNT = "2930"
 DEMO_CARD_CLEARING_ACCOUNT = "2940"
 
+# The report field a client-billable report carries (Expensify's `customField.Engagement`).
+DEMO_ENGAGEMENT_FIELD = "Engagement"
+
 # What the console is configured with to post the demo ([posting] in config.toml).
 DEMO_POSTING: dict[str, Any] = {
     "voucher_type": "X",
@@ -82,6 +85,8 @@ DEMO_POSTING: dict[str, Any] = {
     # codes; client entertainment carries no recoverable VAT and posts its gross.
     "tax_code_by_policy": {DEMO_POLICY_EU: {"VAT20": "S20", "VAT10": "R10", "VAT0": "Z0"}},
     "tax_exempt_accounts": ["6160"],
+    # A client visit's report names its engagement in a report field: code part D.
+    "code_part_by_report_field": {DEMO_ENGAGEMENT_FIELD: "D"},
 }
 DEMO_INPUT_VAT_ACCOUNT = "2640"  # where IFS's posting control puts input VAT (AP1)
 # IFS's tax codes of the demo company: (code, rate %, description).
@@ -903,9 +908,29 @@ def _draft_to_report(d: _Draft, report_id: str, policy_names: dict[str, str]) ->
         "exportLabels": [],
         "transactionList": d.lines,
     }
+    engagement = _engagement_of(d.lines)
+    if engagement:
+        report["customField"] = {DEMO_ENGAGEMENT_FIELD: engagement}
     if d.reimbursed is not None:
         report["reimbursed"] = _stamp(d.reimbursed)
     return report
+
+
+def _engagement_code(project: _ProjectDef) -> str:
+    return "ENG-" + project.code.removeprefix("PRJ-")
+
+
+def _engagement_of(lines: list[dict[str, Any]]) -> str:
+    """The engagement of a report with billable lines: its client project's (the project tag
+    level of its first billable line); "" for a report billed to no client."""
+    by_name = {p.name: p for p in _PROJECTS[1:]}
+    for ln in lines:
+        if ln.get("billable"):
+            parts = str(ln.get("tag", "")).split(":")
+            project = by_name.get(parts[1]) if len(parts) > 1 else None
+            if project is not None:
+                return _engagement_code(project)
+    return ""
 
 
 # ---------------------------------------------------------------- the generator
@@ -1366,7 +1391,8 @@ def _policy(b: _Builder, policy_id: str, name: str) -> dict[str, Any]:
             "submitsTo": p.submits_to,
             "firstName": p.first,
             "lastName": p.last,
-            "employeeID": p.employee_id,
+            "employeeID": p.employee_id,  # Custom Field 1 in Expensify
+            "customField2": p.cost_centre,  # the employee's home cost centre
         }
         for p in b.people
         if p.policy == policy_id
@@ -1414,6 +1440,8 @@ def _company(b: _Builder) -> dict[str, Any]:
     for p in _PROJECTS:
         valid = (b.project_start(p).isoformat(), b.project_end(p).isoformat())
         values.append(value("C", p.code, p.name, valid))
+    # Engagements (code part D, from the report field) are valid whenever the client is.
+    values += [value("D", _engagement_code(p), f"{p.name} engagement") for p in _PROJECTS[1:]]
 
     periods = []
     for offset in (-2, -1, 0, 1):

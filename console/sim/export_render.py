@@ -62,6 +62,10 @@ REPORT_FIELDS: tuple[tuple[str, tuple[str, ...], Kind], ...] = (
     ("submitted", ("submitted",), "s"),
     ("approved", ("approved",), "s"),
     ("reimbursed", ("reimbursed",), "s"),
+    ("employeeCustomField1", ("employeeCustomField1",), "s"),
+    ("employeeCustomField2", ("employeeCustomField2",), "s"),
+    ("submitterPayrollID", ("submitterPayrollID",), "s"),
+    ("submitterUserID", ("submitterUserID",), "s"),
 )
 # Each approval level in order, the last approver last (reference/expensify.md §0).
 APPROVER_FIELDS: tuple[tuple[str, tuple[str, ...], Kind], ...] = (
@@ -147,8 +151,22 @@ def export_model(
             _raw_report_hash(r, by_id.get(r.policyID), people)
             if isinstance(r, RawReport)
             else _report_hash(r, by_id.get(r.policyID), people)
+            | _employee_fields(by_id.get(r.policyID), r.accountEmail)
             for r in reports
         ]
+    }
+
+
+def _employee_fields(policy: Policy | None, email: str) -> dict[str, Any]:
+    """The submitter's employee fields as the report model carries them: Expensify fills
+    Custom Field 1 with the employee ID (reference/expensify.md §4); a field not set is null."""
+    emp = next((e for e in policy.employees if e.email == email), None) if policy else None
+    if emp is None:
+        return {}
+    return {
+        "employeeCustomField1": emp.employeeID or None,
+        "employeeCustomField2": emp.customField2 or None,
+        "submitterPayrollID": emp.payrollID or None,
     }
 
 
@@ -231,6 +249,7 @@ def _report_hash(
         "approved": report.approved,
         "reimbursed": report.reimbursed,
         "approvers": _approvers(report, submits_to),
+        "customField": dict(report.customField) or None,
         "transactionList": [
             _transaction_hash(report, t, categories) for t in report.transactionList
         ],
@@ -301,6 +320,24 @@ def render_export(model: Mapping[str, Any], on_error: OnError = "rethrow") -> st
             # `"${…}"` keeps its quotes; a bare `${…}` (a number or boolean) leaves nothing.
             return '""' if kind == "s" else ""
 
+    def hash_of(h: Any, key: str) -> Mapping[str, Any]:
+        # `<#list (r.customField!{}) as k, v>`: a missing field lists nothing; one that is
+        # not a hash stops FreeMarker.
+        try:
+            v = _lookup(h, (key,))
+            if v is None:
+                return {}
+            if not isinstance(v, Mapping):
+                raise TemplateRenderError(
+                    f'For "#list" list source: expected a hash, but {key} has evaluated to '
+                    f"{_ftl_type(v)}"
+                )
+            return v
+        except TemplateRenderError:
+            if not ignore:
+                raise
+            return {}
+
     def seq(h: Any, key: str) -> Sequence[Any]:
         try:
             return _seq(_lookup(h, (key,)), key)
@@ -315,6 +352,15 @@ def render_export(model: Mapping[str, Any], on_error: OnError = "rethrow") -> st
         out.append("{")
         for key, path, kind in REPORT_FIELDS:
             out.append(f'"{key}":{field(r, path, kind)},')
+        out.append('"reportFields":{')
+        out.append(
+            ",".join(
+                f'"{json_string(str(k))}":{field(fields, (k,), "s")}'
+                for fields in (hash_of(r, "customField"),)
+                for k in fields
+            )
+        )
+        out.append("},")
         out.append('"approvers":[')
         approvers = seq(r, "approvers")
         out.append(

@@ -114,6 +114,7 @@ _ROW_FIELDS: tuple[Property, ...] = (
     _n("CurrencyTaxBaseAmount"),
     _n("TaxBaseAmount"),
     _b("AutoTaxVouEntry"),
+    _s("PartyTypeId", 20),
     _s("Text", 200),
     _s("ReferenceSerie", 20),
     _s("ReferenceNumber", 50),

@@ -122,7 +122,13 @@ def tricky_dataset() -> dict[str, Any]:
                     "name": 'Acme "Global" & Co\'s',
                     "categories": [{"name": "Meals", "glCode": "6120"}],
                     "employees": [
-                        {"email": "ann@acme.example", "firstName": "Zoë", "lastName": "O'Brien"}
+                        {
+                            "email": "ann@acme.example",
+                            "firstName": "Zoë",
+                            "lastName": "O'Brien",
+                            "employeeID": 'E-7"1',
+                            "customField2": "CC-200",
+                        }
                     ],
                 }
             ],
@@ -136,6 +142,8 @@ def tricky_dataset() -> dict[str, Any]:
                     "created": "2026-10-30 08:00:00",
                     "submitted": "2026-10-31 09:00:00",
                     "approved": "2026-11-02 14:22:10",
+                    # Report fields, listed as a hash (name -> value) in insertion order.
+                    "customField": {"Department": 'R&D "Lab"', "Cost_Centre": "CC-410"},
                     "transactionList": txs,
                 },
                 {
@@ -168,6 +176,9 @@ async def test_simulator_export_equals_real_freemarker(launcher: list[str], tmp_
     rows = json.loads(served)
     assert [r["reportID"] for r in rows] == ["98765432", "R-EMPTY"]
     report = ExportReport.model_validate(rows[0])
+    assert report.reportFields == {"Department": 'R&D "Lab"', "Cost_Centre": "CC-410"}
+    assert (report.employeeCustomField1, report.employeeCustomField2) == ('E-7"1', "CC-200")
+    assert ExportReport.model_validate(rows[1]).reportFields == {}
     assert [t.merchant for t in report.transactions][:6] == [
         'He said "hi"',
         "McDonald's",
