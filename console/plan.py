@@ -484,6 +484,7 @@ def plan_voucher(
 
     def to_major(minor: int) -> Decimal:
         return rule.transaction_amount(minor_to_decimal(minor))
+
     for line in lines:
         line_tax = line.tax if line.tax is not None and line.tax.code else None
         # With a tax code the row posts the net; IFS posts the recoverable tax (console/tax.py).

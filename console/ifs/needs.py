@@ -54,6 +54,8 @@ _ROW_VALUES: Mapping[str, str] = {
     "Quantity": NUMBER,
     "Text": TEXT,
     "ReferenceNumber": TEXT,
+    # The employee as the row's party (console/coding.py, employee_on = "party").
+    "PartyTypeId": TEXT,
     # Tax (console/tax.py): IFS's tax code and tax fields on an expense row.
     "OptionalCode": TEXT,
     "TaxDirection": ENUM_OR_TEXT,
