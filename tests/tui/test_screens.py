@@ -94,8 +94,9 @@ async def test_mapping_edit_validates_live_and_saves(tui_home, make_app) -> None
         await pilot.press("slash", *"New Lab", "enter")
         await settle(pilot)
         mapping = table(pilot, "#mapping-table")
-        assert mapping.total == 2  # one per policy: POL-EU, POL-US (where reports wait on it)
-        await pilot.press("down", "enter")
+        # One per policy that has the tag: POL-EU, POL-JP, POL-US.
+        assert mapping.total == 3
+        await pilot.press("down", "down", "enter")
         await settle(pilot)
         field = app.screen.query_one("#mapping-input")
         assert field.value == "CC-410"

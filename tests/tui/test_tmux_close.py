@@ -93,7 +93,7 @@ def test_the_close_walked_in_tmux(tmp_path: Path, size: tuple[int, int]) -> None
         pane.keys("s")
         pane.wait("held")
         # Fix a hold: the demo's 'Team Offsite' category has no GL account. From its group in
-        # the hold queue, remap it for POL-US (the third row: POL-EU, POL-SC, POL-US) to an
+        # the hold queue, remap it for POL-US (the fourth row: POL-EU, POL-JP, POL-SC, POL-US) to an
         # account the dialog validates live, then replay the report it released.
         pane.keys("3")
         pane.wait("the hold queue")
@@ -105,7 +105,7 @@ def test_the_close_walked_in_tmux(tmp_path: Path, size: tuple[int, int]) -> None
         pane.wait("Team Offsite category not mapped")
         pane.keys("m")
         pane.wait("Mapping", "POL-US")
-        pane.keys("Down", "Down", "e")
+        pane.keys("Down", "Down", "Down", "e")
         pane.wait("of POL-US")
         pane.type("6160")
         pane.wait("ok 6160")
