@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from console import views
 from console.audit import AuditLog, Event
 from console.store import AuditFilter, AuditRow, LineRecord, ReportRecord, ReportRow, Store
 
@@ -57,6 +58,32 @@ class BenchEngine:
         self, filter_text: str = "", status: str | Sequence[str] | None = None
     ) -> int:
         return self.store.count_reports(filter_text, status)
+
+    # The screens page through the search the operator's `/` filter runs (Engine.find_*).
+    def find_reports(
+        self,
+        filter_text: str = "",
+        status: str | Sequence[str] | None = None,
+        *,
+        offset: int = 0,
+        limit: int = 200,
+    ) -> list[ReportRow]:
+        return self.store.search_reports(
+            filter_text, status, views.STATUS_WORDS, offset=offset, limit=limit
+        )
+
+    def count_found_reports(
+        self, filter_text: str = "", status: str | Sequence[str] | None = None
+    ) -> int:
+        return self.store.count_search_reports(filter_text, status, views.STATUS_WORDS)
+
+    def find_audit(
+        self, flt: AuditFilter | None = None, *, before_seq: int | None = None, limit: int = 200
+    ) -> list[AuditRow]:
+        return self.store.search_audit_page(flt, before_seq=before_seq, limit=limit)
+
+    def count_found_audit(self, flt: AuditFilter | None = None) -> int:
+        return self.store.count_search_audit(flt)
 
     def audit_page(
         self, flt: AuditFilter | None = None, *, before_seq: int | None = None, limit: int = 200
