@@ -46,6 +46,12 @@ if TYPE_CHECKING:
 SUITE_AS_OF = "2026-11-30"
 os.environ["ML_CONSOLE_AS_OF"] = SUITE_AS_OF
 
+# The console's Expensify limits for a simulator on its fast settings, which enforces none:
+# pacing to Expensify's real 5 requests per 10 s would make every cycle after the first wait
+# ~9 s for nothing. Tests of the real limits serve the simulator on its default settings
+# and keep the console's defaults.
+FAST_EXPENSIFY_LIMITS = {"limit_10s": 1000, "limit_60s": 6000}
+
 # The reports of the small world that must be held, with their reasons (design.md §4).
 SMALL_ATTENTION = [{"reportID": "90000004", "reason": "missing-dimension:B:CC-410"}]
 # Reports of the small world the sync fetches (APPROVED or REIMBURSED).

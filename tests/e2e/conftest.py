@@ -24,6 +24,7 @@ from console.sim.demo import (
     DEMO_POSTING,
     DEMO_REALM,
 )
+from tests.conftest import FAST_EXPENSIFY_LIMITS
 
 SECRETS = (DEMO_EXPENSIFY_SECRET, DEMO_IFS_SECRET)
 
@@ -37,6 +38,8 @@ class Console:
     ifs_url: str
     env: dict[str, str] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
+    # Config every write_config starts from (before its overrides), per section.
+    base_config: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def run(
         self, *args: str, input: str | None = None, timeout: float = 120, env: dict | None = None
@@ -64,7 +67,7 @@ class Console:
             "ifs": {"url": self.ifs_url, "realm": DEMO_REALM},
             "posting": dict(DEMO_POSTING),
         }
-        for section, values in overrides.items():
+        for section, values in [*self.base_config.items(), *overrides.items()]:
             data.setdefault(section, {}).update(values)
         save_settings(Settings.model_validate(data), self.home / "config.toml")
 
@@ -96,6 +99,8 @@ def make_console(tmp_path: Path, sims: Any) -> Console:
         ML_CONSOLE_LOCK_WAIT_S="1",
     )
     console = Console(home, sims.expensify_url, sims.ifs_url, env)
+    if not sims.expensify.settings.rate_limit:
+        console.base_config["expensify"] = dict(FAST_EXPENSIFY_LIMITS)
     console.write_config()
     console.set_credentials()
     return console
