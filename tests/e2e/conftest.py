@@ -81,6 +81,22 @@ class Console:
             proc = self.run("credentials", "set", *args, "--secret-stdin", input=secret + "\n")
             assert proc.returncode == 0, proc.stderr
 
+    def store_credentials(self) -> None:
+        """The demo credentials written straight into this console's keyring file, where
+        `credentials set` (tested in tests/engine/test_cmd_credentials.py) puts them: each
+        command started would cost a Python start-up, for every test's set-up."""
+        from keyrings.alt.file import PlaintextKeyring
+
+        from console.secrets import SecretStore
+
+        keyring = PlaintextKeyring()
+        keyring.file_path = str(
+            Path(self.env["XDG_DATA_HOME"]) / "python_keyring" / keyring.filename
+        )
+        store = SecretStore(backend=keyring)
+        store.set_expensify(DEMO_EXPENSIFY_USER_ID, DEMO_EXPENSIFY_SECRET)
+        store.set_ifs(DEMO_IFS_CLIENT_ID, DEMO_IFS_SECRET)
+
 
 def make_console(tmp_path: Path, sims: Any) -> Console:
     home = tmp_path / "home"
@@ -102,7 +118,7 @@ def make_console(tmp_path: Path, sims: Any) -> Console:
     if not sims.expensify.settings.rate_limit:
         console.base_config["expensify"] = dict(FAST_EXPENSIFY_LIMITS)
     console.write_config()
-    console.set_credentials()
+    console.store_credentials()
     return console
 
 
