@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -214,6 +215,23 @@ def small_dataset_raw() -> dict[str, Any]:
             ],
         },
     }
+
+
+def write_demo_world(folder: Path, reports: int) -> Path:
+    """The demo world as `ml-console demo` builds it for the console's today (the closing
+    month and the current one so far), with `reports` reports of the closing month instead
+    of the bundled 600: the same people, policies, accounts and reports needing attention.
+    Written as a dataset file for `ml-console demo --data`."""
+    from console import clock
+    from console.sim.demo import dumps_dataset
+
+    today = clock.today()
+    raw = build_demo_dataset(
+        reports=reports, period=clock.previous_period(today), as_of=today, submit_and_close=True
+    )
+    path = folder / f"demo-world-{reports}.json"
+    path.write_text(dumps_dataset(raw), encoding="utf-8")
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -23,28 +23,14 @@ from pathlib import Path
 import pytest
 
 from console import clock
-from console.sim.demo import build_demo_dataset, dumps_dataset
 from console.views import default_close_period
+from tests.conftest import write_demo_world
 
 ROOT = Path(__file__).resolve().parents[2]
 BOUND_S = 120.0
 POLL_S = 0.1
 # Reports of the closing month in the smaller demo world (the bundled demo has 600).
 WALK_REPORTS = 60
-
-
-def small_demo_file(folder: Path) -> Path:
-    """The demo world as `ml-console demo` builds it for today, with fewer reports."""
-    today = clock.today()
-    raw = build_demo_dataset(
-        reports=WALK_REPORTS,
-        period=clock.previous_period(today),
-        as_of=today,
-        submit_and_close=True,
-    )
-    path = folder / "demo-world.json"
-    path.write_text(dumps_dataset(raw), encoding="utf-8")
-    return path
 
 
 class Pane:
@@ -105,7 +91,7 @@ def test_the_close_walked_in_tmux(tmp_path: Path, size: tuple[int, int]) -> None
     if as_of:
         env += f" {clock.AS_OF_ENV}={as_of}"
     width, height = size
-    world = small_demo_file(tmp_path)
+    world = write_demo_world(tmp_path, WALK_REPORTS)
     subprocess.run(
         ["tmux", "new-session", "-d", "-s", session, "-x", str(width), "-y", str(height),
          f"cd {ROOT} && env {env} {exe} demo --data {world}; echo ML-CONSOLE-EXIT=$?; sleep 30"],
