@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -38,6 +39,12 @@ if TYPE_CHECKING:
 # tests/e2e/test_as_of.py builds its worlds relative to three other days.
 SUITE_AS_OF = "2026-11-30"
 os.environ["ML_CONSOLE_AS_OF"] = SUITE_AS_OF
+
+# The console's Expensify limits for a simulator on its fast settings, which enforces none:
+# pacing to Expensify's real 5 requests per 10 s would make every cycle after the first wait
+# ~9 s for nothing. Tests of the real limits serve the simulator on its default settings
+# and keep the console's defaults.
+FAST_EXPENSIFY_LIMITS = {"limit_10s": 1000, "limit_60s": 6000}
 
 # The reports of the small world that must be held, with their reasons (design.md §4).
 SMALL_ATTENTION = [{"reportID": "90000004", "reason": "missing-dimension:B:CC-410"}]
@@ -191,6 +198,23 @@ def small_dataset_raw() -> dict[str, Any]:
             }
         ],
     )
+
+
+def write_demo_world(folder: Path, reports: int) -> Path:
+    """The demo world as `ml-console demo` builds it for the console's today (the closing
+    month and the current one so far), with `reports` reports of the closing month instead
+    of the bundled 600: the same people, policies, accounts and reports needing attention.
+    Written as a dataset file for `ml-console demo --data`."""
+    from console import clock
+    from console.sim.demo import dumps_dataset
+
+    today = clock.today()
+    raw = build_demo_dataset(
+        reports=reports, period=clock.previous_period(today), as_of=today, submit_and_close=True
+    )
+    path = folder / f"demo-world-{reports}.json"
+    path.write_text(dumps_dataset(raw), encoding="utf-8")
+    return path
 
 
 @pytest.fixture(scope="session")

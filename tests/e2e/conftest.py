@@ -24,6 +24,7 @@ from console.sim.demo import (
     DEMO_POSTING,
     DEMO_REALM,
 )
+from tests.conftest import FAST_EXPENSIFY_LIMITS
 
 SECRETS = (DEMO_EXPENSIFY_SECRET, DEMO_IFS_SECRET)
 
@@ -37,6 +38,8 @@ class Console:
     ifs_url: str
     env: dict[str, str] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
+    # Config every write_config starts from (before its overrides), per section.
+    base_config: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def run(
         self, *args: str, input: str | None = None, timeout: float = 120, env: dict | None = None
@@ -64,7 +67,7 @@ class Console:
             "ifs": {"url": self.ifs_url, "realm": DEMO_REALM},
             "posting": dict(DEMO_POSTING),
         }
-        for section, values in overrides.items():
+        for section, values in [*self.base_config.items(), *overrides.items()]:
             data.setdefault(section, {}).update(values)
         save_settings(Settings.model_validate(data), self.home / "config.toml")
 
@@ -77,6 +80,22 @@ class Console:
         ):
             proc = self.run("credentials", "set", *args, "--secret-stdin", input=secret + "\n")
             assert proc.returncode == 0, proc.stderr
+
+    def store_credentials(self) -> None:
+        """The demo credentials written straight into this console's keyring file, where
+        `credentials set` (tested in tests/engine/test_cmd_credentials.py) puts them: each
+        command started would cost a Python start-up, for every test's set-up."""
+        from keyrings.alt.file import PlaintextKeyring
+
+        from console.secrets import SecretStore
+
+        keyring = PlaintextKeyring()
+        keyring.file_path = str(
+            Path(self.env["XDG_DATA_HOME"]) / "python_keyring" / keyring.filename
+        )
+        store = SecretStore(backend=keyring)
+        store.set_expensify(DEMO_EXPENSIFY_USER_ID, DEMO_EXPENSIFY_SECRET)
+        store.set_ifs(DEMO_IFS_CLIENT_ID, DEMO_IFS_SECRET)
 
 
 def make_console(tmp_path: Path, sims: Any) -> Console:
@@ -96,8 +115,10 @@ def make_console(tmp_path: Path, sims: Any) -> Console:
         ML_CONSOLE_LOCK_WAIT_S="1",
     )
     console = Console(home, sims.expensify_url, sims.ifs_url, env)
+    if not sims.expensify.settings.rate_limit:
+        console.base_config["expensify"] = dict(FAST_EXPENSIFY_LIMITS)
     console.write_config()
-    console.set_credentials()
+    console.store_credentials()
     return console
 
 

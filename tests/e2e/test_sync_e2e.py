@@ -14,6 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 
 from console import clock, money
+from console.sim.dataset import load_dataset
 from console.sim.demo import (
     DEMO_ATTENTION,
     DEMO_EXPORT_LABEL,
@@ -21,7 +22,7 @@ from console.sim.demo import (
     demo_dataset,
 )
 from console.store import PostingLock
-from tests.conftest import SMALL_ATTENTION, SMALL_FETCHABLE
+from tests.conftest import SMALL_ATTENTION, SMALL_FETCHABLE, write_demo_world
 from tests.e2e.conftest import SECRETS, make_console, sim_get, sim_post
 
 LABEL = DEMO_EXPORT_LABEL
@@ -363,13 +364,15 @@ def test_second_run_waits_then_exits_6_naming_the_lock_holder(small_console):
     assert "operator-ann" in proc.stderr
 
 
-def test_demo_command_runs_one_headless_cycle(tmp_path):
+def _demo_auto_holds_what_the_world_needs(tmp_path, dataset, *data_args: str) -> None:
+    """`ml-console demo --auto --json` (simulators on their real limits) holds exactly the
+    world's attention cases and posts the rest."""
     import subprocess
     import sys
 
     proc = subprocess.run(
         [sys.executable, "-m", "console.commands.main", "demo", "--auto", "--json", "--keep",
-         str(tmp_path / "demo")],
+         str(tmp_path / "demo"), *data_args],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 3, proc.stderr
@@ -381,13 +384,26 @@ def test_demo_command_runs_one_headless_cycle(tmp_path):
     # (zero-amount:{lines}, console/report_checks.py): the generator makes one now and then.
     zero = [
         {"reportID": r.reportID, "reason": f"zero-amount:{len(r.transactionList)}"}
-        for r in demo_dataset().expensify.reports
+        for r in dataset.expensify.reports
         if r.status in ("APPROVED", "REIMBURSED")
         and all(line.amount == 0 for line in r.transactionList)
     ]
     expected = sorted(demo_attention(closing) + zero, key=lambda h: h["reportID"])
     assert sorted(summary["held_reports"], key=lambda h: h["reportID"]) == expected
     assert summary["posted"] > 0
+
+
+def test_demo_command_runs_one_headless_cycle(tmp_path):
+    # A smaller demo world (the bundled one's people, policies and attention cases, 60
+    # reports of the closing month): ~120 vouchers, within IFS's limit of a minute.
+    world = write_demo_world(tmp_path, 60)
+    _demo_auto_holds_what_the_world_needs(tmp_path, load_dataset(world), "--data", str(world))
+
+
+@pytest.mark.chaos
+def test_demo_command_runs_one_headless_cycle_on_the_bundled_world(tmp_path):
+    # ~1,160 vouchers on the suite's day: the IFS client paces itself for about a minute.
+    _demo_auto_holds_what_the_world_needs(tmp_path, demo_dataset())
 
 
 def test_every_loop_runs_cycles_and_stops_cleanly_on_sigterm(small_console):

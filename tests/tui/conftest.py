@@ -27,13 +27,19 @@ def fixed_clock() -> datetime:
 
 
 def write_home(home: Path, expensify_url: str, ifs_url: str, **sync: Any) -> None:
+    """A home on simulators with their fast settings (no Expensify limits to pace to)."""
     from console.config import Settings, save_settings
     from console.secrets import SecretStore
+    from tests.conftest import FAST_EXPENSIFY_LIMITS
 
     settings = Settings.model_validate(
         {
             "environment": "demo",
-            "expensify": {"url": expensify_url, "approved_after": "2026-10-01"},
+            "expensify": {
+                "url": expensify_url,
+                "approved_after": "2026-10-01",
+                **FAST_EXPENSIFY_LIMITS,
+            },
             "ifs": {"url": ifs_url, "realm": DEMO_REALM},
             "posting": DEMO_POSTING,
             "operator": {"name": "tester"},
