@@ -20,7 +20,7 @@ from console.money import fmt_decimal
 from screens.base import ConsoleScreen
 from screens.keys import bind
 from screens.literal import literal
-from screens.messages import ChangeConfirmed, PlanPosted, PlanReady
+from screens.messages import ChangeConfirmed, PlanPosted, PlanReady, PostAdvanced
 from screens.theme import BLUE, GREY, ORANGE, SKY, VERMILLION, status_text
 from screens.vtable import Column, ListSource, Row, VirtualTable
 from screens.widgets import ConfirmModal, FilterBar
@@ -550,7 +550,7 @@ class DryRunScreen(ConsoleScreen):
         self.console_app.sync_progress = f"posting {len(plan.vouchers)} vouchers"
 
         def progress(event: PostProgress) -> None:
-            self.app.call_from_thread(self._progress, event)
+            self.post_message(PostAdvanced(event))  # queued: posting never waits for a redraw
 
         self.console_app.run_core(
             engine.post_reviewed,
@@ -560,6 +560,9 @@ class DryRunScreen(ConsoleScreen):
             on_error=self._post_failed,
             label="posting",
         )
+
+    def on_post_advanced(self, message: PostAdvanced) -> None:
+        self._progress(message.event)
 
     def _progress(self, event: PostProgress) -> None:
         bar = self.query_one("#post-bar", ProgressBar)

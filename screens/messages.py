@@ -14,6 +14,7 @@ from textual.message import Message
 if TYPE_CHECKING:
     from console.flows.cycle import CycleSummary
     from console.plan import Plan
+    from console.post import PostProgress
 
 
 class PlanReady(Message):
@@ -25,6 +26,19 @@ class PlanReady(Message):
         super().__init__()
         self.plan = plan
         self.generation = generation  # the Dry run's plan generation it was asked for
+
+
+class PostAdvanced(Message):
+    """One voucher of a reviewed plan landed (or failed) while posting goes on.
+
+    Posted from the posting thread without waiting for the screen: a blocking
+    call_from_thread per voucher paced posting by redraws (about 7x slower)."""
+
+    bubble = False
+
+    def __init__(self, event: PostProgress) -> None:
+        super().__init__()
+        self.event = event
 
 
 class PlanPosted(Message):
