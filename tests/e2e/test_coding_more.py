@@ -132,7 +132,13 @@ def test_billable_quantity_and_receipt_reach_ifs_and_the_holds_say_why(tmp_path,
 
 def test_with_the_settings_off_the_billable_line_posts_as_before(tmp_path, sims):
     console = make_console(tmp_path, sims)
-    console.write_config(posting={"company_by_policy": POSTING["company_by_policy"]})
+    # Off (the demo config the suite starts from turns billable projects on).
+    console.write_config(
+        posting={
+            "company_by_policy": POSTING["company_by_policy"],
+            "billable_project_code_part": "",
+        }
+    )
     proc = console.run("--auto", "--dry-run", "--json")
     plan = json.loads(proc.stdout)["plan"]
     [voucher] = [v for v in plan["vouchers"] if v["reportID"] == "90000010"]
