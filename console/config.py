@@ -40,6 +40,7 @@ from pydantic import (
 
 from console import clock
 from console.errors import ConfigError
+from console.line_coding import LineCodingFields
 from console.tax import TaxPostingFields
 
 APP_NAME = "ml-console"
@@ -252,7 +253,7 @@ def _letters_by_source(value: dict[str, str]) -> dict[str, str]:
     return out
 
 
-class PostingConfig(_Section, TaxPostingFields):
+class PostingConfig(_Section, TaxPostingFields, LineCodingFields):
     voucher_type: str = Field("X", min_length=1)
     voucher_date: Literal["approved", "submitted", "last-expense", "exported"] = Field(
         "approved",

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from console import code_sources
+from console import code_sources, line_coding
 from console.expensify.models import ExportReport, ExportTransaction, PolicyInfo
 from console.ifs.models import CODE_PARTS
 from console.tax import LineTax, line_tax
@@ -137,6 +137,9 @@ class MappedLine:
     # letter → (kind, source) the value came from, so later messages can say what to remap.
     code_part_sources: dict[str, tuple[str, str]] = field(default_factory=dict)
     tax: LineTax | None = None  # console/tax.py: the IFS tax code, net and tax of the line
+    # IFS row fields beyond code parts, as (name, value): a billable line's project activity
+    # (console/line_coding.py).
+    row_fields: tuple[tuple[str, Any], ...] = ()
 
     @property
     def transaction_id(self) -> str:
@@ -336,6 +339,31 @@ def _map_line(
             lambda kind, value: overrides.get(policy_id, kind, value),
         )
 
+    billing = line_coding.NO_BILLING
+    if posting is not None and line_coding.billing_on(posting):
+        # A billable line's project and activity (console/line_coding.py).
+        tag_by_level = {
+            levels[i]: (name, index.tag_gl[i]) for i, name in enumerate(values) if i < len(levels)
+        }
+
+        def tag_value(level: str) -> tuple[str, str | None]:
+            name, gl_by_tag = tag_by_level.get(level, ("", {}))
+            if not name:
+                return "", None
+            return name, overrides.get(policy_id, tag_kind(level), name) or gl_by_tag.get(name)
+
+        billing = line_coding.bill(
+            report,
+            tx,
+            code_parts,
+            sources,
+            posting,
+            tag_value,
+            lambda kind, value: overrides.get(policy_id, kind, value),
+            label,
+        )
+        issues.extend(Hold(code, message, tx.transactionID) for code, message in billing.holds)
+
     tax, tax_hold = line_tax(report, tx, account, posting)
     if tax_hold is not None:
         issues.append(Hold(*tax_hold))
@@ -348,6 +376,7 @@ def _map_line(
         issues=tuple(issues),
         code_part_sources=sources,
         tax=tax,
+        row_fields=billing.fields,
     )
 
 

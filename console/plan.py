@@ -35,7 +35,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
-from console import code_sources, coding, reference, tax
+from console import code_sources, coding, line_coding, reference, tax
 from console.currency import fmt_places, line_amounts, rule_for
 from console.expensify.models import ExportReport
 from console.ifs.models import CODE_PARTS, Voucher, VoucherRow
@@ -92,6 +92,8 @@ class PlannedRow:
     # IFS row fields beyond code parts and amounts, as (name, value): the employee as the
     # row's party (console/coding.py).
     fields: tuple[tuple[str, Any], ...] = ()
+    # Why the row's Text is not as configured (a receipt link that did not fit), for the dry run.
+    note: str = ""
 
     @property
     def ifs_generated(self) -> bool:
@@ -506,6 +508,15 @@ def plan_voucher(
         if line.account is None:
             raise ValueError(f"line {line.transaction_id} has no account")
         code_parts = tuple(sorted(line.code_parts.items()))
+        # Beyond code parts (console/line_coding.py): a billable line's activity, the units
+        # where the account demands a quantity, the receipt on the Text.
+        row_fields = line.row_fields
+        quantity = line_coding.quantity_of(line.transaction)
+        if quantity is not None and line.account in validated.quantity_accounts:
+            row_fields = (*row_fields, (line_coding.QUANTITY_FIELD, quantity))
+        text = line_coding.row_text(
+            line.transaction, posting, TEXT_MAX, _line_text(line), trim_text
+        )
         rows.append(
             PlannedRow(
                 row_no=_next_row_no(rows),
@@ -517,7 +528,7 @@ def plan_voucher(
                 currency_credit=cc,
                 debit=d,
                 credit=c,
-                text=_line_text(line),
+                text=text.text,
                 source=RowSource(
                     "line",
                     rid,
@@ -525,6 +536,8 @@ def plan_voucher(
                     parts_from=_parts_from(line),
                 ),
                 tax=row_tax,
+                fields=row_fields,
+                note=text.note,
             )
         )
         if row_tax is not None and taxed:
@@ -724,6 +737,8 @@ class Plan:
                 if row.source.parts_from:
                     came = ", ".join(f"{k} from {where}" for k, where in row.source.parts_from)
                     out.append(f"  {'':>3} {'':<10} ({came})")
+                if row.note:
+                    out.append(f"  {'':>3} {'':<10} ({row.note})")
             cd, cc, d, c = v.totals()
             out.append(
                 f"  {'':>3} {'balance':<10} {'':<24} {fmt_places(cd, v.currency_decimals):>14} "
@@ -825,6 +840,7 @@ class Plan:
                                     if r.source.parts_from
                                     else {}
                                 ),
+                                **({"note": r.note} if r.note else {}),
                             }
                             for r in v.rows
                         ],
@@ -895,6 +911,9 @@ class Plan:
         "currencyTax",
         "tax",
         "ifsGenerated",
+        # Row fields beyond code parts (console/line_coding.py), last so earlier columns stay.
+        "Quantity",
+        "ProjectActivityId",
     )
 
     def to_csv(self) -> str:

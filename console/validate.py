@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from console import code_sources, coding, tax
+from console import code_sources, coding, line_coding, tax
 from console.currency import CurrencyBook, CurrencyRule
 from console.expensify.models import MalformedReport
 from console.ifs.models import AccountingPeriod, CodePartValue, CurrencyRate
@@ -191,6 +191,8 @@ class ValidatedReport:
     moved_from_period: str = ""
     report_name: str = ""
     employee: str = ""
+    # Accounts IFS demands a quantity on: their expense rows post the line's units.
+    quantity_accounts: frozenset[str] = frozenset()
 
     @property
     def ok(self) -> bool:
@@ -350,9 +352,11 @@ def _demand_holds(
     tid: str,
     holds: list[Hold],
     tax_code: str = "",
+    quantity_by_line: bool = False,
 ) -> set[str]:
     """Holds for what IFS demands of `account`'s rows (AccountsHandling's ReqCodeB…J,
-    ReqQuantity), given the code parts a row carries. Returns {account} once checked."""
+    ReqQuantity), given the code parts a row carries. Returns {account} once checked.
+    `quantity_by_line`: an expense line's quantity is checked per line (its units)."""
     found = company.code_part_value("A", account)
     if found is None:
         return set()
@@ -377,7 +381,7 @@ def _demand_holds(
                     tid,
                 )
             )
-    if found.ReqQuantity == "Mandatory":
+    if found.ReqQuantity == "Mandatory" and not quantity_by_line:
         holds.append(
             Hold(
                 f"account-demand:{account}:quantity",
@@ -559,6 +563,7 @@ def validate(
     # IFS's demands per account: a code part it makes mandatory must be given, one it
     # blocks must not be, and a quantity it requires cannot come from Expensify.
     demanded: set[str] = set()
+    quantity_accounts: set[str] = set()
     for line in mapped.lines:
         if line.amount_minor == 0 or not line.account:
             continue
@@ -571,8 +576,24 @@ def validate(
                 line.transaction_id,
                 holds,
                 line.tax.code if line.tax else "",
+                quantity_by_line=True,
             )
         )
+        # A quantity the account demands: the line's units (console/line_coding.py).
+        found = company.code_part_value("A", line.account)
+        if found is not None and found.ReqQuantity == "Mandatory":
+            quantity_accounts.add(line.account)
+            if line_coding.quantity_of(line.transaction) is None:
+                holds.append(
+                    Hold(
+                        f"account-demand:{line.account}:quantity",
+                        f"{_line_where(rid, line)}: IFS company {company.company} requires a"
+                        f" quantity on account {line.account}, and this expense has no units"
+                        " (only distance and per-diem expenses carry them); post it to another"
+                        " account, or record it as a distance or per-diem expense.",
+                        line.transaction_id,
+                    )
+                )
     for reimbursable, account in credit_groups:
         if account not in demanded:
             given = employee_parts if reimbursable else set()
@@ -624,6 +645,7 @@ def validate(
         moved_from_period=moved_from_period,
         report_name=report.reportName,
         employee=report.accountEmail,
+        quantity_accounts=frozenset(quantity_accounts),
     )
 
 

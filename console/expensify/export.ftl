@@ -62,6 +62,9 @@
 "cardID":"${s(e.cardID!"")?json_string}",<#t>
 "cardNumber":"${s(e.cardNumber!"")?json_string}",<#t>
 "mcc":"${s(e.mcc!"")?json_string}",<#t>
+"unitsCount":${n((e.units.count)!"")},<#t>
+"unitsRate":${n((e.units.rate)!"")},<#t>
+"unitsUnit":"${s((e.units.unit)!"")?json_string}",<#t>
 "receiptID":"${s(e.receiptID!"")?json_string}",<#t>
 "receiptURL":"${s((e.receiptObject.url)!"")?json_string}"}<#if e?has_next>,</#if><#t>
 </#list>

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -59,6 +60,11 @@ class ExportTransaction(_Model):
     mcc: str = ""
     receiptID: str = ""
     receiptURL: str = ""
+    # A distance or per-diem line's units (Expensify's `units.count/rate/unit`): the count
+    # is the row's Quantity where the account demands one (console/line_coding.py).
+    unitsCount: Decimal | None = None
+    unitsRate: Decimal | None = None
+    unitsUnit: str = ""
 
     _unescape_text = field_validator(
         "merchant",
@@ -83,6 +89,16 @@ class ExportTransaction(_Model):
         if isinstance(v, int) and abs(v) > MAX_AMOUNT_MINOR:
             # Beyond any real expense, and beyond what the state file's integers hold.
             raise ValueError(f"amount {v} is out of range (more than {MAX_AMOUNT_MINOR} cents)")
+        return v
+
+    @field_validator("unitsCount", "unitsRate", mode="before")
+    @classmethod
+    def _units_number(cls, v: Any) -> Any:
+        # Read exactly (the client parses JSON numbers as Decimal), never as a float.
+        if isinstance(v, bool) or isinstance(v, float):
+            raise ValueError("a units number must be an exact number")
+        if isinstance(v, int):
+            return Decimal(v)
         return v
 
     @property

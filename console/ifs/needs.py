@@ -74,6 +74,8 @@ VOUCHER_POSTING: Mapping[str, str] = {
     "Company": TEXT,
     "RowNo": NUMBER,
     **_ROW_VALUES,
+    # A billable line's project activity (console/line_coding.py): sent, never read back.
+    "ProjectActivityId": NUMBER,
 }
 # The temporary voucher (virtual VoucherEntry): its header as sent, its key, and what the
 # client reads back from the answer.

@@ -109,6 +109,15 @@ class Approver(_Model):
     date: str = ""
 
 
+class Units(_Model):
+    """Expensify's `units` of a distance or per-diem expense: how many, at what rate (cents
+    per unit), of what ("mi", "km", "day")."""
+
+    count: Decimal
+    rate: int | None = None
+    unit: str = ""
+
+
 class Transaction(_Model):
     transactionID: str
     merchant: str = ""
@@ -139,6 +148,8 @@ class Transaction(_Model):
     mcc: str | None = None
     receiptID: str | None = None
     receiptURL: str | None = None
+    # A distance or per-diem line's units (Expensify's `units`: count, rate, unit).
+    units: Units | None = None
 
     @field_validator("amount", "modifiedAmount", "convertedAmount", "taxAmount", mode="before")
     @classmethod

@@ -87,6 +87,9 @@ DEMO_POSTING: dict[str, Any] = {
     "tax_exempt_accounts": ["6160"],
     # A client visit's report names its engagement in a report field: code part D.
     "code_part_by_report_field": {DEMO_ENGAGEMENT_FIELD: "D"},
+    # A billable line must name the client project it is billed to (code part C, from its
+    # Project tag): console/line_coding.py.
+    "billable_project_code_part": "C",
 }
 DEMO_INPUT_VAT_ACCOUNT = "2640"  # where IFS's posting control puts input VAT (AP1)
 # IFS's tax codes of the demo company: (code, rate %, description).
@@ -710,12 +713,16 @@ class _Builder:
         if person.policy == DEMO_POLICY_EU:
             km = self.rng.randint(12, 420)
             merchant, value = f"{km} km @ €0.30 / km", km * 30
+            units = {"count": str(km), "rate": 30, "unit": "km"}
         else:
             tenths = self.rng.randint(50, 2600)
             merchant, value = f"{tenths / 10:.1f} mi @ $0.70 / mi", tenths * 7
+            units = {"count": f"{tenths / 10:.1f}", "rate": 70, "unit": "mi"}
         line = self.line(
             person, category, when, tag, home_value=value, merchant=merchant, billable_ok=True
         )
+        # Expensify's distance units: the row's Quantity on an account that demands one.
+        line["units"] = units
         return line
 
     # ------------------------------------------------ reports

@@ -99,6 +99,9 @@ TRANSACTION_FIELDS: tuple[tuple[str, tuple[str, ...], Kind], ...] = (
     ("cardID", ("cardID",), "s"),
     ("cardNumber", ("cardNumber",), "s"),
     ("mcc", ("mcc",), "s"),
+    ("unitsCount", ("units", "count"), "n"),
+    ("unitsRate", ("units", "rate"), "n"),
+    ("unitsUnit", ("units", "unit"), "s"),
     ("receiptID", ("receiptID",), "s"),
     ("receiptURL", ("receiptObject", "url"), "s"),
 )
@@ -298,6 +301,7 @@ def _transaction_hash(
         "cardID": t.cardID,
         "cardNumber": t.cardNumber,
         "mcc": t.mcc,
+        "units": t.units.model_dump() if t.units is not None else None,
         "receiptID": t.receiptID,
         # Expensify serves an empty receiptObject for an expense without a receipt.
         "receiptObject": {"url": t.receiptURL} if t.receiptURL else {},

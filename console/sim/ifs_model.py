@@ -106,6 +106,7 @@ _ROW_FIELDS: tuple[Property, ...] = (
     _n("CreditAmount"),
     _n("Amount"),
     _n("Quantity"),
+    _i("ProjectActivityId"),
     _s("ProcessCode", 10),
     _s("OptionalCode", 20),
     _e("TaxDirection"),

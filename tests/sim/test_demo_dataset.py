@@ -282,6 +282,24 @@ def test_lines_the_sync_must_handle_are_all_there(demo_raw: dict[str, Any]) -> N
     assert any(ln["comment"] and '"' in ln["comment"] for ln in lines)
 
 
+def test_mileage_carries_its_units_and_billable_lines_their_project(
+    demo_raw: dict[str, Any],
+) -> None:
+    """Distance lines say how far (Expensify's `units`, the row's Quantity where the account
+    demands one), and every billable line names the client project it is billed to, as the
+    demo's billable_project_code_part requires (console/line_coding.py)."""
+    lines = all_lines(demo_raw)
+    mileage = [ln for ln in lines if ln["category"] == "Mileage"]
+    assert mileage and all(ln["units"]["unit"] in ("km", "mi") for ln in mileage)
+    for ln in mileage:
+        count = Decimal(ln["units"]["count"])
+        assert ln["merchant"].startswith(f"{count} {ln['units']['unit']} @")
+    billable = [ln for ln in lines if ln["billable"]]
+    assert len(billable) >= 20 and DEMO_POSTING["billable_project_code_part"] == "C"
+    # A project tag on each (the second tag level): none is held as billable-without-project.
+    assert all(len(ln["tag"].split(":")) == 2 and ln["tag"].split(":")[1] for ln in billable)
+
+
 def test_amounts_are_plausible(demo_raw: dict[str, Any]) -> None:
     ranges = {"Airfare": (13000, 170000), "Meals": (700, 13500), "Telecom": (4000, 14000)}
     for r in demo_raw["expensify"]["reports"]:

@@ -100,6 +100,8 @@ def tricky_dataset() -> dict[str, Any]:
     )
     txs[2].update(currency="EUR", convertedAmount=107, currencyConversionRate="1.0800")
     txs[3].update(receiptID="r-1", receiptURL="https://receipts.example/r-1?x=1&y=<2>")
+    # A distance line: units with a fractional count (Expensify's `units.count/rate/unit`).
+    txs[6].update(units={"count": "42.5", "rate": 67, "unit": "mi"})
     txs[4].update(
         reimbursable=False,
         billable=True,
@@ -173,7 +175,7 @@ async def test_simulator_export_equals_real_freemarker(launcher: list[str], tmp_
     )
     assert served == expected.encode("utf-8")
 
-    rows = json.loads(served)
+    rows = json.loads(served, parse_float=Decimal)  # as the client reads it
     assert [r["reportID"] for r in rows] == ["98765432", "R-EMPTY"]
     report = ExportReport.model_validate(rows[0])
     assert report.reportFields == {"Department": 'R&D "Lab"', "Cost_Centre": "CC-410"}
@@ -196,6 +198,8 @@ async def test_simulator_export_equals_real_freemarker(launcher: list[str], tmp_
     assert rows[0]["transactions"][2]["currencyConversionRate"] == "1.08"
     assert rows[0]["transactions"][3]["receiptURL"] == "https://receipts.example/r-1?x=1&y=<2>"
     assert rows[0]["transactions"][0]["receiptURL"] == ""
+    assert [t.unitsCount for t in report.transactions][5:7] == [None, Decimal("42.5")]
+    assert (report.transactions[6].unitsRate, report.transactions[6].unitsUnit) == (67, "mi")
     assert rows[0]["submitterName"] == "Zoë O'Brien"
     assert rows[1]["transactions"] == [] and rows[1]["total"] == 0 and rows[1]["policyName"] == ""
 
