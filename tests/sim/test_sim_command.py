@@ -160,9 +160,9 @@ def test_sim_prints_one_json_line_serves_both_and_stops_on_sigterm(run_sim: Any)
 
     policies = expensify_get(urls["expensify"], {"type": "policyList"})
     assert policies["responseCode"] == 200
-    # The demo world has a Submit-and-Close workspace beside the two approving ones.
+    # The demo world has a Submit-and-Close workspace beside the approving ones.
     modes = {p["id"]: p["approvalMode"] for p in policies["policyList"]}
-    assert modes == {"POL-US": "BASIC", "POL-EU": "BASIC", "POL-SC": "OPTIONAL"}
+    assert modes == {"POL-US": "BASIC", "POL-EU": "BASIC", "POL-JP": "BASIC", "POL-SC": "OPTIONAL"}
     token = ifs_token(urls["ifs"])
     assert token.status_code == 200
     assert token.json()["expires_in"] == 3600 and token.json()["access_token"]
