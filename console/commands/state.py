@@ -110,12 +110,14 @@ def _held(args: argparse.Namespace, out: TextIO | None = None) -> int:
     for r in rows:
         seconds, text = held_for(r.held_since)
         holds = holds_by_report.get(r.report_id, [])
+        # The message that goes with `reason` (the stored holds come back ordered by code).
+        main = next((h for h in holds if h.code == r.reason), holds[0] if holds else None)
         items.append(
             {
                 "reportID": r.report_id,
                 "reason": r.reason,
                 "reasons": [{"code": h.code, "message": h.message} for h in holds],
-                "message": holds[0].message if holds else "",
+                "message": main.message if main is not None else "",
                 "held_since": r.held_since,
                 "held_for_s": seconds,
                 "held_for": text,

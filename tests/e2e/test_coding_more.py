@@ -128,6 +128,8 @@ def test_billable_quantity_and_receipt_reach_ifs_and_the_holds_say_why(tmp_path,
     assert "Client_Project" in reasons["billable-without-project"]
     # It names no activity either: both are said, so one fix in Expensify does.
     assert "billable-without-activity" in reasons
+    # The headline message is the one of the headline reason, not the first stored.
+    assert held["90000010"]["message"] == reasons["billable-without-project"]
 
 
 def test_with_the_settings_off_the_billable_line_posts_as_before(tmp_path, sims):
