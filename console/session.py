@@ -279,6 +279,12 @@ class Session:
         """The posting ledger on this engine's store, audit log and IFS client."""
         return Ledger(self.store, self.audit, self.ifs)
 
+    def interrupt(self) -> None:
+        """Wakes work that waits for Expensify's request limit (it ends as Unreachable, nothing
+        sent); safe from any thread, before close() when a worker may still be running."""
+        if self._expensify is not None:
+            self._expensify.cancel_waits()
+
     def close(self) -> None:
         # Every command that wrote events ends with a signed checkpoint over them.
         try:

@@ -23,6 +23,8 @@ from screens.theme import CONSOLE_THEME
 from screens.widgets import HelpModal, colours_legend, help_for
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
+
     from console.config import Settings
     from console.flows.cycle import CycleSummary, Engine, EngineStatus
     from screens.protocols import ConsoleApp, EngineOpener
@@ -155,6 +157,18 @@ class MlConsoleApp(App[int]):
         if self.sync_on_open:
             # Reading is free of side effects in both systems: show what is pending at once.
             self.action_sync()
+
+    def exit(
+        self,
+        result: Any = None,
+        return_code: int = 0,
+        message: RenderableType | None = None,
+    ) -> None:
+        # A worker waiting for Expensify's request limit (a screen's read) would hold the
+        # exit until its wait ends: wake it; it ends as Unreachable, nothing sent.
+        if self.engine is not None:
+            self.engine.interrupt()
+        super().exit(result, return_code, message)
 
     # ---- core calls in workers ----------------------------------------------------------------
 

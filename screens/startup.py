@@ -55,5 +55,11 @@ def build_app(args: argparse.Namespace | None = None, **overrides: Any) -> MlCon
 def run_tui(args: argparse.Namespace | None = None) -> int:
     """Opens the console on the configured systems (the setup screen on first run)."""
     app = build_app(args)
-    result = app.run()
+    try:
+        result = app.run()
+    finally:
+        # The engine the app opened: its audit events end with a signed checkpoint, its
+        # posting lock and state file are released (workers were woken on exit).
+        if app.engine is not None:
+            app.engine.close()
     return int(result or 0)

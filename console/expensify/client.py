@@ -130,6 +130,11 @@ class ExpensifyClient(http.PooledClient):
     def __repr__(self) -> str:
         return f"ExpensifyClient(url={self.base_url!r}, requests_made={self.requests_made})"
 
+    def cancel_waits(self) -> None:
+        """Requests waiting for the request limit give up now (the console is closing)."""
+        for limiter in list(self._limiters.values()):
+            limiter.cancel()
+
     @property
     def template(self) -> str:
         if self._template is None:

@@ -119,6 +119,8 @@ class SlidingWindowLimiter:
     margin_s: float = 0.5
     waited_s: float = field(default=0.0, init=False)  # time spent waiting, for the summary
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    # Set by cancel(): a real sleep waits on it, so closing the console wakes a waiting request.
+    _cancelled: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _horizon: float = field(default=_HORIZON_S, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -168,6 +170,7 @@ class SlidingWindowLimiter:
         takes longer than the bound (`max_wait_s`, or `deadline_s` left to the caller)."""
         bound = self.max_wait_s if deadline_s is None else min(self.max_wait_s, deadline_s)
         waited = 0.0
+        self._raise_if_cancelled()
         for _ in range(10_000):  # bounded: each pass either returns or sleeps > 0
             wait, stamp = self.try_acquire()
             if wait <= 0:
@@ -181,10 +184,27 @@ class SlidingWindowLimiter:
                     f"the request limit (at most {self._describe()}) stays full for longer "
                     f"than the {bound:.0f} s this run may wait",
                 )
-            self.sleep(wait)
+            self._pause(wait)
             waited += wait
             self.waited_s += wait
         raise Unreachable(self.service, "the request limiter did not free a slot")
+
+    def cancel(self) -> None:
+        """The console is closing: a request waiting for a slot gives up at once (Unreachable,
+        nothing sent), and so does every later one. Quitting the TUI while a screen's read
+        waited here took up to `max_wait_s`."""
+        self._cancelled.set()
+
+    def _pause(self, seconds: float) -> None:
+        if self.sleep is time.sleep:
+            self._cancelled.wait(seconds)
+        else:
+            self.sleep(seconds)  # a test's or the benchmark's virtual clock
+        self._raise_if_cancelled()
+
+    def _raise_if_cancelled(self) -> None:
+        if self._cancelled.is_set():
+            raise Unreachable(self.service, "the console is closing: the request was not sent")
 
     def settle(self, stamp: float) -> None:
         """The request stamped `stamp` has been answered: move its stamp to now. The

@@ -192,3 +192,33 @@ def test_settle_moves_the_stamp_to_the_answer_time_even_when_the_store_rounds():
     limiter.acquire()  # the window runs from the answer, not from the send
     assert t.now - before >= 10.0 - 4.0 - 1e-6
     assert t.now >= stamp + 4.0 + 10.0
+
+
+def test_cancel_wakes_a_request_waiting_for_the_limit_and_sends_nothing():
+    """Quitting the console while a screen's read waits for a slot: the wait ends at once
+    (Unreachable, no slot taken) instead of after the window (here a minute)."""
+    import threading
+
+    store = MemoryWindowStore()
+    limiter = SlidingWindowLimiter(store, "u", limits=((1, 60.0),), max_wait_s=120)
+    limiter.acquire()
+    outcome: list[BaseException] = []
+    started = threading.Event()
+
+    def waiting_request() -> None:
+        started.set()
+        try:
+            limiter.acquire()
+        except Unreachable as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=waiting_request)
+    worker.start()
+    started.wait()
+    limiter.cancel()
+    worker.join(timeout=30)  # a bound for a broken cancel, far below the minute's wait
+    assert not worker.is_alive()
+    assert outcome and "closing" in str(outcome[0])
+    assert len(store.load_window("u")) == 1  # the cancelled request took no slot
+    with pytest.raises(Unreachable, match="closing"):
+        limiter.acquire()  # nor does any later one
