@@ -140,7 +140,12 @@ class StoreBase:
         try:
             yield
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                # SQLite may have rolled back already (a full disk, an I/O error): the error
+                # that ended the transaction is the one to report, not "no transaction".
+                pass
             raise
         self._conn.execute("COMMIT")
 

@@ -212,6 +212,17 @@ def test_transaction_rolls_back_everything(store):
     assert store.count_reports() == 0
 
 
+def test_the_error_that_ended_a_transaction_is_the_one_reported(store):
+    """SQLite rolls back on its own after some errors (a full disk, an I/O error); the
+    console's ROLLBACK then finds no transaction. The operator must see the first error."""
+    with pytest.raises(RuntimeError, match="disk full"):
+        with store.transaction():
+            store.upsert_reports([_report("1")])
+            store._conn.execute("ROLLBACK")  # what SQLite did by itself
+            raise RuntimeError("disk full")
+    assert store.count_reports() == 0
+
+
 def test_posting_lock_names_the_holder_and_dies_with_it(tmp_path):
     lock_path = tmp_path / "state.sqlite3.lock"
     holder = subprocess.Popen(
