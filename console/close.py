@@ -715,8 +715,10 @@ def _expected_amounts(
         cur[key] += amount
         if rate is None:
             continue
-        # Net and tax are converted each, as the planner converts the row and its tax.
-        for part, into in ((amount - ln.tax, (acc,)), (ln.tax, (acc, tax))):
+        # Net and tax are converted each, as the planner converts the row and its tax (the
+        # net being the rounded gross less the rounded tax).
+        line_tax = ln.tax if rule is None else rule.transaction_amount(ln.tax)
+        for part, into in ((amount - line_tax, (acc,)), (line_tax, (acc, tax))):
             if rule is not None:
                 converted = rule.accounting_amount(rule.transaction_amount(part))
             else:

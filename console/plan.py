@@ -490,9 +490,16 @@ def plan_voucher(
     for line in lines:
         line_tax = line.tax if line.tax is not None and line.tax.code else None
         # With a tax code the row posts the net; IFS posts the recoverable tax (console/tax.py).
-        posted_minor = line_tax.net_minor if line_tax else line.amount_minor
-        signed_currency, signed_accounting = line_amounts(rule, minor_to_decimal(posted_minor))
         row_tax = tax.row_tax(line_tax, to_major, to_accounting) if line_tax else None
+        if row_tax is not None and line_tax is not None:
+            # Net = gross - tax, each rounded to the currency's decimals first, so that
+            # expense + tax = gross exactly (a fraction of a yen rounds once, not twice).
+            signed_currency = to_major(line_tax.gross_minor) - row_tax.currency_tax
+            signed_accounting = rule.accounting_amount(signed_currency)
+        else:
+            signed_currency, signed_accounting = line_amounts(
+                rule, minor_to_decimal(line.amount_minor)
+            )
         taxed = row_tax is not None and bool(row_tax.currency_tax or row_tax.tax)
         if signed_currency == 0 and signed_accounting == 0 and not taxed:
             # Hundredths of a currency that has none (a fraction of a yen): nothing to post.

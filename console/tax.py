@@ -261,7 +261,9 @@ def row_tax(
     `to_accounting` a signed report-currency amount into the accounting currency (as the
     planner rounds it)."""
     currency_tax = to_major(lt.posted_tax_minor)
-    currency_base = to_major(lt.base_minor)
+    # Gross and tax rounded each (a currency with fewer decimals than Expensify's hundredths),
+    # so that base + tax = gross exactly; with cents this is base_minor.
+    currency_base = to_major(lt.gross_minor) - to_major(lt.tax_minor)
     return RowTax(
         code=lt.code,
         currency_tax=currency_tax,
