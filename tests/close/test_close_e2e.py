@@ -67,6 +67,13 @@ def test_demo_month_ties_out_to_the_cent_with_csv_and_html(tmp_path, sims):
     data = json.loads(proc.stdout)
     assert data["balanced"] is True and data["unexplained"] == []
     assert data["source"] == "expensify"
+    # The demo's European VAT ties out too: net + tax per account, the tax posted by IFS.
+    taxed = {(t["currency"], t["account"]): t for t in data["taxByAccount"]}
+    assert any(Decimal(t["taxInIfs"]) > 0 for t in taxed.values()), taxed
+    for t in taxed.values():
+        for side in ("Approved", "InIfs"):
+            net, tax, gross = (Decimal(t[f"{k}{side}"]) for k in ("net", "tax", "gross"))
+            assert net + tax == gross
     [total] = data["totals"]
     approved, in_ifs, held = (Decimal(total[k]) for k in ("approved", "in_ifs", "held"))
     # held + posted = approved, to the cent; and "in IFS" is what IFS holds, not local state.
