@@ -27,6 +27,24 @@ def _validated(evaluation: Any) -> Any:
     return evaluation if hasattr(evaluation, "mapped") else None
 
 
+def _line_row(line: Any, account: str, parts: str, state: Text, payload: Any) -> Row:
+    """One line as the Lines table shows it, whether as evaluated or as posted."""
+    return Row(
+        key=line.transaction_id,
+        cells={
+            "tx": literal(line.transaction_id, 20),
+            "merchant": literal(line.merchant, 60),
+            "category": literal(line.category, 30),
+            "tag": literal(line.tag, 40),
+            "amount": Text(f"{minor_to_decimal(line.amount_minor):,.2f}"),
+            "account": literal(account or "—", 12),
+            "parts": literal(parts or "—", 40),
+            "state": state,
+        },
+        payload=payload,
+    )
+
+
 def _posted_rows(detail: Any, coding: PostedCoding) -> list[Row]:
     """A posted report's lines with the account and code parts they were posted with."""
     rows = []
@@ -42,22 +60,8 @@ def _posted_rows(detail: Any, coding: PostedCoding) -> list[Row]:
             state = status_text("posted", f"{voucher}; coding not recorded here")
         accounts = sorted({p.account for p in posted})
         parts = sorted({" ".join(f"{k}={v}" for k, v in p.code_parts) for p in posted})
-        rows.append(
-            Row(
-                key=line.transaction_id,
-                cells={
-                    "tx": literal(line.transaction_id, 20),
-                    "merchant": literal(line.merchant, 60),
-                    "category": literal(line.category, 30),
-                    "tag": literal(line.tag, 40),
-                    "amount": Text(f"{minor_to_decimal(line.amount_minor):,.2f}"),
-                    "account": literal(", ".join(accounts) or "—", 12),
-                    "parts": literal("; ".join(p for p in parts if p) or "—", 40),
-                    "state": state,
-                },
-                payload=(line, posted, []),
-            )
-        )
+        coded = "; ".join(p for p in parts if p)
+        rows.append(_line_row(line, ", ".join(accounts), coded, state, (line, posted, [])))
     return rows
 
 
@@ -92,22 +96,8 @@ def line_rows(detail: Any, evaluation: Any) -> list[Row]:
             f"{k}={v}" + _from(sources.get(k))
             for k, v in sorted((getattr(m, "code_parts", {}) or {}).items())
         )
-        rows.append(
-            Row(
-                key=line.transaction_id,
-                cells={
-                    "tx": literal(line.transaction_id, 20),
-                    "merchant": literal(line.merchant, 60),
-                    "category": literal(line.category, 30),
-                    "tag": literal(line.tag, 40),
-                    "amount": Text(f"{minor_to_decimal(line.amount_minor):,.2f}"),
-                    "account": literal(getattr(m, "account", None) or "—", 12),
-                    "parts": literal(parts or "—", 40),
-                    "state": state,
-                },
-                payload=(line, m, issues),
-            )
-        )
+        account = getattr(m, "account", None) or ""
+        rows.append(_line_row(line, account, parts, state, (line, m, issues)))
     return rows
 
 

@@ -73,10 +73,17 @@ def plan(spec: list[tuple[int, bool]], rule: CurrencyRule) -> PlannedVoucher:
         line(f"T{i:03d}", amount, reimbursable=reimb, currency="JPY")
         for i, (amount, reimb) in enumerate(spec)
     ]
+    return plan_jpy(lines, rule)
+
+
+def plan_jpy(lines: list[dict], rule: CurrencyRule, posting: Posting = POSTING) -> PlannedVoucher:
+    """The voucher of a JPY report into company 10 (USD) under `rule`, validated as IFS's."""
     rep = report(lines, currency="JPY")
+    mapped = map_report(rep, POLICIES, posting)
+    assert not mapped.problems, mapped.problems
     validated = ValidatedReport(
         report_id=rep.reportID,
-        mapped=map_report(rep, POLICIES, POSTING),
+        mapped=mapped,
         holds=[],
         company_currency="USD",
         voucher_date=date(2026, 11, 3),
@@ -84,7 +91,7 @@ def plan(spec: list[tuple[int, bool]], rule: CurrencyRule) -> PlannedVoucher:
         rate=rule.unit_rate,
         currency_rule=rule,
     )
-    return plan_voucher(validated, POSTING)
+    return plan_voucher(validated, posting)
 
 
 def _has_decimals(value: Decimal | None, decimals: int) -> bool:
@@ -221,21 +228,7 @@ def test_any_taxed_report_under_any_rule_balances_and_net_plus_tax_is_gross(spec
                 taxName="VAT",
             )
         )
-    rep = report(lines, currency="JPY")
-    posting = TaxPosting(default_tax_code="E0")
-    mapped = map_report(rep, POLICIES, posting)
-    assert not mapped.problems, mapped.problems
-    validated = ValidatedReport(
-        report_id=rep.reportID,
-        mapped=mapped,
-        holds=[],
-        company_currency="USD",
-        voucher_date=date(2026, 11, 3),
-        period=PERIOD,
-        rate=rule.unit_rate,
-        currency_rule=rule,
-    )
-    v = plan_voucher(validated, posting)
+    v = plan_jpy(lines, rule, TaxPosting(default_tax_code="E0"))
     cd, cc, d, c = v.totals()
     assert cd == cc and d == c
     for row in v.rows:
