@@ -8,11 +8,15 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
 
 from console import __version__
 
+# Not `from typing import TYPE_CHECKING`: importing typing alone is ~3 ms of every start-up,
+# a tenth of `ml-console --version` (bench/startup_bench.py); type checkers honour the name.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import NoReturn
+
     from console.state_check import DamagedState
 
 
