@@ -156,6 +156,9 @@ class MappingEntry:
     affects: int = 0
     dates: tuple[date, ...] = ()
     by_status: tuple[tuple[str, int], ...] = ()  # (status, reports) of those it affects
+    # Where the config sets it (a `[posting]` key) for rows the editor shows but does not
+    # change: tax codes, report and employee fields, the employee, billable lines, cards.
+    configured_in: str = ""
 
     @property
     def effective(self) -> str:
@@ -216,6 +219,63 @@ def mapping_entries(
     return entries
 
 
+def configured_entries(
+    policies: Mapping[str, PolicyInfo], posting: PostingConfig
+) -> list[MappingEntry]:
+    """What the posting config maps beyond categories and tags, per policy, as the mapping
+    screen lists it: Expensify tax codes to IFS tax codes, report and employee fields to code
+    parts, the employee on the accrued-expenses row, billable lines' project, card accounts."""
+    entries: list[MappingEntry] = []
+
+    def add(pid: str, kind: str, source: str, part: str, default: str, key: str) -> None:
+        company = posting.company_by_policy.get(pid, "")
+        entries.append(
+            MappingEntry(pid, company, kind, source, part, default, "", True, configured_in=key)
+        )
+
+    for pid in sorted(policies):
+        codes = {c: ("tax_code_by_expensify", v) for c, v in posting.tax_code_by_expensify.items()}
+        codes.update(
+            (c, ("tax_code_by_policy", v))
+            for c, v in posting.tax_code_by_policy.get(pid, {}).items()
+        )
+        for code, (key, ifs_code) in sorted(codes.items()):
+            add(pid, "tax code", code or "(no tax code)", "tax", ifs_code, key)
+        if posting.default_tax_code and "" not in codes:
+            add(
+                pid,
+                "tax code",
+                "(no tax code)",
+                "tax",
+                posting.default_tax_code,
+                "default_tax_code",
+            )
+        sources = posting.code_part_sources_by_policy.get(pid)
+        if sources is None:
+            sources = {f"report:{f}": c for f, c in posting.code_part_by_report_field.items()}
+            sources.update(
+                (f"employee:{f}", c) for f, c in posting.code_part_by_employee_field.items()
+            )
+            key = "code_part_by_report_field / code_part_by_employee_field"
+        else:
+            key = "code_part_sources_by_policy"
+        for source, part in sorted(sources.items()):
+            kind, _, name = source.partition(":")
+            label = "report field" if kind == "report" else "employee field"
+            add(pid, label, name, part, "the field's value", key)
+        if posting.employee_id_field:
+            part = posting.employee_code_part if posting.employee_on == "code-part" else "party"
+            on = f"on {posting.accrued_expenses_account}"
+            add(pid, "employee", posting.employee_id_field, part, on, "employee_id_field")
+        billable = getattr(posting, "billable_project_code_part", "")
+        if billable:
+            source = getattr(posting, "billable_project_from", "") or "the line's own coding"
+            add(pid, "billable", source, billable, "billed project", "billable_project_from")
+        for card, account in sorted(posting.card_clearing_account_by_card.items()):
+            add(pid, "card", card, "A", account, "card_clearing_account_by_card")
+    return entries
+
+
 def mapping_view(
     store: Store, policies: Mapping[str, PolicyInfo], posting: PostingConfig
 ) -> MappingView:
@@ -225,6 +285,7 @@ def mapping_view(
         ((status, raw) for _rid, status, raw in store.reports_raw(MAPPED_STATUSES)), policies
     )
     entries = mapping_entries(policies, posting, store.mapping_rules(), usage)
+    entries += configured_entries(policies, posting)
     hints: dict[tuple[str, str], list[str]] = {}
     for company in sorted(set(posting.company_by_policy.values())):
         for dim in store.dimensions(company, limit=100_000):

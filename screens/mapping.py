@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 def entry_row(e: MappingEntry) -> Row:
     override = literal(e.override, 20, style=f"bold {ORANGE}") if e.override else Text("—", GREY)
+    if e.configured_in:
+        override = Text("set in config", GREY)
     return Row(
         key=f"{e.policy_id}|{e.kind}|{e.source}",
         cells={
@@ -40,7 +42,8 @@ def entry_row(e: MappingEntry) -> Row:
             "default": literal(e.default or "—", 20),
             "override": override,
             "affects": Text(
-                f"{e.affects:,}" if e.affects else "0", style="bold" if e.affects else GREY
+                f"{e.affects:,}" if e.affects else "—" if e.configured_in else "0",
+                style="bold" if e.affects else GREY,
             ),
         },
         payload=e,
@@ -222,6 +225,14 @@ class MappingScreen(ConsoleScreen):
             self._edit(row.payload)
 
     def _edit(self, entry: MappingEntry) -> None:
+        if entry.configured_in:
+            self.notify(
+                f"The {entry.label} {entry.source!r} of {entry.policy_id} is set in config.toml"
+                f" [posting] {entry.configured_in}: change it there. This screen edits"
+                " category and tag mappings.",
+                severity="warning",
+            )
+            return
         if not entry.code_part:
             self.notify(
                 f"Tag level {entry.label!r} maps to no code part ([posting] "

@@ -271,3 +271,34 @@ async def test_help_shows_the_focused_widgets_help(tui_home, make_app) -> None:
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, HelpModal)
+
+
+async def test_mapping_lists_what_the_config_maps_and_says_where_to_change_it(
+    tui_home, make_app
+) -> None:
+    """Issue 16: the mapping screen shows the tax codes, report fields and billable lines the
+    posting config maps (the demo's: EU VAT codes, the Engagement field, billable projects),
+    and an edit on one of them says which config key sets it instead of saving anything."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await sync(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        await pilot.press("slash", *"tax code", "enter")
+        await settle(pilot)
+        mapping = table(pilot, "#mapping-table")
+        rows = [mapping.row_at(i) for i in range(mapping.total)]
+        eu = {r.payload.source: r.payload.default for r in rows if r.payload.policy_id == "POL-EU"}
+        assert eu == {"VAT0": "Z0", "VAT10": "R10", "VAT20": "S20"}
+        assert all(r.payload.configured_in == "tax_code_by_policy" for r in rows)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert not app.screen.query_one("#mapping-editor").display
+        said = [n.message for n in app._notifications]
+        assert any("[posting] tax_code_by_policy" in m for m in said), said
+        await pilot.press("escape", "slash", *"Engagement", "enter")
+        await settle(pilot)
+        found = [mapping.row_at(i).payload for i in range(mapping.total)]
+        assert {(e.kind, e.code_part) for e in found} == {("report field", "D")}
+    assert app.engine.store.mapping_rules() == []
