@@ -219,13 +219,15 @@ def mapping_entries(
     return entries
 
 
-def configured_entries(
-    policies: Mapping[str, PolicyInfo], posting: PostingConfig
-) -> list[MappingEntry]:
+def configured_entries(policies: Mapping[str, PolicyInfo], posting: Any) -> list[MappingEntry]:
     """What the posting config maps beyond categories and tags, per policy, as the mapping
     screen lists it: Expensify tax codes to IFS tax codes, report and employee fields to code
-    parts, the employee on the accrued-expenses row, billable lines' project, card accounts."""
+    parts, the employee on the accrued-expenses row, billable lines' project, card accounts.
+    A posting config without these keys (a test's own rules) maps none of them."""
     entries: list[MappingEntry] = []
+
+    def setting(name: str, default: Any) -> Any:
+        return getattr(posting, name, default) or default
 
     def add(pid: str, kind: str, source: str, part: str, default: str, key: str) -> None:
         company = posting.company_by_policy.get(pid, "")
@@ -233,45 +235,43 @@ def configured_entries(
             MappingEntry(pid, company, kind, source, part, default, "", True, configured_in=key)
         )
 
+    global_codes: dict[str, str] = setting("tax_code_by_expensify", {})
+    per_policy_codes: dict[str, dict[str, str]] = setting("tax_code_by_policy", {})
+    default_code: str = setting("default_tax_code", "")
+    employee_field: str = setting("employee_id_field", "")
+    billable: str = setting("billable_project_code_part", "")
     for pid in sorted(policies):
-        codes = {c: ("tax_code_by_expensify", v) for c, v in posting.tax_code_by_expensify.items()}
+        codes = {c: ("tax_code_by_expensify", v) for c, v in global_codes.items()}
         codes.update(
-            (c, ("tax_code_by_policy", v))
-            for c, v in posting.tax_code_by_policy.get(pid, {}).items()
+            (c, ("tax_code_by_policy", v)) for c, v in per_policy_codes.get(pid, {}).items()
         )
         for code, (key, ifs_code) in sorted(codes.items()):
             add(pid, "tax code", code or "(no tax code)", "tax", ifs_code, key)
-        if posting.default_tax_code and "" not in codes:
-            add(
-                pid,
-                "tax code",
-                "(no tax code)",
-                "tax",
-                posting.default_tax_code,
-                "default_tax_code",
-            )
-        sources = posting.code_part_sources_by_policy.get(pid)
+        if default_code and "" not in codes:
+            add(pid, "tax code", "(no tax code)", "tax", default_code, "default_tax_code")
+        sources = setting("code_part_sources_by_policy", {}).get(pid)
+        key = "code_part_sources_by_policy"
         if sources is None:
-            sources = {f"report:{f}": c for f, c in posting.code_part_by_report_field.items()}
+            sources = {
+                f"report:{f}": c for f, c in setting("code_part_by_report_field", {}).items()
+            }
             sources.update(
-                (f"employee:{f}", c) for f, c in posting.code_part_by_employee_field.items()
+                (f"employee:{f}", c) for f, c in setting("code_part_by_employee_field", {}).items()
             )
             key = "code_part_by_report_field / code_part_by_employee_field"
-        else:
-            key = "code_part_sources_by_policy"
         for source, part in sorted(sources.items()):
             kind, _, name = source.partition(":")
             label = "report field" if kind == "report" else "employee field"
             add(pid, label, name, part, "the field's value", key)
-        if posting.employee_id_field:
-            part = posting.employee_code_part if posting.employee_on == "code-part" else "party"
+        if employee_field:
+            in_part = setting("employee_on", "code-part") == "code-part"
+            part = setting("employee_code_part", "") if in_part else "party"
             on = f"on {posting.accrued_expenses_account}"
-            add(pid, "employee", posting.employee_id_field, part, on, "employee_id_field")
-        billable = getattr(posting, "billable_project_code_part", "")
+            add(pid, "employee", employee_field, part, on, "employee_id_field")
         if billable:
-            source = getattr(posting, "billable_project_from", "") or "the line's own coding"
+            source = setting("billable_project_from", "") or "the line's own coding"
             add(pid, "billable", source, billable, "billed project", "billable_project_from")
-        for card, account in sorted(posting.card_clearing_account_by_card.items()):
+        for card, account in sorted(setting("card_clearing_account_by_card", {}).items()):
             add(pid, "card", card, "A", account, "card_clearing_account_by_card")
     return entries
 
