@@ -47,11 +47,6 @@ def round_to(amount: Decimal, decimals: int) -> Decimal:
     return amount.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
 
 
-def fmt_places(value: Decimal | None, decimals: int = 2) -> str:
-    """Decimal('6173') with 0 decimals -> '6,173'; 3 -> '12.340'; None -> ''."""
-    return "" if value is None else f"{value:,.{decimals}f}"
-
-
 @dataclass(frozen=True, slots=True)
 class CurrencyRule:
     """How one currency converts into a company's accounting currency on one day.

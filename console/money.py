@@ -50,11 +50,12 @@ def round_cents(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def fmt_decimal(value: Decimal | None, currency: str = "") -> str:
-    """Decimal('1234.5') -> '1,234.50'; None -> ''; with a currency: '1,234.50 USD'."""
+def fmt_decimal(value: Decimal | None, currency: str = "", *, decimals: int = 2) -> str:
+    """Decimal('1234.5') -> '1,234.50'; None -> ''; with a currency: '1,234.50 USD'. To a
+    currency's own decimals where it has other than 2: Decimal('6173'), 0 -> '6,173'."""
     if value is None:
         return ""
-    return f"{value:,.2f} {currency}".rstrip()
+    return f"{value:,.{decimals}f} {currency}".rstrip()
 
 
 def fmt(minor: int, currency: str = "") -> str:

@@ -36,7 +36,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from console import code_sources, coding, line_coding, reference, tax
-from console.currency import fmt_places, line_amounts, rule_for
+from console.currency import line_amounts, rule_for
 from console.expensify.models import ExportReport
 from console.ifs.models import CODE_PARTS, Voucher, VoucherRow
 from console.mapping import Hold, MappedLine, PostingRules
@@ -482,18 +482,19 @@ def plan_voucher(
 
     def to_accounting(amount: Decimal) -> Decimal:
         # Tax and base convert by the rule the rows convert by (IFS's rounding).
-        return rule.accounting_amount(rule.transaction_amount(amount))
+        return line_amounts(rule, amount)[1]
 
     def to_major(minor: int) -> Decimal:
         return rule.transaction_amount(minor_to_decimal(minor))
 
     for line in lines:
         line_tax = line.tax if line.tax is not None and line.tax.code else None
-        # With a tax code the row posts the net; IFS posts the recoverable tax (console/tax.py).
-        row_tax = tax.row_tax(line_tax, to_major, to_accounting) if line_tax else None
-        if row_tax is not None and line_tax is not None:
-            # Net = gross - tax, each rounded to the currency's decimals first, so that
-            # expense + tax = gross exactly (a fraction of a yen rounds once, not twice).
+        row_tax: tax.RowTax | None = None
+        if line_tax is not None:
+            # With a tax code the row posts the net; IFS posts the recoverable tax
+            # (console/tax.py). Net = gross - tax, each rounded to the currency's decimals
+            # first, so that expense + tax = gross exactly (a fraction of a yen rounds once).
+            row_tax = tax.row_tax(line_tax, to_major, to_accounting)
             signed_currency = to_major(line_tax.gross_minor) - row_tax.currency_tax
             signed_accounting = rule.accounting_amount(signed_currency)
         else:
@@ -735,10 +736,10 @@ class Plan:
                 no = "ifs" if row.ifs_generated else str(row.row_no)
                 out.append(
                     f"  {no:>3} {row.account_label:<10} {parts:<24} "
-                    f"{fmt_places(row.currency_debit, v.currency_decimals):>14} "
-                    f"{fmt_places(row.currency_credit, v.currency_decimals):>14} "
-                    f"{fmt_places(row.debit, v.accounting_decimals):>14} "
-                    f"{fmt_places(row.credit, v.accounting_decimals):>14}  {row.text}"
+                    f"{fmt_decimal(row.currency_debit, decimals=v.currency_decimals):>14} "
+                    f"{fmt_decimal(row.currency_credit, decimals=v.currency_decimals):>14} "
+                    f"{fmt_decimal(row.debit, decimals=v.accounting_decimals):>14} "
+                    f"{fmt_decimal(row.credit, decimals=v.accounting_decimals):>14}  {row.text}"
                     + _tax_note(row)
                 )
                 if row.source.parts_from:
@@ -747,11 +748,12 @@ class Plan:
                 if row.note:
                     out.append(f"  {'':>3} {'':<10} ({row.note})")
             cd, cc, d, c = v.totals()
+            cur_dp, acc_dp = v.currency_decimals, v.accounting_decimals
             out.append(
-                f"  {'':>3} {'balance':<10} {'':<24} {fmt_places(cd, v.currency_decimals):>14} "
-                f"{fmt_places(cc, v.currency_decimals):>14} "
-                f"{fmt_places(d, v.accounting_decimals):>14} "
-                f"{fmt_places(c, v.accounting_decimals):>14}  {v.currency} / {v.company_currency}"
+                f"  {'':>3} {'balance':<10} {'':<24} {fmt_decimal(cd, decimals=cur_dp):>14} "
+                f"{fmt_decimal(cc, decimals=cur_dp):>14} "
+                f"{fmt_decimal(d, decimals=acc_dp):>14} "
+                f"{fmt_decimal(c, decimals=acc_dp):>14}  {v.currency} / {v.company_currency}"
             )
             for s in v.skipped_lines:
                 out.append(f"  (skipped line {s.transaction_id} {s.merchant}: {s.reason})")

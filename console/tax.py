@@ -143,16 +143,6 @@ class LineTax:
         """The tax IFS posts to its tax account (0 where it stays in the expense)."""
         return self.tax_minor if self.recoverable and self.code else 0
 
-    @property
-    def net_minor(self) -> int:
-        """What the expense row posts."""
-        return self.gross_minor - self.posted_tax_minor
-
-    @property
-    def base_minor(self) -> int:
-        """IFS's tax base: the amount without the tax."""
-        return self.gross_minor - self.tax_minor
-
 
 def _setting(posting: Any, name: str, default: Any) -> Any:
     # A posting config without the tax keys (a test's own rules) means: no tax handling.
@@ -262,7 +252,7 @@ def row_tax(
     planner rounds it)."""
     currency_tax = to_major(lt.posted_tax_minor)
     # Gross and tax rounded each (a currency with fewer decimals than Expensify's hundredths),
-    # so that base + tax = gross exactly; with cents this is base_minor.
+    # so that base + tax = gross exactly (IFS's base: the amount without the tax).
     currency_base = to_major(lt.gross_minor) - to_major(lt.tax_minor)
     return RowTax(
         code=lt.code,

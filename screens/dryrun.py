@@ -15,7 +15,6 @@ from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Label, ProgressBar, Static
 
-from console.currency import fmt_places
 from console.money import fmt_decimal
 from screens.base import ConsoleScreen
 from screens.keys import bind
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
 def amount(value: Decimal | None, decimals: int = 2) -> str:
     """As the console shows money everywhere (console.money.fmt_decimal), to the currency's
     own decimals (JPY 0, KWD 3; docs/currency.md)."""
-    return fmt_decimal(value) if decimals == 2 else fmt_places(value, decimals)
+    return fmt_decimal(value, decimals=decimals)
 
 
 def progress_text(event: Any) -> str:
