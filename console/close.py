@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from console import reference
 from console.coding import EmployeeBalance
-from console.currency import CurrencyRule
+from console.currency import CurrencyRule, rule_for
 from console.expensify.models import ExportReport, ExportTransaction, PolicyInfo
 from console.expensify.reconciliation import CardSpend, Unreadable
 from console.ifs.models import Voucher, VoucherRow
@@ -702,8 +702,11 @@ def _expected_amounts(
     planner does: by IFS's rule where known (each currency to its decimals), else half-up to
     the cent. `posted`: `rate` is a voucher's CurrencyRate, as IFS quotes it."""
     rule = report.currency_rule
-    if rule is not None and rate is not None and posted:
-        rule = replace(rule, rate=rate)
+    if rate is not None:
+        # The rule the planner converts by (rule_for: IFS's, else the rate to the cent).
+        rule = rule_for(rule, report.currency, report.company_currency, rate)
+        if posted:
+            rule = replace(rule, rate=rate)
     cur: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     acc: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     tax: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
@@ -713,19 +716,14 @@ def _expected_amounts(
             continue
         key = (ln.account, ln.cost_centre)
         cur[key] += amount
-        if rate is None:
+        if rate is None or rule is None:
             continue
         # Net and tax are converted each, as the planner converts the row and its tax (the
         # net being the rounded gross less the rounded tax).
-        line_tax = ln.tax if rule is None else rule.transaction_amount(ln.tax)
-        for part, into in ((amount - line_tax, (acc,)), (line_tax, (acc, tax))):
-            if rule is not None:
-                converted = rule.accounting_amount(rule.transaction_amount(part))
-            else:
-                magnitude = round_cents(abs(part) * rate)
-                converted = magnitude if part > 0 else -magnitude
-            for book in into:
-                book[key] += converted
+        line_tax = rule.transaction_amount(ln.tax)
+        converted_tax = rule.accounting_amount(line_tax)
+        acc[key] += rule.accounting_amount(amount - line_tax) + converted_tax
+        tax[key] += converted_tax
     if rate is None:
         return _Amounts(dict(cur), {})
     return _Amounts(dict(cur), dict(acc), dict(tax))
