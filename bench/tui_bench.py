@@ -28,12 +28,12 @@ from pathlib import Path
 
 from console import views
 from console.audit import AuditLog, Event
-from console.store import AuditFilter, AuditRow, LineRecord, ReportRecord, ReportRow, Store
+from console.store import LineRecord, ReportRecord, Store
 
 
-class BenchEngine:
-    """Just enough engine for the Pending and Audit screens: the Engine methods they call,
-    over the seeded store (no services)."""
+class BenchEngine(views.ListQueries):
+    """Just enough engine for the Pending and Audit screens over the seeded store (no
+    services): the list queries are the Engine's own (console.views.ListQueries)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -43,55 +43,6 @@ class BenchEngine:
 
     def policy_sync_states(self) -> dict[str, str]:
         return {}
-
-    def pending_reports(
-        self,
-        filter_text: str = "",
-        status: str | Sequence[str] | None = None,
-        *,
-        offset: int = 0,
-        limit: int = 200,
-    ) -> list[ReportRow]:
-        return self.store.pending_reports(filter_text, status, offset=offset, limit=limit)
-
-    def count_reports(
-        self, filter_text: str = "", status: str | Sequence[str] | None = None
-    ) -> int:
-        return self.store.count_reports(filter_text, status)
-
-    # The screens page through the search the operator's `/` filter runs (Engine.find_*).
-    def find_reports(
-        self,
-        filter_text: str = "",
-        status: str | Sequence[str] | None = None,
-        *,
-        offset: int = 0,
-        limit: int = 200,
-    ) -> list[ReportRow]:
-        return self.store.search_reports(
-            filter_text, status, views.STATUS_WORDS, offset=offset, limit=limit
-        )
-
-    def count_found_reports(
-        self, filter_text: str = "", status: str | Sequence[str] | None = None
-    ) -> int:
-        return self.store.count_search_reports(filter_text, status, views.STATUS_WORDS)
-
-    def find_audit(
-        self, flt: AuditFilter | None = None, *, before_seq: int | None = None, limit: int = 200
-    ) -> list[AuditRow]:
-        return self.store.search_audit_page(flt, before_seq=before_seq, limit=limit)
-
-    def count_found_audit(self, flt: AuditFilter | None = None) -> int:
-        return self.store.count_search_audit(flt)
-
-    def audit_page(
-        self, flt: AuditFilter | None = None, *, before_seq: int | None = None, limit: int = 200
-    ) -> list[AuditRow]:
-        return self.store.audit_page(flt, before_seq=before_seq, limit=limit)
-
-    def audit_count(self, flt: AuditFilter | None = None) -> int:
-        return self.store.audit_count(flt)
 
 
 QUICK_SIZES: dict[str, tuple[int, ...]] = {"pending": (1000, 10_000), "audit": (1000, 10_000)}

@@ -386,3 +386,77 @@ def event_summary(event: AuditRow) -> str:
     if event.type == "fetched":
         return _MINOR_TOTAL.sub(lambda m: f"{m[1]}, {fmt(int(m[2]), m[3])}", event.summary)
     return event.summary
+
+
+class ListQueries:
+    """The pages the list screens read (Pending, Audit), over the store alone: the Engine
+    answers them through this, and so does a stand-in that has only a store
+    (bench/tui_bench.py), so the benchmark measures the queries the console runs."""
+
+    store: Store
+
+    def pending_reports(
+        self,
+        filter_text: str = "",
+        status: str | Sequence[str] | None = None,
+        *,
+        offset: int = 0,
+        limit: int = 200,
+    ) -> list[ReportRow]:
+        """One page of stored reports in these statuses, newest approval first, filtered."""
+        return self.store.pending_reports(filter_text, status, offset=offset, limit=limit)
+
+    def count_reports(
+        self, filter_text: str = "", status: str | Sequence[str] | None = None
+    ) -> int:
+        """How many stored reports pending_reports() pages through."""
+        return self.store.count_reports(filter_text, status)
+
+    def audit_page(
+        self,
+        flt: AuditFilter | None = None,
+        *,
+        before_seq: int | None = None,
+        limit: int = 200,
+    ) -> list[AuditRow]:
+        """One page of audit events, newest first; pass the last row's seq as before_seq."""
+        return self.store.audit_page(flt, before_seq=before_seq, limit=limit)
+
+    def audit_count(self, flt: AuditFilter | None = None) -> int:
+        """How many audit events match the filter."""
+        return self.store.audit_count(flt)
+
+    def find_reports(
+        self,
+        filter_text: str = "",
+        status: str | Sequence[str] | None = None,
+        *,
+        offset: int = 0,
+        limit: int = 200,
+    ) -> list[ReportRow]:
+        """pending_reports() with the text searched in every column the Pending screen shows:
+        status as shown ("held", "new"), reason, approval date, amount as shown, IDs, names."""
+        return self.store.search_reports(
+            filter_text, status, STATUS_WORDS, offset=offset, limit=limit
+        )
+
+    def count_found_reports(
+        self, filter_text: str = "", status: str | Sequence[str] | None = None
+    ) -> int:
+        """How many stored reports find_reports() pages through."""
+        return self.store.count_search_reports(filter_text, status, STATUS_WORDS)
+
+    def find_audit(
+        self,
+        flt: AuditFilter | None = None,
+        *,
+        before_seq: int | None = None,
+        limit: int = 200,
+    ) -> list[AuditRow]:
+        """audit_page() with free words searched in every column the Audit screen shows:
+        event type ("mapping" finds mapping-changed), actor, time, summary, amounts as shown."""
+        return self.store.search_audit_page(flt, before_seq=before_seq, limit=limit)
+
+    def count_found_audit(self, flt: AuditFilter | None = None) -> int:
+        """How many audit events find_audit() pages through."""
+        return self.store.count_search_audit(flt)

@@ -161,7 +161,7 @@ SPEND_WINDOW_S = 3600.0
 POLL_REQUESTS = 2  # export and download; the policy read and the re-read when due
 
 
-class Engine(Session):
+class Engine(Session, views.ListQueries):
     """The console's facade on a session: what the TUI and every command call. Each method
     is one flow (a cycle, a reviewed post, a replay, a mapping change, a value check) or one
     read model; the flows of reversals, card accruals, close and adopt are modules beside
@@ -885,23 +885,6 @@ class Engine(Session):
     # What the screens read and call instead of reaching into the store, IFS or the settings
     # (tests/tui/test_seam.py keeps it so). None of these posts or writes to Expensify.
 
-    def pending_reports(
-        self,
-        filter_text: str = "",
-        status: str | Sequence[str] | None = None,
-        *,
-        offset: int = 0,
-        limit: int = 200,
-    ) -> list[views.ReportRow]:
-        """One page of stored reports in these statuses, newest approval first, filtered."""
-        return self.store.pending_reports(filter_text, status, offset=offset, limit=limit)
-
-    def count_reports(
-        self, filter_text: str = "", status: str | Sequence[str] | None = None
-    ) -> int:
-        """How many stored reports pending_reports() pages through."""
-        return self.store.count_reports(filter_text, status)
-
     def report_detail(self, report_id: str) -> views.ReportDetail | None:
         """One stored report with its lines, holds, postings and exclusion (None: unknown)."""
         return self.store.report_detail(report_id)
@@ -918,20 +901,6 @@ class Engine(Session):
     def hold_groups(self) -> list[views.HoldGroup]:
         """Held reports grouped by reason code and company (the Missing dimensions queue)."""
         return self.store.hold_groups()
-
-    def audit_page(
-        self,
-        flt: views.AuditFilter | None = None,
-        *,
-        before_seq: int | None = None,
-        limit: int = 200,
-    ) -> list[views.AuditRow]:
-        """One page of audit events, newest first; pass the last row's seq as before_seq."""
-        return self.store.audit_page(flt, before_seq=before_seq, limit=limit)
-
-    def audit_count(self, flt: views.AuditFilter | None = None) -> int:
-        """How many audit events match the filter."""
-        return self.store.audit_count(flt)
 
     def verify_audit(self) -> views.VerifyResult:
         """Walk the audit log's hash chain; name the first event edited, deleted or moved."""
@@ -996,41 +965,6 @@ class Engine(Session):
     def remember_close_period(self, year: int, month: int) -> None:
         """Keep the period the operator chose on Close for the next time it opens."""
         self.store.set_cursor(f"{year:04d}-{month:02d}", views.CLOSE_PERIOD_CURSOR)
-
-    def find_reports(
-        self,
-        filter_text: str = "",
-        status: str | Sequence[str] | None = None,
-        *,
-        offset: int = 0,
-        limit: int = 200,
-    ) -> list[views.ReportRow]:
-        """pending_reports() with the text searched in every column the Pending screen shows:
-        status as shown ("held", "new"), reason, approval date, amount as shown, IDs, names."""
-        return self.store.search_reports(
-            filter_text, status, views.STATUS_WORDS, offset=offset, limit=limit
-        )
-
-    def count_found_reports(
-        self, filter_text: str = "", status: str | Sequence[str] | None = None
-    ) -> int:
-        """How many stored reports find_reports() pages through."""
-        return self.store.count_search_reports(filter_text, status, views.STATUS_WORDS)
-
-    def find_audit(
-        self,
-        flt: views.AuditFilter | None = None,
-        *,
-        before_seq: int | None = None,
-        limit: int = 200,
-    ) -> list[views.AuditRow]:
-        """audit_page() with free words searched in every column the Audit screen shows:
-        event type ("mapping" finds mapping-changed), actor, time, summary, amounts as shown."""
-        return self.store.search_audit_page(flt, before_seq=before_seq, limit=limit)
-
-    def count_found_audit(self, flt: views.AuditFilter | None = None) -> int:
-        """How many audit events find_audit() pages through."""
-        return self.store.count_search_audit(flt)
 
     def include(self, report_id: str, reason: str) -> None:
         """Undo an exclusion, with a reason (audited with the exclusion it undoes); the report
