@@ -22,6 +22,17 @@ async def settle(pilot: Pilot[Any], rounds: int = 4) -> None:
         await pilot.pause()
 
 
+async def mapping_filtered(pilot: Pilot[Any], text: str) -> VirtualTable:
+    """After a sync, the Mapping screen filtered by `text`: its table."""
+    await settle(pilot)
+    await sync(pilot)
+    await pilot.press("2")
+    await settle(pilot)
+    await pilot.press("slash", *text, "enter")
+    await settle(pilot)
+    return table(pilot, "#mapping-table")
+
+
 async def sync(pilot: Pilot[Any]) -> None:
     await pilot.press("s")
     await settle(pilot, 6)
@@ -87,13 +98,7 @@ async def test_switch_screens_filter_and_drill_in(tui_home, make_app) -> None:
 async def test_mapping_edit_validates_live_and_saves(tui_home, make_app) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await sync(pilot)
-        await pilot.press("2")
-        await settle(pilot)
-        await pilot.press("slash", *"New Lab", "enter")
-        await settle(pilot)
-        mapping = table(pilot, "#mapping-table")
+        mapping = await mapping_filtered(pilot, "New Lab")
         # One per policy that has the tag: POL-EU, POL-JP, POL-US.
         assert mapping.total == 3
         await pilot.press("down", "down", "enter")
@@ -281,13 +286,7 @@ async def test_mapping_lists_what_the_config_maps_and_says_where_to_change_it(
     and an edit on one of them says which config key sets it instead of saving anything."""
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await sync(pilot)
-        await pilot.press("2")
-        await settle(pilot)
-        await pilot.press("slash", *"tax code", "enter")
-        await settle(pilot)
-        mapping = table(pilot, "#mapping-table")
+        mapping = await mapping_filtered(pilot, "tax code")
         rows = [mapping.row_at(i) for i in range(mapping.total)]
         eu = {r.payload.source: r.payload.default for r in rows if r.payload.policy_id == "POL-EU"}
         assert eu == {"VAT0": "Z0", "VAT10": "R10", "VAT20": "S20"}
