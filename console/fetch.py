@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from console.audit import AuditLog, Event
 from console.errors import AuthError, ConsoleError
 from console.expensify.models import ExportReport, MalformedReport, PolicyInfo
-from console.report_hash import content_hash
+from console.report_hash import content_hash, legacy_content_hash
 from console.store import LineRecord, ReportRecord, Store, crash_point
 
 MALFORMED_KEY = "__malformed__"
@@ -146,6 +146,7 @@ def report_record(report: ExportReport) -> ReportRecord:
         content_hash=content_hash(report),
         raw=dump_report(report),
         lines=lines,
+        legacy_hash=legacy_content_hash(report),
     )
 
 

@@ -279,7 +279,7 @@ def watch_posted(
 ) -> WatchOutcome:
     """Re-read posted reports by ID (one export), note reimbursement, flag changes."""
     from console.fetch import dump_report
-    from console.report_hash import content_hash
+    from console.report_hash import content_hash, same_content
 
     accruals = {a.report_id: a for a in store.posted_accruals()}
     ids = [rid for rid in dict.fromkeys(priority) if rid in accruals]
@@ -314,7 +314,7 @@ def watch_posted(
             kind = "" if rejected_done else CAUSE_REJECTED
         else:
             new_hash = content_hash(report)
-            if new_hash != store.content_hash(rid) or rejected_done:
+            if not same_content(store.content_hash(rid), report) or rejected_done:
                 kind, new_raw = CAUSE_CHANGED, dump_report(report)
         if kind and store.open_change(rid, kind, accrual.reference, new_hash, new_raw):
             outcome.changed.append(rid)

@@ -41,6 +41,9 @@ class ReportRecord(ReportFacts):
     content_hash: str
     raw: dict[str, Any]
     lines: tuple[LineRecord, ...] = ()
+    # The same content's version-1 hash (console/report_hash.py), for stores written before
+    # version 2: a report that still matches it is not a change.
+    legacy_hash: str = ""
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,10 @@ class ReportsMixin(StoreBase):
                 elif row[0] == rec.content_hash:
                     result.unchanged.append(rec.report_id)
                     continue
+                elif rec.legacy_hash and row[0] == rec.legacy_hash:
+                    self._upgrade_hash(rec, settled=row[1] in ("posted", "posting", "excluded"))
+                    result.unchanged.append(rec.report_id)
+                    continue
                 elif row[1] in ("posted", "posting", "excluded"):
                     result.changed_after_post.append(rec.report_id)
                     continue
@@ -372,6 +376,23 @@ class ReportsMixin(StoreBase):
         with self.transaction():
             self._replace_content(rec, self.now())
 
+    def _upgrade_hash(self, rec: ReportRecord, *, settled: bool) -> None:
+        """A report whose version-1 hash still matches takes its version-2 hash silently (the
+        caller holds the transaction). One not yet posted takes the fetched content too, so
+        what version 1 did not cover (tax, billable, units) is planned as Expensify has it
+        now; a posted one keeps what it was posted from, the new hash its baseline for
+        changes from here on."""
+        if settled:
+            self._conn.execute(
+                "UPDATE reports SET content_hash=? WHERE report_id=?",
+                (rec.content_hash, rec.report_id),
+            )
+        else:
+            self._conn.execute(
+                "UPDATE reports SET content_hash=?, raw=? WHERE report_id=?",
+                (rec.content_hash, _raw_text(rec), rec.report_id),
+            )
+
     def _replace_content(self, rec: ReportRecord, now: str) -> None:
         """A stored report's content and lines become `rec`'s, pending evaluation again (the
         caller holds the transaction)."""
@@ -440,5 +461,9 @@ def _report_values(rec: ReportRecord) -> tuple[Any, ...]:
         rec.total_minor,
         len(rec.lines),
         rec.content_hash,
-        json.dumps(rec.raw, sort_keys=True, default=str),
+        _raw_text(rec),
     )
+
+
+def _raw_text(rec: ReportRecord) -> str:
+    return json.dumps(rec.raw, sort_keys=True, default=str)

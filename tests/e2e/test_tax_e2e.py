@@ -201,3 +201,44 @@ def test_a_vat_report_posts_net_and_tax_and_the_tax_holds_post_once_fixed(
     assert (
         "Tax per account: net + tax = gross" in console.run("close", "--period", "2026-11").stdout
     )
+
+
+def test_a_tax_change_in_expensify_is_seen_before_and_after_posting(
+    tmp_path: Path, serve_world: Any
+) -> None:
+    """The tax is part of what a voucher is made from: a held report whose tax code is fixed in
+    Expensify posts with the new code, and a posted report whose tax changes is held for the
+    operator's confirmation, not left as posted with the old tax."""
+    world = tax_world()
+    # Approved on the console's today: each poll re-reads it (the window overlaps by a day),
+    # the same approval day before and after the fix.
+    held = next(r for r in world["expensify"]["reports"] if r["reportID"] == "90000022")
+    held["approved"] = "2026-11-30 08:00:00"
+    sims = serve_world(world)
+    console = make_console(tmp_path, sims)
+    console.write_config(
+        posting={**DEMO_POSTING, "tax_code_by_policy": {"POL-EU": {"VAT20": "S20", "VAT0": "Z0"}}}
+    )
+    code, first, err = console.auto()
+    assert reasons(first)["90000022"] == "unmapped-tax:VAT25", err
+    assert posted_reports(sims)["90000021"] == 1
+
+    by_id = {r["reportID"]: copy.deepcopy(r) for r in world["expensify"]["reports"]}
+    # The submitter fixes the held report's rate in Expensify (25 % → 20 %, 4.17 of 25.00)...
+    odd = by_id["90000022"]
+    odd["transactionList"][0].update(taxAmount=417, taxCode="VAT20", taxRateName="VAT20 rate")
+    sim_post(sims.expensify_url, "/__sim/reports", odd)
+    # ...and the posted VAT report's meal is re-receipted with less tax, same gross.
+    vat = by_id["90000021"]
+    vat["transactionList"][0]["taxAmount"] = 1500
+    sim_post(sims.expensify_url, "/__sim/reports", vat)
+
+    code, second, err = console.auto()
+    assert code == 3, err
+    assert [v["reportID"] for v in second["vouchers"]] == ["90000022"], err
+    assert reasons(second)["90000021"] == "changed-after-posting:90000021"
+    assert posted_reports(sims)["90000021"] == 1  # held, not posted again
+    (kiosk,) = [v for v in vouchers(sims) if v["ReferenceNumber"].split(":")[1] == "90000022"]
+    assert {r["OptionalCode"] for r in kiosk["VoucherRowArray"] if r["Account"] == "6130"} == {
+        "S20"
+    }

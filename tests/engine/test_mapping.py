@@ -12,7 +12,7 @@ from console.mapping import (
     split_tag,
     suggest_defaults,
 )
-from console.report_hash import content_hash
+from console.report_hash import content_hash, is_legacy, legacy_content_hash, same_content
 
 from .engine_world import POLICIES, POLICY, Posting, line, report
 
@@ -216,7 +216,7 @@ def test_suggest_defaults_lists_every_category_and_tag():
 def test_content_hash_ignores_order_and_text_but_sees_money_and_coding():
     base = report([line("T1", 100), line("T2", 200)])
     h = content_hash(base)
-    assert len(h) == 64
+    assert h.startswith("v2:") and len(h) == 67
     assert content_hash(report([line("T2", 200), line("T1", 100)])) == h
     assert content_hash(report([line("T1", 100, merchant="x"), line("T2", 200)])) == h
     assert (
@@ -229,3 +229,37 @@ def test_content_hash_ignores_order_and_text_but_sees_money_and_coding():
     assert content_hash(report([line("T1", 100), line("T2", 200)], currency="EUR")) != h
     assert content_hash(report([line("T1", 100), line("T2", 200)], approved="2026-11-04")) != h
     assert content_hash(report([line("T1", 100), line("T3", 200)])) != h
+
+
+def test_content_hash_sees_tax_billable_units_and_the_fields_coding_reads():
+    """What #16 posts is part of the content: a change to it is a change to the voucher."""
+    two = [line("T1", 100), line("T2", 200)]
+    h = content_hash(report(two))
+    for changed in (
+        report([line("T1", 100, taxAmount=17, taxCode="VAT20"), line("T2", 200)]),
+        report([line("T1", 100, taxCode="VAT0"), line("T2", 200)]),
+        report([line("T1", 100, billable=True), line("T2", 200)]),
+        report([line("T1", 100, unitsCount=12, unitsRate="0.67"), line("T2", 200)]),
+        report([line("T1", 100, tagGlCode="CC-1"), line("T2", 200)]),
+        report([line("T1", 100, currency="EUR"), line("T2", 200)]),
+        report(two, accountEmail="someone.else@example.com"),
+        report(two, employeeCustomField1="E-77"),
+        report(two, reportFields={"Project": "Apollo"}),
+    ):
+        assert content_hash(changed) != h
+    # Exact units: 1.5 and 1.50 are the same number; descriptive text is not content.
+    units = [line("T1", 100, unitsCount="1.5"), line("T2", 200)]
+    same_units = [line("T1", 100, unitsCount="1.50"), line("T2", 200)]
+    assert content_hash(report(units)) == content_hash(report(same_units))
+    assert (
+        content_hash(report([line("T1", 100, comment="x", receiptURL="u"), line("T2", 200)])) == h
+    )
+
+
+def test_a_version_one_hash_still_recognises_its_report():
+    rep = report([line("T1", 100), line("T2", 200)])
+    old = legacy_content_hash(rep)
+    assert len(old) == 64 and is_legacy(old) and not is_legacy(content_hash(rep))
+    assert same_content(old, rep) and same_content(content_hash(rep), rep)
+    assert not same_content(old, report([line("T1", 101), line("T2", 200)]))
+    assert not same_content(None, rep) and not same_content("", rep)

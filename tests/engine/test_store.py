@@ -68,6 +68,27 @@ def test_upsert_classifies_new_changed_unchanged_and_keeps_posted(store):
     assert store.report_status("1") == "posted"
 
 
+def test_a_version_one_hash_that_still_matches_is_upgraded_not_a_change(store):
+    """A state written before hash version 2: its reports are not all changes after posting."""
+    from dataclasses import replace
+
+    store.upsert_reports([_report("1", h="a" * 64), _report("2", h="b" * 64)])
+    store.set_status("1", "posted")
+    fetched = {
+        rid: replace(_report(rid, h=f"v2:{rid}"), legacy_hash=old, raw={"reportID": rid, "n": 2})
+        for rid, old in (("1", "a" * 64), ("2", "b" * 64))
+    }
+    r = store.upsert_reports(fetched.values())
+    assert r.unchanged == ["1", "2"] and not r.changed and not r.changed_after_post
+    assert store.content_hash("1") == "v2:1" and store.report_status("1") == "posted"
+    # The posted report keeps what it was posted from; the pending one takes the new content.
+    assert store.report_raw("1") == {"reportID": "1"}
+    assert store.report_raw("2") == {"reportID": "2", "n": 2}
+    # From here on version 2 is the baseline: a change version 1 did not see is a change.
+    r = store.upsert_reports([replace(fetched["1"], content_hash="v2:other")])
+    assert r.changed_after_post == ["1"]
+
+
 def test_ten_thousand_reports_upsert_in_one_batch_and_page(store):
     # Speed is measured by `make bench` (cost growth), not timed here.
     store.upsert_reports(_report(str(i)) for i in range(10_000))
