@@ -269,6 +269,16 @@ def fetch(
     return outcome
 
 
+def store_reread(reports: Iterable[ExportReport], store: Store, audit: AuditLog) -> list[str]:
+    """Held reports read again by ID (the watch's export, console/reversal.py): one Expensify
+    changed since is stored as changed, pending evaluation again (its `fetched` event says
+    so); an unchanged one stays held. Returns the changed reports' IDs."""
+    outcome = FetchOutcome(approved_after=date.min)
+    with store.transaction():
+        _store_items(reports, store, audit, outcome)
+    return outcome.changed
+
+
 def _store_items(
     items: Iterable[ExportReport | MalformedReport],
     store: Store,

@@ -18,7 +18,9 @@ Where the reversal's date falls in a closed period it moves to the first day of 
 period (an accrual must be reversed; the move is flagged like an accrual's).
 
 Posted reports are re-read by ID (one reportIDList export per cycle, at most WATCH_CAP IDs,
-least recently read first) to see reimbursement, rejection and changes. A report re-approved
+least recently read first) to see reimbursement, rejection and changes; held reports ride in
+the same export, so one fixed in Expensify (its category, tag or tax) is stored as changed and
+evaluated again without waiting for a new approval. A report re-approved
 with different content, or rejected after approval, is never posted again silently: it is held
 as `changed-after-posting:{reportID}` until the operator confirms (`ml-console replay ID
 --confirm-change`); then the un-reversed part of the old accrual is reversed (dated in the old
@@ -49,7 +51,7 @@ from console.store import ChangeRow, PostedAccrual, Store
 
 if TYPE_CHECKING:
     from console.config import PostingConfig
-    from console.expensify.models import ExportResult
+    from console.expensify.models import ExportReport, ExportResult
     from console.validate import CompanyReference, IfsReference
 
 WATCH_CAP = 200  # report IDs re-read per cycle (one export request)
@@ -267,6 +269,7 @@ class WatchOutcome:
     read: list[str] = field(default_factory=list)
     reimbursed: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)  # newly flagged changed or rejected
+    refreshed: list[str] = field(default_factory=list)  # held reports changed in Expensify
 
 
 def watch_posted(
@@ -277,8 +280,9 @@ def watch_posted(
     priority: Sequence[str] = (),
     cap: int = WATCH_CAP,
 ) -> WatchOutcome:
-    """Re-read posted reports by ID (one export), note reimbursement, flag changes."""
-    from console.fetch import dump_report
+    """Re-read posted and held reports by ID (one export): note reimbursement, flag changes
+    after posting, and store held reports Expensify changed (they are evaluated again)."""
+    from console.fetch import dump_report, store_reread
     from console.report_hash import content_hash, same_content
 
     accruals = {a.report_id: a for a in store.posted_accruals()}
@@ -292,12 +296,19 @@ def watch_posted(
     before = store.watched(ids)
     seen: list[tuple[str, str, str]] = []
     events: list[Event] = []
+    held: list[ExportReport] = []
     for report in result.reports:
         rid = report.reportID
+        status = report.status.upper()
         accrual = accruals.get(rid)
         if accrual is None:
+            if store.report_status(rid) == "held":
+                seen.append((rid, status, report.reimbursed[:10]))
+                # Sent back (not approved any more): it stays held; its next approval is
+                # fetched by the poll.
+                if status in APPROVED_STATES:
+                    held.append(report)
             continue
-        status = report.status.upper()
         seen.append((rid, status, report.reimbursed[:10]))
         outcome.read.append(rid)
         prior = store.report_change(rid)
@@ -343,6 +354,7 @@ def watch_posted(
     with store.transaction():
         store.save_watch(seen)
         audit.record_many(events)
+    outcome.refreshed = store_reread(held, store, audit)
     return outcome
 
 

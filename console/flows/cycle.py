@@ -603,18 +603,20 @@ class Engine(Session, views.ListQueries):
                 for pid in fo.unseen_policies
             ]
             summary.warnings += fo.notices  # e.g. reports approved before the poll window
+        if report_ids is None and not skip_watch:
+            # Re-read posted and held reports (dry run too), before planning: a held report
+            # fixed in Expensify is evaluated in this cycle.
+            if self._watch_due(changed_after_post, dry_run, scheduled):
+                reversals.watch(self, changed_after_post)
         if not dry_run:
             # What IFS holds that the state does not know (a lost or restored state file),
             # before planning: those reports are not posted again, their reversals follow.
             self._holdings_seen = holdings.check_in_cycle(self, summary)
         plan = self._evaluate_and_plan(report_ids, include_failed=report_ids is not None)
         if report_ids is None:
-            # Watch posted reports; reversals due today; changes after posting (dry run too).
+            # Reversals due today; changes after posting (dry run too).
             self._accruals.prime(self._accruals_to_read())
-            watch = not skip_watch and self._watch_due(changed_after_post, dry_run, scheduled)
-            plan = reversals.prepare(
-                self, plan, changed_after_post, dry_run, self._accruals, watch=watch
-            )
+            plan = reversals.prepare(self, plan, dry_run, self._accruals)
         summary.moved = reversal.moved(plan)
         summary.plan = plan
         summary.planned = len(plan.vouchers)

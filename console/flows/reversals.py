@@ -1,10 +1,11 @@
-"""Accrual reversals and changes after posting, as flows on a session: what a cycle adds to
-its plan (watching posted reports, the reversals due today, the changes after posting), the
-posting of due reversals, and the operator's confirmation of a change. The planning itself
-is console/reversal.py's."""
+"""Accrual reversals and changes after posting, as flows on a session: the re-read of
+posted and held reports before planning (`watch`), what a cycle adds to its plan (the
+reversals due today, the changes after posting), the posting of due reversals, and the
+operator's confirmation of a change. The planning itself is console/reversal.py's."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date
 from typing import Any
@@ -22,6 +23,7 @@ from console.reversal import (
     PlannedReversal,
     ReversalOutcome,
     ReversalPlan,
+    WatchOutcome,
     change_reversal,
     due_reversals,
     post_reversals,
@@ -50,24 +52,23 @@ def review_additions(session: Session, plan: Plan, reader: VoucherSender | None 
     return replace(plan, reversals=due.reversals, changes=changes)
 
 
+def watch(session: Session, priority: Sequence[str]) -> WatchOutcome:
+    """A cycle's step before planning: re-read posted and held reports by ID (those a poll
+    just saw changed after posting first; console/reversal.py `watch_posted`)."""
+    return session.track(
+        "expensify",
+        lambda: watch_posted(session.expensify, session.store, session.audit, priority=priority),
+    )
+
+
 def prepare(
     session: Session,
     plan: Plan,
-    priority: list[str],
     dry_run: bool,
     reader: VoucherSender | None = None,
-    *,
-    watch: bool = True,
 ) -> Plan:
-    """A cycle's step: watch posted reports (those just fetched first; only when `watch`),
-    settle reversal intents left open, then add what `review_additions` adds."""
-    if watch:
-        session.track(
-            "expensify",
-            lambda: watch_posted(
-                session.expensify, session.store, session.audit, priority=priority
-            ),
-        )
+    """A cycle's step after planning: settle reversal intents left open, then add what
+    `review_additions` adds."""
     if not dry_run:
         session.track("ifs", lambda: session.ledger().reconcile(kinds=("reversal",)))
     return review_additions(session, plan, reader)

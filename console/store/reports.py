@@ -248,13 +248,14 @@ class ReportsMixin(StoreBase):
         }
 
     def watch_candidates(self, limit: int) -> list[str]:
-        """Posted reports that may still change (not seen reimbursed, no open change), the
-        least recently re-read first: each cycle re-reads the next `limit` of them."""
+        """Reports Expensify may still change: posted ones (not seen reimbursed, no open
+        change) and held ones (a fix made in Expensify releases them), the least recently
+        re-read first: each cycle re-reads the next `limit` of them."""
         rows = self._rows(
             "SELECT r.report_id FROM reports r LEFT JOIN watched w ON w.report_id = r.report_id"
-            " WHERE r.status = 'posted' AND COALESCE(w.expensify_status, '') != 'REIMBURSED'"
+            " WHERE (r.status = 'posted' AND COALESCE(w.expensify_status, '') != 'REIMBURSED'"
             " AND r.report_id NOT IN (SELECT report_id FROM report_changes"
-            " WHERE state IN ('open', 'confirmed'))"
+            " WHERE state IN ('open', 'confirmed'))) OR r.status = 'held'"
             " ORDER BY COALESCE(w.last_checked, ''), r.approved, r.report_id LIMIT ?",
             (int(limit),),
         )

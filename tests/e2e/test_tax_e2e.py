@@ -203,17 +203,25 @@ def test_a_vat_report_posts_net_and_tax_and_the_tax_holds_post_once_fixed(
     )
 
 
+@pytest.mark.parametrize(
+    "approved",
+    [
+        # Approved on the console's today: the poll reads it again (its window overlaps the
+        # last poll by a day), with the same approval day before and after the fix.
+        "2026-11-30 08:00:00",
+        # Approved weeks ago: only the re-read of held reports by ID sees the fix.
+        "2026-11-15 09:00:00",
+    ],
+)
 def test_a_tax_change_in_expensify_is_seen_before_and_after_posting(
-    tmp_path: Path, serve_world: Any
+    tmp_path: Path, serve_world: Any, approved: str
 ) -> None:
     """The tax is part of what a voucher is made from: a held report whose tax code is fixed in
     Expensify posts with the new code, and a posted report whose tax changes is held for the
     operator's confirmation, not left as posted with the old tax."""
     world = tax_world()
-    # Approved on the console's today: each poll re-reads it (the window overlaps by a day),
-    # the same approval day before and after the fix.
     held = next(r for r in world["expensify"]["reports"] if r["reportID"] == "90000022")
-    held["approved"] = "2026-11-30 08:00:00"
+    held["approved"] = approved
     sims = serve_world(world)
     console = make_console(tmp_path, sims)
     console.write_config(
