@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from console import reference
 from console.coding import EmployeeBalance
@@ -39,10 +39,8 @@ from console.expensify.models import ExportReport, ExportTransaction, PolicyInfo
 from console.expensify.reconciliation import CardSpend, Unreadable
 from console.ifs.models import Voucher, VoucherRow
 from console.ledger import voucher_label
+from console.mapping import Hold, MappingOverrides, PostingRules, map_report
 from console.money import fmt_decimal, minor_to_decimal, round_cents
-
-if TYPE_CHECKING:
-    pass
 
 ZERO = Decimal("0.00")
 SOURCE_EXPENSIFY = "expensify"
@@ -1047,12 +1045,12 @@ def card_spend_lines(
     spends: Iterable[CardSpend],
     *,
     policies: Mapping[str, PolicyInfo],
-    posting: Any,
-    overrides: Any,
+    posting: PostingRules,
+    overrides: MappingOverrides,
     windows: Mapping[str, CompanyWindow],
-    rate_on: Any,
+    rate_on: Callable[[str, str, date], Decimal | None],
     cc_letter: str,
-    dimension_issue: Any = None,
+    dimension_issue: Callable[[str, str, str, date], Hold | None] | None = None,
 ) -> list[CardSpendLine]:
     """Each unreported card expense of the windows, mapped as a report line is (console.mapping:
     category -> account, tags -> code parts) and converted at IFS's rate on its company's
@@ -1060,7 +1058,6 @@ def card_spend_lines(
     with the reason. `rate_on(company, currency, day)` is IFS's rate or None;
     `dimension_issue(company, code_part, value, day)`, when given, is a Hold for a value IFS
     lacks or does not accept on that day (IFS would refuse the whole accrual voucher). Pure."""
-    from console.mapping import map_report
 
     policy_ids = list(posting.company_by_policy)
     lines: list[CardSpendLine] = []

@@ -23,7 +23,7 @@ nothing and the next source is tried. Values are then validated like any code pa
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 REPORT_FIELD_PREFIX = "report-field:"
 EMPLOYEE_FIELD_PREFIX = "employee-field:"
@@ -39,12 +39,22 @@ def employee_field_kind(field: str) -> str:
     return EMPLOYEE_FIELD_PREFIX + field
 
 
-def sources_of(posting: object, policy_id: str) -> list[tuple[str, str, str]]:
+class SourceRules(Protocol):
+    """The `[posting]` keys read here (console.config.PostingConfig has them)."""
+
+    @property
+    def code_part_by_report_field(self) -> Mapping[str, str]: ...
+
+    @property
+    def code_part_by_employee_field(self) -> Mapping[str, str]: ...
+
+    @property
+    def code_part_sources_by_policy(self) -> Mapping[str, Mapping[str, str]]: ...
+
+
+def sources_of(posting: SourceRules, policy_id: str) -> list[tuple[str, str, str]]:
     """(letter, kind, field) in the order they are tried after the tags, for one policy."""
-    by_policy: Mapping[str, Mapping[str, str]] = (
-        getattr(posting, "code_part_sources_by_policy", None) or {}
-    )
-    own = by_policy.get(policy_id)
+    own = posting.code_part_sources_by_policy.get(policy_id)
     if own is not None:
         report = {
             k.removeprefix(_REPORT_KEY): v for k, v in own.items() if k.startswith(_REPORT_KEY)
@@ -53,8 +63,8 @@ def sources_of(posting: object, policy_id: str) -> list[tuple[str, str, str]]:
             k.removeprefix(_EMPLOYEE_KEY): v for k, v in own.items() if k.startswith(_EMPLOYEE_KEY)
         }
     else:
-        report = dict(getattr(posting, "code_part_by_report_field", None) or {})
-        employee = dict(getattr(posting, "code_part_by_employee_field", None) or {})
+        report = dict(posting.code_part_by_report_field)
+        employee = dict(posting.code_part_by_employee_field)
     out = [(letter, report_field_kind(f), f) for f, letter in report.items()]
     out += [(letter, employee_field_kind(f), f) for f, letter in employee.items()]
     return out

@@ -30,10 +30,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from console.ifs.models import Voucher, VoucherRow
 from console.mapping import Hold, MappedLine, MappedReport
+
+if TYPE_CHECKING:
+    from console.config import PostingConfig
 
 ZERO = Decimal("0.00")
 
@@ -51,17 +54,17 @@ _FIELD_WHERE = {
 }
 
 
-def voucher_day(posting: object, approved: date, today: date | None) -> date:
+def voucher_day(posting: PostingConfig, approved: date, today: date | None) -> date:
     """The voucher date of a report whose moment (ExportReport.as_accrued) is `approved`:
     that day, or `today` where vouchers are dated by their export."""
-    if getattr(posting, "voucher_date", "") == EXPORTED and today is not None:
+    if posting.voucher_date == EXPORTED and today is not None:
         return today
     return approved
 
 
-def dated_by_export(posting: object) -> bool:
+def dated_by_export(posting: PostingConfig) -> bool:
     """Whether the voucher date moves with the console's day (a plan of yesterday is stale)."""
-    return getattr(posting, "voucher_date", "") == EXPORTED
+    return posting.voucher_date == EXPORTED
 
 
 @dataclass(frozen=True)
@@ -85,16 +88,16 @@ class Liability:
         return ()
 
 
-def liability(mapped: MappedReport, posting: object) -> Liability | None:
+def liability(mapped: MappedReport, posting: PostingConfig) -> Liability | None:
     """The employee the report's accrued-expenses row carries, or None when the config names
     no employee field or the report has no reimbursable line to post."""
-    field = str(getattr(posting, "employee_id_field", "") or "")
+    field = posting.employee_id_field
     if not field:
         return None
     if not any(line.reimbursable and line.amount_minor != 0 for line in mapped.lines):
         return None
-    on_party = getattr(posting, "employee_on", "code-part") == "party"
-    letter = "" if on_party else str(getattr(posting, "employee_code_part", "") or "")
+    on_party = posting.employee_on == "party"
+    letter = "" if on_party else posting.employee_code_part
     report = mapped.report
     value = str(getattr(report, field, "") or "").strip()
     who = report.accountEmail or report.submitterName or "(no e-mail)"
@@ -140,26 +143,26 @@ class EmployeeBalance:
         }
 
 
-def employee_of_row(row: VoucherRow, posting: object) -> str:
+def employee_of_row(row: VoucherRow, posting: PostingConfig) -> str:
     """The employee a voucher row names, as posting.employee_on puts it there."""
-    if getattr(posting, "employee_on", "code-part") == "party":
+    if posting.employee_on == "party":
         return row.PartyTypeId or ""
-    letter = str(getattr(posting, "employee_code_part", "") or "")
+    letter = posting.employee_code_part
     return str(getattr(row, f"Code{letter}", None) or "") if letter else ""
 
 
 def accrued_by_employee(
     vouchers: Iterable[Voucher],
-    posting: object,
+    posting: PostingConfig,
     until: tuple[int, int],
     currency_of: Mapping[str, str],
 ) -> list[EmployeeBalance]:
     """The accrued-expenses balance per (company, employee) over every voucher up to and
     including period `until` (year, period): accruals credit it, their reversals debit it.
     Empty when the config names no employee field."""
-    if not getattr(posting, "employee_id_field", ""):
+    if not posting.employee_id_field:
         return []
-    account = str(getattr(posting, "accrued_expenses_account", ""))
+    account = posting.accrued_expenses_account
     sums: dict[tuple[str, str], Decimal] = {}
     for v in vouchers:
         if (v.AccountingYear, v.AccountingPeriod) > until:
@@ -179,32 +182,32 @@ def accrued_by_employee(
 # ---------------------------------------------------------------- a clearing account per card
 
 
-def clearing_account(posting: object, line: MappedLine) -> str:
+def clearing_account(posting: PostingConfig, line: MappedLine) -> str:
     """The account a company-card line credits: its card's own clearing account
     (`posting.card_clearing_account_by_card`, keyed by Expensify's cardID or the card number
     as the export masks it), else `posting.card_clearing_account`."""
-    by_card: Mapping[str, str] = getattr(posting, "card_clearing_account_by_card", None) or {}
+    by_card: Mapping[str, str] = posting.card_clearing_account_by_card
     tx = line.transaction
     for key in (tx.cardID, tx.cardNumber):
         if key and key in by_card:
             return by_card[key]
-    return str(getattr(posting, "card_clearing_account", ""))
+    return posting.card_clearing_account
 
 
-def clearing_accounts(posting: object) -> frozenset[str]:
+def clearing_accounts(posting: PostingConfig) -> frozenset[str]:
     """Every account a card line may credit."""
-    by_card: Mapping[str, str] = getattr(posting, "card_clearing_account_by_card", None) or {}
-    return frozenset({str(getattr(posting, "card_clearing_account", "")), *by_card.values()})
+    by_card: Mapping[str, str] = posting.card_clearing_account_by_card
+    return frozenset({posting.card_clearing_account, *by_card.values()})
 
 
-def credit_account(posting: object, line: MappedLine) -> tuple[bool, str]:
+def credit_account(posting: PostingConfig, line: MappedLine) -> tuple[bool, str]:
     """(reimbursable, the account its voucher's balancing row credits) of a line."""
     if line.reimbursable:
-        return True, str(getattr(posting, "accrued_expenses_account", ""))
+        return True, posting.accrued_expenses_account
     return False, clearing_account(posting, line)
 
 
-def credit_groups(mapped: MappedReport, posting: object) -> list[tuple[bool, str]]:
+def credit_groups(mapped: MappedReport, posting: PostingConfig) -> list[tuple[bool, str]]:
     """The balancing rows a report's voucher has, in their order: the accrued-expenses
     account first, then each card clearing account by account."""
     keys = {credit_account(posting, line) for line in mapped.lines if line.amount_minor != 0}

@@ -125,8 +125,8 @@ class Billing:
 NO_BILLING = Billing()
 
 
-def billing_on(posting: object) -> bool:
-    return bool(getattr(posting, "billable_project_code_part", ""))
+def billing_on(posting: LineCodingFields) -> bool:
+    return bool(posting.billable_project_code_part)
 
 
 def _source_kind(source: str) -> tuple[str, str]:
@@ -167,18 +167,18 @@ def bill(
     tx: Any,
     code_parts: dict[str, str],
     sources: dict[str, tuple[str, str]],
-    posting: object,
+    posting: LineCodingFields,
     tag_value: Callable[[str], tuple[str, str | None]],
     override: Callable[[str, str], str | None],
     label: str,
 ) -> Billing:
     """Give a billable line its project (into `code_parts`, recording its source) and its
     activity (as a row field); holds where it has none."""
-    letter = str(getattr(posting, "billable_project_code_part", "") or "")
+    letter = posting.billable_project_code_part
     if not letter or not getattr(tx, "billable", False):
         return NO_BILLING
     holds: list[tuple[str, str]] = []
-    project_from = str(getattr(posting, "billable_project_from", "") or "")
+    project_from = posting.billable_project_from
     if project_from:
         value, kind, raw = source_value(report, project_from, tag_value, override)
         if value:
@@ -204,7 +204,7 @@ def bill(
             )
         )
     fields: tuple[tuple[str, Any], ...] = ()
-    activity_from = str(getattr(posting, "billable_activity_from", "") or "")
+    activity_from = posting.billable_activity_from
     if activity_from:
         value, _kind, raw = source_value(report, activity_from, tag_value, override)
         if not value:
@@ -269,14 +269,14 @@ def _fit(head: str, merchant: str, tail: str, limit: int, trim: Callable[[str, i
 
 def row_text(
     tx: Any,
-    posting: object,
+    posting: LineCodingFields,
     limit: int,
     plain: str,
     trim: Callable[[str, int], str],
 ) -> RowText:
     """The Text of a line's expense row: `plain` (the ID and merchant) as before, or with the
     receipt as `receipt_on_row` says."""
-    mode = str(getattr(posting, "receipt_on_row", "") or "")
+    mode = posting.receipt_on_row
     if mode not in (RECEIPT_URL, RECEIPT_ID):
         return RowText(plain)
     tid = str(tx.transactionID)

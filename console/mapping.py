@@ -27,12 +27,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from console import code_sources, line_coding
 from console.expensify.models import ExportReport, ExportTransaction, PolicyInfo
 from console.ifs.models import CODE_PARTS
 from console.tax import LineTax, line_tax
+
+if TYPE_CHECKING:
+    from console.config import PostingConfig
 
 CATEGORY = "category"
 TAG_LEVEL = "tag-level"
@@ -44,26 +47,9 @@ def tag_kind(level: str) -> str:
     return TAG_PREFIX + level
 
 
-class PostingRules(Protocol):
-    """What the engine reads from the ``[posting]`` config (console.config.PostingConfig)."""
-
-    @property
-    def voucher_type(self) -> str: ...
-
-    @property
-    def accrued_expenses_account(self) -> str: ...
-
-    @property
-    def card_clearing_account(self) -> str: ...
-
-    @property
-    def company_by_policy(self) -> Mapping[str, str]: ...
-
-    @property
-    def code_part_by_tag_level(self) -> Mapping[str, str]: ...
-
-    @property
-    def closed_period(self) -> str: ...
+# What the stages read from the `[posting]` config: the model itself, so every key they read
+# is typed (a misspelt key is a type error, not a silent default).
+PostingRules: TypeAlias = "PostingConfig"
 
 
 @dataclass(frozen=True)
@@ -228,7 +214,7 @@ def _map_line(
     index: _PolicyIndex,
     overrides: MappingOverrides,
     policy_known: bool,
-    posting: PostingRules | None = None,
+    posting: PostingRules,
 ) -> MappedLine:
     policy_id = report.policyID
     issues: list[Hold] = []
@@ -340,7 +326,7 @@ def _map_line(
         )
 
     billing = line_coding.NO_BILLING
-    if posting is not None and line_coding.billing_on(posting):
+    if line_coding.billing_on(posting):
         # A billable line's project and activity (console/line_coding.py).
         tag_by_level = {
             levels[i]: (name, index.tag_gl[i]) for i, name in enumerate(values) if i < len(levels)

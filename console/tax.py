@@ -144,11 +144,6 @@ class LineTax:
         return self.tax_minor if self.recoverable and self.code else 0
 
 
-def _setting(posting: Any, name: str, default: Any) -> Any:
-    # A posting config without the tax keys (a test's own rules) means: no tax handling.
-    return getattr(posting, name, default)
-
-
 def _report_tax_minor(tx: Any) -> int:
     """Expensify's tax of a line in the report currency, signed like the posted amount."""
     raw = tx.taxAmount or 0
@@ -164,16 +159,16 @@ def _report_tax_minor(tx: Any) -> int:
 
 
 def line_tax(
-    report: Any, tx: Any, account: str | None, posting: Any
+    report: Any, tx: Any, account: str | None, posting: TaxPostingFields
 ) -> tuple[LineTax | None, Hold | None]:
     """The tax of one line (an ExportReport's ExportTransaction) under the posting config,
     or the hold that stops it."""
 
-    tables: Mapping[str, Mapping[str, str]] = _setting(posting, "tax_code_by_policy", {})
-    by_expensify: Mapping[str, str] = _setting(posting, "tax_code_by_expensify", {})
-    default: str = _setting(posting, "default_tax_code", "")
-    exempt: list[str] = _setting(posting, "tax_exempt_accounts", [])
-    non_recoverable: list[str] = _setting(posting, "non_recoverable_tax_codes", [])
+    tables: Mapping[str, Mapping[str, str]] = posting.tax_code_by_policy
+    by_expensify: Mapping[str, str] = posting.tax_code_by_expensify
+    default: str = posting.default_tax_code
+    exempt: list[str] = posting.tax_exempt_accounts
+    non_recoverable: list[str] = posting.non_recoverable_tax_codes
     policy_table = tables.get(report.policyID, {})
     expensify_code = tx.taxCode.strip()
     tax_minor = _report_tax_minor(tx)

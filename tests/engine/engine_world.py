@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import calendar
-from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from console.config import PostingConfig
 from console.expensify.models import ExportReport, PolicyInfo
 from console.ifs.models import AccountingPeriod, CodePartValue, CurrencyRate
 from console.mapping import MappingOverrides, map_report
@@ -15,16 +15,19 @@ from console.plan import PlannedVoucher, plan_voucher
 from console.validate import IfsReference, ValidatedReport, validate
 
 
-@dataclass
-class Posting:
-    voucher_type: str = "X"
-    accrued_expenses_account: str = "2930"
-    card_clearing_account: str = "2940"
-    company_by_policy: dict[str, str] = field(default_factory=lambda: {"POL-US": "10"})
-    code_part_by_tag_level: dict[str, str] = field(
-        default_factory=lambda: {"Cost Center": "B", "Project": "C"}
+def Posting(**keys: Any) -> PostingConfig:
+    """The `[posting]` config of this world (the real model: every key the stages read)."""
+    return PostingConfig.model_validate(
+        {
+            "voucher_type": "X",
+            "accrued_expenses_account": "2930",
+            "card_clearing_account": "2940",
+            "company_by_policy": {"POL-US": "10"},
+            "code_part_by_tag_level": {"Cost Center": "B", "Project": "C"},
+            "closed_period": "hold",
+            **keys,
+        }
     )
-    closed_period: str = "hold"
 
 
 POLICY = PolicyInfo.model_validate(

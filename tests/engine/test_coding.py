@@ -3,10 +3,10 @@ accrued-expenses row, with their config."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,12 +20,16 @@ from console.validate import validate
 from .engine_world import DIMENSIONS, POLICIES, Posting, codes, cpv, line, reference, report
 
 
-@dataclass
-class EmployeePosting(Posting):
-    employee_id_field: str = "employeeCustomField1"
-    employee_on: str = "code-part"
-    employee_code_part: str = "G"
-    voucher_date: str = "approved"
+def EmployeePosting(**keys: Any) -> PostingConfig:
+    return Posting(
+        **{
+            "employee_id_field": "employeeCustomField1",
+            "employee_on": "code-part",
+            "employee_code_part": "G",
+            "voucher_date": "approved",
+            **keys,
+        }
+    )
 
 
 WITH_EMPLOYEE = reference([*DIMENSIONS, cpv("G", "E1001")])
@@ -116,11 +120,7 @@ def test_without_an_employee_field_the_voucher_is_as_before():
     assert before.version == after.version and before.rows == after.rows
 
 
-@dataclass
-class SourcePosting(Posting):
-    code_part_by_report_field: dict[str, str] | None = None
-    code_part_by_employee_field: dict[str, str] | None = None
-    code_part_sources_by_policy: dict[str, dict[str, str]] | None = None
+SourcePosting = Posting
 
 
 SOURCES = reference([*DIMENSIONS, cpv("C", "PRJ-2"), cpv("B", "CC-HOME"), cpv("C", "PRJ-HOME")])
@@ -246,9 +246,7 @@ def test_the_accrued_balance_per_employee_counts_accruals_less_reversals_to_the_
     assert accrued_by_employee(vouchers, off, (2026, 12), {"10": "USD"}) == []
 
 
-@dataclass
-class CardPosting(Posting):
-    card_clearing_account_by_card: dict[str, str] | None = None
+CardPosting = Posting
 
 
 def test_each_card_credits_its_own_clearing_account_and_others_the_default():

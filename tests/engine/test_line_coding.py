@@ -3,8 +3,8 @@ the quantity of distance and per-diem lines, and the receipt on the expense row.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -18,12 +18,8 @@ from console.validate import TEXT_MAX
 from .engine_world import ALWAYS, DIMENSIONS, Posting, codes, cpv, line, reference, report, run
 
 
-@dataclass
-class BillPosting(Posting):
-    billable_project_code_part: str = "C"
-    billable_project_from: str = ""
-    billable_activity_from: str = ""
-    receipt_on_row: str = ""
+def BillPosting(**keys: Any) -> PostingConfig:
+    return Posting(**{"billable_project_code_part": "C", **keys})
 
 
 def _expense_row(v, tid="T1"):
