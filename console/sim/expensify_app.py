@@ -51,11 +51,11 @@ from console.sim.export_render import (
     DISPLAY_STATUS,
     REPORT_IDS_TEMPLATE_PATH,
     TEMPLATE_PATH,
-    Kind,
     OnError,
     RawReport,
     TemplateRenderError,
     export_model,
+    field_table,
     render_export,
     render_fields,
     render_report_ids,
@@ -768,42 +768,17 @@ class ExpensifySim:
 
 
 # ------------------------------------------------------------------ the reconciliation model
-# (output key, path into the model hash, helper): the order of reconciliation.ftl.
-CARD_FIELDS: tuple[tuple[str, tuple[str, ...], Kind], ...] = (
-    ("cardID", ("ID",), "s"),
-    ("cardName", ("name",), "s"),
-    ("bank", ("bank",), "s"),
-    ("owner", ("owner",), "s"),
+# The order of reconciliation.ftl.
+CARD_FIELDS = field_table("cardID=ID cardName=name bank owner")
+CARD_REPORT_FIELDS = field_table(
+    "reportID=ID reportName=name status policyID submitterEmail currency"
 )
-CARD_REPORT_FIELDS: tuple[tuple[str, tuple[str, ...], Kind], ...] = (
-    ("reportID", ("ID",), "s"),
-    ("reportName", ("name",), "s"),
-    ("status", ("status",), "s"),
-    ("policyID", ("policyID",), "s"),
-    ("submitterEmail", ("submitterEmail",), "s"),
-    ("currency", ("currency",), "s"),
-)
-CARD_EXPENSE_FIELDS: tuple[tuple[str, tuple[str, ...], Kind], ...] = (
-    ("transactionID", ("ID",), "s"),
-    ("reportID", ("reportID",), "s"),
-    ("cardID", ("cardID",), "s"),
-    ("maskedPAN", ("maskedPAN",), "s"),
-    ("merchant", ("originalMerchant",), "s"),
-    ("modifiedMerchant", ("modifiedMerchant",), "s"),
-    ("originalAmount", ("originalAmount",), "n"),
-    ("modifiedAmount", ("modifiedAmount",), "n"),
-    ("amountModified", ("amountModified",), "b"),
-    ("currency", ("currency",), "s"),
-    ("posted", ("posted",), "s"),
-    ("created", ("originalCreated",), "s"),
-    ("modifiedCreated", ("modifiedCreated",), "s"),
-    ("category", ("category",), "s"),
-    ("tag", ("tag",), "s"),
-    ("comment", ("comment",), "s"),
-    ("externalID", ("externalID",), "s"),
-    ("reimbursable", ("reimbursable",), "b"),
-    ("billable", ("billable",), "b"),
-)
+CARD_EXPENSE_FIELDS = field_table("""
+    transactionID=ID reportID cardID maskedPAN merchant=originalMerchant modifiedMerchant
+    originalAmount:n modifiedAmount:n amountModified:b currency posted
+    created=originalCreated modifiedCreated category tag comment externalID
+    reimbursable:b billable:b
+""")
 
 
 def render_reconciliation(model: dict[str, Any]) -> str:
