@@ -51,11 +51,11 @@ from console.sim.export_render import (
     DISPLAY_STATUS,
     REPORT_IDS_TEMPLATE_PATH,
     TEMPLATE_PATH,
-    Kind,
     OnError,
     RawReport,
     TemplateRenderError,
     export_model,
+    field_table,
     render_export,
     render_fields,
     render_report_ids,
@@ -219,6 +219,7 @@ class ExpensifySim:
                     error_response=_error_response,
                 )
             ],
+            exception_handlers={_BadBody: _bad_body},
         )
 
     # ------------------------------------------------------------ state accessors
@@ -621,10 +622,7 @@ class ExpensifySim:
         if request.method == "DELETE":
             self.faults.clear()
         elif request.method == "POST":
-            try:
-                body = await _json_body(request)
-            except _BadBody as err:
-                return _bad_request(str(err))
+            body = await _json_body(request)
             try:
                 self.faults.add_posted(body)
             except ValidationError as err:
@@ -648,12 +646,7 @@ class ExpensifySim:
                     for r in self._reports.values()
                 ]
             return JSONResponse(rows)
-        try:
-            body = await _json_body(request)
-        except _BadBody as err:
-            return _bad_request(str(err))
-        if not isinstance(body, dict):
-            return _bad_request("the body is one report object")
+        body = await _json_body(request, "the body is one report object")
         clear = body.pop("clearLabels", False) is True
         if body.get("raw") is True:
             return self._post_raw_report(body, clear)
@@ -663,10 +656,7 @@ class ExpensifySim:
             return _bad_request(_describe(err, "report"))
         with self._lock:
             old = self._reports.get(report.reportID)
-            if old is not None and not clear:
-                report.exportLabels = old.exportLabels + [
-                    label for label in report.exportLabels if label not in old.exportLabels
-                ]
+            _keep_labels(report, old, clear)
             # A replaced report keeps its place in the export order.
             self._reports[report.reportID] = report
             labels = list(report.exportLabels)
@@ -701,10 +691,7 @@ class ExpensifySim:
                     key = f"raw-{next(self._raw_keys)}"
             report = RawReport(copy.deepcopy(raw), key, status)
             old = self._reports.get(key)
-            if old is not None and not clear:
-                report.exportLabels = old.exportLabels + [
-                    label for label in report.exportLabels if label not in old.exportLabels
-                ]
+            _keep_labels(report, old, clear)
             self._reports[key] = report
             labels = list(report.exportLabels)
         return JSONResponse(
@@ -725,11 +712,9 @@ class ExpensifySim:
         """Set, rotate or revoke a partnerUserID's secret (as regenerating it on
         expensify.com/tools/integrations would); GET lists the IDs. No answer holds a secret."""
         if request.method == "POST":
+            body = await _json_body(request)
             try:
-                body = await _json_body(request)
                 partner, secret = credential_change(body, "partnerUserID", "partnerUserSecret")
-            except _BadBody as err:
-                return _bad_request(str(err))
             except ValueError as err:
                 return _bad_request(str(err))
             with self._lock:
@@ -752,12 +737,7 @@ class ExpensifySim:
 
     async def _settings_route(self, request: Request) -> Response:
         if request.method == "POST":
-            try:
-                body = await _json_body(request)
-            except _BadBody as err:
-                return _bad_request(str(err))
-            if not isinstance(body, dict):
-                return _bad_request("the body is an object of settings to change")
+            body = await _json_body(request, "the body is an object of settings to change")
             try:
                 self.settings = ExpensifySimSettings.model_validate(
                     {**self.settings.model_dump(), **body}
@@ -768,42 +748,17 @@ class ExpensifySim:
 
 
 # ------------------------------------------------------------------ the reconciliation model
-# (output key, path into the model hash, helper): the order of reconciliation.ftl.
-CARD_FIELDS: tuple[tuple[str, tuple[str, ...], Kind], ...] = (
-    ("cardID", ("ID",), "s"),
-    ("cardName", ("name",), "s"),
-    ("bank", ("bank",), "s"),
-    ("owner", ("owner",), "s"),
+# The order of reconciliation.ftl.
+CARD_FIELDS = field_table("cardID=ID cardName=name bank owner")
+CARD_REPORT_FIELDS = field_table(
+    "reportID=ID reportName=name status policyID submitterEmail currency"
 )
-CARD_REPORT_FIELDS: tuple[tuple[str, tuple[str, ...], Kind], ...] = (
-    ("reportID", ("ID",), "s"),
-    ("reportName", ("name",), "s"),
-    ("status", ("status",), "s"),
-    ("policyID", ("policyID",), "s"),
-    ("submitterEmail", ("submitterEmail",), "s"),
-    ("currency", ("currency",), "s"),
-)
-CARD_EXPENSE_FIELDS: tuple[tuple[str, tuple[str, ...], Kind], ...] = (
-    ("transactionID", ("ID",), "s"),
-    ("reportID", ("reportID",), "s"),
-    ("cardID", ("cardID",), "s"),
-    ("maskedPAN", ("maskedPAN",), "s"),
-    ("merchant", ("originalMerchant",), "s"),
-    ("modifiedMerchant", ("modifiedMerchant",), "s"),
-    ("originalAmount", ("originalAmount",), "n"),
-    ("modifiedAmount", ("modifiedAmount",), "n"),
-    ("amountModified", ("amountModified",), "b"),
-    ("currency", ("currency",), "s"),
-    ("posted", ("posted",), "s"),
-    ("created", ("originalCreated",), "s"),
-    ("modifiedCreated", ("modifiedCreated",), "s"),
-    ("category", ("category",), "s"),
-    ("tag", ("tag",), "s"),
-    ("comment", ("comment",), "s"),
-    ("externalID", ("externalID",), "s"),
-    ("reimbursable", ("reimbursable",), "b"),
-    ("billable", ("billable",), "b"),
-)
+CARD_EXPENSE_FIELDS = field_table("""
+    transactionID=ID reportID cardID maskedPAN merchant=originalMerchant modifiedMerchant
+    originalAmount:n modifiedAmount:n amountModified:b currency posted
+    created=originalCreated modifiedCreated category tag comment externalID
+    reimbursable:b billable:b
+""")
 
 
 def render_reconciliation(model: dict[str, Any]) -> str:
@@ -1231,16 +1186,33 @@ def _lenient_to_strict(text: str) -> str:
     return "".join(out)
 
 
+def _keep_labels(report: Report | RawReport, old: Report | RawReport | None, clear: bool) -> None:
+    """A report posted again keeps the export labels it had (its own added after), unless the
+    request clears them."""
+    if old is not None and not clear:
+        report.exportLabels = old.exportLabels + [
+            label for label in report.exportLabels if label not in old.exportLabels
+        ]
+
+
 class _BadBody(Exception):
-    """A control request whose body is not the JSON it should be."""
+    """A control request whose body is not the JSON it should be (answered 400)."""
 
 
-async def _json_body(request: Request) -> Any:
+async def _json_body(request: Request, not_object: str | None = None) -> Any:
+    """The control body's JSON; with `not_object`, the error for one that is not an object."""
     raw = await request.body()
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise _BadBody(f"the body is not JSON: {err}") from None
+    if not_object is not None and not isinstance(body, dict):
+        raise _BadBody(not_object)
+    return body
+
+
+async def _bad_body(request: Request, exc: Exception) -> Response:
+    return _bad_request(str(exc))
 
 
 def _bad_request(message: str) -> Response:

@@ -46,65 +46,38 @@ DISPLAY_STATUS = {
 
 Kind = Literal["s", "n", "b"]  # the template's helper functions: string, number, boolean
 
-# (output key, path into the model hash, helper): the order of export.ftl.
-REPORT_FIELDS: tuple[tuple[str, tuple[str, ...], Kind], ...] = (
-    ("reportID", ("reportID",), "s"),
-    ("reportName", ("reportName",), "s"),
-    ("status", ("status",), "s"),
-    ("policyID", ("policyID",), "s"),
-    ("policyName", ("policyName",), "s"),
-    ("accountEmail", ("accountEmail",), "s"),
-    ("submitterName", ("submitter", "fullName"), "s"),
-    ("managerEmail", ("managerEmail",), "s"),
-    ("currency", ("currency",), "s"),
-    ("total", ("total",), "n"),
-    ("created", ("created",), "s"),
-    ("submitted", ("submitted",), "s"),
-    ("approved", ("approved",), "s"),
-    ("reimbursed", ("reimbursed",), "s"),
-    ("employeeCustomField1", ("employeeCustomField1",), "s"),
-    ("employeeCustomField2", ("employeeCustomField2",), "s"),
-    ("submitterPayrollID", ("submitterPayrollID",), "s"),
-    ("submitterUserID", ("submitterUserID",), "s"),
-)
+Field = tuple[str, tuple[str, ...], Kind]  # output key, path into the model hash, helper
+
+
+def field_table(spec: str) -> tuple[Field, ...]:
+    """A template's fields in its order, from `key[=path.into.hash][:kind]` words: the path
+    defaults to the key, the kind to "s"."""
+    table: list[Field] = []
+    for word in spec.split():
+        named, _, kind = word.partition(":")
+        key, _, path = named.partition("=")
+        if kind not in ("", "s", "n", "b"):
+            raise ValueError(f"{word}: the kind is s, n or b")
+        table.append((key, tuple((path or key).split(".")), cast(Kind, kind or "s")))
+    return tuple(table)
+
+
+# The order of export.ftl.
+REPORT_FIELDS = field_table("""
+    reportID reportName status policyID policyName accountEmail submitterName=submitter.fullName
+    managerEmail currency total:n created submitted approved reimbursed
+    employeeCustomField1 employeeCustomField2 submitterPayrollID submitterUserID
+""")
 # Each approval level in order, the last approver last (reference/expensify.md §0).
-APPROVER_FIELDS: tuple[tuple[str, tuple[str, ...], Kind], ...] = (
-    ("email", ("email",), "s"),
-    ("date", ("date",), "s"),
-)
-TRANSACTION_FIELDS: tuple[tuple[str, tuple[str, ...], Kind], ...] = (
-    ("transactionID", ("transactionID",), "s"),
-    ("reportID", ("reportID",), "s"),
-    ("merchant", ("merchant",), "s"),
-    ("modifiedMerchant", ("modifiedMerchant",), "s"),
-    ("amount", ("amount",), "n"),
-    ("modifiedAmount", ("modifiedAmount",), "n"),
-    ("convertedAmount", ("convertedAmount",), "n"),
-    ("currency", ("currency",), "s"),
-    ("currencyConversionRate", ("currencyConversionRate",), "s"),
-    ("category", ("category",), "s"),
-    ("categoryGlCode", ("categoryGlCode",), "s"),
-    ("tag", ("tag",), "s"),
-    ("tagGlCode", ("tagGlCode",), "s"),
-    ("comment", ("comment",), "s"),
-    ("created", ("created",), "s"),
-    ("modifiedCreated", ("modifiedCreated",), "s"),
-    ("inserted", ("inserted",), "s"),
-    ("reimbursable", ("reimbursable",), "b"),
-    ("billable", ("billable",), "b"),
-    ("taxAmount", ("taxAmount",), "n"),
-    ("taxCode", ("taxCode",), "s"),
-    ("taxName", ("taxName",), "s"),
-    ("taxRateName", ("taxRateName",), "s"),
-    ("cardID", ("cardID",), "s"),
-    ("cardNumber", ("cardNumber",), "s"),
-    ("mcc", ("mcc",), "s"),
-    ("unitsCount", ("units", "count"), "n"),
-    ("unitsRate", ("units", "rate"), "n"),
-    ("unitsUnit", ("units", "unit"), "s"),
-    ("receiptID", ("receiptID",), "s"),
-    ("receiptURL", ("receiptObject", "url"), "s"),
-)
+APPROVER_FIELDS = field_table("email date")
+TRANSACTION_FIELDS = field_table("""
+    transactionID reportID merchant modifiedMerchant amount:n modifiedAmount:n convertedAmount:n
+    currency currencyConversionRate category categoryGlCode tag tagGlCode comment
+    created modifiedCreated inserted reimbursable:b billable:b
+    taxAmount:n taxCode taxName taxRateName cardID cardNumber mcc
+    unitsCount=units.count:n unitsRate=units.rate:n unitsUnit=units.unit
+    receiptID receiptURL=receiptObject.url
+""")
 
 
 class TemplateRenderError(ValueError):
@@ -401,7 +374,7 @@ def render_report_ids(model: Mapping[str, Any]) -> str:
     return "[" + ",".join(_field(r, ("reportID",), "s") for r in reports) + "]"
 
 
-def render_fields(h: Any, fields: Sequence[tuple[str, tuple[str, ...], Kind]]) -> str:
+def render_fields(h: Any, fields: Sequence[Field]) -> str:
     """The `"key":value` pairs of one hash, comma-joined, as the null-safe `s`/`n`/`b` helpers
     write them: for the project's other templates built from the same helpers (the card
     reconciliation export). Raises TemplateRenderError where FreeMarker would stop."""

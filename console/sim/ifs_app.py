@@ -83,7 +83,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -123,6 +123,7 @@ MI_MODIFIED_MESSAGE = "Service metadata already modified."
 DEFAULT_USER_GROUP = "AC"
 GL_LEDGER = "00"  # IFS's ledger id of the general ledger
 NEW_VOUCHER_STATUSES = ("Approved", "NotApproved", "AwaitingApproval")
+_M = TypeVar("_M", bound=BaseModel)  # a control body's model
 _DEMAND_NAME = {"K": "Can", "M": "Mandatory", "S": "Blocked"}
 _TABLE_NO = {
     name: n
@@ -421,30 +422,23 @@ class IfsSim:
             self._tax_codes[(co, tc.FeeCode)] = tc
 
     def _put_code_part_value(self, co: str, v: ds.CodePartValue) -> _Record:
-        if v.CodePart == "A":
-            values: dict[str, Any] = {
-                "Company": co,
-                "Account": v.CodePartValue,
-                "Description": v.Description,
-                "ValidFrom": v.ValidFrom,
-                "ValidUntil": v.ValidUntil,
-                "ReqQuantity": _DEMAND_NAME[v.ReqQuantity],
-                "ReqText": _DEMAND_NAME[v.ReqText],
-                "TaxCodeMandatory": v.TaxCodeMandatory,
-                "TaxHandlingValue": v.TaxHandlingValue,
-            }
-            for letter, demand in v.demands().items():
-                values[f"ReqCode{letter}"] = _DEMAND_NAME[demand]
-            return self._put("Account", im.ACCOUNT, values)
-        letter = v.CodePart
-        values = {
+        name = "Account" if v.CodePart == "A" else f"Code{v.CodePart}"
+        values: dict[str, Any] = {
             "Company": co,
-            f"Code{letter}": v.CodePartValue,
+            name: v.CodePartValue,
             "Description": v.Description,
             "ValidFrom": v.ValidFrom,
             "ValidUntil": v.ValidUntil,
         }
-        return self._put(f"Code{letter}", im.CODE_PART_TYPES[letter], values)
+        if v.CodePart != "A":
+            return self._put(name, im.CODE_PART_TYPES[v.CodePart], values)
+        values["ReqQuantity"] = _DEMAND_NAME[v.ReqQuantity]
+        values["ReqText"] = _DEMAND_NAME[v.ReqText]
+        values["TaxCodeMandatory"] = v.TaxCodeMandatory
+        values["TaxHandlingValue"] = v.TaxHandlingValue
+        for letter, demand in v.demands().items():
+            values[f"ReqCode{letter}"] = _DEMAND_NAME[demand]
+        return self._put(name, im.ACCOUNT, values)
 
     def _put_period(self, co: str, p: ds.Period) -> _Record:
         values = {
@@ -755,7 +749,7 @@ class IfsSim:
     async def _odata_inner(self, request: Request) -> Response:
         deployment = request.path_params["deployment"]
         if deployment not in ("main", "int"):
-            raise ODataError(404, RESOURCE_NOTFOUND, f"Deployment '{deployment}' does not exist")
+            raise _not_found(f"Deployment '{deployment}' does not exist")
         if not self._authorized(request):
             raise_401 = ODataError(
                 401, "UNAUTHORIZED", "Access token is missing, invalid or expired"
@@ -768,16 +762,12 @@ class IfsSim:
         rest: str = request.path_params["rest"]
         m = re.fullmatch(r"([^/]+?)\.svc(?:/(.*))?", rest, re.DOTALL)
         if m is None:
-            raise ODataError(
-                404, RESOURCE_NOTFOUND, f"Resource '{rest}' not found: expected <Projection>.svc/…"
-            )
+            raise _not_found(f"Resource '{rest}' not found: expected <Projection>.svc/…")
         served = self._served_projection(m.group(1))
         if served is None:
-            raise ODataError(
-                404,
-                RESOURCE_NOTFOUND,
+            raise _not_found(
                 f"Projection '{m.group(1)}' does not exist (served here: "
-                f"{', '.join(p + '.svc' for p in self._served_names())})",
+                f"{', '.join(p + '.svc' for p in self._served_names())})"
             )
         projection, ifs_name = served
         if ifs_name in self.settings.forbidden_projections:
@@ -816,11 +806,9 @@ class IfsSim:
         set_name, key_text, tail = _split_resource(sub)
         entity = projection.sets.get(set_name)
         if entity is None:
-            raise ODataError(
-                404,
-                RESOURCE_NOTFOUND,
+            raise _not_found(
                 f"Entity set '{set_name}' does not exist in projection {projection.name} "
-                f"(its entity sets: {', '.join(projection.sets)})",
+                f"(its entity sets: {', '.join(projection.sets)})"
             )
         writable = set_name in projection.writable
         params = list(request.query_params.multi_items())
@@ -834,11 +822,7 @@ class IfsSim:
         with self._lock:
             record = self._find(ifs_name, set_name, entity, key)
         if record is None:
-            raise ODataError(
-                404,
-                RESOURCE_NOTFOUND,
-                f"No {set_name} entity with key ({format_key_predicate(key, entity)})",
-            )
+            raise _not_found(f"No {set_name} entity with key ({format_key_predicate(key, entity)})")
         entity_path = f"{set_name}({format_key_predicate(key, entity)})"
         if tail is None:
             _read_only(method, sub)
@@ -851,10 +835,8 @@ class IfsSim:
         if "." in tail:
             action = projection.action(set_name, tail)
             if action is None:
-                raise ODataError(
-                    404,
-                    RESOURCE_NOTFOUND,
-                    f"'{tail}' is not a bound action of {set_name} in {projection.name}",
+                raise _not_found(
+                    f"'{tail}' is not a bound action of {set_name} in {projection.name}"
                 )
             if method != "POST":
                 raise ODataError(405, "ODP_METHOD_NOT_ALLOWED", f"{tail} takes POST only")
@@ -862,11 +844,9 @@ class IfsSim:
         navigation = entity.navigation(tail)
         target = projection.type_named(navigation.target) if navigation else None
         if navigation is None or target is None:
-            raise ODataError(
-                404,
-                RESOURCE_NOTFOUND,
+            raise _not_found(
                 f"'{tail}' is not a navigation of {set_name} "
-                f"(navigations: {', '.join(n.name for n in entity.navigations) or 'none'})",
+                f"(navigations: {', '.join(n.name for n in entity.navigations) or 'none'})"
             )
         if method == "POST" and writable:
             return await self._post_temp_row(request, root, entity_path, record)
@@ -1144,7 +1124,7 @@ class IfsSim:
             raise _deserialization("A row names another company than its voucher")
         with self._lock:
             if (p["Objkey"],) not in self._tables["TempVoucher"]:
-                raise ODataError(404, RESOURCE_NOTFOUND, "The temporary voucher is gone")
+                raise _not_found("The temporary voucher is gone")
             siblings = self._temp_rows(parent)
             if values.get("RowNo") is None:
                 values["RowNo"] = max((r.values["RowNo"] or 0 for r in siblings), default=0) + 1
@@ -1171,7 +1151,7 @@ class IfsSim:
         await request.body()
         with self._lock:
             if (temp.values["Objkey"],) not in self._tables["TempVoucher"]:
-                raise ODataError(404, RESOURCE_NOTFOUND, "The temporary voucher is gone")
+                raise _not_found("The temporary voucher is gone")
             if self.settings.require_if_match:
                 self._check_if_match(request, temp)
             if name == "RemoveTempVoucher":
@@ -1468,17 +1448,9 @@ class IfsSim:
         return _json(self.faults.describe())
 
     async def _c_code_part_values(self, request: Request) -> Response:
-        body = await _control_body(request)
-        co, err = _company_of(body, self._currency)
-        if err:
-            return err
-        try:
-            value = ds.CodePartValue.model_validate(body)
-        except ValidationError as exc:
-            return _control_error(_describe(exc, "code part value"))
-        with self._lock:
-            rec = self._put_code_part_value(co, value)
-            return _json(self._entity_json(rec, QueryOptions()))
+        return await self._control_put(
+            request, ds.CodePartValue, "code part value", self._put_code_part_value
+        )
 
     async def _c_revoke(self, request: Request) -> Response:
         with self._lock:
@@ -1587,16 +1559,24 @@ class IfsSim:
             return _json({**self._entity_json(rec, QueryOptions()), **rec.meta})
 
     async def _c_currency_rates(self, request: Request) -> Response:
+        return await self._control_put(
+            request, ds.CurrencyRate, "currency rate", self._put_currency_rate
+        )
+
+    async def _control_put(
+        self, request: Request, model: type[_M], what: str, put: Callable[[str, _M], _Record]
+    ) -> Response:
+        """Add or replace one record of a company's reference data from a control body."""
         body = await _control_body(request)
         co, err = _company_of(body, self._currency)
         if err:
             return err
         try:
-            rate = ds.CurrencyRate.model_validate(body)
+            value = model.model_validate(body)
         except ValidationError as exc:
-            return _control_error(_describe(exc, "currency rate"))
+            return _control_error(_describe(exc, what))
         with self._lock:
-            return _json(self._entity_json(self._put_currency_rate(co, rate), QueryOptions()))
+            return _json(self._entity_json(put(co, value), QueryOptions()))
 
     async def _c_settings(self, request: Request) -> Response:
         if request.method == "POST":
@@ -1700,7 +1680,7 @@ def _split_resource(sub: str) -> tuple[str, str | None, str | None]:
     inside the key predicate are respected."""
     m = re.match(r"[A-Za-z_]\w*", sub)
     if m is None:
-        raise ODataError(404, RESOURCE_NOTFOUND, f"Resource '{sub}' not found")
+        raise _not_found(f"Resource '{sub}' not found")
     name, pos = m.group(0), m.end()
     key: str | None = None
     if pos < len(sub) and sub[pos] == "(":
@@ -1721,7 +1701,7 @@ def _split_resource(sub: str) -> tuple[str, str | None, str | None]:
         return name, key, None
     if key is not None and re.fullmatch(r"/[A-Za-z_][\w.]*/?", rest):
         return name, key, rest.strip("/")
-    raise ODataError(404, RESOURCE_NOTFOUND, f"Resource '{sub}' not found")
+    raise _not_found(f"Resource '{sub}' not found")
 
 
 def _check_balance(rows: list[dict[str, Any]], company_currency: str) -> None:
@@ -1753,6 +1733,10 @@ async def _control_body(request: Request) -> Any:
         return money.loads(raw)
     except ValueError as err:
         raise HTTPException(400, f"not JSON: {err}") from None
+
+
+def _not_found(message: str) -> ODataError:
+    return ODataError(404, RESOURCE_NOTFOUND, message)
 
 
 def _control_error(message: str, status: int = 400) -> Response:

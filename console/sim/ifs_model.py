@@ -181,15 +181,23 @@ VOUCHER_ENTRY_HOLD = EntityType(
     navigations=(Navigation("VoucherRowArray", "VoucherRow"),),
 )
 
+
 # ---------------------------------------------------------------- reference data
-ACCOUNT = EntityType(
-    "Account",
-    (
+def _code_part_value(name: str) -> tuple[Property, ...]:
+    """What every code part's values have: Account (code part A) and CodeB..CodeJ alike."""
+    return (
         _s("Company", 20),
-        _s("Account", 20),
+        _s(name, 20),
         _s("Description", 100),
         _d("ValidFrom"),
         _d("ValidUntil"),
+    )
+
+
+ACCOUNT = EntityType(
+    "Account",
+    (
+        *_code_part_value("Account"),
         *(_e(f"ReqCode{c}") for c in CODE_PARTS),
         _e("ReqQuantity"),
         _e("ReqText"),
@@ -202,15 +210,7 @@ ACCOUNT = EntityType(
 
 def _code_part_type(letter: str) -> EntityType:
     return EntityType(
-        f"Code{letter}",
-        (
-            _s("Company", 20),
-            _s(f"Code{letter}", 20),
-            _s("Description", 100),
-            _d("ValidFrom"),
-            _d("ValidUntil"),
-        ),
-        key=("Company", f"Code{letter}"),
+        f"Code{letter}", _code_part_value(f"Code{letter}"), key=("Company", f"Code{letter}")
     )
 
 

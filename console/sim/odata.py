@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Any, Literal
 from xml.sax.saxutils import quoteattr
 
@@ -231,8 +232,12 @@ def _tokenize(text: str) -> list[_Token]:
     return tokens
 
 
+def _bad_uri(message: str) -> ODataError:
+    return ODataError(400, URI_SYNTAX_ERROR, message)
+
+
 def _syntax(text: str, pos: int, what: str) -> ODataError:
-    return ODataError(400, URI_SYNTAX_ERROR, f"Invalid $filter {text!r}: {what} at position {pos}")
+    return _bad_uri(f"Invalid $filter {text!r}: {what} at position {pos}")
 
 
 # ---------------------------------------------------------------- $filter: AST
@@ -265,20 +270,18 @@ def _cmp(op: str, a: Any, b: Any) -> bool | None:
     return bool(a <= b)
 
 
-def _and(a: bool | None, b: bool | None) -> bool | None:
-    if a is False or b is False:
-        return False
+def _kleene(decides: bool, a: bool | None, b: bool | None) -> bool | None:
+    """Three-valued `and` (decides=False) or `or` (decides=True): an operand equal to `decides`
+    settles it even beside an unknown; otherwise an unknown leaves it unknown."""
+    if a is decides or b is decides:
+        return decides
     if a is None or b is None:
         return None
-    return True
+    return not decides
 
 
-def _or(a: bool | None, b: bool | None) -> bool | None:
-    if a is True or b is True:
-        return True
-    if a is None or b is None:
-        return None
-    return False
+_and = partial(_kleene, False)
+_or = partial(_kleene, True)
 
 
 def _not(a: bool | None) -> bool | None:
@@ -348,11 +351,9 @@ class _FilterParser:
         if self.tok.kind != "eof":
             raise self.error(f"expected 'and', 'or' or the end but found {self._found()}")
         if node.type != _BOOL:
-            raise ODataError(
-                400,
-                URI_SYNTAX_ERROR,
+            raise _bad_uri(
                 f"Invalid $filter {self.text!r}: the expression is {node.type}, not a condition "
-                f"(compare it with eq, ne, gt, ge, lt or le)",
+                f"(compare it with eq, ne, gt, ge, lt or le)"
             )
         return node.eval
 
@@ -541,9 +542,7 @@ _SUPPORTED_OPTIONS = ("$filter", "$select", "$orderby", "$top", "$skip", "$count
 
 def _non_negative(name: str, text: str) -> int:
     if not re.fullmatch(r"\d+", text.strip()):
-        raise ODataError(
-            400, URI_SYNTAX_ERROR, f"Invalid {name} {text!r}: expected a non-negative integer"
-        )
+        raise _bad_uri(f"Invalid {name} {text!r}: expected a non-negative integer")
     return int(text)
 
 
@@ -561,11 +560,11 @@ def parse_query_options(
         if not name.startswith("$"):
             continue  # custom query options are allowed and ignored
         if name in seen:
-            raise ODataError(400, URI_SYNTAX_ERROR, f"Query option {name} is given twice")
+            raise _bad_uri(f"Query option {name} is given twice")
         seen.add(name)
         if name == "$format":
             if value.split(";")[0].strip().lower() not in ("json", "application/json"):
-                raise ODataError(400, URI_SYNTAX_ERROR, f"Unsupported $format {value!r}")
+                raise _bad_uri(f"Unsupported $format {value!r}")
             continue
         if name not in _SUPPORTED_OPTIONS:
             raise ODataError(
@@ -575,9 +574,7 @@ def parse_query_options(
                 f"(supported: {', '.join(_SUPPORTED_OPTIONS)})",
             )
         if not collection and name not in ("$select", "$expand"):
-            raise ODataError(
-                400, URI_SYNTAX_ERROR, f"Query option {name} applies to collections only"
-            )
+            raise _bad_uri(f"Query option {name} applies to collections only")
         if name == "$filter":
             opts.filter = parse_filter(value, entity)
         elif name == "$select":
@@ -597,9 +594,7 @@ def parse_query_options(
             opts.skip = _non_negative("$skip", value)
         elif name == "$count":
             if value not in ("true", "false"):
-                raise ODataError(
-                    400, URI_SYNTAX_ERROR, f"Invalid $count {value!r}: expected true or false"
-                )
+                raise _bad_uri(f"Invalid $count {value!r}: expected true or false")
             opts.count = value == "true"
         elif name == "$expand":
             opts.expand = _parse_expand(value, entity)
@@ -616,7 +611,7 @@ def _parse_select(value: str, entity: EntityType) -> tuple[str, ...] | None:
         return None
     for name in names:
         if not name:
-            raise ODataError(400, URI_SYNTAX_ERROR, f"Invalid $select {value!r}: empty item")
+            raise _bad_uri(f"Invalid $select {value!r}: empty item")
         if entity.prop(name) is None and entity.navigation(name) is None:
             raise _unknown_property(entity, name, "$select")
     return tuple(dict.fromkeys(names))
@@ -627,11 +622,9 @@ def _parse_orderby(value: str, entity: EntityType) -> tuple[tuple[str, bool], ..
     for item in _split_list(value):
         parts = item.split()
         if not parts or len(parts) > 2 or (len(parts) == 2 and parts[1] not in ("asc", "desc")):
-            raise ODataError(
-                400,
-                URI_SYNTAX_ERROR,
+            raise _bad_uri(
                 f"Invalid $orderby item {item!r}: expected 'Property', 'Property asc' "
-                f"or 'Property desc'",
+                f"or 'Property desc'"
             )
         if entity.prop(parts[0]) is None:
             raise _unknown_property(entity, parts[0], "$orderby")
@@ -710,39 +703,27 @@ def parse_key_predicate(text: str, entity: EntityType, set_name: str) -> dict[st
         while pos < len(text):
             m = _KEY_PART_RE.match(text, pos)
             if m is None:
-                raise ODataError(
-                    400,
-                    URI_SYNTAX_ERROR,
-                    f"Invalid key predicate {set_name}({text}) at position {pos + 1}",
-                )
+                raise _bad_uri(f"Invalid key predicate {set_name}({text}) at position {pos + 1}")
             raw_parts.append((m.group(1), m.group(2)))
             pos = m.end()
     for name, literal in raw_parts:
         prop = entity.prop(name)
         if prop is None or name not in entity.key:
-            raise ODataError(
-                400,
-                URI_SYNTAX_ERROR,
-                f"'{name}' is not a key of {set_name}; its key is ({', '.join(entity.key)})",
+            raise _bad_uri(
+                f"'{name}' is not a key of {set_name}; its key is ({', '.join(entity.key)})"
             )
         values[name] = _key_literal(prop, literal, set_name)
     missing = [k for k in entity.key if k not in values]
     if missing:
-        raise ODataError(
-            400,
-            URI_SYNTAX_ERROR,
+        raise _bad_uri(
             f"Key predicate {set_name}({text}) lacks {', '.join(missing)}; "
-            f"the key is ({', '.join(entity.key)})",
+            f"the key is ({', '.join(entity.key)})"
         )
     return values
 
 
 def _key_literal(prop: Property, literal: str, set_name: str) -> Any:
-    bad = ODataError(
-        400,
-        URI_SYNTAX_ERROR,
-        f"Invalid value {literal} for key {prop.name} ({prop.type}) of {set_name}",
-    )
+    bad = _bad_uri(f"Invalid value {literal} for key {prop.name} ({prop.type}) of {set_name}")
     if prop.type == "Edm.String":
         if len(literal) < 2 or literal[0] != "'" or literal[-1] != "'":
             raise bad
