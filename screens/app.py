@@ -7,18 +7,17 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import partial
 from importlib.resources import files
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import BindingType
-from textual.reactive import reactive
 from textual.screen import Screen
-from textual.worker import Worker
 
 from screens.base import SCREEN_TABS, CommandList
 from screens.keys import KEYS, bind
 from screens.literal import sanitize
 from screens.messages import CycleDone, CycleFailed
+from screens.protocols import ConsoleApp
 from screens.theme import CONSOLE_THEME
 from screens.widgets import HelpModal, colours_legend, help_for
 
@@ -27,10 +26,7 @@ if TYPE_CHECKING:
 
     from console.config import Settings
     from console.flows.cycle import CycleSummary, Engine, EngineStatus
-    from screens.protocols import ConsoleApp, EngineOpener
-
-
-R = TypeVar("R")
+    from screens.protocols import EngineOpener
 
 
 def _load_css() -> str:
@@ -76,7 +72,7 @@ def _modes() -> dict[str, Callable[[], Screen[Any]]]:
     }
 
 
-class MlConsoleApp(App[int]):
+class MlConsoleApp(ConsoleApp):
     TITLE = "ml-console"
     CSS = _load_css()
     ENABLE_COMMAND_PALETTE = True
@@ -89,10 +85,6 @@ class MlConsoleApp(App[int]):
         bind("question_mark,f1", "help", "app.help"),
         bind("q", "quit", "app.quit"),
     ]
-
-    status_version: reactive[int] = reactive(0)
-    data_version: reactive[int] = reactive(0)
-    sync_progress: reactive[str] = reactive("")
 
     def __init__(
         self,
@@ -170,55 +162,7 @@ class MlConsoleApp(App[int]):
             self.engine.interrupt()
         super().exit(result, return_code, message)
 
-    # ---- core calls in workers ----------------------------------------------------------------
-
-    def run_core(
-        self,
-        fn: Callable[..., R],
-        *args: Any,
-        on_done: Callable[[R], object] | None = None,
-        on_error: Callable[[BaseException], object] | None = None,
-        label: str = "",
-        group: str | None = None,
-        exclusive: bool = False,
-        **kwargs: Any,
-    ) -> Worker[None]:
-        """Runs a blocking core call in a thread; the result (or the error) comes back on the
-        UI thread, typed as `fn` returns it: to `on_done`, which usually posts it as the
-        message of its kind (screens/messages.py). Errors become notifications (or go to
-        `on_error`), never a crash."""
-
-        def job() -> None:
-            try:
-                result = fn(*args, **kwargs)
-            except Exception as exc:
-                self.call_from_thread(self._core_failed, label, exc, on_error)
-                return
-            if on_done is not None:
-                self.call_from_thread(on_done, result)
-
-        return self.run_worker(
-            job,
-            thread=True,
-            group=group or label or "core",
-            exclusive=exclusive,
-            exit_on_error=False,
-            description=label,
-        )
-
-    def _core_failed(
-        self, label: str, exc: BaseException, on_error: Callable[[BaseException], object] | None
-    ) -> None:
-        if on_error is not None:
-            on_error(exc)
-            return
-        self.notify(
-            sanitize(f"{label}: {exc}" if label else str(exc)),
-            title=type(exc).__name__,
-            severity="error",
-            timeout=10,
-            markup=False,
-        )
+    # ---- core calls in workers (run_core: ConsoleApp) -------------------------------------------
 
     def refresh_status(self) -> None:
         if self.engine is None:
@@ -365,10 +309,3 @@ def describe_cycle(summary: CycleSummary) -> str:
     if dry_run:
         text += " — nothing posted; review and confirm on 4 Dry run"
     return text
-
-
-if TYPE_CHECKING:
-
-    def _provides_what_screens_use(app: MlConsoleApp) -> ConsoleApp:
-        """mypy checks here that MlConsoleApp is the ConsoleApp the screens are typed against."""
-        return app

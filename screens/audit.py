@@ -20,7 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Label, Static
 
 from console.views import AuditFilter, AuditRow, VerifyResult, event_summary
-from screens.base import ConsoleScreen, ReportDrillDown, console_app
+from screens.base import ConsoleScreen, ListTop, ReportDrillDown, console_app
 from screens.keys import bind
 from screens.literal import literal
 from screens.theme import BLUE, GREY, ORANGE, SKY, VERMILLION, status_text
@@ -125,6 +125,11 @@ class AuditScreen(ConsoleScreen):
     TITLE = "Audit"
     MODE = "audit"
     LIST_ID = "audit-table"
+    TOP = ListTop(
+        "Audit trail",
+        "filter: words, type:, actor:, report:, voucher:, since:, until:",
+        "audit-count",
+    )
     HELP = (
         "The audit trail, newest first. `/` filters: free words search every column shown "
         "(event type, actor, time, summary with its amounts, report, voucher); `type:posted`, "
@@ -135,20 +140,13 @@ class AuditScreen(ConsoleScreen):
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        *ConsoleScreen.BINDINGS,
         bind("v", "verify", "audit.verify"),
         bind("p", "replay", "audit.replay"),
     ]
 
-    def compose(self) -> ComposeResult:
-        yield from self.compose_list_top(
-            "Audit trail",
-            "filter: words, type:, actor:, report:, voucher:, since:, until:",
-            "audit-count",
-        )
+    def compose_body(self) -> ComposeResult:
         yield VirtualTable(AUDIT_COLUMNS, id="audit-table", markable=False)
         yield Static("", id="audit-detail", classes="detail-panel")
-        yield from self.compose_footer()
 
     def on_mount(self) -> None:
         # ConsoleScreen.on_mount runs too (Textual calls handlers down the MRO): not again.

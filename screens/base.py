@@ -4,6 +4,7 @@ command palette provider that offers the current screen's own commands."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
@@ -227,13 +228,26 @@ class ScreenCommands(CommandList):
         return []
 
 
+@dataclass(frozen=True)
+class ListTop:
+    """What a list screen shows above its list."""
+
+    title: str
+    filter_hint: str
+    count_id: str  # the label that counts what the list shows
+    count_text: str = ""  # until the first count
+    filter_id: str | None = None
+
+
 class ConsoleScreen(Screen[None]):
-    """A top-level screen (one per mode). Subclasses set TITLE, HELP and compose the body."""
+    """A top-level screen (one per mode). Subclasses set TITLE, HELP, TOP and compose the
+    body; their BINDINGS add to these (Textual merges a screen's BINDINGS with its bases')."""
 
     TITLE: ClassVar[str] = ""
     MODE: ClassVar[str] = ""
     HELP: ClassVar[str] = ""
     LIST_ID: ClassVar[str] = ""  # the screen's main list: it has the focus after filtering
+    TOP: ClassVar[ListTop]
     COMMANDS = {ScreenCommands}
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -245,27 +259,19 @@ class ConsoleScreen(Screen[None]):
     def console_app(self) -> ConsoleApp:
         return console_app(self)
 
-    def compose_header(self) -> ComposeResult:
+    def compose(self) -> ComposeResult:
+        """The status header, the screen's title, its filter bar (shown by `/`) and the line
+        that counts what the list below shows (TOP); then the screen's body and the footer."""
         yield StatusHeader(id="status-header")
-
-    def compose_footer(self) -> ComposeResult:
+        yield Label(self.TOP.title, classes="screen-title")
+        yield FilterBar(self.TOP.filter_hint, id=self.TOP.filter_id, list_id=self.LIST_ID)
+        yield Label(self.TOP.count_text, id=self.TOP.count_id, classes="count-label")
+        yield from self.compose_body()
         yield Footer()
 
-    def compose_list_top(
-        self,
-        heading: str,
-        filter_hint: str,
-        count_id: str,
-        count_text: str = "",
-        *,
-        filter_id: str | None = None,
-    ) -> ComposeResult:
-        """The status header, the screen's title, its filter bar (shown by `/`) and the line
-        that counts what the list below shows."""
-        yield from self.compose_header()
-        yield Label(heading, classes="screen-title")
-        yield FilterBar(filter_hint, id=filter_id, list_id=self.LIST_ID)
-        yield Label(count_text, id=count_id, classes="count-label")
+    def compose_body(self) -> ComposeResult:
+        """The screen's list and what stands beside it."""
+        raise NotImplementedError
 
     @property
     def table(self) -> VirtualTable:
@@ -338,15 +344,18 @@ class ConsoleScreen(Screen[None]):
         self.app.push_screen(ask, with_reason)
 
     def palette_commands(self) -> Iterable[tuple[str, str, Callable[[], Any]]]:
-        """(name, help, callback) for the command palette: the screen's shown bindings."""
-        for binding in self.BINDINGS:
-            if isinstance(binding, Binding) and binding.show and binding.description:
-                action = binding.action
-                yield (
-                    f"{self.TITLE}: {binding.description}",
-                    f"key {binding.key}",
-                    partial(self.run_action, action),
-                )
+        """(name, help, callback) for the command palette: the screen's shown bindings,
+        ConsoleScreen's first (in the order Textual merges them)."""
+        for cls in reversed(type(self).__mro__):
+            if not issubclass(cls, ConsoleScreen):
+                continue
+            for binding in vars(cls).get("BINDINGS", ()):
+                if isinstance(binding, Binding) and binding.show and binding.description:
+                    yield (
+                        f"{self.TITLE}: {binding.description}",
+                        f"key {binding.key}",
+                        partial(self.run_action, binding.action),
+                    )
 
 
 class ReportDrillDown(Screen[None], Generic[T]):

@@ -16,7 +16,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Label, ProgressBar, Static
 
 from console.money import fmt_decimal
-from screens.base import ConsoleScreen
+from screens.base import ConsoleScreen, ListTop
 from screens.keys import bind
 from screens.literal import literal
 from screens.messages import ChangeConfirmed, PlanPosted, PlanReady, PostAdvanced
@@ -320,6 +320,12 @@ class DryRunScreen(ConsoleScreen):
     TITLE = "Dry run"
     MODE = "dryrun"
     LIST_ID = "plan-table"
+    TOP = ListTop(
+        "Dry run — the exact plan",
+        "filter: report, employee, company…",
+        "plan-summary",
+        "planning…",
+    )
     HELP = (
         "The exact vouchers that would be posted: each report's rows with account, code parts, "
         "currency and accounting amounts and rate, the totals per account and cost centre, the "
@@ -338,20 +344,13 @@ class DryRunScreen(ConsoleScreen):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        *ConsoleScreen.BINDINGS,
         bind("p", "confirm_post", "dryrun.confirm"),
         bind("c", "confirm_change", "dryrun.confirm_change"),
         bind("w", "export", "dryrun.export"),
         bind("r", "replan", "dryrun.replan"),
     ]
 
-    def compose(self) -> ComposeResult:
-        yield from self.compose_list_top(
-            "Dry run — the exact plan",
-            "filter: report, employee, company…",
-            "plan-summary",
-            "planning…",
-        )
+    def compose_body(self) -> ComposeResult:
         with Horizontal(id="plan-view"):
             yield VirtualTable(PLAN_COLUMNS, id="plan-table", markable=False, openable=False)
             with VerticalScroll(classes="side-panel"):
@@ -364,7 +363,6 @@ class DryRunScreen(ConsoleScreen):
         with Vertical(id="post-progress"):
             yield ProgressBar(total=1, show_eta=False, id="post-bar")
             yield Static("", id="landed")
-        yield from self.compose_footer()
 
     def on_mount(self) -> None:
         # ConsoleScreen.on_mount runs too (Textual calls handlers down the MRO): not again.

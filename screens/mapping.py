@@ -17,7 +17,7 @@ from textual.widgets import Input, Label, Static
 
 from console.mapping import MappingRule
 from console.views import MappingEntry, MappingView
-from screens.base import ConsoleScreen
+from screens.base import ConsoleScreen, ListTop
 from screens.keys import bind
 from screens.literal import literal
 from screens.theme import GREY, ORANGE, SKY, VERMILLION, status_text
@@ -113,6 +113,12 @@ class MappingScreen(ConsoleScreen):
     TITLE = "Mapping"
     MODE = "mapping"
     LIST_ID = "mapping-table"
+    TOP = ListTop(
+        "Mapping — Expensify coding → IFS",
+        "filter: policy, category, tag, GL code, override…",
+        "mapping-count",
+        "loading…",
+    )
     HELP = (
         "Every category (→ account, code part A) and tag value (→ its level's code part) of "
         "each policy: Expensify's GL code is the default, your override wins. Enter edits the "
@@ -124,17 +130,10 @@ class MappingScreen(ConsoleScreen):
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        *ConsoleScreen.BINDINGS,
         bind("e", "edit", "mapping.edit"),
     ]
 
-    def compose(self) -> ComposeResult:
-        yield from self.compose_list_top(
-            "Mapping — Expensify coding → IFS",
-            "filter: policy, category, tag, GL code, override…",
-            "mapping-count",
-            "loading…",
-        )
+    def compose_body(self) -> ComposeResult:
         yield VirtualTable(
             [
                 Column("policy", "Policy", 10, drop=1),
@@ -152,7 +151,6 @@ class MappingScreen(ConsoleScreen):
             yield Label("", id="editor-title")
             yield Input(placeholder="IFS value (enter saves, esc cancels)", id="mapping-input")
             yield Static("", id="validation")
-        yield from self.compose_footer()
 
     def on_mount(self) -> None:
         # ConsoleScreen.on_mount runs too (Textual calls handlers down the MRO): not again.

@@ -17,7 +17,7 @@ from textual.timer import Timer
 from textual.widgets import Label, Static
 
 from console.views import HoldGroup, ReportRow
-from screens.base import ConsoleScreen, ago
+from screens.base import ConsoleScreen, ListTop, ago
 from screens.keys import bind
 from screens.literal import literal
 from screens.pending import money, report_row
@@ -92,6 +92,9 @@ class MissingScreen(ConsoleScreen):
     TITLE = "Missing dimensions"
     MODE = "missing"
     LIST_ID = "groups"
+    TOP = ListTop(
+        "Missing dimensions — the hold queue", "filter: value, company, reason…", "missing-count"
+    )
     HELP = (
         "Held reports grouped by what blocks them. The groups are re-checked against IFS in the "
         "background (and now with `r`); a group whose value IFS now has turns ready, and `p` "
@@ -102,7 +105,6 @@ class MissingScreen(ConsoleScreen):
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        *ConsoleScreen.BINDINGS,
         bind("r", "recheck", "missing.recheck"),
         bind("p", "replay_group", "missing.replay"),
         bind("m", "remap", "missing.remap"),
@@ -110,12 +112,7 @@ class MissingScreen(ConsoleScreen):
         bind("tab", "app.focus_next", "missing.focus", show=False),
     ]
 
-    def compose(self) -> ComposeResult:
-        yield from self.compose_list_top(
-            "Missing dimensions — the hold queue",
-            "filter: value, company, reason…",
-            "missing-count",
-        )
+    def compose_body(self) -> ComposeResult:
         yield VirtualTable(
             [
                 Column("state", "State", 10),
@@ -141,7 +138,6 @@ class MissingScreen(ConsoleScreen):
             markable=False,
         )
         yield Static("", id="missing-why", classes="disabled-why")
-        yield from self.compose_footer()
 
     def on_mount(self) -> None:
         # ConsoleScreen.on_mount runs too (Textual calls handlers down the MRO): not again.

@@ -14,7 +14,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Label, Static
 
 from console.money import fmt
-from screens.base import ConsoleScreen, ReportDrillDown
+from screens.base import ConsoleScreen, ListTop, ReportDrillDown
 from screens.keys import bind
 from screens.literal import literal
 from screens.theme import GREY, VERMILLION, status_text
@@ -109,6 +109,13 @@ class PendingScreen(ConsoleScreen):
     TITLE = "Pending"
     MODE = "pending"
     LIST_ID = "pending-table"
+    TOP = ListTop(
+        "Pending reports",
+        "filter: report, employee, policy, status, reason…",
+        "pending-count",
+        "loading…",
+        filter_id="pending-filter",
+    )
     HELP = (
         "Every report fetched from Expensify and not yet posted, newest approval first. "
         "Space marks a ready report, `a` marks every ready report, `u` clears the marks, `d` "
@@ -118,23 +125,14 @@ class PendingScreen(ConsoleScreen):
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        *ConsoleScreen.BINDINGS,
         bind("a", "mark_ready", "pending.mark_ready"),
         bind("u", "clear_marks", "pending.clear_marks"),
         bind("d", "dry_run", "pending.dry_run"),
         bind("i", "include", "pending.include"),
     ]
 
-    def compose(self) -> ComposeResult:
-        yield from self.compose_list_top(
-            "Pending reports",
-            "filter: report, employee, policy, status, reason…",
-            "pending-count",
-            "loading…",
-            filter_id="pending-filter",
-        )
+    def compose_body(self) -> ComposeResult:
         yield VirtualTable(PENDING_COLUMNS, id="pending-table")
-        yield from self.compose_footer()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -18,6 +18,7 @@ from textual.widgets import Button, Input, Label, Static
 from screens.literal import literal
 
 W = TypeVar("W", bound=Widget)
+A = TypeVar("A")
 
 
 class ControlMessage(Message, Generic[W]):
@@ -137,7 +138,16 @@ class FilterBar(Input):
         self.post_message(self.Done(self))
 
 
-class ConfirmModal(ModalScreen[bool]):
+class Dialog(ModalScreen[A]):
+    """A modal with a title and its text (the question, the prompt, the help)."""
+
+    def __init__(self, title: str, text: str | Text, *, classes: str | None = None) -> None:
+        super().__init__(classes=classes)
+        self._title = title
+        self._text = text if isinstance(text, Text) else Text(text)
+
+
+class ConfirmModal(Dialog[bool]):
     """Destructive or irreversible actions ask first: `y` confirms, `n`/esc cancels."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -167,16 +177,14 @@ class ConfirmModal(ModalScreen[bool]):
     ) -> None:
         """`wide`: the body is a table (a voucher's rows): nearly the screen's width, lines
         kept whole and scrolled sideways rather than wrapped."""
-        super().__init__(classes="-wide" if wide else None)
-        self._title = title
-        self._body = body
+        super().__init__(title, body, classes="-wide" if wide else None)
         self._confirm_label = confirm_label
         self._wide = wide
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(literal(self._title, None), id="confirm-title")
-            body = self._body if isinstance(self._body, Text) else Text(self._body)
+            body = self._text
             if self._wide:
                 body.no_wrap = True
             scroll = ScrollableContainer if self._wide else VerticalScroll
@@ -197,8 +205,9 @@ class ConfirmModal(ModalScreen[bool]):
         self.dismiss(answer)
 
 
-class ReasonModal(ModalScreen[str | None]):
-    """Asks why (excluding a report needs a reason for the audit trail); esc cancels."""
+class ReasonModal(Dialog[str | None]):
+    """Asks why (excluding a report needs a reason for the audit trail): the title, then the
+    text as the prompt; esc cancels."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="reason.cancel"),
@@ -211,15 +220,10 @@ class ReasonModal(ModalScreen[str | None]):
     ReasonModal Label { margin-bottom: 1; }
     """
 
-    def __init__(self, title: str, prompt: str) -> None:
-        super().__init__()
-        self._title = title
-        self._prompt = prompt
-
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(Text(self._title, style="bold"))
-            yield Label(Text(self._prompt))
+            yield Label(self._text)
             yield Input(placeholder="reason (required; enter to confirm)", id="reason-input")
 
     @on(Input.Submitted)
@@ -234,7 +238,7 @@ class ReasonModal(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class HelpModal(ModalScreen[None]):
+class HelpModal(Dialog[None]):
     """F1/?: what the focused widget is for, and every key that works here."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -254,16 +258,14 @@ class HelpModal(ModalScreen[None]):
         keys: list[tuple[str, str]],
         colours: Text | None = None,
     ) -> None:
-        super().__init__()
-        self._title = title
-        self._help = help_text
+        super().__init__(title, help_text or "No help for this widget.")
         self._keys = keys
         self._colours = colours
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
             yield Static(Text(self._title, style="bold"))
-            yield Static(Text(self._help or "No help for this widget."), classes="help-body")
+            yield Static(self._text, classes="help-body")
             keys = Text("\nKeys here\n", style="bold")
             for key, description in self._keys:
                 keys.append(f"  {key:<10}", style="bold")
