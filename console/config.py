@@ -24,11 +24,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -79,6 +80,33 @@ def _checked_url(url: str, service: str) -> str:
         raise ValueError(str(exc).removeprefix(f"{service}: ")) from None
 
 
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"not a time zone: {value!r} (an IANA name such as UTC, Europe/Berlin or "
+            "America/New_York)"
+        ) from None
+    return value
+
+
+def _realm(value: str) -> str:
+    if not _REALM_RE.match(value):
+        raise ValueError(
+            "must be a realm name of letters, digits, '.', '_' or '-' (it goes into the token URL)"
+        )
+    return value
+
+
+# Checked string types of the settings: each service's base URL as its client will use it, an
+# IANA time zone, a Keycloak realm name.
+ExpensifyUrl = Annotated[str, AfterValidator(lambda url: _checked_url(url, "expensify"))]
+IfsUrl = Annotated[str, AfterValidator(lambda url: _checked_url(url, "ifs"))]
+TimeZoneName = Annotated[str, AfterValidator(_time_zone)]
+RealmName = Annotated[str, AfterValidator(_realm)]
+
+
 class _Section(BaseModel):
     # Strict: a value must have its key's type as TOML writes it. `page_size = true` is not 1
     # and `batch = "yes"` is not true: both are refused, naming the key (exit 2). Only TOML
@@ -93,7 +121,7 @@ def default_approved_after(today: date) -> date:
 
 
 class ExpensifyConfig(_Section):
-    url: str = Field(
+    url: ExpensifyUrl = Field(
         "https://integrations.expensify.com",
         description="base URL; the client adds /Integration-Server/...",
     )
@@ -109,7 +137,7 @@ class ExpensifyConfig(_Section):
         default_factory=list,
         description="policy IDs to read (default: the keys of [posting] company_by_policy)",
     )
-    timezone: str = Field(
+    timezone: TimeZoneName = Field(
         "UTC",
         description="the workspace's time zone: Expensify's approval times (UTC) become "
         "voucher dates in it",
@@ -134,23 +162,6 @@ class ExpensifyConfig(_Section):
         120.0, gt=0, allow_inf_nan=False, description="longest wait for a rate-limit slot"
     )
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _checked_url(value, "expensify")
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"not a time zone: {value!r} (an IANA name such as UTC, Europe/Berlin or "
-                "America/New_York)"
-            ) from None
-        return value
-
 
 class IfsEntitySetsConfig(_Section):
     """`<Projection>.svc/<EntitySet>` names, IFS Cloud 21R1's by default (docs/ifs.md)."""
@@ -171,8 +182,8 @@ class IfsEntitySetsConfig(_Section):
 
 
 class IfsConfig(_Section):
-    url: str = Field("https://acme.ifs.cloud", description="tenant base URL")
-    realm: str = Field("acme", description="the tenant's Keycloak realm")
+    url: IfsUrl = Field("https://acme.ifs.cloud", description="tenant base URL")
+    realm: RealmName = Field("acme", description="the tenant's Keycloak realm")
     page_size: int = Field(1000, ge=1, le=5000, description="$top of paged reads")
     requests_per_minute: int = Field(
         900, ge=1, description="client limit, under the tenant's ~1000 per minute"
@@ -205,21 +216,6 @@ class IfsConfig(_Section):
         description="the voucher user group the console posts as: its vouchers carry it and"
         " a period must be open to it (IFS keeps period status per user group)",
     )
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _checked_url(value, "ifs")
-
-    @field_validator("realm")
-    @classmethod
-    def _realm(cls, value: str) -> str:
-        if not _REALM_RE.match(value):
-            raise ValueError(
-                "must be a realm name of letters, digits, '.', '_' or '-' (it goes into the "
-                "token URL)"
-            )
-        return value
 
 
 ReversalRule = Literal["next-period-start", "on-reimbursement", "none"]
