@@ -230,16 +230,22 @@ _EMPLOYEE_FIELDS = ("employeeCustomField1", "employeeCustomField2", "submitterPa
                     "submitterUserID")  # fmt: skip
 
 
+def _code_part_letter(part: str, source: str) -> str:
+    """`part` as a code part letter B..J (uppercased); `source`, what maps to it, names it."""
+    norm = part.strip().upper()
+    if norm not in _CODE_PARTS:
+        raise ValueError(
+            f"{source} maps to {part!r}; a code part must be one of B to J (A is the account)"
+        )
+    return norm
+
+
 def _letters_by_source(value: dict[str, str]) -> dict[str, str]:
     """A source -> code part table with each letter B..J (uppercased); an employee field must
     be one the export carries."""
     out: dict[str, str] = {}
     for source, part in value.items():
-        norm = part.strip().upper()
-        if norm not in _CODE_PARTS:
-            raise ValueError(
-                f"{source!r} maps to {part!r}; a code part must be one of B to J (A is the account)"
-            )
+        norm = _code_part_letter(part, repr(source))
         name = source.removeprefix("employee:")
         if source.startswith("employee:") and name not in _EMPLOYEE_FIELDS:
             raise ValueError(
@@ -383,12 +389,7 @@ class PostingConfig(_Section, TaxPostingFields, LineCodingFields):
     def _code_parts(cls, value: dict[str, str]) -> dict[str, str]:
         out: dict[str, str] = {}
         for level, part in value.items():
-            norm = part.strip().upper()
-            if norm not in _CODE_PARTS:
-                raise ValueError(
-                    f"the tag level {level!r} maps to {part!r}; a code part must be one of B to J"
-                    " (A is the account)"
-                )
+            norm = _code_part_letter(part, f"the tag level {level!r}")
             if norm in out.values():
                 raise ValueError(f"code part {norm} is mapped from more than one tag level")
             out[level] = norm
