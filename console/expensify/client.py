@@ -308,12 +308,6 @@ class ExpensifyClient(http.PooledClient):
             second, None if first_bad else error, filters, budget, out, probed=False
         )
         return first_bad or found
-        half = len(group) // 2
-        first, second = group[:half], group[half:]
-        first_bad = self._resolve(first, None, filters, budget, out)
-        # The whole group fails: with a clean first half, the culprit is in the second.
-        self._resolve(second, None if first_bad else error, filters, budget, out)
-        return True
 
     def _export_file(self, filters: ExportFilters) -> tuple[bytes, str]:
         """Run an export with the shipped template (no marking) and download it: (bytes, name)."""
