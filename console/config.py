@@ -41,7 +41,12 @@ from pydantic import (
 
 from console import clock
 from console.errors import ConfigError
-from console.line_coding import LineCodingFields
+from console.line_coding import (
+    CODE_PARTS,
+    EMPLOYEE_FIELDS,
+    LineCodingFields,
+    OptionalCodePart,
+)
 from console.tax import TaxPostingFields
 
 APP_NAME = "ml-console"
@@ -55,7 +60,6 @@ LOG_FILENAME = "ml-console.log"
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
 _REALM_RE = re.compile(r"^[A-Za-z0-9._-]+$")
-_CODE_PARTS = tuple("BCDEFGHIJ")
 
 
 def parse_duration(text: str) -> float:
@@ -226,14 +230,10 @@ EmployeeIdField = Literal[
 VOUCHER_DATE_ALIASES = {"approval": "approved", "submission": "submitted"}
 
 
-_EMPLOYEE_FIELDS = ("employeeCustomField1", "employeeCustomField2", "submitterPayrollID",
-                    "submitterUserID")  # fmt: skip
-
-
 def _code_part_letter(part: str, source: str) -> str:
     """`part` as a code part letter B..J (uppercased); `source`, what maps to it, names it."""
     norm = part.strip().upper()
-    if norm not in _CODE_PARTS:
+    if norm not in CODE_PARTS:
         raise ValueError(
             f"{source} maps to {part!r}; a code part must be one of B to J (A is the account)"
         )
@@ -247,9 +247,9 @@ def _letters_by_source(value: dict[str, str]) -> dict[str, str]:
     for source, part in value.items():
         norm = _code_part_letter(part, repr(source))
         name = source.removeprefix("employee:")
-        if source.startswith("employee:") and name not in _EMPLOYEE_FIELDS:
+        if source.startswith("employee:") and name not in EMPLOYEE_FIELDS:
             raise ValueError(
-                f"{name!r} is not an employee field: one of {', '.join(_EMPLOYEE_FIELDS)}"
+                f"{name!r} is not an employee field: one of {', '.join(EMPLOYEE_FIELDS)}"
             )
         out[source] = norm
     return out
@@ -274,7 +274,7 @@ class PostingConfig(_Section, TaxPostingFields, LineCodingFields):
         description="where the accrued-expenses row carries the employee's ID: in"
         " employee_code_part, or as the row's party (IFS's Identity, PartyTypeId)",
     )
-    employee_code_part: str = Field(
+    employee_code_part: OptionalCodePart = Field(
         "", description="the code part (B..J) of the employee on the accrued-expenses row"
     )
     accrued_expenses_account: str = Field(
@@ -329,14 +329,6 @@ class PostingConfig(_Section, TaxPostingFields, LineCodingFields):
     def _voucher_date(cls, value: Any) -> Any:
         # The names before issue 16 stay valid: configs written with them keep working.
         return VOUCHER_DATE_ALIASES.get(value, value) if isinstance(value, str) else value
-
-    @field_validator("employee_code_part")
-    @classmethod
-    def _employee_code_part(cls, value: str) -> str:
-        norm = value.strip().upper()
-        if norm and norm not in _CODE_PARTS:
-            raise ValueError(f"{value!r} is not a code part; one of B to J (A is the account)")
-        return norm
 
     @model_validator(mode="after")
     def _employee_needs_a_place(self) -> PostingConfig:
