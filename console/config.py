@@ -24,11 +24,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -40,7 +41,12 @@ from pydantic import (
 
 from console import clock
 from console.errors import ConfigError
-from console.line_coding import LineCodingFields
+from console.line_coding import (
+    CODE_PARTS,
+    EMPLOYEE_FIELDS,
+    LineCodingFields,
+    OptionalCodePart,
+)
 from console.tax import TaxPostingFields
 
 APP_NAME = "ml-console"
@@ -54,7 +60,6 @@ LOG_FILENAME = "ml-console.log"
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
 _REALM_RE = re.compile(r"^[A-Za-z0-9._-]+$")
-_CODE_PARTS = tuple("BCDEFGHIJ")
 
 
 def parse_duration(text: str) -> float:
@@ -79,6 +84,33 @@ def _checked_url(url: str, service: str) -> str:
         raise ValueError(str(exc).removeprefix(f"{service}: ")) from None
 
 
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"not a time zone: {value!r} (an IANA name such as UTC, Europe/Berlin or "
+            "America/New_York)"
+        ) from None
+    return value
+
+
+def _realm(value: str) -> str:
+    if not _REALM_RE.match(value):
+        raise ValueError(
+            "must be a realm name of letters, digits, '.', '_' or '-' (it goes into the token URL)"
+        )
+    return value
+
+
+# Checked string types of the settings: each service's base URL as its client will use it, an
+# IANA time zone, a Keycloak realm name.
+ExpensifyUrl = Annotated[str, AfterValidator(lambda url: _checked_url(url, "expensify"))]
+IfsUrl = Annotated[str, AfterValidator(lambda url: _checked_url(url, "ifs"))]
+TimeZoneName = Annotated[str, AfterValidator(_time_zone)]
+RealmName = Annotated[str, AfterValidator(_realm)]
+
+
 class _Section(BaseModel):
     # Strict: a value must have its key's type as TOML writes it. `page_size = true` is not 1
     # and `batch = "yes"` is not true: both are refused, naming the key (exit 2). Only TOML
@@ -93,7 +125,7 @@ def default_approved_after(today: date) -> date:
 
 
 class ExpensifyConfig(_Section):
-    url: str = Field(
+    url: ExpensifyUrl = Field(
         "https://integrations.expensify.com",
         description="base URL; the client adds /Integration-Server/...",
     )
@@ -109,7 +141,7 @@ class ExpensifyConfig(_Section):
         default_factory=list,
         description="policy IDs to read (default: the keys of [posting] company_by_policy)",
     )
-    timezone: str = Field(
+    timezone: TimeZoneName = Field(
         "UTC",
         description="the workspace's time zone: Expensify's approval times (UTC) become "
         "voucher dates in it",
@@ -134,23 +166,6 @@ class ExpensifyConfig(_Section):
         120.0, gt=0, allow_inf_nan=False, description="longest wait for a rate-limit slot"
     )
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _checked_url(value, "expensify")
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"not a time zone: {value!r} (an IANA name such as UTC, Europe/Berlin or "
-                "America/New_York)"
-            ) from None
-        return value
-
 
 class IfsEntitySetsConfig(_Section):
     """`<Projection>.svc/<EntitySet>` names, IFS Cloud 21R1's by default (docs/ifs.md)."""
@@ -171,8 +186,8 @@ class IfsEntitySetsConfig(_Section):
 
 
 class IfsConfig(_Section):
-    url: str = Field("https://acme.ifs.cloud", description="tenant base URL")
-    realm: str = Field("acme", description="the tenant's Keycloak realm")
+    url: IfsUrl = Field("https://acme.ifs.cloud", description="tenant base URL")
+    realm: RealmName = Field("acme", description="the tenant's Keycloak realm")
     page_size: int = Field(1000, ge=1, le=5000, description="$top of paged reads")
     requests_per_minute: int = Field(
         900, ge=1, description="client limit, under the tenant's ~1000 per minute"
@@ -206,21 +221,6 @@ class IfsConfig(_Section):
         " a period must be open to it (IFS keeps period status per user group)",
     )
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _checked_url(value, "ifs")
-
-    @field_validator("realm")
-    @classmethod
-    def _realm(cls, value: str) -> str:
-        if not _REALM_RE.match(value):
-            raise ValueError(
-                "must be a realm name of letters, digits, '.', '_' or '-' (it goes into the "
-                "token URL)"
-            )
-        return value
-
 
 ReversalRule = Literal["next-period-start", "on-reimbursement", "none"]
 # The report-level employee fields of Expensify's export (reference/expensify.md §2c).
@@ -230,8 +230,14 @@ EmployeeIdField = Literal[
 VOUCHER_DATE_ALIASES = {"approval": "approved", "submission": "submitted"}
 
 
-_EMPLOYEE_FIELDS = ("employeeCustomField1", "employeeCustomField2", "submitterPayrollID",
-                    "submitterUserID")  # fmt: skip
+def _code_part_letter(part: str, source: str) -> str:
+    """`part` as a code part letter B..J (uppercased); `source`, what maps to it, names it."""
+    norm = part.strip().upper()
+    if norm not in CODE_PARTS:
+        raise ValueError(
+            f"{source} maps to {part!r}; a code part must be one of B to J (A is the account)"
+        )
+    return norm
 
 
 def _letters_by_source(value: dict[str, str]) -> dict[str, str]:
@@ -239,15 +245,11 @@ def _letters_by_source(value: dict[str, str]) -> dict[str, str]:
     be one the export carries."""
     out: dict[str, str] = {}
     for source, part in value.items():
-        norm = part.strip().upper()
-        if norm not in _CODE_PARTS:
-            raise ValueError(
-                f"{source!r} maps to {part!r}; a code part must be one of B to J (A is the account)"
-            )
+        norm = _code_part_letter(part, repr(source))
         name = source.removeprefix("employee:")
-        if source.startswith("employee:") and name not in _EMPLOYEE_FIELDS:
+        if source.startswith("employee:") and name not in EMPLOYEE_FIELDS:
             raise ValueError(
-                f"{name!r} is not an employee field: one of {', '.join(_EMPLOYEE_FIELDS)}"
+                f"{name!r} is not an employee field: one of {', '.join(EMPLOYEE_FIELDS)}"
             )
         out[source] = norm
     return out
@@ -272,7 +274,7 @@ class PostingConfig(_Section, TaxPostingFields, LineCodingFields):
         description="where the accrued-expenses row carries the employee's ID: in"
         " employee_code_part, or as the row's party (IFS's Identity, PartyTypeId)",
     )
-    employee_code_part: str = Field(
+    employee_code_part: OptionalCodePart = Field(
         "", description="the code part (B..J) of the employee on the accrued-expenses row"
     )
     accrued_expenses_account: str = Field(
@@ -328,14 +330,6 @@ class PostingConfig(_Section, TaxPostingFields, LineCodingFields):
         # The names before issue 16 stay valid: configs written with them keep working.
         return VOUCHER_DATE_ALIASES.get(value, value) if isinstance(value, str) else value
 
-    @field_validator("employee_code_part")
-    @classmethod
-    def _employee_code_part(cls, value: str) -> str:
-        norm = value.strip().upper()
-        if norm and norm not in _CODE_PARTS:
-            raise ValueError(f"{value!r} is not a code part; one of B to J (A is the account)")
-        return norm
-
     @model_validator(mode="after")
     def _employee_needs_a_place(self) -> PostingConfig:
         if (
@@ -387,12 +381,7 @@ class PostingConfig(_Section, TaxPostingFields, LineCodingFields):
     def _code_parts(cls, value: dict[str, str]) -> dict[str, str]:
         out: dict[str, str] = {}
         for level, part in value.items():
-            norm = part.strip().upper()
-            if norm not in _CODE_PARTS:
-                raise ValueError(
-                    f"the tag level {level!r} maps to {part!r}; a code part must be one of B to J"
-                    " (A is the account)"
-                )
+            norm = _code_part_letter(part, f"the tag level {level!r}")
             if norm in out.values():
                 raise ValueError(f"code part {norm} is mapped from more than one tag level")
             out[level] = norm

@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from console.audit import AuditLog, Event
 from console.errors import AuthError, ConsoleError
@@ -32,27 +32,20 @@ _REPORT_TEXT = ("reportName", "policyName", "submitterName")
 _LINE_TEXT = ("merchant", "modifiedMerchant", "comment", "category", "tag")
 
 
+if TYPE_CHECKING:
+    from typing import Unpack
+
+    from console.expensify.client import ExportFilters
+
+
 class ExpensifyReader(Protocol):
     """The parts of ExpensifyClient the fetch uses."""
 
     def export_items(
-        self,
-        *,
-        approved_after: date | None = None,
-        start_date: date | None = None,
-        states: Sequence[str] = ("APPROVED", "REIMBURSED"),
-        exclude_label: str | None = None,
-        policy_ids: Sequence[str] | None = None,
+        self, **filters: Unpack[ExportFilters]
     ) -> Iterator[ExportReport | MalformedReport]: ...
 
-    def export_report_ids(
-        self,
-        *,
-        start_date: date | None = None,
-        states: Sequence[str] = ("APPROVED", "REIMBURSED"),
-        exclude_label: str | None = None,
-        policy_ids: Sequence[str] | None = None,
-    ) -> list[str]: ...
+    def export_report_ids(self, **filters: Unpack[ExportFilters]) -> list[str]: ...
 
     def export_reports_by_id(
         self,

@@ -31,17 +31,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationInfo
 
 from console import code_sources
 
 PROJECT_ACTIVITY_FIELD = "ProjectActivityId"
 QUANTITY_FIELD = "Quantity"
 RECEIPT_OFF, RECEIPT_URL, RECEIPT_ID = "", "url", "id"
-_CODE_PARTS = "BCDEFGHIJ"
-_EMPLOYEE_FIELDS = (
+# The code parts a `[posting]` key may name (A is the account) and the employee fields of
+# Expensify's export (reference/expensify.md §2c); console.config checks against the same.
+CODE_PARTS = tuple("BCDEFGHIJ")
+EMPLOYEE_FIELDS = (
     "employeeCustomField1",
     "employeeCustomField2",
     "submitterPayrollID",
@@ -61,27 +63,44 @@ def _check_source(value: str, key: str) -> str:
             f"{key} = {value!r}: name a source as 'tag:<level>', 'report:<field>' or"
             " 'employee:<field>'"
         )
-    if kind == "employee" and name not in _EMPLOYEE_FIELDS:
+    if kind == "employee" and name not in EMPLOYEE_FIELDS:
         raise ValueError(
-            f"{key}: {name!r} is not an employee field: one of {', '.join(_EMPLOYEE_FIELDS)}"
+            f"{key}: {name!r} is not an employee field: one of {', '.join(EMPLOYEE_FIELDS)}"
         )
     return f"{kind}:{name.strip()}"
+
+
+def _source(value: str, info: ValidationInfo) -> str:
+    return _check_source(value, str(info.field_name))
+
+
+def _code_part_or_empty(value: str) -> str:
+    norm = value.strip().upper()
+    if norm and norm not in CODE_PARTS:
+        raise ValueError(f"{value!r} is not a code part; one of B to J (A is the account)")
+    return norm
+
+
+# Checked `[posting]` values: where a value comes from ('tag:<level>', 'report:<field>',
+# 'employee:<field>' or empty), and a code part letter (uppercased) or empty.
+SourceName = Annotated[str, AfterValidator(_source)]
+OptionalCodePart = Annotated[str, AfterValidator(_code_part_or_empty)]
 
 
 class LineCodingFields(BaseModel):
     """The `[posting]` keys of billable lines and receipts (PostingConfig takes them in)."""
 
-    billable_project_code_part: str = Field(
+    billable_project_code_part: OptionalCodePart = Field(
         "",
         description="the code part (B..J) a billable line's project goes in (IFS's project"
         " code part); empty: billable lines are coded as any other",
     )
-    billable_project_from: str = Field(
+    billable_project_from: SourceName = Field(
         "",
         description="where a billable line's project comes from: 'tag:<level>',"
         " 'report:<field>' or 'employee:<field>'; empty: whatever fills the code part",
     )
-    billable_activity_from: str = Field(
+    billable_activity_from: SourceName = Field(
         "",
         description="where a billable line's project activity (IFS's activity sequence"
         " number, ProjectActivityId) comes from; empty: no activity",
@@ -91,24 +110,6 @@ class LineCodingFields(BaseModel):
         description="the receipt on the expense row's Text: 'url' (its link; its ID where the"
         " link does not fit), 'id' (its ID); empty: none",
     )
-
-    @field_validator("billable_project_code_part")
-    @classmethod
-    def _project_code_part(cls, value: str) -> str:
-        norm = value.strip().upper()
-        if norm and (len(norm) != 1 or norm not in _CODE_PARTS):
-            raise ValueError(f"{value!r} is not a code part; one of B to J (A is the account)")
-        return norm
-
-    @field_validator("billable_project_from")
-    @classmethod
-    def _project_from(cls, value: str) -> str:
-        return _check_source(value, "billable_project_from")
-
-    @field_validator("billable_activity_from")
-    @classmethod
-    def _activity_from(cls, value: str) -> str:
-        return _check_source(value, "billable_activity_from")
 
 
 # ---------------------------------------------------------------- billable lines

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from console import code_sources, coding, line_coding, reference, tax
 from console.currency import line_amounts, rule_for
@@ -412,6 +412,22 @@ def _next_row_no(rows: Sequence[PlannedRow]) -> int:
     return sum(1 for r in rows if not r.ifs_generated) + 1
 
 
+class _Amounts(TypedDict):
+    currency_debit: Decimal | None
+    currency_credit: Decimal | None
+    debit: Decimal | None
+    credit: Decimal | None
+
+
+def _on_side(debit: bool, cur: Decimal, acc: Decimal) -> _Amounts:
+    """A row's four amount fields with the currency and accounting amounts, as magnitudes,
+    on one side: the debit side if `debit`, else the credit side."""
+    cur, acc = abs(cur), abs(acc)
+    if debit:
+        return _Amounts(currency_debit=cur, currency_credit=None, debit=acc, credit=None)
+    return _Amounts(currency_debit=None, currency_credit=cur, debit=None, credit=acc)
+
+
 def _ifs_tax_row(
     row_tax: tax.RowTax, currency: str, rate: Decimal, rid: str, transaction_id: str
 ) -> PlannedRow:
@@ -419,17 +435,13 @@ def _ifs_tax_row(
     side of the tax, to the account IFS's posting control gives the code. Numbered 0: IFS
     numbers it."""
     debit = row_tax.tax > 0 or (row_tax.tax == 0 and row_tax.currency_tax > 0)
-    cur, acc = abs(row_tax.currency_tax), abs(row_tax.tax)
     return PlannedRow(
         row_no=0,
         account="",
         code_parts=(),
         currency_code=currency,
         currency_rate=rate,
-        currency_debit=cur if debit else None,
-        currency_credit=None if debit else cur,
-        debit=acc if debit else None,
-        credit=None if debit else acc,
+        **_on_side(debit, row_tax.currency_tax, row_tax.tax),
         text=f"{transaction_id} tax {row_tax.code} (IFS adds this row)",
         source=RowSource("tax", rid, transaction_id=transaction_id),
         tax=row_tax,
@@ -572,7 +584,6 @@ def plan_voucher(
             # The side follows the currency amount; a currency-zero rounding row follows the
             # accounting amount.
             debit_side = cur > 0 or (cur == 0 and acc > 0)
-            cur_abs, acc_abs = abs(cur), abs(acc)
             rows.append(
                 PlannedRow(
                     row_no=_next_row_no(rows),
@@ -580,10 +591,7 @@ def plan_voucher(
                     code_parts=credit_parts,
                     currency_code=currency,
                     currency_rate=rate,
-                    currency_debit=cur_abs if debit_side else None,
-                    currency_credit=None if debit_side else cur_abs,
-                    debit=acc_abs if debit_side else None,
-                    credit=None if debit_side else acc_abs,
+                    **_on_side(debit_side, cur, acc),
                     text=trim_text(f"Expensify {rid} {label}"),
                     source=RowSource("credit", rid, credit_for=credit_for, parts_from=credit_from),
                     fields=credit_fields,

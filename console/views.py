@@ -395,23 +395,6 @@ class ListQueries:
 
     store: Store
 
-    def pending_reports(
-        self,
-        filter_text: str = "",
-        status: str | Sequence[str] | None = None,
-        *,
-        offset: int = 0,
-        limit: int = 200,
-    ) -> list[ReportRow]:
-        """One page of stored reports in these statuses, newest approval first, filtered."""
-        return self.store.pending_reports(filter_text, status, offset=offset, limit=limit)
-
-    def count_reports(
-        self, filter_text: str = "", status: str | Sequence[str] | None = None
-    ) -> int:
-        """How many stored reports pending_reports() pages through."""
-        return self.store.count_reports(filter_text, status)
-
     def audit_page(
         self,
         flt: AuditFilter | None = None,
@@ -434,8 +417,9 @@ class ListQueries:
         offset: int = 0,
         limit: int = 200,
     ) -> list[ReportRow]:
-        """pending_reports() with the text searched in every column the Pending screen shows:
-        status as shown ("held", "new"), reason, approval date, amount as shown, IDs, names."""
+        """One page of stored reports in these statuses, newest approval first, with the text
+        searched in every column the Pending screen shows: status as shown ("held", "new"),
+        reason, approval date, amount as shown, IDs, names."""
         return self.store.search_reports(
             filter_text, status, STATUS_WORDS, offset=offset, limit=limit
         )

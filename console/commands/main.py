@@ -309,64 +309,44 @@ def _damaged_state(exc: BaseException) -> DamagedState | None:
     return classify(exc, state_file)
 
 
+# Each command's entry point as "module:function", imported only when that command runs: the
+# start-up of `--version` and `--help` pays for none of them (bench/startup_bench.py).
+_COMMANDS = {
+    "sim": "console.sim.server:run_sim_command",
+    "demo": "console.commands.demo:run_demo_command",
+    "close": "console.commands.close:run_close_command",
+    "adopt": "console.commands.adopt:run_adopt_command",
+    "status": "console.commands.status:run_status_command",
+    "alerts": "console.commands.alerts:run_alerts_command",
+    "serve": "console.commands.serve:run_serve_command",
+    "ifs": "console.commands.ifs_check:run_ifs_command",
+    "audit": "console.commands.audit:run_audit_command",
+}
+
+
+def _run(entry: str, args: argparse.Namespace) -> int:
+    """Import `entry` ("module:function") and run it with the parsed arguments."""
+    import importlib
+
+    module, _, function = entry.partition(":")
+    return int(getattr(importlib.import_module(module), function)(args))
+
+
 def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     cmd = args.command
-    if cmd == "sim":
-        from console.sim.server import run_sim_command
-
-        return run_sim_command(args)
-    if cmd == "demo":
-        from console.commands.demo import run_demo_command
-
-        return run_demo_command(args)
-    if cmd == "close":
-        from console.commands.close import run_close_command
-
-        return run_close_command(args)
-    if cmd == "adopt":
-        from console.commands.adopt import run_adopt_command
-
-        return run_adopt_command(args)
-    if cmd == "status":
-        from console.commands.status import run_status_command
-
-        return run_status_command(args)
-    if cmd == "alerts":
-        from console.commands.alerts import run_alerts_command
-
-        return run_alerts_command(args)
-    if cmd == "serve":
-        from console.commands.serve import run_serve_command
-
-        return run_serve_command(args)
-    if cmd == "ifs":
-        from console.commands.ifs_check import run_ifs_command
-
-        return run_ifs_command(args)
-    if cmd == "audit":
-        from console.commands.audit import run_audit_command
-
-        return run_audit_command(args)
+    if cmd in _COMMANDS:
+        return _run(_COMMANDS[cmd], args)
     if cmd == "replay" and args.confirm_change:
-        from console.commands.confirm_change import run_confirm_change_command
-
-        return run_confirm_change_command(args)
+        return _run("console.commands.confirm_change:run_confirm_change_command", args)
     if cmd is not None:
-        from console.commands.state import run_command
-
-        return run_command(args)
+        return _run("console.commands.state:run_command", args)
     if args.auto:
-        from console.commands.auto import run_auto_command
-
-        return run_auto_command(args)
+        return _run("console.commands.auto:run_auto_command", args)
     if args.dry_run or args.json or args.every:
         parser.error("--dry-run, --json and --every go with --auto")
     # The TUI sits above the core: it is looked up by name so that no module of `console`
     # depends on `screens` (import-linter contract) and the headless paths never load Textual.
-    import importlib
-
-    app_module = importlib.import_module("screens.startup")
-    return int(app_module.run_tui(args))
+    return _run("screens.startup:run_tui", args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import date, timedelta
 from decimal import Decimal
 from importlib import resources
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import httpx
 from pydantic import ValidationError
@@ -82,6 +82,24 @@ def default_template(name: str = "export.ftl") -> str:
         raise ConfigError(
             f"{SERVICE}: the export template console/expensify/{name} is missing ({exc})"
         ) from None
+
+
+# The report states an export selects unless told otherwise.
+EXPORT_STATES = ("APPROVED", "REIMBURSED")
+
+
+class ExportFilters(TypedDict, total=False):
+    """Which reports an export selects (the export methods' keywords; see _export_input):
+    report_ids, start_date or approved_after must be given; states default to EXPORT_STATES;
+    exclude_label leaves out reports marked exported with it; limit caps the count."""
+
+    approved_after: date | None
+    start_date: date | None
+    report_ids: Sequence[str] | None
+    states: Sequence[str]
+    exclude_label: str | None
+    policy_ids: Sequence[str] | None
+    limit: int | None
 
 
 class _Refused(Exception):
@@ -159,40 +177,13 @@ class ExpensifyClient(http.PooledClient):
         return limiter
 
     # ------------------------------------------------------------------ jobs
-    def export_reports(
-        self,
-        *,
-        approved_after: date | None = None,
-        start_date: date | None = None,
-        report_ids: Sequence[str] | None = None,
-        states: Sequence[str] = ("APPROVED", "REIMBURSED"),
-        exclude_label: str | None = None,
-        policy_ids: Sequence[str] | None = None,
-        limit: int | None = None,
-    ) -> ExportResult:
+    def export_reports(self, **filters: Unpack[ExportFilters]) -> ExportResult:
         """Export reports with the shipped template (no marking), download the file and
         read it leniently: a bad report object becomes a MalformedReport."""
-        content, file_name = self._export_file(
-            approved_after=approved_after,
-            start_date=start_date,
-            report_ids=report_ids,
-            states=states,
-            exclude_label=exclude_label,
-            policy_ids=policy_ids,
-            limit=limit,
-        )
+        content, file_name = self._export_file(filters)
         return parse_export(content, file_name=file_name, rule=self.accrual)
 
-    def export_items(
-        self,
-        *,
-        approved_after: date | None = None,
-        start_date: date | None = None,
-        states: Sequence[str] = ("APPROVED", "REIMBURSED"),
-        exclude_label: str | None = None,
-        policy_ids: Sequence[str] | None = None,
-        report_ids: Sequence[str] | None = None,
-    ) -> Iterator[ExportItem]:
+    def export_items(self, **filters: Unpack[ExportFilters]) -> Iterator[ExportItem]:
         """As export_reports, but the reports one at a time (see iter_export): the export
         runs, downloads and is checked before this returns; only parsing is left to the
         iteration.
@@ -203,17 +194,8 @@ class ExpensifyClient(http.PooledClient):
         them are exported again by reportIDList until each failing export holds one report.
         That report comes back as a MalformedReport naming the export's error (held as
         `malformed:export-template:…`); every other report comes back as usual."""
-        filters: dict[str, Any] = {
-            "approved_after": approved_after,
-            "start_date": start_date,
-            "report_ids": report_ids,
-            "states": states,
-            "exclude_label": exclude_label,
-            "policy_ids": policy_ids,
-            "limit": None,
-        }
         try:
-            content, file_name = self._export_file(**filters)
+            content, file_name = self._export_file(filters)
         except ServiceError as exc:
             if not is_template_error(exc):
                 raise
@@ -224,34 +206,16 @@ class ExpensifyClient(http.PooledClient):
         self,
         report_ids: Sequence[str],
         *,
-        states: Sequence[str] = ("APPROVED", "REIMBURSED"),
+        states: Sequence[str] = EXPORT_STATES,
         exclude_label: str | None = None,
     ) -> Iterator[ExportItem]:
         """export_items of exactly these reports (reportIDList)."""
         return self.export_items(report_ids=report_ids, states=states, exclude_label=exclude_label)
 
-    def export_report_ids(
-        self,
-        *,
-        approved_after: date | None = None,
-        start_date: date | None = None,
-        report_ids: Sequence[str] | None = None,
-        states: Sequence[str] = ("APPROVED", "REIMBURSED"),
-        exclude_label: str | None = None,
-        policy_ids: Sequence[str] | None = None,
-        limit: int | None = None,
-    ) -> list[str]:
+    def export_report_ids(self, **filters: Unpack[ExportFilters]) -> list[str]:
         """The IDs of the reports an export with these filters selects (report_ids.ftl: one
         job and one download, whatever the reports hold)."""
-        input_settings = self._export_input(
-            approved_after=approved_after,
-            start_date=start_date,
-            report_ids=report_ids,
-            states=states,
-            exclude_label=exclude_label,
-            policy_ids=policy_ids,
-            limit=limit,
-        )
+        input_settings = self._export_input(filters)
         name = self._run_export(
             input_settings, on_finish=None, template=default_template("report_ids.ftl")
         )
@@ -264,7 +228,7 @@ class ExpensifyClient(http.PooledClient):
             raise ProtocolError(SERVICE, f"the report ID export {name!r} is not a list of IDs")
         return _clean_ids([i for i in ids if "," not in i])
 
-    def _isolate(self, filters: dict[str, Any], failure: ServiceError) -> Iterator[ExportItem]:
+    def _isolate(self, filters: ExportFilters, failure: ServiceError) -> Iterator[ExportItem]:
         """The reports of a failed export, found by halves (see export_items). Raises the
         export's error when the IDs cannot be listed or the isolation needs more than
         MAX_ISOLATION_EXPORTS exports (nothing is lost: the cursor does not move)."""
@@ -298,7 +262,7 @@ class ExpensifyClient(http.PooledClient):
         self,
         group: list[str],
         error: str | None,
-        filters: dict[str, Any],
+        filters: ExportFilters,
         budget: list[int],
         out: list[ExportItem],
         *,
@@ -322,7 +286,7 @@ class ExpensifyClient(http.PooledClient):
                 )
             budget[0] -= 1
             try:
-                content, file_name = self._export_file(**{**filters, "report_ids": group})
+                content, file_name = self._export_file({**filters, "report_ids": group})
             except ServiceError as exc:
                 if not is_template_error(exc):
                     raise
@@ -344,16 +308,10 @@ class ExpensifyClient(http.PooledClient):
             second, None if first_bad else error, filters, budget, out, probed=False
         )
         return first_bad or found
-        half = len(group) // 2
-        first, second = group[:half], group[half:]
-        first_bad = self._resolve(first, None, filters, budget, out)
-        # The whole group fails: with a clean first half, the culprit is in the second.
-        self._resolve(second, None if first_bad else error, filters, budget, out)
-        return True
 
-    def _export_file(self, **filters: Any) -> tuple[bytes, str]:
+    def _export_file(self, filters: ExportFilters) -> tuple[bytes, str]:
         """Run an export with the shipped template (no marking) and download it: (bytes, name)."""
-        file_name = self._run_export(self._export_input(**filters), on_finish=None)
+        file_name = self._run_export(self._export_input(filters), on_finish=None)
         return self._download(file_name), file_name
 
     def mark_exported(self, report_ids: Sequence[str], label: str) -> None:
@@ -505,19 +463,17 @@ class ExpensifyClient(http.PooledClient):
         )
 
     # ------------------------------------------------------------------ internals
-    def _export_input(
-        self,
-        *,
-        approved_after: date | None,
-        start_date: date | None,
-        report_ids: Sequence[str] | None,
-        states: Sequence[str],
-        exclude_label: str | None,
-        policy_ids: Sequence[str] | None,
-        limit: int | None,
-    ) -> dict[str, Any]:
+    def _export_input(self, selection: ExportFilters) -> dict[str, Any]:
+        unknown = selection.keys() - ExportFilters.__optional_keys__
+        if unknown:  # what a keyword parameter would refuse
+            raise TypeError(f"unknown export filters: {', '.join(sorted(unknown))}")
+        approved_after = selection.get("approved_after")
+        start_date = selection.get("start_date")
+        states = selection.get("states", EXPORT_STATES)
+        exclude_label = selection.get("exclude_label")
+        limit = selection.get("limit")
         filters: dict[str, Any] = {}
-        ids = _clean_ids(report_ids or [])
+        ids = _clean_ids(selection.get("report_ids") or [])
         if ids:
             filters["reportIDList"] = ",".join(ids)
         if start_date is not None:
@@ -533,7 +489,7 @@ class ExpensifyClient(http.PooledClient):
             filters["endDate"] = (today + timedelta(days=1)).isoformat()
         if exclude_label:
             filters["markedAsExported"] = exclude_label
-        pids = _clean_ids(policy_ids or [])
+        pids = _clean_ids(selection.get("policy_ids") or [])
         if pids:
             filters["policyIDList"] = ",".join(pids)
         settings: dict[str, Any] = {"type": "combinedReportData", "filters": filters}

@@ -12,33 +12,28 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 
 from console.errors import Unreachable
 
 
+@dataclass(eq=False)
 class RateLimiter:
-    def __init__(
-        self,
-        per_window: int,
-        *,
-        window_s: float = 60.0,
-        max_wait_s: float = 120.0,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-        service: str = "ifs",
-    ) -> None:
-        if per_window < 1 or window_s <= 0:
+    per_window: int
+    _: KW_ONLY
+    window_s: float = 60.0
+    max_wait_s: float = 120.0
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    service: str = "ifs"
+    waited_s: float = field(default=0.0, init=False)
+    _stamps: deque[float] = field(default_factory=deque, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _paused_until: float = field(default=0.0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.per_window < 1 or self.window_s <= 0:
             raise ValueError("the rate limit must be at least 1 request per positive window")
-        self.per_window = per_window
-        self.window_s = window_s
-        self.max_wait_s = max_wait_s
-        self.clock = clock
-        self.sleep = sleep
-        self.service = service
-        self.waited_s = 0.0
-        self._stamps: deque[float] = deque()
-        self._lock = threading.Lock()
-        self._paused_until = 0.0
 
     def _prune(self, now: float) -> None:
         while self._stamps and self._stamps[0] <= now - self.window_s:

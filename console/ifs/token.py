@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 import httpx
@@ -32,33 +33,23 @@ class _Refused(Exception):
     pass
 
 
+@dataclass(eq=False, repr=False)  # its own __repr__: never the token
 class TokenManager:
-    def __init__(
-        self,
-        token_url: str,
-        credentials: IfsCredentialSource,
-        *,
-        http_client: httpx.Client,
-        scope: str = "openid microprofile-jwt",
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
-        max_retry_s: float = 60.0,
-        before_request: Callable[[], None] | None = None,
-    ) -> None:
-        self.token_url = token_url
-        self._credentials = credentials
-        self._http = http_client
-        self.scope = scope
-        self.clock = clock
-        self.sleep = sleep
-        self.max_retry_s = max_retry_s
-        # Called before every token request: the owner's rate limiter and request counter.
-        self._before_request = before_request
-        self._lock = threading.Lock()
-        self._token: SecretStr | None = None
-        self._refresh_at = 0.0
-        self._expires_at = 0.0
-        self.refreshes = 0  # token requests that returned a token
+    token_url: str
+    credentials: IfsCredentialSource
+    _: KW_ONLY
+    http_client: httpx.Client
+    scope: str = "openid microprofile-jwt"
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    max_retry_s: float = 60.0
+    # Called before every token request: the owner's rate limiter and request counter.
+    before_request: Callable[[], None] | None = None
+    refreshes: int = field(default=0, init=False)  # token requests that returned a token
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _token: SecretStr | None = field(default=None, init=False)
+    _refresh_at: float = field(default=0.0, init=False)
+    _expires_at: float = field(default=0.0, init=False)
 
     def __repr__(self) -> str:
         state = "valid" if self._token is not None else "none"
@@ -106,7 +97,7 @@ class TokenManager:
                 raise AuthError(SERVICE, str(second)) from None
 
     def _read_credentials(self) -> IfsCredentials:
-        creds = self._credentials()
+        creds = self.credentials()
         if not creds.client_id or not creds.client_secret.get_secret_value():
             raise ConfigError(f"{SERVICE}: the client ID or client secret is empty")
         return creds
@@ -127,8 +118,8 @@ class TokenManager:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _fetch_once(self, creds: IfsCredentials) -> str:
-        if self._before_request is not None:
-            self._before_request()
+        if self.before_request is not None:
+            self.before_request()
         form = {
             "grant_type": "client_credentials",
             "client_id": creds.client_id,
@@ -136,7 +127,7 @@ class TokenManager:
             "scope": self.scope,
         }
         try:
-            response = self._http.post(
+            response = self.http_client.post(
                 self.token_url, data=form, headers={"Accept": "application/json"}
             )
         except httpx.HTTPError as exc:

@@ -16,6 +16,14 @@ RECONCILIATION_FILE_SYSTEM = "expensify.reconciliation_file_system"
 APPROVAL_MODES = "expensify.approval_modes"
 
 
+# The outcome columns of every posting table (console/ledger.py): the intent, written before
+# the request, then what IFS answered. Released migrations are built from it: never edit it.
+_OUTCOME_COLUMNS = """body_digest TEXT NOT NULL,
+            intent_at TEXT NOT NULL,
+            outcome TEXT NOT NULL DEFAULT 'intent',
+            voucher_no TEXT,
+            posted_at TEXT,"""
+
 # Each entry migrates from version index to index+1. Never edit a released entry: append.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -71,17 +79,13 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             fetched_at TEXT NOT NULL,
             PRIMARY KEY (company, code_part, value)
         )""",
-        """CREATE TABLE postings (
+        f"""CREATE TABLE postings (
             id INTEGER PRIMARY KEY,
             report_id TEXT NOT NULL,
             reference TEXT NOT NULL,
             version TEXT NOT NULL,
             company TEXT NOT NULL,
-            body_digest TEXT NOT NULL,
-            intent_at TEXT NOT NULL,
-            outcome TEXT NOT NULL DEFAULT 'intent',
-            voucher_no TEXT,
-            posted_at TEXT,
+            {_OUTCOME_COLUMNS}
             labelled_at TEXT,
             error TEXT NOT NULL DEFAULT ''
         )""",
@@ -144,7 +148,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: accrual reversals, watching posted reports, changes after posting (console/reversal.py)
     (
-        """CREATE TABLE reversals (
+        f"""CREATE TABLE reversals (
             id INTEGER PRIMARY KEY,
             report_id TEXT NOT NULL,
             accrual_reference TEXT NOT NULL,
@@ -153,11 +157,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             cause TEXT NOT NULL,
             company TEXT NOT NULL,
             voucher_date TEXT NOT NULL,
-            body_digest TEXT NOT NULL,
-            intent_at TEXT NOT NULL,
-            outcome TEXT NOT NULL DEFAULT 'intent',
-            voucher_no TEXT,
-            posted_at TEXT,
+            {_OUTCOME_COLUMNS}
             error TEXT NOT NULL DEFAULT ''
         )""",
         "CREATE INDEX reversals_report ON reversals(report_id, accrual_reference)",
@@ -182,7 +182,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 3: card spend not yet reported, accrued at close and reversed (console/card_accrual.py)
     (
-        """CREATE TABLE card_accruals (
+        f"""CREATE TABLE card_accruals (
             id INTEGER PRIMARY KEY,
             period TEXT NOT NULL,
             company TEXT NOT NULL,
@@ -191,11 +191,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             voucher_date TEXT NOT NULL,
             amount TEXT NOT NULL,
             currency TEXT NOT NULL,
-            body_digest TEXT NOT NULL,
-            intent_at TEXT NOT NULL,
-            outcome TEXT NOT NULL DEFAULT 'intent',
-            voucher_no TEXT,
-            posted_at TEXT,
+            {_OUTCOME_COLUMNS}
             error TEXT NOT NULL DEFAULT ''
         )""",
         "CREATE INDEX card_accruals_reference ON card_accruals(reference, outcome)",
@@ -204,7 +200,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 4: one posting ledger for every voucher kind (console/ledger.py): the three tables of
     # versions 1-3 become rows of one, in the order their intents were written.
     (
-        """CREATE TABLE ledger (
+        f"""CREATE TABLE ledger (
             id INTEGER PRIMARY KEY,
             kind TEXT NOT NULL,
             reference TEXT NOT NULL,
@@ -218,11 +214,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             voucher_date TEXT NOT NULL DEFAULT '',
             amount TEXT NOT NULL DEFAULT '',
             currency TEXT NOT NULL DEFAULT '',
-            body_digest TEXT NOT NULL,
-            intent_at TEXT NOT NULL,
-            outcome TEXT NOT NULL DEFAULT 'intent',
-            voucher_no TEXT,
-            posted_at TEXT,
+            {_OUTCOME_COLUMNS}
             labelled_at TEXT,
             error TEXT NOT NULL DEFAULT ''
         )""",
