@@ -405,10 +405,6 @@ class ListQueries:
         """One page of audit events, newest first; pass the last row's seq as before_seq."""
         return self.store.audit_page(flt, before_seq=before_seq, limit=limit)
 
-    def audit_count(self, flt: AuditFilter | None = None) -> int:
-        """How many audit events match the filter."""
-        return self.store.audit_count(flt)
-
     def find_reports(
         self,
         filter_text: str = "",

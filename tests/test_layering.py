@@ -75,3 +75,21 @@ def test_the_clock_is_a_leaf_the_simulators_can_share() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_every_command_entry_point_resolves() -> None:
+    """The dispatcher names its entry points as text (so imports stay lazy): each must be a
+    function that exists, or the command fails only when someone runs it."""
+    import importlib
+    import inspect
+    import re
+    from pathlib import Path
+
+    from console.commands import main
+
+    text = Path(main.__file__).read_text(encoding="utf-8")
+    entries = set(re.findall(r'"((?:console|screens)\.[\w.]+:\w+)"', text))
+    assert set(main._COMMANDS.values()) <= entries and len(entries) >= len(main._COMMANDS) + 4
+    for entry in sorted(entries):
+        module, _, function = entry.partition(":")
+        assert inspect.isfunction(getattr(importlib.import_module(module), function)), entry
