@@ -250,12 +250,15 @@ class ReportsMixin(StoreBase):
     def watch_candidates(self, limit: int) -> list[str]:
         """Reports Expensify may still change: posted ones (not seen reimbursed, no open
         change) and held ones (a fix made in Expensify releases them), the least recently
-        re-read first: each cycle re-reads the next `limit` of them."""
+        re-read first: each cycle re-reads the next `limit` of them. Not a report that breaks
+        the export template: it would fail the whole re-read (finding it again costs an
+        isolation, about 2·log2(n) exports, every cycle); its next approval is polled."""
         rows = self._rows(
             "SELECT r.report_id FROM reports r LEFT JOIN watched w ON w.report_id = r.report_id"
             " WHERE (r.status = 'posted' AND COALESCE(w.expensify_status, '') != 'REIMBURSED'"
             " AND r.report_id NOT IN (SELECT report_id FROM report_changes"
-            " WHERE state IN ('open', 'confirmed'))) OR r.status = 'held'"
+            " WHERE state IN ('open', 'confirmed')))"
+            " OR (r.status = 'held' AND r.reason NOT LIKE 'malformed:export-template%')"
             " ORDER BY COALESCE(w.last_checked, ''), r.approved, r.report_id LIMIT ?",
             (int(limit),),
         )
