@@ -40,7 +40,7 @@ from console.currency import line_amounts, rule_for
 from console.expensify.models import ExportReport
 from console.ifs.models import CODE_PARTS, Voucher, VoucherRow
 from console.mapping import Hold, MappedLine, PostingRules
-from console.money import fmt_decimal, minor_to_decimal
+from console.money import fmt_decimal, minor_to_decimal, row_sides
 from console.reference import VERSION_LENGTH
 from console.report_hash import content_hash
 from console.validate import TEXT_MAX, ValidatedReport
@@ -581,9 +581,9 @@ def plan_voucher(
                 (name, f"employee {employee.field}") for name, _ in (*credit_parts, *credit_fields)
             )
         for cur, acc in _balancing_rows(*nets[(reimbursable, account)]):
-            # The side follows the currency amount; a currency-zero rounding row follows the
-            # accounting amount.
-            debit_side = cur > 0 or (cur == 0 and acc > 0)
+            # The card accrual's rule: the side follows the currency amount; a currency-zero
+            # rounding row follows the accounting amount.
+            cur_debit, cur_credit, debit, credit = row_sides(cur, acc)
             rows.append(
                 PlannedRow(
                     row_no=_next_row_no(rows),
@@ -591,7 +591,10 @@ def plan_voucher(
                     code_parts=credit_parts,
                     currency_code=currency,
                     currency_rate=rate,
-                    **_on_side(debit_side, cur, acc),
+                    currency_debit=cur_debit,
+                    currency_credit=cur_credit,
+                    debit=debit,
+                    credit=credit,
                     text=trim_text(f"Expensify {rid} {label}"),
                     source=RowSource("credit", rid, credit_for=credit_for, parts_from=credit_from),
                     fields=credit_fields,
