@@ -27,15 +27,14 @@ from console.expensify.models import ExportReport, MalformedReport, PolicyInfo
 from console.report_hash import content_hash, legacy_content_hash
 from console.store import LineRecord, ReportRecord, Store, crash_point
 
-MALFORMED_KEY = "__malformed__"
-_REPORT_TEXT = ("reportName", "policyName", "submitterName")
-_LINE_TEXT = ("merchant", "modifiedMerchant", "comment", "category", "tag")
-
-
 if TYPE_CHECKING:
     from typing import Unpack
 
     from console.expensify.client import ExportFilters
+
+MALFORMED_KEY = "__malformed__"
+_REPORT_TEXT = ("reportName", "policyName", "submitterName")
+_LINE_TEXT = ("merchant", "modifiedMerchant", "comment", "category", "tag")
 
 
 class ExpensifyReader(Protocol):

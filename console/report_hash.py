@@ -106,10 +106,11 @@ def is_legacy(stored: str) -> bool:
     return len(stored) == 64 and ":" not in stored
 
 
-def same_content(stored: str | None, report: ExportReport) -> bool:
-    """Whether `report` is the content the store hashed as `stored`, in whichever version."""
+def same_content(stored: str | None, report: ExportReport, current: str) -> bool:
+    """Whether `report` (whose `content_hash` is `current`) is the content the store hashed
+    as `stored`, in whichever version."""
     if not stored:
         return False
     if is_legacy(stored):
         return stored == legacy_content_hash(report)
-    return stored == content_hash(report)
+    return stored == current

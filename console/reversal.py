@@ -325,7 +325,7 @@ def watch_posted(
             kind = "" if rejected_done else CAUSE_REJECTED
         else:
             new_hash = content_hash(report)
-            if not same_content(store.content_hash(rid), report) or rejected_done:
+            if not same_content(store.content_hash(rid), report, new_hash) or rejected_done:
                 kind, new_raw = CAUSE_CHANGED, dump_report(report)
         if kind and store.open_change(rid, kind, accrual.reference, new_hash, new_raw):
             outcome.changed.append(rid)

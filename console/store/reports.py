@@ -22,6 +22,11 @@ from console.store.schema import STATUSES
 _ID_BATCH = 500
 
 
+# Statuses whose stored content is what was posted (or decided): a change is reported, not
+# taken in.
+_SETTLED = ("posted", "posting", "excluded")
+
+
 class ReportsMixin(StoreBase):
     """Reports, holds, exclusions, watched reports and changes after posting."""
 
@@ -51,10 +56,10 @@ class ReportsMixin(StoreBase):
                     result.unchanged.append(rec.report_id)
                     continue
                 elif rec.legacy_hash and row[0] == rec.legacy_hash:
-                    self._upgrade_hash(rec, settled=row[1] in ("posted", "posting", "excluded"))
+                    self._upgrade_hash(rec, settled=row[1] in _SETTLED)
                     result.unchanged.append(rec.report_id)
                     continue
-                elif row[1] in ("posted", "posting", "excluded"):
+                elif row[1] in _SETTLED:
                     result.changed_after_post.append(rec.report_id)
                     continue
                 else:
