@@ -409,6 +409,12 @@ class Dataset(_Model):
     ifs: IfsWorld = Field(default_factory=IfsWorld)
 
 
+def validation_message(err: ValidationError, what: str, *, prefix: str = "") -> str:
+    """A control request's rejection, one line: `{prefix}{what}: loc: msg; …` (first five)."""
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or what}: {e['msg']}" for e in err.errors()[:5]]
+    return f"{prefix}{what}: " + "; ".join(parts)
+
+
 def _describe(err: ValidationError, source: str) -> str:
     lines = [f"{source}: not a valid dataset:"]
     for e in err.errors()[:10]:

@@ -46,6 +46,7 @@ from console.sim.dataset import (
     Report,
     Transaction,
     credential_change,
+    validation_message,
 )
 from console.sim.export_render import (
     DISPLAY_STATUS,
@@ -626,7 +627,7 @@ class ExpensifySim:
             try:
                 self.faults.add_posted(body)
             except ValidationError as err:
-                return _bad_request(_describe(err, "fault"))
+                return _bad_request(validation_message(err, "fault", prefix="invalid "))
         return JSONResponse(self.faults.describe())
 
     async def _reports_route(self, request: Request) -> Response:
@@ -653,7 +654,7 @@ class ExpensifySim:
         try:
             report = Report.model_validate(body)
         except ValidationError as err:
-            return _bad_request(_describe(err, "report"))
+            return _bad_request(validation_message(err, "report", prefix="invalid "))
         with self._lock:
             old = self._reports.get(report.reportID)
             _keep_labels(report, old, clear)
@@ -743,7 +744,7 @@ class ExpensifySim:
                     {**self.settings.model_dump(), **body}
                 )
             except ValidationError as err:
-                return _bad_request(_describe(err, "settings"))
+                return _bad_request(validation_message(err, "settings", prefix="invalid "))
         return JSONResponse(self.settings.model_dump())
 
 
@@ -1217,8 +1218,3 @@ async def _bad_body(request: Request, exc: Exception) -> Response:
 
 def _bad_request(message: str) -> Response:
     return JSONResponse({"error": message}, status_code=400)
-
-
-def _describe(err: ValidationError, what: str) -> str:
-    parts = [f"{'.'.join(str(p) for p in e['loc']) or what}: {e['msg']}" for e in err.errors()[:5]]
-    return f"invalid {what}: " + "; ".join(parts)

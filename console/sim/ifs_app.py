@@ -1444,7 +1444,7 @@ class IfsSim:
             try:
                 self.faults.add_posted(body)
             except ValidationError as err:
-                return _control_error(_describe(err, "fault"))
+                return _control_error(ds.validation_message(err, "fault"))
         return _json(self.faults.describe())
 
     async def _c_code_part_values(self, request: Request) -> Response:
@@ -1554,7 +1554,7 @@ class IfsSim:
             try:
                 period = ds.Period.model_validate(merged)
             except ValidationError as exc:
-                return _control_error(_describe(exc, "period"))
+                return _control_error(ds.validation_message(exc, "period"))
             rec = self._put_period(co, period)
             return _json({**self._entity_json(rec, QueryOptions()), **rec.meta})
 
@@ -1574,7 +1574,7 @@ class IfsSim:
         try:
             value = model.model_validate(body)
         except ValidationError as exc:
-            return _control_error(_describe(exc, what))
+            return _control_error(ds.validation_message(exc, what))
         with self._lock:
             return _json(self._entity_json(put(co, value), QueryOptions()))
 
@@ -1586,7 +1586,7 @@ class IfsSim:
             try:
                 self.settings = IfsSimSettings.model_validate(self.settings.model_dump() | body)
             except ValidationError as exc:
-                return _control_error(_describe(exc, "settings"))
+                return _control_error(ds.validation_message(exc, "settings"))
         return _json(self.settings.model_dump())
 
     async def _c_next_error_code(self, request: Request) -> Response:
@@ -1741,14 +1741,6 @@ def _not_found(message: str) -> ODataError:
 
 def _control_error(message: str, status: int = 400) -> Response:
     return _json({"error": message}, status)
-
-
-def _describe(err: ValidationError, what: str) -> str:
-    parts = []
-    for e in err.errors()[:5]:
-        loc = ".".join(str(p) for p in e["loc"]) or what
-        parts.append(f"{loc}: {e['msg']}")
-    return f"{what}: " + "; ".join(parts)
 
 
 def _company_of(body: Any, companies: Mapping[str, str]) -> tuple[str, Response | None]:
