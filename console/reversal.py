@@ -56,7 +56,11 @@ if TYPE_CHECKING:
 
 WATCH_CAP = 200  # report IDs re-read per cycle (one export request)
 WATCH_STATES = ("OPEN", "SUBMITTED", "APPROVED", "REIMBURSED", "ARCHIVED")
-APPROVED_STATES = ("APPROVED", "REIMBURSED")
+# Statuses of a report still approved, as the export prints them (upper-cased): "Closed"
+# (ARCHIVED) is a Submit-and-Close report's status from its submission on, and an approved
+# report's once it is closed; only a report sent back to its submitter (Open, Processing)
+# is no longer approved.
+APPROVED_STATES = ("APPROVED", "REIMBURSED", "CLOSED", "ARCHIVED")
 
 GROUP_REIMBURSABLE = "reimbursable"
 GROUP_CARD = "card"

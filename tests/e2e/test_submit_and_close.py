@@ -70,6 +70,9 @@ def test_closed_reports_of_a_submit_and_close_policy_post_dated_by_submission(tm
         # the invisible policy is named again.
         code, second, err = console.auto()
         assert second["posted"] == 0 and second["requests"]["expensify"] <= 7, err
+        # Its re-read finds it "Closed", as it has been since its submission: not a report
+        # sent back after posting (no reversal to confirm).
+        assert [h["reportID"] for h in second["held_reports"]] == ["90000004"], second
         assert any("POL-GONE" in w for w in second["warnings"])
         info = console.run("info").stdout
         assert f"{SC}       Submit and Close: closed reports, by submission date" in info
