@@ -14,7 +14,7 @@ from textual.binding import BindingType
 from textual.screen import Screen
 
 from screens.base import SCREEN_TABS, CommandList
-from screens.keys import KEYS, bind
+from screens.keys import KEYS, bindings
 from screens.literal import sanitize
 from screens.messages import CycleDone, CycleFailed
 from screens.protocols import ConsoleApp
@@ -79,12 +79,7 @@ class MlConsoleApp(ConsoleApp):
     COMMAND_PALETTE_BINDING = "ctrl+p"
     COMMANDS = App.COMMANDS | {ConsoleCommands}
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        *(bind(key, f"goto('{mode}')", f"app.{mode}", show=False) for key, mode, _ in SCREEN_TABS),
-        bind("s", "sync", "app.sync"),
-        bind("question_mark,f1", "help", "app.help"),
-        bind("q", "quit", "app.quit"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings("app")
 
     def __init__(
         self,
