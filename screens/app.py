@@ -14,7 +14,7 @@ from textual.binding import BindingType
 from textual.screen import Screen
 
 from screens.base import SCREEN_TABS, CommandList
-from screens.keys import KEYS, bindings
+from screens.keys import KEYS, bindings, unknown_ids
 from screens.literal import sanitize
 from screens.messages import CycleDone, CycleFailed
 from screens.protocols import ConsoleApp
@@ -125,6 +125,15 @@ class MlConsoleApp(ConsoleApp):
 
     def apply_keymap(self) -> None:
         keys = getattr(getattr(self.settings, "tui", None), "keys", None) or {}
+        unknown = unknown_ids(keys)
+        if unknown:  # Textual ignores them: a typo would otherwise change nothing, silently
+            self.notify(
+                f"[tui] keys: no binding has the id {', '.join(map(repr, unknown))}; the ids"
+                " are listed in the README under Remapping keys. Those keys are not remapped.",
+                severity="warning",
+                timeout=30,
+                markup=False,
+            )
         if keys:
             self.set_keymap(dict(keys))
 

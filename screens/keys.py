@@ -10,6 +10,7 @@ reason, help) and the filter bar have their own small vocabulary (y, n, esc) and
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from textual.binding import Binding, BindingType
@@ -201,6 +202,11 @@ BOUND: dict[str, Bound] = {
 def bindings(prefix: str) -> list[BindingType]:
     """The BINDINGS of the screen or widget whose ids start with `prefix.`, in table order."""
     return [b.binding for b in BOUND.values() if b.id.split(".")[0] == prefix]
+
+
+def unknown_ids(keymap: Iterable[str]) -> list[str]:
+    """The ids of a keymap that name no binding (a typo in `[tui] keys`)."""
+    return [id for id in keymap if id not in BOUND]
 
 
 # Each key of a Textual key list, as the README shows it: "question_mark" -> "?".

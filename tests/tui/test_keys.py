@@ -1,7 +1,7 @@
 """One meaning per key across the console (issue 15): every binding of every screen comes
 from screens/keys.py, one key has one verb everywhere, and the README's tables are current.
-Binding ids are what `[tui] keys` remaps: every one is in the registry (BOUND), documented
-and never renamed."""
+Binding ids are what `[tui] keys` remaps: every one is in the registry (BOUND), documented,
+never renamed, and a keymap naming an id the console lacks says so."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import inspect
 import pkgutil
 import re
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 from textual.binding import Binding
 
@@ -140,3 +142,19 @@ setup.cancel filter.clear filter.keep confirm.yes confirm.no reason.cancel help.
 def test_binding_ids_are_never_renamed() -> None:
     assert set(IDS_IN_USE) <= set(BOUND)
     assert set(DOES) <= set(BOUND), "a phrase for a binding the console does not have"
+
+
+async def test_a_keymap_naming_an_unknown_id_warns(isolated_env: Path) -> None:
+    """Textual ignores an id no binding has: a typo in `[tui] keys` must not pass silently.
+    The known ids still remap."""
+    from screens.app import MlConsoleApp
+
+    keys = {"app.snyc": "ctrl+r", "app.audit": "f5", "table.nope": "n"}
+    settings: Any = SimpleNamespace(tui=SimpleNamespace(keys=keys))
+    app = MlConsoleApp(settings=settings, needs_setup=True, status_interval=None)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        said = [n.message for n in app._notifications if n.severity == "warning"]
+        assert any("'app.snyc', 'table.nope'" in m for m in said), said
+        assert not any("app.audit" in m for m in said), said
+        assert app._keymap["app.audit"] == "f5"
