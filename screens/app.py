@@ -14,7 +14,7 @@ from textual.binding import BindingType
 from textual.screen import Screen
 
 from screens.base import SCREEN_TABS, CommandList
-from screens.keys import KEYS, bindings, unknown_ids
+from screens.keys import BOUND, KEYS, bindings, shown, unknown_ids
 from screens.literal import sanitize
 from screens.messages import CycleDone, CycleFailed
 from screens.protocols import ConsoleApp
@@ -207,17 +207,19 @@ class MlConsoleApp(ConsoleApp):
         text = purpose
         if widget_help and widget_help != purpose:
             text += ("\n\n" if text else "") + widget_help
-        keys: list[tuple[str, str]] = []
-        seen: set[str] = set()
-        for active in screen.active_bindings.values():
-            binding = active.binding
-            found = KEYS.get(binding.key)
-            if found is None or not active.enabled or found.key in seen:
-                continue  # Textual's own keys (copy, palette) are not the console's
-            seen.add(found.key)
-            keys.append((found.shown, f"{found.verb} — {found.means}"))
-        order = list(KEYS)
-        keys.sort(key=lambda k: next(i for i, n in enumerate(order) if KEYS[n].shown == k[0]))
+        # By id, with the keys that act now: a key remapped in `[tui] keys` shows as remapped.
+        found: dict[str, tuple[list[str], str]] = {}
+        for key, active in screen.active_bindings.items():
+            bound = BOUND.get(active.binding.id or "")
+            if bound is not None and active.enabled:  # Textual's own keys are not the console's
+                found.setdefault(bound.id, ([], active.binding.description))[0].append(key)
+        rank = {key: i for i, key in enumerate(KEYS)}  # the README's order
+        keys = [
+            (shown(",".join(on)), f"{verb} — {BOUND[id].means}", id)
+            for id, (on, verb) in sorted(
+                found.items(), key=lambda item: rank.get(BOUND[item[0]].key, len(rank))
+            )
+        ]
         title = str(getattr(screen, "TITLE", "") or "") or "ml-console"
         self.push_screen(HelpModal(f"Help — {title}", text, keys, colours_legend()))
 

@@ -232,13 +232,14 @@ class ReasonModal(Dialog[str | None]):
 
 
 class HelpModal(Dialog[None]):
-    """F1/?: what the focused widget is for, and every key that works here."""
+    """F1/?: what the focused widget is for, and every key that works here (with its binding
+    id, to remap it in `[tui] keys`)."""
 
     BINDINGS: ClassVar[list[BindingType]] = bindings("help")
 
     DEFAULT_CSS = """
     HelpModal { align: center middle; }
-    HelpModal > VerticalScroll { width: 90; height: auto; max-height: 90%;
+    HelpModal > VerticalScroll { width: 120; max-width: 96%; height: auto; max-height: 90%;
         border: thick $primary; background: $surface; padding: 1 2; }
     """
 
@@ -246,7 +247,7 @@ class HelpModal(Dialog[None]):
         self,
         title: str,
         help_text: str,
-        keys: list[tuple[str, str]],
+        keys: list[tuple[str, str, str]],
         colours: Text | None = None,
     ) -> None:
         super().__init__(title, help_text or "No help for this widget.")
@@ -258,9 +259,10 @@ class HelpModal(Dialog[None]):
             yield Static(Text(self._title, style="bold"))
             yield Static(self._text, classes="help-body")
             keys = Text("\nKeys here\n", style="bold")
-            for key, description in self._keys:
+            for key, description, id in self._keys:
                 keys.append(f"  {key:<10}", style="bold")
-                keys.append(f"{description}\n")
+                keys.append(description)
+                keys.append(f"  {id}\n", style="dim")  # what `[tui] keys` remaps
             yield Static(keys, classes="help-keys")
             if self._colours is not None:
                 yield Static(self._colours, classes="help-colours")

@@ -158,3 +158,22 @@ async def test_a_keymap_naming_an_unknown_id_warns(isolated_env: Path) -> None:
         assert any("'app.snyc', 'table.nope'" in m for m in said), said
         assert not any("app.audit" in m for m in said), said
         assert app._keymap["app.audit"] == "f5"
+
+
+async def test_help_names_each_keys_binding_id_and_its_remapped_key(isolated_env: Path) -> None:
+    """F1 lists the id beside each key (what to write under `[tui] keys`), and a remapped
+    binding under the key that now does it."""
+    from screens.app import MlConsoleApp
+    from screens.widgets import HelpModal
+
+    settings: Any = SimpleNamespace(tui=SimpleNamespace(keys={"setup.test": "ctrl+y"}))
+    app = MlConsoleApp(settings=settings, needs_setup=True, status_interval=None)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        await pilot.press("f1")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpModal)
+        listed = str(app.screen.query_one(".help-keys").render())
+        assert "setup.save" in listed and "app.help" in listed
+        test_line = next(line for line in listed.splitlines() if "setup.test" in line)
+        assert test_line.split()[0] == "ctrl+y", test_line
