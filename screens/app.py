@@ -14,7 +14,7 @@ from textual.binding import BindingType
 from textual.screen import Screen
 
 from screens.base import SCREEN_TABS, CommandList
-from screens.keys import KEYS, bind
+from screens.keys import BOUND, KEYS, bindings, shown, unknown_ids
 from screens.literal import sanitize
 from screens.messages import CycleDone, CycleFailed
 from screens.protocols import ConsoleApp
@@ -79,12 +79,7 @@ class MlConsoleApp(ConsoleApp):
     COMMAND_PALETTE_BINDING = "ctrl+p"
     COMMANDS = App.COMMANDS | {ConsoleCommands}
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        *(bind(key, f"goto('{mode}')", f"app.{mode}", show=False) for key, mode, _ in SCREEN_TABS),
-        bind("s", "sync", "app.sync"),
-        bind("question_mark,f1", "help", "app.help"),
-        bind("q", "quit", "app.quit"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings("app")
 
     def __init__(
         self,
@@ -130,6 +125,15 @@ class MlConsoleApp(ConsoleApp):
 
     def apply_keymap(self) -> None:
         keys = getattr(getattr(self.settings, "tui", None), "keys", None) or {}
+        unknown = unknown_ids(keys)
+        if unknown:  # Textual ignores them: a typo would otherwise change nothing, silently
+            self.notify(
+                f"[tui] keys: no binding has the id {', '.join(map(repr, unknown))}; the ids"
+                " are listed in the README under Remapping keys. Those keys are not remapped.",
+                severity="warning",
+                timeout=30,
+                markup=False,
+            )
         if keys:
             self.set_keymap(dict(keys))
 
@@ -203,17 +207,19 @@ class MlConsoleApp(ConsoleApp):
         text = purpose
         if widget_help and widget_help != purpose:
             text += ("\n\n" if text else "") + widget_help
-        keys: list[tuple[str, str]] = []
-        seen: set[str] = set()
-        for active in screen.active_bindings.values():
-            binding = active.binding
-            found = KEYS.get(binding.key)
-            if found is None or not active.enabled or found.key in seen:
-                continue  # Textual's own keys (copy, palette) are not the console's
-            seen.add(found.key)
-            keys.append((found.shown, f"{found.verb} — {found.means}"))
-        order = list(KEYS)
-        keys.sort(key=lambda k: next(i for i, n in enumerate(order) if KEYS[n].shown == k[0]))
+        # By id, with the keys that act now: a key remapped in `[tui] keys` shows as remapped.
+        found: dict[str, tuple[list[str], str]] = {}
+        for key, active in screen.active_bindings.items():
+            bound = BOUND.get(active.binding.id or "")
+            if bound is not None and active.enabled:  # Textual's own keys are not the console's
+                found.setdefault(bound.id, ([], active.binding.description))[0].append(key)
+        rank = {key: i for i, key in enumerate(KEYS)}  # the README's order
+        keys = [
+            (shown(",".join(on)), f"{verb} — {BOUND[id].means}", id)
+            for id, (on, verb) in sorted(
+                found.items(), key=lambda item: rank.get(BOUND[item[0]].key, len(rank))
+            )
+        ]
         title = str(getattr(screen, "TITLE", "") or "") or "ml-console"
         self.push_screen(HelpModal(f"Help — {title}", text, keys, colours_legend()))
 

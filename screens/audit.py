@@ -21,7 +21,7 @@ from textual.widgets import Label, Static
 
 from console.views import AuditFilter, AuditRow, VerifyResult, event_summary
 from screens.base import ConsoleScreen, ListTop, ReportDrillDown, console_app
-from screens.keys import bind
+from screens.keys import bindings
 from screens.literal import literal
 from screens.theme import BLUE, GREY, ORANGE, SKY, VERMILLION, status_text
 from screens.vtable import Column, ListSource, Row, VirtualTable
@@ -139,10 +139,7 @@ class AuditScreen(ConsoleScreen):
         "or held report, after asking."
     )
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        bind("v", "verify", "audit.verify"),
-        bind("p", "replay", "audit.replay"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings("audit")
 
     def compose_body(self) -> ComposeResult:
         yield VirtualTable(AUDIT_COLUMNS, id="audit-table", markable=False)
@@ -269,10 +266,7 @@ class TimelineScreen(ReportDrillDown[list[Row]]):
 
     TITLE = "Timeline"
     HELP = "Every audit event of one report, oldest first, with request/response digests."
-    BINDINGS: ClassVar[list[BindingType]] = [
-        bind("escape", "app.pop_screen", "timeline.back"),
-        bind("p", "replay", "timeline.replay"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings("timeline")
     HEADING = "Timeline of report {report_id}"
     TABLE_ID = "timeline"
     LOAD_LABEL = "timeline"

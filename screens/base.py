@@ -18,7 +18,7 @@ from textual.dom import DOMNode
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
-from screens.keys import bind
+from screens.keys import bindings
 from screens.literal import literal, sanitize
 from screens.theme import GREY, ORANGE, SKY, VERMILLION, status_text
 from screens.vtable import VirtualTable
@@ -250,10 +250,7 @@ class ConsoleScreen(Screen[None]):
     TOP: ClassVar[ListTop]
     COMMANDS = {ScreenCommands}
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        bind("slash", "open_filter", "screen.filter"),
-        bind("escape", "back", "screen.back", show=False),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings("screen")
 
     @property
     def console_app(self) -> ConsoleApp:

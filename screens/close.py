@@ -31,7 +31,7 @@ from console import clock
 from console.close import CARDS_READ, COLUMNS, HELD, IN_IFS, ClosePeriod, TieOut
 from console.close_report import COLUMN_TITLES, card_spend_heading, money
 from console.flows.close import run_close
-from screens.keys import bind
+from screens.keys import bindings
 
 if TYPE_CHECKING:
     from console.card_accrual import CardAccrualRun
@@ -109,13 +109,7 @@ class CloseScreen(Screen[None]):
     CloseScreen #close-cards { height: auto; max-height: 7; padding: 0 1; }
     """
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        bind("left_square_bracket", "period(-1)", "close.prev_period"),
-        bind("right_square_bracket", "period(1)", "close.next_period"),
-        bind("r", "reload", "close.reload"),
-        bind("b", "chart", "close.chart"),
-        bind("p", "post_cards", "close.post_card_accrual"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings("close")
 
     def __init__(
         self, engine: Engine | None, period: ClosePeriod | None = None, **kwargs: Any

@@ -17,7 +17,7 @@ from textual.widgets import Label, ProgressBar, Static
 
 from console.money import fmt_decimal
 from screens.base import ConsoleScreen, ListTop
-from screens.keys import bind
+from screens.keys import bindings
 from screens.literal import literal
 from screens.messages import ChangeConfirmed, PlanPosted, PlanReady, PostAdvanced
 from screens.theme import BLUE, GREY, ORANGE, SKY, VERMILLION, status_text
@@ -343,12 +343,7 @@ class DryRunScreen(ConsoleScreen):
         padding: 0 1; }
     """
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        bind("p", "confirm_post", "dryrun.confirm"),
-        bind("c", "confirm_change", "dryrun.confirm_change"),
-        bind("w", "export", "dryrun.export"),
-        bind("r", "replan", "dryrun.replan"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings("dryrun")
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="plan-view"):

@@ -1,16 +1,19 @@
-"""One meaning per key across the console: every key a screen binds, and its one verb.
+"""One meaning per key across the console, and every binding it declares.
 
-Every screen builds its BINDINGS with `bind()`, so a key's footer label is its verb here and
-nowhere else; tests/tui/test_keys.py fails when a screen binds a key to another verb, and
-when the README's "Keys" table is not `keys_markdown()`. Dialogs (confirm, reason, help) have
-their own small vocabulary (y, n, esc) and are not screens.
+KEYS: every key a screen binds and its one verb, so a key's footer label is its verb here and
+nowhere else. BOUND: every binding of the console by id (the ids `[tui] keys` remaps), its
+key and action; each screen declares `BINDINGS = bindings("<prefix>")`. tests/tui/test_keys.py
+fails when a screen binds a key to another verb, declares a binding outside BOUND, or when the
+README's tables are not `keys_markdown()` and `binding_ids_markdown()`. Dialogs (confirm,
+reason, help) and the filter bar have their own small vocabulary (y, n, esc) and are not screens.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,153 @@ def bind(key: str, action: str, id: str, *, show: bool = True) -> Binding:
     return Binding(key, action, KEYS[key].verb, show=show, id=id)
 
 
+@dataclass(frozen=True)
+class Bound:
+    """One binding the console declares; `id` is what `[tui] keys` remaps, so it never changes."""
+
+    id: str  # "<prefix>.<name>": the prefix names the screen or widget that declares it
+    key: str
+    action: str
+    show: bool = True  # in the footer
+    verb: str = ""  # a dialog's own word for a key outside KEYS' one-verb vocabulary
+
+    @property
+    def binding(self) -> Binding:
+        if self.verb:
+            return Binding(self.key, self.action, self.verb, show=self.show, id=self.id)
+        return bind(self.key, self.action, self.id, show=self.show)
+
+    @property
+    def means(self) -> str:
+        """What it does: its own phrase in DOES, else its key's meaning."""
+        return DOES.get(self.id) or KEYS[self.key].means
+
+
+def _goto(key: str, mode: str) -> Bound:
+    return Bound(f"app.{mode}", key, f"goto('{mode}')", show=False)
+
+
+# What a binding does, where that says more than its key's `means` in KEYS.
+DOES: dict[str, str] = {
+    "screen.back": "clear the filter, or close Mapping's editor",
+    "detail.back": "back to the list",
+    "missing.recheck": "check the held reports against IFS again",
+    "missing.replay": "post a ready group's reports (re-checked against IFS); asks first",
+    "dryrun.confirm": "post exactly this plan; asks first",
+    "dryrun.replan": "plan again, reading IFS's values and the accruals due afresh",
+    "audit.replay": "re-check the event's report against IFS, post it if valid; asks first",
+    "timeline.back": "back to where it was opened",
+    "timeline.replay": "re-check the report against IFS, post it if valid; asks first",
+    "close.reload": "read the tie-out again from Expensify and IFS",
+    "close.post_card_accrual": "post the period's card spend accrual; shows it, asks first",
+    "setup.cancel": "leave the setup without saving",
+    "filter.clear": "clear the filter and close it",
+    "filter.keep": "keep the filter and go back to the list",
+    "confirm.yes": "do what the dialog asks",
+    "confirm.no": "cancel: nothing is done",
+    "reason.cancel": "cancel: nothing is done",
+    "help.close": "close the help",
+}
+
+
+# In each prefix's order, the footer's order on its screen.
+BOUND: dict[str, Bound] = {
+    b.id: b
+    for b in (
+        # the app: on every screen
+        _goto("1", "pending"),
+        _goto("2", "mapping"),
+        _goto("3", "missing"),
+        _goto("4", "dryrun"),
+        _goto("5", "audit"),
+        _goto("6", "close"),
+        Bound("app.sync", "s", "sync"),
+        Bound("app.help", "question_mark,f1", "help"),
+        Bound("app.quit", "q", "quit"),
+        # every top-level screen (Pending, Mapping, Missing, Dry run, Audit)
+        Bound("screen.filter", "slash", "open_filter"),
+        Bound("screen.back", "escape", "back", show=False),
+        # every list
+        Bound("table.up", "up,k", "cursor(-1)", show=False),
+        Bound("table.down", "down,j", "cursor(1)", show=False),
+        Bound("table.page_up", "pageup", "page(-1)", show=False),
+        Bound("table.page_down", "pagedown", "page(1)", show=False),
+        Bound("table.top", "home,g", "jump(0)", show=False),
+        Bound("table.bottom", "end,G", "jump(-1)", show=False),
+        Bound("table.open", "enter", "open_row"),
+        Bound("table.mark", "space", "toggle_mark"),
+        # Pending
+        Bound("pending.mark_ready", "a", "mark_ready"),
+        Bound("pending.clear_marks", "u", "clear_marks"),
+        Bound("pending.dry_run", "d", "dry_run"),
+        Bound("pending.include", "i", "include"),
+        # a report's lines, opened from Pending
+        Bound("detail.back", "escape", "app.pop_screen"),
+        Bound("detail.timeline", "t", "timeline"),
+        # Mapping
+        Bound("mapping.edit", "e", "edit"),
+        # Missing dimensions
+        Bound("missing.recheck", "r", "recheck"),
+        Bound("missing.replay", "p", "replay_group"),
+        Bound("missing.remap", "m", "remap"),
+        Bound("missing.exclude", "x", "exclude"),
+        Bound("missing.focus", "tab", "app.focus_next", show=False),
+        # Dry run
+        Bound("dryrun.confirm", "p", "confirm_post"),
+        Bound("dryrun.confirm_change", "c", "confirm_change"),
+        Bound("dryrun.export", "w", "export"),
+        Bound("dryrun.replan", "r", "replan"),
+        # Audit
+        Bound("audit.verify", "v", "verify"),
+        Bound("audit.replay", "p", "replay"),
+        # a report's timeline, opened from Audit or a report's lines
+        Bound("timeline.back", "escape", "app.pop_screen"),
+        Bound("timeline.replay", "p", "replay"),
+        # Close
+        Bound("close.prev_period", "left_square_bracket", "period(-1)"),
+        Bound("close.next_period", "right_square_bracket", "period(1)"),
+        Bound("close.reload", "r", "reload"),
+        Bound("close.chart", "b", "chart"),
+        Bound("close.post_card_accrual", "p", "post_cards"),
+        # Setup
+        Bound("setup.save", "ctrl+s", "save"),
+        Bound("setup.test", "ctrl+t", "test"),
+        Bound("setup.cancel", "escape", "cancel"),
+        # the filter bar, while it has the keys
+        Bound("filter.clear", "escape", "clear_filter", verb="Clear filter"),
+        Bound("filter.keep", "enter", "keep_filter", show=False, verb="Keep filter"),
+        # the dialogs
+        Bound("confirm.yes", "y", "answer(True)", verb="Yes"),
+        Bound("confirm.no", "n,escape", "answer(False)", verb="No"),
+        Bound("reason.cancel", "escape", "cancel", verb="Cancel"),
+        Bound("help.close", "escape,q,question_mark,f1", "close", verb="Close"),
+    )
+}
+
+
+def bindings(prefix: str) -> list[BindingType]:
+    """The BINDINGS of the screen or widget whose ids start with `prefix.`, in table order."""
+    return [b.binding for b in BOUND.values() if b.id.split(".")[0] == prefix]
+
+
+def unknown_ids(keymap: Iterable[str]) -> list[str]:
+    """The ids of a keymap that name no binding (a typo in `[tui] keys`)."""
+    return [id for id in keymap if id not in BOUND]
+
+
+# Each key of a Textual key list, as the README shows it: "question_mark" -> "?".
+_SHOWN = {
+    part: shown
+    for k in KEYS.values()
+    for part, shown in zip(k.key.split(","), k.shown.split(" / "), strict=True)
+}
+
+
+def shown(key: str) -> str:
+    """A Textual key list as the README and help show it: "escape,q" -> "esc / q"."""
+    return " / ".join(_SHOWN.get(part, part) for part in key.split(","))
+
+
 def keys_markdown() -> str:
     """The README's "Keys" table."""
     lines = ["| Key | Verb | What it does |", "|---|---|---|"]
@@ -80,7 +230,9 @@ def keys_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-def explain(key: str) -> str:
-    """What `key` does, for the help screen ("" when the key is not in the table)."""
-    found = KEYS.get(key)
-    return found.means if found else ""
+def binding_ids_markdown() -> str:
+    """The README's "Binding ids" table: what `[tui] keys` can remap."""
+    lines = ["| Id | Key | What it does |", "|---|---|---|"]
+    for b in BOUND.values():
+        lines.append(f"| `{b.id}` | `{shown(b.key)}` | {b.means} |")
+    return "\n".join(lines) + "\n"

@@ -18,7 +18,7 @@ from textual.widgets import Input, Label, Static
 from console.mapping import MappingRule
 from console.views import MappingEntry, MappingView
 from screens.base import ConsoleScreen, ListTop
-from screens.keys import bind
+from screens.keys import bindings
 from screens.literal import literal
 from screens.theme import GREY, ORANGE, SKY, VERMILLION, status_text
 from screens.vtable import Column, ListSource, Row, VirtualTable
@@ -129,9 +129,7 @@ class MappingScreen(ConsoleScreen):
         "out without saving, esc again closes the editor."
     )
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        bind("e", "edit", "mapping.edit"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings("mapping")
 
     def compose_body(self) -> ComposeResult:
         yield VirtualTable(

@@ -18,7 +18,7 @@ from textual.widgets import Label, Static
 
 from console.views import HoldGroup, ReportRow
 from screens.base import ConsoleScreen, ListTop, ago
-from screens.keys import bind
+from screens.keys import bindings
 from screens.literal import literal
 from screens.pending import money, report_row
 from screens.theme import GREY, status_text
@@ -104,13 +104,7 @@ class MissingScreen(ConsoleScreen):
         '([posting] closed_period = "next-open").'
     )
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        bind("r", "recheck", "missing.recheck"),
-        bind("p", "replay_group", "missing.replay"),
-        bind("m", "remap", "missing.remap"),
-        bind("x", "exclude", "missing.exclude"),
-        bind("tab", "app.focus_next", "missing.focus", show=False),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings("missing")
 
     def compose_body(self) -> ComposeResult:
         yield VirtualTable(

@@ -15,7 +15,7 @@ from textual.widgets import Label, Static
 
 from console.money import fmt
 from screens.base import ConsoleScreen, ListTop, ReportDrillDown
-from screens.keys import bind
+from screens.keys import bindings
 from screens.literal import literal
 from screens.theme import GREY, VERMILLION, status_text
 from screens.vtable import Column, Row, VirtualTable
@@ -124,12 +124,7 @@ class PendingScreen(ConsoleScreen):
         "mapped account, code parts and validation state."
     )
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        bind("a", "mark_ready", "pending.mark_ready"),
-        bind("u", "clear_marks", "pending.clear_marks"),
-        bind("d", "dry_run", "pending.dry_run"),
-        bind("i", "include", "pending.include"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings("pending")
 
     def compose_body(self) -> ComposeResult:
         yield VirtualTable(PENDING_COLUMNS, id="pending-table")
@@ -277,10 +272,7 @@ class ReportDetailScreen(ReportDrillDown[DetailLoad]):
         "it maps to and whether IFS accepts them on the voucher date; once posted, the account "
         "and code parts it was posted with and its voucher. esc goes back."
     )
-    BINDINGS: ClassVar[list[BindingType]] = [
-        bind("escape", "app.pop_screen", "detail.back"),
-        bind("t", "timeline", "detail.timeline"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings("detail")
     HEADING = "Report {report_id}"
     TABLE_ID = "lines-table"
     LOAD_LABEL = "report {report_id}"

@@ -18,7 +18,7 @@ from textual.widgets import Button, Footer, Input, Label, Static
 
 from console.credentials import ExpensifyCredentials, IfsCredentials
 from screens.base import console_app
-from screens.keys import bind
+from screens.keys import bindings
 from screens.literal import literal
 from screens.theme import GREY, ORANGE, SKY, VERMILLION
 
@@ -80,11 +80,7 @@ class SetupScreen(Screen[bool]):
         "one secret means typing only that one."
     )
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        bind("ctrl+s", "save", "setup.save"),
-        bind("ctrl+t", "test", "setup.test"),
-        bind("escape", "cancel", "setup.cancel"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings("setup")
 
     def __init__(self, *, first_run: bool = False) -> None:
         super().__init__()

@@ -24,7 +24,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from screens.keys import bind
+from screens.keys import bindings
 from screens.literal import literal
 from screens.widgets import ControlMessage
 
@@ -85,16 +85,7 @@ class VirtualTable(ScrollView, can_focus=True):
         "space marks it (marked rows are what the screen's actions work on)."
     )
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        bind("up,k", "cursor(-1)", "table.up", show=False),
-        bind("down,j", "cursor(1)", "table.down", show=False),
-        bind("pageup", "page(-1)", "table.page_up", show=False),
-        bind("pagedown", "page(1)", "table.page_down", show=False),
-        bind("home,g", "jump(0)", "table.top", show=False),
-        bind("end,G", "jump(-1)", "table.bottom", show=False),
-        bind("enter", "open_row", "table.open"),
-        bind("space", "toggle_mark", "table.mark"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings("table")
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "virtual-table--header",

@@ -7,7 +7,7 @@ from typing import ClassVar, Generic, TypeVar
 from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, ScrollableContainer, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
@@ -15,6 +15,7 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Static
 
+from screens.keys import bindings
 from screens.literal import literal
 
 W = TypeVar("W", bound=Widget)
@@ -41,10 +42,7 @@ class FilterBar(Input):
         "(IDs, names, status…). Enter keeps the filter and returns to the list; esc clears it."
     )
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "clear_filter", "Clear filter", id="filter.clear"),
-        Binding("enter", "keep_filter", "Keep filter", show=False, id="filter.keep"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings("filter")
 
     DEFAULT_CSS = """
     FilterBar { display: none; height: 3; border: tall $accent; }
@@ -150,10 +148,7 @@ class Dialog(ModalScreen[A]):
 class ConfirmModal(Dialog[bool]):
     """Destructive or irreversible actions ask first: `y` confirms, `n`/esc cancels."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
-        Binding("n,escape", "answer(False)", "No", id="confirm.no"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings("confirm")
 
     DEFAULT_CSS = """
     ConfirmModal { align: center middle; }
@@ -209,9 +204,7 @@ class ReasonModal(Dialog[str | None]):
     """Asks why (excluding a report needs a reason for the audit trail): the title, then the
     text as the prompt; esc cancels."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel", id="reason.cancel"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings("reason")
 
     DEFAULT_CSS = """
     ReasonModal { align: center middle; }
@@ -239,15 +232,14 @@ class ReasonModal(Dialog[str | None]):
 
 
 class HelpModal(Dialog[None]):
-    """F1/?: what the focused widget is for, and every key that works here."""
+    """F1/?: what the focused widget is for, and every key that works here (with its binding
+    id, to remap it in `[tui] keys`)."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q,question_mark,f1", "close", "Close", id="help.close"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings("help")
 
     DEFAULT_CSS = """
     HelpModal { align: center middle; }
-    HelpModal > VerticalScroll { width: 90; height: auto; max-height: 90%;
+    HelpModal > VerticalScroll { width: 120; max-width: 96%; height: auto; max-height: 90%;
         border: thick $primary; background: $surface; padding: 1 2; }
     """
 
@@ -255,7 +247,7 @@ class HelpModal(Dialog[None]):
         self,
         title: str,
         help_text: str,
-        keys: list[tuple[str, str]],
+        keys: list[tuple[str, str, str]],
         colours: Text | None = None,
     ) -> None:
         super().__init__(title, help_text or "No help for this widget.")
@@ -267,9 +259,10 @@ class HelpModal(Dialog[None]):
             yield Static(Text(self._title, style="bold"))
             yield Static(self._text, classes="help-body")
             keys = Text("\nKeys here\n", style="bold")
-            for key, description in self._keys:
+            for key, description, id in self._keys:
                 keys.append(f"  {key:<10}", style="bold")
-                keys.append(f"{description}\n")
+                keys.append(description)
+                keys.append(f"  {id}\n", style="dim")  # what `[tui] keys` remaps
             yield Static(keys, classes="help-keys")
             if self._colours is not None:
                 yield Static(self._colours, classes="help-colours")
