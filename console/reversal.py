@@ -310,7 +310,7 @@ class Unreadable:
 def unreadable_reports(store: Store) -> dict[str, Unreadable]:
     try:
         kept = json.loads(store.cursor(UNREADABLE_CURSOR) or "{}")
-        return {str(rid): Unreadable(**note) for rid, note in kept.items()}
+        return {str(rid): Unreadable(**mark) for rid, mark in kept.items()}
     except (ValueError, TypeError, AttributeError):
         return {}  # a damaged note: the next re-read finds them again
 
@@ -344,9 +344,10 @@ def watch_posted(
     from console.report_hash import content_hash, same_content
 
     accruals = {a.report_id: a for a in store.posted_accruals()}
+    noted = unreadable_reports(store)
     unreadable = {
-        rid: note
-        for rid, note in unreadable_reports(store).items()
+        rid: mark
+        for rid, mark in noted.items()
         if rid in accruals or store.report_status(rid) == "held"
     }
     first = [rid for rid in dict.fromkeys(priority) if rid in accruals]
@@ -372,15 +373,18 @@ def watch_posted(
     held: list[ExportReport] = []
     malformed: set[str] = set(failing)
 
+    def note(found: list[str], event: str, rid: str, summary: str, /, **data: Any) -> None:
+        """A report in one of the outcome's lists, with its audit event."""
+        found.append(rid)
+        events.append(Event(type=event, report_id=rid, summary=summary, data=data))
+
     def reads_again(rid: str) -> None:
         if unreadable.pop(rid, None) is not None:
-            outcome.readable.append(rid)
-            events.append(
-                Event(
-                    type="watch-readable",
-                    report_id=rid,
-                    summary=f"report {rid} reads again in Expensify: watched as before",
-                )
+            note(
+                outcome.readable,
+                "watch-readable",
+                rid,
+                f"report {rid} reads again in Expensify: watched as before",
             )
 
     for report in (*shared, *read_alone):
@@ -392,18 +396,14 @@ def watch_posted(
                 unreadable[rid] = replace(unreadable[rid], what=report.what, tried=now)
             elif rid and (accrual is not None or store.report_status(rid) == "held"):
                 unreadable[rid] = Unreadable(what=report.what, since=now, tried=now)
-                outcome.unreadable.append(rid)
-                events.append(
-                    Event(
-                        type="watch-unreadable",
-                        report_id=rid,
-                        summary=_unreadable_line(rid, accrual, report.what)
-                        + "; it is re-read alone each cycle until it reads again",
-                        data={
-                            "what": report.what,
-                            "accrual": accrual.reference if accrual is not None else "",
-                        },
-                    )
+                note(
+                    outcome.unreadable,
+                    "watch-unreadable",
+                    rid,
+                    _unreadable_line(rid, accrual, report.what)
+                    + "; it is re-read alone each cycle until it reads again",
+                    what=report.what,
+                    accrual=accrual.reference if accrual is not None else "",
                 )
             continue
         reads_again(rid)
@@ -436,28 +436,24 @@ def watch_posted(
             if not same_content(store.content_hash(rid), report, new_hash) or rejected_done:
                 kind, new_raw = CAUSE_CHANGED, dump_report(report)
         if kind and store.open_change(rid, kind, accrual.reference, new_hash, new_raw):
-            outcome.changed.append(rid)
-            events.append(
-                Event(
-                    type="changed-after-post",
-                    report_id=rid,
-                    summary=(
-                        f"report {rid} was {kind} in Expensify after {accrual.reference} was "
-                        "posted: held for the operator's confirmation, not posted again"
-                    ),
-                    data={"kind": kind, "accrual": accrual.reference, "status": status},
-                )
+            note(
+                outcome.changed,
+                "changed-after-post",
+                rid,
+                f"report {rid} was {kind} in Expensify after {accrual.reference} was "
+                "posted: held for the operator's confirmation, not posted again",
+                kind=kind,
+                accrual=accrual.reference,
+                status=status,
             )
         prev = before.get(rid)
         if status == "REIMBURSED" and (prev is None or prev.expensify_status != "REIMBURSED"):
-            outcome.reimbursed.append(rid)
-            events.append(
-                Event(
-                    type="reimbursed",
-                    report_id=rid,
-                    summary=f"report {rid} reimbursed in Expensify on {report.reimbursed[:10]}",
-                    data={"reimbursed": report.reimbursed},
-                )
+            note(
+                outcome.reimbursed,
+                "reimbursed",
+                rid,
+                f"report {rid} reimbursed in Expensify on {report.reimbursed[:10]}",
+                reimbursed=report.reimbursed,
             )
     for rid in alone:
         if rid in failing:
@@ -466,10 +462,11 @@ def watch_posted(
             reads_again(rid)  # exported cleanly without it: it no longer breaks the export
     with store.transaction():
         store.save_watch(seen)
-        store.set_cursor(
-            json.dumps({rid: asdict(note) for rid, note in sorted(unreadable.items())}),
-            UNREADABLE_CURSOR,
-        )
+        if unreadable != noted:
+            store.set_cursor(
+                json.dumps({rid: asdict(mark) for rid, mark in sorted(unreadable.items())}),
+                UNREADABLE_CURSOR,
+            )
         audit.record_many(events)
     outcome.refreshed = store_reread(held, store, audit)
     return outcome

@@ -104,6 +104,4 @@ def test_an_unreadable_posted_report_does_not_stop_the_cycle(small_console, smal
 
     # Nothing was reversed or posted again because of it.
     assert refs(small_sims, "REV:") == Counter()
-    assert refs(small_sims, "EXP:") == Counter(
-        ["90000001", "90000002", "90000003", "90000006"]
-    )
+    assert refs(small_sims, "EXP:") == Counter(["90000001", "90000002", "90000003", "90000006"])
