@@ -74,6 +74,8 @@ EVENT_TYPES = (
     "reversal-posted",
     "reversal-failed",
     "reimbursed",  # a posted report seen REIMBURSED in Expensify
+    "watch-unreadable",  # a posted or held report the re-read cannot read (once)
+    "watch-readable",  # and when it reads again
     "change-confirmed",  # the operator confirmed reversing a changed or rejected report
     "tie-out",  # a period-close tie-out was computed (console/close.py): its result and digest
     # console/card_accrual.py: card spend not yet reported, accrued at close and reversed

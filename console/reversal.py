@@ -20,7 +20,12 @@ period (an accrual must be reversed; the move is flagged like an accrual's).
 Posted reports are re-read by ID (one reportIDList export per cycle, at most WATCH_CAP IDs,
 least recently read first) to see reimbursement, rejection and changes; held reports ride in
 the same export, so one fixed in Expensify (its category, tag or tax) is stored as changed and
-evaluated again without waiting for a new approval. A report re-approved
+evaluated again without waiting for a new approval. A report edited so that it breaks the
+export template (or cannot be read) is isolated by the client and the rest is read as usual;
+it is reported once (`watch-unreadable`), listed as needing attention while it lasts, kept out
+of the shared export and re-read alone (one export job each, at most UNREADABLE_CAP a cycle)
+until it reads again (`watch-readable`), then watched as before. Nothing is reversed or posted
+again because a report cannot be read. A report re-approved
 with different content, or rejected after approval, is never posted again silently: it is held
 as `changed-after-posting:{reportID}` until the operator confirms (`ml-console replay ID
 --confirm-change`); then the un-reversed part of the old accrual is reversed (dated in the old
@@ -36,13 +41,15 @@ a later as-of date can show a reversal as due in a dry run, but never post it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 from typing import TYPE_CHECKING, Any, Protocol
 
 from console import coding, reference
 from console.audit import AuditLog, Event
+from console.errors import ServiceError
 from console.ifs.models import Voucher, VoucherRow
 from console.ledger import LIVE, Intent, Ledger, VoucherSender
 from console.money import fmt_decimal
@@ -51,10 +58,15 @@ from console.store import ChangeRow, PostedAccrual, Store
 
 if TYPE_CHECKING:
     from console.config import PostingConfig
-    from console.expensify.models import ExportReport, ExportResult
+    from console.expensify.models import ExportReport, ExportResult, MalformedReport
     from console.validate import CompanyReference, IfsReference
 
 WATCH_CAP = 200  # report IDs re-read per cycle (one export request)
+# Reports the re-read could not read, kept until they read again (JSON {reportID: {"what",
+# "since", "tried"}}), and how many of them are re-read alone per cycle (one export job each).
+UNREADABLE_CURSOR = "watch.unreadable"
+UNREADABLE_CAP = 3
+UNREADABLE_CODE = "unreadable-after-posting"
 WATCH_STATES = ("OPEN", "SUBMITTED", "APPROVED", "REIMBURSED", "ARCHIVED")
 # Statuses of a report still approved, as the export prints them (upper-cased): "Closed"
 # (ARCHIVED) is a Submit-and-Close report's status from its submission on, and an approved
@@ -260,6 +272,17 @@ def plan_reversal(
 
 
 class ReportReader(Protocol):
+    """The parts of ExpensifyClient the watch uses: the isolating export of the shared
+    re-read, and the plain one of a report re-read alone."""
+
+    def export_reports_by_id(
+        self,
+        report_ids: Sequence[str],
+        *,
+        states: Sequence[str] = ...,
+        exclude_label: str | None = None,
+    ) -> Iterator[ExportReport | MalformedReport]: ...
+
     def export_reports(
         self, *, report_ids: Sequence[str] | None = None, states: Sequence[str] = ...
     ) -> ExportResult: ...
@@ -274,6 +297,38 @@ class WatchOutcome:
     reimbursed: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)  # newly flagged changed or rejected
     refreshed: list[str] = field(default_factory=list)  # held reports changed in Expensify
+    unreadable: list[str] = field(default_factory=list)  # newly unreadable (reported once)
+    readable: list[str] = field(default_factory=list)  # unreadable ones that read again
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A watched report the re-read could not read: what the export said, since when, and
+    when it was last re-read alone."""
+
+    what: str
+    since: str
+    tried: str = ""
+
+
+def unreadable_reports(store: Store) -> dict[str, Unreadable]:
+    try:
+        kept = json.loads(store.cursor(UNREADABLE_CURSOR) or "{}")
+        return {str(rid): Unreadable(**mark) for rid, mark in kept.items()}
+    except (ValueError, TypeError, AttributeError):
+        return {}  # a damaged note: the next re-read finds them again
+
+
+def _unreadable_line(
+    report_id: str, accrual: PostedAccrual | None, what: str, since: str = ""
+) -> str:
+    since = f" since {since[:10]}" if since else ""
+    if accrual is None:
+        return f"held report {report_id} cannot be read from Expensify{since}: {what}"
+    return (
+        f"posted report {report_id} ({accrual.reference}) cannot be read from Expensify"
+        f"{since}: {what}; nothing is reversed or posted again for it: fix it in Expensify"
+    )
 
 
 def watch_posted(
@@ -283,26 +338,79 @@ def watch_posted(
     *,
     priority: Sequence[str] = (),
     cap: int = WATCH_CAP,
+    alone_cap: int = UNREADABLE_CAP,
 ) -> WatchOutcome:
     """Re-read posted and held reports by ID (one export): note reimbursement, flag changes
-    after posting, and store held reports Expensify changed (they are evaluated again)."""
+    after posting, and store held reports Expensify changed (they are evaluated again). One
+    that cannot be read is noted and re-read alone until it reads (the module doc)."""
+    from console.expensify.models import MalformedReport
     from console.fetch import dump_report, store_reread
     from console.report_hash import content_hash, same_content
 
     accruals = {a.report_id: a for a in store.posted_accruals()}
-    ids = [rid for rid in dict.fromkeys(priority) if rid in accruals]
-    ids += [rid for rid in store.watch_candidates(cap) if rid not in ids]
+    noted = unreadable_reports(store)
+    unreadable = {
+        rid: mark
+        for rid, mark in noted.items()
+        if rid in accruals or store.report_status(rid) == "held"
+    }
+    first = [rid for rid in dict.fromkeys(priority) if rid in accruals]
+    ids = [rid for rid in first if rid not in unreadable]
+    ids += [
+        rid
+        for rid in store.watch_candidates(cap + len(unreadable))
+        if rid not in ids and rid not in unreadable
+    ]
     ids = ids[:cap]
+    alone = sorted(unreadable, key=lambda r: (r not in first, unreadable[r].tried, r))
+    alone = alone[:alone_cap]
     outcome = WatchOutcome()
-    if not ids:
+    if not ids and not alone:
         return outcome
-    result = expensify.export_reports(report_ids=ids, states=WATCH_STATES)
+    # The client isolates a report that breaks the shared export; the rest reads as usual.
+    shared = expensify.export_reports_by_id(ids, states=WATCH_STATES) if ids else iter(())
+    read_alone, failing = _read_alone(expensify, alone)
+    now = store.now()
     before = store.watched(ids)
     seen: list[tuple[str, str, str]] = []
     events: list[Event] = []
     held: list[ExportReport] = []
-    for report in result.reports:
+    malformed: set[str] = set(failing)
+
+    def note(found: list[str], event: str, rid: str, summary: str, /, **data: Any) -> None:
+        """A report in one of the outcome's lists, with its audit event."""
+        found.append(rid)
+        events.append(Event(type=event, report_id=rid, summary=summary, data=data))
+
+    def reads_again(rid: str) -> None:
+        if unreadable.pop(rid, None) is not None:
+            note(
+                outcome.readable,
+                "watch-readable",
+                rid,
+                f"report {rid} reads again in Expensify: watched as before",
+            )
+
+    for report in (*shared, *read_alone):
         rid = report.reportID
+        if isinstance(report, MalformedReport):
+            malformed.add(rid)
+            accrual = accruals.get(rid)
+            if rid in unreadable:
+                unreadable[rid] = replace(unreadable[rid], what=report.what, tried=now)
+            elif rid and (accrual is not None or store.report_status(rid) == "held"):
+                unreadable[rid] = Unreadable(what=report.what, since=now, tried=now)
+                note(
+                    outcome.unreadable,
+                    "watch-unreadable",
+                    rid,
+                    _unreadable_line(rid, accrual, report.what)
+                    + "; it is re-read alone each cycle until it reads again",
+                    what=report.what,
+                    accrual=accrual.reference if accrual is not None else "",
+                )
+            continue
+        reads_again(rid)
         status = report.status.upper()
         accrual = accruals.get(rid)
         if accrual is None:
@@ -332,34 +440,76 @@ def watch_posted(
             if not same_content(store.content_hash(rid), report, new_hash) or rejected_done:
                 kind, new_raw = CAUSE_CHANGED, dump_report(report)
         if kind and store.open_change(rid, kind, accrual.reference, new_hash, new_raw):
-            outcome.changed.append(rid)
-            events.append(
-                Event(
-                    type="changed-after-post",
-                    report_id=rid,
-                    summary=(
-                        f"report {rid} was {kind} in Expensify after {accrual.reference} was "
-                        "posted: held for the operator's confirmation, not posted again"
-                    ),
-                    data={"kind": kind, "accrual": accrual.reference, "status": status},
-                )
+            note(
+                outcome.changed,
+                "changed-after-post",
+                rid,
+                f"report {rid} was {kind} in Expensify after {accrual.reference} was "
+                "posted: held for the operator's confirmation, not posted again",
+                kind=kind,
+                accrual=accrual.reference,
+                status=status,
             )
         prev = before.get(rid)
         if status == "REIMBURSED" and (prev is None or prev.expensify_status != "REIMBURSED"):
-            outcome.reimbursed.append(rid)
-            events.append(
-                Event(
-                    type="reimbursed",
-                    report_id=rid,
-                    summary=f"report {rid} reimbursed in Expensify on {report.reimbursed[:10]}",
-                    data={"reimbursed": report.reimbursed},
-                )
+            note(
+                outcome.reimbursed,
+                "reimbursed",
+                rid,
+                f"report {rid} reimbursed in Expensify on {report.reimbursed[:10]}",
+                reimbursed=report.reimbursed,
             )
+    for rid in alone:
+        if rid in failing:
+            unreadable[rid] = replace(unreadable[rid], tried=now)
+        elif rid not in malformed:
+            reads_again(rid)  # exported cleanly without it: it no longer breaks the export
     with store.transaction():
         store.save_watch(seen)
+        if unreadable != noted:
+            store.set_cursor(
+                json.dumps({rid: asdict(mark) for rid, mark in sorted(unreadable.items())}),
+                UNREADABLE_CURSOR,
+            )
         audit.record_many(events)
     outcome.refreshed = store_reread(held, store, audit)
     return outcome
+
+
+def _read_alone(
+    expensify: ReportReader, report_ids: Sequence[str]
+) -> tuple[list[ExportReport | MalformedReport], set[str]]:
+    """Each report exported on its own, without isolation (one job, which fails at once on a
+    template error): what was read, and the reports the template still stops on."""
+    from console.expensify.client import is_template_error
+
+    items: list[ExportReport | MalformedReport] = []
+    failing: set[str] = set()
+    for rid in report_ids:
+        try:
+            result = expensify.export_reports(report_ids=[rid], states=WATCH_STATES)
+        except ServiceError as exc:
+            if not is_template_error(exc):
+                raise
+            failing.add(rid)
+            continue
+        items += [*result.reports, *result.malformed]
+    return items, failing
+
+
+def unreadable_attention(store: Store) -> tuple[list[dict[str, str]], list[str]]:
+    """Posted reports the re-read cannot read, for a run's summary: as holds (the operator
+    must fix them in Expensify) and as warning lines naming the accrual."""
+    notes = unreadable_reports(store)
+    if not notes:
+        return [], []
+    holds: list[dict[str, str]] = []
+    lines: list[str] = []
+    for acc in sorted(store.posted_accruals(list(notes)), key=lambda a: a.report_id):
+        note = notes[acc.report_id]
+        holds.append({"reportID": acc.report_id, "reason": f"{UNREADABLE_CODE}:{note.what}"})
+        lines.append(_unreadable_line(acc.report_id, acc, note.what, note.since))
+    return holds, lines
 
 
 # ---------------------------------------------------------------- which reversals are due

@@ -402,7 +402,9 @@ class ListQueries:
         before_seq: int | None = None,
         limit: int = 200,
     ) -> list[AuditRow]:
-        """One page of audit events, newest first; pass the last row's seq as before_seq."""
+        """One page of audit events, newest first (pass the last row's seq as before_seq), with
+        free words searched in every column the Audit screen shows: event type ("mapping"
+        finds mapping-changed), actor, time, summary, amounts as shown."""
         return self.store.audit_page(flt, before_seq=before_seq, limit=limit)
 
     def find_reports(
@@ -426,17 +428,6 @@ class ListQueries:
         """How many stored reports find_reports() pages through."""
         return self.store.count_search_reports(filter_text, status, STATUS_WORDS)
 
-    def find_audit(
-        self,
-        flt: AuditFilter | None = None,
-        *,
-        before_seq: int | None = None,
-        limit: int = 200,
-    ) -> list[AuditRow]:
-        """audit_page() with free words searched in every column the Audit screen shows:
-        event type ("mapping" finds mapping-changed), actor, time, summary, amounts as shown."""
-        return self.store.search_audit_page(flt, before_seq=before_seq, limit=limit)
-
-    def count_found_audit(self, flt: AuditFilter | None = None) -> int:
-        """How many audit events find_audit() pages through."""
-        return self.store.count_search_audit(flt)
+    def audit_count(self, flt: AuditFilter | None = None) -> int:
+        """How many audit events audit_page() pages through."""
+        return self.store.audit_count(flt)

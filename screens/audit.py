@@ -92,7 +92,7 @@ class AuditSource:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def count(self) -> int:
-        return self.engine.count_found_audit(self.flt)
+        return self.engine.audit_count(self.flt)
 
     def fetch(self, offset: int, limit: int) -> list[Row]:
         with self._lock:
@@ -100,7 +100,7 @@ class AuditSource:
             page: list[Any] = []
             while True:
                 before = self._starts[known]
-                page = self.engine.find_audit(self.flt, before_seq=before, limit=limit)
+                page = self.engine.audit_page(self.flt, before_seq=before, limit=limit)
                 if page:
                     self._starts[known + len(page)] = page[-1].seq
                 if known >= offset or len(page) < limit:

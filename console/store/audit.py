@@ -3,7 +3,6 @@ and the pages and searches the audit screen reads."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -71,14 +70,8 @@ class AuditMixin(StoreBase):
             # transaction_ids holds a JSON list: match the quoted ID, not a substring of another.
             clauses.append("transaction_ids LIKE ? ESCAPE '\\'")
             params.append('%"' + _escape_like(flt.transaction_id) + '"%')
-        if flt.text.strip():
-            like = "%" + _escape_like(flt.text.strip()) + "%"
-            clauses.append(
-                "(summary LIKE ? ESCAPE '\\' OR report_id LIKE ? ESCAPE '\\'"
-                " OR voucher LIKE ? ESCAPE '\\' OR transaction_ids LIKE ? ESCAPE '\\')"
-            )
-            params.extend([like, like, like, like])
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        return self._audit_text(where, params, flt.text.strip())
 
     def audit_page(
         self, flt: AuditFilter | None = None, before_seq: int | None = None, limit: int = 200
@@ -117,11 +110,9 @@ class AuditMixin(StoreBase):
                 yield AuditRow.from_db(r)
             last = rows[-1]["seq"]
 
-    def _audit_search_where(self, flt: AuditFilter) -> tuple[str, list[Any]]:
-        """_audit_where's fields, and free words searched in every column the audit shows:
-        summary, report, voucher, transactions, the event type, the actor and the time."""
-        where, params = self._audit_where(dataclasses.replace(flt, text=""))
-        text = flt.text.strip()
+    def _audit_text(self, where: str, params: list[Any], text: str) -> tuple[str, list[Any]]:
+        """Free words, searched in every column the audit shows: summary, report, voucher,
+        transactions, the event type, the actor and the time."""
         if not text:
             return where, params
         like = "%" + _escape_like(text) + "%"
@@ -135,12 +126,3 @@ class AuditMixin(StoreBase):
             clauses.append("summary LIKE ? ESCAPE '\\'")
             args.append("%" + _escape_like(str(int(whole + cents))) + " %")
         return _and_any_of(where, params, clauses, args)
-
-    def search_audit_page(
-        self, flt: AuditFilter | None = None, before_seq: int | None = None, limit: int = 200
-    ) -> list[AuditRow]:
-        """audit_page() with free words searched in every shown column, newest first."""
-        return self._audit_page(*self._audit_search_where(flt or AuditFilter()), before_seq, limit)
-
-    def count_search_audit(self, flt: AuditFilter | None = None) -> int:
-        return self._count("audit_events", *self._audit_search_where(flt or AuditFilter()))

@@ -27,45 +27,18 @@ class ReadModelsMixin(LedgerMixin):
         " line_count, status, reason, company, held_since, content_hash, first_seen, updated"
     )
 
-    def _report_where(
-        self, filter_text: str, status: str | Sequence[str] | None
-    ) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if status:
-            wanted = [status] if isinstance(status, str) else list(status)
-            clauses.append(f"status IN ({','.join('?' for _ in wanted)})")
-            params.extend(wanted)
-        text = filter_text.strip()
-        if text:
-            like = "%" + _escape_like(text) + "%"
-            clauses.append(
-                "("
-                + " OR ".join(
-                    f"{c} LIKE ? ESCAPE '\\'"
-                    for c in (
-                        "report_id",
-                        "employee",
-                        "report_name",
-                        "policy_id",
-                        "reason",
-                        "company",
-                    )
-                )
-                + ")"
-            )
-            params.extend([like] * 6)
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+    def _report_where(self, status: str | Sequence[str] | None) -> tuple[str, list[Any]]:
+        if not status:
+            return "", []
+        wanted = [status] if isinstance(status, str) else list(status)
+        return f" WHERE status IN ({','.join('?' for _ in wanted)})", wanted
 
     def pending_reports(
-        self,
-        filter_text: str = "",
-        status: str | Sequence[str] | None = None,
-        offset: int = 0,
-        limit: int = 200,
+        self, status: str | Sequence[str] | None = None, *, offset: int = 0, limit: int = 200
     ) -> list[ReportRow]:
-        """One page of reports (newest approval first), filtered in SQL."""
-        where, params = self._report_where(filter_text, status)
+        """One page of reports in these statuses (newest approval first); search_reports()
+        is the same with the text a screen's filter searches."""
+        where, params = self._report_where(status)
         return self._report_page(where, params, offset, limit)
 
     def _report_page(
@@ -78,10 +51,8 @@ class ReadModelsMixin(LedgerMixin):
         )
         return [ReportRow(**r) for r in rows]
 
-    def count_reports(
-        self, filter_text: str = "", status: str | Sequence[str] | None = None
-    ) -> int:
-        return self._count("reports", *self._report_where(filter_text, status))
+    def count_reports(self, status: str | Sequence[str] | None = None) -> int:
+        return self._count("reports", *self._report_where(status))
 
     def status_counts(self) -> dict[str, int]:
         return {
@@ -180,7 +151,7 @@ class ReadModelsMixin(LedgerMixin):
         shows: ID, employee, name, policy, company, reason, the status (its code and the word
         shown for it, `status_words`), the approval date and the amount as shown (with or
         without thousands separators)."""
-        where, params = self._report_where("", status)
+        where, params = self._report_where(status)
         text = filter_text.strip()
         if not text:
             return where, params

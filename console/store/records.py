@@ -215,7 +215,7 @@ class AuditFilter:
     report_id: str | None = None
     types: tuple[str, ...] = ()
     actor: str | None = None
-    text: str = ""  # searched in the summary, report, voucher and transaction IDs
+    text: str = ""  # searched in every column the audit shows (store/audit.py)
     transaction_id: str | None = None  # events that name this Expensify transaction
     since: str | None = None  # ISO, inclusive
     until: str | None = None  # ISO, exclusive

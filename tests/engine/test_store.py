@@ -101,9 +101,9 @@ def test_filters_and_pages_in_sql(store):
     store.upsert_reports(
         [_report("1", employee="ann@x.com"), _report("2", employee="bob@x.com"), _report("3")]
     )
-    assert [r.report_id for r in store.pending_reports("bob")] == ["2"]
+    assert [r.report_id for r in store.search_reports("bob")] == ["2"]
     assert store.count_reports(status="pending") == 3
-    assert store.count_reports("100%_") == 0  # LIKE wildcards are literal
+    assert store.count_search_reports("100%_") == 0  # LIKE wildcards are literal
 
 
 def test_hold_queue_keeps_first_held_and_groups(store):
