@@ -36,7 +36,7 @@ import socket
 import ssl
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -112,20 +112,7 @@ class Health:
     oldest_wait: dict[str, Any] | None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "now": self.now,
-            "today": self.today,
-            "as_of": self.as_of,
-            "stale": self.stale,
-            "stale_after_s": self.stale_after_s,
-            "last_cycle": self.last_cycle,
-            "last_success": self.last_success,
-            "reports": self.reports,
-            "held": self.held,
-            "held_by_reason": self.held_by_reason,
-            "failed": self.failed,
-            "oldest_wait": self.oldest_wait,
-        }
+        return asdict(self)
 
     def render_text(self) -> str:
         lines = [f"today {self.today}" + (f" (as of {self.as_of})" if self.as_of else "")]
