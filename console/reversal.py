@@ -497,19 +497,42 @@ def _read_alone(
     return items, failing
 
 
-def unreadable_attention(store: Store) -> tuple[list[dict[str, str]], list[str]]:
-    """Posted reports the re-read cannot read, for a run's summary: as holds (the operator
-    must fix them in Expensify) and as warning lines naming the accrual."""
+@dataclass(frozen=True)
+class Attention:
+    """A posted report that waits for the operator: changed after posting (to confirm), or
+    one the re-read cannot read (to fix in Expensify). A cycle's summary and `ml-console
+    held` list them with the held reports."""
+
+    report_id: str
+    code: str
+    message: str
+    since: str
+    warn: bool  # also a warning line of the run (nothing else would name it)
+
+
+def posted_attention(store: Store) -> list[Attention]:
+    out = [
+        Attention(
+            c.report_id,
+            change_code(c.report_id),
+            f"report {c.report_id} was {c.kind} in Expensify after {c.accrual_reference} was "
+            f"posted: `ml-console replay {c.report_id} --confirm-change` reverses it"
+            + (" and posts the new version" if c.kind == CAUSE_CHANGED else ""),
+            c.detected_at,
+            warn=False,
+        )
+        for c in store.report_changes(("open",))
+    ]
     notes = unreadable_reports(store)
-    if not notes:
-        return [], []
-    holds: list[dict[str, str]] = []
-    lines: list[str] = []
-    for acc in sorted(store.posted_accruals(list(notes)), key=lambda a: a.report_id):
+    for acc in sorted(
+        store.posted_accruals(list(notes)) if notes else [], key=lambda a: a.report_id
+    ):
         note = notes[acc.report_id]
-        holds.append({"reportID": acc.report_id, "reason": f"{UNREADABLE_CODE}:{note.what}"})
-        lines.append(_unreadable_line(acc.report_id, acc, note.what, note.since))
-    return holds, lines
+        line = _unreadable_line(acc.report_id, acc, note.what, note.since)
+        out.append(
+            Attention(acc.report_id, f"{UNREADABLE_CODE}:{note.what}", line, note.since, True)
+        )
+    return out
 
 
 # ---------------------------------------------------------------- which reversals are due
@@ -762,14 +785,6 @@ def moved(plan: Plan) -> list[dict[str, str]]:
         if rv.moved_from is not None
     ]
     return out
-
-
-def change_holds(store: Store) -> list[dict[str, str]]:
-    """Reports changed after posting, awaiting confirmation: held, for the summary."""
-    return [
-        {"reportID": c.report_id, "reason": change_code(c.report_id)}
-        for c in store.report_changes(("open",))
-    ]
 
 
 def settle_changes(store: Store) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -94,6 +95,7 @@ def held_for(first_held: str | None, now: datetime | None = None) -> tuple[int, 
 
 def _held(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from console.money import fmt
+    from console.reversal import posted_attention
     from console.textsafe import json_text, visible
 
     out = out or sys.stdout
@@ -103,6 +105,12 @@ def _held(args: argparse.Namespace, out: TextIO | None = None) -> int:
         holds_by_report: dict[str, list[Any]] = {}
         for h in store.holds([r.report_id for r in rows]) if rows else []:
             holds_by_report.setdefault(h.report_id, []).append(h)
+        # Posted reports that wait for the operator too, as a cycle's summary counts them.
+        for waiting in posted_attention(store):
+            detail = store.report_detail(waiting.report_id)
+            if detail is not None:
+                rows.append(replace(detail.report, reason=waiting.code, held_since=waiting.since))
+                holds_by_report[waiting.report_id] = [waiting]
     finally:
         store.close()
     rows.sort(key=lambda r: (r.held_since or "", r.report_id))

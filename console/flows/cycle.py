@@ -706,11 +706,10 @@ class Engine(Session, views.ListQueries):
             {"reportID": rid, "reason": reason or first.get(rid, "")}
             for rid, reason in sorted(rows.items())
         ]
-        summary.held_reports += reversal.change_holds(self.store)
-        # A posted report the watch cannot read needs the operator too (fixed in Expensify).
-        unreadable, lines = reversal.unreadable_attention(self.store)
-        summary.held_reports += unreadable
-        summary.warnings += lines
+        for waiting in reversal.posted_attention(self.store):
+            summary.held_reports.append({"reportID": waiting.report_id, "reason": waiting.code})
+            if waiting.warn:
+                summary.warnings.append(waiting.message)
         summary.held = len(summary.held_reports)
         failed = self.store.pending_reports(status="failed", limit=1_000_000)
         # A reversal IFS refused this run is not a report state: keep it beside the failed

@@ -88,6 +88,11 @@ def test_an_unreadable_posted_report_does_not_stop_the_cycle(small_console, smal
     # the poll (export, download), the re-read (export, download), the lone re-read (export)
     assert spent <= 5, spent
     assert len(events(small_console, "watch-unreadable")) == 1
+    # `held`, where an operator looks after exit 3, names it with what to do.
+    listed = small_console.run("held", "--json")
+    assert listed.returncode == 3, listed.stderr
+    [entry] = [h for h in json.loads(listed.stdout) if h["reportID"] == BROKEN]
+    assert entry["reason"].startswith("unreadable-after-posting:") and exp_ref in entry["message"]
 
     # Fixed in Expensify with other content: read again, and held as changed after posting.
     fixed = raw_report(BROKEN)
@@ -98,6 +103,9 @@ def test_an_unreadable_posted_report_does_not_stop_the_cycle(small_console, smal
     assert code == 3, err
     held = {h["reportID"]: h["reason"] for h in s["held_reports"]}
     assert held[BROKEN] == f"changed-after-posting:{BROKEN}"
+    listed = json.loads(small_console.run("held", "--json").stdout)
+    [entry] = [h for h in listed if h["reportID"] == BROKEN]
+    assert entry["reason"] == held[BROKEN] and "--confirm-change" in entry["message"]
     assert BROKEN not in err
     assert [e["report_id"] for e in events(small_console, "watch-readable")] == [BROKEN]
     assert [e["report_id"] for e in events(small_console, "changed-after-post")] == [BROKEN]

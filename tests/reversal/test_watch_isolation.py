@@ -15,7 +15,7 @@ from console.audit import AuditLog
 from console.errors import ServiceError
 from console.expensify.models import ExportReport, ExportResult, MalformedReport
 from console.fetch import report_record
-from console.reversal import unreadable_attention, unreadable_reports, watch_posted
+from console.reversal import posted_attention, unreadable_reports, watch_posted
 from console.store import Store
 
 TEMPLATE_ERROR = "Error while processing the template: transactionList is a string"
@@ -113,11 +113,9 @@ def test_the_rest_is_read_and_the_unreadable_report_is_noted_once(store: Store) 
     first = watch_posted(reader, store, audit)
     assert first.read == ["2"] and first.reimbursed == ["2"] and first.unreadable == ["1"]
     assert reader.calls == [("shared", ("1", "2"))]
-    holds, lines = unreadable_attention(store)
-    assert holds == [
-        {"reportID": "1", "reason": f"unreadable-after-posting:export-template:{TEMPLATE_ERROR}"}
-    ]
-    assert "EXP:1:1" in lines[0] and TEMPLATE_ERROR in lines[0]
+    [waiting] = posted_attention(store)
+    assert waiting.code == f"unreadable-after-posting:export-template:{TEMPLATE_ERROR}"
+    assert waiting.warn and "EXP:1:1" in waiting.message and TEMPLATE_ERROR in waiting.message
 
     # Next cycle: kept out of the shared export, re-read alone; not reported again.
     reader.calls.clear()
@@ -130,7 +128,7 @@ def test_the_rest_is_read_and_the_unreadable_report_is_noted_once(store: Store) 
     reader.broken.clear()
     fixed = watch_posted(reader, store, audit)
     assert fixed.readable == ["1"] and fixed.read == ["1"] and fixed.changed == []
-    assert unreadable_reports(store) == {} and unreadable_attention(store) == ([], [])
+    assert unreadable_reports(store) == {} and posted_attention(store) == []
     assert _events(store, "watch-readable") == ["1"]
     reader.calls.clear()
     watch_posted(reader, store, audit)
@@ -162,7 +160,7 @@ def test_a_held_report_that_cannot_be_read_is_noted_not_listed(store: Store) -> 
     reader.broken.add("1")
     outcome = watch_posted(reader, store, AuditLog(store, "t"))
     assert outcome.unreadable == ["1"]
-    assert unreadable_attention(store) == ([], [])  # held already: in the hold queue
+    assert posted_attention(store) == []  # held already: in the hold queue
     reader.calls.clear()
     watch_posted(reader, store, AuditLog(store, "t"))
     assert reader.calls == [("alone", ("1",))]
