@@ -282,6 +282,7 @@ def _store_items(
     """Upsert what an export brought (readable reports in file order, then the malformed
     ones) with their audit events, in the caller's transaction; fill `outcome`."""
     fetched: list[_Fetched] = []
+    statuses: dict[str, str] = {}
 
     def records() -> Iterator[ReportRecord]:
         malformed: list[ReportRecord] = []
@@ -289,6 +290,7 @@ def _store_items(
             if isinstance(item, MalformedReport):
                 malformed.append(malformed_record(item))
                 continue
+            statuses[item.reportID] = item.status.upper()
             record = report_record(item)
             fetched.append(_summary(record))
             yield record
@@ -298,6 +300,7 @@ def _store_items(
             yield record
 
     up = store.upsert_reports(records())
+    store.note_read_status(statuses)  # a report read approved is no longer sent back
     outcome.fetched += [f.report_id for f in fetched]
     outcome.new += up.new
     outcome.changed += up.changed

@@ -19,6 +19,11 @@ reading what the store knows of other reports):
   `too-many-lines:{lines}` rather than refused by IFS at posting: split it in Expensify, or
   settle it with `ml-console exclude`.
 
+- **Sent back.** A report the watch (console/reversal.py) last read sent back to its submitter
+  in Expensify (Open, Processing) is not approved any more, whatever it was when fetched: it
+  is held as `sent-back:{status}` and not posted, whatever else is fixed, until a poll reads
+  it approved again. Nothing for the operator to do.
+
 The confirmations live in the state file (a cursor entry), so they survive restarts.
 """
 
@@ -27,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from console.audit import AuditLog
 from console.errors import ConfigError
@@ -38,6 +43,7 @@ from console.validate import ValidatedReport
 ZERO_AMOUNT = "zero-amount"
 DUPLICATE_TRANSACTION = "duplicate-transaction"
 TOO_MANY_LINES = "too-many-lines"
+SENT_BACK = "sent-back"
 # Requests of a voucher's change set besides one per line: the temporary voucher, at least
 # one credit row, CreateVoucher.
 _PARTS_BESIDES_LINES = 3
@@ -53,11 +59,15 @@ class ReportChecks:
     shared: Mapping[str, Sequence[tuple[str, str, str]]]
     confirmed: frozenset[str]
     max_batch_parts: int = 1000
+    sent_back: Mapping[str, str] = field(default_factory=dict)  # report ID → its status
 
     @classmethod
     def load(cls, store: Store, max_batch_parts: int = 1000) -> ReportChecks:
         return cls(
-            store.shared_transactions(), frozenset(confirmed_duplicates(store)), max_batch_parts
+            store.shared_transactions(),
+            frozenset(confirmed_duplicates(store)),
+            max_batch_parts,
+            store.sent_back(),
         )
 
     def apply(self, validated: ValidatedReport) -> ValidatedReport:
@@ -66,6 +76,17 @@ class ReportChecks:
         if mapped is None:
             return validated
         added: list[Hold] = []
+        first: list[Hold] = []  # the report's reason: before whatever else holds it
+        status = self.sent_back.get(validated.report_id)
+        if status:
+            first.append(
+                Hold(
+                    f"{SENT_BACK}:{status.lower()}",
+                    f"report {validated.report_id} was sent back to its submitter in Expensify "
+                    f"({status.title()}) after it was fetched: not posted until it is approved "
+                    "again (the next poll after its approval fetches it)",
+                )
+            )
         lines = mapped.lines
         if lines and all(line.amount_minor == 0 for line in lines):
             added.append(
@@ -88,9 +109,9 @@ class ReportChecks:
             )
         if validated.report_id not in self.confirmed:
             added += self._duplicates(validated.report_id, (ln.transaction_id for ln in lines))
-        if not added:
+        if not added and not first:
             return validated
-        return dataclasses.replace(validated, holds=[*validated.holds, *added])
+        return dataclasses.replace(validated, holds=[*first, *validated.holds, *added])
 
     def _duplicates(self, report_id: str, transaction_ids: Iterable[str]) -> list[Hold]:
         out: list[Hold] = []

@@ -64,6 +64,8 @@ def describe_group(group: HoldGroup) -> str:
 _STILL_HELD = {
     "closed-period": "the period is closed in IFS: reopen it for the console's user group, "
     'or set [posting] closed_period = "next-open"',
+    "sent-back": "sent back to its submitter in Expensify: it posts once approved again "
+    "(nothing to do here)",
     "zero-amount": "every line is zero: check it in Expensify, then exclude it with `x`",
     "too-many-lines": "the report is too big for one IFS voucher request: split it in "
     "Expensify, or exclude it with `x`",

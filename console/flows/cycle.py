@@ -329,14 +329,16 @@ class Engine(Session, views.ListQueries):
         self._planned_on = self.today()
         checks = ReportChecks.load(self.store, self.settings.ifs.max_batch_parts)
         # A report that shares a transaction with another is re-checked every time (which
-        # of them holds depends on the others and on confirmations); it is rare, so cheap.
+        # of them holds depends on the others and on confirmations), and so is one sent back
+        # in Expensify (its state is the store's, not its content's); both are rare, so cheap.
         sharing = {owner[1] for owners in checks.shared.values() for owner in owners}
         verdicts: list[_Verdict] = []
         previous: dict[str, str] = {}
         failure: list[Exception] = []
         for rid, status, raw_text in self.store.iter_reports_raw_text(statuses, keys=keys):
             digest = incremental.digest(raw_text)
-            hit = None if rid in sharing else cache.get(rid, status, digest)
+            fresh = rid in sharing or rid in checks.sent_back
+            hit = None if fresh else cache.get(rid, status, digest)
             if hit is not None:
                 hit.add_to(builder)
                 continue
@@ -357,7 +359,7 @@ class Engine(Session, views.ListQueries):
                 cache.drop(rid)
                 continue
             entry = incremental.planned_entry(builder, before)
-            if entry is None or status == "failed" or rid in sharing:
+            if entry is None or status == "failed" or fresh:
                 cache.drop(rid)
                 continue
             cache.put(

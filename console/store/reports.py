@@ -4,7 +4,7 @@ exclusions, and what is watched after posting (changes in Expensify after a repo
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from console.store.base import StoreBase
@@ -16,7 +16,7 @@ from console.store.records import (
     UpsertResult,
     WatchRow,
 )
-from console.store.schema import STATUSES
+from console.store.schema import SENT_BACK_STATES, STATUSES
 
 # Report IDs per `IN (...)` query: well under SQLite's bound on parameters.
 _ID_BATCH = 500
@@ -280,6 +280,29 @@ class ReportsMixin(StoreBase):
                 " expensify_status=excluded.expensify_status, reimbursed=excluded.reimbursed",
                 [(rid, now, status, reimbursed) for rid, status, reimbursed in seen],
             )
+
+    def note_read_status(self, statuses: Mapping[str, str]) -> None:
+        """Report ID → the Expensify status an export just read (a poll's, approved): a
+        report the watch last saw sent back is not any more."""
+        marks = ",".join("?" for _ in SENT_BACK_STATES)
+        with self.transaction():
+            self._conn.executemany(
+                "UPDATE watched SET expensify_status = ? WHERE report_id = ?"
+                f" AND expensify_status IN ({marks})",
+                [(status, rid, *SENT_BACK_STATES) for rid, status in statuses.items()],
+            )
+
+    def sent_back(self) -> dict[str, str]:
+        """Reports not yet posted that the watch last read sent back to their submitter
+        (report ID → that Expensify status); console/report_checks.py holds them."""
+        rows = self._rows(
+            "SELECT w.report_id, w.expensify_status FROM watched w"
+            " JOIN reports r ON r.report_id = w.report_id"
+            f" WHERE w.expensify_status IN ({','.join('?' for _ in SENT_BACK_STATES)})"
+            f" AND r.status NOT IN ({','.join('?' for _ in _SETTLED)})",
+            (*SENT_BACK_STATES, *_SETTLED),
+        )
+        return {r["report_id"]: r["expensify_status"] for r in rows}
 
     def watched(self, report_ids: Sequence[str] | None = None) -> dict[str, WatchRow]:
         rows = [WatchRow(**r) for r in self._rows("SELECT * FROM watched")]

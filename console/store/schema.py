@@ -5,6 +5,10 @@ from __future__ import annotations
 
 STATUSES = ("pending", "held", "ready", "posting", "posted", "failed", "excluded")
 
+# Expensify statuses (as the export prints them, upper-cased) of a report sent back to its
+# submitter: not approved any more, whatever it was when it was fetched.
+SENT_BACK_STATES = ("OPEN", "PROCESSING", "SUBMITTED")
+
 OUTCOMES = ("intent", "posted", "failed", "unknown")
 
 
