@@ -280,6 +280,11 @@ class MlConsoleApp(ConsoleApp):
         self.sync_progress = ""
         self.last_cycle = message.summary
         self.notify(sanitize(describe_cycle(message.summary)), title="Sync finished", markup=False)
+        warnings = describe_warnings(message.summary)
+        if warnings:
+            # What needs a person beyond the counts (a posted report Expensify cannot export,
+            # a policy the credentials cannot see): --auto prints these on stderr.
+            self.notify(sanitize(warnings), title="Sync warnings", severity="warning", markup=False)
         self.core_changed()
 
     def on_cycle_failed(self, message: CycleFailed) -> None:
@@ -292,6 +297,15 @@ class MlConsoleApp(ConsoleApp):
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Setup", "Rotate credentials or change URLs", self.action_setup)
+
+
+def describe_warnings(summary: CycleSummary, shown: int = 3) -> str:
+    """A cycle's warnings, the first few in full ("" when there are none)."""
+    warnings = list(getattr(summary, "warnings", None) or [])
+    lines = [f"• {w}" for w in warnings[:shown]]
+    if len(warnings) > shown:
+        lines.append(f"… and {len(warnings) - shown} more (`ml-console --dry-run` lists them)")
+    return "\n".join(lines)
 
 
 def describe_cycle(summary: CycleSummary) -> str:

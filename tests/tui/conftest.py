@@ -26,7 +26,14 @@ def fixed_clock() -> datetime:
     return FIXED_NOW
 
 
-def write_home(home: Path, expensify_url: str, ifs_url: str, **sync: Any) -> None:
+def write_home(
+    home: Path,
+    expensify_url: str,
+    ifs_url: str,
+    *,
+    posting: dict[str, Any] | None = None,
+    **sync: Any,
+) -> None:
     """A home on simulators with their fast settings (no Expensify limits to pace to)."""
     from console.config import Settings, save_settings
     from console.secrets import SecretStore
@@ -41,7 +48,7 @@ def write_home(home: Path, expensify_url: str, ifs_url: str, **sync: Any) -> Non
                 **FAST_EXPENSIFY_LIMITS,
             },
             "ifs": {"url": ifs_url, "realm": DEMO_REALM},
-            "posting": DEMO_POSTING,
+            "posting": {**DEMO_POSTING, **(posting or {})},
             "operator": {"name": "tester"},
             "sync": {"recheck_held_s": 3600, **sync},
         }

@@ -6,7 +6,7 @@ from typing import Any
 
 from textual.pilot import Pilot
 
-from screens.app import describe_cycle
+from screens.app import describe_cycle, describe_warnings
 from screens.base import StatusHeader
 from screens.vtable import VirtualTable
 from screens.widgets import ConfirmModal
@@ -301,3 +301,27 @@ async def test_mapping_lists_what_the_config_maps_and_says_where_to_change_it(
         found = [mapping.row_at(i).payload for i in range(mapping.total)]
         assert {(e.kind, e.code_part) for e in found} == {("report field", "D")}
     assert app.engine.store.mapping_rules() == []
+
+
+async def test_a_sync_shows_its_warnings_not_only_its_counts(
+    isolated_env, small_sims, make_app
+) -> None:
+    from console.sim.demo import DEMO_POSTING
+    from tests.tui.conftest import write_home
+
+    # A policy the credentials cannot see: every cycle names it (console/flows/cycle.py).
+    companies = {**DEMO_POSTING["company_by_policy"], "POL-GONE": "10"}
+    write_home(
+        isolated_env,
+        small_sims.expensify_url,
+        small_sims.ifs_url,
+        posting={"company_by_policy": companies},
+    )
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await sync(pilot)
+        warnings = [n for n in app._notifications if n.title == "Sync warnings"]
+        assert len(warnings) == 1 and warnings[0].severity == "warning"
+        assert "POL-GONE" in warnings[0].message and "not visible" in warnings[0].message
+        assert describe_warnings(app.last_cycle).count("•") == len(app.last_cycle.warnings[:3])
