@@ -654,7 +654,9 @@ class Engine(Session, views.ListQueries):
         except ValueError:
             watched = float("nan")
         if not 0 <= now - watched < WATCH_EVERY_S:
-            cost += 2
+            # The re-read's export and download, and one job per unreadable report read alone.
+            alone = len(reversal.unreadable_reports(self.store))
+            cost += 2 + min(alone, reversal.UNREADABLE_CAP)
         return sum(n for _t, n in self._spend()) + cost > allowed
 
     def _spend(self) -> list[tuple[float, int]]:
