@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Generic, TypeVar
 
+from rich.table import Table
 from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
@@ -258,11 +259,15 @@ class HelpModal(Dialog[None]):
         with VerticalScroll():
             yield Static(Text(self._title, style="bold"))
             yield Static(self._text, classes="help-body")
-            keys = Text("\nKeys here\n", style="bold")
+            yield Static(Text("\nKeys here", style="bold"))
+            # A grid, so a long description wraps in its own column; the id is what
+            # `[tui] keys` remaps.
+            keys = Table.grid(padding=(0, 2))
+            keys.add_column(style="bold", no_wrap=True)
+            keys.add_column(ratio=1)
+            keys.add_column(style="dim", no_wrap=True)
             for key, description, id in self._keys:
-                keys.append(f"  {key:<10}", style="bold")
-                keys.append(description)
-                keys.append(f"  {id}\n", style="dim")  # what `[tui] keys` remaps
+                keys.add_row(key, description, id)
             yield Static(keys, classes="help-keys")
             if self._colours is not None:
                 yield Static(self._colours, classes="help-colours")

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import io
 import pkgutil
 import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from rich.console import Console
 from textual.binding import Binding
+from textual.widgets import Static
 
 import screens
 from screens.keys import BOUND, DOES, KEYS, binding_ids_markdown, bindings, keys_markdown
@@ -173,7 +176,10 @@ async def test_help_names_each_keys_binding_id_and_its_remapped_key(isolated_env
         await pilot.press("f1")
         await pilot.pause()
         assert isinstance(app.screen, HelpModal)
-        listed = str(app.screen.query_one(".help-keys").render())
+        grid = app.screen.query_one(".help-keys", Static).content
+        printer = Console(width=160, record=True, file=io.StringIO())
+        printer.print(grid)
+        listed = printer.export_text()
         assert "setup.save" in listed and "app.help" in listed
         test_line = next(line for line in listed.splitlines() if "setup.test" in line)
         assert test_line.split()[0] == "ctrl+y", test_line
