@@ -25,7 +25,10 @@ export template (or cannot be read) is isolated by the client and the rest is re
 it is reported once (`watch-unreadable`), listed as needing attention while it lasts, kept out
 of the shared export and re-read alone (one export job each, at most UNREADABLE_CAP a cycle)
 until it reads again (`watch-readable`), then watched as before. Nothing is reversed or posted
-again because a report cannot be read. A report re-approved
+again because a report cannot be read. A held report the poll found breaking the template
+(`malformed:export-template:…`) is read alone the same way, so one fixed in Expensify without
+a new approval is evaluated again. A report the export by ID does not return (deleted in
+Expensify) stays noted, not called readable. A report re-approved
 with different content, or rejected after approval, is never posted again silently: it is held
 as `changed-after-posting:{reportID}` until the operator confirms (`ml-console replay ID
 --confirm-change`); then the un-reversed part of the old accrual is reversed (dated in the old
@@ -67,6 +70,8 @@ WATCH_CAP = 200  # report IDs re-read per cycle (one export request)
 UNREADABLE_CURSOR = "watch.unreadable"
 UNREADABLE_CAP = 3
 UNREADABLE_CODE = "unreadable-after-posting"
+NOT_EXPORTED = "not in Expensify's export of it by ID (deleted in Expensify?)"
+TEMPLATE_HOLD = "malformed:export-template:"  # a held report the poll's export isolated
 WATCH_STATES = ("OPEN", "SUBMITTED", "APPROVED", "REIMBURSED", "ARCHIVED")
 # Statuses of a report still approved, as the export prints them (upper-cased): "Closed"
 # (ARCHIVED) is a Submit-and-Close report's status from its submission on, and an approved
@@ -348,12 +353,22 @@ def watch_posted(
     from console.report_hash import content_hash, same_content
 
     accruals = {a.report_id: a for a in store.posted_accruals()}
+    now = store.now()
     noted = unreadable_reports(store)
     unreadable = {
         rid: mark
         for rid, mark in noted.items()
         if rid in accruals or store.report_status(rid) == "held"
     }
+    # Held reports the poll found breaking the export (held as malformed:export-template:…)
+    # are read alone too: one fixed in Expensify without a new approval is read again. They
+    # are noted only once they come back readable (the poll audited them already).
+    seeded = {
+        row.report_id: Unreadable(what=row.reason.removeprefix("malformed:"), since=now, tried="")
+        for row in store.pending_reports(status="held", limit=10**6)
+        if row.reason.startswith(TEMPLATE_HOLD) and row.report_id not in unreadable
+    }
+    unreadable.update(seeded)
     first = [rid for rid in dict.fromkeys(priority) if rid in accruals]
     ids = [rid for rid in first if rid not in unreadable]
     ids += [
@@ -370,12 +385,10 @@ def watch_posted(
     # The client isolates a report that breaks the shared export; the rest reads as usual.
     shared = expensify.export_reports_by_id(ids, states=WATCH_STATES) if ids else iter(())
     read_alone, failing = _read_alone(expensify, alone)
-    now = store.now()
     before = store.watched(ids)
     seen: list[tuple[str, str, str]] = []
     events: list[Event] = []
     held: list[ExportReport] = []
-    malformed: set[str] = set(failing)
 
     def note(found: list[str], event: str, rid: str, summary: str, /, **data: Any) -> None:
         """A report in one of the outcome's lists, with its audit event."""
@@ -394,7 +407,6 @@ def watch_posted(
     for report in (*shared, *read_alone):
         rid = report.reportID
         if isinstance(report, MalformedReport):
-            malformed.add(rid)
             accrual = accruals.get(rid)
             if rid in unreadable:
                 unreadable[rid] = replace(unreadable[rid], what=report.what, tried=now)
@@ -459,11 +471,14 @@ def watch_posted(
                 f"report {rid} reimbursed in Expensify on {report.reimbursed[:10]}",
                 reimbursed=report.reimbursed,
             )
+    returned = {item.reportID for item in read_alone}
     for rid in alone:
         if rid in failing:
             unreadable[rid] = replace(unreadable[rid], tried=now)
-        elif rid not in malformed:
-            reads_again(rid)  # exported cleanly without it: it no longer breaks the export
+        elif rid not in returned:
+            # The export ran but without it: deleted in Expensify, or out of these credentials'
+            # reach. Not readable either: kept, and tried again in turn.
+            unreadable[rid] = replace(unreadable[rid], what=NOT_EXPORTED, tried=now)
     with store.transaction():
         store.save_watch(seen)
         if unreadable != noted:

@@ -257,7 +257,7 @@ class ReportsMixin(StoreBase):
         change) and held ones (a fix made in Expensify releases them), the least recently
         re-read first: each cycle re-reads the next `limit` of them. Not a report that breaks
         the export template: it would fail the whole re-read (finding it again costs an
-        isolation, about 2·log2(n) exports, every cycle); its next approval is polled."""
+        isolation, about 2·log2(n) exports, every cycle); the watch reads it alone."""
         rows = self._rows(
             "SELECT r.report_id FROM reports r LEFT JOIN watched w ON w.report_id = r.report_id"
             " WHERE (r.status = 'posted' AND COALESCE(w.expensify_status, '') != 'REIMBURSED'"

@@ -14,7 +14,7 @@ import pytest
 from console.audit import AuditLog
 from console.errors import ServiceError
 from console.expensify.models import ExportReport, ExportResult, MalformedReport
-from console.fetch import report_record
+from console.fetch import malformed_record, report_record
 from console.reversal import posted_attention, unreadable_reports, watch_posted
 from console.store import Store
 
@@ -176,3 +176,45 @@ def test_a_lone_read_that_fails_otherwise_fails_the_cycle(store: Store) -> None:
     with pytest.raises(ServiceError):
         watch_posted(reader, store, AuditLog(store, "t"))
     assert sorted(unreadable_reports(store)) == ["1"]  # nothing lost
+
+
+def test_a_held_report_the_poll_isolated_is_read_alone_until_fixed(store: Store) -> None:
+    """Held as malformed:export-template (the poll's isolation found it): re-read alone, and
+    once Expensify exports it, stored as changed and evaluated again; no event is repeated."""
+    a = _report("7")
+    what = f"export-template:{TEMPLATE_ERROR}"
+    store.upsert_reports([malformed_record(MalformedReport(reportID="7", what=what))])
+    store.set_status("7", "held", f"malformed:{what}")
+    reader = Reader([a])
+    reader.broken.add("7")
+    audit = AuditLog(store, "t")
+
+    first = watch_posted(reader, store, audit)
+    assert reader.calls == [("alone", ("7",))]  # not in the shared export: it would fail it
+    assert first.unreadable == [] and first.refreshed == []
+    assert _events(store, "watch-unreadable") == []  # the poll's own hold says so already
+    reader.calls.clear()
+    watch_posted(reader, store, audit)
+    assert reader.calls == [("alone", ("7",))]
+
+    reader.broken.clear()  # fixed in Expensify, without a new approval
+    fixed_outcome = watch_posted(reader, store, audit)
+    assert fixed_outcome.readable == ["7"]
+    assert store.report_status("7") == "pending"  # stored again, evaluated by the cycle
+    assert unreadable_reports(store) == {}
+    reader.calls.clear()
+    watch_posted(reader, store, audit)
+    assert ("alone", ("7",)) not in reader.calls
+
+
+def test_a_held_report_expensify_no_longer_lists_is_not_called_readable(store: Store) -> None:
+    what = f"export-template:{TEMPLATE_ERROR}"
+    store.upsert_reports([malformed_record(MalformedReport(reportID="8", what=what))])
+    store.set_status("8", "held", f"malformed:{what}")
+    reader = Reader([])  # deleted in Expensify: the lone export comes back without it
+    audit = AuditLog(store, "t")
+    for _cycle in range(2):
+        reader.calls.clear()
+        outcome = watch_posted(reader, store, audit)
+        assert reader.calls == [("alone", ("8",))] and outcome.readable == []
+    assert _events(store, "watch-readable") == [] and store.report_status("8") == "held"
