@@ -5,11 +5,12 @@ naming what is wrong; every other report posts."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
 
-from tests.conftest import SMALL_ATTENTION, sim_control
+from tests.conftest import SMALL_ATTENTION, sim_control, small_dataset_raw
 from tests.e2e.conftest import make_console, sim_get
 from tests.evidence.test_export_isolation import broken_report
 
@@ -63,3 +64,13 @@ def test_a_template_breaking_report_is_held_and_the_rest_post(tmp_path, default_
     assert "posted" in again, (code, again, err)
     assert again["posted"] == 0, err
     assert "91000001" in {h["reportID"] for h in again["held_reports"]}
+
+    # Fixed in Expensify with no new approval (same approval date, outside the next poll's
+    # window): the watch reads it alone, stores it as changed, and it posts in that cycle.
+    fixed = broken_report("91000001")["report"]
+    line = copy.deepcopy(small_dataset_raw()["expensify"]["reports"][0]["transactionList"][0])
+    fixed["transactionList"] = [{**line, "transactionID": "7910000000000000001"}]
+    sim_control(small_sims.expensify_url, "/__sim/reports", "POST", fixed)
+    code, third, err = small_console.auto()
+    assert [v["reportID"] for v in third["vouchers"]] == ["91000001"], (third, err)
+    assert "91000001" not in {h["reportID"] for h in third["held_reports"]}
