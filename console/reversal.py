@@ -361,14 +361,15 @@ def watch_posted(
         if rid in accruals or store.report_status(rid) == "held"
     }
     # Held reports the poll found breaking the export (held as malformed:export-template:…)
-    # are read alone too: one fixed in Expensify without a new approval is read again. They
-    # are noted only once they come back readable (the poll audited them already).
-    seeded = {
-        row.report_id: Unreadable(what=row.reason.removeprefix("malformed:"), since=now, tried="")
+    # are read alone too: one fixed in Expensify without a new approval is read again. No
+    # watch event for them either way: the poll's hold and the re-read's fetch say it.
+    template_held = {
+        row.report_id: row.reason.removeprefix("malformed:")
         for row in store.pending_reports(status="held", limit=10**6)
-        if row.reason.startswith(TEMPLATE_HOLD) and row.report_id not in unreadable
+        if row.reason.startswith(TEMPLATE_HOLD)
     }
-    unreadable.update(seeded)
+    for rid, what in template_held.items():
+        unreadable.setdefault(rid, Unreadable(what=what, since=now, tried=""))
     first = [rid for rid in dict.fromkeys(priority) if rid in accruals]
     ids = [rid for rid in first if rid not in unreadable]
     ids += [
@@ -396,7 +397,7 @@ def watch_posted(
         events.append(Event(type=event, report_id=rid, summary=summary, data=data))
 
     def reads_again(rid: str) -> None:
-        if unreadable.pop(rid, None) is not None:
+        if unreadable.pop(rid, None) is not None and rid not in template_held:
             note(
                 outcome.readable,
                 "watch-readable",
@@ -428,8 +429,8 @@ def watch_posted(
         if accrual is None:
             if store.report_status(rid) == "held":
                 seen.append((rid, status, report.reimbursed[:10]))
-                # Sent back (not approved any more): it stays held; its next approval is
-                # fetched by the poll.
+                # Sent back (not approved any more): the status saved holds it as sent back
+                # (console/report_checks.py) until a poll reads it approved again.
                 if status in APPROVED_STATES:
                     held.append(report)
             continue

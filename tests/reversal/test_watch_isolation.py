@@ -199,7 +199,7 @@ def test_a_held_report_the_poll_isolated_is_read_alone_until_fixed(store: Store)
 
     reader.broken.clear()  # fixed in Expensify, without a new approval
     fixed_outcome = watch_posted(reader, store, audit)
-    assert fixed_outcome.readable == ["7"]
+    assert fixed_outcome.refreshed == ["7"] and fixed_outcome.readable == []
     assert store.report_status("7") == "pending"  # stored again, evaluated by the cycle
     assert unreadable_reports(store) == {}
     reader.calls.clear()
@@ -218,3 +218,15 @@ def test_a_held_report_expensify_no_longer_lists_is_not_called_readable(store: S
         outcome = watch_posted(reader, store, audit)
         assert reader.calls == [("alone", ("8",))] and outcome.readable == []
     assert _events(store, "watch-readable") == [] and store.report_status("8") == "held"
+
+
+def test_a_template_held_report_now_readable_but_sent_back_stays_quietly(store: Store) -> None:
+    what = f"export-template:{TEMPLATE_ERROR}"
+    store.upsert_reports([malformed_record(MalformedReport(reportID="9", what=what))])
+    store.set_status("9", "held", f"malformed:{what}")
+    reader = Reader([_report("9", "OPEN")])  # fixed, but sent back to its submitter
+    audit = AuditLog(store, "t")
+    for _cycle in range(2):
+        outcome = watch_posted(reader, store, audit)
+        assert outcome.refreshed == [] and outcome.readable == []
+    assert _events(store, "watch-readable") == [] and store.report_status("9") == "held"
