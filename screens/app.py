@@ -134,8 +134,8 @@ class MlConsoleApp(ConsoleApp):
                 timeout=30,
                 markup=False,
             )
-        if keys:
-            self.set_keymap(dict(keys))
+        # Always: an emptied `[tui] keys` (saved from the setup) gives the defaults back now.
+        self.set_keymap(dict(keys))
 
     def open_engine(self, opener: EngineOpener | None = None) -> None:
         opener = opener or self._engine_opener

@@ -163,6 +163,25 @@ async def test_a_keymap_naming_an_unknown_id_warns(isolated_env: Path) -> None:
         assert app._keymap["app.audit"] == "f5"
 
 
+async def test_an_emptied_keymap_gives_the_default_keys_back(isolated_env: Path) -> None:
+    from screens.app import MlConsoleApp
+    from screens.widgets import HelpModal
+
+    tui = SimpleNamespace(keys={"app.help": "f2"})
+    settings: Any = SimpleNamespace(tui=tui)
+    app = MlConsoleApp(settings=settings, needs_setup=True, status_interval=None)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        await pilot.press("f1")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpModal)  # help is on f2 now
+        tui.keys = {}  # the operator removed the remap and saved the setup
+        app.apply_keymap()
+        await pilot.press("f1")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpModal)
+
+
 async def test_help_names_each_keys_binding_id_and_its_remapped_key(isolated_env: Path) -> None:
     """F1 lists the id beside each key (what to write under `[tui] keys`), and a remapped
     binding under the key that now does it."""
