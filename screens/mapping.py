@@ -153,6 +153,7 @@ class MappingScreen(ConsoleScreen):
     def on_mount(self) -> None:
         # ConsoleScreen.on_mount runs too (Textual calls handlers down the MRO): not again.
         self.entries: list[MappingEntry] = []
+        self._aim_at_blocking = False  # the next rendering puts the cursor on the blocking row
         self.hints: Mapping[tuple[str, str], Sequence[str]] = {}
         self.editing: MappingEntry | None = None
         # The last IFS answer for a value: its check, or why IFS could not be asked.
@@ -179,6 +180,7 @@ class MappingScreen(ConsoleScreen):
         pre = self.console_app.mapping_preselect
         if pre is not None:
             self.console_app.mapping_preselect = None
+            self._aim_at_blocking = True
             bar = self.query_one(FilterBar)
             bar.value = pre[1]
             bar.add_class("-active")
@@ -200,6 +202,13 @@ class MappingScreen(ConsoleScreen):
         table = self.table
         table.source = ListSource(rows)
         table.reload()
+        if self._aim_at_blocking and self.entries:
+            # Opened from Missing dimensions (`m`): on the mapping that holds the reports, not
+            # the first policy's row of the same value (which may affect none of them).
+            self._aim_at_blocking = False
+            affects = [r.payload.affects for r in rows]
+            if affects:
+                table.cursor_row = affects.index(max(affects))
         overrides = sum(1 for e in self.entries if e.override)
         text = Text(f"showing {len(rows):,} of {len(self.entries):,} mappings")
         text.append(f" · {overrides} overrides", style="bold" if overrides else GREY)

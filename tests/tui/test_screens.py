@@ -325,3 +325,23 @@ async def test_a_sync_shows_its_warnings_not_only_its_counts(
         assert len(warnings) == 1 and warnings[0].severity == "warning"
         assert "POL-GONE" in warnings[0].message and "not visible" in warnings[0].message
         assert describe_warnings(app.last_cycle).count("•") == len(app.last_cycle.warnings[:3])
+
+
+async def test_remap_from_missing_lands_on_the_mapping_that_blocks(tui_home, make_app) -> None:
+    """`m` on a group opens Mapping filtered by the value, the cursor on the row whose
+    mapping holds the group's reports, not on the first policy's row of the same value."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await sync(pilot)
+        await pilot.press("3")
+        await settle(pilot)
+        group = table(pilot, "#groups").cursor
+        assert group is not None and "CC-410" in str(group.cells), group
+        await pilot.press("m")
+        await settle(pilot)
+        assert app.current_mode == "mapping"
+        mapping = table(pilot, "#mapping-table")
+        assert mapping.total >= 1
+        entry = mapping.cursor.payload
+        assert entry.default == "CC-410" and entry.affects >= 1, entry
