@@ -148,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ifs_check.add_argument("--json", action="store_true", dest="ifs_json", help="print JSON")
 
-    held = sub.add_parser("held", help="list the hold queue")
+    held = sub.add_parser(
+        "held", help="list what waits for you: held reports, posted ones changed or unreadable"
+    )
     held.add_argument("--json", action="store_true", dest="held_json")
     exc = sub.add_parser("exclude", help="exclude a report from posting, with a reason")
     exc.add_argument("report_id")
