@@ -43,6 +43,15 @@ def table(pilot: Pilot[Any], selector: str) -> VirtualTable:
     return pilot.app.screen.query_one(selector, VirtualTable)
 
 
+async def missing_after_sync(pilot: Pilot[Any]) -> VirtualTable:
+    """After a sync, the Missing dimensions screen: its table of groups."""
+    await settle(pilot)
+    await sync(pilot)
+    await pilot.press("3")
+    await settle(pilot)
+    return table(pilot, "#groups")
+
+
 async def test_switch_screens_filter_and_drill_in(tui_home, make_app) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -145,11 +154,7 @@ async def test_mapping_edit_validates_live_and_saves(tui_home, make_app) -> None
 async def test_held_group_turns_ready_and_replays(tui_home, make_app, small_sims) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await sync(pilot)
-        await pilot.press("3")
-        await settle(pilot)
-        groups = table(pilot, "#groups")
+        groups = await missing_after_sync(pilot)
         held = [groups.row_at(i) for i in range(groups.total)]
         cc410 = [r for r in held if r and "CC-410" in r.payload[1].code]
         assert cc410, [r.payload[1].code for r in held if r]
@@ -332,11 +337,7 @@ async def test_remap_from_missing_lands_on_the_mapping_that_blocks(tui_home, mak
     mapping holds the group's reports, not on the first policy's row of the same value."""
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await sync(pilot)
-        await pilot.press("3")
-        await settle(pilot)
-        group = table(pilot, "#groups").cursor
+        group = (await missing_after_sync(pilot)).cursor
         assert group is not None and "CC-410" in str(group.cells), group
         await pilot.press("m")
         await settle(pilot)
