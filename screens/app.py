@@ -104,7 +104,7 @@ class MlConsoleApp(ConsoleApp):
         self.environment_name = environment_name
         self.engine_status: EngineStatus | None = None
         self.last_cycle: CycleSummary | None = None
-        self.mapping_preselect: tuple[str, str] | None = None
+        self.mapping_preselect: tuple[str, str, str] | None = None
         self.dry_run_selection: list[str] | None = None
 
     # ---- start-up ---------------------------------------------------------------------------

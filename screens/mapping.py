@@ -110,6 +110,9 @@ def change_text(entry: MappingEntry, value: str, check: ValueCheck) -> Text:
 
 
 class MappingScreen(ConsoleScreen):
+    # Opened from Missing dimensions: the policy whose row the next rendering puts the cursor
+    # on ("(any)": the row that affects the most reports).
+    _aim_at: str | None = None
     TITLE = "Mapping"
     MODE = "mapping"
     LIST_ID = "mapping-table"
@@ -153,7 +156,6 @@ class MappingScreen(ConsoleScreen):
     def on_mount(self) -> None:
         # ConsoleScreen.on_mount runs too (Textual calls handlers down the MRO): not again.
         self.entries: list[MappingEntry] = []
-        self._aim_at_blocking = False  # the next rendering puts the cursor on the blocking row
         self.hints: Mapping[tuple[str, str], Sequence[str]] = {}
         self.editing: MappingEntry | None = None
         # The last IFS answer for a value: its check, or why IFS could not be asked.
@@ -180,7 +182,7 @@ class MappingScreen(ConsoleScreen):
         pre = self.console_app.mapping_preselect
         if pre is not None:
             self.console_app.mapping_preselect = None
-            self._aim_at_blocking = True
+            self._aim_at = pre[2] or "(any)"
             bar = self.query_one(FilterBar)
             bar.value = pre[1]
             bar.add_class("-active")
@@ -202,13 +204,14 @@ class MappingScreen(ConsoleScreen):
         table = self.table
         table.source = ListSource(rows)
         table.reload()
-        if self._aim_at_blocking and self.entries:
-            # Opened from Missing dimensions (`m`): on the mapping that holds the reports, not
-            # the first policy's row of the same value (which may affect none of them).
-            self._aim_at_blocking = False
-            affects = [r.payload.affects for r in rows]
-            if affects:
-                table.cursor_row = affects.index(max(affects))
+        if self._aim_at and self.entries:
+            # Opened from Missing dimensions (`m`): on the mapping of the group's policy, not
+            # the first policy's row of the same value (which may hold none of its reports);
+            # without one, on the row that affects the most reports.
+            policy, self._aim_at = self._aim_at, None
+            ranks = [(r.payload.policy_id == policy, r.payload.affects) for r in rows]
+            if ranks:
+                table.cursor_row = ranks.index(max(ranks))
         overrides = sum(1 for e in self.entries if e.override)
         text = Text(f"showing {len(rows):,} of {len(self.entries):,} mappings")
         text.append(f" · {overrides} overrides", style="bold" if overrides else GREY)

@@ -6,6 +6,8 @@ reports again); `p` replays it, or config `sync.auto_replay` does it alone.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
@@ -92,6 +94,7 @@ def group_key(group: HoldGroup) -> str:
 
 class MissingScreen(ConsoleScreen):
     TITLE = "Missing dimensions"
+    _group_rows: Sequence[Row] = ()  # the highlighted group's reports, once read
     MODE = "missing"
     LIST_ID = "groups"
     TOP = ListTop(
@@ -246,6 +249,7 @@ class MissingScreen(ConsoleScreen):
         )
 
     def _show_reports(self, rows: list[Row]) -> None:
+        self._group_rows = rows
         self.query_one("#group-reports", VirtualTable).set_source(ListSource(rows))
 
     def _explain(self, group: HoldGroup) -> None:
@@ -343,7 +347,14 @@ class MissingScreen(ConsoleScreen):
         kind = group.kind
         parts = group.value.split(":")
         if kind in ("missing-dimension", "invalid-dimension", "unmapped-tag", "unmapped-category"):
-            self.console_app.mapping_preselect = (kind, parts[-1])
+            # The policy most of the group's reports belong to: Mapping opens on its row.
+            policies = Counter(
+                row.payload.policy_id
+                for row in self._group_rows
+                if row.payload.report_id in group.report_ids
+            )
+            policy = policies.most_common(1)[0][0] if policies else ""
+            self.console_app.mapping_preselect = (kind, parts[-1], policy)
             self.console_app.action_goto("mapping")
         else:
             self.notify(f"A {kind} hold is not fixed by a mapping.", severity="warning")

@@ -41,7 +41,7 @@ class ConsoleApp(App[int]):
     engine_status: EngineStatus | None
     environment_name: str
     dry_run_selection: list[str] | None
-    mapping_preselect: tuple[str, str] | None
+    mapping_preselect: tuple[str, str, str] | None
 
     status_version: reactive[int] = reactive(0)
     data_version: reactive[int] = reactive(0)

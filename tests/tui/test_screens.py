@@ -345,4 +345,4 @@ async def test_remap_from_missing_lands_on_the_mapping_that_blocks(tui_home, mak
         mapping = table(pilot, "#mapping-table")
         assert mapping.total >= 1
         entry = mapping.cursor.payload
-        assert entry.default == "CC-410" and entry.affects >= 1, entry
+        assert entry.policy_id == "POL-US" and entry.default == "CC-410" and entry.affects, entry
