@@ -13,8 +13,8 @@ from textual.app import App, SystemCommand
 from textual.binding import BindingType
 from textual.screen import Screen
 
-from screens.base import SCREEN_TABS, CommandList
-from screens.keys import BOUND, KEYS, bindings, shown, unknown_ids
+from screens.base import CommandList
+from screens.keys import BOUND, KEYS, SCREEN_TABS, bindings, shown, unknown_ids
 from screens.literal import sanitize
 from screens.messages import CycleDone, CycleFailed
 from screens.protocols import ConsoleApp

@@ -18,7 +18,7 @@ from textual.dom import DOMNode
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
-from screens.keys import bindings
+from screens.keys import SCREEN_TABS, bindings
 from screens.literal import literal, sanitize
 from screens.theme import GREY, ORANGE, SKY, VERMILLION, status_text
 from screens.vtable import VirtualTable
@@ -29,15 +29,6 @@ if TYPE_CHECKING:
     from screens.protocols import ConsoleApp
 
 T = TypeVar("T")
-
-SCREEN_TABS = (
-    ("1", "pending", "Pending"),
-    ("2", "mapping", "Mapping"),
-    ("3", "missing", "Missing dimensions"),
-    ("4", "dryrun", "Dry run"),
-    ("5", "audit", "Audit"),
-    ("6", "close", "Close"),
-)
 
 
 def ago(then: datetime | None, now: datetime) -> str:

@@ -97,8 +97,15 @@ class Bound:
         return DOES.get(self.id) or KEYS[self.key].means
 
 
-def _goto(key: str, mode: str) -> Bound:
-    return Bound(f"app.{mode}", key, f"goto('{mode}')", show=False)
+# The screens, each on its digit: (key, mode, title).
+SCREEN_TABS = (
+    ("1", "pending", "Pending"),
+    ("2", "mapping", "Mapping"),
+    ("3", "missing", "Missing dimensions"),
+    ("4", "dryrun", "Dry run"),
+    ("5", "audit", "Audit"),
+    ("6", "close", "Close"),
+)
 
 
 # What a binding does, where that says more than its key's `means` in KEYS.
@@ -129,12 +136,7 @@ BOUND: dict[str, Bound] = {
     b.id: b
     for b in (
         # the app: on every screen
-        _goto("1", "pending"),
-        _goto("2", "mapping"),
-        _goto("3", "missing"),
-        _goto("4", "dryrun"),
-        _goto("5", "audit"),
-        _goto("6", "close"),
+        *(Bound(f"app.{mode}", key, f"goto('{mode}')", show=False) for key, mode, _ in SCREEN_TABS),
         Bound("app.sync", "s", "sync"),
         Bound("app.help", "question_mark,f1", "help"),
         Bound("app.quit", "q", "quit"),
