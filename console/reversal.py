@@ -354,18 +354,16 @@ def watch_posted(
 
     accruals = {a.report_id: a for a in store.posted_accruals()}
     now = store.now()
+    held_rows = store.pending_reports(status="held", limit=10**6)
+    held_ids = {row.report_id for row in held_rows}
     noted = unreadable_reports(store)
-    unreadable = {
-        rid: mark
-        for rid, mark in noted.items()
-        if rid in accruals or store.report_status(rid) == "held"
-    }
+    unreadable = {rid: mark for rid, mark in noted.items() if rid in accruals or rid in held_ids}
     # Held reports the poll found breaking the export (held as malformed:export-template:…)
     # are read alone too: one fixed in Expensify without a new approval is read again. No
     # watch event for them either way: the poll's hold and the re-read's fetch say it.
     template_held = {
         row.report_id: row.reason.removeprefix("malformed:")
-        for row in store.pending_reports(status="held", limit=10**6)
+        for row in held_rows
         if row.reason.startswith(TEMPLATE_HOLD)
     }
     for rid, what in template_held.items():
@@ -411,7 +409,7 @@ def watch_posted(
             accrual = accruals.get(rid)
             if rid in unreadable:
                 unreadable[rid] = replace(unreadable[rid], what=report.what, tried=now)
-            elif rid and (accrual is not None or store.report_status(rid) == "held"):
+            elif rid and (accrual is not None or rid in held_ids):
                 unreadable[rid] = Unreadable(what=report.what, since=now, tried=now)
                 note(
                     outcome.unreadable,
@@ -427,7 +425,7 @@ def watch_posted(
         status = report.status.upper()
         accrual = accruals.get(rid)
         if accrual is None:
-            if store.report_status(rid) == "held":
+            if rid in held_ids:
                 seen.append((rid, status, report.reimbursed[:10]))
                 # Sent back (not approved any more): the status saved holds it as sent back
                 # (console/report_checks.py) until a poll reads it approved again.
