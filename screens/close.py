@@ -87,6 +87,10 @@ def next_period(p: ClosePeriod) -> ClosePeriod:
     return ClosePeriod(p.year + 1, 1) if p.period >= 12 else ClosePeriod(p.year, p.period + 1)
 
 
+# The tie-out table's headings: where it is, then the tie-out's columns, then what is left.
+_TABLE_COLUMNS = ("company", "account", "cost centre", *(COLUMN_TITLES[c] for c in COLUMNS), "diff")
+
+
 class CloseScreen(Screen[None]):
     """The tie-out of one period, computed in a worker."""
 
@@ -146,9 +150,7 @@ class CloseScreen(Screen[None]):
         table = self.query_one("#close-table", DataTable)
         if table.columns:
             return
-        table.add_columns(
-            "company", "account", "cost centre", *(COLUMN_TITLES[c] for c in COLUMNS), "diff"
-        )
+        table.add_columns(*_TABLE_COLUMNS)
         self.action_reload()
 
     # ---------------------------------------------------------------- computing
@@ -194,7 +196,10 @@ class CloseScreen(Screen[None]):
         self.query_one("#close-state", Static).update(self._state_text(tie))
         self._render_chart()
         table = self.query_one("#close-table", DataTable)
-        table.clear()
+        # Columns too: a cleared DataTable keeps the widths of the rows it showed before (an
+        # earlier read, another period), so the same tie-out could show in two layouts.
+        table.clear(columns=True)
+        table.add_columns(*_TABLE_COLUMNS)
         for r in tie.rows:
             diff = money(r.difference)
             table.add_row(
